@@ -1,0 +1,123 @@
+"""Model shapes: a Llama/Qwen2-family decoder, with size presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+
+ARCHITECTURES = ("llama", "qwen2")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Shapes and numerics of the decoder.
+
+    ``rope_scaling`` is None or a tuple of (key, value) pairs of a Llama-3 style scaling
+    (rope_type="llama3", factor, low_freq_factor, high_freq_factor,
+    original_max_position_embeddings); a tuple keeps the config hashable for ``jax.jit``.
+    """
+    vocab_size: int
+    hidden_size: int
+    num_layers: int
+    num_heads: int
+    num_kv_heads: int
+    head_dim: int
+    mlp_dim: int
+    architecture: str = "llama"
+    rope_theta: float = 10000.0
+    rope_scaling: tuple[tuple[str, Any], ...] | None = None
+    rms_norm_eps: float = 1e-6
+    qkv_bias: bool = False
+    tie_embeddings: bool = True
+    max_seq_len: int = 2048
+    dtype: str = "float32"        # compute dtype: float32 or bfloat16
+    param_dtype: str = "float32"  # master weights
+    remat: bool = False           # recompute each layer's activations in the backward pass
+
+    def __post_init__(self):
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}; "
+                             f"known: {ARCHITECTURES}")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads={self.num_heads} is not a multiple of "
+                             f"num_kv_heads={self.num_kv_heads}")
+        for name in ("vocab_size", "hidden_size", "num_layers", "num_heads", "head_dim",
+                     "mlp_dim", "max_seq_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim must be even for RoPE, got {self.head_dim}")
+        for name in ("dtype", "param_dtype"):
+            if getattr(self, name) not in ("float32", "bfloat16", "float16"):
+                raise ValueError(f"{name}={getattr(self, name)!r}: use float32, bfloat16 or "
+                                 "float16")
+
+    @property
+    def compute_dtype(self):
+        return jnp.dtype(self.dtype)
+
+    def replace(self, **kw) -> "ModelConfig":
+        return dataclasses.replace(self, **kw)
+
+    def num_params(self, with_lm_head: bool = True) -> int:
+        d, f, l = self.hidden_size, self.mlp_dim, self.num_layers
+        attn = d * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads)
+        if self.qkv_bias:
+            attn += self.head_dim * (self.num_heads + 2 * self.num_kv_heads)
+        per_layer = attn + 3 * d * f + 2 * d
+        head = 0 if (self.tie_embeddings or not with_lm_head) else d * self.vocab_size
+        return self.vocab_size * d + l * per_layer + d + head
+
+    def flops_per_token(self, context: int) -> float:
+        """Forward FLOPs per token: 2 x (non-embedding matmul params) plus attention over
+        ``context`` keys (QK^T and AV)."""
+        d = self.hidden_size
+        matmul = self.num_params(with_lm_head=False) - self.vocab_size * d + d * self.vocab_size
+        attn = 2 * 2 * self.num_layers * self.num_heads * self.head_dim * context
+        return 2.0 * matmul + attn
+
+
+_LLAMA3_SCALING = lambda factor: (("rope_type", "llama3"), ("factor", factor),  # noqa: E731
+                                  ("low_freq_factor", 1.0), ("high_freq_factor", 4.0),
+                                  ("original_max_position_embeddings", 8192))
+
+PRESETS: dict[str, ModelConfig] = {
+    # For tests and the laptop demo.
+    "tiny": ModelConfig(vocab_size=512, hidden_size=64, num_layers=2, num_heads=4,
+                        num_kv_heads=2, head_dim=16, mlp_dim=192, max_seq_len=512),
+    # ~26M parameters: the "medium" size of the benchmarks.
+    "small25m": ModelConfig(vocab_size=16384, hidden_size=512, num_layers=6, num_heads=8,
+                            num_kv_heads=4, head_dim=64, mlp_dim=1408, max_seq_len=2048),
+    "qwen2.5-0.5b": ModelConfig(architecture="qwen2", vocab_size=151936, hidden_size=896,
+                                num_layers=24, num_heads=14, num_kv_heads=2, head_dim=64,
+                                mlp_dim=4864, rope_theta=1e6, qkv_bias=True, tie_embeddings=True,
+                                max_seq_len=32768),
+    "qwen2.5-1.5b": ModelConfig(architecture="qwen2", vocab_size=151936, hidden_size=1536,
+                                num_layers=28, num_heads=12, num_kv_heads=2, head_dim=128,
+                                mlp_dim=8960, rope_theta=1e6, qkv_bias=True, tie_embeddings=True,
+                                max_seq_len=32768),
+    "qwen2.5-7b": ModelConfig(architecture="qwen2", vocab_size=152064, hidden_size=3584,
+                              num_layers=28, num_heads=28, num_kv_heads=4, head_dim=128,
+                              mlp_dim=18944, rope_theta=1e6, qkv_bias=True,
+                              tie_embeddings=False, max_seq_len=32768),
+    "llama-3.2-1b": ModelConfig(vocab_size=128256, hidden_size=2048, num_layers=16,
+                                num_heads=32, num_kv_heads=8, head_dim=64, mlp_dim=8192,
+                                rope_theta=500000.0, rope_scaling=_LLAMA3_SCALING(32.0),
+                                rms_norm_eps=1e-5, tie_embeddings=True, max_seq_len=131072),
+    "llama-3.2-3b": ModelConfig(vocab_size=128256, hidden_size=3072, num_layers=28,
+                                num_heads=24, num_kv_heads=8, head_dim=128, mlp_dim=8192,
+                                rope_theta=500000.0, rope_scaling=_LLAMA3_SCALING(32.0),
+                                rms_norm_eps=1e-5, tie_embeddings=True, max_seq_len=131072),
+    "llama-3.1-8b": ModelConfig(vocab_size=128256, hidden_size=4096, num_layers=32,
+                                num_heads=32, num_kv_heads=8, head_dim=128, mlp_dim=14336,
+                                rope_theta=500000.0, rope_scaling=_LLAMA3_SCALING(8.0),
+                                rms_norm_eps=1e-5, tie_embeddings=False, max_seq_len=131072),
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}")
+    return PRESETS[name].replace(**overrides)

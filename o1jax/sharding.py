@@ -1,0 +1,177 @@
+"""The one place that knows mesh axes.
+
+Everything else in o1jax speaks *logical* axis names ("batch", "embed", "heads", ...). This module
+maps them to the physical mesh axes ``data``, ``fsdp`` and ``tensor`` (MaxText's convention):
+
+* ``data``   pure data parallelism: batch split, parameters replicated.
+* ``fsdp``   batch split *and* parameters split along their embedding axis (ZeRO-3 style); XLA
+             all-gathers a layer's weights just before use.
+* ``tensor`` Megatron-style tensor parallelism: attention heads, MLP hidden units and the vocabulary
+             split, activations along those axes too.
+
+A logical axis whose size a mesh axis does not divide is left unsplit on that mesh axis (for example
+2 KV heads on a 4-way tensor axis are replicated), so one model runs on any mesh.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# Logical axis -> mesh axes. Parameters and activations use separate names so that, e.g., the
+# parameter "embed" axis is FSDP-split while the activation embedding axis is not.
+LOGICAL_RULES: dict[str, tuple[str, ...]] = {
+    # parameters
+    "vocab": ("tensor",),
+    "embed": ("fsdp",),
+    "heads": ("tensor",),
+    "kv_heads": ("tensor",),
+    "mlp": ("tensor",),
+    "head_dim": (),
+    "layers": (),
+    "norm": (),
+    # activations
+    "act_batch": ("data", "fsdp"),
+    "act_length": (),
+    "act_embed": (),
+    "act_heads": ("tensor",),
+    "act_kv_heads": ("tensor",),
+    "act_mlp": ("tensor",),
+    "act_vocab": ("tensor",),
+    "cache_length": (),
+}
+
+
+def maybe_initialize_distributed(enabled: bool, **kwargs: Any) -> None:
+    """Starts multi-host JAX (one process per host) when ``enabled``.
+
+    On TPU VMs and SLURM clusters ``jax.distributed.initialize()`` finds the coordinator itself;
+    ``kwargs`` (coordinator_address, num_processes, process_id) override that.
+    """
+    if enabled and not jax.distributed.is_initialized():
+        jax.distributed.initialize(**kwargs)
+
+
+def make_mesh(mesh_shape: Sequence[int], devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """Builds a (data, fsdp, tensor) mesh; one entry of ``mesh_shape`` may be -1 (fill the rest).
+
+    Raises ValueError naming the shape and the device count when they do not fit.
+    """
+    devices = list(jax.devices() if devices is None else devices)
+    shape = resolve_mesh_shape(mesh_shape, len(devices))
+    device_array = np.asarray(devices).reshape(shape)
+    return Mesh(device_array, MESH_AXES)
+
+
+def resolve_mesh_shape(mesh_shape: Sequence[int], num_devices: int) -> tuple[int, ...]:
+    """Replaces a -1 in ``mesh_shape`` and checks the product equals ``num_devices``."""
+    shape = [int(s) for s in mesh_shape]
+    if len(shape) != len(MESH_AXES):
+        raise ValueError(f"mesh_shape {tuple(mesh_shape)} must have {len(MESH_AXES)} entries "
+                         f"for the axes {MESH_AXES}")
+    if shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
+        raise ValueError(f"mesh_shape {tuple(mesh_shape)}: entries must be positive, with at most "
+                         "one -1")
+    known = math.prod(s for s in shape if s != -1)
+    if -1 in shape:
+        if num_devices % known:
+            raise ValueError(f"mesh_shape {tuple(mesh_shape)} does not divide the {num_devices} "
+                             "available devices")
+        shape[shape.index(-1)] = num_devices // known
+    if math.prod(shape) != num_devices:
+        raise ValueError(f"mesh_shape {tuple(mesh_shape)} needs {math.prod(shape)} devices but "
+                         f"{num_devices} are available")
+    return tuple(shape)
+
+
+def logical_to_spec(logical_axes: Sequence[str | None], shape: Sequence[int] | None = None,
+                    mesh: Mesh | None = None) -> PartitionSpec:
+    """PartitionSpec for an array whose dimensions carry ``logical_axes``.
+
+    With ``shape`` and ``mesh`` given, mesh axes that do not divide a dimension are dropped, and a
+    mesh axis is used at most once per array (first dimension wins).
+    """
+    used: set[str] = set()
+    spec = []
+    for i, name in enumerate(logical_axes):
+        if name is None:
+            spec.append(None)
+            continue
+        if name not in LOGICAL_RULES:
+            raise KeyError(f"no sharding rule for logical axis {name!r}")
+        axes = []
+        size = 1
+        for ax in LOGICAL_RULES[name]:
+            if ax in used:
+                continue
+            if mesh is not None:
+                n = mesh.shape[ax]
+                if n == 1:
+                    continue
+                if shape is not None and shape[i] % (size * n):
+                    continue
+                size *= n
+            axes.append(ax)
+        used.update(axes)
+        spec.append(tuple(axes) if len(axes) > 1 else (axes[0] if axes else None))
+    return PartitionSpec(*spec)
+
+
+def named_sharding(mesh: Mesh, logical_axes: Sequence[str | None],
+                   shape: Sequence[int] | None = None) -> NamedSharding:
+    return NamedSharding(mesh, logical_to_spec(logical_axes, shape, mesh))
+
+
+def tree_shardings(mesh: Mesh, axes_tree: Any, shapes_tree: Any) -> Any:
+    """NamedShardings for a pytree, from a matching tree of logical-axis tuples and of shapes
+    (arrays or ``jax.ShapeDtypeStruct``s)."""
+    return jax.tree.map(
+        lambda axes, x: named_sharding(mesh, axes, x.shape), axes_tree, shapes_tree,
+        is_leaf=lambda t: isinstance(t, tuple) and all(isinstance(a, (str, type(None))) for a in t))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def constrain(x: jax.Array, mesh: Mesh | None, logical_axes: Sequence[str | None]) -> jax.Array:
+    """Activation sharding constraint inside a jitted function; a no-op without a mesh."""
+    if mesh is None or mesh.size == 1:
+        return x
+    return jax.lax.with_sharding_constraint(x, named_sharding(mesh, logical_axes, x.shape))
+
+
+def batch_sharding(mesh: Mesh, ndim: int, shape: Sequence[int] | None = None) -> NamedSharding:
+    """Sharding of a [batch, ...] input array: batch over (data, fsdp), the rest replicated."""
+    return named_sharding(mesh, ("act_batch",) + (None,) * (ndim - 1), shape)
+
+
+def host_local_to_global(mesh: Mesh, local_batch: Any) -> Any:
+    """Assembles each process's share of a batch into global arrays sharded over the batch axes.
+
+    ``local_batch`` holds this process's rows only (global_batch / process_count of them); on one
+    host this is a plain sharded ``device_put``.
+    """
+    def put(x):
+        x = np.asarray(x)
+        global_shape = (x.shape[0] * jax.process_count(),) + x.shape[1:]
+        sharding = batch_sharding(mesh, x.ndim, global_shape)
+        if jax.process_count() == 1:
+            return jax.device_put(x, sharding)
+        return jax.make_array_from_process_local_data(sharding, x, global_shape)
+    return jax.tree.map(put, local_batch)
+
+
+def process_batch_slice(global_batch_size: int) -> slice:
+    """Rows of a global batch that this process feeds (process-local input)."""
+    n = jax.process_count()
+    if global_batch_size % n:
+        raise ValueError(f"global batch {global_batch_size} is not divisible by the {n} processes")
+    per = global_batch_size // n
+    return slice(jax.process_index() * per, (jax.process_index() + 1) * per)

@@ -1,0 +1,112 @@
+"""Tokenizers: Hugging Face ``tokenizer.json`` files through the ``tokenizers`` library.
+
+A directory holds ``tokenizer.json`` and optionally ``tokenizer_config.json`` (special tokens,
+chat template) and ``generation_config.json`` (stop token ids), as Hugging Face writes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import tokenizers
+from tokenizers import decoders, models, pre_tokenizers, processors
+
+
+def _token_str(tok) -> str | None:
+    """tokenizer_config.json stores special tokens as strings or AddedToken dicts."""
+    if isinstance(tok, dict):
+        return tok.get("content")
+    return tok
+
+
+class Tokenizer:
+    """Text <-> token ids, plus the special ids the sampler and trainer need."""
+
+    def __init__(self, tok: tokenizers.Tokenizer, *, bos_token: str | None = None,
+                 eos_token: str | None = None, pad_token: str | None = None,
+                 extra_stop_ids: Sequence[int] = (), chat_template: str | None = None):
+        self.tok = tok
+        self.bos_token, self.eos_token, self.pad_token = bos_token, eos_token, pad_token
+        self.chat_template = chat_template
+        stop = [self.token_id(eos_token)] if eos_token else []
+        stop += [i for i in extra_stop_ids if i not in stop]
+        self.stop_ids = tuple(i for i in stop if i is not None)
+        pad = self.token_id(pad_token) if pad_token else None
+        self.pad_id = pad if pad is not None else (self.stop_ids[0] if self.stop_ids else 0)
+
+    def token_id(self, token: str | None) -> int | None:
+        return None if token is None else self.tok.token_to_id(token)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tok.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return self.tok.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    @classmethod
+    def from_dir(cls, path: str) -> "Tokenizer":
+        tok_file = os.path.join(path, "tokenizer.json")
+        if not os.path.exists(tok_file):
+            raise FileNotFoundError(f"{path}: no tokenizer.json")
+        tok = tokenizers.Tokenizer.from_file(tok_file)
+        cfg = _read_json(os.path.join(path, "tokenizer_config.json"))
+        gen = _read_json(os.path.join(path, "generation_config.json"))
+        eos_ids = gen.get("eos_token_id", [])
+        eos_ids = [eos_ids] if isinstance(eos_ids, int) else list(eos_ids)
+        return cls(tok, bos_token=_token_str(cfg.get("bos_token")),
+                   eos_token=_token_str(cfg.get("eos_token")),
+                   pad_token=_token_str(cfg.get("pad_token")),
+                   extra_stop_ids=eos_ids, chat_template=cfg.get("chat_template"))
+
+    def save(self, path: str) -> None:
+        """Writes tokenizer.json and a tokenizer_config.json that transformers loads."""
+        os.makedirs(path, exist_ok=True)
+        self.tok.save(os.path.join(path, "tokenizer.json"))
+        cfg = {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": self.bos_token,
+               "eos_token": self.eos_token, "pad_token": self.pad_token,
+               "clean_up_tokenization_spaces": False}
+        if self.chat_template:
+            cfg["chat_template"] = self.chat_template
+        with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
+            json.dump(cfg, f, indent=2)
+
+
+def _read_json(path: str) -> dict:
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def byte_tokenizer() -> Tokenizer:
+    """A byte-level tokenizer with no merges: 256 byte tokens then <pad>, <s>, </s> (ids 256-258).
+
+    Encodes any text; ``encode`` prepends <s>. Used for models trained from scratch.
+    """
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    byte_order = sorted(alphabet, key=lambda ch: _byte_of(ch))
+    vocab = {ch: i for i, ch in enumerate(byte_order)}
+    tok = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens(["<pad>", "<s>", "</s>"])
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", 257)])
+    return Tokenizer(tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+
+
+def _byte_of(ch: str) -> int:
+    """Inverse of GPT-2's bytes_to_unicode map."""
+    code = ord(ch)
+    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+                 + list(range(ord("®"), ord("ÿ") + 1)))
+    if code in printable:
+        return code
+    missing = [b for b in range(256) if b not in printable]
+    return missing[code - 256]
