@@ -1,0 +1,93 @@
+"""Sample completions from a model: ``python -m o1jax.generate --model PATH --prompt TEXT``.
+
+PATH is a Hugging Face model directory (Llama or Qwen2 with tokenizer.json). With one prompt and
+one sample the completion text alone is printed; with ``--prompts-file`` or ``--num-samples`` > 1
+one JSON object per completion is printed: {"prompt", "completion", "finished"}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import jax
+import numpy as np
+
+from o1jax import sharding
+from o1jax.models import hf
+from o1jax.rollout.sampler import Rollout, SamplingConfig, make_sampler, pad_prompts
+from o1jax.tokenizer import Tokenizer
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m o1jax.generate", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", required=True, help="Hugging Face model directory")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompt", help="one prompt")
+    src.add_argument("--prompts-file", help="a text file with one prompt per line")
+    ap.add_argument("--max-new-tokens", type=int, default=128)
+    ap.add_argument("--greedy", action="store_true", help="argmax decoding")
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--top-p", type=float, default=1.0)
+    ap.add_argument("--top-k", type=int, default=0)
+    ap.add_argument("--num-samples", type=int, default=1, help="completions per prompt (G)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mesh-shape", default=None,
+                    help="data,fsdp,tensor, e.g. 1,1,-1 (default: one device)")
+    ap.add_argument("--dtype", default="float32", help="compute dtype (float32 or bfloat16)")
+    return ap.parse_args(argv)
+
+
+def completion_texts(rollout: Rollout, tokenizer: Tokenizer) -> list[str]:
+    """Decodes each row's response without the prompt and without its stop token."""
+    tokens = np.asarray(rollout.tokens)
+    resp = np.asarray(rollout.response_mask)
+    finished = np.asarray(rollout.finished)
+    out = []
+    for row, m, fin in zip(tokens, resp, finished):
+        ids = row[m].tolist()
+        if fin and ids:
+            ids = ids[:-1]
+        out.append(tokenizer.decode(ids))
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.prompt is not None:
+        prompts = [args.prompt]
+    else:
+        with open(args.prompts_file) as f:
+            prompts = [line.rstrip("\n") for line in f if line.strip()]
+    try:
+        if not prompts or not all(prompts):
+            raise ValueError("empty prompt" if prompts else f"no prompts in {args.prompts_file}")
+        tokenizer = Tokenizer.from_dir(args.model)
+        cfg_sampling = SamplingConfig(
+            max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+            top_k=args.top_k, greedy=args.greedy, num_samples=args.num_samples,
+            stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id)
+        mesh = None
+        if args.mesh_shape:
+            mesh = sharding.make_mesh([int(s) for s in args.mesh_shape.split(",")])
+        model, params = hf.load(args.model, mesh=mesh, dtype=args.dtype)
+        tokens, mask = pad_prompts([tokenizer.encode(p) for p in prompts], tokenizer.pad_id)
+        sampler = make_sampler(model, cfg_sampling)
+        rollout = sampler(params, tokens, mask, jax.random.key(args.seed))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    texts = completion_texts(rollout, tokenizer)
+    finished = np.asarray(rollout.finished).tolist()
+    if len(texts) == 1 and args.prompts_file is None:
+        print(texts[0])
+    else:
+        g = args.num_samples
+        for i, (text, fin) in enumerate(zip(texts, finished)):
+            print(json.dumps({"prompt": prompts[i // g], "completion": text, "finished": fin}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

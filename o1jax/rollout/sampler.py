@@ -1,0 +1,236 @@
+"""The rollout engine: KV-cache sampling as one compiled function.
+
+Layout of a rollout row (length P + N, P = padded prompt length, N = max_new_tokens)::
+
+    [ left padding | prompt | response (ends with a stop token if finished) | right padding ]
+
+Prompts are left-padded so that every row writes its next token into the same cache slot; the
+position ids count real tokens only (``positions_from_mask``), so padding changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from o1jax import sharding
+from o1jax.models.transformer import Params, Transformer, positions_from_mask
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+    """How to sample. ``top_k=0`` and ``top_p=1`` switch those filters off; ``greedy`` takes the
+    argmax and ignores temperature, top-k and top-p. ``num_samples`` (G) responses per prompt."""
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    greedy: bool = False
+    num_samples: int = 1
+    stop_ids: tuple[int, ...] = ()
+    pad_id: int = 0
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.num_samples < 1:
+            raise ValueError(f"num_samples (G) must be >= 1, got {self.num_samples}")
+        if not self.greedy and not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0 (use greedy=True for argmax), got "
+                             f"{self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        object.__setattr__(self, "stop_ids", tuple(int(i) for i in self.stop_ids))
+
+    @property
+    def logprob_temperature(self) -> float:
+        return 1.0 if self.greedy else self.temperature
+
+
+class Rollout(NamedTuple):
+    """Fixed-shape result of ``sample``; R = B * G rows, T = P + N columns.
+
+    tokens:        [R, T] int32  prompt + response, pad_id elsewhere
+    mask:          [R, T] bool   real tokens (prompt and response)
+    response_mask: [R, T] bool   response tokens, the stop token included (the policy's actions)
+    logprobs:      [R, T] f32    log p(token | prefix) of each response token under
+                                 softmax(logits / temperature), *without* top-k/top-p filtering
+                                 (temperature 1 when greedy); 0 outside the response. This is
+                                 what the trainer recomputes, so PPO ratios start at exactly 1.
+    lengths:       [R] int32     response lengths (stop token included)
+    finished:      [R] bool      the response ended with a stop token (False: truncated at N)
+    num_steps:     [] int32      decode iterations the loop ran (= the longest response)
+    """
+    tokens: jax.Array
+    mask: jax.Array
+    response_mask: jax.Array
+    logprobs: jax.Array
+    lengths: jax.Array
+    finished: jax.Array
+    num_steps: jax.Array
+
+    @property
+    def positions(self) -> jax.Array:
+        return positions_from_mask(self.mask)
+
+
+def filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:
+    """Sets logits outside the top-k and outside the top-p nucleus to -inf. logits: [B, V]."""
+    if top_k:
+        kth = jax.lax.top_k(logits, top_k)[0][:, -1:]
+        logits = jnp.where(logits < kth, -jnp.inf, logits)
+    if top_p < 1.0:
+        sorted_logits = jnp.sort(logits, axis=-1)[:, ::-1]
+        probs = jax.nn.softmax(sorted_logits, axis=-1)
+        before = jnp.cumsum(probs, axis=-1) - probs  # mass of strictly more likely tokens
+        keep = before < top_p  # always keeps the most likely token
+        threshold = jnp.min(jnp.where(keep, sorted_logits, jnp.inf), axis=-1, keepdims=True)
+        logits = jnp.where(logits < threshold, -jnp.inf, logits)
+    return logits
+
+
+def choose_tokens(logits: jax.Array, key: jax.Array, cfg: SamplingConfig) -> jax.Array:
+    """One token per row from logits [B, V] (f32)."""
+    if cfg.greedy:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    scaled = filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p)
+    return jax.random.categorical(key, scaled, axis=-1).astype(jnp.int32)
+
+
+def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_mask: jax.Array,
+           key: jax.Array, cfg: SamplingConfig) -> Rollout:
+    """Samples G responses per prompt with a KV cache; stops as soon as every row is done.
+
+    prompt_tokens, prompt_mask: [B, P], left-padded. Pure and jittable (``cfg`` and ``model``
+    static); deterministic given ``key``. Returns a Rollout of B * G rows, the G samples of a
+    prompt adjacent.
+    """
+    b, p = prompt_tokens.shape
+    g, n = cfg.num_samples, cfg.max_new_tokens
+    r, total = b * g, p + n
+    mesh = model.mesh
+    prompt_mask = prompt_mask.astype(bool)
+
+    # Prefill the B distinct prompts once, then copy each row's cache G times.
+    cache = model.init_cache(b, total)
+    x, cache = model.hidden(params, prompt_tokens, positions_from_mask(prompt_mask), prompt_mask,
+                            cache)
+    logits = model.head_out(params, x[:, -1:])[:, 0]
+    rep = lambda a, axis: jnp.repeat(a, g, axis=axis) if g > 1 else a  # noqa: E731
+    cache = {"k": rep(cache["k"], 1), "v": rep(cache["v"], 1), "mask": rep(cache["mask"], 0),
+             "index": cache["index"]}
+    cache = jax.tree.map(lambda c, ax: sharding.constrain(c, mesh, ax), cache, model.cache_axes())
+    logits = rep(logits, 0)
+    positions = rep(jnp.sum(prompt_mask, axis=1).astype(jnp.int32), 0)  # next position per row
+
+    stop_ids = jnp.asarray(cfg.stop_ids or (-1,), jnp.int32)
+    state = dict(
+        step=jnp.zeros((), jnp.int32), key=key, logits=logits, cache=cache, positions=positions,
+        done=jnp.zeros((r,), bool), finished=jnp.zeros((r,), bool),
+        tokens=jnp.full((r, n), cfg.pad_id, jnp.int32), logprobs=jnp.zeros((r, n), jnp.float32),
+        active=jnp.zeros((r, n), bool))
+
+    def cond(s):
+        return (s["step"] < n) & ~jnp.all(s["done"])
+
+    def body(s):
+        key, sub = jax.random.split(s["key"])
+        tok = choose_tokens(s["logits"], sub, cfg)
+        logp = jax.nn.log_softmax(s["logits"] / cfg.logprob_temperature, axis=-1)
+        lp = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]
+        live = ~s["done"]
+        tok = jnp.where(live, tok, cfg.pad_id)
+        hit_stop = live & jnp.isin(tok, stop_ids)
+        done = s["done"] | hit_stop
+        step = s["step"]
+        s = dict(s, key=key, done=done, finished=s["finished"] | hit_stop, step=step + 1,
+                 tokens=s["tokens"].at[:, step].set(tok),
+                 logprobs=s["logprobs"].at[:, step].set(jnp.where(live, lp, 0.0)),
+                 active=s["active"].at[:, step].set(live))
+
+        def forward(s):
+            logits, cache = model.apply(params, tok[:, None], s["positions"][:, None],
+                                        live[:, None], s["cache"])
+            return dict(s, logits=logits[:, 0], cache=cache, positions=s["positions"] + 1)
+
+        return jax.lax.cond(cond(s), forward, lambda s: s, s)
+
+    s = jax.lax.while_loop(cond, body, state)
+    tokens = jnp.concatenate([rep(prompt_tokens.astype(jnp.int32), 0), s["tokens"]], axis=1)
+    response_mask = jnp.concatenate([jnp.zeros((r, p), bool), s["active"]], axis=1)
+    mask = jnp.concatenate([rep(prompt_mask, 0), s["active"]], axis=1)
+    logprobs = jnp.concatenate([jnp.zeros((r, p), jnp.float32), s["logprobs"]], axis=1)
+    return Rollout(tokens=tokens, mask=mask, response_mask=response_mask, logprobs=logprobs,
+                   lengths=jnp.sum(s["active"], axis=1).astype(jnp.int32),
+                   finished=s["finished"], num_steps=s["step"])
+
+
+def check_prompts(prompt_mask: np.ndarray, model: Transformer, cfg: SamplingConfig) -> None:
+    """Host-side checks before compiling: no empty prompt, prompt + response fits the model."""
+    prompt_mask = np.asarray(prompt_mask)
+    if prompt_mask.ndim != 2:
+        raise ValueError(f"prompts must be a [batch, length] array, got shape {prompt_mask.shape}")
+    empty = np.flatnonzero(prompt_mask.sum(axis=1) == 0)
+    if empty.size:
+        raise ValueError(f"empty prompt(s) at row(s) {empty[:10].tolist()}")
+    total = prompt_mask.shape[1] + cfg.max_new_tokens
+    if total > model.cfg.max_seq_len:
+        raise ValueError(f"prompt length {prompt_mask.shape[1]} + max_new_tokens "
+                         f"{cfg.max_new_tokens} = {total} exceeds the model's max_seq_len "
+                         f"{model.cfg.max_seq_len}")
+
+
+def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int, length: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Left-pads token lists to ``length`` (default: the longest). Returns tokens, mask [B, P]."""
+    if not prompts:
+        raise ValueError("no prompts")
+    for i, pr in enumerate(prompts):
+        if len(pr) == 0:
+            raise ValueError(f"prompt {i} is empty")
+    longest = max(len(pr) for pr in prompts)
+    length = longest if length is None else length
+    if longest > length:
+        raise ValueError(f"prompt of {longest} tokens is longer than the maximum prompt length "
+                         f"{length}")
+    tokens = np.full((len(prompts), length), pad_id, np.int32)
+    mask = np.zeros((len(prompts), length), bool)
+    for i, pr in enumerate(prompts):
+        tokens[i, length - len(pr):] = pr
+        mask[i, length - len(pr):] = True
+    return tokens, mask
+
+
+def make_sampler(model: Transformer, cfg: SamplingConfig):
+    """A compiled ``(params, prompt_tokens, prompt_mask, key) -> Rollout``.
+
+    With ``model.mesh`` set, inputs and outputs carry explicit shardings: params as the model's
+    rules say, the batch over the data axes. Inputs are checked on the host before compiling.
+    """
+    fn = functools.partial(sample, model, cfg=cfg)
+    mesh = model.mesh
+
+    @functools.lru_cache(maxsize=8)
+    def compiled(batch_shape):
+        if mesh is None:
+            return jax.jit(fn)
+        batch = sharding.batch_sharding(mesh, 2, batch_shape)
+        out_rows = sharding.batch_sharding(mesh, 2, (batch_shape[0] * cfg.num_samples, 1))
+        row = sharding.batch_sharding(mesh, 1, (batch_shape[0] * cfg.num_samples,))
+        out = Rollout(tokens=out_rows, mask=out_rows, response_mask=out_rows, logprobs=out_rows,
+                      lengths=row, finished=row, num_steps=sharding.replicated(mesh))
+        return jax.jit(fn, in_shardings=(model.shardings(), batch, batch,
+                                         sharding.replicated(mesh)), out_shardings=out)
+
+    def run(params, prompt_tokens, prompt_mask, key) -> Rollout:
+        check_prompts(prompt_mask, model, cfg)
+        return compiled(tuple(np.shape(prompt_tokens)))(params, prompt_tokens, prompt_mask, key)
+
+    return run

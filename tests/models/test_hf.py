@@ -1,0 +1,153 @@
+"""Hugging Face interop: our logits equal transformers' on checkpoints transformers wrote."""
+
+import json
+import os
+import shutil
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import transformers
+
+from o1jax.models import hf, positions_from_mask
+from o1jax.tokenizer import Tokenizer
+from tests import hf_fixtures
+
+
+def _batch(seed=0, b=3, t=14):
+    rng = np.random.RandomState(seed)
+    tokens = rng.randint(0, hf_fixtures.VOCAB, (b, t))
+    mask = np.ones((b, t), np.int64)
+    mask[1, :5] = 0  # left padding
+    mask[2, :t - 2] = 0  # a row with only two real tokens
+    return tokens, mask
+
+
+def _ours(path, tokens, mask, **overrides):
+    model, params = hf.load(path, **overrides)
+    m = jnp.asarray(mask)
+    logits, _ = model.apply(params, jnp.asarray(tokens), positions_from_mask(m), m)
+    return np.asarray(logits)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_logits_match_transformers_with_padding(arch, llama_dir, qwen2_dir):
+    path = llama_dir if arch == "llama" else qwen2_dir
+    ref_model = getattr(transformers, {"llama": "LlamaForCausalLM",
+                                       "qwen2": "Qwen2ForCausalLM"}[arch]).from_pretrained(path)
+    tokens, mask = _batch()
+    ours = _ours(path, tokens, mask)
+    ref = hf_fixtures.hf_logits(ref_model, tokens, mask)
+    real = mask.astype(bool)
+    assert np.abs(ref).max() > 0.5  # the comparison is not between near-zero arrays
+    np.testing.assert_allclose(ours[real], ref[real], atol=1e-4, rtol=1e-4)
+
+
+def test_llama3_rope_scaling_matches_transformers(tmp_path):
+    scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 32,
+               "rope_theta": 500000.0}
+    model = hf_fixtures.tiny_hf_model("llama", rope_parameters=scaling, head_dim=32,
+                                      num_attention_heads=2, num_key_value_heads=1)
+    model.save_pretrained(str(tmp_path))
+    cfg = hf.load_config(str(tmp_path))
+    assert dict(cfg.rope_scaling)["factor"] == 8.0 and cfg.rope_theta == 500000.0
+    rng = np.random.RandomState(1)
+    tokens, mask = rng.randint(0, hf_fixtures.VOCAB, (2, 120)), np.ones((2, 120), np.int64)
+    ours = _ours(str(tmp_path), tokens, mask)
+    np.testing.assert_allclose(ours, hf_fixtures.hf_logits(model, tokens, mask), atol=1e-4,
+                               rtol=1e-4)
+
+
+def test_old_rope_theta_key_is_read(llama_dir, tmp_path):
+    """Hub checkpoints written by transformers 4.x carry a top-level rope_theta."""
+    d = tmp_path / "old"
+    shutil.copytree(llama_dir, d)
+    cfg = json.loads((d / "config.json").read_text())
+    theta = cfg.pop("rope_parameters")["rope_theta"]
+    cfg["rope_theta"] = theta
+    (d / "config.json").write_text(json.dumps(cfg))
+    assert hf.load_config(str(d)).rope_theta == theta == 5000.0
+    tokens, mask = _batch()
+    np.testing.assert_array_equal(_ours(str(d), tokens, mask), _ours(llama_dir, tokens, mask))
+
+
+def test_sharded_index_checkpoint(tmp_path):
+    model = hf_fixtures.tiny_hf_model("qwen2")
+    model.save_pretrained(str(tmp_path), max_shard_size="20KB")
+    assert os.path.exists(tmp_path / "model.safetensors.index.json")
+    tokens, mask = _batch()
+    real = mask.astype(bool)
+    np.testing.assert_allclose(_ours(str(tmp_path), tokens, mask)[real],
+                               hf_fixtures.hf_logits(model, tokens, mask)[real], atol=1e-4,
+                               rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_export_reloads_in_transformers(arch, llama_dir, qwen2_dir, tmp_path):
+    path = llama_dir if arch == "llama" else qwen2_dir
+    model, params = hf.load(path)
+    out = tmp_path / "export"
+    hf.save_pretrained(str(out), params, model.cfg, Tokenizer.from_dir(path))
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(str(out))
+    tokens, mask = _batch(seed=3)
+    real = mask.astype(bool)
+    ours = _ours(path, tokens, mask)
+    np.testing.assert_allclose(hf_fixtures.hf_logits(reloaded, tokens, mask)[real], ours[real],
+                               atol=1e-4, rtol=1e-4)
+    tok = transformers.AutoTokenizer.from_pretrained(str(out))
+    assert tok("7*8=").input_ids == Tokenizer.from_dir(path).encode("7*8=")
+
+
+def test_export_refuses_nonempty_dir_and_leaves_no_partial(llama_dir, tmp_path):
+    model, params = hf.load(llama_dir)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("x")
+    with pytest.raises(FileExistsError):
+        hf.save_pretrained(str(tmp_path / "out"), params, model.cfg)
+    layers = {k: v for k, v in params["layers"].items() if k != "w_up"}
+    broken = dict(params, layers=layers)  # fails half-way through converting tensors
+    with pytest.raises(KeyError):
+        hf.save_pretrained(str(tmp_path / "new"), broken, model.cfg)
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def _copy_with(src, dst, edit_tensors=None, edit_config=None):
+    from safetensors.numpy import load_file, save_file
+    shutil.copytree(src, dst)
+    if edit_tensors:
+        tensors = load_file(os.path.join(dst, "model.safetensors"))
+        edit_tensors(tensors)
+        save_file(tensors, os.path.join(dst, "model.safetensors"))
+    if edit_config:
+        cfg = json.loads(open(os.path.join(dst, "config.json")).read())
+        edit_config(cfg)
+        open(os.path.join(dst, "config.json"), "w").write(json.dumps(cfg))
+    return str(dst)
+
+
+def test_missing_tensor_is_named(llama_dir, tmp_path):
+    d = _copy_with(llama_dir, tmp_path / "m",
+                   edit_tensors=lambda t: t.pop("model.layers.1.mlp.up_proj.weight"))
+    with pytest.raises(hf.CheckpointError, match=r"missing tensor model\.layers\.1\.mlp\.up_proj"):
+        hf.load(d)
+
+
+def test_wrong_shape_is_named(llama_dir, tmp_path):
+    def shrink(t):
+        t["model.layers.0.self_attn.k_proj.weight"] = t["model.layers.0.self_attn.k_proj.weight"][:8]
+    d = _copy_with(llama_dir, tmp_path / "s", edit_tensors=shrink)
+    with pytest.raises(hf.CheckpointError, match=r"k_proj\.weight: shape \(8, 64\), expected \(32, 64\)"):
+        hf.load(d)
+
+
+def test_unknown_architecture_is_named(llama_dir, tmp_path):
+    d = _copy_with(llama_dir, tmp_path / "a",
+                   edit_config=lambda c: c.update(architectures=["GPT2LMHeadModel"]))
+    with pytest.raises(hf.CheckpointError, match="unknown architecture.*GPT2LMHeadModel"):
+        hf.load(d)
+
+
+def test_not_a_model_dir(tmp_path):
+    with pytest.raises(hf.CheckpointError, match="no config.json"):
+        hf.load(str(tmp_path))
