@@ -1,0 +1,67 @@
+"""Forward+backward throughput of the decoder vs this machine's measured matmul peak.
+
+    python benchmarks/model.py [--quick]
+
+Trains nothing: times one jitted value_and_grad of the next-token loss per step. FLOPs counted
+as 3 x forward (forward + backward) from ``ModelConfig.flops_per_token`` (matmuls and attention).
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from benchmarks.common import matmul_peak_flops, median_seconds  # noqa: E402
+from o1jax.models import Transformer, positions_from_mask, preset  # noqa: E402
+
+
+def next_token_loss(model, params, tokens, mask):
+    logits, _ = model.apply(params, tokens, positions_from_mask(mask), mask)
+    logp = jax.nn.log_softmax(logits[:, :-1], axis=-1)
+    nll = -jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
+    m = mask[:, 1:]
+    return jnp.sum(nll * m) / jnp.sum(m)
+
+
+def bench(name: str, batch: int, length: int, repeats: int) -> dict:
+    model = Transformer(preset(name))
+    params = model.init(jax.random.key(0))
+    tokens = jax.random.randint(jax.random.key(1), (batch, length), 0, model.cfg.vocab_size)
+    mask = jnp.ones((batch, length), jnp.float32)
+    step = jax.jit(jax.value_and_grad(lambda p: next_token_loss(model, p, tokens, mask)))
+    seconds = median_seconds(lambda: step(params), repeats=repeats)
+    n_tokens = batch * length
+    flops = 3 * model.cfg.flops_per_token(context=length / 2) * n_tokens
+    return {"params": model.cfg.num_params(), "batch": batch, "length": length,
+            "step_s": seconds, "tokens_per_s": n_tokens / seconds, "flops_per_s": flops / seconds}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = ap.parse_args()
+    repeats = 2 if args.quick else 5
+    peak = matmul_peak_flops()
+    print(f"measured f32 matmul peak (2048^3): {peak / 1e9:.1f} GFLOP/s")
+    out = {"devices": str(jax.devices()[0].platform), "peak_flops_per_s": peak}
+    for label, name, batch, length in [("tiny", "tiny", 32, 128), ("medium", "small25m", 8, 256)]:
+        r = bench(name, batch, length, repeats)
+        frac = r["flops_per_s"] / peak
+        print(f"{label:6s} ({name}, {r['params'] / 1e6:.1f}M params, batch {batch} x {length}): "
+              f"fwd+bwd {r['tokens_per_s']:,.0f} tok/s, {r['flops_per_s'] / 1e9:.1f} GFLOP/s "
+              f"= {frac:.2f} of peak")
+        out[f"{label}_tokens_per_s"] = r["tokens_per_s"]
+        out[f"{label}_peak_fraction"] = frac
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
