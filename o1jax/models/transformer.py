@@ -12,7 +12,8 @@ Parameters (f32 master weights; layers stacked on a leading axis and run with ``
 
 KV cache (see ``init_cache``)::
 
-    k, v   [L, B, S, KVH, Dh]   compute dtype
+    k      L-tuple of [B, KVH, S, Dh], compute dtype
+    v      L-tuple of [B, KVH, Dh, S] (layouts chosen for the decode matmuls, see attention.py)
     mask   [B, S] bool          slot holds a real (non-padding) token
     index  [] int32             next slot to write; every row writes the same slot (left padding)
 """
@@ -20,6 +21,7 @@ KV cache (see ``init_cache``)::
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -126,16 +128,37 @@ class Transformer:
     # ---------------------------------------------------------------- cache
     def init_cache(self, batch: int, length: int) -> dict:
         c = self.cfg
-        kv = jnp.zeros((c.num_layers, batch, length, c.num_kv_heads, c.head_dim), c.compute_dtype)
-        return {"k": kv, "v": kv, "mask": jnp.zeros((batch, length), bool),
+        k = tuple(jnp.zeros((batch, c.num_kv_heads, length, c.head_dim), c.compute_dtype)
+                  for _ in range(c.num_layers))
+        v = tuple(jnp.zeros((batch, c.num_kv_heads, c.head_dim, length), c.compute_dtype)
+                  for _ in range(c.num_layers))
+        return {"k": k, "v": v, "mask": jnp.zeros((batch, length), bool),
                 "index": jnp.zeros((), jnp.int32)}
 
-    @staticmethod
-    def cache_axes() -> dict:
-        kv = ("layers", "act_batch", "cache_length", "act_kv_heads", None)
-        return {"k": kv, "v": kv, "mask": ("act_batch", "cache_length"), "index": ()}
+    def cache_axes(self) -> dict:
+        n = self.cfg.num_layers
+        return {"k": (("act_batch", "act_kv_heads", "cache_length", None),) * n,
+                "v": (("act_batch", "act_kv_heads", None, "cache_length"),) * n,
+                "mask": ("act_batch", "cache_length"), "index": ()}
 
     # ---------------------------------------------------------------- forward
+    def _layer(self, x, p, positions, key_mask, inv_freq, k_cache=None, v_cache=None, start=0):
+        """One pre-norm block. With a cache, the new k, v are written at slot ``start``."""
+        c = self.cfg
+        h = rms_norm(x, p["attn_norm"], c.rms_norm_eps)
+        q, k, v = project_qkv(h, p, positions, inv_freq, self.mesh)
+        if k_cache is not None:
+            k_cache = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype),
+                                                   (0, 0, start, 0))
+            v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype),
+                                                   (0, 0, 0, start))
+            k, v = k_cache, v_cache
+        x = x + output_projection(attend(q, k, v, key_mask), p["wo"])
+        h = rms_norm(x, p["mlp_norm"], c.rms_norm_eps)
+        x = x + swiglu(h, p["w_gate"], p["w_up"], p["w_down"], self.mesh)
+        x = sharding.constrain(x, self.mesh, ("act_batch", "act_length", "act_embed"))
+        return x, k_cache, v_cache
+
     def hidden(self, params: Params, tokens: jax.Array, positions: jax.Array, mask: jax.Array,
                cache: dict | None = None) -> tuple[jax.Array, dict | None]:
         """Final-norm hidden states [B, T, D] (compute dtype) and the updated cache.
@@ -143,56 +166,54 @@ class Transformer:
         tokens, positions: [B, T] int; mask: [B, T] (1 = real token, 0 = padding). Without a cache
         the T tokens attend causally among themselves; with one they are written at slots
         ``cache["index"] ...`` and attend to every valid slot up to their own.
+
+        ``params["layers"]`` stacked (the stored layout) runs the layers with ``lax.scan``; a
+        tuple of per-layer dicts (``unstack_layers``) runs them unrolled, which lets a decode
+        loop update each layer's cache in place instead of re-stacking it every step.
         """
         c = self.cfg
-        dt = c.compute_dtype
-        mesh = self.mesh
         mask = mask.astype(bool)
-        b, t = tokens.shape
+        t = tokens.shape[1]
         inv_freq = inverse_frequencies(c.head_dim, c.rope_theta,
                                        dict(c.rope_scaling) if c.rope_scaling else None)
-        x = jnp.take(params["embed"], tokens, axis=0).astype(dt)
-        x = sharding.constrain(x, mesh, ("act_batch", "act_length", "act_embed"))
+        x = jnp.take(params["embed"], tokens, axis=0).astype(c.compute_dtype)
+        x = sharding.constrain(x, self.mesh, ("act_batch", "act_length", "act_embed"))
 
         if cache is None:
-            causal = jnp.tril(jnp.ones((t, t), bool))
-            key_mask = mask[:, None, :] & causal[None]
-            start = 0
-            kv_mask = None
+            key_mask = mask[:, None, :] & jnp.tril(jnp.ones((t, t), bool))[None]
+            start, kv_mask = 0, None
         else:
             start = cache["index"]
             kv_mask = jax.lax.dynamic_update_slice(cache["mask"], mask, (0, start))
             slots = jnp.arange(kv_mask.shape[1])
             key_mask = kv_mask[:, None, :] & (slots[None, :] <= start + jnp.arange(t)[:, None])[None]
-
-        def layer(carry, xs):
-            x, ks, vs = carry
-            p, i = xs
-            h = rms_norm(x, p["attn_norm"], c.rms_norm_eps)
-            q, k, v = project_qkv(h, p, positions, inv_freq, mesh)
-            if ks is not None:
-                ks = jax.lax.dynamic_update_slice(ks, k[None].astype(ks.dtype), (i, 0, start, 0, 0))
-                vs = jax.lax.dynamic_update_slice(vs, v[None].astype(vs.dtype), (i, 0, start, 0, 0))
-                k, v = ks[i], vs[i]
-            o = attend(q, k, v, key_mask)
-            x = x + output_projection(o, p["wo"])
-            h = rms_norm(x, p["mlp_norm"], c.rms_norm_eps)
-            x = x + swiglu(h, p["w_gate"], p["w_up"], p["w_down"], mesh)
-            x = sharding.constrain(x, mesh, ("act_batch", "act_length", "act_embed"))
-            return (x, ks, vs), None
-
+        layer = functools.partial(self._layer, positions=positions, key_mask=key_mask,
+                                  inv_freq=inv_freq, start=start)
         if c.remat:
             layer = jax.checkpoint(layer, prevent_cse=False)
+
         ks = vs = None
-        if cache is not None:
-            ks, vs = cache["k"], cache["v"]
-        (x, ks, vs), _ = jax.lax.scan(layer, (x, ks, vs),
-                                      (params["layers"], jnp.arange(c.num_layers)))
+        if isinstance(params["layers"], (tuple, list)):
+            if cache is not None:
+                ks, vs = list(cache["k"]), list(cache["v"])
+            for i, p in enumerate(params["layers"]):
+                if cache is None:
+                    x, _, _ = layer(x, p)
+                else:
+                    x, ks[i], vs[i] = layer(x, p, k_cache=ks[i], v_cache=vs[i])
+        elif cache is None:
+            x, _ = jax.lax.scan(lambda x, p: (layer(x, p)[0], None), x, params["layers"])
+        else:
+            def step(x, xs):
+                x, k, v = layer(x, xs[0], k_cache=xs[1], v_cache=xs[2])
+                return x, (k, v)
+            x, (ks, vs) = jax.lax.scan(step, x, (params["layers"], jnp.stack(cache["k"]),
+                                                 jnp.stack(cache["v"])))
+            ks, vs = list(ks), list(vs)
         x = rms_norm(x, params["final_norm"], c.rms_norm_eps)
-        new_cache = None
-        if cache is not None:
-            new_cache = {"k": ks, "v": vs, "mask": kv_mask, "index": start + t}
-        return x, new_cache
+        if cache is None:
+            return x, None
+        return x, {"k": tuple(ks), "v": tuple(vs), "mask": kv_mask, "index": start + t}
 
     def head_out(self, params: Params, x: jax.Array) -> jax.Array:
         """Head on hidden states x: [B, T, D] -> logits [B, T, V] or values [B, T], both f32."""
@@ -208,6 +229,13 @@ class Transformer:
         """Logits [B, T, V] (policy) or values [B, T] (value model), f32, and the new cache."""
         x, cache = self.hidden(params, tokens, positions, mask, cache)
         return self.head_out(params, x), cache
+
+
+def unstack_layers(params: Params) -> Params:
+    """The same params with ``layers`` as a tuple of per-layer dicts (the decode layout)."""
+    n = jax.tree.leaves(params["layers"])[0].shape[0]
+    layers = tuple(jax.tree.map(lambda a, i=i: a[i], params["layers"]) for i in range(n))
+    return dict(params, layers=layers)
 
 
 def value_params_from_policy(policy_params: Params, key: jax.Array) -> Params:

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from o1jax import sharding
-from o1jax.models.transformer import Params, Transformer, positions_from_mask
+from o1jax.models.transformer import Params, Transformer, positions_from_mask, unstack_layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +66,7 @@ class Rollout(NamedTuple):
                                  what the trainer recomputes, so PPO ratios start at exactly 1.
     lengths:       [R] int32     response lengths (stop token included)
     finished:      [R] bool      the response ended with a stop token (False: truncated at N)
-    num_steps:     [] int32      decode iterations the loop ran (= the longest response)
+    num_steps:     [] int32      tokens sampled per row by the loop (= the longest response)
     """
     tokens: jax.Array
     mask: jax.Array
@@ -96,12 +96,39 @@ def filter_logits(logits: jax.Array, top_k: int, top_p: float) -> jax.Array:
     return logits
 
 
+def _last_positive(x: jax.Array) -> jax.Array:
+    """Index of the last entry > 0 along the last axis."""
+    return x.shape[-1] - 1 - jnp.argmax(x[..., ::-1] > 0, axis=-1)
+
+
+def inverse_cdf_sample(probs: jax.Array, key: jax.Array, block: int = 128) -> jax.Array:
+    """One index per row of unnormalised probabilities probs: [B, V], one uniform draw per row.
+
+    Two-level inverse CDF: a cumulative sum over blocks of ``block`` entries picks the block, a
+    cumulative sum inside it picks the entry. Exact, and on CPU far cheaper than
+    ``jax.random.categorical`` (Gumbel noise over the whole vocabulary) or one long cumsum.
+    Rounding can never select an entry of zero probability.
+    """
+    b, v = probs.shape
+    nb = -(-v // block)
+    blocks = jnp.pad(probs, ((0, 0), (0, nb * block - v))).reshape(b, nb, block)
+    block_mass = jnp.sum(blocks, axis=-1)                                  # [B, nb]
+    block_cdf = jnp.cumsum(block_mass, axis=-1)
+    u = jax.random.uniform(key, (b, 1)) * block_cdf[:, -1:]
+    j = jnp.minimum(jnp.sum(block_cdf <= u, axis=-1), _last_positive(block_mass))
+    inside = jnp.take_along_axis(blocks, j[:, None, None], axis=1)[:, 0]   # [B, block]
+    rest = u[:, 0] - jnp.take_along_axis(block_cdf - block_mass, j[:, None], axis=1)[:, 0]
+    k = jnp.minimum(jnp.sum(jnp.cumsum(inside, axis=-1) <= rest[:, None], axis=-1),
+                    _last_positive(inside))
+    return (j * block + k).astype(jnp.int32)
+
+
 def choose_tokens(logits: jax.Array, key: jax.Array, cfg: SamplingConfig) -> jax.Array:
     """One token per row from logits [B, V] (f32)."""
     if cfg.greedy:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)
     scaled = filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p)
-    return jax.random.categorical(key, scaled, axis=-1).astype(jnp.int32)
+    return inverse_cdf_sample(jnp.exp(scaled - jnp.max(scaled, axis=-1, keepdims=True)), key)
 
 
 def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_mask: jax.Array,
@@ -110,62 +137,68 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
 
     prompt_tokens, prompt_mask: [B, P], left-padded. Pure and jittable (``cfg`` and ``model``
     static); deterministic given ``key``. Returns a Rollout of B * G rows, the G samples of a
-    prompt adjacent.
+    prompt adjacent. The loop runs one model call per token after the first (the prefill gives
+    the first token's logits), so a batch whose longest response has k tokens runs k - 1 decode
+    calls.
     """
     b, p = prompt_tokens.shape
     g, n = cfg.num_samples, cfg.max_new_tokens
-    r, total = b * g, p + n
+    r = b * g
     mesh = model.mesh
     prompt_mask = prompt_mask.astype(bool)
+    params = unstack_layers(params)  # once per rollout, not per token
 
     # Prefill the B distinct prompts once, then copy each row's cache G times.
-    cache = model.init_cache(b, total)
+    cache = model.init_cache(b, p + n)
     x, cache = model.hidden(params, prompt_tokens, positions_from_mask(prompt_mask), prompt_mask,
                             cache)
     logits = model.head_out(params, x[:, -1:])[:, 0]
-    rep = lambda a, axis: jnp.repeat(a, g, axis=axis) if g > 1 else a  # noqa: E731
-    cache = {"k": rep(cache["k"], 1), "v": rep(cache["v"], 1), "mask": rep(cache["mask"], 0),
-             "index": cache["index"]}
-    cache = jax.tree.map(lambda c, ax: sharding.constrain(c, mesh, ax), cache, model.cache_axes())
-    logits = rep(logits, 0)
-    positions = rep(jnp.sum(prompt_mask, axis=1).astype(jnp.int32), 0)  # next position per row
-
+    rep = lambda a, axis=0: jnp.repeat(a, g, axis=axis) if g > 1 else a  # noqa: E731
+    cache = dict(jax.tree.map(rep, {k: cache[k] for k in ("k", "v", "mask")}),
+                 index=cache["index"])
+    cache = jax.tree.map(lambda c, ax: sharding.constrain(c, mesh, ax), cache, model.cache_axes(),
+                         is_leaf=lambda t: isinstance(t, tuple) and all(
+                             isinstance(a, (str, type(None))) for a in t))
     stop_ids = jnp.asarray(cfg.stop_ids or (-1,), jnp.int32)
-    state = dict(
-        step=jnp.zeros((), jnp.int32), key=key, logits=logits, cache=cache, positions=positions,
-        done=jnp.zeros((r,), bool), finished=jnp.zeros((r,), bool),
-        tokens=jnp.full((r, n), cfg.pad_id, jnp.int32), logprobs=jnp.zeros((r, n), jnp.float32),
-        active=jnp.zeros((r, n), bool))
+
+    def emit(s, logits, key):
+        """Samples the token at column ``s["step"]`` from logits [R, V]."""
+        tok = choose_tokens(logits, key, cfg)
+        logp = jax.nn.log_softmax(logits / cfg.logprob_temperature, axis=-1)
+        lp = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]
+        live = ~s["done"]
+        tok = jnp.where(live, tok, cfg.pad_id)
+        hit_stop = live & jnp.isin(tok, stop_ids)
+        step = s["step"]
+        return dict(s, done=s["done"] | hit_stop, finished=s["finished"] | hit_stop,
+                    step=step + 1, last=tok, live=live,
+                    tokens=s["tokens"].at[:, step].set(tok),
+                    logprobs=s["logprobs"].at[:, step].set(jnp.where(live, lp, 0.0)),
+                    active=s["active"].at[:, step].set(live))
 
     def cond(s):
         return (s["step"] < n) & ~jnp.all(s["done"])
 
     def body(s):
         key, sub = jax.random.split(s["key"])
-        tok = choose_tokens(s["logits"], sub, cfg)
-        logp = jax.nn.log_softmax(s["logits"] / cfg.logprob_temperature, axis=-1)
-        lp = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]
-        live = ~s["done"]
-        tok = jnp.where(live, tok, cfg.pad_id)
-        hit_stop = live & jnp.isin(tok, stop_ids)
-        done = s["done"] | hit_stop
-        step = s["step"]
-        s = dict(s, key=key, done=done, finished=s["finished"] | hit_stop, step=step + 1,
-                 tokens=s["tokens"].at[:, step].set(tok),
-                 logprobs=s["logprobs"].at[:, step].set(jnp.where(live, lp, 0.0)),
-                 active=s["active"].at[:, step].set(live))
+        logits, cache = model.apply(params, s["last"][:, None], s["positions"][:, None],
+                                    s["live"][:, None], s["cache"])
+        s = dict(s, key=key, cache=cache, positions=s["positions"] + 1)
+        return emit(s, logits[:, 0], sub)
 
-        def forward(s):
-            logits, cache = model.apply(params, tok[:, None], s["positions"][:, None],
-                                        live[:, None], s["cache"])
-            return dict(s, logits=logits[:, 0], cache=cache, positions=s["positions"] + 1)
+    key, sub = jax.random.split(key)
+    state = dict(
+        step=jnp.zeros((), jnp.int32), key=key, cache=cache,
+        positions=rep(jnp.sum(prompt_mask, axis=1).astype(jnp.int32)),  # next position per row
+        done=jnp.zeros((r,), bool), finished=jnp.zeros((r,), bool),
+        last=jnp.zeros((r,), jnp.int32), live=jnp.ones((r,), bool),
+        tokens=jnp.full((r, n), cfg.pad_id, jnp.int32), logprobs=jnp.zeros((r, n), jnp.float32),
+        active=jnp.zeros((r, n), bool))
+    s = jax.lax.while_loop(cond, body, emit(state, rep(logits), sub))
 
-        return jax.lax.cond(cond(s), forward, lambda s: s, s)
-
-    s = jax.lax.while_loop(cond, body, state)
-    tokens = jnp.concatenate([rep(prompt_tokens.astype(jnp.int32), 0), s["tokens"]], axis=1)
+    tokens = jnp.concatenate([rep(prompt_tokens.astype(jnp.int32)), s["tokens"]], axis=1)
     response_mask = jnp.concatenate([jnp.zeros((r, p), bool), s["active"]], axis=1)
-    mask = jnp.concatenate([rep(prompt_mask, 0), s["active"]], axis=1)
+    mask = jnp.concatenate([rep(prompt_mask), s["active"]], axis=1)
     logprobs = jnp.concatenate([jnp.zeros((r, p), jnp.float32), s["logprobs"]], axis=1)
     return Rollout(tokens=tokens, mask=mask, response_mask=response_mask, logprobs=logprobs,
                    lengths=jnp.sum(s["active"], axis=1).astype(jnp.int32),
