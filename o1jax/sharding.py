@@ -147,6 +147,11 @@ def constrain(x: jax.Array, mesh: Mesh | None, logical_axes: Sequence[str | None
     return jax.lax.with_sharding_constraint(x, named_sharding(mesh, logical_axes, x.shape))
 
 
+def splits_heads(mesh: Mesh | None) -> bool:
+    """Whether attention heads are split across devices on this mesh."""
+    return mesh is not None and any(mesh.shape[ax] > 1 for ax in LOGICAL_RULES["heads"])
+
+
 def batch_sharding(mesh: Mesh, ndim: int, shape: Sequence[int] | None = None) -> NamedSharding:
     """Sharding of a [batch, ...] input array: batch over (data, fsdp), the rest replicated."""
     return named_sharding(mesh, ("act_batch",) + (None,) * (ndim - 1), shape)

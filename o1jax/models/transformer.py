@@ -12,8 +12,8 @@ Parameters (f32 master weights; layers stacked on a leading axis and run with ``
 
 KV cache (see ``init_cache``)::
 
-    k      L-tuple of [B, KVH, S, Dh], compute dtype
-    v      L-tuple of [B, KVH, Dh, S] (layouts chosen for the decode matmuls, see attention.py)
+    k      L-tuple of [B, KVH, Dh, S], compute dtype
+    v      L-tuple of [B, KVH, S, Dh] (layouts chosen for the decode matmuls, see attention.py)
     mask   [B, S] bool          slot holds a real (non-padding) token
     index  [] int32             next slot to write; every row writes the same slot (left padding)
 """
@@ -33,7 +33,7 @@ from o1jax.models.config import ModelConfig
 from o1jax.models.layers.attention import attend, output_projection, project_qkv
 from o1jax.models.layers.mlp import swiglu
 from o1jax.models.layers.norm import rms_norm
-from o1jax.models.layers.rope import inverse_frequencies
+from o1jax.models.layers.rope import inverse_frequencies, rope_angles
 
 Params = dict[str, Any]
 HEADS = ("policy", "value")
@@ -128,34 +128,34 @@ class Transformer:
     # ---------------------------------------------------------------- cache
     def init_cache(self, batch: int, length: int) -> dict:
         c = self.cfg
-        k = tuple(jnp.zeros((batch, c.num_kv_heads, length, c.head_dim), c.compute_dtype)
+        k = tuple(jnp.zeros((batch, c.num_kv_heads, c.head_dim, length), c.compute_dtype)
                   for _ in range(c.num_layers))
-        v = tuple(jnp.zeros((batch, c.num_kv_heads, c.head_dim, length), c.compute_dtype)
+        v = tuple(jnp.zeros((batch, c.num_kv_heads, length, c.head_dim), c.compute_dtype)
                   for _ in range(c.num_layers))
         return {"k": k, "v": v, "mask": jnp.zeros((batch, length), bool),
                 "index": jnp.zeros((), jnp.int32)}
 
     def cache_axes(self) -> dict:
         n = self.cfg.num_layers
-        return {"k": (("act_batch", "act_kv_heads", "cache_length", None),) * n,
-                "v": (("act_batch", "act_kv_heads", None, "cache_length"),) * n,
+        return {"k": (("act_batch", "act_kv_heads", None, "cache_length"),) * n,
+                "v": (("act_batch", "act_kv_heads", "cache_length", None),) * n,
                 "mask": ("act_batch", "cache_length"), "index": ()}
 
     # ---------------------------------------------------------------- forward
-    def _layer(self, x, p, positions, key_mask, inv_freq, k_cache=None, v_cache=None, start=0):
+    def _layer(self, x, p, rope, key_mask, k_cache=None, v_cache=None, start=0):
         """One pre-norm block. With a cache, the new k, v are written at slot ``start``."""
         c = self.cfg
         h = rms_norm(x, p["attn_norm"], c.rms_norm_eps)
-        q, k, v = project_qkv(h, p, positions, inv_freq, self.mesh)
+        q, k, v = project_qkv(h, p, rope, c.num_heads, self.mesh)
         if k_cache is not None:
             k_cache = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype),
-                                                   (0, 0, start, 0))
-            v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype),
                                                    (0, 0, 0, start))
+            v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype),
+                                                   (0, 0, start, 0))
             k, v = k_cache, v_cache
         x = x + output_projection(attend(q, k, v, key_mask), p["wo"])
         h = rms_norm(x, p["mlp_norm"], c.rms_norm_eps)
-        x = x + swiglu(h, p["w_gate"], p["w_up"], p["w_down"], self.mesh)
+        x = x + swiglu(h, p, self.mesh)
         x = sharding.constrain(x, self.mesh, ("act_batch", "act_length", "act_embed"))
         return x, k_cache, v_cache
 
@@ -187,8 +187,8 @@ class Transformer:
             kv_mask = jax.lax.dynamic_update_slice(cache["mask"], mask, (0, start))
             slots = jnp.arange(kv_mask.shape[1])
             key_mask = kv_mask[:, None, :] & (slots[None, :] <= start + jnp.arange(t)[:, None])[None]
-        layer = functools.partial(self._layer, positions=positions, key_mask=key_mask,
-                                  inv_freq=inv_freq, start=start)
+        layer = functools.partial(self._layer, rope=rope_angles(positions, inv_freq),
+                                  key_mask=key_mask, start=start)
         if c.remat:
             layer = jax.checkpoint(layer, prevent_cse=False)
 
@@ -231,11 +231,22 @@ class Transformer:
         return self.head_out(params, x), cache
 
 
-def unstack_layers(params: Params) -> Params:
-    """The same params with ``layers`` as a tuple of per-layer dicts (the decode layout)."""
+def unstack_layers(params: Params, fuse: bool = False) -> Params:
+    """The same params in the decode layout: ``layers`` a tuple of per-layer dicts, so a decode
+    loop slices the stacked weights once, not at every token. With ``fuse``, each layer's q/k/v
+    and gate/up weights are also concatenated (wqkv [D, H + 2 KVH, Dh], w_gate_up [D, 2, F]) so
+    that a decode step runs two matmuls where it ran five."""
     n = jax.tree.leaves(params["layers"])[0].shape[0]
-    layers = tuple(jax.tree.map(lambda a, i=i: a[i], params["layers"]) for i in range(n))
-    return dict(params, layers=layers)
+    layers = []
+    for i in range(n):
+        p = {k: v[i] for k, v in params["layers"].items()}
+        if fuse:
+            p["wqkv"] = jnp.concatenate([p.pop("wq"), p.pop("wk"), p.pop("wv")], axis=1)
+            if "bq" in p:
+                p["bqkv"] = jnp.concatenate([p.pop("bq"), p.pop("bk"), p.pop("bv")], axis=0)
+            p["w_gate_up"] = jnp.stack([p.pop("w_gate"), p.pop("w_up")], axis=1)
+        layers.append(p)
+    return dict(params, layers=tuple(layers))
 
 
 def value_params_from_policy(policy_params: Params, key: jax.Array) -> Params:

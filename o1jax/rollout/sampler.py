@@ -146,7 +146,9 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
     r = b * g
     mesh = model.mesh
     prompt_mask = prompt_mask.astype(bool)
-    params = unstack_layers(params)  # once per rollout, not per token
+    # Decode layout, built once per rollout. Fusing q/k/v would mix head shards under tensor
+    # parallelism, so it is only done when heads are not split.
+    params = unstack_layers(params, fuse=not sharding.splits_heads(mesh))
 
     # Prefill the B distinct prompts once, then copy each row's cache G times.
     cache = model.init_cache(b, p + n)

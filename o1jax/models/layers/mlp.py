@@ -6,10 +6,14 @@ import jax.numpy as jnp
 from o1jax import sharding
 
 
-def swiglu(x: jax.Array, w_gate: jax.Array, w_up: jax.Array, w_down: jax.Array,
-           mesh=None) -> jax.Array:
-    """down(silu(x @ gate) * (x @ up)). x: [B, T, D]; w_gate, w_up: [D, F]; w_down: [F, D]."""
+def swiglu(x: jax.Array, p: dict, mesh=None) -> jax.Array:
+    """down(silu(x @ gate) * (x @ up)). x: [B, T, D]; p holds w_gate, w_up: [D, F] and
+    w_down: [F, D], or the fused decode layout w_gate_up: [D, 2, F] (one matmul for both)."""
     dt = x.dtype
-    h = jax.nn.silu(x @ w_gate.astype(dt)) * (x @ w_up.astype(dt))
-    h = sharding.constrain(h, mesh, ("act_batch", "act_length", "act_mlp"))
-    return h @ w_down.astype(dt)
+    if "w_gate_up" in p:
+        gate_up = jnp.einsum("btd,dcf->btcf", x, p["w_gate_up"].astype(dt))
+        gate, up = gate_up[:, :, 0], gate_up[:, :, 1]
+    else:
+        gate, up = x @ p["w_gate"].astype(dt), x @ p["w_up"].astype(dt)
+    h = sharding.constrain(jax.nn.silu(gate) * up, mesh, ("act_batch", "act_length", "act_mlp"))
+    return h @ p["w_down"].astype(dt)
