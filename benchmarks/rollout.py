@@ -68,7 +68,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    repeats = 1 if args.quick else 3
+    repeats = 1 if args.quick else 5
     peak = matmul_peak_flops()
     print(f"measured f32 matmul peak (2048^3): {peak / 1e9:.1f} GFLOP/s")
     out = {"peak_flops_per_s": peak}

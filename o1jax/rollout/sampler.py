@@ -123,12 +123,11 @@ def inverse_cdf_sample(probs: jax.Array, key: jax.Array, block: int = 128) -> ja
     return (j * block + k).astype(jnp.int32)
 
 
-def choose_tokens(logits: jax.Array, key: jax.Array, cfg: SamplingConfig) -> jax.Array:
-    """One token per row from logits [B, V] (f32)."""
+def choose_tokens(logp: jax.Array, key: jax.Array, cfg: SamplingConfig) -> jax.Array:
+    """One token per row from logp = log_softmax(logits / temperature): [B, V] f32."""
     if cfg.greedy:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    scaled = filter_logits(logits / cfg.temperature, cfg.top_k, cfg.top_p)
-    return inverse_cdf_sample(jnp.exp(scaled - jnp.max(scaled, axis=-1, keepdims=True)), key)
+        return jnp.argmax(logp, axis=-1).astype(jnp.int32)
+    return inverse_cdf_sample(jnp.exp(filter_logits(logp, cfg.top_k, cfg.top_p)), key)
 
 
 def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_mask: jax.Array,
@@ -165,8 +164,8 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
 
     def emit(s, logits, key):
         """Samples the token at column ``s["step"]`` from logits [R, V]."""
-        tok = choose_tokens(logits, key, cfg)
         logp = jax.nn.log_softmax(logits / cfg.logprob_temperature, axis=-1)
+        tok = choose_tokens(logp, key, cfg)
         lp = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]
         live = ~s["done"]
         tok = jnp.where(live, tok, cfg.pad_id)
