@@ -1,0 +1,183 @@
+"""TensorFlow Datasets builders, so every task loads the same way: array_record files read with
+``tfds.data_source`` / ``builder.as_data_source()`` (no TensorFlow needed).
+
+* ``O1jaxTasks``: the synthetic tasks of ``o1jax.data.tasks`` (one config per task).
+* ``Gsm8kLocal``: TFDS's own ``gsm8k`` builder, reading the official ``train.jsonl`` /
+  ``test.jsonl`` of openai/grade-school-math from a manual directory instead of downloading.
+* ``HendrycksMath``: MATH from the official ``MATH/{train,test}/<subject>/<id>.json`` files in a
+  manual directory; the answer is the last ``\\boxed{}`` of the reference solution.
+* ``JsonlQA``: a user's own JSONL file with ``question`` and ``answer`` fields.
+
+Every builder yields the same features: question, answer, solution, task, difficulty, meta.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+from tensorflow_datasets.text.gsm8k import gsm8k as tfds_gsm8k
+
+from o1jax.data import tasks
+from o1jax.rewards.verifier import last_boxed
+
+FEATURES = {"question": tfds.features.Text(), "answer": tfds.features.Text(),
+            "solution": tfds.features.Text(), "task": tfds.features.Text(),
+            "difficulty": tfds.features.Scalar(dtype=np.int32), "meta": tfds.features.Text()}
+
+
+def _info(builder, description: str) -> tfds.core.DatasetInfo:
+    return tfds.core.DatasetInfo(builder=builder, description=description,
+                                 features=tfds.features.FeaturesDict(dict(FEATURES)))
+
+
+@dataclasses.dataclass
+class TaskConfig(tfds.core.BuilderConfig):
+    task: str = "arithmetic"
+    difficulty: int = 2
+    num_train: int = 20000
+    num_test: int = 500
+    seed: int = 0
+
+
+class O1jaxTasks(tfds.core.GeneratorBasedBuilder):
+    """Synthetic verifiable math (arithmetic, linear equations, fractions, countdown)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    BUILDER_CONFIGS = [TaskConfig(name=t, task=t) for t in tasks.TASKS]
+
+    def _info(self):
+        return _info(self, self.__doc__)
+
+    def _split_generators(self, dl_manager):
+        c = self.builder_config
+        return {"train": self._generate_examples("train", c.num_train),
+                "test": self._generate_examples("test", c.num_test)}
+
+    def _generate_examples(self, split, num):
+        c = self.builder_config
+        for i, ex in enumerate(tasks.generate(c.task, split, num, c.seed, c.difficulty)):
+            yield i, ex
+
+
+class Gsm8kLocal(tfds_gsm8k.Gsm8k):
+    """TFDS's gsm8k builder over the official JSONL files in ``manual_dir``."""
+
+    MANUAL_DOWNLOAD_INSTRUCTIONS = ("Put train.jsonl and test.jsonl of "
+                                    "github.com/openai/grade-school-math in manual_dir.")
+
+    def _info(self):
+        return _info(self, "GSM8K (grade school math), from local official files.")
+
+    def _split_generators(self, dl_manager):
+        root = dl_manager.manual_dir
+        return {split: self._generate_examples(os.path.join(root, f"{split}.jsonl"))
+                for split in ("train", "test")}
+
+    def _generate_examples(self, path):
+        # the official builder's parsing, mapped onto the common features
+        for key, ex in super()._generate_examples(path):
+            yield key, {"question": ex["question"], "answer": ex["short_answer"].strip(),
+                        "solution": ex["answer"], "task": "gsm8k", "difficulty": 0,
+                        "meta": "{}"}
+
+
+class HendrycksMath(tfds.core.GeneratorBasedBuilder):
+    """MATH (Hendrycks et al. 2021) from the official files in ``manual_dir``."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    MANUAL_DOWNLOAD_INSTRUCTIONS = "Extract MATH.tar so that manual_dir/MATH/train exists."
+
+    def _info(self):
+        return _info(self, self.__doc__)
+
+    def _split_generators(self, dl_manager):
+        root = dl_manager.manual_dir
+        if os.path.isdir(os.path.join(root, "MATH")):
+            root = os.path.join(root, "MATH")
+        return {s: self._generate_examples(os.path.join(root, s)) for s in ("train", "test")}
+
+    def _generate_examples(self, folder):
+        for path in sorted(glob.glob(os.path.join(folder, "*", "*.json"))):
+            with open(path) as f:
+                ex = json.load(f)
+            answer = last_boxed(ex["solution"])
+            if answer is None:
+                continue  # no gold answer: never reward against it
+            level = ex.get("level", "")
+            yield os.path.relpath(path, folder), {
+                "question": ex["problem"], "answer": answer.strip(), "solution": ex["solution"],
+                "task": "math/" + ex.get("type", ""),
+                "difficulty": int(level.split()[-1]) if level.split()[-1:] and
+                level.split()[-1].isdigit() else 0,
+                "meta": json.dumps({"type": ex.get("type", ""), "level": level})}
+
+
+@dataclasses.dataclass
+class JsonlConfig(tfds.core.BuilderConfig):
+    train_path: str = ""
+    test_path: str = ""
+
+
+class JsonlQA(tfds.core.GeneratorBasedBuilder):
+    """A user's JSONL files, one {"question": ..., "answer": ...} object per line
+    (optional "solution")."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    BUILDER_CONFIGS = [JsonlConfig(name="default")]
+
+    def _info(self):
+        return _info(self, self.__doc__)
+
+    def _split_generators(self, dl_manager):
+        c = self.builder_config
+        splits = {"train": c.train_path, "test": c.test_path}
+        return {k: self._generate_examples(v) for k, v in splits.items() if v}
+
+    def _generate_examples(self, path):
+        with open(path) as f:
+            for i, line in enumerate(f):
+                if not line.strip():
+                    continue
+                ex = json.loads(line)
+                missing = {"question", "answer"} - set(ex)
+                if missing:
+                    raise ValueError(f"{path}:{i + 1}: missing field(s) {sorted(missing)}")
+                yield i, {"question": str(ex["question"]), "answer": str(ex["answer"]),
+                          "solution": str(ex.get("solution", "")), "task": "jsonl",
+                          "difficulty": int(ex.get("difficulty", 0)), "meta": "{}"}
+
+
+def build(name: str, data_dir: str, manual_dir: str | None = None, **config) -> dict:
+    """Prepares (once) and opens a dataset; returns {split: random-access data source}.
+
+    name: a task of ``o1jax.data.tasks`` ("arithmetic", ...), "gsm8k", "math" or "jsonl";
+    ``config`` sets TaskConfig / JsonlConfig fields.
+    """
+    kw = dict(data_dir=data_dir, file_format="array_record")
+    if name in tasks.TASKS:
+        cfg = dict(task=name, **config)
+        cfg_name = name + "".join(f"-{k}{v}" for k, v in sorted(config.items()))
+        builder = O1jaxTasks(config=TaskConfig(name=cfg_name, **cfg), **kw)
+    elif name == "gsm8k":
+        builder = Gsm8kLocal(**kw)
+    elif name == "math":
+        builder = HendrycksMath(**kw)
+    elif name == "jsonl":
+        builder = JsonlQA(config=JsonlConfig(name="jsonl-" + _path_tag(config), **config), **kw)
+    else:
+        raise ValueError(f"unknown dataset {name!r}; known: {sorted(tasks.TASKS)} + "
+                         "['gsm8k', 'math', 'jsonl']")
+    dl_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
+    builder.download_and_prepare(download_config=dl_config)
+    return {split: builder.as_data_source(split) for split in builder.info.splits}
+
+
+def _path_tag(config: dict) -> str:
+    import hashlib
+    key = json.dumps(config, sort_keys=True).encode()
+    return hashlib.sha256(key).hexdigest()[:10]

@@ -1,0 +1,186 @@
+"""Synthetic verifiable math tasks, generated with sympy, deterministic per seed.
+
+Every example is a dict of strings and ints::
+
+    task, question, answer, solution (step by step, ending in \\boxed{answer}), difficulty,
+    meta (JSON: task-specific data, e.g. countdown's numbers and target)
+
+Splits never overlap: an example belongs to the test split iff a hash of its question says so,
+whatever the seed, so train and test generators can never produce the same question.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from typing import Callable, Iterator
+
+import sympy
+
+TEST_FRACTION = 0.1
+
+
+def split_of(question: str) -> str:
+    h = int(hashlib.sha256(question.encode()).hexdigest()[:8], 16)
+    return "test" if h % 1000 < TEST_FRACTION * 1000 else "train"
+
+
+def _example(task, question, answer, solution, difficulty, meta=None) -> dict:
+    return {"task": task, "question": question, "answer": str(answer), "solution": solution,
+            "difficulty": int(difficulty), "meta": json.dumps(meta or {})}
+
+
+# --------------------------------------------------------------------------- arithmetic
+def _digits(n: int) -> list[int]:
+    return [int(c) for c in str(n)][::-1]
+
+
+def _addition_steps(a: int, b: int) -> list[str]:
+    da, db = _digits(a), _digits(b)
+    steps, carry = [], 0
+    for i in range(max(len(da), len(db))):
+        x, y = (da[i] if i < len(da) else 0), (db[i] if i < len(db) else 0)
+        s = x + y + carry
+        expr = f"{x}+{y}" + (f"+{carry}" if carry else "")
+        steps.append(f"{expr}={s}, write {s % 10}" + (", carry 1" if s >= 10 else ""))
+        carry = s // 10
+    if carry:
+        steps.append("write the carry 1")
+    return steps
+
+
+def _subtraction_steps(a: int, b: int) -> list[str]:
+    """a >= b >= 0, digit by digit with borrows."""
+    da, db = _digits(a), _digits(b)
+    steps, borrow = [], 0
+    for i in range(len(da)):
+        x, y = da[i] - borrow, (db[i] if i < len(db) else 0)
+        if x < y:
+            steps.append(f"{x}-{y} needs a borrow: {x + 10}-{y}={x + 10 - y}")
+            borrow = 1
+        else:
+            steps.append(f"{x}-{y}={x - y}")
+            borrow = 0
+    return steps
+
+
+def arithmetic(rng: random.Random, difficulty: int) -> dict:
+    """Add, subtract or multiply two numbers of up to ``difficulty`` digits (difficulty 1-6)."""
+    op = rng.choice("+-*")
+    hi = 10 ** max(1, difficulty) - 1
+    a, b = rng.randint(0, hi), rng.randint(0, hi)
+    if op == "*":
+        b = rng.randint(0, 10 ** max(1, (difficulty + 1) // 2) - 1)
+    if op == "-" and a < b:
+        a, b = b, a
+    result = sympy.Integer(a) + b if op == "+" else (sympy.Integer(a) - b if op == "-"
+                                                       else sympy.Integer(a) * b)
+    if op == "+":
+        steps = _addition_steps(a, b)
+    elif op == "-":
+        steps = _subtraction_steps(a, b)
+    else:
+        steps, partials = [], []
+        for i, d in enumerate(_digits(b)):
+            p = a * d * 10 ** i
+            partials.append(p)
+            steps.append(f"{a}*{d * 10 ** i}={p}")
+        if len(partials) > 1:
+            steps.append("+".join(map(str, partials)) + f"={sum(partials)}")
+    solution = "\n".join(steps + [f"\\boxed{{{result}}}"])
+    return _example("arithmetic", f"{a}{op}{b}=?", result, solution, difficulty)
+
+
+# ------------------------------------------------------------------------------- linear
+def linear(rng: random.Random, difficulty: int) -> dict:
+    """a*x + b = c with integer solution; coefficients grow with difficulty."""
+    x = sympy.Symbol("x")
+    hi = 5 * max(1, difficulty)
+    a = rng.choice([i for i in range(-hi, hi + 1) if i not in (0,)])
+    sol = rng.randint(-hi, hi)
+    b = rng.randint(-hi * 3, hi * 3)
+    c = a * sol + b
+    eq = sympy.Eq(a * x + b, c)
+    (root,) = sympy.solve(eq, x)
+    lhs = f"{a}x" + (f"+{b}" if b > 0 else (f"-{-b}" if b < 0 else ""))
+    steps = []
+    if b:
+        steps.append(f"{'Subtract' if b > 0 else 'Add'} {abs(b)}: {a}x={c - b}")
+    steps.append(f"Divide by {a}: x={root}")
+    solution = "\n".join(steps + [f"\\boxed{{{root}}}"])
+    return _example("linear", f"Solve {lhs}={c}", root, solution, difficulty)
+
+
+# ----------------------------------------------------------------------------- fractions
+def fractions(rng: random.Random, difficulty: int) -> dict:
+    """p/q (+|-|*) r/s, answer a reduced fraction."""
+    hi = 3 + 3 * max(1, difficulty)
+    p, r = rng.randint(1, hi), rng.randint(1, hi)
+    q, s = rng.randint(2, hi), rng.randint(2, hi)
+    op = rng.choice("+-*")
+    f1, f2 = sympy.Rational(p, q), sympy.Rational(r, s)
+    if op == "*":
+        result = f1 * f2
+        steps = [f"Multiply: ({p}*{r})/({q}*{s})={p * r}/{q * s}"]
+    else:
+        den = sympy.ilcm(q, s)
+        n1, n2 = p * (den // q), r * (den // s)
+        total = n1 + n2 if op == "+" else n1 - n2
+        result = sympy.Rational(total, den)
+        steps = [f"Common denominator {den}: {n1}/{den}{op}{n2}/{den}={total}/{den}"]
+    steps.append(f"Simplify: {result}")
+    solution = "\n".join(steps + [f"\\boxed{{{result}}}"])
+    return _example("fractions", f"{p}/{q}{op}{r}/{s}=?", result, solution, difficulty)
+
+
+# ----------------------------------------------------------------------------- countdown
+def countdown(rng: random.Random, difficulty: int) -> dict:
+    """Reach a target with + - * / using each given number at most once (3 numbers at
+    difficulty 1, 4 at 2 and above)."""
+    n = 3 if difficulty <= 1 else 4
+    while True:
+        nums = [rng.randint(1, 12 if difficulty <= 2 else 50) for _ in range(n)]
+        expr = str(nums[0])
+        value = sympy.Integer(nums[0])
+        for v in nums[1:]:
+            op = rng.choice("+-*/")
+            if op == "/" and (v == 0 or value % v != 0):
+                op = "+"
+            value = {"+": value + v, "-": value - v, "*": value * v, "/": value / v}[op]
+            expr = f"({expr}){op}{v}" if op in "*/" and any(c in expr for c in "+-") else \
+                f"{expr}{op}{v}"
+        if value.is_Integer and 0 < value <= 1000:
+            break
+    shown = nums[:]
+    rng.shuffle(shown)
+    question = f"Use {', '.join(map(str, shown))} to make {value}"
+    solution = f"{expr}={value}\n\\boxed{{{expr}}}"
+    return _example("countdown", question, value, solution, difficulty,
+                    {"numbers": shown, "target": int(value)})
+
+
+TASKS: dict[str, Callable[[random.Random, int], dict]] = {
+    "arithmetic": arithmetic, "linear": linear, "fractions": fractions, "countdown": countdown}
+
+
+def generate(task: str, split: str, num: int, seed: int = 0, difficulty: int = 2
+             ) -> Iterator[dict]:
+    """``num`` distinct examples of ``task`` in ``split`` ("train" or "test")."""
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be train or test, got {split!r}")
+    rng = random.Random(f"{task}-{seed}-{difficulty}")
+    seen: set[str] = set()
+    attempts = 0
+    while len(seen) < num:
+        attempts += 1
+        if attempts > 200 * num + 10000:
+            raise ValueError(f"{task} at difficulty {difficulty} has fewer than {num} distinct "
+                             f"{split} questions")
+        ex = TASKS[task](rng, difficulty)
+        if ex["question"] in seen or split_of(ex["question"]) != split:
+            continue
+        seen.add(ex["question"])
+        yield ex

@@ -1,0 +1,312 @@
+"""Final-answer extraction and mathematical equivalence.
+
+These functions do the work; they are meant to run inside the worker processes of
+``o1jax.rewards.pool`` (time limit, memory limit, kill on timeout). Use ``o1jax.rewards.verify``
+rather than calling ``is_equivalent`` on model text in the training process.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from typing import Sequence
+
+import sympy
+
+from o1jax.rewards.parsing import ParseError, parse_expression, tokenize
+
+MAX_ANSWER_CHARS = 1000
+
+# ----------------------------------------------------------------------------- extraction
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} or \\fbox{...}, nested braces included."""
+    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
+    if not starts:
+        return None
+    i = starts[-1]
+    depth = 1
+    for j in range(i, len(text)):
+        if text[j] == "{":
+            depth += 1
+        elif text[j] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[i:j]
+    return None  # unbalanced: no answer
+
+
+_NUMBER = r"-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?%?|-?\$?\.\d+%?"
+
+
+def extract_answer(response: str) -> str | None:
+    """The final answer of a response: the last \\boxed{}, else '#### X', else 'the answer is X',
+    else the last number. None when there is nothing to extract."""
+    boxed = last_boxed(response)
+    if boxed is not None:
+        return boxed.strip() or None
+    m = list(re.finditer(r"####\s*([^\n]+)", response))
+    if m:
+        return m[-1].group(1).strip() or None
+    m = list(re.finditer(r"answer is[:\s]*([^\n]+)", response, flags=re.IGNORECASE))
+    if m:
+        ans = m[-1].group(1).strip().rstrip(".").strip()
+        return ans or None
+    nums = re.findall(_NUMBER, response)
+    return nums[-1] if nums else None
+
+
+# -------------------------------------------------------------------------- normalisation
+_UNIT_WORDS = (r"dollars?|cents?|percent|units?|meters?|metres?|cm|mm|km|kg|g|grams?|"
+               r"inches|inch|feet|foot|ft|miles?|hours?|hrs?|minutes?|mins?|seconds?|secs?|days?|"
+               r"weeks?|years?|months?|degrees?|sq|square|cubic|people|students|apples|points")
+_LATEX_REPLACEMENTS = [
+    (r"\\left|\\right|\\big|\\Big|\\bigg|\\Bigg", ""),
+    (r"\\[,;:! ]|~", " "), (r"\\quad|\\qquad", " "),
+    (r"\\dfrac|\\tfrac", r"\\frac"), (r"\\cdot|\\times|\\ast", "*"), (r"\\div", "/"),
+    (r"\\pi", " pi "), (r"\\infty", " oo "), (r"\\%|%", " % "), (r"\\\$|\$", ""),
+    (r"\^\s*\{?\s*\\circ\s*\}?|°", ""), (r"\\lbrace|\\\{", "{"), (r"\\rbrace|\\\}", "}"),
+    (r"\\le(?:q)?\b", "<="), (r"\\ge(?:q)?\b", ">="),
+]
+
+
+def _replace_braced(text: str, command: str, render) -> str:
+    """Rewrites \\command{a}{b}... (``render`` receives the list of arguments)."""
+    n_args = render.__code__.co_argcount
+    out, i = [], 0
+    pattern = re.compile(r"\\" + command + r"(?![A-Za-z])")
+    while True:
+        m = pattern.search(text, i)
+        if not m:
+            out.append(text[i:])
+            return "".join(out)
+        out.append(text[i:m.start()])
+        j, args = m.end(), []
+        for _ in range(n_args):
+            while j < len(text) and text[j] == " ":
+                j += 1
+            if j < len(text) and text[j] == "{":
+                depth, k = 1, j + 1
+                while k < len(text) and depth:
+                    depth += {"{": 1, "}": -1}.get(text[k], 0)
+                    k += 1
+                if depth:
+                    raise ParseError(f"unbalanced braces after \\{command}")
+                args.append(text[j + 1:k - 1])
+                j = k
+            elif j < len(text):  # \frac12 style single-character argument
+                args.append(text[j])
+                j += 1
+            else:
+                raise ParseError(f"missing argument of \\{command}")
+        out.append(render(*args))
+        i = j
+
+
+def latex_to_plain(text: str) -> str:
+    """LaTeX math to the plain syntax of ``parse_expression`` (no evaluation)."""
+    for pat, rep in _LATEX_REPLACEMENTS:
+        text = re.sub(pat, rep, text)
+    text = _replace_braced(text, "text", lambda a: " " + a + " ")
+    text = _replace_braced(text, "mathrm", lambda a: " " + a + " ")
+    text = _replace_braced(text, "mbox", lambda a: " " + a + " ")
+    for _ in range(20):  # nested \frac and \sqrt, innermost first
+        before = text
+        text = _replace_braced(text, "frac", lambda a, b: f"(({a})/({b}))")
+        text = _replace_braced(text, "sqrt", lambda a: f"sqrt({a})")
+        if text == before:
+            break
+    text = re.sub(r"\\sqrt\[(\w+)\]\{([^{}]*)\}", r"((\2)^(1/(\1)))", text)
+    text = re.sub(r"\\(sin|cos|tan|log|ln|exp)\b", r" \1 ", text)
+    text = text.replace("{", "(").replace("}", ")")
+    if "\\" in text:
+        raise ParseError(f"unsupported LaTeX in {text!r}")
+    return text
+
+
+def normalize(answer: str) -> str:
+    """Strips what carries no mathematical meaning: $, units, thousands separators, trailing
+    full stops, 'x =' prefixes are kept (equations are handled by ``to_math``)."""
+    s = answer.strip()
+    if len(s) > MAX_ANSWER_CHARS:
+        raise ParseError("answer too long")
+    s = latex_to_plain(s)
+    s = re.sub(r"\b(?:" + _UNIT_WORDS + r")\b\.?", " ", s, flags=re.IGNORECASE)
+    s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s)  # 1,234,567 -> 1234567
+    s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
+    return s
+
+
+# ---------------------------------------------------------------------------- to sympy
+def _split_top(s: str, sep: str = ",") -> list[str]:
+    parts, depth, cur = [], 0, []
+    for ch in s:
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        if ch == sep and depth == 0:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return [p.strip() for p in parts]
+
+
+def _scalar(s: str):
+    """A scalar answer: expression, percentage, mixed number, or equation. Returns a list of
+    acceptable sympy values (a percentage may mean p or p/100)."""
+    s = s.strip()
+    if not s:
+        raise ParseError("empty")
+    if "=" in s:
+        sides = [p.strip() for p in s.split("=")]
+        if len(sides) != 2 or not all(sides):
+            raise ParseError("malformed equation")
+        lhs, rhs = sides
+        if re.fullmatch(r"[A-Za-z]", lhs):   # x = 3  ->  3
+            return _scalar(rhs)
+        return [("eq", parse_expression(lhs) - parse_expression(rhs))]
+    if s.endswith("%"):
+        v = parse_expression(s[:-1])
+        return [v, v / 100]
+    m = re.fullmatch(r"(-?)(\d+)\s+\(?\(?(\d+)\)?/\(?(\d+)\)?\)?", s)  # mixed number 3 1/2
+    if m:
+        whole, num, den = int(m.group(2)), int(m.group(3)), int(m.group(4))
+        if den == 0:
+            raise ParseError("division by zero")
+        v = sympy.Integer(whole) + sympy.Rational(num, den)
+        return [-v if m.group(1) else v]
+    return [parse_expression(s)]
+
+
+def to_math(answer: str) -> tuple[str, list]:
+    """('scalar', [values]) | ('tuple', [[values]...]) | ('set', [[values]...]) |
+    ('interval', (left_bracket, [values], [values], right_bracket))."""
+    s = normalize(answer)
+    m = re.fullmatch(r"([\[(])(.*),(.*)([\])])", s)
+    if m and len(_split_top(s[1:-1])) == 2 and s[0] + s[-1] in ("[)", "(]", "[]"):
+        return "interval", (m.group(1), _scalar(m.group(2)), _scalar(m.group(3)), m.group(4))
+    if s.startswith("{") and s.endswith("}"):
+        return "set", [_scalar(p) for p in _split_top(s[1:-1])]
+    inner = s[1:-1] if s[:1] in "([" and s[-1:] in ")]" else s
+    parts = _split_top(inner)
+    if len(parts) > 1:
+        return "tuple", [_scalar(p) for p in parts]
+    return "scalar", _scalar(s)
+
+
+# ------------------------------------------------------------------------ equivalence
+def _values_equal(a, b, rel_tol: float) -> bool:
+    if isinstance(a, tuple) or isinstance(b, tuple):
+        if not (isinstance(a, tuple) and isinstance(b, tuple)):
+            return False
+        da, db = a[1], b[1]   # equations: proportional differences
+        if db == 0 or da == 0:
+            return da == db
+        ratio = sympy.simplify(da / db)
+        return bool(ratio.is_number and ratio != 0)
+    diff = a - b
+    if diff == 0:
+        return True
+    if a.is_number and b.is_number:
+        av, bv = complex(sympy.N(a, 30)), complex(sympy.N(b, 30))
+        return abs(av - bv) <= rel_tol * max(1.0, abs(bv))
+    free = sorted(diff.free_symbols, key=str)
+    if sympy.simplify(diff) == 0:
+        return True
+    rng = random.Random(0)  # numeric probe at random points, for what simplify misses
+    for _ in range(5):
+        point = {s: sympy.Rational(rng.randint(1, 97), rng.randint(1, 13)) for s in free}
+        try:
+            val = complex(sympy.N(diff.subs(point), 20))
+        except (TypeError, ValueError):
+            return False
+        if abs(val) > 1e-9 * max(1.0, abs(complex(sympy.N(b.subs(point), 20)))):
+            return False
+    return True
+
+
+def _any_equal(cands_a: list, cands_b: list, rel_tol: float) -> bool:
+    return any(_values_equal(a, b, rel_tol) for a in cands_a for b in cands_b)
+
+
+def answers_equivalent(given: str, reference: str, rel_tol: float = 1e-6) -> bool:
+    """Whether two answer strings are mathematically the same. A reference that is not math
+    (a word, a name) is matched only by the same text, never by default."""
+    try:
+        ref_kind, ref = to_math(reference)
+    except ParseError:
+        return normalize_text(given) == normalize_text(reference) != ""
+    try:
+        kind, val = to_math(given)
+    except ParseError:
+        return normalize_text(given) == normalize_text(reference) != ""
+    if kind == "scalar" and ref_kind == "scalar":
+        return _any_equal(val, ref, rel_tol)
+    if kind == "interval" or ref_kind == "interval":
+        if kind != ref_kind:
+            return False
+        return (val[0] == ref[0] and val[3] == ref[3] and _any_equal(val[1], ref[1], rel_tol)
+                and _any_equal(val[2], ref[2], rel_tol))
+    if {kind, ref_kind} <= {"tuple", "set"}:
+        if len(val) != len(ref):
+            return False
+        if "set" in (kind, ref_kind):
+            unused = list(range(len(ref)))
+            for v in val:
+                hit = next((j for j in unused if _any_equal(v, ref[j], rel_tol)), None)
+                if hit is None:
+                    return False
+                unused.remove(hit)
+            return True
+        return all(_any_equal(v, r, rel_tol) for v, r in zip(val, ref))
+    return False
+
+
+def normalize_text(s: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", s.lower())
+
+
+def is_equivalent(response: str, reference: str) -> bool:
+    """Extracts the final answer of ``response`` and compares it with ``reference``. False when
+    no answer can be extracted or compared. Run it in a worker (``o1jax.rewards.verify``)."""
+    answer = extract_answer(response)
+    if answer is None:
+        return False
+    try:
+        return bool(answers_equivalent(answer, reference))
+    except (ParseError, TypeError, ValueError, ZeroDivisionError, RecursionError,
+            OverflowError, AttributeError):
+        return False
+
+
+def countdown_score(response: str, numbers: Sequence[int], target: int) -> float:
+    """1.0 if the final answer is an expression over ``numbers`` (each used at most once, with
+    + - * / and parentheses only) that evaluates to ``target``; 0.1 if it is such an expression
+    with another value (TinyZero's format credit); else 0.0."""
+    answer = extract_answer(response) if last_boxed(response) is not None else None
+    if answer is None:
+        return 0.0
+    answer = re.sub(r"\s*=\s*-?\d+\s*$", "", answer.strip())
+    try:
+        tokens = tokenize(latex_to_plain(answer))
+    except ParseError:
+        return 0.0
+    if not tokens or any(k == "name" or v in ("^", "**", ",") for k, v in tokens):
+        return 0.0
+    used = [int(v) for k, v in tokens if k == "num" if v.isdigit()]
+    if len(used) != sum(k == "num" for k, _ in tokens):
+        return 0.0  # decimals or exponents are not allowed
+    pool = list(numbers)
+    for u in used:
+        if u not in pool:
+            return 0.0
+        pool.remove(u)
+    try:
+        value = parse_expression(latex_to_plain(answer))
+    except (ParseError, ZeroDivisionError):
+        return 0.0
+    return 1.0 if value == target else 0.1
