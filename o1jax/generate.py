@@ -16,8 +16,8 @@ import numpy as np
 
 from o1jax import sharding
 from o1jax.models import hf
-from o1jax.rollout.sampler import Rollout, SamplingConfig, make_sampler, pad_prompts
-from o1jax.tokenizer import Tokenizer
+from o1jax.rollout.sampler import SamplingConfig, make_sampler, pad_prompts
+from o1jax.tokenizer import Tokenizer, response_texts
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -37,20 +37,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="data,fsdp,tensor, e.g. 1,1,-1 (default: one device)")
     ap.add_argument("--dtype", default="float32", help="compute dtype (float32 or bfloat16)")
     return ap.parse_args(argv)
-
-
-def completion_texts(rollout: Rollout, tokenizer: Tokenizer) -> list[str]:
-    """Decodes each row's response without the prompt and without its stop token."""
-    tokens = np.asarray(rollout.tokens)
-    resp = np.asarray(rollout.response_mask)
-    finished = np.asarray(rollout.finished)
-    out = []
-    for row, m, fin in zip(tokens, resp, finished):
-        ids = row[m].tolist()
-        if fin and ids:
-            ids = ids[:-1]
-        out.append(tokenizer.decode(ids))
-    return out
 
 
 def main(argv=None) -> int:
@@ -78,7 +64,7 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    texts = completion_texts(rollout, tokenizer)
+    texts = response_texts(rollout.tokens, rollout.response_mask, rollout.finished, tokenizer)
     finished = np.asarray(rollout.finished).tolist()
     if len(texts) == 1 and args.prompts_file is None:
         print(texts[0])

@@ -110,3 +110,16 @@ def _byte_of(ch: str) -> int:
         return code
     missing = [b for b in range(256) if b not in printable]
     return missing[code - 256]
+
+
+def response_texts(tokens, response_mask, finished, tokenizer: "Tokenizer") -> list[str]:
+    """Decodes each row's response tokens ([R, T] arrays), without its final stop token."""
+    import numpy as np
+    tokens, response_mask = np.asarray(tokens), np.asarray(response_mask).astype(bool)
+    out = []
+    for row, m, fin in zip(tokens, response_mask, np.asarray(finished)):
+        ids = row[m].tolist()
+        if fin and ids:
+            ids = ids[:-1]
+        out.append(tokenizer.decode(ids))
+    return out

@@ -161,6 +161,9 @@ class _Parser:
                 return _CONSTS[low]
             if len(val) == 1:
                 return sympy.Symbol(val)
+            if len(val) <= 3:  # xy, abc: implicit products of single-letter variables
+                return sympy.Mul(*[_CONSTS["e"] if ch == "e" else sympy.Symbol(ch)
+                                   for ch in val])
             raise ParseError(f"unknown name {val!r}")
         raise ParseError(f"unexpected {val!r}")
 

@@ -62,11 +62,12 @@ _UNIT_WORDS = (r"dollars?|cents?|percent|units?|meters?|metres?|cm|mm|km|kg|g|gr
                r"inches|inch|feet|foot|ft|miles?|hours?|hrs?|minutes?|mins?|seconds?|secs?|days?|"
                r"weeks?|years?|months?|degrees?|sq|square|cubic|people|students|apples|points")
 _LATEX_REPLACEMENTS = [
+    (r"\{,\}", ","), (r"(?<=\d)\\,(?=\d{3})", ""),
     (r"\\left|\\right|\\big|\\Big|\\bigg|\\Bigg", ""),
     (r"\\[,;:! ]|~", " "), (r"\\quad|\\qquad", " "),
     (r"\\dfrac|\\tfrac", r"\\frac"), (r"\\cdot|\\times|\\ast", "*"), (r"\\div", "/"),
     (r"\\pi", " pi "), (r"\\infty", " oo "), (r"\\%|%", " % "), (r"\\\$|\$", ""),
-    (r"\^\s*\{?\s*\\circ\s*\}?|°", ""), (r"\\lbrace|\\\{", "{"), (r"\\rbrace|\\\}", "}"),
+    (r"\^\s*\{?\s*\\circ\s*\}?|°", ""), (r"\\lbrace|\\\{", "\x01"), (r"\\rbrace|\\\}", "\x02"),
     (r"\\le(?:q)?\b", "<="), (r"\\ge(?:q)?\b", ">="),
 ]
 
@@ -111,15 +112,16 @@ def latex_to_plain(text: str) -> str:
     text = _replace_braced(text, "text", lambda a: " " + a + " ")
     text = _replace_braced(text, "mathrm", lambda a: " " + a + " ")
     text = _replace_braced(text, "mbox", lambda a: " " + a + " ")
+    text = re.sub(r"(\d+)\s*\\frac\s*\{(\d+)\}\s*\{(\d+)\}", r"\1 \2/\3", text)  # 3\frac12
+    text = re.sub(r"\\sqrt\s*\[([^\[\]{}]+)\]\s*\{([^{}]*)\}", r"((\2)^(1/(\1)))", text)
     for _ in range(20):  # nested \frac and \sqrt, innermost first
         before = text
         text = _replace_braced(text, "frac", lambda a, b: f"(({a})/({b}))")
         text = _replace_braced(text, "sqrt", lambda a: f"sqrt({a})")
         if text == before:
             break
-    text = re.sub(r"\\sqrt\[(\w+)\]\{([^{}]*)\}", r"((\2)^(1/(\1)))", text)
     text = re.sub(r"\\(sin|cos|tan|log|ln|exp)\b", r" \1 ", text)
-    text = text.replace("{", "(").replace("}", ")")
+    text = text.replace("{", "(").replace("}", ")").replace("\x01", "{").replace("\x02", "}")
     if "\\" in text:
         raise ParseError(f"unsupported LaTeX in {text!r}")
     return text
@@ -165,10 +167,12 @@ def _scalar(s: str):
         sides = [p.strip() for p in s.split("=")]
         if len(sides) != 2 or not all(sides):
             raise ParseError("malformed equation")
-        lhs, rhs = sides
-        if re.fullmatch(r"[A-Za-z]", lhs):   # x = 3  ->  3
-            return _scalar(rhs)
-        return [("eq", parse_expression(lhs) - parse_expression(rhs))]
+        lhs, rhs = (parse_expression(p) for p in sides)
+        out = []
+        for var, other in ((lhs, rhs), (rhs, lhs)):  # x = 3 also means 3
+            if var.is_Symbol and var not in other.free_symbols:
+                out.append(other)
+        return out + [("eq", lhs - rhs)]
     if s.endswith("%"):
         v = parse_expression(s[:-1])
         return [v, v / 100]
@@ -213,13 +217,14 @@ def _values_equal(a, b, rel_tol: float) -> bool:
         return True
     if a.is_number and b.is_number:
         av, bv = complex(sympy.N(a, 30)), complex(sympy.N(b, 30))
-        return abs(av - bv) <= rel_tol * max(1.0, abs(bv))
+        return abs(av - bv) <= rel_tol * max(abs(av), abs(bv))
     free = sorted(diff.free_symbols, key=str)
     if sympy.simplify(diff) == 0:
         return True
     rng = random.Random(0)  # numeric probe at random points, for what simplify misses
     for _ in range(5):
-        point = {s: sympy.Rational(rng.randint(1, 97), rng.randint(1, 13)) for s in free}
+        point = {s: sympy.Rational(rng.choice([-1, 1]) * rng.randint(1, 97), rng.randint(1, 13))
+                 for s in free}
         try:
             val = complex(sympy.N(diff.subs(point), 20))
         except (TypeError, ValueError):
@@ -233,9 +238,13 @@ def _any_equal(cands_a: list, cands_b: list, rel_tol: float) -> bool:
     return any(_values_equal(a, b, rel_tol) for a in cands_a for b in cands_b)
 
 
-def answers_equivalent(given: str, reference: str, rel_tol: float = 1e-6) -> bool:
+def answers_equivalent(given: str, reference: str, rel_tol: float = 1e-9) -> bool:
     """Whether two answer strings are mathematically the same. A reference that is not math
     (a word, a name) is matched only by the same text, never by default."""
+    words = [normalize(x) for x in (given, reference)]
+    if (all(re.fullmatch(r"[A-Za-z][A-Za-z ]+", w) for w in words)
+            and normalize_text(words[0]) == normalize_text(words[1])):
+        return True  # the same word(s); different words may still be equal products (xy, yx)
     try:
         ref_kind, ref = to_math(reference)
     except ParseError:
@@ -243,7 +252,7 @@ def answers_equivalent(given: str, reference: str, rel_tol: float = 1e-6) -> boo
     try:
         kind, val = to_math(given)
     except ParseError:
-        return normalize_text(given) == normalize_text(reference) != ""
+        return False  # the reference is math, the answer is not
     if kind == "scalar" and ref_kind == "scalar":
         return _any_equal(val, ref, rel_tol)
     if kind == "interval" or ref_kind == "interval":

@@ -1,0 +1,120 @@
+"""Input pipeline: a random-access TFDS data source -> seeded, resumable, per-process batches of
+left-padded prompt tokens.
+
+The position is two integers (epoch, index into that epoch's permutation), saved in checkpoints
+with ``state()`` and restored with ``restore()``; the permutation of an epoch is a pure function
+of (seed, epoch), so a restored pipeline yields exactly the batches it would have.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Sequence
+
+import jinja2.sandbox
+import numpy as np
+
+from o1jax.rollout.sampler import pad_prompts
+from o1jax.tokenizer import Tokenizer
+
+PLAIN_TEMPLATE = "{question}\n"
+
+
+def decode_example(ex: dict) -> dict:
+    return {k: v.decode() if isinstance(v, bytes) else v for k, v in ex.items()}
+
+
+def render_prompt(question: str, tokenizer: Tokenizer, template: str = PLAIN_TEMPLATE,
+                  use_chat_template: bool = False, system: str | None = None) -> str:
+    """The prompt text for a question: a format string with ``{question}``, or the tokenizer's
+    own chat template (rendered in a Jinja sandbox, with the generation prompt appended)."""
+    if not use_chat_template:
+        return template.format(question=question)
+    if not tokenizer.chat_template:
+        raise ValueError("use_chat_template=True but the tokenizer has no chat_template")
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    messages = ([{"role": "system", "content": system}] if system else []) + [
+        {"role": "user", "content": template.format(question=question)}]
+    return env.from_string(tokenizer.chat_template).render(
+        messages=messages, add_generation_prompt=True, bos_token=tokenizer.bos_token or "",
+        eos_token=tokenizer.eos_token or "")
+
+
+@dataclasses.dataclass
+class Batch:
+    """One process's share of a global batch. tokens, mask: [b, P]; indices: [b] dataset rows."""
+    tokens: np.ndarray
+    mask: np.ndarray
+    indices: np.ndarray
+    examples: list[dict]
+
+
+class PromptPipeline:
+    """Seeded, resumable batches of prompts from a random-access source (``len`` and ``[i]``).
+
+    Each process reads only its own ``global_batch // process_count`` rows of every batch.
+    """
+
+    def __init__(self, source: Any, tokenizer: Tokenizer, global_batch: int,
+                 max_prompt_len: int, seed: int = 0, template: str = PLAIN_TEMPLATE,
+                 use_chat_template: bool = False, process_index: int = 0,
+                 process_count: int = 1, add_special_tokens: bool = True):
+        if global_batch % process_count:
+            raise ValueError(f"global batch {global_batch} is not divisible by the "
+                             f"{process_count} processes")
+        if len(source) < global_batch:
+            raise ValueError(f"dataset has {len(source)} examples, fewer than one batch "
+                             f"({global_batch})")
+        self.source, self.tokenizer = source, tokenizer
+        self.global_batch, self.max_prompt_len = global_batch, max_prompt_len
+        self.seed, self.template, self.use_chat_template = seed, template, use_chat_template
+        self.process_index, self.process_count = process_index, process_count
+        self.add_special_tokens = add_special_tokens
+        self.epoch, self.index = 0, 0
+        self._perm_epoch, self._perm = -1, None
+        self.truncated_prompts = 0  # prompts cut to their last max_prompt_len tokens
+
+    # ---- position
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "index": self.index, "seed": self.seed}
+
+    def restore(self, state: dict) -> None:
+        if int(state["seed"]) != self.seed:
+            raise ValueError(f"checkpointed pipeline seed {state['seed']} != config seed "
+                             f"{self.seed}")
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+
+    def _permutation(self) -> np.ndarray:
+        if self._perm_epoch != self.epoch:
+            rng = np.random.default_rng([self.seed, self.epoch])
+            self._perm, self._perm_epoch = rng.permutation(len(self.source)), self.epoch
+        return self._perm
+
+    # ---- batches
+    def next_indices(self) -> np.ndarray:
+        """Dataset rows of the next global batch (every process computes the same ones);
+        an epoch's incomplete last batch is dropped."""
+        if self.index + self.global_batch > len(self.source):
+            self.epoch, self.index = self.epoch + 1, 0
+        rows = self._permutation()[self.index:self.index + self.global_batch]
+        self.index += self.global_batch
+        return rows
+
+    def encode(self, examples: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+        prompts = [self.tokenizer.encode(render_prompt(ex["question"], self.tokenizer,
+                                                       self.template, self.use_chat_template),
+                                         add_special_tokens=self.add_special_tokens)
+                   for ex in examples]
+        too_long = [i for i, p in enumerate(prompts) if len(p) > self.max_prompt_len]
+        if too_long:  # keep the end (where the question is asked) and count it
+            self.truncated_prompts += len(too_long)
+            prompts = [p[-self.max_prompt_len:] for p in prompts]
+        return pad_prompts(prompts, self.tokenizer.pad_id, self.max_prompt_len)
+
+    def next_batch(self) -> Batch:
+        rows = self.next_indices()
+        per = self.global_batch // self.process_count
+        mine = rows[self.process_index * per:(self.process_index + 1) * per]
+        examples = [decode_example(self.source[int(i)]) for i in mine]
+        tokens, mask = self.encode(examples)
+        return Batch(tokens=tokens, mask=mask, indices=mine.astype(np.int64), examples=examples)

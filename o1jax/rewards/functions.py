@@ -1,0 +1,91 @@
+"""Reward functions over a batch of decoded responses, computed on the host in parallel.
+
+A reward function has the signature ``fn(responses, examples, finished, pool) -> np.ndarray``
+(float32, one value per response). Add one with ``@register("name")``; configs refer to rewards
+by name with a weight. The verifier calls run in the time-limited worker pool.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, Sequence
+
+import numpy as np
+
+from o1jax.rewards.api import EQUIVALENCE, default_pool
+from o1jax.rewards.pool import ERROR, TIMEOUT, CheckPool
+from o1jax.rewards.verifier import last_boxed
+
+RewardFn = Callable[[Sequence[str], Sequence[dict], Sequence[bool], CheckPool], np.ndarray]
+REWARDS: dict[str, RewardFn] = {}
+COUNTDOWN = "o1jax.rewards.verifier:countdown_score"
+
+
+def register(name: str):
+    """Decorator that makes a reward function available to configs under ``name``."""
+    def wrap(fn: RewardFn) -> RewardFn:
+        if name in REWARDS:
+            raise ValueError(f"reward {name!r} is already registered")
+        REWARDS[name] = fn
+        return fn
+    return wrap
+
+
+@register("correctness")
+def correctness(responses, examples, finished, pool) -> np.ndarray:
+    """1 if the final answer is right (countdown: a valid expression reaching the target), else 0.
+    A truncated response earns nothing: an answer before the reasoning ended is not credited."""
+    jobs, fns = [], []
+    for resp, ex in zip(responses, examples):
+        if ex.get("task") == "countdown":
+            meta = json.loads(ex["meta"])
+            jobs.append((resp, meta["numbers"], meta["target"]))
+            fns.append(COUNTDOWN)
+        else:
+            jobs.append((resp, ex["answer"]))
+            fns.append(EQUIVALENCE)
+    out = np.zeros(len(jobs), np.float32)
+    for fn in set(fns):
+        idx = [i for i, f in enumerate(fns) if f == fn]
+        results = pool.map(fn, [jobs[i] for i in idx])
+        for i, r in zip(idx, results):
+            value = 0.0 if r in (TIMEOUT, ERROR) else float(r)
+            out[i] = 1.0 if value == 1.0 else 0.0
+    return out * np.asarray(finished, np.float32)
+
+
+@register("format")
+def format_reward(responses, examples, finished, pool) -> np.ndarray:
+    """1 if the response finished and contains a non-empty \\boxed{} answer."""
+    return np.array([float(bool(f) and bool((last_boxed(r) or "").strip()))
+                     for r, f in zip(responses, finished)], np.float32)
+
+
+@register("countdown")
+def countdown_reward(responses, examples, finished, pool) -> np.ndarray:
+    """TinyZero's countdown reward: 1 correct, 0.1 well-formed but wrong, 0 otherwise."""
+    jobs = [(r, json.loads(ex["meta"])["numbers"], json.loads(ex["meta"])["target"])
+            for r, ex in zip(responses, examples)]
+    results = pool.map(COUNTDOWN, jobs)
+    vals = [0.0 if r in (TIMEOUT, ERROR) else float(r) for r in results]
+    return np.asarray(vals, np.float32) * np.asarray(finished, np.float32)
+
+
+def compute_rewards(responses: Sequence[str], examples: Sequence[dict],
+                    finished: Sequence[bool], weights: dict[str, float],
+                    pool: CheckPool | None = None) -> tuple[np.ndarray, dict[str, float]]:
+    """Weighted sum of named rewards [R] and per-reward means + verifier counters."""
+    unknown = set(weights) - set(REWARDS)
+    if unknown:
+        raise ValueError(f"unknown reward(s) {sorted(unknown)}; registered: {sorted(REWARDS)}")
+    pool = pool or default_pool()
+    before = dict(pool.stats)
+    total = np.zeros(len(responses), np.float32)
+    metrics = {}
+    for name, w in weights.items():
+        r = REWARDS[name](responses, examples, finished, pool)
+        metrics[f"reward/{name}"] = float(np.mean(r)) if len(r) else 0.0
+        total += w * r
+    metrics["verifier/timeouts"] = float(pool.stats["timeouts"] - before["timeouts"])
+    metrics["verifier/errors"] = float(pool.stats["errors"] - before["errors"])
+    return total, metrics

@@ -1,0 +1,61 @@
+"""Rewards inside a compiled program: a host callback over token ids, and a pure-jnp reward.
+
+``make_reward_callback`` lets the RL iteration stay one jitted function: the rewards are
+computed on the host (decoding, verifier pool) through ``jax.pure_callback``. Where the reward
+needs no parsing, ``suffix_match_reward`` runs entirely in the graph.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from o1jax.rewards.functions import compute_rewards
+from o1jax.rewards.pool import CheckPool
+from o1jax.tokenizer import Tokenizer, response_texts
+
+
+def make_reward_callback(tokenizer: Tokenizer, example_at: Callable[[int], dict],
+                         weights: dict[str, float], pool: CheckPool | None = None):
+    """A jittable ``(tokens [R,T], response_mask [R,T], finished [R], example_ids [R]) ->
+    (rewards [R] f32, metrics [K] f32)``; ``metric_names`` on the returned function names the
+    K metrics. ``example_at(i)`` returns dataset row i (with ``answer``, ``task``, ``meta``)."""
+    names = [f"reward/{n}" for n in weights] + ["verifier/timeouts", "verifier/errors"]
+
+    def host(tokens, response_mask, finished, example_ids):
+        texts = response_texts(tokens, response_mask, finished, tokenizer)
+        examples = [example_at(int(i)) for i in np.asarray(example_ids)]
+        rewards, metrics = compute_rewards(texts, examples, np.asarray(finished), weights, pool)
+        return rewards.astype(np.float32), np.array([metrics[n] for n in names], np.float32)
+
+    def rewards_fn(tokens, response_mask, finished, example_ids):
+        out = (jax.ShapeDtypeStruct(finished.shape, jnp.float32),
+               jax.ShapeDtypeStruct((len(names),), jnp.float32))
+        return jax.pure_callback(host, out, tokens, response_mask, finished, example_ids,
+                                 vmap_method="sequential")
+
+    rewards_fn.metric_names = names
+    return rewards_fn
+
+
+def suffix_match_reward(tokens: jax.Array, response_mask: jax.Array, finished: jax.Array,
+                        target: jax.Array, target_len: jax.Array) -> jax.Array:
+    """1.0 where a finished response ends (just before its stop token) with the row's target
+    token sequence, else 0.0. Pure jnp, no callback.
+
+    tokens, response_mask: [R, T]; finished: [R]; target: [R, L] (left-aligned, padded);
+    target_len: [R] valid target lengths (>= 1).
+    """
+    t = tokens.shape[1]
+    last = t - 1 - jnp.argmax(response_mask[:, ::-1], axis=1)     # index of the stop token
+    end = last - 1                                                # last answer token
+    j = jnp.arange(target.shape[1])
+    idx = jnp.clip(end[:, None] - target_len[:, None] + 1 + j[None], 0, t - 1)
+    got = jnp.take_along_axis(tokens, idx, axis=1)
+    inside = jnp.take_along_axis(response_mask, idx, axis=1)
+    valid = j[None] < target_len[:, None]
+    ok = jnp.all(jnp.where(valid, (got == target) & inside.astype(bool), True), axis=1)
+    return (ok & finished.astype(bool) & (target_len >= 1)).astype(jnp.float32)
