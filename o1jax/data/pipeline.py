@@ -34,7 +34,7 @@ def render_prompt(question: str, tokenizer: Tokenizer, template: str = PLAIN_TEM
         raise ValueError("use_chat_template=True but the tokenizer has no chat_template")
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     messages = ([{"role": "system", "content": system}] if system else []) + [
-        {"role": "user", "content": template.format(question=question)}]
+        {"role": "user", "content": template.format(question=question).strip()}]
     return env.from_string(tokenizer.chat_template).render(
         messages=messages, add_generation_prompt=True, bos_token=tokenizer.bos_token or "",
         eos_token=tokenizer.eos_token or "")

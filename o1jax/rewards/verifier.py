@@ -112,9 +112,9 @@ def latex_to_plain(text: str) -> str:
     text = _replace_braced(text, "text", lambda a: " " + a + " ")
     text = _replace_braced(text, "mathrm", lambda a: " " + a + " ")
     text = _replace_braced(text, "mbox", lambda a: " " + a + " ")
-    text = re.sub(r"(\d+)\s*\\frac\s*\{(\d+)\}\s*\{(\d+)\}", r"\1 \2/\3", text)  # 3\frac12
+    text = re.sub(r"(\d+)\s*\\frac\s*\{(\d+)\}\s*\{(\d+)\}", r"\1 \2/\3", text)  # mixed number 3\frac{1}{2}
     text = re.sub(r"\\sqrt\s*\[([^\[\]{}]+)\]\s*\{([^{}]*)\}", r"((\2)^(1/(\1)))", text)
-    for _ in range(20):  # nested \frac and \sqrt, innermost first
+    for _ in range(20):  # nested \frac and \sqrt, one level per pass
         before = text
         text = _replace_braced(text, "frac", lambda a, b: f"(({a})/({b}))")
         text = _replace_braced(text, "sqrt", lambda a: f"sqrt({a})")

@@ -1,0 +1,76 @@
+"""Synthetic tasks: reference solutions verify, perturbed answers do not, splits are disjoint."""
+
+import json
+
+import pytest
+
+from o1jax.data import tasks
+from o1jax.rewards import verify_batch
+from o1jax.rewards.functions import correctness
+from o1jax.rewards.api import default_pool
+
+N = 150
+
+
+@pytest.mark.parametrize("task", ["arithmetic", "linear", "fractions"])
+def test_reference_solutions_verify_and_perturbed_answers_fail(task):
+    exs = [ex for d in (1, 2, 3) for ex in tasks.generate(task, "train", N // 3, seed=d,
+                                                           difficulty=d)]
+    assert len(exs) == N
+    assert all(verify_batch([e["solution"] for e in exs], [e["answer"] for e in exs]))
+    # the same solution with the final answer changed by one is wrong
+    perturbed = [e["solution"].rsplit("\\boxed{", 1)[0] + f"\\boxed{{{e['answer']}+1}}"
+                 for e in exs]
+    assert not any(verify_batch(perturbed, [e["answer"] for e in exs]))
+
+
+def test_countdown_reference_scores_and_perturbations():
+    exs = list(tasks.generate("countdown", "train", N, seed=3, difficulty=2))
+    finished = [True] * N
+    pool = default_pool()
+    assert correctness([e["solution"] for e in exs], exs, finished, pool).tolist() == [1.0] * N
+    for e in exs[:40]:
+        m = json.loads(e["meta"])
+        nums = m["numbers"]
+        expr = e["solution"].rsplit("\\boxed{", 1)[1].rstrip("}")
+        # any other correct expression is accepted (here: the same one rewritten with +0*n)
+        alt = f"\\boxed{{({expr})}}"
+        wrong_target = f"\\boxed{{({expr})+1}}"                # 1 is not available or reused
+        reuse = f"\\boxed{{({expr})+{nums[0]}-{nums[0]}}}"    # reuses numbers
+        scores = correctness([alt, wrong_target, reuse], [e] * 3, [True] * 3, pool)
+        assert scores.tolist() == [1.0, 0.0, 0.0], (e, scores)
+
+
+def test_countdown_format_credit():
+    from o1jax.rewards.verifier import countdown_score
+    assert countdown_score("\\boxed{(3+5)*3}", [3, 5, 3], 24) == 1.0
+    assert countdown_score("\\boxed{3+5+3}", [3, 5, 3], 24) == 0.1   # well-formed, wrong value
+    assert countdown_score("\\boxed{3*8}", [3, 5, 3], 24) == 0.0      # 8 is not given
+    assert countdown_score("\\boxed{3^2}", [3, 2], 9) == 0.0          # ^ not allowed
+    assert countdown_score("(3+5)*3", [3, 5, 3], 24) == 0.0           # no boxed answer
+    assert countdown_score("\\boxed{(3+5)*3 = 24}", [3, 5, 3], 24) == 1.0
+
+
+@pytest.mark.parametrize("task", sorted(tasks.TASKS))
+def test_splits_are_disjoint_and_deterministic(task):
+    train = list(tasks.generate(task, "train", 300, seed=0))
+    test = list(tasks.generate(task, "test", 30, seed=0))
+    assert not {e["question"] for e in train} & {e["question"] for e in test}
+    assert len({e["question"] for e in train}) == 300
+    assert list(tasks.generate(task, "train", 300, seed=0)) == train
+    assert list(tasks.generate(task, "train", 300, seed=1)) != train
+    # a test question is never produced by a train generator with another seed either
+    other = {e["question"] for e in tasks.generate(task, "train", 300, seed=7)}
+    assert not other & {e["question"] for e in test}
+
+
+def test_difficulty_grows_numbers():
+    easy = list(tasks.generate("arithmetic", "train", 50, difficulty=1))
+    hard = list(tasks.generate("arithmetic", "train", 50, difficulty=5))
+    size = lambda exs: sum(len(e["answer"]) for e in exs)  # noqa: E731
+    assert size(hard) > 2 * size(easy)
+
+
+def test_unknown_task():
+    with pytest.raises(ValueError, match="unknown task"):
+        next(tasks.generate("nope", "train", 1))

@@ -1,0 +1,110 @@
+"""Reward functions: registry, weights, truncation, and the callback/in-graph versions."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from o1jax.data import tasks
+from o1jax.rewards import functions
+from o1jax.rewards.in_graph import make_reward_callback, suffix_match_reward
+from o1jax.rewards.api import default_pool
+from o1jax.rollout.sampler import pad_prompts
+from o1jax.tokenizer import byte_tokenizer
+
+EXAMPLES = [{"task": "arithmetic", "answer": "12", "meta": "{}"},
+            {"task": "arithmetic", "answer": "7/2", "meta": "{}"},
+            {"task": "countdown", "answer": "24", "meta": '{"numbers": [3, 5, 3], "target": 24}'},
+            {"task": "arithmetic", "answer": "5", "meta": "{}"}]
+RESPONSES = ["3*4=12\n\\boxed{12}", "\\boxed{3.5}", "\\boxed{(3+5)*3}", "\\boxed{6}"]
+
+
+def test_weighted_rewards_and_truncation():
+    total, metrics = functions.compute_rewards(RESPONSES, EXAMPLES, [True, True, True, False],
+                                               {"correctness": 1.0, "format": 0.1})
+    # the last one is right-format but truncated: no credit at all
+    np.testing.assert_allclose(total, [1.1, 1.1, 1.1, 0.0])
+    assert metrics["reward/correctness"] == 0.75 and metrics["reward/format"] == 0.75
+    assert metrics["verifier/timeouts"] == 0
+
+
+def test_plug_in_a_reward_with_one_function():
+    @functions.register("short")
+    def short(responses, examples, finished, pool):
+        return np.array([1.0 if len(r) < 12 else 0.0 for r in responses], np.float32)
+    try:
+        total, m = functions.compute_rewards(RESPONSES, EXAMPLES, [True] * 4, {"short": 2.0})
+        np.testing.assert_allclose(total, [0, 2, 0, 2])
+    finally:
+        del functions.REWARDS["short"]
+    with pytest.raises(ValueError, match="unknown reward"):
+        functions.compute_rewards(RESPONSES, EXAMPLES, [True] * 4, {"short": 1.0})
+
+
+def _encode_responses(tok, texts, stop=True):
+    ids = [tok.encode(t, add_special_tokens=False) + ([tok.stop_ids[0]] if stop else [])
+           for t in texts]
+    n = max(map(len, ids))
+    tokens = np.full((len(ids), n + 2), tok.pad_id, np.int32)
+    mask = np.zeros_like(tokens, bool)
+    tokens[:, :2] = 65  # a two-token "prompt" column block
+    for i, row in enumerate(ids):
+        tokens[i, 2:2 + len(row)] = row
+        mask[i, 2:2 + len(row)] = True
+    return tokens, mask
+
+
+def test_callback_inside_jit_equals_host_rewards():
+    tok = byte_tokenizer()
+    tokens, mask = _encode_responses(tok, RESPONSES)
+    finished = np.array([True, True, True, False])
+    weights = {"correctness": 1.0, "format": 0.5}
+    fn = make_reward_callback(tok, lambda i: EXAMPLES[i], weights, default_pool())
+
+    @jax.jit
+    def program(tokens, mask, finished, ids):
+        rewards, metrics = fn(tokens, mask, finished, ids)
+        return rewards * 2.0, metrics
+
+    got, metrics = program(tokens, mask, finished, np.arange(4))
+    expected, m = functions.compute_rewards(RESPONSES, EXAMPLES, finished, weights)
+    np.testing.assert_allclose(np.asarray(got), 2.0 * expected)
+    assert dict(zip(fn.metric_names, np.asarray(metrics).tolist()))["reward/format"] == \
+        m["reward/format"]
+
+
+def test_suffix_match_reward_against_python_loop():
+    rng = np.random.RandomState(0)
+    r, t, L = 64, 12, 3
+    tokens = rng.randint(0, 4, (r, t))
+    lengths = rng.randint(1, 9, r)
+    start = rng.randint(0, t - 8, r)
+    mask = np.zeros((r, t), bool)
+    for i in range(r):
+        mask[i, start[i]:start[i] + lengths[i]] = True
+    finished = rng.rand(r) < 0.8
+    target_len = rng.randint(1, L + 1, r)
+    target = rng.randint(0, 4, (r, L))
+    got = np.asarray(jax.jit(suffix_match_reward)(tokens, mask, finished, target, target_len))
+    for i in range(r):
+        resp = tokens[i][mask[i]].tolist()
+        answer = resp[:-1]  # without the stop token
+        want = target[i, :target_len[i]].tolist()
+        expect = float(finished[i] and len(answer) >= len(want) and answer[-len(want):] == want)
+        assert got[i] == expect, i
+    assert 0 < got.sum() < r
+
+
+def test_suffix_match_on_task_answers():
+    tok = byte_tokenizer()
+    exs = list(tasks.generate("arithmetic", "test", 4, difficulty=1))
+    texts = [e["solution"] for e in exs[:2]] + ["\\boxed{-1}", exs[3]["solution"] + "x"]
+    tokens, mask = _encode_responses(tok, texts)
+    targets = [tok.encode(f"\\boxed{{{e['answer']}}}", add_special_tokens=False) for e in exs]
+    tgt, tmask = pad_prompts(targets, 0)
+    tgt = np.where(tmask, tgt, 0)
+    # pad_prompts left-pads; the reward wants left-aligned targets
+    aligned = np.stack([np.roll(row, -(~m).sum()) for row, m in zip(tgt, tmask)])
+    got = suffix_match_reward(jnp.asarray(tokens), jnp.asarray(mask), jnp.ones(4, bool),
+                              jnp.asarray(aligned), jnp.asarray(tmask.sum(1)))
+    assert np.asarray(got).tolist() == [1.0, 1.0, 0.0, 0.0]

@@ -1,0 +1,33 @@
+"""The check pool: time limits kill and replace workers; errors come back as values."""
+
+import time
+
+from o1jax.rewards.pool import ERROR, TIMEOUT, CheckPool
+
+
+def test_timeout_kills_and_replaces_the_worker():
+    with CheckPool(num_workers=1, timeout=0.5, preload=("time",)) as pool:
+        pid = pool._workers[0].proc.pid
+        t = time.monotonic()
+        assert pool.map("time:sleep", [(5,)]) == [TIMEOUT]
+        assert time.monotonic() - t < 3
+        assert pool._workers[0].proc.pid != pid  # replaced
+        assert pool.map("time:sleep", [(0,)]) == [None]  # the new worker works
+        assert pool.stats == {"checks": 2, "timeouts": 1, "errors": 0}
+
+
+def test_errors_are_values_and_checks_run_in_parallel():
+    with CheckPool(num_workers=2, timeout=2.0, preload=("time", "math")) as pool:
+        assert pool.map("math:sqrt", [(-1,), (4,)]) == [ERROR, 2.0]
+        t = time.monotonic()
+        pool.map("time:sleep", [(0.6,), (0.6,)])
+        assert time.monotonic() - t < 1.1  # two workers, not one after the other
+        assert pool.stats["errors"] == 1
+
+
+def test_memory_bomb_is_contained():
+    with CheckPool(num_workers=1, timeout=5.0, memory_limit=1 << 30,
+                   preload=("o1jax.rewards.verifier",)) as pool:
+        # 8 GB of zeros cannot be allocated under a 1 GB limit: an error, not a dead parent
+        assert pool.map("builtins:bytearray", [(8 << 30,)]) == [ERROR]
+        assert pool.map("builtins:len", [("abc",)]) == [3]
