@@ -1,0 +1,111 @@
+"""Each loss's gradient against central finite differences (float64), plus behaviour checks."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from o1jax.rl import losses as L
+
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Finite differences need float64; scoped to this module's tests."""
+    with jax.enable_x64(True):
+        yield
+
+
+def _fd_check(fn, x, eps=1e-6, atol=1e-6):
+    """Compares jax.grad(fn)(x) with central differences, entry by entry."""
+    x = np.asarray(x, np.float64)
+    g = np.asarray(jax.grad(fn)(jnp.asarray(x)))
+    num = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        d = np.zeros_like(x)
+        d[idx] = eps
+        num[idx] = (float(fn(jnp.asarray(x + d))) - float(fn(jnp.asarray(x - d)))) / (2 * eps)
+    np.testing.assert_allclose(g, num, atol=atol, rtol=1e-4)
+    return g
+
+
+def _case(seed=0, r=3, t=5):
+    rng = np.random.RandomState(seed)
+    mask = rng.rand(r, t) > 0.3
+    mask[:, 0] = True
+    return (rng.randn(r, t) * 0.3, rng.randn(r, t) * 0.3, rng.randn(r, t), mask)
+
+
+@pytest.mark.parametrize("agg", L.AGGREGATIONS)
+@pytest.mark.parametrize("dual", [None, 3.0])
+def test_ppo_policy_loss_gradient(agg, dual):
+    logp, old, adv, mask = _case()
+    fn = lambda lp: L.ppo_policy_loss(lp, old, adv, mask, 0.2, 0.28, dual, agg)[0]  # noqa: E731
+    g = _fd_check(fn, logp)
+    assert np.all(g[~mask] == 0)
+
+
+def test_ppo_clipping_zeroes_gradient_outside_the_trust_region():
+    old = np.zeros((1, 2))
+    logp = np.array([[0.5, -0.5]])   # ratios e^0.5 = 1.65 and e^-0.5 = 0.61
+    adv = np.array([[1.0, -1.0]])    # both clipped: gain beyond the region is not rewarded
+    g = jax.grad(lambda lp: L.ppo_policy_loss(lp, old, adv, np.ones((1, 2)))[0])(logp)
+    np.testing.assert_allclose(np.asarray(g), 0.0)
+    loss, stats = L.ppo_policy_loss(logp, old, adv, np.ones((1, 2)))
+    assert float(stats["clip_frac"]) == 1.0
+
+
+def test_dual_clip_bounds_negative_advantage_loss():
+    loss, _ = L.ppo_policy_loss(np.array([[3.0]]), np.zeros((1, 1)), np.array([[-1.0]]),
+                                np.ones((1, 1)), dual_clip=3.0)
+    assert float(loss) == pytest.approx(3.0)   # e^3 = 20 would be the unbounded loss
+    loss, _ = L.ppo_policy_loss(np.array([[3.0]]), np.zeros((1, 1)), np.array([[-1.0]]),
+                                np.ones((1, 1)))
+    assert float(loss) == pytest.approx(np.exp(3.0))
+
+
+@pytest.mark.parametrize("clip", [None, 0.2])
+def test_value_loss_gradient(clip):
+    v, old_v, ret, mask = _case(1)
+    _fd_check(lambda x: L.value_loss(x, old_v, ret, mask, clip), v)
+
+
+@pytest.mark.parametrize("kind", ["k1", "k2", "k3"])
+def test_kl_estimators_gradient_and_unbiasedness(kind):
+    logp, ref, _, mask = _case(2)
+    _fd_check(lambda x: L.aggregate(L.kl_estimate(x, ref, kind), mask), logp)
+    # sampled from p, k1 and k3 average to KL(p || q)
+    rng = np.random.RandomState(0)
+    p = np.array([0.5, 0.3, 0.2])
+    q = np.array([0.2, 0.5, 0.3])
+    s = rng.choice(3, 200_000, p=p)
+    est = np.asarray(L.kl_estimate(np.log(p[s]), np.log(q[s]), kind)).mean()
+    exact = float(np.sum(p * np.log(p / q)))
+    if kind in ("k1", "k3"):
+        assert abs(est - exact) < 0.01
+    assert float(L.kl_estimate(np.array(-3.0), np.array(-3.0), kind)) == 0.0
+
+
+def test_k3_is_finite_for_extreme_ratios():
+    v = L.kl_estimate(np.array([0.0, -200.0]), np.array([-200.0, 0.0]), "k3")
+    assert np.all(np.isfinite(np.asarray(v)))
+
+
+def test_entropy_bonus_gradient():
+    ent, _, _, mask = _case(3)
+    _fd_check(lambda x: L.entropy_bonus(x, mask, "seq_mean_token_mean"), ent)
+
+
+def test_aggregation_modes_by_hand():
+    loss = np.array([[1.0, 2.0, 3.0], [4.0, 0.0, 0.0]])
+    mask = np.array([[1, 1, 1], [1, 0, 0]], bool)
+    assert float(L.aggregate(loss, mask, "token_mean")) == pytest.approx(10 / 4)
+    assert float(L.aggregate(loss, mask, "seq_mean_token_sum")) == pytest.approx((6 + 4) / 2)
+    assert float(L.aggregate(loss, mask, "seq_mean_token_mean")) == pytest.approx((2 + 4) / 2)
+    with pytest.raises(ValueError, match="unknown loss aggregation"):
+        L.aggregate(loss, mask, "sum")
+
+
+def test_adaptive_kl_controller_moves_toward_target():
+    assert float(L.adaptive_kl_coef(0.1, 0.2, 0.1, 100.0, 10)) > 0.1
+    assert float(L.adaptive_kl_coef(0.1, 0.05, 0.1, 100.0, 10)) < 0.1
