@@ -128,12 +128,16 @@ def named_sharding(mesh: Mesh, logical_axes: Sequence[str | None],
     return NamedSharding(mesh, logical_to_spec(logical_axes, shape, mesh))
 
 
+def is_axes(t: Any) -> bool:
+    """A leaf of a logical-axes tree: a plain tuple of axis names (or None)."""
+    return type(t) is tuple and all(isinstance(a, (str, type(None))) for a in t)
+
+
 def tree_shardings(mesh: Mesh, axes_tree: Any, shapes_tree: Any) -> Any:
     """NamedShardings for a pytree, from a matching tree of logical-axis tuples and of shapes
     (arrays or ``jax.ShapeDtypeStruct``s)."""
-    return jax.tree.map(
-        lambda axes, x: named_sharding(mesh, axes, x.shape), axes_tree, shapes_tree,
-        is_leaf=lambda t: isinstance(t, tuple) and all(isinstance(a, (str, type(None))) for a in t))
+    return jax.tree.map(lambda axes, x: named_sharding(mesh, axes, x.shape), axes_tree,
+                        shapes_tree, is_leaf=is_axes)
 
 
 def replicated(mesh: Mesh) -> NamedSharding:

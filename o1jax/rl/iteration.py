@@ -233,14 +233,10 @@ def state_axes(state: dict, policy: Transformer) -> Any:
     return out
 
 
-def _is_axes(t) -> bool:
-    return isinstance(t, tuple) and all(isinstance(a, (str, type(None))) for a in t)
-
-
 def _mirror(opt_state, axes):
     """Axes for an optax state: subtrees shaped like the params get the params' axes, every
     other leaf (step counts) is replicated."""
-    param_structure = jax.tree.structure(jax.tree.map(lambda a: 0, axes, is_leaf=_is_axes))
+    param_structure = jax.tree.structure(jax.tree.map(lambda a: 0, axes, is_leaf=sharding.is_axes))
 
     def rec(node):
         if isinstance(node, dict) and jax.tree.structure(node) == param_structure:
@@ -257,8 +253,8 @@ def _mirror(opt_state, axes):
 
 def make_iteration(policy: Transformer, sampling: SamplingConfig, cfg: RLConfig,
                    reward_fn: RewardFn, example_state: dict | None = None):
-    """``rl_iteration`` compiled: state donated; with ``policy.mesh``, explicit in/out shardings
-    (state by the logical rules, the batch over the data axes)."""
+    """``rl_iteration`` compiled: state donated; with ``policy.mesh`` and ``example_state``,
+    explicit in/out shardings (state by the logical rules, the batch over the data axes)."""
     fn = functools.partial(rl_iteration, policy=policy, sampling=sampling, cfg=cfg,
                            reward_fn=reward_fn)
     mesh = policy.mesh
@@ -268,5 +264,7 @@ def make_iteration(policy: Transformer, sampling: SamplingConfig, cfg: RLConfig,
     st_shard = sharding.tree_shardings(mesh, state_axes(example_state, policy), shapes)
     batch = {"tokens": sharding.batch_sharding(mesh, 2), "mask": sharding.batch_sharding(mesh, 2),
              "example_ids": sharding.batch_sharding(mesh, 1)}
-    return jax.jit(fn, in_shardings=(st_shard, batch, sharding.replicated(mesh)),
-                   out_shardings=(st_shard, sharding.replicated(mesh)), donate_argnums=(0,))
+    jitted = jax.jit(fn, in_shardings=(st_shard, batch, sharding.replicated(mesh)),
+                     out_shardings=(st_shard, sharding.replicated(mesh)), donate_argnums=(0,))
+    jitted.state_shardings = st_shard  # place the initial state with these: one compilation
+    return jitted

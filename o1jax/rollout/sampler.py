@@ -157,9 +157,8 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
     rep = lambda a, axis=0: jnp.repeat(a, g, axis=axis) if g > 1 else a  # noqa: E731
     cache = dict(jax.tree.map(rep, {k: cache[k] for k in ("k", "v", "mask")}),
                  index=cache["index"])
-    cache = jax.tree.map(lambda c, ax: sharding.constrain(c, mesh, ax), cache, model.cache_axes(),
-                         is_leaf=lambda t: isinstance(t, tuple) and all(
-                             isinstance(a, (str, type(None))) for a in t))
+    cache = jax.tree.map(lambda ax, c: sharding.constrain(c, mesh, ax), model.cache_axes(), cache,
+                         is_leaf=sharding.is_axes)
     stop_ids = jnp.asarray(cfg.stop_ids or (-1,), jnp.int32)
 
     def emit(s, logits, key):

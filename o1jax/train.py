@@ -1,0 +1,191 @@
+"""Training CLI: ``python -m o1jax.train --config configs/NAME.py --workdir DIR [--config.X=Y]``.
+
+The workdir holds checkpoints/, metrics.jsonl, tensorboard/ and config.json (the resolved
+config). Running again on the same workdir resumes from the latest complete checkpoint.
+The last line printed is one JSON object summarising the run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+
+import jax
+import ml_collections
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from o1jax import sharding
+from o1jax.checkpoint import Checkpointer, StopSignal
+from o1jax.data import builders
+from o1jax.data.pipeline import PromptPipeline, decode_example
+from o1jax.metrics import MetricsWriter
+from o1jax.models import Transformer, preset
+from o1jax.rewards.in_graph import make_reward_callback
+from o1jax.rl.iteration import RLConfig, init_state, make_iteration
+from o1jax.rollout.sampler import SamplingConfig
+from o1jax.tokenizer import byte_tokenizer
+
+log = logging.getLogger("o1jax.train")
+
+RL_FIELDS = {f for f in RLConfig.__dataclass_fields__}
+
+
+class ConfigError(ValueError):
+    """A config that cannot run, found before anything is compiled."""
+
+
+def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> None:
+    """Fast checks that name the offending field."""
+    try:
+        mesh_shape = sharding.resolve_mesh_shape(cfg.mesh_shape, num_devices)
+    except ValueError as e:
+        raise ConfigError(f"mesh_shape: {e}") from None
+    data_par = mesh_shape[0] * mesh_shape[1]
+    rows = cfg.rl.batch_prompts * cfg.rl.group_size
+    if cfg.rl.batch_prompts % max(1, jax.process_count()):
+        raise ConfigError(f"rl.batch_prompts={cfg.rl.batch_prompts} is not divisible by the "
+                          f"{jax.process_count()} processes")
+    if rows % data_par:
+        raise ConfigError(f"rl.batch_prompts * rl.group_size = {rows} is not divisible by the "
+                          f"{data_par} data-parallel devices of mesh_shape {mesh_shape}")
+    if rows % cfg.rl.minibatches:
+        raise ConfigError(f"rl.minibatches={cfg.rl.minibatches} does not divide the {rows} "
+                          "rollout rows")
+    if cfg.rl.algorithm != "ppo" and cfg.rl.group_size < 2:
+        raise ConfigError(f"rl.algorithm={cfg.rl.algorithm} needs rl.group_size >= 2")
+
+
+def rl_config(cfg) -> RLConfig:
+    kw = {k: v for k, v in cfg.rl.items() if k in RL_FIELDS}
+    try:
+        return RLConfig(**kw)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+
+
+def run_rl(cfg, workdir: str, mesh, tokenizer, policy: Transformer, params, sources) -> dict:
+    """The RL stage: resumable loop over compiled iterations."""
+    rcfg = rl_config(cfg)
+    sampling = SamplingConfig(max_new_tokens=cfg.rl.max_new_tokens,
+                              temperature=cfg.rl.temperature, top_p=cfg.rl.get("top_p", 1.0),
+                              num_samples=cfg.rl.group_size, stop_ids=tokenizer.stop_ids,
+                              pad_id=tokenizer.pad_id)
+    train = sources["train"]
+    pipeline = PromptPipeline(train, tokenizer, cfg.rl.batch_prompts, cfg.data.max_prompt_len,
+                              seed=cfg.seed, template=cfg.data.template,
+                              process_index=jax.process_index(),
+                              process_count=jax.process_count())
+    reward_fn_cb = make_reward_callback(tokenizer, lambda i: decode_example(train[i]),
+                                        dict(cfg.rl.rewards))
+
+    def reward_fn(roll, example_ids):
+        rewards, vec = reward_fn_cb(roll.tokens, roll.response_mask, roll.finished, example_ids)
+        return rewards, {name: vec[i] for i, name in enumerate(reward_fn_cb.metric_names)}
+
+    state = init_state(policy, params, rcfg, jax.random.key(cfg.seed + 1))
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints", "rl"), every=cfg.checkpoint.every,
+                        keep=cfg.checkpoint.keep, async_save=cfg.checkpoint.async_save)
+    start = 0
+    restored = ckpt.restore_latest(jax.eval_shape(lambda s: s, state))
+    if restored is not None:
+        start, state, extra = restored
+        pipeline.restore(extra["pipeline"])
+        log.info("resumed RL from step %d", start)
+    iteration = make_iteration(policy, sampling, rcfg, reward_fn, state)
+    state = jax.device_put(state, iteration.state_shardings)
+    writer = MetricsWriter(workdir, cfg.rl.num_iterations, resume_from=start, stage="rl",
+                           console=cfg.get("progress_bar", True))
+    stop = StopSignal()
+    base_key = jax.random.key(cfg.seed)
+    last = {}
+    try:
+        for step in range(start, cfg.rl.num_iterations):
+            b = pipeline.next_batch()
+            batch = sharding.host_local_to_global(mesh, {
+                "tokens": b.tokens, "mask": b.mask, "example_ids": b.indices.astype(np.int32)})
+            t = time.perf_counter()
+            state, metrics = iteration(state, batch, jax.random.fold_in(base_key, step))
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            seconds = time.perf_counter() - t
+            metrics["accuracy"] = metrics.get("reward/correctness", float("nan"))
+            metrics["format_rate"] = metrics.get("reward/format", float("nan"))
+            metrics["time/iteration_s"] = seconds
+            metrics["tokens_per_s"] = metrics["generated_tokens"] / seconds
+            if metrics["skipped_updates"] and cfg.on_nonfinite == "stop":
+                raise FloatingPointError(f"RL step {step + 1}: non-finite loss or gradient "
+                                         "(on_nonfinite='stop')")
+            writer.write(step + 1, metrics)
+            last = metrics
+            ckpt.save(step + 1, state, {"pipeline": pipeline.state()},
+                      force=stop.received is not None or step + 1 == cfg.rl.num_iterations)
+            if stop.received is not None:
+                log.warning("signal %d: checkpointed step %d, exiting", stop.received, step + 1)
+                break
+    finally:
+        stop.restore()
+        ckpt.close()
+        writer.close()
+    return {"rl_steps": int(state["step"]), "state": state, "last_metrics": last,
+            "preempted": stop.received is not None}
+
+
+def setup(cfg, workdir: str):
+    """Mesh, tokenizer, policy and data, after the fast config checks."""
+    sharding.maybe_initialize_distributed(cfg.get("distributed", False))
+    check_config(cfg, jax.device_count())
+    mesh = sharding.make_mesh(cfg.mesh_shape)
+    tokenizer = byte_tokenizer()
+    overrides = dict(cfg.model.get("overrides", {}))
+    mcfg = preset(cfg.model.preset, **overrides)
+    if mcfg.vocab_size < tokenizer.vocab_size:
+        raise ConfigError(f"model.vocab_size={mcfg.vocab_size} is smaller than the tokenizer's "
+                          f"{tokenizer.vocab_size}")
+    policy = Transformer(mcfg, mesh=mesh)
+    data_cfg = {k: cfg.data[k] for k in ("difficulty", "num_train", "num_test", "seed")
+                if k in cfg.data}
+    sources = builders.build(cfg.data.task, cfg.data.get("data_dir") or
+                             os.path.join(workdir, "tfds"), **data_cfg)
+    return mesh, tokenizer, policy, sources
+
+
+def run(cfg, workdir: str) -> dict:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        f.write(cfg.to_json_best_effort(indent=2))
+    mesh, tokenizer, policy, sources = setup(cfg, workdir)
+    params = policy.init_sharded(jax.random.key(cfg.seed))
+    out = run_rl(cfg, workdir, mesh, tokenizer, policy, params, sources)
+    return {"workdir": os.path.abspath(workdir), "rl_steps": out["rl_steps"],
+            "preempted": out["preempted"],
+            **{k: out["last_metrics"].get(k) for k in ("reward_mean", "accuracy")}}
+
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints and metrics")
+
+
+def main(argv):
+    del argv
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax logs every save at INFO
+    if _WORKDIR.value is None:
+        print("error: --workdir is required", file=sys.stderr)
+        return 2
+    try:
+        result = run(_CONFIG.value, _WORKDIR.value)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("config")
+    app.run(lambda argv: sys.exit(main(argv)))
