@@ -168,7 +168,7 @@ def rl_iteration(state: dict, batch: dict, key: jax.Array, *, policy: Transforme
         (pl, stats), grads = jax.value_and_grad(policy_loss, has_aux=True)(carry["policy"], mb)
         carry["policy"], carry["opt_policy"], ok = apply_update(
             carry["policy"], carry["opt_policy"], grads, opt_p, pl)
-        out = dict(stats, policy_loss=pl, grad_norm=optax.global_norm(grads))
+        out = dict(stats, policy_loss=pl, grad_norm=optax.tree.norm(grads))
         if cfg.uses_critic:
             vl, vgrads = jax.value_and_grad(value_loss)(carry["value"], mb)
             carry["value"], carry["opt_value"], vok = apply_update(
