@@ -99,16 +99,29 @@ def rl_iteration(state: dict, batch: dict, key: jax.Array, *, policy: Transforme
                  sampling: SamplingConfig, cfg: RLConfig, reward_fn: RewardFn
                  ) -> tuple[dict, dict]:
     """One iteration (see the module docstring). Pure; jit it with ``make_iteration``."""
+    k_roll, k_update = jax.random.split(key)
+    roll = rollout_stage(state, batch, k_roll, policy=policy, sampling=sampling)
+    rewards, reward_metrics = reward_fn(roll, jnp.repeat(batch["example_ids"],
+                                                         sampling.num_samples))
+    return update_stage(state, roll, rewards, reward_metrics, k_update, policy=policy,
+                        sampling=sampling, cfg=cfg)
+
+
+def rollout_stage(state: dict, batch: dict, key: jax.Array, *, policy: Transformer,
+                  sampling: SamplingConfig) -> Rollout:
+    """G samples per prompt with the current policy."""
+    return sample(policy, state["policy"], batch["tokens"], batch["mask"], key, sampling)
+
+
+def update_stage(state: dict, roll: Rollout, rewards: jax.Array, reward_metrics: dict,
+                 key: jax.Array, *, policy: Transformer, sampling: SamplingConfig,
+                 cfg: RLConfig) -> tuple[dict, dict]:
+    """Old/reference log-probs, values, advantages, then the optax updates."""
     g = sampling.num_samples
     temp = sampling.logprob_temperature
     value_model = Transformer(policy.cfg, head="value", mesh=policy.mesh)
-    k_roll, k_perm = jax.random.split(key)
-
-    # ---- rollout and reward
-    roll = sample(policy, state["policy"], batch["tokens"], batch["mask"], k_roll, sampling)
+    k_perm = key
     resp = roll.response_mask
-    example_ids = jnp.repeat(batch["example_ids"], g)
-    rewards, reward_metrics = reward_fn(roll, example_ids)
 
     # ---- old / reference log-probs, values, advantages (no gradients here)
     old_logp = roll.logprobs
