@@ -28,6 +28,20 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.template = "{question}\n"
     c.data.data_dir = ""             # default: WORKDIR/tfds
 
+    c.sft = ml_collections.ConfigDict()
+    c.sft.num_steps = 0               # teacher forcing on reference solutions before RL
+    c.sft.batch_size = 16
+    c.sft.max_len = 48
+    c.sft.lr = 1e-3
+    c.sft.warmup_steps = 10
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.num_examples = 0           # held-out examples (0: no evaluation)
+    c.eval.max_new_tokens = 16
+    c.eval.maj_k = 4
+    c.eval.temperature = 1.0
+    c.eval.batch_prompts = 16
+
     c.rl = ml_collections.ConfigDict()
     c.rl.algorithm = "ppo"           # ppo | grpo | dr_grpo | rloo | reinforce_pp
     c.rl.num_iterations = 4

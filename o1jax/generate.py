@@ -1,6 +1,7 @@
 """Sample completions from a model: ``python -m o1jax.generate --model PATH --prompt TEXT``.
 
-PATH is a Hugging Face model directory (Llama or Qwen2 with tokenizer.json). With one prompt and
+PATH is a Hugging Face model directory (Llama or Qwen2 with tokenizer.json) or a training
+workdir (its latest checkpoint). With one prompt and
 one sample the completion text alone is printed; with ``--prompts-file`` or ``--num-samples`` > 1
 one JSON object per completion is printed: {"prompt", "completion", "finished"}.
 """
@@ -14,7 +15,7 @@ import sys
 import jax
 import numpy as np
 
-from o1jax import sharding
+from o1jax import sharding, workdir
 from o1jax.models import hf
 from o1jax.rollout.sampler import SamplingConfig, make_sampler, pad_prompts
 from o1jax.tokenizer import Tokenizer, response_texts
@@ -22,7 +23,8 @@ from o1jax.tokenizer import Tokenizer, response_texts
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m o1jax.generate", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", required=True, help="Hugging Face model directory")
+    ap.add_argument("--model", required=True,
+                    help="Hugging Face model directory or o1jax training workdir")
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="one prompt")
     src.add_argument("--prompts-file", help="a text file with one prompt per line")
@@ -49,7 +51,10 @@ def main(argv=None) -> int:
     try:
         if not prompts or not all(prompts):
             raise ValueError("empty prompt" if prompts else f"no prompts in {args.prompts_file}")
-        tokenizer = Tokenizer.from_dir(args.model)
+        if workdir.is_workdir(args.model):
+            model, params, tokenizer = workdir.load_policy(args.model)
+        else:
+            tokenizer = Tokenizer.from_dir(args.model)
         cfg_sampling = SamplingConfig(
             max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
             top_k=args.top_k, greedy=args.greedy, num_samples=args.num_samples,
@@ -57,7 +62,8 @@ def main(argv=None) -> int:
         mesh = None
         if args.mesh_shape:
             mesh = sharding.make_mesh([int(s) for s in args.mesh_shape.split(",")])
-        model, params = hf.load(args.model, mesh=mesh, dtype=args.dtype)
+        if not workdir.is_workdir(args.model):
+            model, params = hf.load(args.model, mesh=mesh, dtype=args.dtype)
         tokens, mask = pad_prompts([tokenizer.encode(p) for p in prompts], tokenizer.pad_id)
         sampler = make_sampler(model, cfg_sampling)
         rollout = sampler(params, tokens, mask, jax.random.key(args.seed))

@@ -7,6 +7,7 @@ The last line printed is one JSON object summarising the run.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -19,10 +20,12 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
+from o1jax import sft as sft_lib
 from o1jax import sharding
 from o1jax.checkpoint import Checkpointer, StopSignal
 from o1jax.data import builders
 from o1jax.data.pipeline import PromptPipeline, decode_example
+from o1jax.evaluation import evaluate
 from o1jax.metrics import MetricsWriter
 from o1jax.models import Transformer, preset
 from o1jax.rewards.in_graph import make_reward_callback
@@ -134,6 +137,67 @@ def run_rl(cfg, workdir: str, mesh, tokenizer, policy: Transformer, params, sour
             "preempted": stop.received is not None}
 
 
+def run_sft(cfg, workdir: str, mesh, tokenizer, policy: Transformer, params, sources):
+    """The SFT stage: resumable teacher forcing on the reference solutions."""
+    steps = cfg.sft.num_steps
+    opt = sft_lib.make_optimizer(cfg.sft.lr, steps, cfg.sft.warmup_steps)
+    pipeline = PromptPipeline(sources["train"], tokenizer, cfg.sft.batch_size,
+                              cfg.data.max_prompt_len, seed=cfg.seed,
+                              process_index=jax.process_index(),
+                              process_count=jax.process_count())
+    state = sft_lib.init_sft_state(params, opt)
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints", "sft"), every=cfg.checkpoint.every,
+                        keep=cfg.checkpoint.keep, async_save=cfg.checkpoint.async_save)
+    start = 0
+    restored = ckpt.restore_latest(jax.eval_shape(lambda s: s, state))
+    if restored is not None:
+        start, state, extra = restored
+        pipeline.restore(extra["pipeline"])
+        log.info("resumed SFT from step %d", start)
+    step_fn = jax.jit(functools.partial(sft_lib.sft_step, policy=policy, opt=opt),
+                      donate_argnums=(0,))
+    writer = MetricsWriter(workdir, steps, resume_from=start, stage="sft",
+                           console=cfg.get("progress_bar", True))
+    stop = StopSignal()
+    try:
+        for step in range(start, steps):
+            _, examples = pipeline.next_examples()
+            enc = sft_lib.encode_sft(examples, tokenizer, cfg.sft.max_len, cfg.data.template)
+            batch = sharding.host_local_to_global(mesh, enc)
+            state, metrics = step_fn(state, batch)
+            metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+            if metrics["skipped_updates"] and cfg.on_nonfinite == "stop":
+                raise FloatingPointError(f"SFT step {step + 1}: non-finite loss or gradient")
+            writer.write(step + 1, metrics)
+            ckpt.save(step + 1, state, {"pipeline": pipeline.state()},
+                      force=stop.received is not None or step + 1 == steps)
+            if stop.received is not None:
+                break
+    finally:
+        stop.restore()
+        ckpt.close()
+        writer.close()
+    return state["params"], stop.received is not None
+
+
+def evaluate_stage(cfg, workdir: str, name: str, tokenizer, policy, params, sources) -> dict:
+    """Held-out evaluation, cached in WORKDIR/eval_{name}.json (a resumed run reuses it)."""
+    path = os.path.join(workdir, f"eval_{name}.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    test = [decode_example(sources["test"][i]) for i in range(len(sources["test"]))]
+    test = test[:cfg.eval.num_examples]
+    result = evaluate(policy, params, test, tokenizer, cfg.data.max_prompt_len,
+                      cfg.eval.max_new_tokens, maj_k=cfg.eval.maj_k if name == "rl" else 0,
+                      temperature=cfg.eval.temperature, batch_prompts=cfg.eval.batch_prompts,
+                      seed=cfg.seed, template=cfg.data.template)
+    with open(path + ".tmp", "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(path + ".tmp", path)
+    return result
+
+
 def setup(cfg, workdir: str):
     """Mesh, tokenizer, policy and data, after the fast config checks."""
     sharding.maybe_initialize_distributed(cfg.get("distributed", False))
@@ -154,15 +218,43 @@ def setup(cfg, workdir: str):
 
 
 def run(cfg, workdir: str) -> dict:
+    """SFT, held-out evaluation, RL, held-out evaluation; each stage resumable."""
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(cfg.to_json_best_effort(indent=2))
     mesh, tokenizer, policy, sources = setup(cfg, workdir)
     params = policy.init_sharded(jax.random.key(cfg.seed))
-    out = run_rl(cfg, workdir, mesh, tokenizer, policy, params, sources)
-    return {"workdir": os.path.abspath(workdir), "rl_steps": out["rl_steps"],
-            "preempted": out["preempted"],
-            **{k: out["last_metrics"].get(k) for k in ("reward_mean", "accuracy")}}
+    result = {"workdir": os.path.abspath(workdir), "preempted": False}
+    do_eval = cfg.eval.num_examples > 0
+    if cfg.sft.num_steps > 0:
+        params, preempted = run_sft(cfg, workdir, mesh, tokenizer, policy, params, sources)
+        if preempted:
+            return dict(result, preempted=True)
+        if do_eval:
+            result["sft_accuracy"] = evaluate_stage(cfg, workdir, "sft", tokenizer, policy,
+                                                    params, sources)["greedy_accuracy"]
+    if cfg.rl.num_iterations > 0:
+        out = run_rl(cfg, workdir, mesh, tokenizer, policy, params, sources)
+        result.update(rl_steps=out["rl_steps"], preempted=out["preempted"])
+        if out["preempted"]:
+            return result
+        params = out["state"]["policy"]
+        if do_eval:
+            ev = evaluate_stage(cfg, workdir, "rl", tokenizer, policy, params, sources)
+            result["rl_accuracy"] = ev["greedy_accuracy"]
+            result[f"rl_maj{cfg.eval.maj_k}_accuracy"] = ev.get(f"maj{cfg.eval.maj_k}_accuracy")
+    return result
+
+
+def print_table(result: dict, maj_k: int) -> None:
+    rows = [("held-out greedy accuracy after SFT", result.get("sft_accuracy")),
+            ("held-out greedy accuracy after RL", result.get("rl_accuracy")),
+            (f"held-out maj@{maj_k} accuracy after RL", result.get(f"rl_maj{maj_k}_accuracy"))]
+    width = max(len(r[0]) for r in rows)
+    print("-" * (width + 10))
+    for name, v in rows:
+        print(f"{name:<{width}}  {'-' if v is None else f'{100 * v:5.1f}%'}")
+    print("-" * (width + 10))
 
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file",
@@ -182,6 +274,7 @@ def main(argv):
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
+    print_table(result, _CONFIG.value.eval.maj_k)
     print(json.dumps(result))
     return 0
 

@@ -111,10 +111,14 @@ class PromptPipeline:
             prompts = [p[-self.max_prompt_len:] for p in prompts]
         return pad_prompts(prompts, self.tokenizer.pad_id, self.max_prompt_len)
 
-    def next_batch(self) -> Batch:
+    def next_examples(self) -> tuple[np.ndarray, list[dict]]:
+        """This process's dataset rows of the next global batch, and the decoded examples."""
         rows = self.next_indices()
         per = self.global_batch // self.process_count
         mine = rows[self.process_index * per:(self.process_index + 1) * per]
-        examples = [decode_example(self.source[int(i)]) for i in mine]
+        return mine, [decode_example(self.source[int(i)]) for i in mine]
+
+    def next_batch(self) -> Batch:
+        mine, examples = self.next_examples()
         tokens, mask = self.encode(examples)
         return Batch(tokens=tokens, mask=mask, indices=mine.astype(np.int64), examples=examples)

@@ -1,0 +1,77 @@
+"""Supervised warm-start: teacher forcing on reference solutions (GPT-style next-token loss on
+the solution tokens given the prompt)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from o1jax.data.pipeline import render_prompt
+from o1jax.models.transformer import Params, Transformer, positions_from_mask
+from o1jax.tokenizer import Tokenizer
+
+
+def encode_sft(examples: Sequence[dict], tokenizer: Tokenizer, length: int,
+               template: str = "{question}\n") -> dict:
+    """Right-padded [B, length] tokens of prompt + solution + stop token, with a loss mask on
+    the solution and stop tokens only. Too-long rows are cut at ``length``."""
+    b = len(examples)
+    tokens = np.full((b, length), tokenizer.pad_id, np.int32)
+    mask = np.zeros((b, length), bool)
+    target = np.zeros((b, length), bool)
+    for i, ex in enumerate(examples):
+        prompt = tokenizer.encode(render_prompt(ex["question"], tokenizer, template))
+        answer = tokenizer.encode(ex["solution"], add_special_tokens=False) + \
+            [tokenizer.stop_ids[0]]
+        ids = (prompt + answer)[:length]
+        tokens[i, :len(ids)] = ids
+        mask[i, :len(ids)] = True
+        target[i, len(prompt):len(ids)] = True
+    return {"tokens": tokens, "mask": mask, "target": target}
+
+
+def sft_loss(policy: Transformer, params: Params, batch: dict) -> tuple[jax.Array, dict]:
+    """Mean negative log-likelihood of the target tokens, and token accuracy."""
+    tokens, mask = batch["tokens"], batch["mask"]
+    logits, _ = policy.apply(params, tokens, positions_from_mask(mask), mask)
+    logp = jax.nn.log_softmax(logits[:, :-1], axis=-1)
+    nll = -jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
+    tgt = batch["target"][:, 1:].astype(jnp.float32)
+    n = jnp.maximum(jnp.sum(tgt), 1.0)
+    acc = jnp.sum((jnp.argmax(logits[:, :-1], -1) == tokens[:, 1:]) * tgt) / n
+    return jnp.sum(nll * tgt) / n, {"token_accuracy": acc}
+
+
+def make_optimizer(lr: float, steps: int, warmup: int, weight_decay: float = 0.0,
+                   max_grad_norm: float = 1.0) -> optax.GradientTransformation:
+    schedule = optax.warmup_cosine_decay_schedule(0.0, lr, max(1, warmup), max(steps, warmup + 1),
+                                                  end_value=lr * 0.1)
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm),
+                       optax.adamw(schedule, b1=0.9, b2=0.95, weight_decay=weight_decay))
+
+
+def sft_step(state: dict, batch: dict, *, policy: Transformer,
+             opt: optax.GradientTransformation) -> tuple[dict, dict]:
+    """One optax step; a non-finite loss or gradient leaves the state unchanged (counted)."""
+    (loss, aux), grads = jax.value_and_grad(functools.partial(sft_loss, policy), has_aux=True)(
+        state["params"], batch)
+    ok = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g))
+                                                 for g in jax.tree.leaves(grads)]))
+    updates, new_opt = opt.update(grads, state["opt"], state["params"])
+    new_params = optax.apply_updates(state["params"], updates)
+    pick = lambda a, b: jax.tree.map(lambda x, y: jnp.where(ok, x, y), a, b)  # noqa: E731
+    new_state = {"params": pick(new_params, state["params"]), "opt": pick(new_opt, state["opt"]),
+                 "step": state["step"] + 1,
+                 "skipped_updates": state["skipped_updates"] + (~ok).astype(jnp.int32)}
+    return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads),
+                       "skipped_updates": (~ok).astype(jnp.float32), **aux}
+
+
+def init_sft_state(params: Params, opt: optax.GradientTransformation) -> dict:
+    return {"params": params, "opt": opt.init(params), "step": jnp.zeros((), jnp.int32),
+            "skipped_updates": jnp.zeros((), jnp.int32)}
