@@ -8,18 +8,18 @@ the verifier's reward, then a held-out evaluation (greedy and maj@16). Runs on 2
 
 import ml_collections
 
-from configs import smoke
+from configs import base
 
 
 def get_config() -> ml_collections.ConfigDict:
-    c = smoke.get_config()
+    c = base.get_config()
     c.model.overrides = ml_collections.ConfigDict({
         "vocab_size": 320, "hidden_size": 128, "num_layers": 4, "num_heads": 4,
         "num_kv_heads": 2, "head_dim": 32, "mlp_dim": 384, "max_seq_len": 128})
 
     c.data.task = "arithmetic"
     c.data.difficulty = 2
-    c.data.num_train = 20000
+    c.data.num_train = 8000
     c.data.num_test = 200
     c.data.max_prompt_len = 12
 

@@ -1,77 +1,17 @@
-"""The whole pipeline at toy sizes: finishes in about a minute on 2 CPU cores (used by tests).
+"""The whole pipeline (SFT, evaluation, PPO, evaluation) at toy sizes: about a minute on 2 CPU
+cores; used by the tests.
 
     python -m o1jax.train --config configs/smoke.py --workdir /tmp/smoke
 """
 
 import ml_collections
 
+from configs import base
+
 
 def get_config() -> ml_collections.ConfigDict:
-    c = ml_collections.ConfigDict()
-    c.seed = 0
-    c.mesh_shape = (-1, 1, 1)        # (data, fsdp, tensor); -1 takes the remaining devices
-    c.on_nonfinite = "skip"          # or "stop"
-    c.progress_bar = True
-
-    c.model = ml_collections.ConfigDict()
-    c.model.preset = "tiny"
-    c.model.overrides = ml_collections.ConfigDict({"vocab_size": 320, "num_layers": 1,
-                                                   "max_seq_len": 64})
-
-    c.data = ml_collections.ConfigDict()
-    c.data.task = "arithmetic"
-    c.data.difficulty = 2
-    c.data.num_train = 256
-    c.data.num_test = 32
-    c.data.seed = 0
-    c.data.max_prompt_len = 12
-    c.data.template = "{question}\n"
-    c.data.data_dir = ""             # default: WORKDIR/tfds
-
-    c.sft = ml_collections.ConfigDict()
-    c.sft.num_steps = 0               # teacher forcing on reference solutions before RL
-    c.sft.batch_size = 16
-    c.sft.max_len = 48
-    c.sft.lr = 1e-3
-    c.sft.warmup_steps = 10
-
-    c.eval = ml_collections.ConfigDict()
-    c.eval.num_examples = 0           # held-out examples (0: no evaluation)
-    c.eval.max_new_tokens = 16
-    c.eval.maj_k = 4
-    c.eval.temperature = 1.0
-    c.eval.batch_prompts = 16
-
-    c.rl = ml_collections.ConfigDict()
-    c.rl.algorithm = "ppo"           # ppo | grpo | dr_grpo | rloo | reinforce_pp
+    c = base.get_config()
+    c.sft.num_steps = 4
+    c.eval.num_examples = 8
     c.rl.num_iterations = 4
-    c.rl.batch_prompts = 8
-    c.rl.group_size = 2
-    c.rl.max_new_tokens = 16
-    c.rl.temperature = 1.0
-    c.rl.top_p = 1.0
-    c.rl.epochs = 1
-    c.rl.minibatches = 2
-    c.rl.policy_lr = 1e-4
-    c.rl.value_lr = 5e-4
-    c.rl.max_grad_norm = 1.0
-    c.rl.clip_low = 0.2
-    c.rl.clip_high = 0.2
-    c.rl.dual_clip = ml_collections.FieldReference(None, field_type=float)
-    c.rl.value_clip = 0.2
-    c.rl.gamma = 1.0
-    c.rl.lam = 1.0
-    c.rl.whiten_advantages = True
-    c.rl.kl_coef = 0.01
-    c.rl.kl_estimator = "k3"
-    c.rl.kl_in_reward = False
-    c.rl.kl_target = ml_collections.FieldReference(None, field_type=float)
-    c.rl.entropy_coef = 0.0
-    c.rl.loss_agg = "token_mean"
-    c.rl.rewards = ml_collections.ConfigDict({"correctness": 1.0, "format": 0.1})
-
-    c.checkpoint = ml_collections.ConfigDict()
-    c.checkpoint.every = 1
-    c.checkpoint.keep = 3
-    c.checkpoint.async_save = True
     return c

@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+from typing import Any
 
 import jax
 import ml_collections
@@ -27,11 +28,12 @@ from o1jax.data import builders
 from o1jax.data.pipeline import PromptPipeline, decode_example
 from o1jax.evaluation import evaluate
 from o1jax.metrics import MetricsWriter
-from o1jax.models import Transformer, preset
+from o1jax.data import tasks
+from o1jax.models import Transformer, hf, preset
 from o1jax.rewards.in_graph import make_reward_callback
 from o1jax.rl.iteration import RLConfig, init_state, make_iteration
 from o1jax.rollout.sampler import SamplingConfig
-from o1jax.tokenizer import byte_tokenizer
+from o1jax.tokenizer import Tokenizer, byte_tokenizer
 
 log = logging.getLogger("o1jax.train")
 
@@ -198,23 +200,82 @@ def evaluate_stage(cfg, workdir: str, name: str, tokenizer, policy, params, sour
     return result
 
 
+def build_model(cfg, mesh, abstract: bool = False):
+    """(policy, tokenizer). With ``model.hf_path`` the shapes and tokenizer come from that
+    Hugging Face directory; otherwise from ``model.preset`` (+ overrides) and the byte tokenizer.
+    ``abstract`` (shape checks on CPU) uses the preset even when hf_path is set."""
+    hf_path = cfg.model.get("hf_path", "")
+    overrides = dict(cfg.model.get("overrides", {}))
+    if hf_path and not abstract:
+        if not os.path.isdir(hf_path):
+            raise ConfigError(f"model.hf_path={hf_path!r} is not a directory")
+        mcfg = hf.load_config(hf_path, **overrides)
+        tokenizer = Tokenizer.from_dir(hf_path)
+    else:
+        try:
+            mcfg = preset(cfg.model.preset, **overrides)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"model: {e}") from None
+        tokenizer = byte_tokenizer()
+    if mcfg.vocab_size < tokenizer.vocab_size:
+        raise ConfigError(f"model.vocab_size={mcfg.vocab_size} is smaller than the tokenizer's "
+                          f"{tokenizer.vocab_size}")
+    return Transformer(mcfg, mesh=mesh), tokenizer
+
+
+def initial_params(cfg, policy: Transformer):
+    hf_path = cfg.model.get("hf_path", "")
+    if hf_path:
+        return hf.load_params(hf_path, policy)
+    return policy.init_sharded(jax.random.key(cfg.seed))
+
+
+def load_data(cfg, workdir: str) -> dict:
+    data_cfg = {}
+    if cfg.data.task in tasks.TASKS:
+        data_cfg = {k: cfg.data[k] for k in ("difficulty", "num_train", "num_test", "seed")
+                    if k in cfg.data}
+    elif cfg.data.task == "jsonl":
+        data_cfg = {k: cfg.data[k] for k in ("train_path", "test_path") if k in cfg.data}
+    return builders.build(cfg.data.task, cfg.data.get("data_dir") or
+                          os.path.join(workdir, "tfds"),
+                          manual_dir=cfg.data.get("manual_dir") or None, **data_cfg)
+
+
 def setup(cfg, workdir: str):
     """Mesh, tokenizer, policy and data, after the fast config checks."""
     sharding.maybe_initialize_distributed(cfg.get("distributed", False))
     check_config(cfg, jax.device_count())
     mesh = sharding.make_mesh(cfg.mesh_shape)
-    tokenizer = byte_tokenizer()
-    overrides = dict(cfg.model.get("overrides", {}))
-    mcfg = preset(cfg.model.preset, **overrides)
-    if mcfg.vocab_size < tokenizer.vocab_size:
-        raise ConfigError(f"model.vocab_size={mcfg.vocab_size} is smaller than the tokenizer's "
-                          f"{tokenizer.vocab_size}")
-    policy = Transformer(mcfg, mesh=mesh)
-    data_cfg = {k: cfg.data[k] for k in ("difficulty", "num_train", "num_test", "seed")
-                if k in cfg.data}
-    sources = builders.build(cfg.data.task, cfg.data.get("data_dir") or
-                             os.path.join(workdir, "tfds"), **data_cfg)
-    return mesh, tokenizer, policy, sources
+    policy, tokenizer = build_model(cfg, mesh)
+    return mesh, tokenizer, policy, load_data(cfg, workdir)
+
+
+def lower_rl_step(cfg) -> Any:
+    """Builds the mesh, the parameter and state shapes and lowers the compiled RL iteration,
+    all abstractly (nothing allocated, no checkpoint read): a config check for real hardware
+    run on CPU with fake devices."""
+    check_config(cfg, jax.device_count())
+    mesh = sharding.make_mesh(cfg.mesh_shape)
+    policy, tokenizer = build_model(cfg, mesh, abstract=True)
+    rcfg = rl_config(cfg)
+    sampling = SamplingConfig(max_new_tokens=cfg.rl.max_new_tokens,
+                              temperature=cfg.rl.temperature, num_samples=cfg.rl.group_size,
+                              stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id)
+    cb = make_reward_callback(tokenizer, lambda i: {}, dict(cfg.rl.rewards))
+
+    def reward_fn(roll, ids):
+        r, vec = cb(roll.tokens, roll.response_mask, roll.finished, ids)
+        return r, {n: vec[i] for i, n in enumerate(cb.metric_names)}
+
+    params = jax.eval_shape(policy.init, jax.random.key(0))
+    state = jax.eval_shape(lambda p: init_state(policy, p, rcfg, jax.random.key(1)), params)
+    b, p = cfg.rl.batch_prompts, cfg.data.max_prompt_len
+    batch = {"tokens": jax.ShapeDtypeStruct((b, p), np.int32),
+             "mask": jax.ShapeDtypeStruct((b, p), bool),
+             "example_ids": jax.ShapeDtypeStruct((b,), np.int32)}
+    iteration = make_iteration(policy, sampling, rcfg, reward_fn, state)
+    return iteration.lower(state, batch, jax.random.key(0))
 
 
 def run(cfg, workdir: str) -> dict:
@@ -223,7 +284,7 @@ def run(cfg, workdir: str) -> dict:
     with open(os.path.join(workdir, "config.json"), "w") as f:
         f.write(cfg.to_json_best_effort(indent=2))
     mesh, tokenizer, policy, sources = setup(cfg, workdir)
-    params = policy.init_sharded(jax.random.key(cfg.seed))
+    params = initial_params(cfg, policy)
     result = {"workdir": os.path.abspath(workdir), "preempted": False}
     do_eval = cfg.eval.num_examples > 0
     if cfg.sft.num_steps > 0:

@@ -38,7 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--branch", default="main")
     ap.add_argument("--config", default="configs/gsm8k_qwen05b_tpu.py")
     ap.add_argument("--workdir", default="runs/default")
-    ap.add_argument("--overrides", default="", help='extra flags, e.g. "--config.seed=1"')
+    ap.add_argument("--overrides", default="",
+                    help='extra flags, written --overrides="--config.seed=1 ..."')
     ap.add_argument("--dry-run", action="store_true")
     return ap.parse_args(argv)
 

@@ -15,12 +15,15 @@ def masked_mean(x: jax.Array, mask: jax.Array, axis=None) -> jax.Array:
     return jnp.sum(x * mask, axis=axis) / jnp.maximum(jnp.sum(mask, axis=axis), 1.0)
 
 
-def whiten(x: jax.Array, mask: jax.Array, shift_mean: bool = True, eps: float = 1e-8
+def whiten(x: jax.Array, mask: jax.Array, shift_mean: bool = True, min_std: float = 1e-2
            ) -> jax.Array:
-    """(x - mean) / std over the masked entries (mean kept when ``shift_mean`` is False)."""
+    """(x - mean) / std over the masked entries (mean kept when ``shift_mean`` is False).
+
+    The std is floored at ``min_std``: a batch without signal (every reward equal, advantages
+    all near zero) must not have its noise blown up to unit variance."""
     mean = masked_mean(x, mask)
     var = masked_mean((x - mean) ** 2, mask)
-    out = (x - mean) * jax.lax.rsqrt(var + eps)
+    out = (x - mean) / jnp.maximum(jnp.sqrt(var), min_std)
     if not shift_mean:
         out = out + mean
     return jnp.where(mask.astype(bool), out, 0.0)

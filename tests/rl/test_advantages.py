@@ -100,3 +100,9 @@ def test_bad_group_args():
         A.group_advantages(np.zeros(8), 3)
     with pytest.raises(ValueError, match="unknown advantage"):
         A.group_advantages(np.zeros(8), 4, "ppo2")
+
+
+def test_whiten_does_not_amplify_a_batch_without_signal():
+    x = np.full((2, 4), 0.5, np.float32) + 1e-6 * np.arange(8, dtype=np.float32).reshape(2, 4)
+    w = np.asarray(A.whiten(x, np.ones((2, 4), bool)))
+    assert np.abs(w).max() < 1e-3
