@@ -68,6 +68,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.kl_in_reward = False
     c.rl.kl_target = ml_collections.FieldReference(None, field_type=float)
     c.rl.entropy_coef = 0.0
+    c.rl.critic_warmup = 0
     c.rl.loss_agg = "token_mean"
     c.rl.rewards = ml_collections.ConfigDict({"correctness": 1.0, "format": 0.1})
 

@@ -21,6 +21,10 @@ def _cmd(workdir, *extra):
             "--config.progress_bar=False", *extra]
 
 
+def _rl_only(workdir, *extra):
+    return _cmd(workdir, "--config.sft.num_steps=0", "--config.eval.num_examples=0", *extra)
+
+
 def _env():
     env = dict(os.environ)
     env["XLA_FLAGS"] = ""  # one CPU device, as a user would run it
@@ -43,12 +47,12 @@ def test_resume_after_kill_is_exact(tmp_path):
     n = 30
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     args = [f"--config.rl.num_iterations={n}", "--config.checkpoint.keep=2"]
-    res = subprocess.run(_cmd(straight, *args), capture_output=True, text=True, env=_env(),
+    res = subprocess.run(_rl_only(straight, *args), capture_output=True, text=True, env=_env(),
                          cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads(res.stdout.strip().splitlines()[-1])["rl_steps"] == n
 
-    proc = subprocess.Popen(_cmd(killed, *args), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_rl_only(killed, *args), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=_env(), cwd=ROOT)
     metrics_file = killed / "metrics.jsonl"
     deadline = time.time() + 300
@@ -61,7 +65,7 @@ def test_resume_after_kill_is_exact(tmp_path):
     done_before_kill = len(metrics_file.read_text().splitlines())
     assert n // 2 <= done_before_kill < n, "the kill must land mid-run"
 
-    res = subprocess.run(_cmd(killed, *args), capture_output=True, text=True, env=_env(),
+    res = subprocess.run(_rl_only(killed, *args), capture_output=True, text=True, env=_env(),
                          cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "resumed RL from step" in res.stderr
@@ -82,7 +86,7 @@ def _leaves(tree):
 
 def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
     workdir = tmp_path / "w"
-    proc = subprocess.Popen(_cmd(workdir, "--config.rl.num_iterations=100000",
+    proc = subprocess.Popen(_rl_only(workdir, "--config.rl.num_iterations=100000",
                                  "--config.checkpoint.every=1000"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=_env(), cwd=ROOT)
@@ -102,7 +106,7 @@ def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
 
 def test_corrupt_latest_checkpoint_is_skipped(tmp_path):
     workdir = tmp_path / "w"
-    res = subprocess.run(_cmd(workdir, "--config.rl.num_iterations=3"), capture_output=True,
+    res = subprocess.run(_rl_only(workdir, "--config.rl.num_iterations=3"), capture_output=True,
                          text=True, env=_env(), cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     latest = workdir / "checkpoints" / "rl" / "3"
@@ -110,7 +114,7 @@ def test_corrupt_latest_checkpoint_is_skipped(tmp_path):
         for f in files:
             if "metadata" not in f and not f.startswith("_"):
                 open(os.path.join(root, f), "wb").close()
-    res = subprocess.run(_cmd(workdir, "--config.rl.num_iterations=4"), capture_output=True,
+    res = subprocess.run(_rl_only(workdir, "--config.rl.num_iterations=4"), capture_output=True,
                          text=True, env=_env(), cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "checkpoint 3" in res.stderr and "unreadable" in res.stderr
@@ -134,3 +138,58 @@ def test_config_errors_fail_fast_and_name_the_field(tmp_path, flag, match):
     assert res.returncode != 0
     assert match in res.stderr
     assert time.time() - t < 60  # includes interpreter and jax start-up; nothing compiled
+
+
+def test_end_to_end_smoke_run_and_export(tmp_path):
+    """SFT -> eval -> PPO -> eval through the CLI; workdir contents; finite metrics; export
+    loaded by transformers gives our logits; generate accepts the workdir."""
+    import torch
+    import transformers
+
+    workdir, out = tmp_path / "run", tmp_path / "hf"
+    res = subprocess.run(_cmd(workdir), capture_output=True, text=True, env=_env(), cwd=ROOT,
+                         timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    assert summary["workdir"] == str(workdir) and summary["rl_steps"] == 4
+    for key in ("sft_accuracy", "rl_accuracy", "rl_maj4_accuracy"):
+        assert 0.0 <= summary[key] <= 1.0
+    assert "held-out greedy accuracy after SFT" in res.stdout
+    for name in ("config.json", "metrics.jsonl", "eval_sft.json", "eval_rl.json",
+                 "checkpoints", "tensorboard"):
+        assert (workdir / name).exists(), name
+    assert any(f.startswith("events.out.tfevents") for _, _, fs in os.walk(workdir / "tensorboard")
+               for f in fs)
+    rows = _metrics(workdir)
+    assert [(r["stage"], r["step"]) for r in rows] == [("sft", i) for i in range(1, 5)] + \
+        [("rl", i) for i in range(1, 5)]
+    for r in rows:
+        for k, v in r.items():
+            if isinstance(v, float):
+                assert np.isfinite(v), (r["stage"], r["step"], k)
+
+    res = subprocess.run([sys.executable, "-m", "o1jax.export", f"--workdir={workdir}",
+                          f"--out={out}"], capture_output=True, text=True, env=_env(), cwd=ROOT,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(os.listdir(out))
+
+    import jax.numpy as jnp
+    from o1jax.models import positions_from_mask
+    from o1jax.workdir import load_policy
+    model, params, tok = load_policy(str(workdir))
+    ids = np.array([tok.encode("12+34=?\n")])
+    mask = np.ones_like(ids, bool)
+    ours, _ = model.apply(params, jnp.asarray(ids), positions_from_mask(jnp.asarray(mask)),
+                          jnp.asarray(mask))
+    ref = transformers.AutoModelForCausalLM.from_pretrained(str(out))
+    with torch.no_grad():
+        theirs = ref(input_ids=torch.tensor(ids)).logits.numpy()
+    np.testing.assert_allclose(np.asarray(ours), theirs, atol=1e-4, rtol=1e-4)
+    assert transformers.AutoTokenizer.from_pretrained(str(out))("7+8").input_ids == \
+        tok.encode("7+8")
+
+    res = subprocess.run([sys.executable, "-m", "o1jax.generate", "--model", str(workdir),
+                          "--prompt", "12+34=?", "--max-new-tokens", "8", "--greedy"],
+                         capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]

@@ -51,6 +51,7 @@ class RLConfig:
     kl_target: float | None = None  # adaptive controller when set
     kl_horizon: float = 10000.0
     entropy_coef: float = 0.0
+    critic_warmup: int = 0          # PPO: iterations that train only the critic (veRL's option)
     loss_agg: str = "token_mean"
     skip_nonfinite: bool = True     # False: raise on a non-finite loss or gradient
 
@@ -177,10 +178,15 @@ def update_stage(state: dict, roll: Rollout, rewards: jax.Array, reward_metrics:
         pick = lambda a, b: jax.tree.map(lambda x, y: jnp.where(ok, x, y), a, b)  # noqa: E731
         return pick(new_params, params), pick(new_opt, opt_state), ok
 
+    train_policy = state["step"] >= cfg.critic_warmup
+
     def minibatch_step(carry, mb):
         (pl, stats), grads = jax.value_and_grad(policy_loss, has_aux=True)(carry["policy"], mb)
-        carry["policy"], carry["opt_policy"], ok = apply_update(
-            carry["policy"], carry["opt_policy"], grads, opt_p, pl)
+        new_p, new_opt, ok = apply_update(carry["policy"], carry["opt_policy"], grads, opt_p, pl)
+        keep = lambda new, old: jax.tree.map(  # noqa: E731
+            lambda x, y: jnp.where(train_policy, x, y), new, old)
+        carry["policy"] = keep(new_p, carry["policy"])
+        carry["opt_policy"] = keep(new_opt, carry["opt_policy"])
         out = dict(stats, policy_loss=pl, grad_norm=optax.tree.norm(grads))
         if cfg.uses_critic:
             vl, vgrads = jax.value_and_grad(value_loss)(carry["value"], mb)
