@@ -37,8 +37,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.temperature = 1.0
     c.rl.epochs = 2
     c.rl.minibatches = 4
-    c.rl.policy_lr = 3e-4
-    c.rl.value_lr = 1e-3
+    c.rl.policy_lr = 5e-5
+    c.rl.value_lr = 5e-4
+    c.rl.critic_warmup = 5            # iterations that train only the critic
     c.rl.kl_coef = 0.0
     c.rl.rewards = ml_collections.ConfigDict({"correctness": 1.0})
 

@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
+from jax.sharding import NamedSharding
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -30,6 +31,7 @@ from o1jax.evaluation import evaluate
 from o1jax.metrics import MetricsWriter
 from o1jax.data import tasks
 from o1jax.models import Transformer, hf, preset
+from o1jax.report import plot_run
 from o1jax.rewards.in_graph import make_reward_callback
 from o1jax.rl.iteration import RLConfig, init_state, make_iteration
 from o1jax.rollout.sampler import SamplingConfig
@@ -148,6 +150,9 @@ def run_sft(cfg, workdir: str, mesh, tokenizer, policy: Transformer, params, sou
                               process_index=jax.process_index(),
                               process_count=jax.process_count())
     state = sft_lib.init_sft_state(params, opt)
+    # scalars and optimizer counts committed to the mesh, as the step returns them: one compile
+    state = jax.tree.map(lambda x: x if isinstance(x.sharding, NamedSharding) else
+                         jax.device_put(x, sharding.replicated(mesh)), state)
     ckpt = Checkpointer(os.path.join(workdir, "checkpoints", "sft"), every=cfg.checkpoint.every,
                         keep=cfg.checkpoint.keep, async_save=cfg.checkpoint.async_save)
     start = 0
@@ -304,6 +309,8 @@ def run(cfg, workdir: str) -> dict:
             ev = evaluate_stage(cfg, workdir, "rl", tokenizer, policy, params, sources)
             result["rl_accuracy"] = ev["greedy_accuracy"]
             result[f"rl_maj{cfg.eval.maj_k}_accuracy"] = ev.get(f"maj{cfg.eval.maj_k}_accuracy")
+    if jax.process_index() == 0:
+        result["report"] = plot_run(workdir)
     return result
 
 
