@@ -68,11 +68,7 @@ def bench(name: str, algorithm: str, iters: int, peak: float) -> dict:
     sampling = SamplingConfig(max_new_tokens=NEW, num_samples=G, stop_ids=tok.stop_ids,
                               pad_id=tok.pad_id)
     pool = default_pool()
-    cb = make_reward_callback(tok, lambda i: source[i], WEIGHTS, pool)
-
-    def reward_fn(roll, ids):
-        r, vec = cb(roll.tokens, roll.response_mask, roll.finished, ids)
-        return r, {n: vec[i] for i, n in enumerate(cb.metric_names)}
+    reward_fn = make_reward_callback(tok, lambda i: source[i], WEIGHTS, pool)
 
     params = model.init(jax.random.key(0))
     batches = []

@@ -75,6 +75,20 @@ def rl_config(cfg) -> RLConfig:
         raise ConfigError(str(e)) from None
 
 
+def _resume(cfg, workdir: str, stage: str, state, pipeline):
+    """(checkpointer, first step, state): the latest readable checkpoint of ``stage`` restored
+    into ``state``'s structure, with the pipeline position, or a fresh start."""
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints", stage), every=cfg.checkpoint.every,
+                        keep=cfg.checkpoint.keep, async_save=cfg.checkpoint.async_save)
+    restored = ckpt.restore_latest(jax.eval_shape(lambda s: s, state))
+    if restored is None:
+        return ckpt, 0, state
+    start, state, extra = restored
+    pipeline.restore(extra["pipeline"])
+    log.info("resumed %s from step %d", stage.upper(), start)
+    return ckpt, start, state
+
+
 def run_rl(cfg, workdir: str, mesh, tokenizer, policy: Transformer, params, sources) -> dict:
     """The RL stage: resumable loop over compiled iterations."""
     rcfg = rl_config(cfg)
@@ -87,22 +101,10 @@ def run_rl(cfg, workdir: str, mesh, tokenizer, policy: Transformer, params, sour
                               seed=cfg.seed, template=cfg.data.template,
                               process_index=jax.process_index(),
                               process_count=jax.process_count())
-    reward_fn_cb = make_reward_callback(tokenizer, lambda i: decode_example(train[i]),
-                                        dict(cfg.rl.rewards))
-
-    def reward_fn(roll, example_ids):
-        rewards, vec = reward_fn_cb(roll.tokens, roll.response_mask, roll.finished, example_ids)
-        return rewards, {name: vec[i] for i, name in enumerate(reward_fn_cb.metric_names)}
-
+    reward_fn = make_reward_callback(tokenizer, lambda i: decode_example(train[i]),
+                                     dict(cfg.rl.rewards))
     state = init_state(policy, params, rcfg, jax.random.key(cfg.seed + 1))
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints", "rl"), every=cfg.checkpoint.every,
-                        keep=cfg.checkpoint.keep, async_save=cfg.checkpoint.async_save)
-    start = 0
-    restored = ckpt.restore_latest(jax.eval_shape(lambda s: s, state))
-    if restored is not None:
-        start, state, extra = restored
-        pipeline.restore(extra["pipeline"])
-        log.info("resumed RL from step %d", start)
+    ckpt, start, state = _resume(cfg, workdir, "rl", state, pipeline)
     iteration = make_iteration(policy, sampling, rcfg, reward_fn, state)
     state = jax.device_put(state, iteration.state_shardings)
     writer = MetricsWriter(workdir, cfg.rl.num_iterations, resume_from=start, stage="rl",
@@ -153,14 +155,7 @@ def run_sft(cfg, workdir: str, mesh, tokenizer, policy: Transformer, params, sou
     # scalars and optimizer counts committed to the mesh, as the step returns them: one compile
     state = jax.tree.map(lambda x: x if isinstance(x.sharding, NamedSharding) else
                          jax.device_put(x, sharding.replicated(mesh)), state)
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints", "sft"), every=cfg.checkpoint.every,
-                        keep=cfg.checkpoint.keep, async_save=cfg.checkpoint.async_save)
-    start = 0
-    restored = ckpt.restore_latest(jax.eval_shape(lambda s: s, state))
-    if restored is not None:
-        start, state, extra = restored
-        pipeline.restore(extra["pipeline"])
-        log.info("resumed SFT from step %d", start)
+    ckpt, start, state = _resume(cfg, workdir, "sft", state, pipeline)
     step_fn = jax.jit(functools.partial(sft_lib.sft_step, policy=policy, opt=opt),
                       donate_argnums=(0,))
     writer = MetricsWriter(workdir, steps, resume_from=start, stage="sft",
@@ -267,12 +262,7 @@ def lower_rl_step(cfg) -> Any:
     sampling = SamplingConfig(max_new_tokens=cfg.rl.max_new_tokens,
                               temperature=cfg.rl.temperature, num_samples=cfg.rl.group_size,
                               stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id)
-    cb = make_reward_callback(tokenizer, lambda i: {}, dict(cfg.rl.rewards))
-
-    def reward_fn(roll, ids):
-        r, vec = cb(roll.tokens, roll.response_mask, roll.finished, ids)
-        return r, {n: vec[i] for i, n in enumerate(cb.metric_names)}
-
+    reward_fn = make_reward_callback(tokenizer, lambda i: {}, dict(cfg.rl.rewards))
     params = jax.eval_shape(policy.init, jax.random.key(0))
     state = jax.eval_shape(lambda p: init_state(policy, p, rcfg, jax.random.key(1)), params)
     b, p = cfg.rl.batch_prompts, cfg.data.max_prompt_len

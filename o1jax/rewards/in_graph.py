@@ -20,9 +20,9 @@ from o1jax.tokenizer import Tokenizer, response_texts
 
 def make_reward_callback(tokenizer: Tokenizer, example_at: Callable[[int], dict],
                          weights: dict[str, float], pool: CheckPool | None = None):
-    """A jittable ``(tokens [R,T], response_mask [R,T], finished [R], example_ids [R]) ->
-    (rewards [R] f32, metrics [K] f32)``; ``metric_names`` on the returned function names the
-    K metrics. ``example_at(i)`` returns dataset row i (with ``answer``, ``task``, ``meta``)."""
+    """A jittable ``(rollout, example_ids [R]) -> (rewards [R] f32, {metric: scalar})``, the
+    reward function ``o1jax.rl.iteration`` takes. ``example_at(i)`` returns dataset row i
+    (with ``answer``, ``task``, ``meta``)."""
     names = [f"reward/{n}" for n in weights] + ["verifier/timeouts", "verifier/errors"]
 
     def host(tokens, response_mask, finished, example_ids):
@@ -31,13 +31,13 @@ def make_reward_callback(tokenizer: Tokenizer, example_at: Callable[[int], dict]
         rewards, metrics = compute_rewards(texts, examples, np.asarray(finished), weights, pool)
         return rewards.astype(np.float32), np.array([metrics[n] for n in names], np.float32)
 
-    def rewards_fn(tokens, response_mask, finished, example_ids):
-        out = (jax.ShapeDtypeStruct(finished.shape, jnp.float32),
+    def rewards_fn(roll, example_ids):
+        out = (jax.ShapeDtypeStruct(roll.finished.shape, jnp.float32),
                jax.ShapeDtypeStruct((len(names),), jnp.float32))
-        return jax.pure_callback(host, out, tokens, response_mask, finished, example_ids,
-                                 vmap_method="sequential")
+        rewards, vec = jax.pure_callback(host, out, roll.tokens, roll.response_mask,
+                                         roll.finished, example_ids, vmap_method="sequential")
+        return rewards, {name: vec[i] for i, name in enumerate(names)}
 
-    rewards_fn.metric_names = names
     return rewards_fn
 
 

@@ -9,7 +9,7 @@ from o1jax.data import tasks
 from o1jax.rewards import functions
 from o1jax.rewards.in_graph import make_reward_callback, suffix_match_reward
 from o1jax.rewards.api import default_pool
-from o1jax.rollout.sampler import pad_prompts
+from o1jax.rollout.sampler import Rollout, pad_prompts
 from o1jax.tokenizer import byte_tokenizer
 
 EXAMPLES = [{"task": "arithmetic", "answer": "12", "meta": "{}"},
@@ -63,14 +63,15 @@ def test_callback_inside_jit_equals_host_rewards():
 
     @jax.jit
     def program(tokens, mask, finished, ids):
-        rewards, metrics = fn(tokens, mask, finished, ids)
+        roll = Rollout(tokens=tokens, mask=mask, response_mask=mask, logprobs=None,
+                       lengths=None, finished=finished, num_steps=None)
+        rewards, metrics = fn(roll, ids)
         return rewards * 2.0, metrics
 
     got, metrics = program(tokens, mask, finished, np.arange(4))
     expected, m = functions.compute_rewards(RESPONSES, EXAMPLES, finished, weights)
     np.testing.assert_allclose(np.asarray(got), 2.0 * expected)
-    assert dict(zip(fn.metric_names, np.asarray(metrics).tolist()))["reward/format"] == \
-        m["reward/format"]
+    assert float(metrics["reward/format"]) == m["reward/format"]
 
 
 def test_suffix_match_reward_against_python_loop():
