@@ -6,7 +6,8 @@ import statistics
 import time
 
 import jax
-import jax.numpy as jnp
+
+from o1jax.flops import matmul_peak_flops  # noqa: F401  (re-exported for the benchmarks)
 
 
 def block(x):
@@ -23,18 +24,3 @@ def median_seconds(fn, repeats: int = 5, warmup: int = 1) -> float:
         block(fn())
         times.append(time.perf_counter() - t)
     return statistics.median(times)
-
-
-def matmul_peak_flops(n: int = 2048, dtype=jnp.float32, repeats: int = 7) -> float:
-    """FLOP/s of the fastest of ``repeats`` jitted dense n x n x n matmuls: the peak we compare
-    against (the best run, since a peak is what the hardware can reach)."""
-    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
-    b = jax.random.normal(jax.random.key(1), (n, n), dtype)
-    mm = jax.jit(lambda a, b: a @ b)
-    block(mm(a, b))
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        block(mm(a, b))
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best

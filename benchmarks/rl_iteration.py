@@ -29,6 +29,7 @@ import numpy as np  # noqa: E402
 
 from benchmarks.common import matmul_peak_flops  # noqa: E402
 from o1jax.data import tasks  # noqa: E402
+from o1jax.flops import update_flops  # noqa: E402
 from o1jax.data.pipeline import PromptPipeline  # noqa: E402
 from o1jax.models import Transformer, preset  # noqa: E402
 from o1jax.rewards.api import default_pool  # noqa: E402
@@ -48,14 +49,6 @@ CONFIGS = {
     "tiny": dict(preset="tiny", vocab_size=320, max_seq_len=128),
     "medium": dict(preset="small25m", max_seq_len=128),
 }
-
-
-def update_flops(model_cfg, rows: int, length: int, cfg: RLConfig) -> float:
-    """Forward-equivalents of the update stage x forward FLOPs of the sequences."""
-    fwd = model_cfg.flops_per_token(length / 2) * rows * length
-    passes = (1 if cfg.kl_coef > 0 else 0) + (1 if cfg.uses_critic else 0)
-    passes += cfg.epochs * 3 * (2 if cfg.uses_critic else 1)
-    return passes * fwd
 
 
 def bench(name: str, algorithm: str, iters: int, peak: float) -> dict:
@@ -118,7 +111,7 @@ def bench(name: str, algorithm: str, iters: int, peak: float) -> dict:
     staged = sum(med.values())
     fused_s = float(np.median(fused_times))
     rows, length = PROMPTS * G, batches[0][0]["tokens"].shape[1] + NEW
-    flops = update_flops(model.cfg, rows, length, cfg)
+    flops = update_flops(model.cfg, rows, length, cfg.epochs, cfg.uses_critic, cfg.kl_coef > 0)
     return {"params": model.cfg.num_params(), "fused_s": fused_s, "fused_compile_s": fused_compile,
             "staged_s": staged, "rollout_s": med["rollout"], "reward_s": med["reward"],
             "update_s": med["update"], "fused_over_staged_speed": staged / fused_s,

@@ -11,6 +11,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.on_nonfinite = "skip"          # or "stop"
     c.distributed = False            # multi-host: jax.distributed.initialize()
     c.progress_bar = True
+    c.peak_flops_per_s = 0.0         # for the MFU metric; 0: measure a matmul at start
 
     c.model = ml_collections.ConfigDict()
     c.model.preset = "tiny"          # shapes (see o1jax.models.config.PRESETS)

@@ -22,6 +22,7 @@ from jax.sharding import NamedSharding
 from absl import app, flags
 from ml_collections import config_flags
 
+from o1jax import flops
 from o1jax import sft as sft_lib
 from o1jax import sharding
 from o1jax.checkpoint import Checkpointer, StopSignal
@@ -111,6 +112,8 @@ def run_rl(cfg, workdir: str, mesh, tokenizer, policy: Transformer, params, sour
                            console=cfg.get("progress_bar", True))
     stop = StopSignal()
     base_key = jax.random.key(cfg.seed)
+    peak = cfg.get("peak_flops_per_s") or flops.matmul_peak_flops(1024)
+    uses_ref = rcfg.kl_coef > 0 or rcfg.kl_target is not None
     last = {}
     try:
         for step in range(start, cfg.rl.num_iterations):
@@ -125,6 +128,13 @@ def run_rl(cfg, workdir: str, mesh, tokenizer, policy: Transformer, params, sour
             metrics["format_rate"] = metrics.get("reward/format", float("nan"))
             metrics["time/iteration_s"] = seconds
             metrics["tokens_per_s"] = metrics["generated_tokens"] / seconds
+            rows = b.tokens.shape[0] * cfg.rl.group_size
+            length = b.tokens.shape[1] + cfg.rl.max_new_tokens
+            work = flops.rollout_flops(policy.cfg, float(b.mask.sum()),
+                                       metrics["generated_tokens"], length / 2) + \
+                flops.update_flops(policy.cfg, rows, length, rcfg.epochs, rcfg.uses_critic,
+                                   uses_ref)
+            metrics["mfu"] = work / seconds / peak
             if metrics["skipped_updates"] and cfg.on_nonfinite == "stop":
                 raise FloatingPointError(f"RL step {step + 1}: non-finite loss or gradient "
                                          "(on_nonfinite='stop')")

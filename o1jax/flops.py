@@ -1,0 +1,41 @@
+"""FLOP counts of the RL stages and the machine's measured matmul peak, for MFU figures."""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+
+from o1jax.models.config import ModelConfig
+
+
+def matmul_peak_flops(n: int = 2048, dtype=jnp.float32, repeats: int = 7) -> float:
+    """FLOP/s of the fastest of ``repeats`` jitted dense n x n x n matmuls on the default
+    device: the peak MFU figures are measured against (a peak is the best the hardware did)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
+    b = jax.random.normal(jax.random.key(1), (n, n), dtype)
+    mm = jax.jit(lambda a, b: a @ b)
+    jax.block_until_ready(mm(a, b))
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        jax.block_until_ready(mm(a, b))
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best
+
+
+def rollout_flops(model: ModelConfig, prompt_tokens: float, generated_tokens: float,
+                  context: float) -> float:
+    """Prefill plus decode: forward FLOPs of every prompt and generated token, attention over
+    ``context`` keys on average."""
+    return model.flops_per_token(context) * (prompt_tokens + generated_tokens)
+
+
+def update_flops(model: ModelConfig, rows: int, length: int, epochs: int, uses_critic: bool,
+                 uses_reference: bool) -> float:
+    """Scoring passes (reference log-probs, old values) and E epochs of forward + backward
+    (3 forward-equivalents) for the policy and, with PPO, the critic, over [rows, length]."""
+    fwd = model.flops_per_token(length / 2) * rows * length
+    passes = int(uses_reference) + int(uses_critic) + epochs * 3 * (2 if uses_critic else 1)
+    return passes * fwd
