@@ -22,7 +22,8 @@ from o1jax.tokenizer import Tokenizer, response_texts
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m o1jax.generate", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m o1jax.generate",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--model", required=True,
                     help="Hugging Face model directory or o1jax training workdir")
     src = ap.add_mutually_exclusive_group(required=True)

@@ -62,13 +62,13 @@ class ModelConfig:
         return dataclasses.replace(self, **kw)
 
     def num_params(self, with_lm_head: bool = True) -> int:
-        d, f, l = self.hidden_size, self.mlp_dim, self.num_layers
+        d, f, n_layers = self.hidden_size, self.mlp_dim, self.num_layers
         attn = d * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads)
         if self.qkv_bias:
             attn += self.head_dim * (self.num_heads + 2 * self.num_kv_heads)
         per_layer = attn + 3 * d * f + 2 * d
         head = 0 if (self.tie_embeddings or not with_lm_head) else d * self.vocab_size
-        return self.vocab_size * d + l * per_layer + d + head
+        return self.vocab_size * d + n_layers * per_layer + d + head
 
     def flops_per_token(self, context: int) -> float:
         """Forward FLOPs per token: 2 x (non-embedding matmul params) plus attention over

@@ -207,7 +207,8 @@ def load_params(path: str, model: Transformer) -> Params:
     params: Params = {"layers": {}}
     for key in plan:
         if isinstance(key, tuple):
-            params["layers"][key[1]] = build(key, shapes["layers"][key[1]], shards["layers"][key[1]])
+            name = key[1]
+            params["layers"][name] = build(key, shapes["layers"][name], shards["layers"][name])
         else:
             params[key] = build(key, shapes[key], shards[key])
     return params
@@ -223,7 +224,8 @@ def hf_tensors(params: Params, cfg: ModelConfig, dtype=np.float32) -> dict[str, 
     for ours, (pattern, _, _) in _layer_map(cfg).items():
         stacked = np.asarray(jax.device_get(params["layers"][ours]), dtype)
         for i in range(cfg.num_layers):
-            out[f"model.layers.{i}.{pattern}"] = np.ascontiguousarray(_inverse(stacked[i], ours, cfg))
+            out[f"model.layers.{i}.{pattern}"] = np.ascontiguousarray(
+                _inverse(stacked[i], ours, cfg))
     return out
 
 

@@ -186,7 +186,8 @@ class Transformer:
             start = cache["index"]
             kv_mask = jax.lax.dynamic_update_slice(cache["mask"], mask, (0, start))
             slots = jnp.arange(kv_mask.shape[1])
-            key_mask = kv_mask[:, None, :] & (slots[None, :] <= start + jnp.arange(t)[:, None])[None]
+            causal = slots[None, :] <= start + jnp.arange(t)[:, None]   # [T, S]
+            key_mask = kv_mask[:, None, :] & causal[None]
         layer = functools.partial(self._layer, rope=rope_angles(positions, inv_freq),
                                   key_mask=key_mask, start=start)
         if c.remat:

@@ -112,7 +112,8 @@ def latex_to_plain(text: str) -> str:
     text = _replace_braced(text, "text", lambda a: " " + a + " ")
     text = _replace_braced(text, "mathrm", lambda a: " " + a + " ")
     text = _replace_braced(text, "mbox", lambda a: " " + a + " ")
-    text = re.sub(r"(\d+)\s*\\frac\s*\{(\d+)\}\s*\{(\d+)\}", r"\1 \2/\3", text)  # mixed number 3\frac{1}{2}
+    # a mixed number: 3\frac{1}{2} -> 3 1/2
+    text = re.sub(r"(\d+)\s*\\frac\s*\{(\d+)\}\s*\{(\d+)\}", r"\1 \2/\3", text)
     text = re.sub(r"\\sqrt\s*\[([^\[\]{}]+)\]\s*\{([^{}]*)\}", r"((\2)^(1/(\1)))", text)
     for _ in range(20):  # nested \frac and \sqrt, one level per pass
         before = text

@@ -78,6 +78,7 @@ def entropy_bonus(entropy: jax.Array, mask: jax.Array, agg: str = "token_mean") 
 
 def adaptive_kl_coef(coef: jax.Array, observed_kl: jax.Array, target: float, horizon: float,
                      batch_rows: int) -> jax.Array:
-    """Ziegler et al.'s proportional controller: coef *= 1 + clip(kl / target - 1, +-0.2) * n / H."""
+    """Ziegler et al.'s proportional controller:
+    coef *= 1 + clip(kl / target - 1, +-0.2) * n / H."""
     error = jnp.clip(observed_kl / target - 1.0, -0.2, 0.2)
     return coef * (1.0 + error * batch_rows / horizon)
