@@ -175,12 +175,3 @@ def host_local_to_global(mesh: Mesh, local_batch: Any) -> Any:
             return jax.device_put(x, sharding)
         return jax.make_array_from_process_local_data(sharding, x, global_shape)
     return jax.tree.map(put, local_batch)
-
-
-def process_batch_slice(global_batch_size: int) -> slice:
-    """Rows of a global batch that this process feeds (process-local input)."""
-    n = jax.process_count()
-    if global_batch_size % n:
-        raise ValueError(f"global batch {global_batch_size} is not divisible by the {n} processes")
-    per = global_batch_size // n
-    return slice(jax.process_index() * per, (jax.process_index() + 1) * per)
