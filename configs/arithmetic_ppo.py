@@ -1,7 +1,8 @@
 """The embedded default: a tiny model trained from scratch on 2-digit arithmetic.
 
-SFT on reference solutions (carries written out) to a mediocre policy, then PPO with a critic on
-the verifier's reward, then a held-out evaluation (greedy and maj@16). Runs on 2 CPU cores.
+SFT on reference solutions (carries written out), then PPO with a critic on the verifier's reward
+(KL to the SFT policy), then a held-out evaluation (greedy and maj@16). Runs on 2 CPU cores in
+about 11 minutes. With a shorter SFT (300 steps, 27.5% greedy) PPO lowered accuracy; see README.
 
     python -m o1jax.train --config configs/arithmetic_ppo.py --workdir /tmp/arith
 """
@@ -23,7 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.num_test = 200
     c.data.max_prompt_len = 12
 
-    c.sft.num_steps = 300             # deliberately short: a mediocre policy for RL to improve
+    c.sft.num_steps = 700
     c.sft.batch_size = 32
     c.sft.max_len = 112
     c.sft.lr = 3e-3
@@ -37,10 +38,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.temperature = 1.0
     c.rl.epochs = 2
     c.rl.minibatches = 4
-    c.rl.policy_lr = 5e-5
-    c.rl.value_lr = 5e-4
-    c.rl.critic_warmup = 5            # iterations that train only the critic
-    c.rl.kl_coef = 0.0
+    c.rl.policy_lr = 2e-5
+    c.rl.value_lr = 1e-3
+    c.rl.critic_warmup = 10           # iterations that train only the critic
+    c.rl.kl_coef = 0.05               # k3 KL to the SFT policy, as a loss term
     c.rl.rewards = ml_collections.ConfigDict({"correctness": 1.0})
 
     c.eval.num_examples = 200
