@@ -3,6 +3,10 @@ change what they need; o1jax.train reads them, they never import the trainer."""
 
 import ml_collections
 
+# The prompt of the real-data configs: the instruct models' own "\boxed{}" answer convention.
+REASONING_TEMPLATE = ("{question}\nPlease reason step by step, and put your final answer "
+                      "within \\boxed{{}}.\n")
+
 
 def get_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()

@@ -20,8 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.task = "gsm8k"
     c.data.manual_dir = "/data/grade-school-math/data"
     c.data.max_prompt_len = 256
-    c.data.template = ("{question}\nPlease reason step by step, and put your final answer "
-                       "within \\boxed{{}}.\n")
+    c.data.template = base.REASONING_TEMPLATE
 
     c.sft.num_steps = 0
 

@@ -21,8 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.task = "math"
     c.data.manual_dir = "/data/MATH"  # the official MATH/{train,test}/<subject>/*.json
     c.data.max_prompt_len = 512
-    c.data.template = ("{question}\nPlease reason step by step, and put your final answer "
-                       "within \\boxed{{}}.\n")
+    c.data.template = base.REASONING_TEMPLATE
 
     c.sft.num_steps = 0
 

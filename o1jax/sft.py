@@ -13,6 +13,7 @@ import optax
 
 from o1jax.data.pipeline import render_prompt
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
+from o1jax.optim import apply_if_finite
 from o1jax.tokenizer import Tokenizer
 
 
@@ -60,13 +61,8 @@ def sft_step(state: dict, batch: dict, *, policy: Transformer,
     """One optax step; a non-finite loss or gradient leaves the state unchanged (counted)."""
     (loss, aux), grads = jax.value_and_grad(functools.partial(sft_loss, policy), has_aux=True)(
         state["params"], batch)
-    ok = jnp.isfinite(loss) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g))
-                                                 for g in jax.tree.leaves(grads)]))
-    updates, new_opt = opt.update(grads, state["opt"], state["params"])
-    new_params = optax.apply_updates(state["params"], updates)
-    pick = lambda a, b: jax.tree.map(lambda x, y: jnp.where(ok, x, y), a, b)  # noqa: E731
-    new_state = {"params": pick(new_params, state["params"]), "opt": pick(new_opt, state["opt"]),
-                 "step": state["step"] + 1,
+    params, opt_state, ok = apply_if_finite(state["params"], state["opt"], grads, opt, loss)
+    new_state = {"params": params, "opt": opt_state, "step": state["step"] + 1,
                  "skipped_updates": state["skipped_updates"] + (~ok).astype(jnp.int32)}
     return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads),
                        "skipped_updates": (~ok).astype(jnp.float32), **aux}

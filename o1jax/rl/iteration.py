@@ -21,6 +21,7 @@ import optax
 
 from o1jax import sharding
 from o1jax.models.transformer import Transformer, value_params_from_policy
+from o1jax.optim import apply_if_finite, tree_select
 from o1jax.rl import advantages as adv_lib
 from o1jax.rl import losses
 from o1jax.rollout.sampler import Rollout, SamplingConfig, sample
@@ -92,10 +93,6 @@ def _shift_right(x: jax.Array) -> jax.Array:
     return jnp.concatenate([jnp.zeros_like(x[:, :1]), x[:, :-1]], axis=1)
 
 
-def _all_finite(tree) -> jax.Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
-
-
 def rl_iteration(state: dict, batch: dict, key: jax.Array, *, policy: Transformer,
                  sampling: SamplingConfig, cfg: RLConfig, reward_fn: RewardFn
                  ) -> tuple[dict, dict]:
@@ -121,7 +118,6 @@ def update_stage(state: dict, roll: Rollout, rewards: jax.Array, reward_metrics:
     g = sampling.num_samples
     temp = sampling.logprob_temperature
     value_model = Transformer(policy.cfg, head="value", mesh=policy.mesh)
-    k_perm = key
     resp = roll.response_mask
 
     # ---- old / reference log-probs, values, advantages (no gradients here)
@@ -171,26 +167,18 @@ def update_stage(state: dict, roll: Rollout, rewards: jax.Array, reward_metrics:
         return losses.value_loss(v, mb["old_values"], mb["returns"], mb["resp"], cfg.value_clip,
                                  cfg.loss_agg)
 
-    def apply_update(params, opt_state, grads, opt, loss):
-        ok = jnp.isfinite(loss) & _all_finite(grads)
-        updates, new_opt = opt.update(grads, opt_state, params)
-        new_params = optax.apply_updates(params, updates)
-        pick = lambda a, b: jax.tree.map(lambda x, y: jnp.where(ok, x, y), a, b)  # noqa: E731
-        return pick(new_params, params), pick(new_opt, opt_state), ok
-
     train_policy = state["step"] >= cfg.critic_warmup
 
     def minibatch_step(carry, mb):
         (pl, stats), grads = jax.value_and_grad(policy_loss, has_aux=True)(carry["policy"], mb)
-        new_p, new_opt, ok = apply_update(carry["policy"], carry["opt_policy"], grads, opt_p, pl)
-        keep = lambda new, old: jax.tree.map(  # noqa: E731
-            lambda x, y: jnp.where(train_policy, x, y), new, old)
-        carry["policy"] = keep(new_p, carry["policy"])
-        carry["opt_policy"] = keep(new_opt, carry["opt_policy"])
+        new_p, new_opt, ok = apply_if_finite(carry["policy"], carry["opt_policy"], grads, opt_p,
+                                             pl)
+        carry["policy"] = tree_select(train_policy, new_p, carry["policy"])
+        carry["opt_policy"] = tree_select(train_policy, new_opt, carry["opt_policy"])
         out = dict(stats, policy_loss=pl, grad_norm=optax.tree.norm(grads))
         if cfg.uses_critic:
             vl, vgrads = jax.value_and_grad(value_loss)(carry["value"], mb)
-            carry["value"], carry["opt_value"], vok = apply_update(
+            carry["value"], carry["opt_value"], vok = apply_if_finite(
                 carry["value"], carry["opt_value"], vgrads, opt_v, vl)
             ok = ok & vok
             out["value_loss"] = vl
@@ -209,7 +197,7 @@ def update_stage(state: dict, roll: Rollout, rewards: jax.Array, reward_metrics:
 
     trainable = {k: state[k] for k in ("policy", "opt_policy", "value", "opt_value",
                                        "skipped_updates") if k in state}
-    trainable, upd = jax.lax.scan(epoch, trainable, jax.random.split(k_perm, cfg.epochs))
+    trainable, upd = jax.lax.scan(epoch, trainable, jax.random.split(key, cfg.epochs))
     new_state = dict(state, **trainable, step=state["step"] + 1)
 
     # ---- metrics
