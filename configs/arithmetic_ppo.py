@@ -23,6 +23,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.num_train = 8000
     c.data.num_test = 200
     c.data.max_prompt_len = 12
+    c.data.slip_rate = 0.6            # the SFT demonstrations forget 60% of carries and borrows
 
     c.sft.num_steps = 700
     c.sft.batch_size = 32
@@ -31,17 +32,17 @@ def get_config() -> ml_collections.ConfigDict:
     c.sft.warmup_steps = 30
 
     c.rl.algorithm = "ppo"
-    c.rl.num_iterations = 60
+    c.rl.num_iterations = 80
     c.rl.batch_prompts = 16
     c.rl.group_size = 8
     c.rl.max_new_tokens = 96
     c.rl.temperature = 1.0
     c.rl.epochs = 2
     c.rl.minibatches = 4
-    c.rl.policy_lr = 2e-5
+    c.rl.policy_lr = 3e-5
     c.rl.value_lr = 1e-3
     c.rl.critic_warmup = 10           # iterations that train only the critic
-    c.rl.kl_coef = 0.05               # k3 KL to the SFT policy, as a loss term
+    c.rl.kl_coef = 0.01               # k3 KL to the SFT policy, as a loss term
     c.rl.rewards = ml_collections.ConfigDict({"correctness": 1.0})
 
     c.eval.num_examples = 200

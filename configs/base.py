@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.num_train = 256
     c.data.num_test = 32
     c.data.seed = 0
+    c.data.slip_rate = 0.0           # arithmetic: demonstrator forgets a carry/borrow this often
     c.data.max_prompt_len = 12
     c.data.template = "{question}\n"
     c.data.data_dir = ""             # default: WORKDIR/tfds

@@ -245,6 +245,8 @@ def load_data(cfg, workdir: str) -> dict:
     if cfg.data.task in tasks.TASKS:
         data_cfg = {k: cfg.data[k] for k in ("difficulty", "num_train", "num_test", "seed")
                     if k in cfg.data}
+        if cfg.data.get("slip_rate"):
+            data_cfg["slip_rate"] = cfg.data.slip_rate
     elif cfg.data.task == "jsonl":
         data_cfg = {k: cfg.data[k] for k in ("train_path", "test_path") if k in cfg.data}
     return builders.build(cfg.data.task, cfg.data.get("data_dir") or

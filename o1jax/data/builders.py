@@ -42,6 +42,7 @@ class TaskConfig(tfds.core.BuilderConfig):
     num_train: int = 20000
     num_test: int = 500
     seed: int = 0
+    slip_rate: float = 0.0   # train-split solutions from a sloppy demonstrator (arithmetic)
 
 
 class O1jaxTasks(tfds.core.GeneratorBasedBuilder):
@@ -60,7 +61,8 @@ class O1jaxTasks(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split, num):
         c = self.builder_config
-        for i, ex in enumerate(tasks.generate(c.task, split, num, c.seed, c.difficulty)):
+        slips = c.slip_rate if split == "train" else 0.0
+        for i, ex in enumerate(tasks.generate(c.task, split, num, c.seed, c.difficulty, slips)):
             yield i, ex
 
 

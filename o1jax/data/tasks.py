@@ -11,6 +11,7 @@ whatever the seed, so train and test generators can never produce the same quest
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import random
@@ -36,37 +37,49 @@ def _digits(n: int) -> list[int]:
     return [int(c) for c in str(n)][::-1]
 
 
-def _addition_steps(a: int, b: int) -> list[str]:
+def _addition_steps(a: int, b: int, slip: Callable[[], bool]) -> tuple[list[str], int]:
+    """Column addition, and the number the steps write. ``slip()`` True: that carry is
+    forgotten (a sloppy demonstrator), so the written result is wrong."""
     da, db = _digits(a), _digits(b)
-    steps, carry = [], 0
+    steps, carry, written = [], 0, []
     for i in range(max(len(da), len(db))):
         x, y = (da[i] if i < len(da) else 0), (db[i] if i < len(db) else 0)
         s = x + y + carry
         expr = f"{x}+{y}" + (f"+{carry}" if carry else "")
         steps.append(f"{expr}={s}, write {s % 10}" + (", carry 1" if s >= 10 else ""))
-        carry = s // 10
+        written.append(s % 10)
+        carry = 0 if slip() else s // 10
     if carry:
         steps.append("write the carry 1")
-    return steps
+        written.append(1)
+    return steps, int("".join(map(str, written[::-1])))
 
 
-def _subtraction_steps(a: int, b: int) -> list[str]:
-    """a >= b >= 0, digit by digit with borrows."""
+def _subtraction_steps(a: int, b: int, slip: Callable[[], bool]) -> tuple[list[str], int]:
+    """Column subtraction (a >= b >= 0) with borrows, and the number the steps write.
+    ``slip()`` True: that borrow is forgotten in the next column."""
     da, db = _digits(a), _digits(b)
-    steps, borrow = [], 0
+    steps, borrow, written = [], 0, []
     for i in range(len(da)):
         x, y = da[i] - borrow, (db[i] if i < len(db) else 0)
         if x < y:
             steps.append(f"{x}-{y} needs a borrow: {x + 10}-{y}={x + 10 - y}")
-            borrow = 1
+            written.append(x + 10 - y)
+            borrow = 0 if slip() else 1
         else:
             steps.append(f"{x}-{y}={x - y}")
+            written.append(x - y)
             borrow = 0
-    return steps
+    return steps, int("".join(map(str, written[::-1])))
 
 
-def arithmetic(rng: random.Random, difficulty: int) -> dict:
-    """Add, subtract or multiply two numbers of up to ``difficulty`` digits (difficulty 1-6)."""
+def arithmetic(rng: random.Random, difficulty: int, slip_rate: float = 0.0) -> dict:
+    """Add, subtract or multiply two numbers of up to ``difficulty`` digits (difficulty 1-6).
+
+    ``slip_rate`` > 0 makes the *solution* that of a sloppy demonstrator who forgets each carry
+    or borrow with that probability (its boxed result is then what it wrote, hence wrong);
+    ``answer`` stays the true result. The slips come from their own stream seeded by the
+    question, so the questions are the same at every rate."""
     op = rng.choice("+-*")
     hi = 10 ** max(1, difficulty) - 1
     a, b = rng.randint(0, hi), rng.randint(0, hi)
@@ -76,10 +89,17 @@ def arithmetic(rng: random.Random, difficulty: int) -> dict:
         a, b = b, a
     result = sympy.Integer(a) + b if op == "+" else (sympy.Integer(a) - b if op == "-"
                                                        else sympy.Integer(a) * b)
+    question = f"{a}{op}{b}=?"
+    slips = random.Random(f"slips-{question}")
+
+    def slip() -> bool:
+        return slips.random() < slip_rate
+
+    written = result
     if op == "+":
-        steps = _addition_steps(a, b)
+        steps, written = _addition_steps(a, b, slip)
     elif op == "-":
-        steps = _subtraction_steps(a, b)
+        steps, written = _subtraction_steps(a, b, slip)
     else:
         steps, partials = [], []
         for i, d in enumerate(_digits(b)):
@@ -88,8 +108,8 @@ def arithmetic(rng: random.Random, difficulty: int) -> dict:
             steps.append(f"{a}*{d * 10 ** i}={p}")
         if len(partials) > 1:
             steps.append("+".join(map(str, partials)) + f"={sum(partials)}")
-    solution = "\n".join(steps + [f"\\boxed{{{result}}}"])
-    return _example("arithmetic", f"{a}{op}{b}=?", result, solution, difficulty)
+    solution = "\n".join(steps + [f"\\boxed{{{written}}}"])
+    return _example("arithmetic", question, result, solution, difficulty)
 
 
 # ------------------------------------------------------------------------------- linear
@@ -164,11 +184,17 @@ TASKS: dict[str, Callable[[random.Random, int], dict]] = {
     "arithmetic": arithmetic, "linear": linear, "fractions": fractions, "countdown": countdown}
 
 
-def generate(task: str, split: str, num: int, seed: int = 0, difficulty: int = 2
-             ) -> Iterator[dict]:
-    """``num`` distinct examples of ``task`` in ``split`` ("train" or "test")."""
+def generate(task: str, split: str, num: int, seed: int = 0, difficulty: int = 2,
+             slip_rate: float = 0.0) -> Iterator[dict]:
+    """``num`` distinct examples of ``task`` in ``split`` ("train" or "test"); ``slip_rate``:
+    see ``arithmetic`` (the only task with a sloppy demonstrator)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
+    if not 0.0 <= slip_rate <= 1.0:
+        raise ValueError(f"slip_rate must be in [0, 1], got {slip_rate}")
+    if slip_rate and task != "arithmetic":
+        raise ValueError(f"slip_rate is defined for the arithmetic task only, not {task!r}")
+    make = functools.partial(TASKS[task], slip_rate=slip_rate) if slip_rate else TASKS[task]
     if split not in ("train", "test"):
         raise ValueError(f"split must be train or test, got {split!r}")
     rng = random.Random(f"{task}-{seed}-{difficulty}")
@@ -179,7 +205,7 @@ def generate(task: str, split: str, num: int, seed: int = 0, difficulty: int = 2
         if attempts > 200 * num + 10000:
             raise ValueError(f"{task} at difficulty {difficulty} has fewer than {num} distinct "
                              f"{split} questions")
-        ex = TASKS[task](rng, difficulty)
+        ex = make(rng, difficulty)
         if ex["question"] in seen or split_of(ex["question"]) != split:
             continue
         seen.add(ex["question"])

@@ -87,3 +87,10 @@ def test_user_jsonl(tmp_path):
 def test_unknown_dataset(tmp_path):
     with pytest.raises(ValueError, match="unknown dataset"):
         builders.build("mnist", str(tmp_path))
+
+
+def test_sloppy_demonstrations_only_in_train(tmp_path):
+    ds = builders.build("arithmetic", str(tmp_path), num_train=60, num_test=30, slip_rate=1.0)
+    train, test = _read(ds["train"]), _read(ds["test"])
+    assert not all(e["solution"].endswith(f"\\boxed{{{e['answer']}}}") for e in train)
+    assert all(e["solution"].endswith(f"\\boxed{{{e['answer']}}}") for e in test)

@@ -74,3 +74,47 @@ def test_difficulty_grows_numbers():
 def test_unknown_task():
     with pytest.raises(ValueError, match="unknown task"):
         next(tasks.generate("nope", "train", 1))
+
+
+def _forgetful(a: int, b: int, op: str) -> int:
+    """What a demonstrator who forgets every carry and borrow writes: each column on its own,
+    mod 10 (a plain reference, independent of the task's step writer)."""
+    out, i = 0, 0
+    while a or b:
+        col = (a % 10 + b % 10) if op == "+" else (a % 10 - b % 10)
+        out += (col % 10) * 10 ** i
+        a, b, i = a // 10, b // 10, i + 1
+    return out
+
+
+def test_sloppy_demonstrator_forgets_carries_and_borrows():
+    clean = list(tasks.generate("arithmetic", "train", 300, seed=0))
+    sloppy = list(tasks.generate("arithmetic", "train", 300, seed=0, slip_rate=1.0))
+    # the same questions and true answers: only the demonstrations change
+    assert [(e["question"], e["answer"]) for e in sloppy] == \
+        [(e["question"], e["answer"]) for e in clean]
+    checked = 0
+    for e in sloppy:
+        q = e["question"][:-2]
+        if "*" in q:
+            assert e["solution"].endswith(f"\\boxed{{{e['answer']}}}")
+            continue
+        op = "+" if "+" in q else "-"
+        a, b = map(int, q.split(op))
+        boxed = e["solution"].rsplit("\\boxed{", 1)[1][:-1]
+        assert int(boxed) == _forgetful(a, b, op), e
+        checked += 1
+    assert checked > 150
+    # at rate 0.5 some, not all, of the carrying/borrowing demonstrations are wrong
+    half = list(tasks.generate("arithmetic", "train", 300, seed=0, slip_rate=0.5))
+    wrong = [e["solution"].rsplit("\\boxed{", 1)[1][:-1] != e["answer"] for e in half]
+    hard = [e["answer"] != str(_forgetful(*map(int, e["question"][:-2].split(op)), op))
+            for e in half for op in "+-" if op in e["question"]]
+    assert 0.3 * sum(hard) < sum(wrong) < 0.7 * sum(hard)
+
+
+def test_slip_rate_errors():
+    with pytest.raises(ValueError, match="arithmetic task only"):
+        next(tasks.generate("linear", "train", 1, slip_rate=0.1))
+    with pytest.raises(ValueError, match="slip_rate must be in"):
+        next(tasks.generate("arithmetic", "train", 1, slip_rate=1.5))
