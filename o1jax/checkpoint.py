@@ -12,16 +12,11 @@ import os
 import signal
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
+from o1jax.optim import tree_all_finite
+
 log = logging.getLogger(__name__)
-
-
-def all_finite(state: Any) -> bool:
-    leaves = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.inexact)]
-    return bool(jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])))
 
 
 class Checkpointer:
@@ -42,7 +37,7 @@ class Checkpointer:
             return False
         if step in self.manager.all_steps():
             return False
-        if not all_finite(state):
+        if not bool(tree_all_finite(state)):
             log.warning("step %d: state has non-finite values, not checkpointed", step)
             return False
         self.manager.save(step, args=ocp.args.Composite(

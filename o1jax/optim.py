@@ -9,8 +9,10 @@ import optax
 
 
 def tree_all_finite(tree) -> jax.Array:
-    """Scalar bool: every entry of every leaf is finite."""
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+    """Scalar bool: every entry of every floating-point leaf is finite (other leaves, e.g.
+    step counts, are ignored)."""
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves] or [jnp.bool_(True)]))
 
 
 def tree_select(cond: jax.Array, new, old):

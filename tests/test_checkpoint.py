@@ -5,14 +5,15 @@ import os
 import jax.numpy as jnp
 import numpy as np
 
-from o1jax.checkpoint import Checkpointer, all_finite
+from o1jax.checkpoint import Checkpointer
+from o1jax.optim import tree_all_finite
 
 
 def test_nonfinite_state_is_never_checkpointed(tmp_path):
     ckpt = Checkpointer(str(tmp_path / "c"), every=1, keep=2, async_save=False)
     good = {"w": jnp.ones((3,)), "step": jnp.zeros((), jnp.int32)}
     bad = {"w": jnp.array([1.0, jnp.nan, 2.0]), "step": jnp.zeros((), jnp.int32)}
-    assert all_finite(good) and not all_finite(bad)
+    assert bool(tree_all_finite(good)) and not bool(tree_all_finite(bad))
     assert ckpt.save(1, good, {"pipeline": {"epoch": 0}})
     assert not ckpt.save(2, bad, {"pipeline": {"epoch": 0}}, force=True)
     ckpt.wait()
