@@ -52,7 +52,8 @@ class RLConfig:
     kl_target: float | None = None  # adaptive controller when set
     kl_horizon: float = 10000.0
     entropy_coef: float = 0.0
-    critic_warmup: int = 0          # PPO: iterations that train only the critic (veRL's option)
+    critic_warmup: int = 0          # PPO: iterations that train only the critic (veRL's option;
+                                    # ignored without a critic)
     loss_agg: str = "token_mean"
     skip_nonfinite: bool = True     # False: raise on a non-finite loss or gradient
 
@@ -167,7 +168,7 @@ def update_stage(state: dict, roll: Rollout, rewards: jax.Array, reward_metrics:
         return losses.value_loss(v, mb["old_values"], mb["returns"], mb["resp"], cfg.value_clip,
                                  cfg.loss_agg)
 
-    train_policy = state["step"] >= cfg.critic_warmup
+    train_policy = state["step"] >= (cfg.critic_warmup if cfg.uses_critic else 0)
 
     def minibatch_step(carry, mb):
         (pl, stats), grads = jax.value_and_grad(policy_loss, has_aux=True)(carry["policy"], mb)

@@ -71,6 +71,22 @@ def test_sharded_iteration_equals_single_device(algorithm, shape):
                                atol=1e-4)
 
 
+@pytest.mark.parametrize("algorithm", ["ppo", "grpo"])
+def test_critic_warmup_freezes_the_policy_only_with_a_critic(algorithm):
+    state, it = _setup(algorithm, critic_warmup=2)
+    embed = np.asarray(state["policy"]["embed"]).copy()
+    value = np.asarray(state["value"]["embed"]).copy() if algorithm == "ppo" else None
+    moved = []
+    for i in range(3):
+        state, _ = it(state, _batch(i), jax.random.key(i))
+        moved.append(not np.array_equal(np.asarray(state["policy"]["embed"]), embed))
+        embed = np.asarray(state["policy"]["embed"]).copy()
+    # PPO: two critic-only iterations, then the policy moves; GRPO has no critic to warm up
+    assert moved == ([False, False, True] if algorithm == "ppo" else [True, True, True])
+    if value is not None:
+        assert not np.array_equal(np.asarray(state["value"]["embed"]), value)
+
+
 def test_nonfinite_update_is_skipped():
     policy = Transformer(preset("tiny", vocab_size=V, max_seq_len=32))
     params = policy.init(jax.random.key(0))
