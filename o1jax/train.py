@@ -312,7 +312,7 @@ def run(cfg, workdir: str) -> dict:
             result["rl_accuracy"] = ev["greedy_accuracy"]
             result[f"rl_maj{cfg.eval.maj_k}_accuracy"] = ev.get(f"maj{cfg.eval.maj_k}_accuracy")
     if jax.process_index() == 0:
-        result["report"] = plot_run(workdir)
+        result["report"] = os.path.abspath(plot_run(workdir))
     return result
 
 
