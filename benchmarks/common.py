@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 
 import jax
 
-from o1jax.flops import matmul_peak_flops  # noqa: F401  (re-exported for the benchmarks)
+from o1jax.flops import matmul_peak_flops
 
 
 def block(x):
@@ -24,3 +25,14 @@ def median_seconds(fn, repeats: int = 5, warmup: int = 1) -> float:
         block(fn())
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def start() -> tuple[bool, float]:
+    """(--quick given, the measured f32 matmul peak in FLOP/s), the peak printed: the common
+    opening of a benchmark that reports fractions of the machine's peak."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="fewer repeats")
+    quick = ap.parse_args().quick
+    peak = matmul_peak_flops()
+    print(f"measured f32 matmul peak (2048^3): {peak / 1e9:.1f} GFLOP/s")
+    return quick, peak

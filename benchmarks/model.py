@@ -9,7 +9,6 @@ The last line printed is one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -19,7 +18,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from benchmarks.common import matmul_peak_flops, median_seconds  # noqa: E402
+from benchmarks.common import median_seconds, start  # noqa: E402
 from o1jax.models import Transformer, positions_from_mask, preset  # noqa: E402
 
 
@@ -45,12 +44,8 @@ def bench(name: str, batch: int, length: int, repeats: int) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="fewer repeats")
-    args = ap.parse_args()
-    repeats = 2 if args.quick else 5
-    peak = matmul_peak_flops()
-    print(f"measured f32 matmul peak (2048^3): {peak / 1e9:.1f} GFLOP/s")
+    quick, peak = start()
+    repeats = 2 if quick else 5
     out = {"devices": str(jax.devices()[0].platform), "peak_flops_per_s": peak}
     for label, name, batch, length in [("tiny", "tiny", 32, 128), ("medium", "small25m", 8, 256)]:
         r = bench(name, batch, length, repeats)

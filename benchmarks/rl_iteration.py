@@ -14,7 +14,6 @@ program with the reward as a host callback. The last line printed is one JSON ob
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import os
@@ -27,7 +26,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.common import matmul_peak_flops  # noqa: E402
+from benchmarks.common import start  # noqa: E402
 from o1jax.data import tasks  # noqa: E402
 from o1jax.flops import update_flops  # noqa: E402
 from o1jax.data.pipeline import PromptPipeline  # noqa: E402
@@ -120,12 +119,8 @@ def bench(name: str, algorithm: str, iters: int, peak: float) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
-    iters = 2 if args.quick else 5
-    peak = matmul_peak_flops()
-    print(f"measured f32 matmul peak (2048^3): {peak / 1e9:.1f} GFLOP/s")
+    quick, peak = start()
+    iters = 2 if quick else 5
     out = {"peak_flops_per_s": peak}
     for name, algo in [("tunix_shape", "grpo"), ("tiny", "ppo"), ("medium", "ppo")]:
         r = bench(name, algo, iters, peak)

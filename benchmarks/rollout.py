@@ -9,7 +9,6 @@ row generates all 128 tokens on both sides). Weights: our random init, exported 
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -21,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.common import matmul_peak_flops, median_seconds  # noqa: E402
+from benchmarks.common import median_seconds, start  # noqa: E402
 from o1jax.models import Transformer, hf, preset  # noqa: E402
 from o1jax.rollout import SamplingConfig, make_sampler  # noqa: E402
 
@@ -65,12 +64,8 @@ def hf_tokens_per_s(model, params, prompts, repeats):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
-    repeats = 1 if args.quick else 5
-    peak = matmul_peak_flops()
-    print(f"measured f32 matmul peak (2048^3): {peak / 1e9:.1f} GFLOP/s")
+    quick, peak = start()
+    repeats = 1 if quick else 5
     out = {"peak_flops_per_s": peak}
     for label, name in [("tiny", "tiny"), ("medium", "small25m")]:
         model = Transformer(preset(name))
