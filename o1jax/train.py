@@ -53,12 +53,10 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> None:
         mesh_shape = sharding.resolve_mesh_shape(cfg.mesh_shape, num_devices)
     except ValueError as e:
         raise ConfigError(f"mesh_shape: {e}") from None
-    slip_rate = cfg.data.get("slip_rate", 0.0)
-    if not 0.0 <= slip_rate <= 1.0:
-        raise ConfigError(f"data.slip_rate={slip_rate} must be in [0, 1]")
-    if slip_rate and cfg.data.task != "arithmetic":
-        raise ConfigError(f"data.slip_rate is defined for data.task='arithmetic' only, not "
-                          f"{cfg.data.task!r}")
+    try:
+        tasks.check_slip_rate(cfg.data.task, cfg.data.get("slip_rate", 0.0))
+    except ValueError as e:
+        raise ConfigError(f"data.{e}") from None
     data_par = mesh_shape[0] * mesh_shape[1]
     rows = cfg.rl.batch_prompts * cfg.rl.group_size
     if cfg.rl.batch_prompts % max(1, jax.process_count()):

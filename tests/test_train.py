@@ -128,7 +128,7 @@ def test_corrupt_latest_checkpoint_is_skipped(tmp_path):
     ("--config.rl.minibatches=3", "rl.minibatches=3"),
     ("--config.rl.nonexistent=1", "nonexistent"),
     ("--config.rl.batch_prompts=abc", "batch_prompts"),
-    ("--config.data.slip_rate=1.5", "data.slip_rate=1.5"),
+    ("--config.data.slip_rate=1.5", "data.slip_rate must be in [0, 1], got 1.5"),
 ])
 def test_config_errors_fail_fast_and_name_the_field(tmp_path, flag, match):
     env = _env()

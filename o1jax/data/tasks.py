@@ -184,19 +184,24 @@ TASKS: dict[str, Callable[[random.Random, int], dict]] = {
     "arithmetic": arithmetic, "linear": linear, "fractions": fractions, "countdown": countdown}
 
 
+def check_slip_rate(task: str, slip_rate: float) -> None:
+    """ValueError unless ``slip_rate`` is in [0, 1] and, when nonzero, ``task`` is arithmetic."""
+    if not 0.0 <= slip_rate <= 1.0:
+        raise ValueError(f"slip_rate must be in [0, 1], got {slip_rate}")
+    if slip_rate and task != "arithmetic":
+        raise ValueError(f"slip_rate is defined for the arithmetic task only, not {task!r}")
+
+
 def generate(task: str, split: str, num: int, seed: int = 0, difficulty: int = 2,
              slip_rate: float = 0.0) -> Iterator[dict]:
     """``num`` distinct examples of ``task`` in ``split`` ("train" or "test"); ``slip_rate``:
     see ``arithmetic`` (the only task with a sloppy demonstrator)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
-    if not 0.0 <= slip_rate <= 1.0:
-        raise ValueError(f"slip_rate must be in [0, 1], got {slip_rate}")
-    if slip_rate and task != "arithmetic":
-        raise ValueError(f"slip_rate is defined for the arithmetic task only, not {task!r}")
-    make = functools.partial(TASKS[task], slip_rate=slip_rate) if slip_rate else TASKS[task]
     if split not in ("train", "test"):
         raise ValueError(f"split must be train or test, got {split!r}")
+    check_slip_rate(task, slip_rate)
+    make = functools.partial(TASKS[task], slip_rate=slip_rate) if slip_rate else TASKS[task]
     rng = random.Random(f"{task}-{seed}-{difficulty}")
     seen: set[str] = set()
     attempts = 0
