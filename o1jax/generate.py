@@ -17,7 +17,7 @@ import numpy as np
 
 from o1jax import sharding, workdir
 from o1jax.models import hf
-from o1jax.rollout.sampler import SamplingConfig, make_sampler, pad_prompts
+from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts
 from o1jax.tokenizer import Tokenizer, response_texts
 
 

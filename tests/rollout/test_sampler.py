@@ -10,7 +10,7 @@ import transformers
 from o1jax import sharding
 from o1jax.models import Transformer, hf, preset
 from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts, sample, token_logprobs
-from o1jax.rollout.sampler import filter_logits
+from o1jax.rollout.decoding import filter_logits
 
 PROMPTS = [[257, 49, 50, 43], [257, 55], [257, 104, 105, 32, 116, 104, 101, 114, 101], [257, 50]]
 
