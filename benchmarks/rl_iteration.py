@@ -34,9 +34,9 @@ from o1jax.models import Transformer, preset  # noqa: E402
 from o1jax.rewards.api import default_pool  # noqa: E402
 from o1jax.rewards.functions import compute_rewards  # noqa: E402
 from o1jax.rewards.in_graph import make_reward_callback  # noqa: E402
-from o1jax.rl.iteration import (RLConfig, init_state, make_iteration, rollout_stage,  # noqa
-                                update_stage)
-from o1jax.rollout import SamplingConfig  # noqa: E402
+from o1jax.rl import iteration  # noqa: E402
+from o1jax.rl.config import RLConfig  # noqa: E402
+from o1jax.rl.state import init_state  # noqa: E402
 from o1jax.tokenizer import byte_tokenizer, response_texts  # noqa: E402
 
 PROMPTS, G, NEW = 8, 8, 64
@@ -56,9 +56,9 @@ def bench(name: str, algorithm: str, iters: int, peak: float) -> dict:
     tok = byte_tokenizer()
     source = list(tasks.generate("arithmetic", "train", 256, difficulty=3))
     pipe = PromptPipeline(source, tok, PROMPTS, max_prompt_len=16)
-    cfg = RLConfig(algorithm=algorithm, epochs=1, minibatches=2, kl_coef=0.0)
-    sampling = SamplingConfig(max_new_tokens=NEW, num_samples=G, stop_ids=tok.stop_ids,
-                              pad_id=tok.pad_id)
+    cfg = RLConfig(algorithm=algorithm, epochs=1, minibatches=2, kl_coef=0.0,
+                   batch_prompts=PROMPTS, group_size=G, max_new_tokens=NEW)
+    sampling = cfg.sampling(tok.stop_ids, tok.pad_id)
     pool = default_pool()
     reward_fn = make_reward_callback(tok, lambda i: source[i], WEIGHTS, pool)
 
@@ -70,8 +70,8 @@ def bench(name: str, algorithm: str, iters: int, peak: float) -> dict:
                          "example_ids": b.indices.astype(np.int32)}, b.examples))
 
     # ---- fused
-    fused = make_iteration(model, sampling, cfg, reward_fn)
-    state = init_state(model, jax.tree.map(jnp.copy, params), cfg, jax.random.key(1))
+    fused, _ = iteration.make_iteration(model, cfg, reward_fn, tok.stop_ids, tok.pad_id)
+    state = init_state(jax.tree.map(jnp.copy, params), cfg, jax.random.key(1))
     t = time.perf_counter()
     state, m = fused(state, batches[0][0], jax.random.key(0))
     jax.block_until_ready(m)
@@ -84,10 +84,17 @@ def bench(name: str, algorithm: str, iters: int, peak: float) -> dict:
         fused_times.append(time.perf_counter() - t)
 
     # ---- staged
-    roll_fn = jax.jit(functools.partial(rollout_stage, policy=model, sampling=sampling))
-    upd_fn = jax.jit(functools.partial(update_stage, policy=model, sampling=sampling, cfg=cfg),
-                     donate_argnums=(0,))
-    state = init_state(model, jax.tree.map(jnp.copy, params), cfg, jax.random.key(1))
+    roll_fn = jax.jit(functools.partial(iteration.rollout, policy=model, sampling=sampling))
+
+    def learn(state, roll, scored, key):
+        """The stages after the reward: targets -> update -> metrics."""
+        temp = sampling.logprob_temperature
+        tg = iteration.targets(state, roll, scored, policy=model, cfg=cfg, temperature=temp)
+        new, stats = iteration.update(state, tg, key, policy=model, cfg=cfg, temperature=temp)
+        return new, iteration.metrics(state, new, roll, scored, tg, stats, cfg)
+
+    upd_fn = jax.jit(learn, donate_argnums=(0,))
+    state = init_state(jax.tree.map(jnp.copy, params), cfg, jax.random.key(1))
     split = {"rollout": [], "reward": [], "update": []}
     for i in range(iters + 1):
         batch, examples = batches[i]
@@ -98,8 +105,8 @@ def bench(name: str, algorithm: str, iters: int, peak: float) -> dict:
         rewards, rm = compute_rewards(texts, [e for e in examples for _ in range(G)],
                                       np.asarray(roll.finished), WEIGHTS, pool)
         t2 = time.perf_counter()
-        state, m2 = upd_fn(state, roll, jnp.asarray(rewards),
-                           {k: jnp.asarray(v) for k, v in rm.items()}, jax.random.key(i))
+        scored = iteration.Scored(jnp.asarray(rewards), {k: jnp.asarray(v) for k, v in rm.items()})
+        state, m2 = upd_fn(state, roll, scored, jax.random.key(i))
         jax.block_until_ready(m2)
         t3 = time.perf_counter()
         if i:  # the first iteration compiles
@@ -110,7 +117,8 @@ def bench(name: str, algorithm: str, iters: int, peak: float) -> dict:
     staged = sum(med.values())
     fused_s = float(np.median(fused_times))
     rows, length = PROMPTS * G, batches[0][0]["tokens"].shape[1] + NEW
-    flops = update_flops(model.cfg, rows, length, cfg.epochs, cfg.uses_critic, cfg.kl_coef > 0)
+    flops = update_flops(model.cfg, rows, length, cfg.epochs, cfg.uses_critic,
+                         cfg.uses_reference)
     return {"params": model.cfg.num_params(), "fused_s": fused_s, "fused_compile_s": fused_compile,
             "staged_s": staged, "rollout_s": med["rollout"], "reward_s": med["reward"],
             "update_s": med["update"], "fused_over_staged_speed": staged / fused_s,

@@ -73,6 +73,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.kl_estimator = "k3"
     c.rl.kl_in_reward = False
     c.rl.kl_target = ml_collections.FieldReference(None, field_type=float)
+    c.rl.kl_horizon = 10000.0        # the adaptive controller's horizon (rows)
     c.rl.entropy_coef = 0.0
     c.rl.critic_warmup = 0
     c.rl.loss_agg = "token_mean"

@@ -4,12 +4,14 @@ form of test-time compute."""
 from __future__ import annotations
 
 import collections
+import json
+import os
 from typing import Sequence
 
 import jax
 import numpy as np
 
-from o1jax.data.pipeline import PLAIN_TEMPLATE, render_prompt
+from o1jax.data.pipeline import PLAIN_TEMPLATE, decode_example, render_prompt
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rewards.functions import correctness
 from o1jax.rewards.api import default_pool
@@ -98,3 +100,23 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
         out[f"pass{maj_k}_accuracy"] = float(np.mean(flat.max(axis=1)))
         out["mean_sample_accuracy"] = float(np.mean(flat))
     return out
+
+
+def evaluate_stage(exp, name: str, params: Params, maj_k: int) -> dict:
+    """Held-out evaluation of a run's policy (``exp``: an ``experiment.Experiment``), cached in
+    WORKDIR/eval_{name}.json so that a resumed run reuses it."""
+    cfg = exp.cfg
+    path = os.path.join(exp.workdir, f"eval_{name}.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    test = exp.sources["test"]
+    examples = [decode_example(test[i]) for i in range(min(len(test), cfg.eval.num_examples))]
+    result = evaluate(exp.policy, params, examples, exp.tokenizer, cfg.data.max_prompt_len,
+                      cfg.eval.max_new_tokens, maj_k=maj_k, temperature=cfg.eval.temperature,
+                      batch_prompts=cfg.eval.batch_prompts, seed=cfg.seed,
+                      template=cfg.data.template)
+    with open(path + ".tmp", "w") as f:
+        json.dump(result, f, indent=2)
+    os.replace(path + ".tmp", path)
+    return result

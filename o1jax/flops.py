@@ -39,3 +39,11 @@ def update_flops(model: ModelConfig, rows: int, length: int, epochs: int, uses_c
     fwd = model.flops_per_token(length / 2) * rows * length
     passes = int(uses_reference) + int(uses_critic) + epochs * 3 * (2 if uses_critic else 1)
     return passes * fwd
+
+
+def rl_iteration_flops(model: ModelConfig, cfg, prompt_tokens: float, generated_tokens: float,
+                       rows: int, length: int) -> float:
+    """One RL iteration (``cfg``: an RLConfig): the rollout over ``prompt_tokens`` real prompt
+    tokens and ``generated_tokens`` sampled ones, then scoring and updates over [rows, length]."""
+    return (rollout_flops(model, prompt_tokens, generated_tokens, length / 2) +
+            update_flops(model, rows, length, cfg.epochs, cfg.uses_critic, cfg.uses_reference))

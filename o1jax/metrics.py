@@ -50,6 +50,19 @@ class MetricsWriter:
         self.bar.close()
 
 
+def rl_log_row(metrics: dict, seconds: float, flops: float, peak_flops_per_s: float) -> dict:
+    """An RL iteration's metrics as logged: the compiled program's scalars plus the headline
+    names (``accuracy`` = mean correctness reward, ``format_rate``), wall time, tokens/s and MFU
+    (``flops`` of work in ``seconds`` against the measured peak)."""
+    row = {k: float(v) for k, v in metrics.items()}
+    row["accuracy"] = row.get("reward/correctness", float("nan"))
+    row["format_rate"] = row.get("reward/format", float("nan"))
+    row["time/iteration_s"] = seconds
+    row["tokens_per_s"] = row["generated_tokens"] / seconds
+    row["mfu"] = flops / seconds / peak_flops_per_s
+    return row
+
+
 def _jsonable(v):
     v = float(v) if hasattr(v, "__float__") else v
     if isinstance(v, float) and not math.isfinite(v):

@@ -55,3 +55,15 @@ def plot_run(workdir: str, out: str | None = None) -> str:
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def print_table(result: dict, maj_k: int) -> None:
+    """The run's headline figures (a run's summary dict) as a small table on stdout."""
+    rows = [("held-out greedy accuracy after SFT", result.get("sft_accuracy")),
+            ("held-out greedy accuracy after RL", result.get("rl_accuracy")),
+            (f"held-out maj@{maj_k} accuracy after RL", result.get(f"rl_maj{maj_k}_accuracy"))]
+    width = max(len(r[0]) for r in rows)
+    print("-" * (width + 10))
+    for name, v in rows:
+        print(f"{name:<{width}}  {'-' if v is None else f'{100 * v:5.1f}%'}")
+    print("-" * (width + 10))

@@ -11,7 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from o1jax.data.pipeline import render_prompt
+from o1jax import sharding
+from o1jax.data.pipeline import PromptPipeline, render_prompt
+from o1jax.loop import run_loop
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
 from o1jax.optim import apply_if_finite
 from o1jax.tokenizer import Tokenizer
@@ -71,3 +73,30 @@ def sft_step(state: dict, batch: dict, *, policy: Transformer,
 def init_sft_state(params: Params, opt: optax.GradientTransformation) -> dict:
     return {"params": params, "opt": opt.init(params), "step": jnp.zeros((), jnp.int32),
             "skipped_updates": jnp.zeros((), jnp.int32)}
+
+
+def run_sft(exp, params: Params) -> tuple[Params, bool]:
+    """The SFT stage of a run (``exp``: an ``experiment.Experiment``): resumable teacher forcing
+    on the reference solutions. Returns (params, preempted)."""
+    cfg = exp.cfg
+    opt = make_optimizer(cfg.sft.lr, cfg.sft.num_steps, cfg.sft.warmup_steps)
+    pipeline = PromptPipeline(exp.sources["train"], exp.tokenizer, cfg.sft.batch_size,
+                              cfg.data.max_prompt_len, seed=cfg.seed,
+                              process_index=jax.process_index(),
+                              process_count=jax.process_count())
+    # scalars and optimizer counts committed to the mesh, as the step returns them: one compile
+    state = jax.tree.map(lambda x: x if isinstance(x.sharding, jax.sharding.NamedSharding) else
+                         jax.device_put(x, sharding.replicated(exp.mesh)),
+                         init_sft_state(params, opt))
+    step_fn = jax.jit(functools.partial(sft_step, policy=exp.policy, opt=opt),
+                      donate_argnums=(0,))
+
+    def step(state, _):
+        _, examples = pipeline.next_examples()
+        batch = encode_sft(examples, exp.tokenizer, cfg.sft.max_len, cfg.data.template)
+        state, metrics = step_fn(state, sharding.host_local_to_global(exp.mesh, batch))
+        return state, {k: float(v) for k, v in jax.device_get(metrics).items()}
+
+    state, preempted = run_loop(cfg, exp.workdir, "sft", state, pipeline, step,
+                                cfg.sft.num_steps)
+    return state["params"], preempted

@@ -71,10 +71,13 @@ class ModelConfig:
         return self.vocab_size * d + n_layers * per_layer + d + head
 
     def flops_per_token(self, context: int) -> float:
-        """Forward FLOPs per token: 2 x (non-embedding matmul params) plus attention over
-        ``context`` keys (QK^T and AV)."""
+        """Forward FLOPs per token: 2 x (the weights of every matmul: q/k/v/o, the MLP and the
+        output head; not the embedding lookup, norms or biases) plus attention over ``context``
+        keys (QK^T and AV)."""
         d = self.hidden_size
-        matmul = self.num_params(with_lm_head=False) - self.vocab_size * d + d * self.vocab_size
+        per_layer = d * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads) + \
+            3 * d * self.mlp_dim
+        matmul = self.num_layers * per_layer + d * self.vocab_size
         attn = 2 * 2 * self.num_layers * self.num_heads * self.head_dim * context
         return 2.0 * matmul + attn
 

@@ -72,10 +72,6 @@ def kl_estimate(logp: jax.Array, ref_logp: jax.Array, kind: str = "k3") -> jax.A
     raise ValueError(f"unknown KL estimator {kind!r}; use k1, k2 or k3")
 
 
-def entropy_bonus(entropy: jax.Array, mask: jax.Array, agg: str = "token_mean") -> jax.Array:
-    return aggregate(entropy, mask, agg)
-
-
 def adaptive_kl_coef(coef: jax.Array, observed_kl: jax.Array, target: float, horizon: float,
                      batch_rows: int) -> jax.Array:
     """Ziegler et al.'s proportional controller:

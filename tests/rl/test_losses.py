@@ -91,9 +91,9 @@ def test_k3_is_finite_for_extreme_ratios():
     assert np.all(np.isfinite(np.asarray(v)))
 
 
-def test_entropy_bonus_gradient():
+def test_entropy_aggregate_gradient():
     ent, _, _, mask = _case(3)
-    _fd_check(lambda x: L.entropy_bonus(x, mask, "seq_mean_token_mean"), ent)
+    _fd_check(lambda x: L.aggregate(x, mask, "seq_mean_token_mean"), ent)
 
 
 def test_aggregation_modes_by_hand():

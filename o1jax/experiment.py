@@ -1,0 +1,128 @@
+"""An experiment config turned into what a run needs: checked first (before anything is built or
+compiled, each error naming the field and what is allowed), then the mesh, model, tokenizer and
+data sources."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+import jax
+import ml_collections
+from jax.sharding import Mesh
+
+from o1jax import sharding
+from o1jax.data import builders, tasks
+from o1jax.models import Transformer, hf, preset
+from o1jax.rl.config import RLConfig
+from o1jax.tokenizer import Tokenizer, byte_tokenizer
+
+NONFINITE_POLICIES = ("skip", "stop")
+
+
+class ConfigError(ValueError):
+    """A config that cannot run, found before anything is compiled."""
+
+
+class Experiment(NamedTuple):
+    """Everything the stages of a run share."""
+    cfg: ml_collections.ConfigDict
+    workdir: str
+    mesh: Mesh
+    tokenizer: Tokenizer
+    policy: Transformer
+    sources: dict            # split name -> TFDS data source
+    rl: RLConfig
+
+
+def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
+    """Fast checks of every block that name the offending field; returns the RL settings."""
+    try:
+        mesh_shape = sharding.resolve_mesh_shape(cfg.mesh_shape, num_devices)
+    except ValueError as e:
+        raise ConfigError(f"mesh_shape: {e}") from None
+    try:
+        tasks.check_slip_rate(cfg.data.task, cfg.data.get("slip_rate", 0.0))
+    except ValueError as e:
+        raise ConfigError(f"data.{e}") from None
+    try:
+        rl = RLConfig.from_config(cfg.rl)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    if cfg.on_nonfinite not in NONFINITE_POLICIES:
+        raise ConfigError(f"on_nonfinite={cfg.on_nonfinite!r}: one of {NONFINITE_POLICIES}")
+    for field in ("sft.num_steps", "sft.warmup_steps", "eval.num_examples", "eval.maj_k"):
+        block, name = field.split(".")
+        if cfg[block][name] < 0:
+            raise ConfigError(f"{field}={cfg[block][name]}: must be >= 0")
+    for field in ("sft.batch_size", "sft.max_len", "eval.max_new_tokens", "eval.batch_prompts",
+                  "data.max_prompt_len", "checkpoint.every", "checkpoint.keep"):
+        block, name = field.split(".")
+        if cfg[block][name] < 1:
+            raise ConfigError(f"{field}={cfg[block][name]}: must be >= 1")
+    if not cfg.eval.temperature > 0:
+        raise ConfigError(f"eval.temperature={cfg.eval.temperature}: must be > 0")
+    if rl.batch_prompts % max(1, jax.process_count()):
+        raise ConfigError(f"rl.batch_prompts={rl.batch_prompts} is not divisible by the "
+                          f"{jax.process_count()} processes")
+    data_par = mesh_shape[0] * mesh_shape[1]
+    if rl.rows % data_par:
+        raise ConfigError(f"rl.batch_prompts * rl.group_size = {rl.rows} is not divisible by the "
+                          f"{data_par} data-parallel devices of mesh_shape {mesh_shape}")
+    return rl
+
+
+def build_model(cfg, mesh, abstract: bool = False) -> tuple[Transformer, Tokenizer]:
+    """(policy, tokenizer). With ``model.hf_path`` the shapes and tokenizer come from that
+    Hugging Face directory; otherwise from ``model.preset`` (+ overrides) and the byte tokenizer.
+    ``abstract`` (shape checks on CPU) uses the preset even when hf_path is set."""
+    hf_path = cfg.model.get("hf_path", "")
+    overrides = dict(cfg.model.get("overrides", {}))
+    if hf_path and not abstract:
+        if not os.path.isdir(hf_path):
+            raise ConfigError(f"model.hf_path={hf_path!r} is not a directory")
+        mcfg = hf.load_config(hf_path, **overrides)
+        tokenizer = Tokenizer.from_dir(hf_path)
+    else:
+        try:
+            mcfg = preset(cfg.model.preset, **overrides)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"model: {e}") from None
+        tokenizer = byte_tokenizer()
+    if mcfg.vocab_size < tokenizer.vocab_size:
+        raise ConfigError(f"model.vocab_size={mcfg.vocab_size} is smaller than the tokenizer's "
+                          f"{tokenizer.vocab_size}")
+    return Transformer(mcfg, mesh=mesh), tokenizer
+
+
+def initial_params(cfg, policy: Transformer) -> Any:
+    """The Hugging Face weights of ``model.hf_path``, or a sharded random init."""
+    hf_path = cfg.model.get("hf_path", "")
+    if hf_path:
+        return hf.load_params(hf_path, policy)
+    return policy.init_sharded(jax.random.key(cfg.seed))
+
+
+def load_data(cfg, workdir: str) -> dict:
+    """The task's TFDS data sources by split (prepared under ``data.data_dir`` or
+    WORKDIR/tfds on first use)."""
+    data_cfg = {}
+    if cfg.data.task in tasks.TASKS:
+        data_cfg = {k: cfg.data[k] for k in ("difficulty", "num_train", "num_test", "seed")
+                    if k in cfg.data}
+        if cfg.data.get("slip_rate"):
+            data_cfg["slip_rate"] = cfg.data.slip_rate
+    elif cfg.data.task == "jsonl":
+        data_cfg = {k: cfg.data[k] for k in ("train_path", "test_path") if k in cfg.data}
+    return builders.build(cfg.data.task, cfg.data.get("data_dir") or
+                          os.path.join(workdir, "tfds"),
+                          manual_dir=cfg.data.get("manual_dir") or None, **data_cfg)
+
+
+def setup(cfg, workdir: str) -> Experiment:
+    """Multi-host start, config checks, mesh, policy, tokenizer and data."""
+    sharding.maybe_initialize_distributed(cfg.get("distributed", False))
+    rl = check_config(cfg, jax.device_count())
+    mesh = sharding.make_mesh(cfg.mesh_shape)
+    policy, tokenizer = build_model(cfg, mesh)
+    return Experiment(cfg, workdir, mesh, tokenizer, policy, load_data(cfg, workdir), rl)

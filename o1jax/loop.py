@@ -1,0 +1,66 @@
+"""The loop skeleton SFT and RL share: resume from the latest readable checkpoint, run steps,
+log, checkpoint on cadence, and on SIGTERM/SIGINT (preemption) save once more and stop."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable
+
+import jax
+
+from o1jax.checkpoint import Checkpointer, StopSignal
+from o1jax.data.pipeline import PromptPipeline
+from o1jax.metrics import MetricsWriter
+
+log = logging.getLogger("o1jax.loop")
+
+StepFn = Callable[[Any, int], tuple[Any, dict]]
+
+
+def abstract_like(tree: Any) -> Any:
+    """Shapes, dtypes and shardings of ``tree``: a restore target that reads each array straight
+    into its shards."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                        tree)
+
+
+def run_loop(cfg, workdir: str, stage: str, state: Any, pipeline: PromptPipeline,
+             step_fn: StepFn, num_steps: int) -> tuple[Any, bool]:
+    """Runs ``state, metrics = step_fn(state, step)`` for steps [start, num_steps), where start
+    is the step of the latest readable checkpoint of ``stage`` (state and ``pipeline`` position
+    restored from it) or 0. ``state`` must be placed on its devices already.
+
+    Each step's metrics go to WORKDIR/metrics.jsonl and TensorBoard; the state is saved every
+    ``checkpoint.every`` steps and after the last. A step that skipped a non-finite update
+    raises with ``on_nonfinite="stop"``. Returns (state, preempted).
+    """
+    ckpt = Checkpointer(os.path.join(workdir, "checkpoints", stage), every=cfg.checkpoint.every,
+                        keep=cfg.checkpoint.keep, async_save=cfg.checkpoint.async_save)
+    start = 0
+    restored = ckpt.restore_latest(abstract_like(state))
+    if restored is not None:
+        start, state, extra = restored
+        pipeline.restore(extra["pipeline"])
+        log.info("resumed %s from step %d", stage.upper(), start)
+    writer = MetricsWriter(workdir, num_steps, resume_from=start, stage=stage,
+                           console=cfg.get("progress_bar", True))
+    stop = StopSignal()
+    try:
+        for step in range(start, num_steps):
+            state, metrics = step_fn(state, step)
+            if metrics["skipped_updates"] and cfg.on_nonfinite == "stop":
+                raise FloatingPointError(f"{stage.upper()} step {step + 1}: non-finite loss or "
+                                         "gradient (on_nonfinite='stop')")
+            writer.write(step + 1, metrics)
+            ckpt.save(step + 1, state, {"pipeline": pipeline.state()},
+                      force=stop.received is not None or step + 1 == num_steps)
+            if stop.received is not None:
+                log.warning("signal %d: checkpointed %s step %d, exiting", stop.received,
+                            stage.upper(), step + 1)
+                break
+    finally:
+        stop.restore()
+        ckpt.close()
+        writer.close()
+    return state, stop.received is not None

@@ -1,0 +1,135 @@
+"""Every RL setting in one frozen object, checked in one place.
+
+``RLConfig.from_config(cfg.rl)`` takes the ``rl`` block of an experiment config: every key must
+be a field here (a misspelt key is an error, never silently dropped), and every value is checked
+before anything is built, with the field and its allowed values in the message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from o1jax.rewards.functions import REWARDS
+from o1jax.rl import losses
+from o1jax.rollout.decoding import SamplingConfig
+
+ALGORITHMS = ("ppo", "grpo", "dr_grpo", "rloo", "reinforce_pp")
+KL_ESTIMATORS = ("k1", "k2", "k3")
+
+
+@dataclasses.dataclass(frozen=True)
+class RLConfig:
+    # what one iteration trains on
+    algorithm: str = "ppo"          # ppo (critic + GAE) or a critic-free group baseline
+    num_iterations: int = 4
+    batch_prompts: int = 8          # prompts per iteration (global, over all processes)
+    group_size: int = 2             # G samples per prompt
+    rewards: tuple[tuple[str, float], ...] = (("correctness", 1.0), ("format", 0.1))
+    # rollout
+    max_new_tokens: int = 16
+    temperature: float = 1.0
+    top_p: float = 1.0
+    # update: E epochs x M minibatches
+    epochs: int = 1
+    minibatches: int = 1
+    policy_lr: float = 1e-4
+    value_lr: float = 5e-4
+    max_grad_norm: float = 1.0
+    clip_low: float = 0.2
+    clip_high: float = 0.2          # > clip_low: DAPO's clip-higher
+    dual_clip: float | None = None  # e.g. 3.0
+    value_clip: float | None = 0.2
+    gamma: float = 1.0
+    lam: float = 1.0
+    whiten_advantages: bool = True  # PPO only; group methods normalise themselves
+    kl_coef: float = 0.0            # 0 and no kl_target: no reference model at all
+    kl_estimator: str = "k3"
+    kl_in_reward: bool = False      # k1 penalty in the reward instead of a loss term
+    kl_target: float | None = None  # adaptive controller when set
+    kl_horizon: float = 10000.0
+    entropy_coef: float = 0.0
+    critic_warmup: int = 0          # PPO: iterations that train only the critic (veRL's option)
+    loss_agg: str = "token_mean"
+
+    def __post_init__(self):
+        object.__setattr__(self, "rewards", tuple((str(k), float(w)) for k, w in
+                                                  dict(self.rewards).items()))
+        for msg in self._problems():
+            raise ValueError(f"rl.{msg}")
+
+    def _problems(self):
+        """Messages 'field=value: what is allowed', the first one raised."""
+        def bad(name, allowed):
+            return f"{name}={getattr(self, name)!r}: {allowed}"
+        for name, options in (("algorithm", ALGORITHMS), ("loss_agg", losses.AGGREGATIONS),
+                              ("kl_estimator", KL_ESTIMATORS)):
+            if getattr(self, name) not in options:
+                yield bad(name, f"one of {options}")
+        for name in ("num_iterations", "critic_warmup"):
+            if getattr(self, name) < 0:
+                yield bad(name, "must be >= 0")
+        for name in ("batch_prompts", "group_size", "max_new_tokens", "epochs", "minibatches"):
+            if getattr(self, name) < 1:
+                yield bad(name, "must be >= 1")
+        for name in ("policy_lr", "value_lr", "max_grad_norm", "temperature", "kl_horizon"):
+            if not getattr(self, name) > 0:
+                yield bad(name, "must be > 0")
+        for name in ("clip_low", "clip_high", "kl_coef", "entropy_coef"):
+            if getattr(self, name) < 0:
+                yield bad(name, "must be >= 0")
+        for name in ("gamma", "lam"):
+            if not 0 <= getattr(self, name) <= 1:
+                yield bad(name, "must be in [0, 1]")
+        if not 0 < self.top_p <= 1:
+            yield bad("top_p", "must be in (0, 1]")
+        if self.dual_clip is not None and not self.dual_clip > 1:
+            yield bad("dual_clip", "None or > 1 (e.g. 3.0)")
+        if self.value_clip is not None and not self.value_clip > 0:
+            yield bad("value_clip", "None or > 0")
+        if self.kl_target is not None and not self.kl_target > 0:
+            yield bad("kl_target", "None or > 0")
+        if self.algorithm != "ppo" and self.group_size < 2:
+            yield f"algorithm={self.algorithm} needs rl.group_size >= 2, got {self.group_size}"
+        if self.rows % self.minibatches:
+            yield (f"minibatches={self.minibatches} does not divide the {self.rows} rollout rows "
+                   "(rl.batch_prompts * rl.group_size)")
+        unknown = sorted(set(dict(self.rewards)) - set(REWARDS))
+        if unknown or not self.rewards:
+            yield f"rewards: unknown {unknown or 'none given'}; registered: {sorted(REWARDS)}"
+
+    @classmethod
+    def from_config(cls, rl: Mapping[str, Any]) -> "RLConfig":
+        """From an experiment config's ``rl`` block; unknown keys are an error."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(rl) - fields)
+        if unknown:
+            raise ValueError(f"rl.{unknown[0]} is not an RL setting; known: {sorted(fields)}")
+        kw = dict(rl)
+        if "rewards" in kw:
+            kw["rewards"] = tuple(dict(kw["rewards"]).items())
+        return cls(**kw)
+
+    @property
+    def rows(self) -> int:
+        """Rollout rows per iteration: batch_prompts * group_size."""
+        return self.batch_prompts * self.group_size
+
+    @property
+    def uses_critic(self) -> bool:
+        return self.algorithm == "ppo"
+
+    @property
+    def uses_reference(self) -> bool:
+        """A frozen reference policy is kept (and scored) only for a KL term."""
+        return self.kl_coef > 0 or self.kl_target is not None
+
+    @property
+    def reward_weights(self) -> dict[str, float]:
+        return dict(self.rewards)
+
+    def sampling(self, stop_ids=(), pad_id: int = 0) -> SamplingConfig:
+        """The rollout's sampling settings (G = group_size samples per prompt)."""
+        return SamplingConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+                              top_p=self.top_p, num_samples=self.group_size,
+                              stop_ids=tuple(stop_ids), pad_id=pad_id)

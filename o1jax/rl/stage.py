@@ -1,0 +1,69 @@
+"""The RL stage of a run: prompt pipeline, reward callback, train state, the compiled iteration,
+and the resumable loop over it; and the same iteration lowered ahead of time (shapes only) for
+checking a real-hardware config on a CPU."""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+
+from o1jax import experiment, flops, sharding
+from o1jax.data.pipeline import PromptPipeline, decode_example
+from o1jax.loop import run_loop
+from o1jax.metrics import rl_log_row
+from o1jax.models.transformer import Params
+from o1jax.rewards.in_graph import make_reward_callback
+from o1jax.rl.iteration import make_iteration
+from o1jax.rl.state import RLState, init_state
+
+
+def run_rl(exp: experiment.Experiment, params: Params) -> tuple[RLState, bool]:
+    """Resumable loop over compiled RL iterations starting from ``params``.
+    Returns (final state, preempted)."""
+    cfg, rl, policy, tok = exp.cfg, exp.rl, exp.policy, exp.tokenizer
+    train = exp.sources["train"]
+    pipeline = PromptPipeline(train, tok, rl.batch_prompts, cfg.data.max_prompt_len,
+                              seed=cfg.seed, template=cfg.data.template,
+                              process_index=jax.process_index(),
+                              process_count=jax.process_count())
+    reward_fn = make_reward_callback(tok, lambda i: decode_example(train[i]), rl.reward_weights)
+    iteration, shardings = make_iteration(policy, rl, reward_fn, tok.stop_ids, tok.pad_id)
+    state = jax.device_put(init_state(params, rl, jax.random.key(cfg.seed + 1)), shardings)
+    base_key = jax.random.key(cfg.seed)
+    peak = cfg.get("peak_flops_per_s") or flops.matmul_peak_flops(1024)
+
+    def step(state, i):
+        b = pipeline.next_batch()
+        batch = sharding.host_local_to_global(exp.mesh, {
+            "tokens": b.tokens, "mask": b.mask, "example_ids": b.indices.astype(np.int32)})
+        t = time.perf_counter()
+        state, metrics = iteration(state, batch, jax.random.fold_in(base_key, i))
+        metrics = jax.device_get(metrics)
+        seconds = time.perf_counter() - t
+        work = flops.rl_iteration_flops(policy.cfg, rl, float(b.mask.sum()),
+                                        float(metrics["generated_tokens"]),
+                                        b.tokens.shape[0] * rl.group_size,
+                                        b.tokens.shape[1] + rl.max_new_tokens)
+        return state, rl_log_row(metrics, seconds, work, peak)
+
+    return run_loop(cfg, exp.workdir, "rl", state, pipeline, step, rl.num_iterations)
+
+
+def lower_rl_step(cfg) -> jax.stages.Lowered:
+    """The compiled RL iteration of ``cfg`` lowered on the current devices, all abstractly
+    (nothing allocated, no checkpoint or data read): mesh, parameter and state shapes, batch
+    shapes. A config check for real hardware run on CPU with fake devices, and the input of
+    memory planning."""
+    rl = experiment.check_config(cfg, jax.device_count())
+    mesh = sharding.make_mesh(cfg.mesh_shape)
+    policy, tok = experiment.build_model(cfg, mesh, abstract=True)
+    reward_fn = make_reward_callback(tok, lambda i: {}, rl.reward_weights)
+    state = jax.eval_shape(lambda p: init_state(p, rl, jax.random.key(1)), policy.param_shapes())
+    b, p = rl.batch_prompts, cfg.data.max_prompt_len
+    batch = {"tokens": jax.ShapeDtypeStruct((b, p), np.int32),
+             "mask": jax.ShapeDtypeStruct((b, p), bool),
+             "example_ids": jax.ShapeDtypeStruct((b,), np.int32)}
+    iteration, _ = make_iteration(policy, rl, reward_fn, tok.stop_ids, tok.pad_id)
+    return iteration.lower(state, batch, jax.random.key(0))

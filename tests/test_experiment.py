@@ -1,0 +1,44 @@
+"""Config checks before anything is built: each bad field named with what is allowed."""
+
+import pytest
+
+from configs import smoke
+from o1jax.experiment import ConfigError, build_model, check_config
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("mesh_shape", (3, 1, 1), "mesh_shape"),
+    ("on_nonfinite", "ignore", "on_nonfinite='ignore': one of ('skip', 'stop')"),
+    ("rl.algorithm", "bogus", "rl.algorithm='bogus'"),
+    ("rl.top_p", 0.0, "rl.top_p=0.0"),
+    ("rl.kl_estimator", "k9", "rl.kl_estimator='k9'"),
+    ("rl.loss_agg", "sum", "rl.loss_agg='sum'"),
+    ("rl.batch_prompts", 3, "rl.batch_prompts * rl.group_size = 6 is not divisible by the 8"),
+    ("eval.maj_k", -1, "eval.maj_k=-1: must be >= 0"),
+    ("eval.temperature", 0.0, "eval.temperature=0.0: must be > 0"),
+    ("sft.batch_size", 0, "sft.batch_size=0: must be >= 1"),
+    ("data.slip_rate", 2.0, "data.slip_rate"),
+])
+def test_bad_field_is_named(field, value, match):
+    cfg = smoke.get_config()
+    node = cfg
+    *parents, name = field.split(".")
+    for p in parents:
+        node = node[p]
+    node[name] = value
+    with pytest.raises(ConfigError) as e:
+        check_config(cfg, 8)
+    assert match in str(e.value)
+
+
+def test_good_config_returns_its_rl_settings():
+    cfg = smoke.get_config()
+    rl = check_config(cfg, 8)
+    assert rl.rows == cfg.rl.batch_prompts * cfg.rl.group_size
+
+
+def test_model_vocabulary_must_hold_the_tokenizer():
+    cfg = smoke.get_config()
+    cfg.model.overrides.vocab_size = 100
+    with pytest.raises(ConfigError, match="model.vocab_size=100 is smaller"):
+        build_model(cfg, None)

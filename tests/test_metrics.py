@@ -1,0 +1,53 @@
+"""metrics.jsonl and TensorBoard sinks, resume truncation, and the RL log row."""
+
+import json
+import math
+import os
+
+import pytest
+
+from o1jax.metrics import MetricsWriter, rl_log_row
+
+
+def _rows(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_rows_are_written_and_non_finite_values_are_strings(tmp_path):
+    w = MetricsWriter(str(tmp_path), 3, stage="sft", console=False)
+    w.write(1, {"loss": 2.5, "grad_norm": float("nan")})
+    w.write(2, {"loss": 1.5, "grad_norm": float("inf")})
+    w.close()
+    assert _rows(tmp_path) == [
+        {"stage": "sft", "step": 1, "loss": 2.5, "grad_norm": "nan"},
+        {"stage": "sft", "step": 2, "loss": 1.5, "grad_norm": "inf"}]
+    events = [f for _, _, fs in os.walk(tmp_path / "tensorboard" / "sft") for f in fs]
+    assert any(f.startswith("events.out.tfevents") for f in events)
+
+
+def test_resume_drops_only_this_stages_rows_past_the_restored_step(tmp_path):
+    w = MetricsWriter(str(tmp_path), 2, stage="sft", console=False)
+    for s in (1, 2):
+        w.write(s, {"loss": float(s)})
+    w.close()
+    w = MetricsWriter(str(tmp_path), 5, stage="rl", console=False)
+    for s in (1, 2, 3, 4):
+        w.write(s, {"reward_mean": s / 10})
+    w.close()
+    # a run killed after RL step 4 resumes from the checkpoint at step 2
+    w = MetricsWriter(str(tmp_path), 5, resume_from=2, stage="rl", console=False)
+    w.write(3, {"reward_mean": 0.99})
+    w.close()
+    assert [(r["stage"], r["step"]) for r in _rows(tmp_path)] == [
+        ("sft", 1), ("sft", 2), ("rl", 1), ("rl", 2), ("rl", 3)]
+    assert _rows(tmp_path)[-1]["reward_mean"] == 0.99
+
+
+def test_rl_log_row():
+    raw = {"reward/correctness": 0.25, "generated_tokens": 300.0, "skipped_updates": 0}
+    row = rl_log_row(raw, seconds=2.0, flops=1e9, peak_flops_per_s=1e10)
+    assert row["accuracy"] == 0.25 and math.isnan(row["format_rate"])
+    assert row["tokens_per_s"] == 150.0 and row["time/iteration_s"] == 2.0
+    assert row["mfu"] == pytest.approx(0.05)
+    assert all(isinstance(v, float) for v in row.values())

@@ -1,0 +1,36 @@
+"""The run report: the PNG drawn from a workdir's files, and the summary table."""
+
+import json
+
+import matplotlib.image
+
+from o1jax.report import plot_run, print_table
+
+
+def test_plot_run_draws_the_workdir(tmp_path):
+    rows = [{"stage": "sft", "step": i, "loss": 3.0 / i} for i in range(1, 6)] + \
+        [{"stage": "rl", "step": i, "reward_mean": i / 20} for i in range(1, 21)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "eval_sft.json").write_text(json.dumps({"greedy_accuracy": 0.4}))
+    (tmp_path / "eval_rl.json").write_text(json.dumps({"greedy_accuracy": 0.7,
+                                                       "maj16_accuracy": 0.65}))
+    out = plot_run(str(tmp_path))
+    assert out == str(tmp_path / "report.png")
+    img = matplotlib.image.imread(out)
+    assert img.shape[0] == int(3.6 * 110) and img.shape[1] == 13 * 110
+    assert img[..., :3].std() > 0.05  # something was drawn
+
+
+def test_plot_run_without_evaluations(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"stage": "rl", "step": 1,
+                                                        "reward_mean": 0.5}) + "\n")
+    assert matplotlib.image.imread(plot_run(str(tmp_path), str(tmp_path / "r.png"))).size
+
+
+def test_print_table(capsys):
+    print_table({"sft_accuracy": 0.42, "rl_accuracy": 0.685, "rl_maj16_accuracy": None}, 16)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].endswith(" 42.0%") and "after SFT" in lines[1]
+    assert lines[2].endswith(" 68.5%") and "after RL" in lines[2]
+    assert "maj@16" in lines[3] and lines[3].endswith("-")
+    assert lines[0] == lines[-1] and set(lines[0]) == {"-"}
