@@ -16,7 +16,7 @@ from o1jax.models.transformer import Params, Transformer
 from o1jax.rewards.functions import correctness
 from o1jax.rewards.api import default_pool
 from o1jax.rewards.parsing import ParseError
-from o1jax.rewards.verifier import extract_answer, normalize
+from o1jax.rewards.answers import extract_answer, normalize
 from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts
 from o1jax.tokenizer import Tokenizer, response_texts
 

@@ -23,7 +23,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.text.gsm8k import gsm8k as tfds_gsm8k
 
 from o1jax.data import tasks
-from o1jax.rewards.verifier import last_boxed
+from o1jax.rewards.answers import last_boxed
 
 FEATURES = {"question": tfds.features.Text(), "answer": tfds.features.Text(),
             "solution": tfds.features.Text(), "task": tfds.features.Text(),

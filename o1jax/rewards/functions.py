@@ -14,7 +14,7 @@ import numpy as np
 
 from o1jax.rewards.api import EQUIVALENCE, default_pool
 from o1jax.rewards.pool import ERROR, TIMEOUT, CheckPool
-from o1jax.rewards.verifier import last_boxed
+from o1jax.rewards.answers import last_boxed
 
 RewardFn = Callable[[Sequence[str], Sequence[dict], Sequence[bool], CheckPool], np.ndarray]
 REWARDS: dict[str, RewardFn] = {}
