@@ -11,51 +11,132 @@ from o1jax.rewards.parsing import ParseError
 MAX_ANSWER_CHARS = 1000
 
 
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} or \\fbox{...}, nested braces included."""
+def all_boxed(text: str) -> list[str | None]:
+    """Contents of every \\boxed{...} or \\fbox{...}, in order, nested braces included;
+    None for one whose braces never close."""
     starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
-    if not starts:
-        return None
-    i = starts[-1]
-    depth = 1
-    for j in range(i, len(text)):
-        if text[j] == "{":
+    out: list[str | None] = [None] * len(starts)
+    open_, depth, nxt = [], 0, 0   # open boxes: (index, depth outside it)
+    for j, ch in enumerate(text):  # one pass: many unbalanced boxes stay linear
+        if nxt < len(starts) and j == starts[nxt] - 1:
+            open_.append((nxt, depth))
+            nxt += 1
+        if ch == "{":
             depth += 1
-        elif text[j] == "}":
+        elif ch == "}":
             depth -= 1
-            if depth == 0:
-                return text[i:j]
-    return None  # unbalanced: no answer
+            if open_ and open_[-1][1] == depth:
+                k = open_.pop()[0]
+                out[k] = text[starts[k]:j]
+    return out
 
 
-_NUMBER = r"-?\$?\d[\d,]*(?:\.\d+)?(?:/\d+)?%?|-?\$?\.\d+%?"
+_CONNECTOR = re.compile(r"(?:\s|,|;|\band\b|\bor\b|\\quad|\\qquad|\\text\{\s*(?:and|or|,)?\s*\}|"
+                        r"\$|\\[()\[\]])*")
 
 
-def extract_answer(response: str) -> str | None:
-    """The final answer of a response: the last \\boxed{}, else '#### X', else 'the answer is X',
-    else the last number. None when there is nothing to extract."""
+def boxed_group(text: str) -> list[str]:
+    """The last run of boxed answers written as one answer ("\\boxed{1} and \\boxed{2}",
+    "\\boxed{(2,2)} \\quad \\boxed{(6,2)}"): boxes separated only by commas, "and", "or",
+    spacing or math delimiters. One element when the last box stands alone."""
+    spans = [(m.start(), m.end()) for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
+    contents = all_boxed(text)
+    if not contents or contents[-1] is None:
+        return []
+    group = [contents[-1]]
+    for k in range(len(spans) - 2, -1, -1):
+        if contents[k] is None:
+            break
+        between = text[spans[k][1] + len(contents[k]) + 1:spans[k + 1][0]]
+        if not _CONNECTOR.fullmatch(between):
+            break
+        group.insert(0, contents[k])
+    return group
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} or \\fbox{...} (None if it is unbalanced)."""
+    boxed = all_boxed(text)
+    return boxed[-1] if boxed else None
+
+
+# inline or display math: $$..$$, $..$, \[..\], \(..\)
+_MATH = re.compile(r"\$\$(.+?)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\[(.+?)\\\]|\\\((.+?)\\\)",
+                   re.DOTALL)
+_FINAL = re.compile(r"(?:final answer|the answer)\s*(?:is|:)[:\s]*", re.IGNORECASE)
+# a number that stands alone: not inside a word, a LaTeX group or a power
+_LONE_NUMBER = re.compile(r"(?<![\w.{}^/\\])-?\$?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?%?"
+                          r"(?![\w{}^/]|\.\d)")
+# a reference that is a plain number (integer, decimal, fraction a/b, percentage)
+PLAIN_NUMBER = re.compile(r"\s*-?\$?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?\s*(?:\\?%)?\s*")
+
+
+def _math_content(m: re.Match) -> str:
+    return next(g for g in m.groups() if g is not None).strip()
+
+
+def _is_prose(content: str) -> bool:
+    """Text between two dollar amounts ("$5 and $7"), not math: it starts with a digit and has
+    a bare word of 3+ letters outside \\text{} and the like."""
+    content = re.sub(r"\\(?:text|mathrm|textbf|mbox|operatorname)\s*\{[^{}]*\}", "", content)
+    return bool(re.match(r"\s*\d", content) and
+                re.search(r"(?<![\\A-Za-z])[A-Za-z]{3,}", content))
+
+
+def _maths(text: str) -> list[re.Match]:
+    return [m for m in _MATH.finditer(text) if not _is_prose(_math_content(m))]
+
+
+def extract_answer(response: str, reference: str | None = None) -> str | None:
+    """The final answer of a response, in the order the field uses: the last \\boxed{} (or
+    \\fbox{}); else GSM8K's '#### X'; else what follows 'final answer is' / 'the answer is' (the
+    math right after it, or that sentence's last number or math, or the sentence); else the last
+    inline or display math ($...$, \\(...\\), \\[...\\]) or, when ``reference`` is a plain
+    number (or not given), the last number standing alone if it comes later (never digits out
+    of a word, a LaTeX group or a power); else the whole response when it is one short
+    expression. None when there is nothing to extract."""
     boxed = last_boxed(response)
     if boxed is not None:
         return boxed.strip() or None
     m = list(re.finditer(r"####\s*([^\n]+)", response))
     if m:
         return m[-1].group(1).strip() or None
-    m = list(re.finditer(r"answer is[:\s]*([^\n]+)", response, flags=re.IGNORECASE))
+    numeric = reference is None or PLAIN_NUMBER.fullmatch(reference) is not None
+    m = list(_FINAL.finditer(response))
     if m:
-        ans = m[-1].group(1).strip().rstrip(".").strip()
-        return ans or None
-    nums = re.findall(_NUMBER, response)
-    return nums[-1] if nums else None
+        tail = response[m[-1].end():]
+        math = _MATH.match(tail)
+        if math:
+            return _math_content(math) or None
+        sentence = re.match(r"(.+?)(?:\.(?!\d)|\n|$)", tail)
+        if sentence and sentence.group(1).strip():
+            return _last_candidate(sentence.group(1), numeric) or sentence.group(1).strip()
+    found = _last_candidate(response, numeric)
+    if found is not None:
+        return found
+    bare = response.strip()
+    if 0 < len(bare) <= 200 and not re.search(r"(?<![\\A-Za-z])[A-Za-z]{3,}", bare):
+        return bare
+    return None
+
+
+def _last_candidate(text: str, numeric: bool) -> str | None:
+    """The last math in ``text``, or its last lone number when ``numeric`` and that comes later."""
+    maths = _maths(text)
+    nums = list(_LONE_NUMBER.finditer(text)) if numeric else []
+    if nums and (not maths or nums[-1].start() >= maths[-1].end()):
+        return nums[-1].group()
+    return _math_content(maths[-1]) or None if maths else None
 
 
 # -------------------------------------------------------------------------- normalisation
-_UNIT_WORDS = (r"dollars?|cents?|percent|units?|meters?|metres?|cm|mm|km|kg|g|grams?|"
+_UNIT_WORDS = (r"dollars?|cents?|units?|meters?|metres?|cm|mm|km|kg|g|grams?|"
                r"inches|inch|feet|foot|ft|miles?|hours?|hrs?|minutes?|mins?|seconds?|secs?|days?|"
                r"weeks?|years?|months?|degrees?|sq|square|cubic|people|students|apples|points")
 _LATEX_REPLACEMENTS = [
     (r"\{,\}", ","), (r"(?<=\d)\\,(?=\d{3})", ""),
     (r"\\left|\\right|\\big|\\Big|\\bigg|\\Bigg", ""),
-    (r"\\[,;:! ]|~", " "), (r"\\quad|\\qquad", " "),
+    (r"\\!", ""), (r"\\[,;: ]|~", " "), (r"\\quad|\\qquad", " "),
     (r"\\dfrac|\\tfrac", r"\\frac"), (r"\\cdot|\\times|\\ast", "*"), (r"\\div", "/"),
     (r"\\pi", " pi "), (r"\\infty", " oo "), (r"\\%|%", " % "), (r"\\\$|\$", ""),
     (r"\^\s*\{?\s*\\circ\s*\}?|°", ""), (r"\\lbrace|\\\{", "\x01"), (r"\\rbrace|\\\}", "\x02"),
@@ -126,6 +207,7 @@ def normalize(answer: str) -> str:
     if len(s) > MAX_ANSWER_CHARS:
         raise ParseError("answer too long")
     s = latex_to_plain(s)
+    s = re.sub(r"\s*\b(?:percent(?:age)?|pct)\b", "%", s, flags=re.IGNORECASE)
     s = re.sub(r"\b(?:" + _UNIT_WORDS + r")\b\.?", " ", s, flags=re.IGNORECASE)
     s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s)  # 1,234,567 -> 1234567
     s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()

@@ -13,8 +13,15 @@ from typing import Sequence
 
 import sympy
 
-from o1jax.rewards.answers import extract_answer, last_boxed, latex_to_plain, normalize
+from o1jax.rewards import latex
+from o1jax.rewards.answers import (PLAIN_NUMBER, boxed_group, extract_answer, last_boxed,
+                                   latex_to_plain, normalize)
 from o1jax.rewards.parsing import ParseError, parse_expression, tokenize
+
+# The one precision rule for numbers: equal within a relative 1e-9, or equal once both are
+# rounded to DECIMALS places (Math-Verify's default, so 0.333333 is 1/3 and 1.999999 is not 2).
+DECIMALS = 6
+
 
 # ---------------------------------------------------------------------------- to sympy
 def _split_top(s: str, sep: str = ",") -> list[str]:
@@ -93,7 +100,8 @@ def _values_equal(a, b, rel_tol: float) -> bool:
         return True
     if a.is_number and b.is_number:
         av, bv = complex(sympy.N(a, 30)), complex(sympy.N(b, 30))
-        return abs(av - bv) <= rel_tol * max(abs(av), abs(bv))
+        return (abs(av - bv) <= rel_tol * max(abs(av), abs(bv)) or
+                (av.imag == bv.imag == 0 and round(av.real, DECIMALS) == round(bv.real, DECIMALS)))
     free = sorted(diff.free_symbols, key=str)
     if sympy.simplify(diff) == 0:
         return True
@@ -114,21 +122,13 @@ def _any_equal(cands_a: list, cands_b: list, rel_tol: float) -> bool:
     return any(_values_equal(a, b, rel_tol) for a in cands_a for b in cands_b)
 
 
-def answers_equivalent(given: str, reference: str, rel_tol: float = 1e-9) -> bool:
-    """Whether two answer strings are mathematically the same. A reference that is not math
-    (a word, a name) is matched only by the same text, never by default."""
-    words = [normalize(x) for x in (given, reference)]
-    if (all(re.fullmatch(r"[A-Za-z][A-Za-z ]+", w) for w in words)
-            and normalize_text(words[0]) == normalize_text(words[1])):
-        return True  # the same word(s); different words may still be equal products (xy, yx)
+def _ours(given: str, reference: str, rel_tol: float) -> bool | None:
+    """Our own parser's verdict, or None when it cannot parse both answers."""
     try:
         ref_kind, ref = to_math(reference)
-    except ParseError:
-        return normalize_text(given) == normalize_text(reference) != ""
-    try:
         kind, val = to_math(given)
     except ParseError:
-        return False  # the reference is math, the answer is not
+        return None
     if kind == "scalar" and ref_kind == "scalar":
         return _any_equal(val, ref, rel_tol)
     if kind == "interval" or ref_kind == "interval":
@@ -151,20 +151,105 @@ def answers_equivalent(given: str, reference: str, rel_tol: float = 1e-9) -> boo
     return False
 
 
-def normalize_text(s: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", s.lower())
+def _latex(given: str, reference: str, rel_tol: float) -> bool | None:
+    """Math-Verify's verdict on the two answers as LaTeX, or None when either does not parse."""
+    gold = latex.parse(reference)
+    answer = latex.parse(given) if gold is not None else None
+    return None if answer is None else latex.equal(gold, answer, DECIMALS)
+
+
+_NAMED_LHS = re.compile(r"\s*(?:[A-Za-z](?:_\{?\w+\}?)?(?:\([^=()]*\))?|\|[A-Za-z]+\|)\s*=")
+
+
+def _right_hand_values(answer: str) -> str:
+    """``x_1 = 3`` -> ``3``, ``f(x) = 2x+1`` -> ``2x+1``, ``x = 5+5+1 = 11`` -> ``11``,
+    ``y_1 = a, y_2 = b`` -> ``a, b``: the values of an answer written as named left sides equal
+    to them (the last side of a chain), or the answer unchanged."""
+    parts = _split_top(answer)
+    if ";" in answer or not all(_NAMED_LHS.match(p) for p in parts):
+        return answer
+    values = [p.rsplit("=", 1)[1].strip() for p in parts]
+    return ", ".join(values) if all(values) else answer
+
+
+def _words(answer: str) -> str | None:
+    """The answer when it is only letters and spaces after normalisation, else None."""
+    try:
+        s = normalize(answer)
+    except ParseError:
+        return None
+    return s if re.fullmatch(r"[A-Za-z ]+", s) else None
+
+
+def answers_equivalent(given: str, reference: str, rel_tol: float = 1e-9) -> bool:
+    """Whether two answer strings are mathematically the same.
+
+    Plain numbers are compared exactly by our own parser (the synthetic tasks' fast path);
+    words as words. Otherwise the answers are equal when our own parser or Math-Verify's LaTeX
+    mathematics (``latex``: intervals, unions, sets, tuples, matrices, relations, ``\\pm``,
+    symbolic expressions) finds them equal; each is sound on its own, and each reads forms the
+    other misses. Named left sides (``x_1 =``, ``f(x) =``, a chain ``x = 5+5+1 = 11``) are
+    dropped from one answer when the other has no ``=``. Numbers follow ``DECIMALS``; a one-element set
+    equals its element (Math-Verify's rule). A reference neither can parse is matched only by the same
+    normalised LaTeX text, never by a looser comparison."""
+    if "=" not in reference:
+        given = _right_hand_values(given)
+    elif "=" not in given:
+        reference = _right_hand_values(reference)
+    if PLAIN_NUMBER.fullmatch(given) and PLAIN_NUMBER.fullmatch(reference):
+        return _any_equal(_scalar(normalize(given)), _scalar(normalize(reference)), rel_tol)
+    words = [_words(x) for x in (given, reference)]
+    if all(words):
+        if words[0].lower().split() == words[1].lower().split():
+            return True
+        if any(re.search(r"[A-Za-z]{3}", w) for w in words):
+            return False  # different words; two-letter ones may still be products (xy, yx)
+    parsed = False
+    for method in (_ours, _latex):
+        verdict = method(given, reference, rel_tol)
+        if verdict:
+            return True
+        parsed = parsed or verdict is not None
+    if not parsed and latex.parse(reference) is None:
+        try:
+            to_math(reference)
+        except ParseError:
+            return latex_text(given) == latex_text(reference) != ""
+    return False
+
+
+def latex_text(s: str) -> str:
+    """LaTeX with what does not change its meaning removed: whitespace, $, \\left/\\right,
+    spacing commands, \\text{} / \\mathrm{} wrappers (their content kept)."""
+    s = re.sub(r"\\(?:text|mathrm|textbf|mbox)\s*\{([^{}]*)\}", r"\1", s)
+    s = re.sub(r"\\left|\\right|\\[,;:! ]|\$|~", "", s)
+    return re.sub(r"\s+", "", s)
+
+
+def _candidates(response: str, reference: str) -> list[str]:
+    """The answer to check, and when the response ends with several boxed answers written as
+    one (``boxed_group``) and the reference has as many parts (``(1,2),(2,1)``, ``{1,2,3}``,
+    ``k = 45, n = 2``), those joined."""
+    answer = extract_answer(response, reference)
+    out = [] if answer is None else [answer]
+    boxed = boxed_group(response)
+    parts = _split_top(re.sub(r"^\\?\{(.*)\\?\}$", r"\1", reference.strip()))
+    if len(boxed) > 1 and len(parts) == len(boxed):
+        out.append(", ".join(boxed))
+    return out
 
 
 def is_equivalent(response: str, reference: str) -> bool:
-    """Extracts the final answer of ``response`` and compares it with ``reference``. False when
-    no answer can be extracted or compared. Run it in a worker (``o1jax.rewards.verify``)."""
-    answer = extract_answer(response)
-    if answer is None:
-        return False
+    """Extracts the final answer of ``response`` and compares it with ``reference`` (a reference
+    stored with its \\boxed{} is read as its content, several boxes as one as a list). False when no answer can be extracted
+    or compared. Run it in a worker (``o1jax.rewards.verify``)."""
+    if last_boxed(reference):
+        reference = ", ".join(boxed_group(reference))
     try:
-        return bool(answers_equivalent(answer, reference))
+        return any(answers_equivalent(a, reference) for a in _candidates(response, reference))
     except (ParseError, TypeError, ValueError, ZeroDivisionError, RecursionError,
-            OverflowError, AttributeError):
+            OverflowError, AttributeError, KeyError, IndexError, NotImplementedError,
+            sympy.SympifyError):
         return False
 
 

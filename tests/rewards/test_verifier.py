@@ -20,7 +20,8 @@ EQUIVALENCE = [
     # decimals and precision
     (B("0.5"), "1/2", T), (B("0.50"), "0.5", T), (B(".5"), "0.5", T), (B("3.14"), "3.14", T),
     (B("3.14"), "3.1415", F), (B("2.0"), "2", T), (B("1.999999"), "2", F),
-    (B("0.333333"), "1/3", F), (B("0.33333333333333"), "1/3", T),
+    # a decimal equals a value it matches to 6 places (Math-Verify's rule)
+    (B("0.333333"), "1/3", T), (B("0.333334"), "1/3", F), (B("0.33333333333333"), "1/3", T),
     # thousands separators
     (B("1,000"), "1000", T), (B("1,234,567"), "1234567", T), (B("12,345.5"), "12345.5", T),
     (B("1{,}000"), "1000", T), (B("1\\,000"), "1000", T), (B("1,001"), "1000", F),
@@ -91,7 +92,7 @@ EQUIVALENCE = [
     (B("\\frac{2}{3}"), "0.66", F), (B("1,000"), "100", F), (B("\\$18.01"), "18", F),
     (B("7/2"), "2 1/2", F), (B("0.2%"), "0.2%", T), (B("20%"), "0.02", F), (B("1.5e4"), "1500", F),
     (B("\\sqrt{16}"), "5", F), (B("2\\pi"), "6.28", F), (B("x^3"), "x^2", F), (B("x+1"), "x-1", F),
-    (B("(1,2)"), "\\{1,2,3\\}", F), (B("[0,1]"), "(0,1)", F), (B("\\{1\\}"), "1", F),
+    (B("(1,2)"), "\\{1,2,3\\}", F), (B("[0,1]"), "(0,1)", F), (B("\\{2\\}"), "1", F),
     (B("x = 5"), "x = -5", F), (B("-5"), "5", F), (B("10^{3}"), "10^{4}", F), (B("a"), "b", F),
 ]
 
@@ -121,6 +122,14 @@ INJECTIONS = [
     "\\boxed{getattr(__builtins__, 'eval')('1')}", "\\boxed{Symbol('x').__class__}",
     f"\\boxed{{\\text{{__import__('os').system('touch {MARKER}')}}}}",
     "\\boxed{1; import os}", "\\boxed{lambda x: x}", "\\boxed{{1:2}}",
+    # latex2sympy2 turns \\hat{...} text into a symbol name; sympy's infinite-sum evalf would
+    # lambdify it into Python source (found by auditing math-verify's LaTeX path)
+    "\\boxed{\\{\\sum_{n=0}^{\\infty}\\frac{\\hat{\x0cif\x0copen(chr(47)+chr(116)+chr(109)+"
+    "chr(112)+chr(47)+chr(111)+chr(49)+chr(106)+chr(97)+chr(120)+chr(95)+chr(105)+chr(110)+"
+    "chr(106)+chr(101)+chr(99)+chr(116)+chr(105)+chr(111)+chr(110)+chr(95)+chr(109)+chr(97)+"
+    "chr(114)+chr(107)+chr(101)+chr(114),chr(119))\x0celse\x0c0}^{n}}{n!}\\}}",
+    "$\\sum_{n=0}^{\\infty}\\frac{\\hat{\rimport os;os.system('touch " + MARKER + "')\r}^{n}}"
+    "{n!}$",
 ]
 
 
@@ -129,10 +138,14 @@ def test_injection_runs_nothing_and_is_false():
         os.remove(MARKER)
     got = verify_batch(INJECTIONS, ["7"] * len(INJECTIONS))
     assert got == [False] * len(INJECTIONS)
-    # also against a reference that equals the code text itself
+    got = verify_batch(INJECTIONS, ["\\pi"] * len(INJECTIONS))  # a gold that makes sympy evalf
+    assert got == [False] * len(INJECTIONS)
+    # against a reference that is the code text itself: a gold that is not mathematics is
+    # matched only as the same text, and one changed name makes it unequal
     got = verify_batch(INJECTIONS, INJECTIONS)
     assert not os.path.exists(MARKER)
-    assert not any(got[:5])
+    changed = [s.replace("os", "oz").replace("__class__", "__klass__") for s in INJECTIONS[:5]]
+    assert not any(verify_batch(INJECTIONS[:5], changed))
 
 
 PATHOLOGICAL = [
@@ -142,6 +155,9 @@ PATHOLOGICAL = [
     "\\boxed{" + "x+" * 200_000 + "1}", "\\boxed{1e999999999}", "\\boxed{2^{-10^{9}}}",
     "\\boxed{\\sqrt{" * 500 + "2" + "}" * 500, "9" * 100_000, "\\boxed{" + "1" * 100_000 + "}",
     "the answer is " + "\\frac{1}{2}" * 20000,
+    "\\boxed{(1.1^1000)^1000}", "\\boxed{(1.1^{1000})^{1000}}", "\\boxed{((3/2)^999)^999}",
+    "\\boxed{10.0^{10^{12}}}", "\\boxed{}", "\\boxed{\\frac{1}{2}", "}{\\boxed{{{",
+    "x" * 100_000 + "\\boxed{3",
 ]
 
 
