@@ -65,10 +65,10 @@ _MATH = re.compile(r"\$\$(.+?)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\[(.+?)\\\]|\\\((.+
                    re.DOTALL)
 _FINAL = re.compile(r"(?:final answer|the answer)\s*(?:is|:)[:\s]*", re.IGNORECASE)
 # a number that stands alone: not inside a word, a LaTeX group or a power
-_LONE_NUMBER = re.compile(r"(?<![\w.{}^/\\])-?\$?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?%?"
-                          r"(?![\w{}^/]|\.\d)")
+_LONE_NUMBER = re.compile(r"(?<![\w.{}^/\\])-?\$?\d+(?:(?:,| (?=\d{3}\b))\d{3})*(?:\.\d+)?"
+                          r"(?:/\d+)?%?(?![\w{}^/]|\.\d)")
 # a reference that is a plain number (integer, decimal, fraction a/b, percentage)
-PLAIN_NUMBER = re.compile(r"\s*-?\$?\d+(?:,\d{3})*(?:\.\d+)?(?:/\d+)?\s*(?:\\?%)?\s*")
+PLAIN_NUMBER = re.compile(r"\s*-?\$?\d+(?:[, ]\d{3})*(?:\.\d+)?(?:/\d+)?\s*(?:\\?%)?\s*")
 
 
 def _math_content(m: re.Match) -> str:
@@ -209,6 +209,6 @@ def normalize(answer: str) -> str:
     s = latex_to_plain(s)
     s = re.sub(r"\s*\b(?:percent(?:age)?|pct)\b", "%", s, flags=re.IGNORECASE)
     s = re.sub(r"\b(?:" + _UNIT_WORDS + r")\b\.?", " ", s, flags=re.IGNORECASE)
-    s = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", s)  # 1,234,567 -> 1234567
+    s = re.sub(r"(?<=\d)[, ](?=\d{3}(?!\d))", "", s)  # 1,234,567 and 1 234 567 -> 1234567
     s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
     return s

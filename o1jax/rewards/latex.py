@@ -20,7 +20,7 @@ import math_verify
 import sympy
 from sympy.core.function import AppliedUndef
 
-_SAFE_NAME = re.compile(r"[A-Za-z0-9_{}\\,]*")
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_{}\\,+-]*")
 _CODE = re.compile(r"__|\"|`|'[A-Za-z_ ]+'")  # dunder names, string literals: code, not math
 _CONFIG = [math_verify.LatexExtractionConfig(boxed_match_priority=0)]
 logging.getLogger("math_verify").setLevel(logging.ERROR)  # "timeout disabled" on every call

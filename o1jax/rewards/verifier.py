@@ -189,9 +189,9 @@ def answers_equivalent(given: str, reference: str, rel_tol: float = 1e-9) -> boo
     mathematics (``latex``: intervals, unions, sets, tuples, matrices, relations, ``\\pm``,
     symbolic expressions) finds them equal; each is sound on its own, and each reads forms the
     other misses. Named left sides (``x_1 =``, ``f(x) =``, a chain ``x = 5+5+1 = 11``) are
-    dropped from one answer when the other has no ``=``. Numbers follow ``DECIMALS``; a one-element set
-    equals its element (Math-Verify's rule). A reference neither can parse is matched only by the same
-    normalised LaTeX text, never by a looser comparison."""
+    dropped from one answer when the other has no ``=``. Numbers follow ``DECIMALS``; a
+    one-element set equals its element (Math-Verify's rule). A reference neither can parse is
+    matched only by the same normalised LaTeX text, never by a looser comparison."""
     if "=" not in reference:
         given = _right_hand_values(given)
     elif "=" not in given:
@@ -241,8 +241,8 @@ def _candidates(response: str, reference: str) -> list[str]:
 
 def is_equivalent(response: str, reference: str) -> bool:
     """Extracts the final answer of ``response`` and compares it with ``reference`` (a reference
-    stored with its \\boxed{} is read as its content, several boxes as one as a list). False when no answer can be extracted
-    or compared. Run it in a worker (``o1jax.rewards.verify``)."""
+    stored with its \\boxed{} is read as its content, several boxes as one list). False when no
+    answer can be extracted or compared. Run it in a worker (``o1jax.rewards.verify``)."""
     if last_boxed(reference):
         reference = ", ".join(boxed_group(reference))
     try:

@@ -65,7 +65,9 @@ FORMS = [
 UNBOXED = [
     # answers in $...$ or \( \) instead of \boxed{}
     ("So the interval is $[0,1)$.", "[0,1)", T), ("So the interval is $(0,1)$.", "[0,1)", F),
-    ("Hence \\(\\frac{3}{4}\\) of them.", "3/4", T), ("Hence \\(\\frac{3}{5}\\) of them.", "3/4", F),
+    ("Hence \\(\\frac{3}{4}\\) of them.", "3/4", T),
+    ("Hence \\(\\frac{3}{5}\\) of them.", "3/4", F),
+    ("1 000", "1000", T), ("1 001", "1000", F),
     ("The final answer is $\\frac{1}{2}$. I hope it is correct.", "1/2", T),
     ("The final answer is $\\frac{1}{3}$. I hope it is correct.", "1/2", F),
     # the last-number fallback only for plain-number golds, never out of words or fractions
