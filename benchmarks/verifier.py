@@ -1,11 +1,15 @@
-"""Verifier throughput, and reward time against rollout time for the same batch.
+"""Verifier throughput, time per check, and reward time against rollout time.
 
     python benchmarks/verifier.py [--quick]
 
-The batch: 512 responses to synthetic tasks (arithmetic, linear, fractions, countdown), half
-with the reference solution, half with a wrong final answer. The rollout is the tiny model
-sampling 64 prompts x 8 samples x 128 new tokens (the same 512 sequences). The last line
-printed is one JSON object.
+Two batches of 512 responses, half right and half wrong: the synthetic tasks (arithmetic,
+linear, fractions, countdown; reference solution or a wrong final answer) and MATH-style
+answers (fractions, radicals, intervals, unions, sets, tuples, matrices, equations,
+inequalities, \\pm, percentages, symbolic expressions; an equal rewriting or a change in one
+place). For each: checks per second through the worker pool, and the median and 99th
+percentile time of a single check (one at a time, pool overhead included) against the pool's
+1 s limit. The rollout is the tiny model sampling 64 prompts x 8 samples x 128 new tokens (the
+same 512 sequences as the synthetic batch). The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np  # noqa: E402
 from benchmarks.common import median_seconds  # noqa: E402
 from o1jax.data import tasks  # noqa: E402
 from o1jax.models import Transformer, preset  # noqa: E402
+from o1jax.rewards.api import EQUIVALENCE  # noqa: E402
 from o1jax.rewards.functions import compute_rewards  # noqa: E402
 from o1jax.rewards.pool import CheckPool  # noqa: E402
 from o1jax.rollout import SamplingConfig, make_sampler  # noqa: E402
@@ -45,6 +50,50 @@ def realistic_batch():
     return responses, exs
 
 
+MATH_FORMS = [  # (gold, equal answer, answer that differs in one place); a, b, c ints, lo < hi
+    ("\\frac{{{a}}}{{{b}}}", "\\frac{{{a2}}}{{{b2}}}", "\\frac{{{b}}}{{{a}}}"),
+    ("{a}\\sqrt{{{c}}}", "\\sqrt{{{a}^2 \\cdot {c}}}", "{a}\\sqrt{{{c1}}}"),
+    ("({a}, {b}]", "({a},{b}]", "[{a}, {b}]"),
+    ("(-\\infty, {lo}) \\cup ({hi}, \\infty)", "(-\\infty,{lo})\\cup({hi},\\infty)",
+     "(-\\infty, {lo}] \\cup ({hi}, \\infty)"),
+    ("\\{{{a}, {b}, {c}\\}}", "\\{{{c}, {a}, {b}\\}}", "\\{{{a}, {b}, {c1}\\}}"),
+    ("({a}, {b})", "\\left({a}, {b}\\right)", "({b}, {a})"),
+    ("\\begin{{pmatrix}} {a} & {b} \\\\ {c} & 1 \\end{{pmatrix}}",
+     "\\begin{{pmatrix}}{a}&{b}\\\\{c}&1\\end{{pmatrix}}",
+     "\\begin{{pmatrix}} {a} & {b} \\\\ {c} & 2 \\end{{pmatrix}}"),
+    ("x = {a}", "x = {a}", "x = {c1}"),
+    ("x > {a}", "{a} < x", "x < {a}"),
+    ("\\pm {a}", "{a}, -{a}", "\\pm {c1}"),
+    ("{a}\\%", "{a}\\%", "{c1}\\%"),
+    ("{a}x^2 + {b}x", "x({a}x + {b})", "{a}x^2 - {b}x"),
+]
+
+
+def math_batch():
+    """(responses, golds, right): every form, alternately an equal and a differing answer."""
+    rng = np.random.RandomState(0)
+    responses, golds, right = [], [], []
+    for i in range(BATCH):
+        gold, same, other = MATH_FORMS[i % len(MATH_FORMS)]
+        a, b, c = (int(v) for v in rng.randint(2, 50, 3))
+        v = dict(a=a, b=b, c=c, a2=2 * a, b2=2 * b, c1=c + 1, lo=min(a, b), hi=max(a, b) + 1)
+        right.append((i // len(MATH_FORMS)) % 2 == 0)
+        answer = (same if right[-1] else other).format(**v)
+        responses.append(f"Working through the problem ... so the answer is \\boxed{{{answer}}}.")
+        golds.append(gold.format(**v))
+    return responses, golds, np.asarray(right)
+
+
+def per_check_seconds(pool, responses, golds, n):
+    """Wall time of ``n`` single checks, one after another."""
+    times = []
+    for r, g in list(zip(responses, golds))[:n]:
+        t = time.perf_counter()
+        pool.map(EQUIVALENCE, [(r, g)])
+        times.append(time.perf_counter() - t)
+    return np.asarray(times)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -61,6 +110,16 @@ def main():
             rewards, metrics = compute_rewards(responses, exs, finished,
                                                {"correctness": 1.0, "format": 0.1}, pool)
             times.append(time.perf_counter() - t)
+        m_resp, m_gold, m_right = math_batch()
+        pool.map(EQUIVALENCE, list(zip(m_resp[:8], m_gold[:8])))
+        t = time.perf_counter()
+        m_ok = np.asarray(pool.map(EQUIVALENCE, list(zip(m_resp, m_gold)))) == True  # noqa: E712
+        math_s = time.perf_counter() - t
+        n_single = 64 if args.quick else 256
+        single = {"synthetic": per_check_seconds(pool, responses, [e["answer"] for e in exs],
+                                                 n_single),
+                  "math": per_check_seconds(pool, m_resp, m_gold, n_single)}
+        math_timeouts = pool.stats["timeouts"]
     reward_s = float(np.median(times))
     accuracy = float(np.mean(rewards >= 1.0))
     model = Transformer(preset("tiny"))
@@ -72,11 +131,22 @@ def main():
     out = {"checks_per_s": BATCH / reward_s, "reward_s": reward_s, "rollout_s": rollout_s,
            "reward_over_rollout_time": reward_s / rollout_s, "workers": args.workers,
            "fraction_rewarded_correct": accuracy,
-           "verifier_timeouts": metrics["verifier/timeouts"]}
+           "verifier_timeouts": metrics["verifier/timeouts"],
+           "math_checks_per_s": BATCH / math_s, "math_fraction_accepted": float(m_ok.mean()),
+           "math_right_accepted": float(m_ok[m_right].mean()),
+           "math_wrong_accepted": float(m_ok[~m_right].mean()), "pool_timeouts": math_timeouts,
+           **{f"{k}_check_ms_p50": 1e3 * float(np.median(v)) for k, v in single.items()},
+           **{f"{k}_check_ms_p99": 1e3 * float(np.percentile(v, 99)) for k, v in single.items()}}
     print(f"{BATCH} responses verified in {reward_s:.2f} s with {args.workers} workers: "
           f"{out['checks_per_s']:,.0f} checks/s (half correct: {accuracy:.2f} rewarded); "
           f"tiny-model rollout of the same 512 x 128 tokens: {rollout_s:.2f} s; "
           f"reward / rollout time = {out['reward_over_rollout_time']:.2f}")
+    print(f"MATH-style answers: {out['math_checks_per_s']:,.0f} checks/s; right ones accepted "
+          f"{out['math_right_accepted']:.2f}, wrong ones accepted "
+          f"{out['math_wrong_accepted']:.2f}")
+    for k in single:
+        print(f"one {k} check: median {out[f'{k}_check_ms_p50']:.1f} ms, 99th percentile "
+              f"{out[f'{k}_check_ms_p99']:.1f} ms (pool limit 1000 ms)")
     print(json.dumps(out))
 
 

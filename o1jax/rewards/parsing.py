@@ -9,7 +9,6 @@ Accepted: numbers (integers, decimals, scientific notation), + - * / ^ **, impli
 from __future__ import annotations
 
 import fractions
-import math
 import re
 
 import sympy
@@ -54,13 +53,21 @@ def _number(s: str) -> sympy.Expr:
     return sympy.Rational(frac.numerator, frac.denominator)
 
 
+def _digits(x: sympy.Number) -> float:
+    """Decimal digits of a number's numerator and denominator (of its magnitude for a float)."""
+    x = abs(x)
+    if x.is_Rational:
+        return len(str(x.p)) + len(str(x.q))
+    return max(1.0, abs(float(sympy.log(x, 10))) + 1.0) if x else 1.0
+
+
 def _power(base: sympy.Expr, exp: sympy.Expr) -> sympy.Expr:
     if exp.is_Number and base.is_Number:
         if abs(exp) > MAX_EXPONENT:
             raise ParseError("exponent too large")
-        if base.is_Integer and exp.is_Integer and exp > 0 and base != 0:
-            if float(exp) * math.log10(abs(int(base)) + 1) > MAX_RESULT_DIGITS:
-                raise ParseError("power too large")
+        # integer, rational and float bases alike: (1.1^1000)^1000 is refused here
+        if base != 0 and float(abs(exp)) * _digits(base) > MAX_RESULT_DIGITS:
+            raise ParseError("power too large")
     elif exp.is_Number and abs(exp) > MAX_EXPONENT:
         raise ParseError("exponent too large")
     elif not exp.is_Number and base.is_Number:

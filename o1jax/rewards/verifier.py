@@ -7,6 +7,7 @@ rather than calling ``is_equivalent`` on model text in the training process.
 
 from __future__ import annotations
 
+import cmath
 import random
 import re
 from typing import Sequence
@@ -100,6 +101,8 @@ def _values_equal(a, b, rel_tol: float) -> bool:
         return True
     if a.is_number and b.is_number:
         av, bv = complex(sympy.N(a, 30)), complex(sympy.N(b, 30))
+        if not (cmath.isfinite(av) and cmath.isfinite(bv)):
+            return False  # an overflow is never equal to anything
         return (abs(av - bv) <= rel_tol * max(abs(av), abs(bv)) or
                 (av.imag == bv.imag == 0 and round(av.real, DECIMALS) == round(bv.real, DECIMALS)))
     free = sorted(diff.free_symbols, key=str)

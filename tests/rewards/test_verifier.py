@@ -170,3 +170,8 @@ def test_pathological_inputs_are_false_within_the_time_limit():
         # each check is bounded by 1 s (+ worker restart after a kill); 2 workers in parallel
         assert elapsed < len(PATHOLOGICAL) * 1.0 / 2 + 20
         assert pool.stats["checks"] == len(PATHOLOGICAL)
+        assert pool.stats["timeouts"] >= 1  # the slow ones are counted, not silent
+        procs = [w.proc for w in pool._workers]
+    for p in procs:  # no worker left behind
+        p.join(timeout=10)
+        assert not p.is_alive()
