@@ -64,9 +64,10 @@ def last_boxed(text: str) -> str | None:
 _MATH = re.compile(r"\$\$(.+?)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\[(.+?)\\\]|\\\((.+?)\\\)",
                    re.DOTALL)
 _FINAL = re.compile(r"(?:final answer|the answer)\s*(?:is|:)[:\s]*", re.IGNORECASE)
-# a number that stands alone: not inside a word, a LaTeX group or a power
-_LONE_NUMBER = re.compile(r"(?<![\w.{}^/\\])-?\$?\d+(?:(?:,| (?=\d{3}\b))\d{3})*(?:\.\d+)?"
-                          r"(?:/\d+)?%?(?![\w{}^/]|\.\d)")
+# a number that stands alone: not inside a word or a power, nor an argument of a LaTeX command
+_LONE_NUMBER = re.compile(r"(?<![\w.^/\\])-?\$?\d+(?:(?:,| (?=\d{3}\b))\d{3})*(?:\.\d+)?"
+                          r"(?:/\d+)?%?(?![\w^/]|\.\d)")
+_OPENS_ARGUMENT = re.compile(r"(?:\\[A-Za-z]+\s*|[}^_])$")   # \frac{, }{, ^{, _{
 # a reference that is a plain number (integer, decimal, fraction a/b, percentage)
 PLAIN_NUMBER = re.compile(r"\s*-?\$?\d+(?:[, ]\d{3})*(?:\.\d+)?(?:/\d+)?\s*(?:\\?%)?\s*")
 
@@ -123,10 +124,18 @@ def extract_answer(response: str, reference: str | None = None) -> str | None:
 def _last_candidate(text: str, numeric: bool) -> str | None:
     """The last math in ``text``, or its last lone number when ``numeric`` and that comes later."""
     maths = _maths(text)
-    nums = list(_LONE_NUMBER.finditer(text)) if numeric else []
-    if nums and (not maths or nums[-1].start() >= maths[-1].end()):
-        return nums[-1].group()
+    nums = _LONE_NUMBER.finditer(text) if numeric else ()
+    num = next((m for m in reversed(list(nums)) if not _in_argument(text, m.start())), None)
+    if num and (not maths or num.start() >= maths[-1].end()):
+        return num.group()
     return _math_content(maths[-1]) or None if maths else None
+
+
+def _in_argument(text: str, i: int) -> bool:
+    """Whether position ``i`` lies inside the braces of a LaTeX command's argument."""
+    j = text.rfind("{", 0, i)
+    return j >= 0 and text.rfind("}", j, i) < 0 and bool(
+        _OPENS_ARGUMENT.search(text, max(0, j - 40), j))
 
 
 # -------------------------------------------------------------------------- normalisation
