@@ -191,7 +191,7 @@ def answers_equivalent(given: str, reference: str, rel_tol: float = 1e-9) -> boo
     words as words. Otherwise the answers are equal when our own parser or Math-Verify's LaTeX
     mathematics (``latex``: intervals, unions, sets, tuples, matrices, relations, ``\\pm``,
     symbolic expressions) finds them equal; each is sound on its own, and each reads forms the
-    other misses. Named left sides (``x_1 =``, ``f(x) =``, a chain ``x = 5+5+1 = 11``) are
+    other misses (for one plain expression on each side, our parser's verdict stands alone). Named left sides (``x_1 =``, ``f(x) =``, a chain ``x = 5+5+1 = 11``) are
     dropped from one answer when the other has no ``=``. Numbers follow ``DECIMALS``; a
     one-element set equals its element (Math-Verify's rule). A reference neither can parse is
     matched only by the same normalised LaTeX text, never by a looser comparison."""
@@ -212,6 +212,8 @@ def answers_equivalent(given: str, reference: str, rel_tol: float = 1e-9) -> boo
         verdict = method(given, reference, rel_tol)
         if verdict:
             return True
+        if verdict is False and not re.search(r"[\\{}$,;]", given + reference):
+            return False  # one plain expression on each side: our parser read all there is
         parsed = parsed or verdict is not None
     if not parsed and latex.parse(reference) is None:
         try:
