@@ -45,8 +45,12 @@ class Checkpointer:
         return True
 
     def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict] | None:
-        """(step, state, extra) from the newest readable checkpoint, or None if there is none."""
-        for step in sorted(self.manager.all_steps(), reverse=True):
+        """(step, state, extra) from the newest readable checkpoint, or None if there is none.
+
+        Raises when checkpoints exist but none reads back into ``abstract_state``: a config or
+        code change that altered the state's layout must not silently start the run over."""
+        steps = sorted(self.manager.all_steps(), reverse=True)
+        for step in steps:
             try:
                 out = self.manager.restore(step, args=ocp.args.Composite(
                     state=ocp.args.StandardRestore(abstract_state),
@@ -55,6 +59,11 @@ class Checkpointer:
             except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is skipped
                 log.warning("checkpoint %d in %s is unreadable (%s: %s); trying the previous "
                             "one", step, self.directory, type(e).__name__, e)
+        if steps:
+            raise RuntimeError(
+                f"none of the checkpoints {sorted(steps)} in {self.directory} reads back into "
+                "this run's state (a changed config, e.g. rl.algorithm or rl.kl_coef, or an older "
+                "o1jax); resume with the config that wrote them, or use a new workdir")
         return None
 
     def wait(self) -> None:

@@ -33,3 +33,14 @@ def test_cadence_and_keep(tmp_path):
     assert ckpt.steps() == [4, 6]
     assert os.path.isdir(tmp_path / "c" / "6")
     ckpt.close()
+
+
+def test_no_readable_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
+    """A state whose layout changed (here a new leaf) must not silently restart from step 0."""
+    import pytest
+    ckpt = Checkpointer(str(tmp_path / "c"), every=1, keep=2, async_save=False)
+    ckpt.save(1, {"w": jnp.ones((3,))}, {})
+    ckpt.wait()
+    with pytest.raises(RuntimeError, match="none of the checkpoints \\[1\\]"):
+        ckpt.restore_latest({"w": jnp.ones((3,)), "ref": jnp.ones((3,))})
+    ckpt.close()

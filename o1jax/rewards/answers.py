@@ -65,11 +65,12 @@ _MATH = re.compile(r"\$\$(.+?)\$\$|(?<!\\)\$(.+?)(?<!\\)\$|\\\[(.+?)\\\]|\\\((.+
                    re.DOTALL)
 _FINAL = re.compile(r"(?:final answer|the answer)\s*(?:is|:)[:\s]*", re.IGNORECASE)
 # a number that stands alone: not inside a word or a power, nor an argument of a LaTeX command
-_LONE_NUMBER = re.compile(r"(?<![\w.^/\\])-?\$?\d+(?:(?:,| (?=\d{3}\b))\d{3})*(?:\.\d+)?"
-                          r"(?:/\d+)?%?(?![\w^/]|\.\d)")
+_LONE_NUMBER = re.compile(r"(?<![\w.^/\\])-?\$?\d+(?:(?:,| (?=\d{3}(?![\d/])))\d{3})*"
+                          r"(?:\.\d+)?(?:/\d+)?%?(?![\w^/]|\.\d)")
 _OPENS_ARGUMENT = re.compile(r"(?:\\[A-Za-z]+\s*|[}^_])$")   # \frac{, }{, ^{, _{
 # a reference that is a plain number (integer, decimal, fraction a/b, percentage)
-PLAIN_NUMBER = re.compile(r"\s*-?\$?\d+(?:[, ]\d{3})*(?:\.\d+)?(?:/\d+)?\s*(?:\\?%)?\s*")
+PLAIN_NUMBER = re.compile(r"\s*-?\$?\d+(?:,\d{3}| \d{3}(?![\d/]))*(?:\.\d+)?(?:/\d+)?\s*"
+                          r"(?:\\?%)?\s*")
 
 
 def _math_content(m: re.Match) -> str:
@@ -107,7 +108,7 @@ def extract_answer(response: str, reference: str | None = None) -> str | None:
     if m:
         tail = response[m[-1].end():]
         math = _MATH.match(tail)
-        if math:
+        if math and not _is_prose(_math_content(math)):
             return _math_content(math) or None
         sentence = re.match(r"(.+?)(?:\.(?!\d)|\n|$)", tail)
         if sentence and sentence.group(1).strip():
@@ -218,6 +219,7 @@ def normalize(answer: str) -> str:
     s = latex_to_plain(s)
     s = re.sub(r"\s*\b(?:percent(?:age)?|pct)\b", "%", s, flags=re.IGNORECASE)
     s = re.sub(r"\b(?:" + _UNIT_WORDS + r")\b\.?", " ", s, flags=re.IGNORECASE)
-    s = re.sub(r"(?<=\d)[, ](?=\d{3}(?!\d))", "", s)  # 1,234,567 and 1 234 567 -> 1234567
+    # 1,234,567 and 1 234 567 -> 1234567 (not the mixed number 2 100/101)
+    s = re.sub(r"(?<=\d)(?:,(?=\d{3}(?!\d))| (?=\d{3}(?![\d/])))", "", s)
     s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
     return s

@@ -36,8 +36,10 @@ def verify_batch(responses: Sequence[str], references: Sequence[str],
 def verify(response: str, reference: str, timeout: float | None = None) -> bool:
     """Whether the final answer in ``response`` is mathematically equivalent to ``reference``.
 
-    The answer is the last \\boxed{...} (nested braces included), else '#### X', else
-    'the answer is X', else the last number. Runs in a worker process under a time limit
-    (default 1 s); never raises on any response text.
+    The answer is extracted as ``o1jax.rewards.answers.extract_answer`` says (last \\boxed{},
+    '#### X', the final-answer sentence, the last $...$ / \\(...\\) / \\[...\\], a lone
+    number only for plain-number references) and compared by ``verifier.answers_equivalent``.
+    Runs in a worker process under a time limit (default 1 s); never raises on any response
+    text.
     """
     return verify_batch([response], [reference], timeout=timeout)[0]

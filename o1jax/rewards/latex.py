@@ -6,9 +6,10 @@ Only the LaTeX path is used. Math-Verify's expression path hands text to sympy's
 own parser (o1jax/rewards/parsing.py). latex2sympy2 turns arbitrary text inside ``\\text{}``,
 ``\\hat{}`` etc. into sympy symbol names, and sympy generates Python code from symbol names in
 some numeric evaluations (``lambdify`` in infinite sums): every parsed object is rejected unless
-each symbol and function name is made of letters, digits and ``_{}\\,`` only, before anything
-evaluates it. Math-Verify's own SIGALRM timeouts are switched off: the caller's worker pool
-(time and memory limits, kill on timeout) bounds every check.
+each symbol and function name is made of letters, digits and ``_{}\\,+-`` only (no spaces,
+parentheses, dots or quotes: nothing that could form a call), before anything evaluates it.
+Math-Verify's own SIGALRM timeouts are switched off: the caller's worker pool (time and memory
+limits, kill on timeout) bounds every check.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sympy.core.function import AppliedUndef
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_{}\\,+-]*")
 _CODE = re.compile(r"__|\"|`|'[A-Za-z_ ]+'")  # dunder names, string literals: code, not math
 _CONFIG = [math_verify.LatexExtractionConfig(boxed_match_priority=0)]
-logging.getLogger("math_verify").setLevel(logging.ERROR)  # "timeout disabled" on every call
+logging.getLogger("math_verify").setLevel(logging.ERROR)  # its "timeout disabled" warning
 
 
 def _safe(obj) -> bool:

@@ -53,12 +53,9 @@ def _number(s: str) -> sympy.Expr:
     return sympy.Rational(frac.numerator, frac.denominator)
 
 
-def _digits(x: sympy.Number) -> float:
-    """Decimal digits of a number's numerator and denominator (of its magnitude for a float)."""
-    x = abs(x)
-    if x.is_Rational:
-        return len(str(x.p)) + len(str(x.q))
-    return max(1.0, abs(float(sympy.log(x, 10))) + 1.0) if x else 1.0
+def _digits(x: sympy.Rational) -> float:
+    """Decimal digits of a rational's numerator and denominator (numbers parse as rationals)."""
+    return 0.30103 * (int(abs(x.p)).bit_length() + int(x.q).bit_length()) + 1.0
 
 
 def _power(base: sympy.Expr, exp: sympy.Expr) -> sympy.Expr:
@@ -66,7 +63,7 @@ def _power(base: sympy.Expr, exp: sympy.Expr) -> sympy.Expr:
         if abs(exp) > MAX_EXPONENT:
             raise ParseError("exponent too large")
         # integer, rational and float bases alike: (1.1^1000)^1000 is refused here
-        if base != 0 and float(abs(exp)) * _digits(base) > MAX_RESULT_DIGITS:
+        if base.is_Rational and base != 0 and float(abs(exp)) * _digits(base) > MAX_RESULT_DIGITS:
             raise ParseError("power too large")
     elif exp.is_Number and abs(exp) > MAX_EXPONENT:
         raise ParseError("exponent too large")

@@ -8,6 +8,7 @@ rather than calling ``is_equivalent`` on model text in the training process.
 from __future__ import annotations
 
 import cmath
+import functools
 import random
 import re
 from typing import Sequence
@@ -19,8 +20,9 @@ from o1jax.rewards.answers import (PLAIN_NUMBER, boxed_group, extract_answer, la
                                    latex_to_plain, normalize)
 from o1jax.rewards.parsing import ParseError, parse_expression, tokenize
 
-# The one precision rule for numbers: equal within a relative 1e-9, or equal once both are
-# rounded to DECIMALS places (Math-Verify's default, so 0.333333 is 1/3 and 1.999999 is not 2).
+# The one precision rule for numbers: equal within a relative 1e-9, or, when one is a decimal
+# written to DECIMALS places or more, equal once both are rounded to DECIMALS places
+# (Math-Verify's float_rounding; so 0.333333 is 1/3, 1.999999 is not 2, 1/3000000 is not 0).
 DECIMALS = 6
 
 
@@ -103,8 +105,9 @@ def _values_equal(a, b, rel_tol: float) -> bool:
         av, bv = complex(sympy.N(a, 30)), complex(sympy.N(b, 30))
         if not (cmath.isfinite(av) and cmath.isfinite(bv)):
             return False  # an overflow is never equal to anything
-        return (abs(av - bv) <= rel_tol * max(abs(av), abs(bv)) or
-                (av.imag == bv.imag == 0 and round(av.real, DECIMALS) == round(bv.real, DECIMALS)))
+        rounded = (av.imag == bv.imag == 0 and (_long_decimal(a) or _long_decimal(b)) and
+                   round(av.real, DECIMALS) == round(bv.real, DECIMALS))
+        return abs(av - bv) <= rel_tol * max(abs(av), abs(bv)) or rounded
     free = sorted(diff.free_symbols, key=str)
     if sympy.simplify(diff) == 0:
         return True
@@ -119,6 +122,20 @@ def _values_equal(a, b, rel_tol: float) -> bool:
         if abs(val) > 1e-9 * max(1.0, abs(complex(sympy.N(b.subs(point), 20)))):
             return False
     return True
+
+
+def _long_decimal(x) -> bool:
+    """Whether x is a decimal written to DECIMALS places or more (a rational whose denominator
+    is 2^a 5^b and at least 10^DECIMALS): the values the rounding rule applies to."""
+    if not x.is_Rational:
+        return False
+    q = int(x.q)
+    if q < 10 ** DECIMALS:
+        return False
+    for f in (2, 5):
+        while q % f == 0:
+            q //= f
+    return q == 1
 
 
 def _any_equal(cands_a: list, cands_b: list, rel_tol: float) -> bool:
@@ -154,7 +171,7 @@ def _ours(given: str, reference: str, rel_tol: float) -> bool | None:
     return False
 
 
-def _latex(given: str, reference: str, rel_tol: float) -> bool | None:
+def _latex(given: str, reference: str) -> bool | None:
     """Math-Verify's verdict on the two answers as LaTeX, or None when either does not parse."""
     gold = latex.parse(reference)
     answer = latex.parse(given) if gold is not None else None
@@ -187,14 +204,15 @@ def _words(answer: str) -> str | None:
 def answers_equivalent(given: str, reference: str, rel_tol: float = 1e-9) -> bool:
     """Whether two answer strings are mathematically the same.
 
-    Plain numbers are compared exactly by our own parser (the synthetic tasks' fast path);
-    words as words. Otherwise the answers are equal when our own parser or Math-Verify's LaTeX
+    Plain numbers are compared by our own parser (the synthetic tasks' fast path); words as
+    words. Otherwise the answers are equal when our own parser or Math-Verify's LaTeX
     mathematics (``latex``: intervals, unions, sets, tuples, matrices, relations, ``\\pm``,
     symbolic expressions) finds them equal; each is sound on its own, and each reads forms the
-    other misses (for one plain expression on each side, our parser's verdict stands alone). Named left sides (``x_1 =``, ``f(x) =``, a chain ``x = 5+5+1 = 11``) are
-    dropped from one answer when the other has no ``=``. Numbers follow ``DECIMALS``; a
-    one-element set equals its element (Math-Verify's rule). A reference neither can parse is
-    matched only by the same normalised LaTeX text, never by a looser comparison."""
+    other misses (for one plain expression on each side, our parser's verdict stands alone).
+    Named left sides (``x_1 =``, ``f(x) =``, a chain ``x = 5+5+1 = 11``) are dropped from one
+    answer when the other has no ``=``. Numbers follow ``DECIMALS``; a one-element set equals
+    its element (Math-Verify's rule). A reference neither can parse is matched only by the same
+    normalised LaTeX text, never by a looser comparison."""
     if "=" not in reference:
         given = _right_hand_values(given)
     elif "=" not in given:
@@ -208,8 +226,11 @@ def answers_equivalent(given: str, reference: str, rel_tol: float = 1e-9) -> boo
         if any(re.search(r"[A-Za-z]{3}", w) for w in words):
             return False  # different words; two-letter ones may still be products (xy, yx)
     parsed = False
-    for method in (_ours, _latex):
-        verdict = method(given, reference, rel_tol)
+    for method in (functools.partial(_ours, rel_tol=rel_tol), _latex):
+        try:
+            verdict = method(given, reference)
+        except Exception:  # noqa: BLE001 - hostile text may upset sympy anywhere; not equal
+            verdict = None
         if verdict:
             return True
         if verdict is False and not re.search(r"[\\{}$,;]", given + reference):

@@ -89,6 +89,8 @@ class RLConfig:
             yield bad("value_clip", "None or > 0")
         if self.kl_target is not None and not self.kl_target > 0:
             yield bad("kl_target", "None or > 0")
+        if self.kl_target is not None and not self.kl_coef > 0:
+            yield f"kl_target={self.kl_target} needs rl.kl_coef > 0 (the controller scales it)"
         if self.algorithm != "ppo" and self.group_size < 2:
             yield f"algorithm={self.algorithm} needs rl.group_size >= 2, got {self.group_size}"
         if self.rows % self.minibatches:

@@ -70,15 +70,12 @@ def state_shardings(mesh: Mesh, policy: Transformer, cfg: RLConfig) -> RLState:
     shapes = jax.eval_shape(lambda p: init_state(p, cfg, jax.random.key(0)),
                             policy.param_shapes())
 
-    def like_params(opt, opt_state, model):
-        return optax.tree_map_params(opt, lambda _, s: s, opt_state,
-                                     sharding.tree_shardings(mesh, model.param_axes(),
-                                                             model.param_shapes()),
+    def like_params(opt, opt_state, params_sharding):
+        return optax.tree_map_params(opt, lambda _, s: s, opt_state, params_sharding,
                                      transform_non_params=lambda _: rep)
-    p = sharding.tree_shardings(mesh, policy.param_axes(), policy.param_shapes())
-    value = critic_model(policy)
+    p = policy.shardings()
+    v = critic_model(policy).shardings() if cfg.uses_critic else None
     return RLState(
-        policy=p, policy_opt=like_params(opt_p, shapes.policy_opt, policy),
-        critic=value.shardings() if cfg.uses_critic else None,
-        critic_opt=like_params(opt_v, shapes.critic_opt, value) if cfg.uses_critic else None,
+        policy=p, policy_opt=like_params(opt_p, shapes.policy_opt, p),
+        critic=v, critic_opt=like_params(opt_v, shapes.critic_opt, v) if cfg.uses_critic else None,
         ref=p if cfg.uses_reference else None, kl_coef=rep, step=rep, skipped_updates=rep)

@@ -1,9 +1,9 @@
 """The pieces every decoder of o1jax is built from: sampling settings, token choice, and the two
 KV-cache steps ``prefill`` and ``decode_step``.
 
-``sample`` (o1jax/rollout/sampler.py) is a ``lax.while_loop`` over ``decode_step``; test-time
-search (beam search, tree search) and self-play call the same two functions to advance any set
-of prefixes by one token or to expand a search node, so all of them share one KV-cache code path.
+``sample`` (o1jax/rollout/sampler.py) is a ``lax.while_loop`` over ``decode_step``. They are
+exported so that decoders still to come (test-time search: beam search, tree search; self-play)
+advance any set of prefixes by one token or expand a search node through the same KV-cache code.
 
 The cache is the model's (``Transformer.init_cache``) plus ``positions`` [B] int32, the position
 id of the next token of each row, so a caller only hands over the token to feed.

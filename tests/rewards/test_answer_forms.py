@@ -21,6 +21,8 @@ FORMS = [
     (B("\\frac{10}{9}"), "10/9", T), (B("-\\frac{10}{9}"), "-10/9", T),
     (B("\\frac{10}{9}"), "-10/9", F), (B("\\frac{9}{10}"), "10/9", F),
     (B("2\\frac{1}{2}"), "5/2", T), (B("2\\frac{1}{3}"), "5/2", F),
+    (B("2 100/101"), "302/101", T), (B("2 100/101"), "2100/101", F),  # not a thin-space 2100
+    (B("1/3000000"), "0", F), (B("0.0000001"), "0.000000", T),  # rounding only for decimals
     (B("28\\%"), "28\\%", T), (B("29\\%"), "28\\%", F),
     # radicals, pi, exp, log
     (B("\\frac{1+\\sqrt{5}}{2}"), "\\frac{1+\\sqrt{5}}{2}", T),
@@ -75,6 +77,7 @@ UNBOXED = [
     ("AZYUK2A", "2", F), ("so \\frac{1+\\sqrt{5}}{2}", "2", F),
     ("so it is 12 = 1 + 11", "x + 2", F),
     ("It costs $5 and then $7", "7", T),
+    ("So the answer is $18. Each day she earns $2 more.", "18", T),
 ]
 
 

@@ -53,4 +53,9 @@ def test_sampling_carries_top_p_and_group_size():
 def test_reference_model_only_with_a_kl_term():
     assert not RLConfig(kl_coef=0.0).uses_reference
     assert RLConfig(kl_coef=0.01).uses_reference
-    assert RLConfig(kl_coef=0.0, kl_target=0.1).uses_reference
+    assert RLConfig(kl_coef=0.01, kl_target=0.1).uses_reference
+
+
+def test_adaptive_kl_needs_a_starting_coefficient():
+    with pytest.raises(ValueError, match="kl_target=0.1 needs rl.kl_coef > 0"):
+        RLConfig(kl_coef=0.0, kl_target=0.1)
