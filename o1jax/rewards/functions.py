@@ -18,7 +18,7 @@ from o1jax.rewards.answers import last_boxed
 
 RewardFn = Callable[[Sequence[str], Sequence[dict], Sequence[bool], CheckPool], np.ndarray]
 REWARDS: dict[str, RewardFn] = {}
-COUNTDOWN = "o1jax.rewards.verifier:countdown_score"
+COUNTDOWN = "o1jax.rewards.countdown:countdown_score"
 
 
 def register(name: str):

@@ -41,16 +41,6 @@ def test_countdown_reference_scores_and_perturbations():
         assert scores.tolist() == [1.0, 0.0, 0.0], (e, scores)
 
 
-def test_countdown_format_credit():
-    from o1jax.rewards.verifier import countdown_score
-    assert countdown_score("\\boxed{(3+5)*3}", [3, 5, 3], 24) == 1.0
-    assert countdown_score("\\boxed{3+5+3}", [3, 5, 3], 24) == 0.1   # well-formed, wrong value
-    assert countdown_score("\\boxed{3*8}", [3, 5, 3], 24) == 0.0      # 8 is not given
-    assert countdown_score("\\boxed{3^2}", [3, 2], 9) == 0.0          # ^ not allowed
-    assert countdown_score("(3+5)*3", [3, 5, 3], 24) == 0.0           # no boxed answer
-    assert countdown_score("\\boxed{(3+5)*3 = 24}", [3, 5, 3], 24) == 1.0
-
-
 @pytest.mark.parametrize("task", sorted(tasks.TASKS))
 def test_splits_are_disjoint_and_deterministic(task):
     train = list(tasks.generate(task, "train", 300, seed=0))

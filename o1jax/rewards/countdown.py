@@ -1,0 +1,39 @@
+"""The Countdown task's score (TinyZero): reach a target with the given numbers, each at most
+once. Runs in the verifier's worker processes, like ``verifier.is_equivalent``."""
+
+from __future__ import annotations
+
+import re
+from typing import Sequence
+
+from o1jax.rewards.answers import extract_answer, last_boxed, latex_to_plain
+from o1jax.rewards.parsing import ParseError, parse_expression, tokenize
+
+
+def countdown_score(response: str, numbers: Sequence[int], target: int) -> float:
+    """1.0 if the final answer is an expression over ``numbers`` (each used at most once, with
+    + - * / and parentheses only) that evaluates to ``target``; 0.1 if it is such an expression
+    with another value (TinyZero's format credit); else 0.0."""
+    answer = extract_answer(response) if last_boxed(response) is not None else None
+    if answer is None:
+        return 0.0
+    answer = re.sub(r"\s*=\s*-?\d+\s*$", "", answer.strip())
+    try:
+        tokens = tokenize(latex_to_plain(answer))
+    except ParseError:
+        return 0.0
+    if not tokens or any(k == "name" or v in ("^", "**", ",") for k, v in tokens):
+        return 0.0
+    used = [int(v) for k, v in tokens if k == "num" if v.isdigit()]
+    if len(used) != sum(k == "num" for k, _ in tokens):
+        return 0.0  # decimals or exponents are not allowed
+    pool = list(numbers)
+    for u in used:
+        if u not in pool:
+            return 0.0
+        pool.remove(u)
+    try:
+        value = parse_expression(latex_to_plain(answer))
+    except (ParseError, ZeroDivisionError):
+        return 0.0
+    return 1.0 if value == target else 0.1
