@@ -73,6 +73,9 @@ PLAIN_NUMBER = re.compile(r"\s*-?\$?\d+(?:,\d{3}| \d{3}(?![\d/]))*(?:\.\d+)?(?:/
                           r"(?:\\?%)?\s*")
 
 
+_BARE_WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}")  # a word, not a \command's name
+
+
 def _math_content(m: re.Match) -> str:
     return next(g for g in m.groups() if g is not None).strip()
 
@@ -82,7 +85,7 @@ def _is_prose(content: str) -> bool:
     a bare word of 3+ letters outside \\text{} and the like."""
     content = re.sub(r"\\(?:text|mathrm|textbf|mbox|operatorname)\s*\{[^{}]*\}", "", content)
     return bool(re.match(r"\s*\d", content) and
-                re.search(r"(?<![\\A-Za-z])[A-Za-z]{3,}", content))
+                _BARE_WORD.search(content))
 
 
 def _maths(text: str) -> list[re.Match]:
@@ -117,7 +120,7 @@ def extract_answer(response: str, reference: str | None = None) -> str | None:
     if found is not None:
         return found
     bare = response.strip()
-    if 0 < len(bare) <= 200 and not re.search(r"(?<![\\A-Za-z])[A-Za-z]{3,}", bare):
+    if 0 < len(bare) <= 200 and not _BARE_WORD.search(bare):
         return bare
     return None
 
