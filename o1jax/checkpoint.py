@@ -1,18 +1,23 @@
 """Orbax checkpoints of the train state plus the data-pipeline position.
 
-Asynchronous saves every N steps, the last K kept, one more save on SIGTERM/SIGINT. A state with
-a non-finite value is never written. Restoring takes the latest checkpoint that reads back
-completely; a corrupt or partial one is skipped with a warning.
+Asynchronous saves every N steps, the last K kept, one more save on SIGTERM/SIGINT (agreed by
+all processes). A state with a non-finite value is never written. Restoring takes the latest
+checkpoint that reads back; one whose files are missing or corrupt is skipped with a warning
+naming it, and any other error (permissions, a state layout that changed) stops the run.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import os
 import signal
 from typing import Any
 
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
+from etils import epath
+from jax.experimental import multihost_utils
 
 from o1jax.optim import tree_all_finite
 
@@ -20,9 +25,9 @@ log = logging.getLogger(__name__)
 
 
 class Checkpointer:
-    def __init__(self, directory: str, every: int = 1, keep: int = 3,
+    def __init__(self, directory: epath.PathLike, every: int = 1, keep: int = 3,
                  async_save: bool = True):
-        self.directory = os.path.abspath(directory)
+        self.directory = epath.Path(directory)
         self.every = every
         self.manager = ocp.CheckpointManager(
             self.directory, options=ocp.CheckpointManagerOptions(
@@ -47,8 +52,9 @@ class Checkpointer:
     def restore_latest(self, abstract_state: Any) -> tuple[int, Any, dict] | None:
         """(step, state, extra) from the newest readable checkpoint, or None if there is none.
 
-        Raises when checkpoints exist but none reads back into ``abstract_state``: a config or
-        code change that altered the state's layout must not silently start the run over."""
+        A checkpoint whose files are missing or corrupt is skipped; any other error raises, and
+        so does a directory whose every checkpoint is unreadable: a run never silently starts
+        over."""
         steps = sorted(self.manager.all_steps(), reverse=True)
         for step in steps:
             try:
@@ -56,14 +62,21 @@ class Checkpointer:
                     state=ocp.args.StandardRestore(abstract_state),
                     extra=ocp.args.JsonRestore()))
                 return step, out["state"], dict(out["extra"])
-            except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is skipped
+            except Exception as e:  # noqa: BLE001 - classified just below
+                if isinstance(e, ValueError) and not is_unreadable(e):
+                    raise RuntimeError(
+                        f"checkpoint {self.directory / str(step)} does not read back into this "
+                        f"run's state ({str(e)[:300]}): a changed config (e.g. rl.algorithm) or "
+                        "an older o1jax wrote it; resume with the config that wrote it, or use "
+                        "a new workdir") from e
+                if not is_unreadable(e):
+                    raise
                 log.warning("checkpoint %d in %s is unreadable (%s: %s); trying the previous "
-                            "one", step, self.directory, type(e).__name__, e)
+                            "one", step, self.directory, type(e).__name__, str(e)[:300])
         if steps:
             raise RuntimeError(
-                f"none of the checkpoints {sorted(steps)} in {self.directory} reads back into "
-                "this run's state (a changed config, e.g. rl.algorithm or rl.kl_coef, or an older "
-                "o1jax); resume with the config that wrote them, or use a new workdir")
+                f"every checkpoint in {self.directory} ({sorted(steps)}) is unreadable; move "
+                "them away to start this stage over, or use a new workdir")
         return None
 
     def wait(self) -> None:
@@ -74,9 +87,25 @@ class Checkpointer:
         self.manager.close()
 
 
+# tensorstore's status for a file that is missing, truncated or corrupt
+_UNREADABLE_STATUS = ("NOT_FOUND", "OUT_OF_RANGE", "DATA_LOSS")
+
+
+def is_unreadable(e: Exception) -> bool:
+    """Whether a restore error means the checkpoint's own files are missing, partial or corrupt
+    (skip it), rather than a permission, I/O or state-layout problem (stop)."""
+    if isinstance(e, PermissionError):
+        return False
+    if isinstance(e, (FileNotFoundError, json.JSONDecodeError)):
+        return True
+    return isinstance(e, ValueError) and str(e).startswith(_UNREADABLE_STATUS)
+
+
 class StopSignal:
     """Turns SIGTERM / SIGINT (TPU preemption, Ctrl-C) into a flag the loop checks, so the loop
-    can save a last checkpoint and exit cleanly."""
+    can save a last checkpoint and exit. The signal may reach hosts at different times:
+    ``agreed()`` is a collective that tells every process whether any of them got one, so all
+    save the same step."""
 
     def __init__(self):
         self.received: int | None = None
@@ -86,6 +115,13 @@ class StopSignal:
 
     def _handle(self, signum, frame):
         self.received = signum
+
+    def agreed(self) -> bool:
+        """Whether any process received a signal (every process must call this at each step)."""
+        local = self.received is not None
+        if jax.process_count() == 1:
+            return local
+        return bool(np.max(multihost_utils.process_allgather(np.int32(local))))
 
     def restore(self):
         for sig, handler in self._old.items():

@@ -1,15 +1,21 @@
 """Held-out evaluation: greedy accuracy and majority vote over k samples (maj@k), the simplest
-form of test-time compute."""
+form of test-time compute.
+
+With several processes every process runs the same loop over the same examples: each puts only
+its own devices' rows into the sampler, verifies only its share of the responses, and the
+scores are gathered; process 0 writes the result file.
+"""
 
 from __future__ import annotations
 
 import collections
+import functools
 import json
-import os
 from typing import Sequence
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from o1jax.data.pipeline import PLAIN_TEMPLATE, decode_example, render_prompt
 from o1jax.models.transformer import Params, Transformer
@@ -17,8 +23,9 @@ from o1jax.rewards.functions import correctness
 from o1jax.rewards.api import default_pool
 from o1jax.rewards.parsing import ParseError
 from o1jax.rewards.answers import extract_answer, normalize
-from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts
+from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts, sample_on_hosts
 from o1jax.tokenizer import Tokenizer, response_texts
+from o1jax.workdir import is_writer, read_json, write_text
 
 
 def sample_responses(policy: Transformer, params: Params, examples: Sequence[dict],
@@ -27,6 +34,7 @@ def sample_responses(policy: Transformer, params: Params, examples: Sequence[dic
                      ) -> tuple[list[list[str]], list[list[bool]]]:
     """G = sampling.num_samples responses per example: (texts, finished), each [N][G]."""
     sampler = make_sampler(policy, sampling)
+    run = functools.partial(sample_on_hosts, policy, sampling, sampler)
     texts, finished = [], []
     key = jax.random.key(seed)
     for start in range(0, len(examples), batch_prompts):
@@ -36,9 +44,9 @@ def sample_responses(policy: Transformer, params: Params, examples: Sequence[dic
         prompts = [tokenizer.encode(render_prompt(e["question"], tokenizer, template))
                    [-max_prompt_len:] for e in chunk]
         tokens, mask = pad_prompts(prompts, tokenizer.pad_id, max_prompt_len)
-        roll = sampler(params, tokens, mask, jax.random.fold_in(key, start))
+        roll = run(params, tokens, mask, jax.random.fold_in(key, start))
         rows = response_texts(roll.tokens, roll.response_mask, roll.finished, tokenizer)
-        fin = np.asarray(roll.finished).tolist()
+        fin = roll.finished.tolist()
         g = sampling.num_samples
         for i in range(n):
             texts.append(rows[i * g:(i + 1) * g])
@@ -69,7 +77,18 @@ def majority_choice(texts: Sequence[str], finished: Sequence[bool]) -> int | Non
 
 
 def score(texts: Sequence[str], examples: Sequence[dict], finished: Sequence[bool]) -> np.ndarray:
-    return correctness(list(texts), list(examples), list(finished), default_pool())
+    """Correctness [N] of each response; each process verifies a contiguous 1/process_count
+    share and the shares are gathered."""
+    n, count, index = len(texts), jax.process_count(), jax.process_index()
+    if count == 1:
+        return correctness(list(texts), list(examples), list(finished), default_pool())
+    per = -(-n // count)
+    mine = slice(index * per, min(n, (index + 1) * per))
+    share = np.zeros(per, np.float32)
+    done = correctness(list(texts[mine]), list(examples[mine]), list(finished[mine]),
+                       default_pool())
+    share[:len(done)] = done
+    return np.asarray(multihost_utils.process_allgather(share)).reshape(-1)[:n]
 
 
 def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
@@ -106,17 +125,22 @@ def evaluate_stage(exp, name: str, params: Params, maj_k: int) -> dict:
     """Held-out evaluation of a run's policy (``exp``: an ``experiment.Experiment``), cached in
     WORKDIR/eval_{name}.json so that a resumed run reuses it."""
     cfg = exp.cfg
-    path = os.path.join(exp.workdir, f"eval_{name}.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
+    path = exp.workdir / f"eval_{name}.json"
+    if _agreed(path.exists()):
+        return read_json(path)
     test = exp.sources["test"]
     examples = [decode_example(test[i]) for i in range(min(len(test), cfg.eval.num_examples))]
     result = evaluate(exp.policy, params, examples, exp.tokenizer, cfg.data.max_prompt_len,
                       cfg.eval.max_new_tokens, maj_k=maj_k, temperature=cfg.eval.temperature,
                       batch_prompts=cfg.eval.batch_prompts, seed=cfg.seed,
                       template=cfg.data.template)
-    with open(path + ".tmp", "w") as f:
-        json.dump(result, f, indent=2)
-    os.replace(path + ".tmp", path)
+    if is_writer():
+        write_text(path, json.dumps(result, indent=2))
     return result
+
+
+def _agreed(flag: bool) -> bool:
+    """Process 0's value of ``flag`` on every process (they must take the same branch)."""
+    if jax.process_count() == 1:
+        return flag
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))

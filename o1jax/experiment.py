@@ -9,9 +9,12 @@ from typing import Any, NamedTuple
 
 import jax
 import ml_collections
+from etils import epath
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from o1jax import sharding
+from o1jax import workdir as workdir_lib
 from o1jax.data import builders, tasks
 from o1jax.models import Transformer, hf, preset
 from o1jax.rl.config import RLConfig
@@ -27,7 +30,7 @@ class ConfigError(ValueError):
 class Experiment(NamedTuple):
     """Everything the stages of a run share."""
     cfg: ml_collections.ConfigDict
-    workdir: str
+    workdir: epath.Path     # local or gs://
     mesh: Mesh
     tokenizer: Tokenizer
     policy: Transformer
@@ -62,9 +65,14 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
             raise ConfigError(f"{field}={cfg[block][name]}: must be >= 1")
     if not cfg.eval.temperature > 0:
         raise ConfigError(f"eval.temperature={cfg.eval.temperature}: must be > 0")
-    if rl.batch_prompts % max(1, jax.process_count()):
-        raise ConfigError(f"rl.batch_prompts={rl.batch_prompts} is not divisible by the "
-                          f"{jax.process_count()} processes")
+    for field in ("rl.batch_prompts", "sft.batch_size"):
+        block, name = field.split(".")
+        if cfg[block][name] % jax.process_count():
+            raise ConfigError(f"{field}={cfg[block][name]} is not divisible by the "
+                              f"{jax.process_count()} processes (each feeds an equal share)")
+    if workdir_lib.is_remote(cfg.data.get("data_dir", "")):
+        raise ConfigError(f"data.data_dir={cfg.data.data_dir!r}: TFDS array_record files are "
+                          "read with local file I/O; give a local directory (on every host)")
     data_par = mesh_shape[0] * mesh_shape[1]
     if rl.rows % data_par:
         raise ConfigError(f"rl.batch_prompts * rl.group_size = {rl.rows} is not divisible by the "
@@ -103,9 +111,20 @@ def initial_params(cfg, policy: Transformer) -> Any:
     return policy.init_sharded(jax.random.key(cfg.seed))
 
 
-def load_data(cfg, workdir: str) -> dict:
-    """The task's TFDS data sources by split (prepared under ``data.data_dir`` or
-    WORKDIR/tfds on first use)."""
+def data_dir(cfg, workdir) -> str:
+    """Where the TFDS files live: ``data.data_dir``, else WORKDIR/tfds for a local workdir, else
+    (a gs:// workdir) the local ~/tensorflow_datasets: array_record reads local files only."""
+    if cfg.data.get("data_dir"):
+        return cfg.data.data_dir
+    if workdir_lib.is_remote(workdir):
+        return os.path.expanduser("~/tensorflow_datasets")
+    return str(workdir_lib.resolve(workdir) / "tfds")
+
+
+def load_data(cfg, workdir) -> dict:
+    """The task's TFDS data sources by split, prepared on first use under ``data_dir``. Process
+    0 prepares first; the others then find the files (a shared disk) or prepare their own copy
+    (a host's local disk), never two writers at once."""
     data_cfg = {}
     if cfg.data.task in tasks.TASKS:
         data_cfg = {k: cfg.data[k] for k in ("difficulty", "num_train", "num_test", "seed")
@@ -114,15 +133,22 @@ def load_data(cfg, workdir: str) -> dict:
             data_cfg["slip_rate"] = cfg.data.slip_rate
     elif cfg.data.task == "jsonl":
         data_cfg = {k: cfg.data[k] for k in ("train_path", "test_path") if k in cfg.data}
-    return builders.build(cfg.data.task, cfg.data.get("data_dir") or
-                          os.path.join(workdir, "tfds"),
-                          manual_dir=cfg.data.get("manual_dir") or None, **data_cfg)
+    def build():
+        return builders.build(cfg.data.task, data_dir(cfg, workdir),
+                              manual_dir=cfg.data.get("manual_dir") or None, **data_cfg)
+
+    if jax.process_count() == 1:
+        return build()
+    sources = build() if jax.process_index() == 0 else None
+    multihost_utils.sync_global_devices("o1jax: data prepared")
+    return sources if sources is not None else build()
 
 
-def setup(cfg, workdir: str) -> Experiment:
-    """Multi-host start, config checks, mesh, policy, tokenizer and data."""
-    sharding.maybe_initialize_distributed(cfg.get("distributed", False))
+def setup(cfg, workdir) -> Experiment:
+    """Multi-host start (unless the CLI did it), config checks, mesh, policy, tokenizer, data."""
+    sharding.initialize_distributed(cfg.get("distributed", False))
     rl = check_config(cfg, jax.device_count())
     mesh = sharding.make_mesh(cfg.mesh_shape)
     policy, tokenizer = build_model(cfg, mesh)
-    return Experiment(cfg, workdir, mesh, tokenizer, policy, load_data(cfg, workdir), rl)
+    return Experiment(cfg, workdir_lib.resolve(workdir), mesh, tokenizer, policy,
+                      load_data(cfg, workdir), rl)

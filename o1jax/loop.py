@@ -1,13 +1,14 @@
 """The loop skeleton SFT and RL share: resume from the latest readable checkpoint, run steps,
-log, checkpoint on cadence, and on SIGTERM/SIGINT (preemption) save once more and stop."""
+log, checkpoint on cadence, and on SIGTERM/SIGINT (preemption) at any process save once more,
+at the same step on every process, and stop."""
 
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any, Callable
 
 import jax
+from etils import epath
 
 from o1jax.checkpoint import Checkpointer, StopSignal
 from o1jax.data.pipeline import PromptPipeline
@@ -25,7 +26,7 @@ def abstract_like(tree: Any) -> Any:
                         tree)
 
 
-def run_loop(cfg, workdir: str, stage: str, state: Any, pipeline: PromptPipeline,
+def run_loop(cfg, workdir: epath.Path, stage: str, state: Any, pipeline: PromptPipeline,
              step_fn: StepFn, num_steps: int) -> tuple[Any, bool]:
     """Runs ``state, metrics = step_fn(state, step)`` for steps [start, num_steps), where start
     is the step of the latest readable checkpoint of ``stage`` (state and ``pipeline`` position
@@ -35,7 +36,7 @@ def run_loop(cfg, workdir: str, stage: str, state: Any, pipeline: PromptPipeline
     ``checkpoint.every`` steps and after the last. A step that skipped a non-finite update
     raises with ``on_nonfinite="stop"``. Returns (state, preempted).
     """
-    ckpt = Checkpointer(os.path.join(workdir, "checkpoints", stage), every=cfg.checkpoint.every,
+    ckpt = Checkpointer(workdir / "checkpoints" / stage, every=cfg.checkpoint.every,
                         keep=cfg.checkpoint.keep, async_save=cfg.checkpoint.async_save)
     start = 0
     restored = ckpt.restore_latest(abstract_like(state))
@@ -46,6 +47,7 @@ def run_loop(cfg, workdir: str, stage: str, state: Any, pipeline: PromptPipeline
     writer = MetricsWriter(workdir, num_steps, resume_from=start, stage=stage,
                            console=cfg.get("progress_bar", True))
     stop = StopSignal()
+    preempted = False
     try:
         for step in range(start, num_steps):
             state, metrics = step_fn(state, step)
@@ -53,14 +55,16 @@ def run_loop(cfg, workdir: str, stage: str, state: Any, pipeline: PromptPipeline
                 raise FloatingPointError(f"{stage.upper()} step {step + 1}: non-finite loss or "
                                          "gradient (on_nonfinite='stop')")
             writer.write(step + 1, metrics)
-            ckpt.save(step + 1, state, {"pipeline": pipeline.state()},
-                      force=stop.received is not None or step + 1 == num_steps)
-            if stop.received is not None:
-                log.warning("signal %d: checkpointed %s step %d, exiting", stop.received,
-                            stage.upper(), step + 1)
+            preempted = stop.agreed()
+            if ckpt.save(step + 1, state, {"pipeline": pipeline.state()},
+                         force=preempted or step + 1 == num_steps):
+                writer.flush()
+            if preempted:
+                log.warning("stop signal (%s on this process): checkpointed %s step %d, exiting",
+                            stop.received, stage.upper(), step + 1)
                 break
     finally:
         stop.restore()
         ckpt.close()
         writer.close()
-    return state, stop.received is not None
+    return state, preempted

@@ -1,43 +1,61 @@
 """Metrics sinks: WORKDIR/metrics.jsonl (one object per iteration with a ``step`` key),
-TensorBoard event files, and a console progress bar."""
+TensorBoard event files, and a console progress bar. Process 0 writes them; on other processes
+the writer only keeps the progress bar off.
+
+A local metrics.jsonl gets each row appended as it comes; an object store cannot append, so a
+gs:// one is rewritten whole at ``flush()`` (the loop flushes at every checkpoint, and a resume
+truncates back to the checkpoint anyway).
+"""
 
 from __future__ import annotations
 
 import json
 import math
-import os
 
 import tqdm
+from etils import epath
 from tensorboardX import SummaryWriter
+
+from o1jax import workdir as wd
 
 
 class MetricsWriter:
-    def __init__(self, workdir: str, total_steps: int, resume_from: int = 0,
+    def __init__(self, workdir: epath.Path, total_steps: int, resume_from: int = 0,
                  stage: str = "rl", console: bool = True):
-        os.makedirs(workdir, exist_ok=True)
-        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.enabled = wd.is_writer()
+        self.path = epath.Path(workdir) / "metrics.jsonl"
+        self.remote = wd.is_remote(workdir)
         self.stage = stage
-        self._truncate_after(resume_from)
-        self.tb = SummaryWriter(os.path.join(workdir, "tensorboard", stage))
+        self.tb = None
+        if self.enabled:
+            self._truncate_after(resume_from)
+            self.tb = SummaryWriter(str(epath.Path(workdir) / "tensorboard" / stage))
         self.bar = tqdm.tqdm(total=total_steps, initial=resume_from, desc=stage,
-                             disable=not console, dynamic_ncols=True)
+                             disable=not (console and self.enabled), dynamic_ncols=True)
 
     def _truncate_after(self, step: int) -> None:
-        """On resume, drop lines of this stage past the restored step (they are recomputed)."""
-        if not os.path.exists(self.path):
-            return
-        with open(self.path) as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        keep = [r for r in rows if r.get("stage") != self.stage or r["step"] <= step]
-        with open(self.path + ".tmp", "w") as f:
-            f.writelines(json.dumps(r) + "\n" for r in keep)
-        os.replace(self.path + ".tmp", self.path)
+        """On resume, drop lines of this stage past the restored step (they are recomputed);
+        every other line is kept as it is."""
+        self.rows = []
+        if self.path.exists():
+            lines = [line for line in self.path.read_text().splitlines() if line.strip()]
+            rows = [json.loads(line) for line in lines]
+            self.rows = [r for r in rows if r.get("stage") != self.stage or r["step"] <= step]
+            if len(self.rows) < len(rows):
+                self.flush(force=True)
+        self._dirty = False
 
     def write(self, step: int, metrics: dict) -> None:
+        if not self.enabled:
+            return
         row = {"stage": self.stage, "step": int(step)}
         row.update({k: _jsonable(v) for k, v in metrics.items()})
-        with open(self.path, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        self.rows.append(row)
+        if self.remote:
+            self._dirty = True
+        else:
+            with self.path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
         for k, v in row.items():
             if isinstance(v, float) and math.isfinite(v):
                 self.tb.add_scalar(f"{self.stage}/{k}", v, step)
@@ -45,8 +63,18 @@ class MetricsWriter:
         self.bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()}, refresh=False)
         self.bar.update(1)
 
+    def flush(self, force: bool = False) -> None:
+        """Makes the rows written so far durable (a gs:// file is rewritten whole)."""
+        if self.enabled and (force or self._dirty):
+            wd.write_text(self.path, "".join(json.dumps(r) + "\n" for r in self.rows))
+            self._dirty = False
+        if self.tb is not None:
+            self.tb.flush()
+
     def close(self) -> None:
-        self.tb.close()
+        self.flush()
+        if self.tb is not None:
+            self.tb.close()
         self.bar.close()
 
 

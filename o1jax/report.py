@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+import io
 import json
-import os
 
 import matplotlib
+from etils import epath
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def plot_run(workdir: str, out: str | None = None) -> str:
-    """SFT loss, RL reward per iteration, and the held-out accuracies, in one PNG."""
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        rows = [json.loads(line) for line in f if line.strip()]
+def plot_run(workdir, out=None) -> epath.Path:
+    """SFT loss, RL reward per iteration, and the held-out accuracies, in one PNG (``workdir``
+    and ``out`` local or gs://)."""
+    workdir = epath.Path(workdir)
+    rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()
+            if line.strip()]
     sft = [r for r in rows if r["stage"] == "sft"]
     rl = [r for r in rows if r["stage"] == "rl"]
     evals = {}
     for name in ("sft", "rl"):
-        path = os.path.join(workdir, f"eval_{name}.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                evals[name] = json.load(f)
+        path = workdir / f"eval_{name}.json"
+        if path.exists():
+            evals[name] = json.loads(path.read_text())
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     if sft:
         axes[0].plot([r["step"] for r in sft], [r["loss"] for r in sft])
@@ -51,9 +53,11 @@ def plot_run(workdir: str, out: str | None = None) -> str:
     for i, v in enumerate(values):
         axes[2].text(i, v + 0.02, f"{100 * v:.1f}%", ha="center")
     fig.tight_layout()
-    out = out or os.path.join(workdir, "report.png")
-    fig.savefig(out, dpi=110)
+    out = epath.Path(out or workdir / "report.png")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
+    out.write_bytes(buf.getvalue())
     return out
 
 

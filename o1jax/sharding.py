@@ -15,7 +15,10 @@ A logical axis whose size a mesh axis does not divide is left unsplit on that me
 
 from __future__ import annotations
 
+import logging
 import math
+import socket
+import time
 from typing import Any, Sequence
 
 import jax
@@ -45,17 +48,63 @@ LOGICAL_RULES: dict[str, tuple[str, ...]] = {
     "act_mlp": ("tensor",),
     "act_vocab": ("tensor",),
     "cache_length": (),
+    # rows of a host computation inside a program (the reward callback): split over every
+    # device, so each row is handled once and by the process that holds it
+    "host_rows": ("data", "fsdp", "tensor"),
 }
 
 
-def maybe_initialize_distributed(enabled: bool, **kwargs: Any) -> None:
-    """Starts multi-host JAX (one process per host) when ``enabled``.
+class DistributedError(RuntimeError):
+    """Multi-host start failed: a coordinator that does not answer, or inconsistent flags."""
 
-    On TPU VMs and SLURM clusters ``jax.distributed.initialize()`` finds the coordinator itself;
-    ``kwargs`` (coordinator_address, num_processes, process_id) override that.
+
+def initialize_distributed(enabled: bool = False, coordinator_address: str | None = None,
+                           num_processes: int | None = None, process_id: int | None = None,
+                           timeout_s: int = 300) -> None:
+    """Starts multi-host JAX (one process per host) when ``enabled`` or any argument is given.
+
+    Without arguments ``jax.distributed.initialize()`` finds the coordinator itself on TPU VMs
+    and SLURM clusters. CPU processes use gloo collectives. A process other than the
+    coordinator first waits up to ``timeout_s`` for the coordinator's port to accept a
+    connection and raises DistributedError naming it if it never does (JAX itself would abort
+    the process).
     """
-    if enabled and not jax.distributed.is_initialized():
-        jax.distributed.initialize(**kwargs)
+    given = {k: v for k, v in dict(coordinator_address=coordinator_address,
+                                   num_processes=num_processes, process_id=process_id).items()
+             if v is not None}
+    if not (enabled or given) or jax.distributed.is_initialized():
+        return
+    if given and len(given) < 3:
+        raise DistributedError(f"got {sorted(given)}: give all of coordinator_address, "
+                               "num_processes and process_id, or none (to read them from the "
+                               "TPU or SLURM environment)")
+    if given and not 0 <= process_id < num_processes:
+        raise DistributedError(f"process_id={process_id} must be in [0, {num_processes})")
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    if given and process_id != 0:
+        _wait_for_coordinator(coordinator_address, timeout_s)
+    logging.getLogger(__name__).info("joining %s as process %s of %s", coordinator_address
+                                     or "the environment's coordinator", process_id,
+                                     num_processes)
+    jax.distributed.initialize(**given, initialization_timeout=timeout_s)
+
+
+def _wait_for_coordinator(address: str, timeout_s: float) -> None:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise DistributedError(f"coordinator_address={address!r}: expected HOST:PORT")
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+            return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise DistributedError(
+                    f"coordinator {address} did not answer within {timeout_s} s ({e}): start "
+                    "process 0 (it serves the coordinator) and check the address, port and "
+                    "firewall") from None
+            time.sleep(0.5)
 
 
 def make_mesh(mesh_shape: Sequence[int], devices: Sequence[jax.Device] | None = None) -> Mesh:

@@ -11,6 +11,7 @@ import os
 from typing import Sequence
 
 import tokenizers
+from etils import epath
 from tokenizers import decoders, models, pre_tokenizers, processors
 
 
@@ -51,12 +52,12 @@ class Tokenizer:
 
     @classmethod
     def from_dir(cls, path: str) -> "Tokenizer":
-        tok_file = os.path.join(path, "tokenizer.json")
-        if not os.path.exists(tok_file):
+        path = epath.Path(path)  # a local directory or gs://
+        if not (path / "tokenizer.json").exists():
             raise FileNotFoundError(f"{path}: no tokenizer.json")
-        tok = tokenizers.Tokenizer.from_file(tok_file)
-        cfg = _read_json(os.path.join(path, "tokenizer_config.json"))
-        gen = _read_json(os.path.join(path, "generation_config.json"))
+        tok = tokenizers.Tokenizer.from_str((path / "tokenizer.json").read_text())
+        cfg = _read_json(path / "tokenizer_config.json")
+        gen = _read_json(path / "generation_config.json")
         eos_ids = gen.get("eos_token_id", [])
         eos_ids = [eos_ids] if isinstance(eos_ids, int) else list(eos_ids)
         return cls(tok, bos_token=_token_str(cfg.get("bos_token")),
@@ -77,11 +78,8 @@ class Tokenizer:
             json.dump(cfg, f, indent=2)
 
 
-def _read_json(path: str) -> dict:
-    if not os.path.exists(path):
-        return {}
-    with open(path) as f:
-        return json.load(f)
+def _read_json(path: epath.Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def byte_tokenizer() -> Tokenizer:

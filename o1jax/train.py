@@ -10,29 +10,38 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 
 import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from o1jax import experiment
+from o1jax import experiment, sharding
+from o1jax import workdir as wd
 from o1jax.evaluation import evaluate_stage
 from o1jax.report import plot_run, print_table
+from o1jax.rewards.api import checks_done
 from o1jax.rl.stage import run_rl
 from o1jax.sft import run_sft
 
 
 def run(cfg, workdir: str) -> dict:
     """Runs every stage the config asks for; returns the summary (accuracies, steps, paths)."""
-    # ---- config and setup: checks first, then mesh, model, tokenizer, data
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(cfg.to_json_best_effort(indent=2))
-    exp = experiment.setup(cfg, workdir)
+    # ---- config and workdir checked before anything is written or compiled
+    sharding.initialize_distributed(cfg.get("distributed", False))
+    experiment.check_config(cfg, jax.device_count())
+    root = wd.resolve(workdir)
+    wd.check_reachable(root)
+    wd.check_resume(root, cfg)
+    if wd.is_writer():
+        wd.write_text(root / "config.json", cfg.to_json_best_effort(indent=2))
+        if cfg.model.get("hf_path"):
+            wd.record_model(root, cfg.model.hf_path)
+
+    # ---- setup: mesh, model, tokenizer, data
+    exp = experiment.setup(cfg, root)
     params = experiment.initial_params(cfg, exp.policy)
-    result = {"workdir": os.path.abspath(workdir), "preempted": False}
+    result = {"workdir": str(root), "preempted": False}
     do_eval = cfg.eval.num_examples > 0
 
     # ---- SFT, then its evaluation
@@ -56,14 +65,22 @@ def run(cfg, workdir: str) -> dict:
             result[f"rl_maj{k}_accuracy"] = ev.get(f"maj{k}_accuracy")
 
     # ---- report
-    if jax.process_index() == 0:
-        result["report"] = os.path.abspath(plot_run(workdir))
+    if wd.is_writer():
+        result["report"] = str(plot_run(root))
     return result
 
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file",
                                           lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None, "directory for checkpoints and metrics")
+_WORKDIR = flags.DEFINE_string("workdir", None, "directory (local or gs://) for checkpoints and "
+                                "metrics")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "multi-host: HOST:PORT of "
+                                   "process 0 (default: from the TPU or SLURM environment)")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "multi-host: number of processes")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "multi-host: this process's index")
+_INIT_TIMEOUT = flags.DEFINE_integer("initialization_timeout", 300, "multi-host: seconds to "
+                                     "wait for the coordinator and the other processes")
+PREEMPTED_EXIT = 143  # 128 + SIGTERM: what a scheduler sees from a job its preemption stopped
 
 
 def main(argv):
@@ -74,13 +91,23 @@ def main(argv):
         print("error: --workdir is required", file=sys.stderr)
         return 2
     try:
+        sharding.initialize_distributed(
+            _CONFIG.value.get("distributed", False), _COORDINATOR.value, _NUM_PROCESSES.value,
+            _PROCESS_ID.value, _INIT_TIMEOUT.value)
         result = run(_CONFIG.value, _WORKDIR.value)
     except experiment.ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
-    print_table(result, _CONFIG.value.eval.maj_k)
-    print(json.dumps(result))
-    return 0
+    except (wd.WorkdirError, sharding.DistributedError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    logging.getLogger("o1jax.train").info(
+        "process %d of %d verified %d responses", jax.process_index(), jax.process_count(),
+        checks_done())
+    if wd.is_writer():
+        print_table(result, _CONFIG.value.eval.maj_k)
+        print(json.dumps(result))
+    return PREEMPTED_EXIT if result["preempted"] else 0
 
 
 if __name__ == "__main__":

@@ -1,36 +1,180 @@
-"""Reading a training workdir back: its resolved config, tokenizer and policy parameters."""
+"""A training workdir: where it lives, who writes it, and reading it back.
+
+A workdir is a local directory or a ``gs://`` URL; every file in it goes through ``etils.epath``
+(gcsfs for ``gs://``; orbax reads and writes arrays through tensorstore). It holds
+checkpoints/, metrics.jsonl, tensorboard/, eval_*.json, report.png, config.json (the resolved
+config) and, for a run started from a Hugging Face model, model/ (that model's config.json and
+tokenizer files, so export and generate use the tokenizer the run trained with). Only process 0
+writes shared files (``is_writer``); orbax saves are collective.
+"""
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import logging
 import os
+import uuid
 
 import jax
 import ml_collections
-import orbax.checkpoint as ocp
+from etils import epath
 
-from o1jax.models import Transformer, preset
-from o1jax.tokenizer import byte_tokenizer
+log = logging.getLogger(__name__)
 
-
-def is_workdir(path: str) -> bool:
-    return os.path.isdir(os.path.join(path, "checkpoints")) and os.path.exists(
-        os.path.join(path, "config.json"))
-
-
-def load_config(path: str) -> ml_collections.ConfigDict:
-    with open(os.path.join(path, "config.json")) as f:
-        return ml_collections.ConfigDict(json.load(f))
+REMOTE_SCHEMES = ("gs://",)
+MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json",
+               "generation_config.json")
+# Fields whose change makes the saved checkpoints or data position meaningless: parameter shapes,
+# tokenizer, data, seed, and the RL state's layout. Anything else resumes with a warning.
+INCOMPATIBLE = ("model.", "data.", "seed", "rl.algorithm")
 
 
-def load_policy(path: str, step: int | None = None, mesh=None):
-    """(model, params, tokenizer) of the latest (or ``step``) RL checkpoint, else SFT."""
-    cfg = load_config(path)
-    model = Transformer(preset(cfg.model.preset, **dict(cfg.model.get("overrides", {}))),
-                        mesh=mesh)
+class WorkdirError(RuntimeError):
+    """A workdir that cannot be used: unreachable, or holding a run this config cannot resume."""
+
+
+def is_remote(path) -> bool:
+    return str(path).startswith(REMOTE_SCHEMES)
+
+
+def resolve(workdir) -> epath.Path:
+    """The workdir as an ``epath.Path``: gs:// as given, a local path made absolute."""
+    workdir = str(workdir)
+    return epath.Path(workdir if is_remote(workdir) else os.path.abspath(workdir))
+
+
+def is_writer() -> bool:
+    """Whether this process writes the workdir's shared files (config, metrics, evals, report)."""
+    return jax.process_index() == 0
+
+
+def write_text(path: epath.Path, text: str) -> None:
+    """Writes ``text`` so that readers see the old or the new file, never a partial one (a local
+    temporary file renamed into place; an object store replaces an object atomically)."""
+    path = epath.Path(path)
+    if is_remote(path):
+        path.write_text(text)
+        return
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def read_json(path: epath.Path):
+    return json.loads(epath.Path(path).read_text())
+
+
+def check_reachable(workdir: epath.Path, timeout: float = 60.0) -> None:
+    """Creates the workdir (a probe object for a bucket) or raises WorkdirError within
+    ``timeout`` seconds naming the workdir and the likely fix. Writes nothing anywhere else."""
+    def probe():
+        workdir.mkdir(parents=True, exist_ok=True)
+        if is_remote(workdir):
+            marker = workdir / f".o1jax-probe-{uuid.uuid4().hex}"
+            marker.write_text("ok")
+            marker.unlink()
+
+    pool = concurrent.futures.ThreadPoolExecutor(1)
+    try:
+        pool.submit(probe).result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        raise WorkdirError(f"workdir {workdir} did not answer within {timeout:.0f} s: check the "
+                           "bucket name, network access and credentials (gcloud auth "
+                           "application-default login)") from None
+    except Exception as e:  # noqa: BLE001 - any failure to create it is reported the same way
+        raise WorkdirError(f"workdir {workdir} cannot be written ({type(e).__name__}: {e}); check "
+                           "the path, its permissions, or the bucket and credentials") from None
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def load_config(workdir) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(read_json(resolve(workdir) / "config.json"))
+
+
+def _flat(d, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _uses_reference(flat: dict) -> bool:
+    return bool(flat.get("rl.kl_coef")) or flat.get("rl.kl_target") is not None
+
+
+def config_changes(saved: dict, new: dict) -> tuple[list[str], list[str]]:
+    """(incompatible, compatible): dotted names of the fields that differ between a workdir's
+    saved config and a new one. Incompatible changes (model shapes, tokenizer, data, seed, RL
+    algorithm) cannot resume the saved run; the rest (more iterations, a learning rate) can."""
+    a, b = _flat(saved), _flat(new)
+    changed = sorted(k for k in a.keys() | b.keys() if a.get(k, "<unset>") != b.get(k, "<unset>"))
+    incompatible = [k for k in changed if k.startswith(INCOMPATIBLE)]
+    # A KL term (which keeps a reference model) or none: the saved RL state's layout differs.
+    if _uses_reference(a) != _uses_reference(b):
+        incompatible += [k for k in ("rl.kl_coef", "rl.kl_target") if k in changed]
+    return incompatible, [k for k in changed if k not in incompatible]
+
+
+def check_resume(workdir: epath.Path, cfg: ml_collections.ConfigDict) -> None:
+    """Before a run touches ``workdir``: raises WorkdirError naming the fields when the run
+    saved there cannot be resumed with ``cfg``; logs a warning listing the changes it can
+    honour. A workdir without config.json is a new run."""
+    path = workdir / "config.json"
+    if not path.exists():
+        return
+    saved = read_json(path)
+    new = json.loads(cfg.to_json_best_effort())
+    incompatible, compatible = config_changes(saved, new)
+    if incompatible:
+        diffs = ", ".join(f"{k}: {_flat(saved).get(k, '<unset>')!r} -> "
+                          f"{_flat(new).get(k, '<unset>')!r}" for k in incompatible)
+        raise WorkdirError(f"{workdir} holds a run whose config differs in fields a resume "
+                           f"cannot honour ({diffs}); use a new --workdir, or the saved config")
+    if compatible:
+        log.warning("resuming %s with changed fields: %s", workdir, ", ".join(compatible))
+
+
+def record_model(workdir: epath.Path, hf_path: str) -> None:
+    """Copies a Hugging Face model's config and tokenizer files into WORKDIR/model/."""
+    out = workdir / "model"
+    out.mkdir(parents=True, exist_ok=True)
+    for name in MODEL_FILES:
+        src = epath.Path(hf_path) / name
+        if src.exists():
+            (out / name).write_bytes(src.read_bytes())
+
+
+def is_workdir(path) -> bool:
+    p = resolve(path)
+    return (p / "checkpoints").is_dir() and (p / "config.json").exists()
+
+
+def load_policy(path, step: int | None = None, mesh=None):
+    """(model, params, tokenizer) of the latest (or ``step``) RL checkpoint, else SFT; the
+    tokenizer and model shapes are those the run trained with (WORKDIR/model/ when it started
+    from a Hugging Face model, else the preset and the byte tokenizer)."""
+    import orbax.checkpoint as ocp
+
+    from o1jax.models import Transformer, hf, preset
+    from o1jax.tokenizer import Tokenizer, byte_tokenizer
+
+    root = resolve(path)
+    cfg = load_config(root)
+    overrides = dict(cfg.model.get("overrides", {}))
+    if (root / "model" / "config.json").exists():
+        mcfg = hf.load_config(root / "model", **overrides)
+        tokenizer = Tokenizer.from_dir(root / "model")
+    else:
+        mcfg, tokenizer = preset(cfg.model.preset, **overrides), byte_tokenizer()
+    model = Transformer(mcfg, mesh=mesh)
     for stage, key in (("rl", "policy"), ("sft", "params")):
-        directory = os.path.join(path, "checkpoints", stage)
-        if not os.path.isdir(directory):
+        directory = root / "checkpoints" / stage
+        if not directory.is_dir():
             continue
         mngr = ocp.CheckpointManager(directory)
         steps = sorted(mngr.all_steps())
@@ -44,5 +188,5 @@ def load_policy(path: str, step: int | None = None, mesh=None):
         state = mngr.restore(chosen, args=ocp.args.Composite(
             state=ocp.args.StandardRestore()))["state"]
         params = jax.tree.map(jax.numpy.asarray, state[key])
-        return model, params, byte_tokenizer()
+        return model, params, tokenizer
     raise ValueError(f"{path}: no checkpoints to load")

@@ -7,6 +7,7 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 import pytest
 
 from o1jax.evaluation import evaluate, evaluate_stage, majority_choice
@@ -70,7 +71,7 @@ def test_evaluate_stage_evaluates_once_and_reuses_the_file(answers_42, tmp_path)
         "eval": {"num_examples": 4, "max_new_tokens": 16, "temperature": 1.0,
                  "batch_prompts": 4}})
     test = [dict(e, meta=e["meta"].encode()) for e in EXAMPLES]  # rows as TFDS stores them
-    exp = Experiment(cfg, str(tmp_path), None, tok, model, {"test": test}, None)
+    exp = Experiment(cfg, epath.Path(tmp_path), None, tok, model, {"test": test}, None)
     first = evaluate_stage(exp, "rl", params, 2)
     assert first["num_examples"] == 4 and first["greedy_accuracy"] == pytest.approx(2 / 4)
     assert json.loads((tmp_path / "eval_rl.json").read_text()) == first

@@ -15,7 +15,7 @@ def test_plot_run_draws_the_workdir(tmp_path):
     (tmp_path / "eval_rl.json").write_text(json.dumps({"greedy_accuracy": 0.7,
                                                        "maj16_accuracy": 0.65}))
     out = plot_run(str(tmp_path))
-    assert out == str(tmp_path / "report.png")
+    assert str(out) == str(tmp_path / "report.png")
     img = matplotlib.image.imread(out)
     assert img.shape[0] == int(3.6 * 110) and img.shape[1] == 13 * 110
     assert img[..., :3].std() > 0.05  # something was drawn

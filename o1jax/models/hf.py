@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import jax
 import numpy as np
+from etils import epath
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
@@ -143,11 +144,10 @@ def _tensor_index(path: str) -> dict[str, str]:
 
 
 def load_config(path: str, **overrides) -> ModelConfig:
-    cfg_file = os.path.join(path, "config.json")
-    if not os.path.exists(cfg_file):
+    cfg_file = epath.Path(path) / "config.json"  # a local directory or gs://
+    if not cfg_file.exists():
         raise CheckpointError(f"{path}: no config.json (not a Hugging Face model directory)")
-    with open(cfg_file) as f:
-        return config_from_hf(json.load(f), **overrides)
+    return config_from_hf(json.loads(cfg_file.read_text()), **overrides)
 
 
 def load_params(path: str, model: Transformer) -> Params:

@@ -23,6 +23,11 @@ def default_pool() -> CheckPool:
         return _pool
 
 
+def checks_done() -> int:
+    """Answers this process's shared pool has checked (0 before its first use)."""
+    return _pool.stats["checks"] if _pool is not None else 0
+
+
 def verify_batch(responses: Sequence[str], references: Sequence[str],
                  pool: CheckPool | None = None, timeout: float | None = None) -> list[bool]:
     """verify() over a batch, checked in parallel. A check that fails or times out is False."""

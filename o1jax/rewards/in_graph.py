@@ -7,23 +7,33 @@ needs no parsing, ``suffix_match_reward`` runs entirely in the graph.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh, PartitionSpec as P
 
+from o1jax import sharding
 from o1jax.rewards.functions import compute_rewards
 from o1jax.rewards.pool import CheckPool
 from o1jax.tokenizer import Tokenizer, response_texts
 
 
 def make_reward_callback(tokenizer: Tokenizer, example_at: Callable[[int], dict],
-                         weights: dict[str, float], pool: CheckPool | None = None):
+                         weights: dict[str, float], pool: CheckPool | None = None,
+                         mesh: Mesh | None = None):
     """A jittable ``(rollout, example_ids [R]) -> (rewards [R] f32, {metric: scalar})``, the
     reward function ``o1jax.rl.iteration`` takes. ``example_at(i)`` returns dataset row i
-    (with ``answer``, ``task``, ``meta``)."""
-    names = [f"reward/{n}" for n in weights] + ["verifier/timeouts", "verifier/errors"]
+    (with ``answer``, ``task``, ``meta``).
+
+    With a ``mesh`` the callback runs once per device on the rows that device holds (split over
+    every mesh axis that divides R, as the ``host_rows`` rule says), so each process verifies
+    only its own rows with its own pool, and the reward scales with hosts.
+    """
+    means = [f"reward/{n}" for n in weights]
+    names = means + ["verifier/timeouts", "verifier/errors"]
 
     def host(tokens, response_mask, finished, example_ids):
         texts = response_texts(tokens, response_mask, finished, tokenizer)
@@ -31,14 +41,40 @@ def make_reward_callback(tokenizer: Tokenizer, example_at: Callable[[int], dict]
         rewards, metrics = compute_rewards(texts, examples, np.asarray(finished), weights, pool)
         return rewards.astype(np.float32), np.array([metrics[n] for n in names], np.float32)
 
-    def rewards_fn(roll, example_ids):
-        out = (jax.ShapeDtypeStruct(roll.finished.shape, jnp.float32),
+    def call(tokens, response_mask, finished, example_ids):
+        out = (jax.ShapeDtypeStruct(finished.shape, jnp.float32),
                jax.ShapeDtypeStruct((len(names),), jnp.float32))
-        rewards, vec = jax.pure_callback(host, out, roll.tokens, roll.response_mask,
-                                         roll.finished, example_ids, vmap_method="sequential")
+        return jax.pure_callback(host, out, tokens, response_mask, finished, example_ids,
+                                 vmap_method="sequential")
+
+    def rewards_fn(roll, example_ids):
+        args = (roll.tokens, roll.response_mask, roll.finished, example_ids)
+        if mesh is None or mesh.size == 1:
+            rewards, vec = call(*args)
+        else:
+            rewards, vec = _per_device(call, mesh, len(means), args)
         return rewards, {name: vec[i] for i, name in enumerate(names)}
 
     return rewards_fn
+
+
+def _per_device(call, mesh: Mesh, num_means: int, args):
+    """``call`` on each device's rows: rewards stay split, the metric vector is combined (its
+    first ``num_means`` entries are means over equal-sized shards, the rest counts)."""
+    rows = sharding.logical_to_spec(("host_rows",), (args[0].shape[0],), mesh)[0]
+    axes = () if rows is None else (rows,) if isinstance(rows, str) else tuple(rows)
+    shards = math.prod(mesh.shape[a] for a in axes)
+
+    def local(*shard_args):
+        rewards, vec = call(*shard_args)
+        if axes:
+            vec = jax.lax.psum(vec, axes)
+            vec = jnp.concatenate([vec[:num_means] / shards, vec[num_means:]])
+        return rewards, vec
+
+    spec = lambda x: P(rows, *([None] * (x.ndim - 1)))  # noqa: E731
+    return jax.shard_map(local, mesh=mesh, in_specs=tuple(spec(a) for a in args),
+                         out_specs=(P(rows), P()), check_vma=False)(*args)
 
 
 def suffix_match_reward(tokens: jax.Array, response_mask: jax.Array, finished: jax.Array,

@@ -1,20 +1,23 @@
 """Worker processes that run untrusted checks with a time limit, and are killed on timeout.
 
-Each worker is a spawned process (safe next to JAX's threads) with a memory limit. A check that
-exceeds its time limit gets its worker killed and replaced; the caller gets ``TIMEOUT`` back and
-the pool counts it. Exceptions inside a check come back as ``ERROR``; nothing raises into the
+Each worker is a fresh interpreter (``python -m o1jax.rewards.pool``, safe next to JAX's threads)
+with a memory limit. It imports only the verifier, never the program that started it: a worker
+spawned by ``multiprocessing`` re-imports the parent's main module (the trainer, and with it JAX,
+orbax and TFDS: about 450 MB per worker), this one stays near what the verifier needs. A check
+that exceeds its time limit gets its worker killed and replaced; the caller gets ``TIMEOUT`` back
+and the pool counts it. Exceptions inside a check come back as ``ERROR``; nothing raises into the
 caller.
 """
 
 from __future__ import annotations
 
-import importlib
-import multiprocessing as mp
 import os
+import subprocess
+import sys
 import threading
 import time
-from multiprocessing.connection import wait
-from typing import Any, Sequence
+from multiprocessing.connection import Connection, wait
+from typing import Sequence
 
 TIMEOUT = "__timeout__"
 ERROR = "__error__"
@@ -22,47 +25,28 @@ READY = "__ready__"
 MEMORY_LIMIT_BYTES = 2 << 30
 
 
-def _resolve(path: str):
-    module, name = path.split(":")
-    return getattr(importlib.import_module(module), name)
-
-
-def _worker_main(conn, memory_limit: int, preload: tuple[str, ...]) -> None:
-    for module in preload:  # before the first timed check
-        importlib.import_module(module)
-    try:
-        import resource
-        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
-    except (ImportError, ValueError, OSError):
-        pass
-    conn.send(READY)
-    cache: dict[str, Any] = {}
-    while True:
-        try:
-            job = conn.recv()
-        except EOFError:
-            return
-        if job is None:
-            return
-        fn_path, args = job
-        try:
-            fn = cache.get(fn_path) or cache.setdefault(fn_path, _resolve(fn_path))
-            result = fn(*args)
-        except BaseException:  # noqa: BLE001 - anything a hostile input provokes
-            result = ERROR
-        try:
-            conn.send(result)
-        except Exception:  # noqa: BLE001 - unpicklable result
-            conn.send(ERROR)
+def _worker_env() -> dict:
+    """The parent's environment, with this o1jax first on the path: a worker runs the same code
+    as its parent (a checkout, a worktree), whatever is installed."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.environ.get("PYTHONPATH")
+    return dict(os.environ, PYTHONPATH=root + (os.pathsep + path if path else ""))
 
 
 class _Worker:
-    def __init__(self, ctx, memory_limit, preload):
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, memory_limit, preload),
-                                daemon=True)
-        self.proc.start()
-        child.close()
+    """One worker process and the two pipes to it (jobs in, results out)."""
+
+    def __init__(self, memory_limit, preload):
+        job_r, job_w = os.pipe()
+        res_r, res_w = os.pipe()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "o1jax.rewards.worker", str(job_r), str(res_w),
+             str(memory_limit), *preload], pass_fds=(job_r, res_w), stdin=subprocess.DEVNULL,
+            env=_worker_env())
+        os.close(job_r)
+        os.close(res_w)
+        self.jobs = Connection(job_w, readable=False)
+        self.conn = Connection(res_r, writable=False)
 
     def wait_ready(self, timeout: float = 120.0) -> None:
         if not self.conn.poll(timeout) or self.conn.recv() != READY:
@@ -70,7 +54,8 @@ class _Worker:
 
     def kill(self):
         self.proc.kill()
-        self.proc.join(timeout=5)
+        self.proc.wait(timeout=5)
+        self.jobs.close()
         self.conn.close()
 
 
@@ -86,11 +71,10 @@ class CheckPool:
     def __init__(self, num_workers: int | None = None, timeout: float = 1.0,
                  memory_limit: int = MEMORY_LIMIT_BYTES,
                  preload: Sequence[str] = ("o1jax.rewards.verifier",)):
-        self.num_workers = num_workers or max(1, min(4, os.cpu_count() or 1))
+        self.num_workers = num_workers or len(os.sched_getaffinity(0))
         self.timeout = timeout
         self.memory_limit = memory_limit
         self.preload = tuple(preload)
-        self._ctx = mp.get_context("spawn")
         self._lock = threading.Lock()
         self._workers = [self._start() for _ in range(self.num_workers)]
         for wk in self._workers:
@@ -98,7 +82,7 @@ class CheckPool:
         self.stats = {"checks": 0, "timeouts": 0, "errors": 0}
 
     def _start(self) -> _Worker:
-        return _Worker(self._ctx, self.memory_limit, self.preload)
+        return _Worker(self.memory_limit, self.preload)
 
     def map(self, fn_path: str, arg_list: Sequence[tuple], timeout: float | None = None) -> list:
         timeout = self.timeout if timeout is None else timeout
@@ -111,7 +95,7 @@ class CheckPool:
                 while pending and idle:
                     w, j = idle.pop(), pending.pop()
                     try:
-                        self._workers[w].conn.send((fn_path, tuple(arg_list[j])))
+                        self._workers[w].jobs.send((fn_path, tuple(arg_list[j])))
                         busy[w] = (j, time.monotonic() + timeout)
                     except (BrokenPipeError, OSError):
                         self._replace(w)
@@ -151,7 +135,7 @@ class CheckPool:
     def close(self) -> None:
         for wk in self._workers:
             try:
-                wk.conn.send(None)
+                wk.jobs.send(None)
             except (BrokenPipeError, OSError):
                 pass
             wk.kill()
@@ -161,3 +145,4 @@ class CheckPool:
 
     def __exit__(self, *exc):
         self.close()
+

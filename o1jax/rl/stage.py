@@ -28,7 +28,8 @@ def run_rl(exp: experiment.Experiment, params: Params) -> tuple[RLState, bool]:
                               seed=cfg.seed, template=cfg.data.template,
                               process_index=jax.process_index(),
                               process_count=jax.process_count())
-    reward_fn = make_reward_callback(tok, lambda i: decode_example(train[i]), rl.reward_weights)
+    reward_fn = make_reward_callback(tok, lambda i: decode_example(train[i]), rl.reward_weights,
+                                     mesh=exp.mesh)
     iteration, shardings = make_iteration(policy, rl, reward_fn, tok.stop_ids, tok.pad_id)
     state = jax.device_put(init_state(params, rl, jax.random.key(cfg.seed + 1)), shardings)
     base_key = jax.random.key(cfg.seed)
@@ -59,7 +60,7 @@ def lower_rl_step(cfg) -> jax.stages.Lowered:
     rl = experiment.check_config(cfg, jax.device_count())
     mesh = sharding.make_mesh(cfg.mesh_shape)
     policy, tok = experiment.build_model(cfg, mesh, abstract=True)
-    reward_fn = make_reward_callback(tok, lambda i: {}, rl.reward_weights)
+    reward_fn = make_reward_callback(tok, lambda i: {}, rl.reward_weights, mesh=mesh)
     state = jax.eval_shape(lambda p: init_state(p, rl, jax.random.key(1)), policy.param_shapes())
     b, p = rl.batch_prompts, cfg.data.max_prompt_len
     batch = {"tokens": jax.ShapeDtypeStruct((b, p), np.int32),

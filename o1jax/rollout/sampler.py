@@ -17,6 +17,7 @@ from typing import NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 
 from o1jax import sharding
 from o1jax.models.transformer import Params, Transformer
@@ -163,7 +164,28 @@ def make_sampler(model: Transformer, cfg: SamplingConfig):
                                          sharding.replicated(mesh)), out_shardings=out)
 
     def run(params, prompt_tokens, prompt_mask, key) -> Rollout:
-        check_prompts(prompt_mask, model, cfg)
+        if getattr(prompt_mask, "is_fully_addressable", True):  # else checked by the caller
+            check_prompts(prompt_mask, model, cfg)
         return compiled(tuple(np.shape(prompt_tokens)))(params, prompt_tokens, prompt_mask, key)
 
     return run
+
+
+def sample_on_hosts(model: Transformer, cfg: SamplingConfig, sampler, params: Params, prompt_tokens: np.ndarray,
+                    prompt_mask: np.ndarray, key: jax.Array) -> Rollout:
+    """Runs ``sampler`` (``make_sampler(model, cfg)``) on a prompt batch that every process holds in
+    full (host arrays [B, P]); returns the whole rollout as host numpy arrays on every process.
+
+    Each process puts only the rows its own devices hold; with one process and no mesh this is
+    a plain call. The batch may have any size (a batch the data axes do not divide is
+    replicated, as ``sharding.batch_sharding`` says).
+    """
+    mesh = model.mesh
+    if mesh is None or jax.process_count() == 1:
+        return jax.tree.map(np.asarray, sampler(params, prompt_tokens, prompt_mask, key))
+    check_prompts(prompt_mask, model, cfg)
+    put = lambda x: jax.make_array_from_callback(  # noqa: E731
+        x.shape, sharding.batch_sharding(mesh, x.ndim, x.shape), lambda index: x[index])
+    roll = sampler(params, put(np.asarray(prompt_tokens)), put(np.asarray(prompt_mask)), key)
+    return jax.tree.map(lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)),
+                        roll)
