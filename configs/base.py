@@ -15,6 +15,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.on_nonfinite = "skip"          # or "stop"
     c.distributed = False            # multi-host: jax.distributed.initialize()
     c.progress_bar = True
+    c.workdir_timeout = 60           # seconds to reach (create) the workdir at start
     c.peak_flops_per_s = 0.0         # for the MFU metric; 0: measure a matmul at start
 
     c.model = ml_collections.ConfigDict()

@@ -121,12 +121,13 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
     return out
 
 
-def evaluate_stage(exp, name: str, params: Params, maj_k: int) -> dict:
-    """Held-out evaluation of a run's policy (``exp``: an ``experiment.Experiment``), cached in
-    WORKDIR/eval_{name}.json so that a resumed run reuses it."""
+def evaluate_stage(exp, name: str, params: Params, maj_k: int, step: int) -> dict:
+    """Held-out evaluation of a run's policy at training ``step`` (``exp``: an
+    ``experiment.Experiment``), cached in WORKDIR/eval_{name}.json so that a resumed run
+    reuses it; a file written at another step (a run resumed to train longer) is redone."""
     cfg = exp.cfg
     path = exp.workdir / f"eval_{name}.json"
-    if _agreed(path.exists()):
+    if _agreed(path.exists() and read_json(path).get("step") == step):
         return read_json(path)
     test = exp.sources["test"]
     examples = [decode_example(test[i]) for i in range(min(len(test), cfg.eval.num_examples))]
@@ -134,6 +135,7 @@ def evaluate_stage(exp, name: str, params: Params, maj_k: int) -> dict:
                       cfg.eval.max_new_tokens, maj_k=maj_k, temperature=cfg.eval.temperature,
                       batch_prompts=cfg.eval.batch_prompts, seed=cfg.seed,
                       template=cfg.data.template)
+    result["step"] = step
     if is_writer():
         write_text(path, json.dumps(result, indent=2))
     return result

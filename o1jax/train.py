@@ -31,7 +31,7 @@ def run(cfg, workdir: str) -> dict:
     sharding.initialize_distributed(cfg.get("distributed", False))
     experiment.check_config(cfg, jax.device_count())
     root = wd.resolve(workdir)
-    wd.check_reachable(root)
+    wd.check_reachable(root, cfg.get("workdir_timeout", 60))
     wd.check_resume(root, cfg)
     if wd.is_writer():
         wd.write_text(root / "config.json", cfg.to_json_best_effort(indent=2))
@@ -50,7 +50,8 @@ def run(cfg, workdir: str) -> dict:
         if preempted:
             return dict(result, preempted=True)
         if do_eval:
-            result["sft_accuracy"] = evaluate_stage(exp, "sft", params, 0)["greedy_accuracy"]
+            result["sft_accuracy"] = evaluate_stage(exp, "sft", params, 0,
+                                                     cfg.sft.num_steps)["greedy_accuracy"]
 
     # ---- RL, then its evaluation (greedy and maj@k)
     if exp.rl.num_iterations > 0:
@@ -60,7 +61,7 @@ def run(cfg, workdir: str) -> dict:
             return result
         if do_eval:
             k = cfg.eval.maj_k
-            ev = evaluate_stage(exp, "rl", state.policy, k)
+            ev = evaluate_stage(exp, "rl", state.policy, k, int(state.step))
             result["rl_accuracy"] = ev["greedy_accuracy"]
             result[f"rl_maj{k}_accuracy"] = ev.get(f"maj{k}_accuracy")
 

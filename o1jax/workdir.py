@@ -10,10 +10,10 @@ writes shared files (``is_writer``); orbax saves are collective.
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import logging
 import os
+import threading
 import uuid
 
 import jax
@@ -68,25 +68,31 @@ def read_json(path: epath.Path):
 def check_reachable(workdir: epath.Path, timeout: float = 60.0) -> None:
     """Creates the workdir (a probe object for a bucket) or raises WorkdirError within
     ``timeout`` seconds naming the workdir and the likely fix. Writes nothing anywhere else."""
-    def probe():
-        workdir.mkdir(parents=True, exist_ok=True)
-        if is_remote(workdir):
-            marker = workdir / f".o1jax-probe-{uuid.uuid4().hex}"
-            marker.write_text("ok")
-            marker.unlink()
+    outcome: list = []
 
-    pool = concurrent.futures.ThreadPoolExecutor(1)
-    try:
-        pool.submit(probe).result(timeout=timeout)
-    except concurrent.futures.TimeoutError:
+    def probe():
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+            if is_remote(workdir):
+                marker = workdir / f".o1jax-probe-{uuid.uuid4().hex}"
+                marker.write_text("ok")
+                marker.unlink()
+            outcome.append(None)
+        except Exception as e:  # noqa: BLE001 - any failure to create it is reported below
+            outcome.append(e)
+
+    thread = threading.Thread(target=probe, daemon=True)  # a hung client must not block exit
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
         raise WorkdirError(f"workdir {workdir} did not answer within {timeout:.0f} s: check the "
                            "bucket name, network access and credentials (gcloud auth "
-                           "application-default login)") from None
-    except Exception as e:  # noqa: BLE001 - any failure to create it is reported the same way
-        raise WorkdirError(f"workdir {workdir} cannot be written ({type(e).__name__}: {e}); check "
-                           "the path, its permissions, or the bucket and credentials") from None
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+                           "application-default login)")
+    if outcome[0] is not None:
+        e = outcome[0]
+        raise WorkdirError(f"workdir {workdir} cannot be written ({type(e).__name__}: "
+                           f"{str(e)[:300]}); check the path and its permissions, or the bucket "
+                           "name and credentials (gcloud auth application-default login)")
 
 
 def load_config(workdir) -> ml_collections.ConfigDict:

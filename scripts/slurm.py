@@ -36,14 +36,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 def batch_script(a) -> str:
     lines = ["#!/bin/bash", f"#SBATCH --job-name={a.job_name}", f"#SBATCH --nodes={a.nodes}",
              "#SBATCH --ntasks-per-node=1", f"#SBATCH --gpus-per-node={a.gpus_per_node}",
-             f"#SBATCH --time={a.time}", "#SBATCH --output=%x-%j.out"]
+             f"#SBATCH --time={a.time}", "#SBATCH --output=%x-%j.out",
+             "#SBATCH --requeue", "#SBATCH --signal=TERM@120"]
     if a.partition:
         lines.append(f"#SBATCH --partition={a.partition}")
     flags = (f"--config={shlex.quote(a.config)} --workdir={shlex.quote(a.workdir)} "
              f"--config.distributed=True {a.overrides}").strip()
     lines += ["set -euo pipefail", f"cd {shlex.quote(a.repo_dir)}",
               "# one process per host; each sees its node's GPUs",
-              f"srun --kill-on-bad-exit=1 .venv/bin/python -m o1jax.train {flags}"]
+              "# SIGTERM (preemption, or 120 s before the time limit) makes every process save",
+              "# the same step and exit 143; the job then goes back in the queue and resumes",
+              "status=0",
+              f"srun --kill-on-bad-exit=1 .venv/bin/python -m o1jax.train {flags} || status=$?",
+              'if [ "$status" -eq 143 ]; then scontrol requeue "$SLURM_JOB_ID"; fi',
+              'exit "$status"']
     return "\n".join(lines) + "\n"
 
 

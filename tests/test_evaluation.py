@@ -72,8 +72,10 @@ def test_evaluate_stage_evaluates_once_and_reuses_the_file(answers_42, tmp_path)
                  "batch_prompts": 4}})
     test = [dict(e, meta=e["meta"].encode()) for e in EXAMPLES]  # rows as TFDS stores them
     exp = Experiment(cfg, epath.Path(tmp_path), None, tok, model, {"test": test}, None)
-    first = evaluate_stage(exp, "rl", params, 2)
+    first = evaluate_stage(exp, "rl", params, 2, step=5)
     assert first["num_examples"] == 4 and first["greedy_accuracy"] == pytest.approx(2 / 4)
     assert json.loads((tmp_path / "eval_rl.json").read_text()) == first
-    (tmp_path / "eval_rl.json").write_text(json.dumps({"greedy_accuracy": 0.123}))
-    assert evaluate_stage(exp, "rl", params, 2) == {"greedy_accuracy": 0.123}
+    (tmp_path / "eval_rl.json").write_text(json.dumps({"greedy_accuracy": 0.123, "step": 5}))
+    assert evaluate_stage(exp, "rl", params, 2, step=5) == {"greedy_accuracy": 0.123, "step": 5}
+    # a run resumed to train longer evaluates its new policy
+    assert evaluate_stage(exp, "rl", params, 2, step=8) == dict(first, step=8)

@@ -8,6 +8,7 @@ import time
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
 from o1jax import experiment, flops, sharding
 from o1jax.data.pipeline import PromptPipeline, decode_example
@@ -43,9 +44,9 @@ def run_rl(exp: experiment.Experiment, params: Params) -> tuple[RLState, bool]:
         state, metrics = iteration(state, batch, jax.random.fold_in(base_key, i))
         metrics = jax.device_get(metrics)
         seconds = time.perf_counter() - t
-        work = flops.rl_iteration_flops(policy.cfg, rl, float(b.mask.sum()),
-                                        float(metrics["generated_tokens"]),
-                                        b.tokens.shape[0] * rl.group_size,
+        prompt_tokens = float(np.sum(multihost_utils.process_allgather(b.mask.sum())))
+        work = flops.rl_iteration_flops(policy.cfg, rl, prompt_tokens,
+                                        float(metrics["generated_tokens"]), rl.rows,
                                         b.tokens.shape[1] + rl.max_new_tokens)
         return state, rl_log_row(metrics, seconds, work, peak)
 

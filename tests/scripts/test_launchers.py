@@ -3,6 +3,7 @@
 import importlib.util
 import os
 import shlex
+import subprocess
 
 import pytest
 
@@ -77,3 +78,24 @@ def test_slurm_script(tmp_path):
     assert out.read_text().startswith("#!/bin/bash")
     with pytest.raises(SystemExit):
         slurm.parse_args(["--nodes", "0", "--config", "c", "--workdir", "w"])
+
+
+@pytest.mark.parametrize("srun_status, requeued", [(143, True), (1, False), (0, False)])
+def test_slurm_script_requeues_a_preempted_job(tmp_path, srun_status, requeued):
+    """The batch script run by bash with stand-ins for srun and scontrol: exit 143 (the trainer
+    saved after SIGTERM) puts the job back in the queue; other statuses pass through."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(f"#!/bin/bash\nexit {srun_status}\n")
+    (bin_dir / "scontrol").write_text(f"#!/bin/bash\necho \"$@\" > {tmp_path}/scontrol.txt\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    a = slurm.parse_args(["--config", "c.py", "--workdir", "/s/run", "--repo-dir", str(tmp_path)])
+    script = tmp_path / "job.sbatch"
+    script.write_text(slurm.batch_script(a))
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", SLURM_JOB_ID="77")
+    res = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    assert res.returncode == srun_status
+    assert (tmp_path / "scontrol.txt").exists() == requeued
+    if requeued:
+        assert (tmp_path / "scontrol.txt").read_text().split() == ["requeue", "77"]

@@ -1,0 +1,144 @@
+"""Several hosts, emulated: 2 local processes x 4 fake CPU devices with JAX's CPU collectives
+(gloo), running the training CLI as every host of a TPU slice or SLURM job would."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs", "smoke.py")
+WALL_CLOCK = ("time/iteration_s", "tokens_per_s", "mfu")
+VERIFIED = re.compile(r"process (\d) of (\d) verified (\d+) responses")
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(devices: int) -> dict:
+    return dict(os.environ, JAX_PLATFORMS="cpu",
+                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+
+
+def _cmd(workdir, *extra):
+    return [sys.executable, "-m", "o1jax.train", f"--config={CONFIG}", f"--workdir={workdir}",
+            "--config.progress_bar=False", *extra]
+
+
+def _launch(workdir, *extra, processes=2, port=None):
+    port = port or _free_port()
+    return [subprocess.Popen(
+        _cmd(workdir, f"--coordinator_address=127.0.0.1:{port}",
+             f"--num_processes={processes}", f"--process_id={i}", *extra),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(8 // processes),
+        cwd=ROOT) for i in range(processes)]
+
+
+def _wait(procs, timeout=900):
+    outs = [p.communicate(timeout=timeout) for p in procs]
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outs)]
+
+
+def _rows(workdir):
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def _strip(row):
+    return {k: v for k, v in row.items() if k not in WALL_CLOCK}
+
+
+def _verified(err):
+    return [(int(i), int(n), int(v)) for i, n, v in VERIFIED.findall(err)]
+
+
+def test_two_processes_match_one_and_write_one_copy(tmp_path):
+    """SFT, evaluation, RL with a checkpoint, a resume that trains longer, evaluation again:
+    metrics as one 8-device process gives them, one copy of every file, each process verifying
+    only its own rows."""
+    single = tmp_path / "single"
+    res = subprocess.run(_cmd(single), capture_output=True, text=True, env=_env(8), cwd=ROOT,
+                         timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    single_summary = json.loads(res.stdout.strip().splitlines()[-1])
+    [(_, _, single_checks)] = _verified(res.stderr)
+
+    multi = tmp_path / "multi"
+    first = _wait(_launch(multi, "--config.rl.num_iterations=2"))
+    for rc, _, err in first:
+        assert rc == 0, err[-3000:]
+    # each process verified half of what the single process verified in its first 2 iterations
+    # + evaluations: the rows it holds, never the whole batch
+    checks = sorted(v for _, _, err in first for v in [_verified(err)[0]])
+    assert [(i, n) for i, n, _ in checks] == [(0, 2), (1, 2)]
+    assert checks[0][2] == checks[1][2] > 0
+    assert first[0][1].strip() and not first[1][1].strip()  # the summary: process 0 only
+
+    second = _wait(_launch(multi))  # rl.num_iterations back to 4: resumes from RL step 2
+    for rc, _, err in second:
+        assert rc == 0, err[-3000:]
+        assert "resumed RL from step 2" in err and "rl.num_iterations" in err
+    summary = json.loads(second[0][1].strip().splitlines()[-1])
+
+    rows = _rows(multi)
+    keys = [(r["stage"], r["step"]) for r in rows]
+    assert keys == [("sft", s) for s in range(1, 5)] + [("rl", s) for s in range(1, 5)]
+    for got, want in zip(rows, _rows(single)):
+        got, want = _strip(got), _strip(want)
+        assert got.keys() == want.keys()
+        for k in want:
+            assert got[k] == pytest.approx(want[k], rel=1e-3, abs=1e-4), (got["stage"],
+                                                                           got["step"], k)
+    for key in ("sft_accuracy", "rl_accuracy", "rl_maj4_accuracy"):
+        assert summary[key] == pytest.approx(single_summary[key], abs=1e-6), key
+    assert json.loads((multi / "eval_rl.json").read_text())["step"] == 4
+    json.loads((multi / "config.json").read_text())  # one writer: a whole, parseable file
+    assert sorted(p.name for p in multi.iterdir() if p.name.startswith("eval_")) == \
+        ["eval_rl.json", "eval_sft.json"]
+    assert len(list((multi / "tensorboard" / "rl").iterdir())) == 2  # one per invocation
+    assert single_checks > 0
+
+
+def test_a_signal_to_one_process_saves_the_same_step_on_all(tmp_path):
+    workdir = tmp_path / "w"
+    procs = _launch(workdir, "--config.sft.num_steps=0", "--config.eval.num_examples=0",
+                    "--config.rl.num_iterations=100000", "--config.checkpoint.every=1000")
+    metrics = workdir / "metrics.jsonl"
+    deadline = time.time() + 600
+    while time.time() < deadline and not (metrics.exists() and
+                                          len(metrics.read_text().splitlines()) >= 2):
+        time.sleep(0.05)
+    procs[1].send_signal(signal.SIGTERM)  # the preemption notice reaches one host only
+    results = _wait(procs, timeout=300)
+    saved = [re.findall(r"checkpointed RL step (\d+)", err) for _, _, err in results]
+    for rc, _, err in results:
+        assert rc == 143, err[-3000:]
+    assert saved[0] == saved[1] and len(saved[0]) == 1
+    steps = sorted(int(p.name) for p in (workdir / "checkpoints" / "rl").iterdir()
+                   if p.name.isdigit())
+    assert steps == [int(saved[0][0])]
+    assert "stop signal (15 on this process)" in results[1][2]
+    assert "stop signal (None on this process)" in results[0][2]
+
+
+def test_a_coordinator_that_never_answers_is_a_clear_error(tmp_path):
+    port = _free_port()  # nothing listens there
+    res = subprocess.run(
+        _cmd(tmp_path / "w", f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+             "--process_id=1", "--initialization_timeout=3"),
+        capture_output=True, text=True, env=_env(4), cwd=ROOT, timeout=120)
+    assert res.returncode == 2
+    assert f"coordinator 127.0.0.1:{port} did not answer within 3 s" in res.stderr
+    assert "start process 0" in res.stderr
+    assert not (tmp_path / "w").exists()
