@@ -43,10 +43,9 @@ def _gcs_env(port: int, home) -> dict:
 def gcs(tmp_path):
     """A GCS emulator on 127.0.0.1 with bucket ``bkt``; yields the environment for clients."""
     port = _free_port()
-    proc = subprocess.Popen([os.path.join(os.path.dirname(sys.executable),
-                                          "gcp-storage-emulator"), "start", "--host",
-                             "127.0.0.1", "--port", str(port), "--default-bucket", "bkt",
-                             "--in-memory"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "tests", "gcs_emulator.py"),
+                             str(port), "bkt"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
     while True:
         try:
@@ -180,6 +179,8 @@ def test_a_hf_run_exports_and_generates_with_its_own_tokenizer(tmp_path):
     workdir, out = tmp_path / "w", tmp_path / "export"
     env = dict(os.environ, XLA_FLAGS="")
     res = subprocess.run(_cmd(workdir, f"--config.model.hf_path={model_dir}",
+                              "--config.model.overrides.vocab_size=259",  # the model's shapes
+                              "--config.model.overrides.num_layers=2",
                               "--config.sft.num_steps=2", "--config.rl.num_iterations=0",
                               "--config.eval.num_examples=0"),
                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)
