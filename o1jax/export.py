@@ -1,14 +1,17 @@
 """Export a training workdir's policy as a Hugging Face directory:
 ``python -m o1jax.export --workdir DIR [--step N] --out OUT`` (config.json, model.safetensors,
-tokenizer files; loads in transformers and vLLM)."""
+the tokenizer the run trained with; loads in transformers and vLLM). Run on every host of a
+multi-host job (``--coordinator-address --num-processes --process-id``), each process reads the
+checkpoint and process 0 writes OUT."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from o1jax import sharding
 from o1jax.models import hf
-from o1jax.workdir import load_policy
+from o1jax.workdir import is_writer, load_policy
 
 
 def main(argv=None) -> int:
@@ -16,14 +19,17 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--step", type=int, default=None, help="default: the latest checkpoint")
     ap.add_argument("--out", required=True)
+    sharding.add_distributed_flags(ap)
     args = ap.parse_args(argv)
     try:
+        sharding.initialize_from_flags(args)
         model, params, tokenizer = load_policy(args.workdir, args.step)
-        hf.save_pretrained(args.out, params, model.cfg, tokenizer)
-    except (ValueError, FileExistsError, FileNotFoundError) as e:
+        if is_writer():
+            hf.save_pretrained(args.out, params, model.cfg, tokenizer)
+            print(args.out)
+    except (ValueError, FileExistsError, FileNotFoundError, sharding.DistributedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(args.out)
     return 0
 
 

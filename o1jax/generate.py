@@ -13,11 +13,10 @@ import json
 import sys
 
 import jax
-import numpy as np
 
 from o1jax import sharding, workdir
 from o1jax.models import hf
-from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts
+from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts, sample_on_hosts
 from o1jax.tokenizer import Tokenizer, response_texts
 
 
@@ -39,6 +38,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--mesh-shape", default=None,
                     help="data,fsdp,tensor, e.g. 1,1,-1 (default: one device)")
     ap.add_argument("--dtype", default="float32", help="compute dtype (float32 or bfloat16)")
+    sharding.add_distributed_flags(ap)
     return ap.parse_args(argv)
 
 
@@ -50,6 +50,7 @@ def main(argv=None) -> int:
         with open(args.prompts_file) as f:
             prompts = [line.rstrip("\n") for line in f if line.strip()]
     try:
+        sharding.initialize_from_flags(args)
         if not prompts or not all(prompts):
             raise ValueError("empty prompt" if prompts else f"no prompts in {args.prompts_file}")
         if workdir.is_workdir(args.model):
@@ -67,12 +68,15 @@ def main(argv=None) -> int:
             model, params = hf.load(args.model, mesh=mesh, dtype=args.dtype)
         tokens, mask = pad_prompts([tokenizer.encode(p) for p in prompts], tokenizer.pad_id)
         sampler = make_sampler(model, cfg_sampling)
-        rollout = sampler(params, tokens, mask, jax.random.key(args.seed))
-    except (ValueError, FileNotFoundError) as e:
+        rollout = sample_on_hosts(model, cfg_sampling, sampler, params, tokens, mask,
+                                  jax.random.key(args.seed))
+    except (ValueError, FileNotFoundError, sharding.DistributedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not workdir.is_writer():  # every process sampled its rows; process 0 prints them all
+        return 0
     texts = response_texts(rollout.tokens, rollout.response_mask, rollout.finished, tokenizer)
-    finished = np.asarray(rollout.finished).tolist()
+    finished = rollout.finished.tolist()
     if len(texts) == 1 and args.prompts_file is None:
         print(texts[0])
     else:

@@ -89,6 +89,24 @@ def initialize_distributed(enabled: bool = False, coordinator_address: str | Non
     jax.distributed.initialize(**given, initialization_timeout=timeout_s)
 
 
+def add_distributed_flags(parser) -> None:
+    """The multi-host flags of an argparse CLI (export, generate); the train CLI has the same
+    ones as absl flags (with underscores)."""
+    parser.add_argument("--coordinator-address", default=None,
+                        help="multi-host: HOST:PORT of process 0 (default: from the TPU or "
+                        "SLURM environment, with --distributed)")
+    parser.add_argument("--num-processes", type=int, default=None)
+    parser.add_argument("--process-id", type=int, default=None)
+    parser.add_argument("--distributed", action="store_true",
+                        help="multi-host with everything read from the environment")
+    parser.add_argument("--initialization-timeout", type=int, default=300)
+
+
+def initialize_from_flags(args) -> None:
+    initialize_distributed(args.distributed, args.coordinator_address, args.num_processes,
+                           args.process_id, args.initialization_timeout)
+
+
 def _wait_for_coordinator(address: str, timeout_s: float) -> None:
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit():

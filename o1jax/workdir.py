@@ -191,8 +191,10 @@ def load_policy(path, step: int | None = None, mesh=None):
                 continue
             raise ValueError(f"{path}: no checkpoint at step {step}; RL/SFT steps: {steps}")
         chosen = step if step is not None else steps[-1]
-        state = mngr.restore(chosen, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore()))["state"]
-        params = jax.tree.map(jax.numpy.asarray, state[key])
-        return model, params, tokenizer
+        # onto this process's first device where the saved sharding names devices this
+        # process lacks: every process of a multi-host launch reads its own copy
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        state = mngr.restore(chosen, args=ocp.args.Composite(state=ocp.args.StandardRestore(
+            fallback_sharding=device)))["state"]
+        return model, jax.device_put(state[key], device), tokenizer
     raise ValueError(f"{path}: no checkpoints to load")

@@ -144,3 +144,28 @@ def test_a_coordinator_that_never_answers_is_a_clear_error(tmp_path):
     assert f"coordinator 127.0.0.1:{port} did not answer within 3 s" in res.stderr
     assert "start process 0" in res.stderr
     assert not (tmp_path / "w").exists()
+
+
+def test_export_from_two_processes_writes_one_copy(tmp_path):
+    """Every host of a job runs the export; each reads the checkpoint, process 0 writes."""
+    workdir = tmp_path / "w"
+    res = subprocess.run(_cmd(workdir, "--config.sft.num_steps=2", "--config.rl.num_iterations=0",
+                              "--config.eval.num_examples=0"),
+                         capture_output=True, text=True, env=_env(8), cwd=ROOT, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    export = lambda out, *extra, **kw: subprocess.Popen(  # noqa: E731
+        [sys.executable, "-m", "o1jax.export", "--workdir", str(workdir), "--out", str(out),
+         *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, **kw)
+    [(rc, _, err)] = _wait([export(tmp_path / "one", env=_env(8))])
+    assert rc == 0, err[-3000:]
+    port = _free_port()
+    results = _wait([export(tmp_path / "two", f"--coordinator-address=127.0.0.1:{port}",
+                            "--num-processes=2", f"--process-id={i}", env=_env(4))
+                     for i in range(2)])
+    for rc, _, err in results:
+        assert rc == 0, err[-3000:]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "one").iterdir())
+    for f in (tmp_path / "one").iterdir():
+        assert (tmp_path / "two" / f.name).read_bytes() == f.read_bytes(), f.name
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".export")] == []
