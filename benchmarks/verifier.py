@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -94,6 +95,22 @@ def per_check_seconds(pool, responses, golds, n):
     return np.asarray(times)
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process (Linux /proc), MB."""
+    with open(f"/proc/{pid}/status") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return kb / 1024
+
+
+def rss_after_import(code: str) -> float:
+    """Resident memory of a fresh interpreter after running ``code``, MB."""
+    out = subprocess.run([sys.executable, "-c", code + "; import os; print(os.getpid()); "
+                          "print(open(f'/proc/{os.getpid()}/status').read())"],
+                         capture_output=True, text=True, check=True).stdout
+    kb = next(int(line.split()[1]) for line in out.splitlines() if line.startswith("VmRSS:"))
+    return kb / 1024
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -120,6 +137,9 @@ def main():
                                                  n_single),
                   "math": per_check_seconds(pool, m_resp, m_gold, n_single)}
         math_timeouts = pool.stats["timeouts"]
+        worker_mb = [rss_mb(w.proc.pid) for w in pool._workers]
+    # what a worker cost before: multiprocessing's spawn re-imported the trainer's main module
+    trainer_import_mb = rss_after_import("import o1jax.train, o1jax.rewards.verifier")
     reward_s = float(np.median(times))
     accuracy = float(np.mean(rewards >= 1.0))
     model = Transformer(preset("tiny"))
@@ -136,7 +156,9 @@ def main():
            "math_right_accepted": float(m_ok[m_right].mean()),
            "math_wrong_accepted": float(m_ok[~m_right].mean()), "pool_timeouts": math_timeouts,
            **{f"{k}_check_ms_p50": 1e3 * float(np.median(v)) for k, v in single.items()},
-           **{f"{k}_check_ms_p99": 1e3 * float(np.percentile(v, 99)) for k, v in single.items()}}
+           **{f"{k}_check_ms_p99": 1e3 * float(np.percentile(v, 99)) for k, v in single.items()},
+           "worker_rss_mb": float(np.mean(worker_mb)),
+           "worker_importing_trainer_rss_mb": trainer_import_mb}
     print(f"{BATCH} responses verified in {reward_s:.2f} s with {args.workers} workers: "
           f"{out['checks_per_s']:,.0f} checks/s (half correct: {accuracy:.2f} rewarded); "
           f"tiny-model rollout of the same 512 x 128 tokens: {rollout_s:.2f} s; "
@@ -147,6 +169,9 @@ def main():
     for k in single:
         print(f"one {k} check: median {out[f'{k}_check_ms_p50']:.1f} ms, 99th percentile "
               f"{out[f'{k}_check_ms_p99']:.1f} ms (pool limit 1000 ms)")
+    print(f"verifier worker: {out['worker_rss_mb']:.0f} MB resident; a worker importing the "
+          f"trainer (what multiprocessing's spawn did): "
+          f"{out['worker_importing_trainer_rss_mb']:.0f} MB")
     print(json.dumps(out))
 
 

@@ -1,9 +1,13 @@
 """Training CLI: ``python -m o1jax.train --config configs/NAME.py --workdir DIR [--config.X=Y]``.
 
-SFT -> held-out evaluation -> RL -> held-out evaluation, each stage resumable. The workdir
-holds checkpoints/, metrics.jsonl, tensorboard/, eval_*.json, report.png and config.json (the
-resolved config); running again on the same workdir resumes from the latest complete
-checkpoint. The last line printed is one JSON object summarising the run.
+SFT -> held-out evaluation -> RL -> held-out evaluation, each stage resumable. The workdir (a
+local path or gs://) holds checkpoints/, metrics.jsonl, tensorboard/, eval_*.json, report.png
+and config.json (the resolved config); running again on the same workdir resumes from the
+latest complete checkpoint. The last line printed (by process 0) is one JSON object summarising
+the run. Exit status: 0 done, 2 bad config, workdir or multi-host start, 143 preempted (a
+checkpoint was saved; rerun to resume). Multi-host: the same command on every host, with
+``--config.distributed=True`` (TPU VMs, SLURM) or ``--coordinator_address --num_processes
+--process_id``.
 """
 
 from __future__ import annotations
