@@ -42,3 +42,22 @@ def test_model_vocabulary_must_hold_the_tokenizer():
     cfg.model.overrides.vocab_size = 100
     with pytest.raises(ConfigError, match="model.vocab_size=100 is smaller"):
         build_model(cfg, None)
+
+
+@pytest.mark.parametrize("field", ["rl.batch_prompts", "sft.batch_size"])
+def test_batches_must_divide_over_the_processes(field, monkeypatch):
+    """Each process feeds an equal share: 3 hosts cannot split 8 prompts or 16 SFT rows."""
+    import jax
+    monkeypatch.setattr(jax, "process_count", lambda: 3)
+    cfg = smoke.get_config()
+    if field == "sft.batch_size":
+        cfg.rl.batch_prompts = 6  # divides; the SFT batch of 16 does not
+    with pytest.raises(ConfigError, match=f"{field}=.* is not divisible by the 3 processes"):
+        check_config(cfg, 12)
+
+
+def test_a_gs_data_dir_is_refused_before_anything_runs():
+    cfg = smoke.get_config()
+    cfg.data.data_dir = "gs://bkt/tfds"
+    with pytest.raises(ConfigError, match="give a local directory"):
+        check_config(cfg, 8)

@@ -31,3 +31,24 @@ def test_memory_bomb_is_contained():
         # 8 GB of zeros cannot be allocated under a 1 GB limit: an error, not a dead parent
         assert pool.map("builtins:bytearray", [(8 << 30,)]) == [ERROR]
         assert pool.map("builtins:len", [("abc",)]) == [3]
+
+
+def test_a_worker_does_not_import_the_program_that_started_it(tmp_path):
+    """A trainer (JAX, orbax, TFDS imported in its main module) starts a pool: its worker holds
+    the verifier only. multiprocessing's spawn workers re-imported the main module (~480 MB)."""
+    import subprocess
+    import sys
+    script = tmp_path / "trainer_like.py"
+    script.write_text(
+        "import jax, orbax.checkpoint, tensorflow_datasets, o1jax.train\n"
+        "from o1jax.rewards.pool import CheckPool\n"
+        "if __name__ == '__main__':\n"
+        "    with CheckPool(num_workers=1) as pool:\n"
+        "        pid = pool._workers[0].proc.pid\n"
+        "        status = open(f'/proc/{pid}/status').read()\n"
+        "        print(next(l.split()[1] for l in status.splitlines() if l.startswith('VmRSS')))\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rss_mb = int(out.stdout.split()[-1]) / 1024
+    assert rss_mb < 150, rss_mb

@@ -173,5 +173,5 @@ def test_pathological_inputs_are_false_within_the_time_limit():
         assert pool.stats["timeouts"] >= 1  # the slow ones are counted, not silent
         procs = [w.proc for w in pool._workers]
     for p in procs:  # no worker left behind
-        p.join(timeout=10)
-        assert not p.is_alive()
+        p.wait(timeout=10)
+        assert p.poll() is not None
