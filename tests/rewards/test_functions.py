@@ -74,6 +74,35 @@ def test_callback_inside_jit_equals_host_rewards():
     assert float(metrics["reward/format"]) == m["reward/format"]
 
 
+@pytest.mark.parametrize("mesh_shape", [(2, 2, 2), (1, 8, 1), (1, 2, 4)])
+def test_callback_per_device_verifies_each_row_once(mesh_shape):
+    """On a mesh the callback runs per device on its rows: the same rewards and metrics as the
+    host computation over the whole batch, and every row verified exactly once."""
+    from o1jax import sharding
+    tok = byte_tokenizer()
+    texts = [RESPONSES[i % 4] for i in range(16)]
+    examples = [EXAMPLES[i % 4] for i in range(16)]
+    tokens, mask = _encode_responses(tok, texts)
+    finished = np.array([i % 5 != 3 for i in range(16)])
+    weights = {"correctness": 1.0, "format": 0.5}
+    seen = []
+    fn = make_reward_callback(tok, lambda i: seen.append(i) or examples[i], weights,
+                              default_pool(), mesh=sharding.make_mesh(mesh_shape))
+
+    @jax.jit
+    def program(tokens, mask, finished, ids):
+        roll = Rollout(tokens=tokens, mask=mask, response_mask=mask, logprobs=None,
+                       lengths=None, finished=finished, num_steps=None)
+        return fn(roll, ids)
+
+    got, metrics = program(tokens, mask, finished, np.arange(16))
+    expected, m = functions.compute_rewards(texts, examples, finished, weights)
+    np.testing.assert_allclose(np.asarray(got), expected)
+    for k in ("reward/correctness", "reward/format", "verifier/timeouts"):
+        assert float(metrics[k]) == pytest.approx(m[k]), k
+    assert sorted(seen) == list(range(16))
+
+
 def test_suffix_match_reward_against_python_loop():
     rng = np.random.RandomState(0)
     r, t, L = 64, 12, 3
