@@ -13,12 +13,10 @@ import logging
 import signal
 from typing import Any
 
-import jax
-import numpy as np
 import orbax.checkpoint as ocp
 from etils import epath
-from jax.experimental import multihost_utils
 
+from o1jax import sharding
 from o1jax.optim import tree_all_finite
 
 log = logging.getLogger(__name__)
@@ -118,10 +116,7 @@ class StopSignal:
 
     def agreed(self) -> bool:
         """Whether any process received a signal (every process must call this at each step)."""
-        local = self.received is not None
-        if jax.process_count() == 1:
-            return local
-        return bool(np.max(multihost_utils.process_allgather(np.int32(local))))
+        return sharding.any_process(self.received is not None)
 
     def restore(self):
         for sig, handler in self._old.items():

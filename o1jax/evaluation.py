@@ -9,7 +9,6 @@ scores are gathered; process 0 writes the result file.
 from __future__ import annotations
 
 import collections
-import functools
 import json
 from typing import Sequence
 
@@ -17,13 +16,14 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
+from o1jax import sharding
 from o1jax.data.pipeline import PLAIN_TEMPLATE, decode_example, render_prompt
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rewards.functions import correctness
 from o1jax.rewards.api import default_pool
 from o1jax.rewards.parsing import ParseError
 from o1jax.rewards.answers import extract_answer, normalize
-from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts, sample_on_hosts
+from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts
 from o1jax.tokenizer import Tokenizer, response_texts
 from o1jax.workdir import is_writer, read_json, write_text
 
@@ -33,8 +33,7 @@ def sample_responses(policy: Transformer, params: Params, examples: Sequence[dic
                      batch_prompts: int = 64, seed: int = 0, template: str = PLAIN_TEMPLATE
                      ) -> tuple[list[list[str]], list[list[bool]]]:
     """G = sampling.num_samples responses per example: (texts, finished), each [N][G]."""
-    sampler = make_sampler(policy, sampling)
-    run = functools.partial(sample_on_hosts, policy, sampling, sampler)
+    sampler = make_sampler(policy, sampling, gather=True)
     texts, finished = [], []
     key = jax.random.key(seed)
     for start in range(0, len(examples), batch_prompts):
@@ -44,7 +43,7 @@ def sample_responses(policy: Transformer, params: Params, examples: Sequence[dic
         prompts = [tokenizer.encode(render_prompt(e["question"], tokenizer, template))
                    [-max_prompt_len:] for e in chunk]
         tokens, mask = pad_prompts(prompts, tokenizer.pad_id, max_prompt_len)
-        roll = run(params, tokens, mask, jax.random.fold_in(key, start))
+        roll = sampler(params, tokens, mask, jax.random.fold_in(key, start))
         rows = response_texts(roll.tokens, roll.response_mask, roll.finished, tokenizer)
         fin = roll.finished.tolist()
         g = sampling.num_samples
@@ -127,8 +126,9 @@ def evaluate_stage(exp, name: str, params: Params, maj_k: int, step: int) -> dic
     reuses it; a file written at another step (a run resumed to train longer) is redone."""
     cfg = exp.cfg
     path = exp.workdir / f"eval_{name}.json"
-    if _agreed(path.exists() and read_json(path).get("step") == step):
-        return read_json(path)
+    cached = read_json(path) if path.exists() else None
+    if sharding.process_0_value(cached is not None and cached.get("step") == step):
+        return cached
     test = exp.sources["test"]
     examples = [decode_example(test[i]) for i in range(min(len(test), cfg.eval.num_examples))]
     result = evaluate(exp.policy, params, examples, exp.tokenizer, cfg.data.max_prompt_len,
@@ -140,9 +140,3 @@ def evaluate_stage(exp, name: str, params: Params, maj_k: int, step: int) -> dic
         write_text(path, json.dumps(result, indent=2))
     return result
 
-
-def _agreed(flag: bool) -> bool:
-    """Process 0's value of ``flag`` on every process (they must take the same branch)."""
-    if jax.process_count() == 1:
-        return flag
-    return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))

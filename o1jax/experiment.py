@@ -145,10 +145,18 @@ def load_data(cfg, workdir) -> dict:
 
 
 def setup(cfg, workdir) -> Experiment:
-    """Multi-host start (unless the CLI did it), config checks, mesh, policy, tokenizer, data."""
+    """Multi-host start (unless the CLI did it), config checks, then the workdir: reachable,
+    resumable with this config (checked before anything is written), config.json and the
+    Hugging Face model's files recorded by process 0; then mesh, policy, tokenizer, data."""
     sharding.initialize_distributed(cfg.get("distributed", False))
     rl = check_config(cfg, jax.device_count())
+    root = workdir_lib.resolve(workdir)
+    workdir_lib.check_reachable(root, cfg.get("workdir_timeout", 60))
+    workdir_lib.check_resume(root, cfg)
+    if workdir_lib.is_writer():
+        workdir_lib.write_text(root / "config.json", cfg.to_json_best_effort(indent=2))
+        if cfg.model.get("hf_path"):
+            workdir_lib.record_model(root, cfg.model.hf_path)
     mesh = sharding.make_mesh(cfg.mesh_shape)
     policy, tokenizer = build_model(cfg, mesh)
-    return Experiment(cfg, workdir_lib.resolve(workdir), mesh, tokenizer, policy,
-                      load_data(cfg, workdir), rl)
+    return Experiment(cfg, root, mesh, tokenizer, policy, load_data(cfg, root), rl)

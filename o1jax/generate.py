@@ -16,7 +16,7 @@ import jax
 
 from o1jax import sharding, workdir
 from o1jax.models import hf
-from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts, sample_on_hosts
+from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts
 from o1jax.tokenizer import Tokenizer, response_texts
 
 
@@ -67,9 +67,8 @@ def main(argv=None) -> int:
         if not workdir.is_workdir(args.model):
             model, params = hf.load(args.model, mesh=mesh, dtype=args.dtype)
         tokens, mask = pad_prompts([tokenizer.encode(p) for p in prompts], tokenizer.pad_id)
-        sampler = make_sampler(model, cfg_sampling)
-        rollout = sample_on_hosts(model, cfg_sampling, sampler, params, tokens, mask,
-                                  jax.random.key(args.seed))
+        sampler = make_sampler(model, cfg_sampling, gather=True)
+        rollout = sampler(params, tokens, mask, jax.random.key(args.seed))
     except (ValueError, FileNotFoundError, sharding.DistributedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

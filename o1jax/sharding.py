@@ -23,6 +23,7 @@ from typing import Any, Sequence
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -226,6 +227,20 @@ def splits_heads(mesh: Mesh | None) -> bool:
 def batch_sharding(mesh: Mesh, ndim: int, shape: Sequence[int] | None = None) -> NamedSharding:
     """Sharding of a [batch, ...] input array: batch over (data, fsdp), the rest replicated."""
     return named_sharding(mesh, ("act_batch",) + (None,) * (ndim - 1), shape)
+
+
+def any_process(flag: bool) -> bool:
+    """Whether ``flag`` holds on any process (a collective: every process must call it)."""
+    if jax.process_count() == 1:
+        return flag
+    return bool(np.max(multihost_utils.process_allgather(np.int32(flag))))
+
+
+def process_0_value(flag: bool) -> bool:
+    """Process 0's ``flag`` on every process (a collective), so all take the same branch."""
+    if jax.process_count() == 1:
+        return flag
+    return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
 
 
 def host_local_to_global(mesh: Mesh, local_batch: Any) -> Any:

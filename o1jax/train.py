@@ -31,21 +31,10 @@ from o1jax.sft import run_sft
 
 def run(cfg, workdir: str) -> dict:
     """Runs every stage the config asks for; returns the summary (accuracies, steps, paths)."""
-    # ---- config and workdir checked before anything is written or compiled
-    sharding.initialize_distributed(cfg.get("distributed", False))
-    experiment.check_config(cfg, jax.device_count())
-    root = wd.resolve(workdir)
-    wd.check_reachable(root, cfg.get("workdir_timeout", 60))
-    wd.check_resume(root, cfg)
-    if wd.is_writer():
-        wd.write_text(root / "config.json", cfg.to_json_best_effort(indent=2))
-        if cfg.model.get("hf_path"):
-            wd.record_model(root, cfg.model.hf_path)
-
-    # ---- setup: mesh, model, tokenizer, data
-    exp = experiment.setup(cfg, root)
+    # ---- setup: config and workdir checked before anything is written; mesh, model, data
+    exp = experiment.setup(cfg, workdir)
     params = experiment.initial_params(cfg, exp.policy)
-    result = {"workdir": str(root), "preempted": False}
+    result = {"workdir": str(exp.workdir), "preempted": False}
     do_eval = cfg.eval.num_examples > 0
 
     # ---- SFT, then its evaluation
@@ -71,7 +60,7 @@ def run(cfg, workdir: str) -> dict:
 
     # ---- report
     if wd.is_writer():
-        result["report"] = str(plot_run(root))
+        result["report"] = str(plot_run(exp.workdir))
     return result
 
 

@@ -133,12 +133,12 @@ def check_resume(workdir: epath.Path, cfg: ml_collections.ConfigDict) -> None:
     path = workdir / "config.json"
     if not path.exists():
         return
-    saved = read_json(path)
-    new = json.loads(cfg.to_json_best_effort())
+    saved, new = read_json(path), json.loads(cfg.to_json_best_effort())
     incompatible, compatible = config_changes(saved, new)
     if incompatible:
-        diffs = ", ".join(f"{k}: {_flat(saved).get(k, '<unset>')!r} -> "
-                          f"{_flat(new).get(k, '<unset>')!r}" for k in incompatible)
+        old_values, new_values = _flat(saved), _flat(new)
+        diffs = ", ".join(f"{k}: {old_values.get(k, '<unset>')!r} -> "
+                          f"{new_values.get(k, '<unset>')!r}" for k in incompatible)
         raise WorkdirError(f"{workdir} holds a run whose config differs in fields a resume "
                            f"cannot honour ({diffs}); use a new --workdir, or the saved config")
     if compatible:

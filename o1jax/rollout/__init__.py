@@ -1,9 +1,8 @@
 """Rollout: KV-cache decoding pieces, compiled sampling, and scoring of sampled sequences."""
 
 from o1jax.rollout.decoding import SamplingConfig, decode_params, decode_step, prefill
-from o1jax.rollout.sampler import Rollout, make_sampler, pad_prompts, sample, sample_on_hosts
+from o1jax.rollout.sampler import Rollout, make_sampler, pad_prompts, sample
 from o1jax.rollout.scoring import prefix_values, token_logprobs
 
 __all__ = ["Rollout", "SamplingConfig", "decode_params", "decode_step", "make_sampler",
-           "pad_prompts", "prefill", "sample", "sample_on_hosts", "prefix_values",
-           "token_logprobs"]
+           "pad_prompts", "prefill", "sample", "prefix_values", "token_logprobs"]

@@ -142,11 +142,15 @@ def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int, length: int | Non
     return tokens, mask
 
 
-def make_sampler(model: Transformer, cfg: SamplingConfig):
+def make_sampler(model: Transformer, cfg: SamplingConfig, gather: bool = False):
     """A compiled ``(params, prompt_tokens, prompt_mask, key) -> Rollout``.
 
     With ``model.mesh`` set, inputs and outputs carry explicit shardings: params as the model's
     rules say, the batch over the data axes. Inputs are checked on the host before compiling.
+    With ``gather`` (evaluation, generate) the prompts are host arrays every process holds in
+    full: each process puts only its own devices' rows, and the whole rollout comes back as host
+    numpy arrays on every process (a batch the data axes do not divide is replicated, as
+    ``sharding.batch_sharding`` says).
     """
     fn = functools.partial(sample, model, cfg=cfg)
     mesh = model.mesh
@@ -163,29 +167,21 @@ def make_sampler(model: Transformer, cfg: SamplingConfig):
         return jax.jit(fn, in_shardings=(model.shardings(), batch, batch,
                                          sharding.replicated(mesh)), out_shardings=out)
 
+    def put(x: np.ndarray) -> jax.Array:
+        """This process's devices' part of a host array every process holds in full."""
+        return jax.make_array_from_callback(
+            x.shape, sharding.batch_sharding(mesh, x.ndim, x.shape), lambda index: x[index])
+
     def run(params, prompt_tokens, prompt_mask, key) -> Rollout:
-        if getattr(prompt_mask, "is_fully_addressable", True):  # else checked by the caller
-            check_prompts(prompt_mask, model, cfg)
-        return compiled(tuple(np.shape(prompt_tokens)))(params, prompt_tokens, prompt_mask, key)
+        check_prompts(prompt_mask, model, cfg)
+        fn = compiled(tuple(np.shape(prompt_tokens)))
+        if not gather:
+            return fn(params, prompt_tokens, prompt_mask, key)
+        if mesh is None or jax.process_count() == 1:
+            return jax.tree.map(np.asarray, fn(params, prompt_tokens, prompt_mask, key))
+        roll = fn(params, put(np.asarray(prompt_tokens)), put(np.asarray(prompt_mask)), key)
+        return jax.tree.map(
+            lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)), roll)
 
     return run
 
-
-def sample_on_hosts(model: Transformer, cfg: SamplingConfig, sampler, params: Params, prompt_tokens: np.ndarray,
-                    prompt_mask: np.ndarray, key: jax.Array) -> Rollout:
-    """Runs ``sampler`` (``make_sampler(model, cfg)``) on a prompt batch that every process holds in
-    full (host arrays [B, P]); returns the whole rollout as host numpy arrays on every process.
-
-    Each process puts only the rows its own devices hold; with one process and no mesh this is
-    a plain call. The batch may have any size (a batch the data axes do not divide is
-    replicated, as ``sharding.batch_sharding`` says).
-    """
-    mesh = model.mesh
-    if mesh is None or jax.process_count() == 1:
-        return jax.tree.map(np.asarray, sampler(params, prompt_tokens, prompt_mask, key))
-    check_prompts(prompt_mask, model, cfg)
-    put = lambda x: jax.make_array_from_callback(  # noqa: E731
-        x.shape, sharding.batch_sharding(mesh, x.ndim, x.shape), lambda index: x[index])
-    roll = sampler(params, put(np.asarray(prompt_tokens)), put(np.asarray(prompt_mask)), key)
-    return jax.tree.map(lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)),
-                        roll)
