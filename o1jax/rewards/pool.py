@@ -1,9 +1,9 @@
 """Worker processes that run untrusted checks with a time limit, and are killed on timeout.
 
-Each worker is a fresh interpreter (``python -m o1jax.rewards.pool``, safe next to JAX's threads)
-with a memory limit. It imports only the verifier, never the program that started it: a worker
-spawned by ``multiprocessing`` re-imports the parent's main module (the trainer, and with it JAX,
-orbax and TFDS: about 450 MB per worker), this one stays near what the verifier needs. A check
+Each worker is a fresh interpreter (``python -m o1jax.rewards.worker``, safe next to JAX's
+threads) with a memory limit. It imports only the verifier, never the program that started it: a
+worker spawned by ``multiprocessing`` re-imports the parent's main module (the trainer, and with
+it JAX, orbax and TFDS: 480 MB per worker measured), this one holds 66 MB. A check
 that exceeds its time limit gets its worker killed and replaced; the caller gets ``TIMEOUT`` back
 and the pool counts it. Exceptions inside a check come back as ``ERROR``; nothing raises into the
 caller.
