@@ -21,9 +21,38 @@ from o1jax.models.transformer import Params, Transformer, positions_from_mask, u
 
 
 @dataclasses.dataclass(frozen=True)
+class BudgetForcing:
+    """Budget forcing (s1, Muennighoff et al. 2025) as a decoding rule, in response tokens.
+
+    Before ``min_tokens``, a row that starts the answer marker (its first token) or a stop token
+    gets the continuation cue instead (e.g. "Wait"), so it keeps thinking; from ``max_tokens``
+    on, a row that has not started the marker gets the marker forced. A row that starts the
+    marker itself (at or after the minimum), or that would stop without one, gets the whole
+    marker written, so every response carries it by the maximum and never before the minimum.
+    For a multi-token marker (``\\boxed{`` in a byte tokenizer) its first token is the trigger:
+    exact when that token starts nothing else (the synthetic tasks' format; a chat model's
+    single ``</think>`` token).
+    """
+    min_tokens: int
+    max_tokens: int
+    marker_ids: tuple[int, ...]
+    cue_ids: tuple[int, ...]
+
+    def __post_init__(self):
+        if not self.marker_ids or not self.cue_ids:
+            raise ValueError("budget forcing needs a non-empty answer marker and continuation cue")
+        if not 0 <= self.min_tokens <= self.max_tokens:
+            raise ValueError(f"the minimum thinking length {self.min_tokens} must be between 0 "
+                             f"and the maximum {self.max_tokens}")
+        object.__setattr__(self, "marker_ids", tuple(int(i) for i in self.marker_ids))
+        object.__setattr__(self, "cue_ids", tuple(int(i) for i in self.cue_ids))
+
+
+@dataclasses.dataclass(frozen=True)
 class SamplingConfig:
     """How to sample. ``top_k=0`` and ``top_p=1`` switch those filters off; ``greedy`` takes the
-    argmax and ignores temperature, top-k and top-p. ``num_samples`` (G) responses per prompt."""
+    argmax and ignores temperature, top-k and top-p. ``num_samples`` (G) responses per prompt;
+    ``forcing``: budget forcing (``BudgetForcing``), off by default."""
     max_new_tokens: int
     temperature: float = 1.0
     top_k: int = 0
@@ -32,6 +61,7 @@ class SamplingConfig:
     num_samples: int = 1
     stop_ids: tuple[int, ...] = ()
     pad_id: int = 0
+    forcing: BudgetForcing | None = None
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -46,6 +76,12 @@ class SamplingConfig:
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         object.__setattr__(self, "stop_ids", tuple(int(i) for i in self.stop_ids))
+        f = self.forcing
+        if f is not None and f.max_tokens + len(f.marker_ids) > self.max_new_tokens:
+            raise ValueError(f"budget forcing writes the answer marker ({len(f.marker_ids)} "
+                             f"tokens) at {f.max_tokens} tokens: max_new_tokens "
+                             f"{self.max_new_tokens} leaves no room; lower the maximum thinking "
+                             "length or raise max_new_tokens")
 
     @property
     def logprob_temperature(self) -> float:
@@ -156,3 +192,32 @@ def decode_step(model: Transformer, params: Params, cache: dict, last_token: jax
     new["positions"] = cache["positions"] + 1
     logp = next_token_logprobs(logits[:, 0], cfg)
     return new, logp, choose_tokens(logp, key, cfg)
+
+
+def init_forcing(rows: int) -> dict:
+    """The per-row state of ``force_tokens``: the index into cue + marker being written (-1:
+    none), where that sequence ends, and whether the row has started its answer marker."""
+    return dict(pos=jnp.full((rows,), -1, jnp.int32), end=jnp.zeros((rows,), jnp.int32),
+                answered=jnp.zeros((rows,), bool))
+
+
+def force_tokens(forcing: BudgetForcing, state: dict, step: jax.Array, tok: jax.Array,
+                 stop_ids: jax.Array) -> tuple[jax.Array, dict]:
+    """Budget forcing applied to the tokens tok [R] the model chose at response column ``step``
+    (= tokens written so far): returns the tokens to write and the new ``init_forcing`` state."""
+    seq = jnp.asarray(forcing.cue_ids + forcing.marker_ids, jnp.int32)
+    n_cue, total = len(forcing.cue_ids), len(forcing.cue_ids) + len(forcing.marker_ids)
+    pos, end, answered = state["pos"], state["end"], state["answered"]
+    free = (pos < 0) & ~answered
+    wants_marker = free & (tok == forcing.marker_ids[0])
+    wants_stop = free & jnp.isin(tok, stop_ids)
+    early = step < forcing.min_tokens
+    marker = ~answered & ((step >= forcing.max_tokens) | (~early & (wants_marker | wants_stop)))
+    cue = ~marker & early & (wants_marker | wants_stop)
+    pos = jnp.where(marker, n_cue, jnp.where(cue, 0, pos))
+    end = jnp.where(marker, total, jnp.where(cue, n_cue, end))
+    writing = pos >= 0
+    tok = jnp.where(writing, seq[jnp.clip(pos, 0, total - 1)], tok)
+    pos = jnp.where(writing, pos + 1, pos)
+    pos = jnp.where(pos >= end, -1, pos)
+    return tok, dict(pos=pos, end=end, answered=answered | marker)

@@ -22,7 +22,8 @@ from jax.experimental import multihost_utils
 from o1jax import sharding
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rollout.decoding import (SamplingConfig, choose_tokens, decode_params, decode_step,
-                                    next_token_logprobs, prefill, repeat_cache)
+                                    force_tokens, init_forcing, next_token_logprobs, prefill,
+                                    repeat_cache)
 
 
 class Rollout(NamedTuple):
@@ -69,8 +70,12 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
     stop_ids = jnp.asarray(cfg.stop_ids or (-1,), jnp.int32)
 
     def record(s, logp, tok):
-        """Writes the token chosen at column ``s["step"]`` (pad_id for rows already done)."""
+        """Writes the token chosen at column ``s["step"]`` (pad_id for rows already done), after
+        budget forcing when it is on."""
         live = ~s["done"]
+        if cfg.forcing is not None:
+            tok, forcing = force_tokens(cfg.forcing, s["forcing"], s["step"], tok, stop_ids)
+            s = dict(s, forcing=forcing)
         tok = jnp.where(live, tok, cfg.pad_id)
         lp = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]
         step = s["step"]
@@ -94,6 +99,8 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
         last=jnp.zeros((r,), jnp.int32), live=jnp.ones((r,), bool),
         tokens=jnp.full((r, n), cfg.pad_id, jnp.int32), logprobs=jnp.zeros((r, n), jnp.float32),
         active=jnp.zeros((r, n), bool))
+    if cfg.forcing is not None:
+        state["forcing"] = init_forcing(r)
     first = next_token_logprobs(rep(logits), cfg)
     s = jax.lax.while_loop(cond, body, record(state, first, choose_tokens(first, sub, cfg)))
 

@@ -74,3 +74,60 @@ def test_repeated_cache_branches_independently():
     seq = np.concatenate([np.repeat(tokens, 3, 0), np.asarray(fed)[:, None]], 1)
     seq_mask = np.concatenate([np.repeat(mask, 3, 0), np.ones((6, 1), bool)], 1)
     np.testing.assert_allclose(logp, _full_logits(model, params, seq, seq_mask), atol=2e-5)
+
+
+def _model_that_always_writes(token: int):
+    """A policy whose next token is ``token`` after any prefix: its layers are switched off
+    and every embedding is one vector, so the final hidden state never changes, and the head
+    gives ``token`` a margin of many nats over every other token."""
+    model = Transformer(preset("tiny", vocab_size=320, max_seq_len=64, tie_embeddings=False))
+    params = model.init(jax.random.key(0))
+    layers = dict(params["layers"], wo=jnp.zeros_like(params["layers"]["wo"]),
+                  w_down=jnp.zeros_like(params["layers"]["w_down"]))
+    e = np.random.RandomState(0).randn(params["embed"].shape[1]).astype(np.float32)
+    head = np.zeros(params["lm_head"].shape, np.float32)
+    head[:, token] = e
+    return model, dict(params, layers=layers, embed=jnp.tile(jnp.asarray(e), (320, 1)),
+                       lm_head=jnp.asarray(head))
+
+
+def _forced_texts(token, min_tokens, max_tokens, n=40):
+    from o1jax.rollout import make_sampler
+    from o1jax.rollout.decoding import BudgetForcing
+    from o1jax.tokenizer import byte_tokenizer, response_texts
+    tok = byte_tokenizer()
+    enc = functools.partial(tok.encode, add_special_tokens=False)
+    forcing = BudgetForcing(min_tokens, max_tokens, tuple(enc("\\boxed{")), tuple(enc("Wait")))
+    model, params = _model_that_always_writes(token)
+    cfg = SamplingConfig(max_new_tokens=n, greedy=True, stop_ids=tok.stop_ids, pad_id=tok.pad_id,
+                         forcing=forcing)
+    tokens, mask = pad_prompts([enc("12+35=?\n")] * 2, tok.pad_id)
+    r = make_sampler(model, cfg)(params, tokens, mask, jax.random.key(0))
+    texts = response_texts(r.tokens, r.response_mask, r.finished, tok)
+    return texts, np.asarray(r.finished)
+
+
+def test_budget_forcing_holds_back_a_model_that_wants_to_answer_until_the_minimum():
+    backslash = ord("\\")
+    for lo, hi in [(6, 20), (0, 20), (9, 9)]:
+        texts, _ = _forced_texts(backslash, lo, hi)
+        for text in texts:
+            first = text.index("\\")
+            assert lo <= first <= hi, (lo, hi, text)
+            assert text[first:first + 7] == "\\boxed{"
+            # only the cue before it (cut short when the maximum comes first)
+            assert ("Wait" * 10).startswith(text[:first])
+
+
+def test_budget_forcing_writes_the_answer_marker_at_the_maximum():
+    for lo, hi in [(0, 20), (5, 12), (0, 0)]:
+        texts, _ = _forced_texts(ord("a"), lo, hi)
+        for text in texts:
+            assert text == "a" * hi + "\\boxed{" + "a" * (40 - hi - 7)
+
+
+def test_budget_forcing_turns_an_early_stop_into_thinking_and_a_late_one_into_an_answer():
+    from o1jax.tokenizer import byte_tokenizer
+    texts, finished = _forced_texts(byte_tokenizer().stop_ids[0], 10, 30)
+    assert finished.all()
+    assert texts == ["WaitWaitWait\\boxed{"] * 2   # the cue until 12 >= 10 tokens, then the marker
