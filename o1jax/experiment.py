@@ -127,8 +127,8 @@ def load_data(cfg, workdir) -> dict:
     (a host's local disk), never two writers at once."""
     data_cfg = {}
     if cfg.data.task in tasks.TASKS:
-        data_cfg = {k: cfg.data[k] for k in ("difficulty", "num_train", "num_test", "seed")
-                    if k in cfg.data}
+        data_cfg = {k: cfg.data[k] for k in ("difficulty", "num_train", "num_test", "seed",
+                                             "hard_levels") if k in cfg.data}
         if cfg.data.get("slip_rate"):
             data_cfg["slip_rate"] = cfg.data.slip_rate
     elif cfg.data.task == "jsonl":

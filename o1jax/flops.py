@@ -32,6 +32,21 @@ def rollout_flops(model: ModelConfig, prompt_tokens: float, generated_tokens: fl
     return model.flops_per_token(context) * (prompt_tokens + generated_tokens)
 
 
+def prefill_flops(model: ModelConfig, prompt_tokens: int) -> float:
+    """Forward FLOPs of a prompt of ``prompt_tokens`` real tokens run at once; the token at
+    position i attends to i + 1 keys (``flops_per_token`` is affine in the context, so the mean
+    context is exact)."""
+    return prompt_tokens * model.flops_per_token((prompt_tokens + 1) / 2)
+
+
+def decode_flops(model: ModelConfig, prompt_tokens: int, generated_tokens: int) -> float:
+    """Forward FLOPs of decoding ``generated_tokens`` after a prefilled prompt, as the rollout
+    engine does it: the prefill gives the first token, then each of the other g - 1 tokens is
+    one forward of the token before it, at position P + t attending to P + t + 1 keys."""
+    steps = max(generated_tokens - 1, 0)
+    return steps * model.flops_per_token(prompt_tokens + (steps + 1) / 2)
+
+
 def update_flops(model: ModelConfig, rows: int, length: int, epochs: int, uses_critic: bool,
                  uses_reference: bool) -> float:
     """Scoring passes (reference log-probs, old values) and E epochs of forward + backward

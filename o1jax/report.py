@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 
 import matplotlib
 from etils import epath
@@ -71,3 +72,39 @@ def print_table(result: dict, maj_k: int) -> None:
     for name, v in rows:
         print(f"{name:<{width}}  {'-' if v is None else f'{100 * v:5.1f}%'}")
     print("-" * (width + 10))
+
+
+def plot_test_time(rows: list[dict], out) -> epath.Path:
+    """test_time_compute.png: accuracy against log10 FLOPs per problem for each strategy (95%
+    intervals as bands), pass@k dashed as the ceiling of any selection rule; one panel for all
+    problems and one per difficulty bin. ``rows``: the evaluate command's results rows."""
+    bins = ["all"] + sorted({r["bin"] for r in rows} - {"all"})
+    fig, axes = plt.subplots(1, len(bins), figsize=(4.2 * len(bins), 3.8), squeeze=False,
+                             sharey=True)
+    names = list(dict.fromkeys(r["strategy"] for r in rows))
+    colors = {s: f"C{i}" for i, s in enumerate(names)}
+    for ax, name in zip(axes[0], bins):
+        for s in names:
+            pts = sorted((r for r in rows if r["bin"] == name and r["strategy"] == s),
+                         key=lambda r: r["flops"])
+            if not pts:
+                continue
+            x = [math.log10(max(r["flops"], 1.0)) for r in pts]
+            style = dict(ls="--", marker="") if s == "pass_at_k" else dict(marker="o", ms=3)
+            ax.plot(x, [r["accuracy"] for r in pts], color=colors[s], label=s, **style)
+            ax.fill_between(x, [r["ci_low"] for r in pts], [r["ci_high"] for r in pts],
+                            color=colors[s], alpha=0.12, lw=0)
+        count = next((r["problems"] for r in rows if r["bin"] == name), 0)
+        ax.set(title=f"{name} ({count} problems)", xlabel="log10 FLOPs per problem",
+               ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("accuracy")
+    axes[0][-1].legend(fontsize=8, loc="lower right")
+    fig.suptitle("test-time compute")
+    fig.tight_layout()
+    out = epath.Path(out)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    out.write_bytes(buf.getvalue())
+    return out

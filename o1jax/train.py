@@ -22,7 +22,7 @@ from ml_collections import config_flags
 
 from o1jax import experiment, sharding
 from o1jax import workdir as wd
-from o1jax.evaluation import evaluate_stage
+from o1jax.evaluate import evaluate_stage
 from o1jax.report import plot_run, print_table
 from o1jax.rewards.api import checks_done
 from o1jax.rl.stage import run_rl

@@ -160,10 +160,11 @@ def is_workdir(path) -> bool:
     return (p / "checkpoints").is_dir() and (p / "config.json").exists()
 
 
-def load_policy(path, step: int | None = None, mesh=None):
-    """(model, params, tokenizer) of the latest (or ``step``) RL checkpoint, else SFT; the
-    tokenizer and model shapes are those the run trained with (WORKDIR/model/ when it started
-    from a Hugging Face model, else the preset and the byte tokenizer)."""
+def load_policy(path, step: int | None = None, mesh=None, stage: str | None = None):
+    """(model, params, tokenizer) of the latest (or ``step``) RL checkpoint, else SFT; ``stage``
+    ("rl" or "sft") looks in that stage's checkpoints only. The tokenizer and model shapes are
+    those the run trained with (WORKDIR/model/ when it started from a Hugging Face model, else
+    the preset and the byte tokenizer)."""
     import orbax.checkpoint as ocp
 
     from o1jax.models import Transformer, hf, preset
@@ -178,18 +179,18 @@ def load_policy(path, step: int | None = None, mesh=None):
     else:
         mcfg, tokenizer = preset(cfg.model.preset, **overrides), byte_tokenizer()
     model = Transformer(mcfg, mesh=mesh)
-    for stage, key in (("rl", "policy"), ("sft", "params")):
-        directory = root / "checkpoints" / stage
-        if not directory.is_dir():
+    if stage not in (None, "rl", "sft"):
+        raise ValueError(f"stage must be rl or sft, got {stage!r}")
+    found = {}
+    for name, key in (("rl", "policy"), ("sft", "params")):
+        directory = root / "checkpoints" / name
+        if (stage or name) != name or not directory.is_dir():
             continue
         mngr = ocp.CheckpointManager(directory)
         steps = sorted(mngr.all_steps())
-        if not steps:
+        found[name] = steps
+        if not steps or (step is not None and step not in steps):
             continue
-        if step is not None and step not in steps:
-            if stage == "rl":
-                continue
-            raise ValueError(f"{path}: no checkpoint at step {step}; RL/SFT steps: {steps}")
         chosen = step if step is not None else steps[-1]
         # onto this process's first device where the saved sharding names devices this
         # process lacks: every process of a multi-host launch reads its own copy
@@ -197,4 +198,7 @@ def load_policy(path, step: int | None = None, mesh=None):
         state = mngr.restore(chosen, args=ocp.args.Composite(state=ocp.args.StandardRestore(
             fallback_sharding=device)))["state"]
         return model, jax.device_put(state[key], device), tokenizer
-    raise ValueError(f"{path}: no checkpoints to load")
+    if step is not None and found:
+        raise ValueError(f"{path}: no checkpoint at step {step}; steps saved: " + "; ".join(
+            f"{name.upper()} {steps}" for name, steps in found.items()))
+    raise ValueError(f"{path}: no {stage.upper() + ' ' if stage else ''}checkpoints to load")

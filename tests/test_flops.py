@@ -59,3 +59,20 @@ def test_matmul_peak_is_the_fastest_of_its_repeats():
     peak = flops.matmul_peak_flops(256, repeats=3)
     # 2 n^3 flops can not take less than a nanosecond nor (on any CPU) over a minute
     assert 2 * 256 ** 3 / 60 < peak < 2 * 256 ** 3 / 1e-9
+
+
+def test_prefill_and_decode_flops_equal_a_count_token_by_token():
+    cfg = preset("tiny", vocab_size=320)
+    d, f, layers, h, kv, hd = 64, 192, 2, 4, 2, 16
+    weights = layers * (d * hd * (2 * h + 2 * kv) + 3 * d * f) + d * 320
+
+    def one_token(keys):   # 2 FLOPs per weight, QK^T and AV over ``keys`` keys in every head
+        return 2 * weights + layers * h * 2 * (2 * hd * keys)
+
+    p, g = 7, 5
+    prefill = sum(one_token(i + 1) for i in range(p))
+    # the prefill's last logits give token 0; tokens 0..3 are fed back to give tokens 1..4
+    decode = sum(one_token(p + t + 1) for t in range(g - 1))
+    assert flops.prefill_flops(cfg, p) == pytest.approx(prefill, rel=1e-12)
+    assert flops.decode_flops(cfg, p, g) == pytest.approx(decode, rel=1e-12)
+    assert flops.decode_flops(cfg, p, 1) == 0 and flops.decode_flops(cfg, p, 0) == 0

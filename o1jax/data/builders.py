@@ -42,13 +42,15 @@ class TaskConfig(tfds.core.BuilderConfig):
     num_train: int = 20000
     num_test: int = 500
     seed: int = 0
+    hard_levels: int = 1     # the hard split: test-partition questions this much harder
     slip_rate: float = 0.0   # train-split solutions from a sloppy demonstrator (arithmetic)
 
 
 class O1jaxTasks(tfds.core.GeneratorBasedBuilder):
     """Synthetic verifiable math (arithmetic, linear equations, fractions, countdown)."""
 
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.1.0": "a hard split: held-out questions above the training difficulty"}
     BUILDER_CONFIGS = [TaskConfig(name=t, task=t) for t in tasks.TASKS]
 
     def _info(self):
@@ -57,12 +59,14 @@ class O1jaxTasks(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         c = self.builder_config
         return {"train": self._generate_examples("train", c.num_train),
-                "test": self._generate_examples("test", c.num_test)}
+                "test": self._generate_examples("test", c.num_test),
+                "hard": self._generate_examples("test", c.num_test, c.hard_levels)}
 
-    def _generate_examples(self, split, num):
+    def _generate_examples(self, split, num, harder=0):
         c = self.builder_config
         slips = c.slip_rate if split == "train" else 0.0
-        for i, ex in enumerate(tasks.generate(c.task, split, num, c.seed, c.difficulty, slips)):
+        for i, ex in enumerate(tasks.generate(c.task, split, num, c.seed, c.difficulty + harder,
+                                              slips)):
             yield i, ex
 
 

@@ -16,14 +16,23 @@ def _read(source):
 
 def test_task_builder_round_trip(tmp_path):
     ds = builders.build("linear", str(tmp_path), num_train=40, num_test=8, difficulty=1)
-    assert {k: len(v) for k, v in ds.items()} == {"train": 40, "test": 8}
-    train, test = _read(ds["train"]), _read(ds["test"])
-    assert {e["question"] for e in train}.isdisjoint(e["question"] for e in test)
+    assert {k: len(v) for k, v in ds.items()} == {"train": 40, "test": 8, "hard": 8}
+    train, test, hard = _read(ds["train"]), _read(ds["test"]), _read(ds["hard"])
+    assert {e["question"] for e in train}.isdisjoint(e["question"] for e in test + hard)
+    assert {e["difficulty"] for e in test} == {1} and {e["difficulty"] for e in hard} == {2}
     assert all(e["solution"].endswith(f"\\boxed{{{e['answer']}}}") for e in train)
     # readable again through tfds.data_source, with no TensorFlow installed
     assert len(tfds.data_source(
         "o1jax_tasks/linear-difficulty1-num_test8-num_train40", data_dir=str(tmp_path),
         split="test")) == 8
+
+
+def test_hard_arithmetic_has_more_digits_than_training(tmp_path):
+    ds = builders.build("arithmetic", str(tmp_path), num_train=200, num_test=50, hard_levels=2)
+    width = lambda rows: max(len(n) for e in rows  # noqa: E731
+                             for n in e["question"].rstrip("=?").replace("+", " ")
+                             .replace("-", " ").replace("*", " ").split())
+    assert width(_read(ds["train"])) == 2 and width(_read(ds["hard"])) == 4
 
 
 def test_gsm8k_official_jsonl(tmp_path):

@@ -1,0 +1,425 @@
+"""Evaluate a checkpoint with test-time compute: ``python -m o1jax.evaluate --workdir DIR``.
+
+Runs the strategies of ``o1jax.search.strategies`` at each budget on held-out problems and
+writes, in ``--out`` (default WORKDIR/eval/): ``results.jsonl`` (one row per strategy x budget
+x difficulty bin: accuracy with a 95% Wilson interval, and the mean tokens, FLOPs and seconds
+per problem), ``samples.jsonl`` (every response, its answer and verdict, per problem) and
+``test_time_compute.png`` (accuracy against FLOPs, one panel per bin). Training's evaluation
+stage (``evaluate_stage``) runs the same code. Examples::
+
+    python -m o1jax.evaluate --workdir DIR --split hard --budgets 1,4,16 --token-budgets 64,96
+    python -m o1jax.evaluate --model HF_DIR --task gsm8k --manual-dir DIR --template ...
+
+Model output is verified in the worker pool under time limits; with several processes each
+feeds its own rows and verifies its share, and process 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from typing import Sequence
+
+import jax
+import ml_collections
+import numpy as np
+from etils import epath
+
+from o1jax import sharding
+from o1jax import workdir as wd
+from o1jax.data import tasks
+from o1jax.data.pipeline import PLAIN_TEMPLATE, decode_example
+from o1jax.models.transformer import Params, Transformer
+from o1jax.rewards.api import default_pool
+from o1jax.rollout import SamplingConfig
+from o1jax.rollout.decoding import BudgetForcing
+from o1jax.search import strategies, voting
+from o1jax.tokenizer import Tokenizer
+
+PASS_RATE_LEVELS = (0.8, 0.6, 0.4, 0.2)   # level 1: pass rate above 0.8, ..., level 5: <= 0.2
+log = logging.getLogger("o1jax.evaluate")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSpec:
+    """What to evaluate and how. ``budgets``: samples per problem (sample, majority and
+    pass@k); ``token_budgets``: maximum new tokens (think_longer, budget_forcing; default
+    ``max_new_tokens``). Budget forcing at budget B forces the answer marker at
+    B - ``answer_tokens`` thinking tokens and holds it back before ``min_thinking`` (default:
+    half of that)."""
+    max_prompt_len: int
+    max_new_tokens: int
+    strategies: tuple[str, ...] = ("greedy", "sample", "majority")
+    budgets: tuple[int, ...] = (1, 2, 4, 8, 16)
+    token_budgets: tuple[int, ...] = ()
+    temperature: float = 1.0
+    batch_prompts: int = 64
+    seed: int = 0
+    template: str = PLAIN_TEMPLATE
+    answer_marker: str = "\\boxed{"
+    cue: str = "Wait"
+    min_thinking: int | None = None
+    answer_tokens: int = 16
+
+    def check(self, model: Transformer) -> None:
+        """ValueError naming the field and the fix; run before anything is compiled."""
+        unknown = sorted(set(self.strategies) - set(strategies.STRATEGIES))
+        if unknown or not self.strategies:
+            raise ValueError(f"unknown strategies {unknown or '(none given)'}; choose from "
+                             f"{', '.join(strategies.STRATEGIES)}")
+        for name in ("budgets", "token_budgets"):
+            bad = [b for b in getattr(self, name) if b < 1]
+            if bad:
+                raise ValueError(f"{name} must be >= 1, got {bad}")
+        for name in ("max_new_tokens", "batch_prompts", "max_prompt_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        longest = max((self.max_new_tokens,) + self.token_budgets)
+        if self.max_prompt_len + longest > model.cfg.max_seq_len:
+            raise ValueError(f"prompt length {self.max_prompt_len} + {longest} new tokens "
+                             f"exceeds the model's max_seq_len {model.cfg.max_seq_len}; lower "
+                             "--max-new-tokens / --token-budgets")
+        if "budget_forcing" in self.strategies:
+            for b in self.tokens_budgets_or_default():
+                self.forcing(b, [0], [0])  # raises on a minimum above the maximum
+
+    def tokens_budgets_or_default(self) -> tuple[int, ...]:
+        return self.token_budgets or (self.max_new_tokens,)
+
+    def forcing(self, budget: int, marker_ids, cue_ids) -> BudgetForcing:
+        hi = budget - self.answer_tokens
+        if hi < 1:
+            raise ValueError(f"budget_forcing at {budget} tokens leaves no thinking before the "
+                             f"{self.answer_tokens} answer tokens; raise the token budget or "
+                             "lower --answer-tokens")
+        lo = hi // 2 if self.min_thinking is None else self.min_thinking
+        if lo > hi:
+            raise ValueError(f"--min-thinking {lo} is above the maximum thinking length {hi} "
+                             f"of token budget {budget} (budget - {self.answer_tokens} answer "
+                             "tokens); lower --min-thinking or raise the token budgets")
+        return BudgetForcing(lo, hi, tuple(marker_ids), tuple(cue_ids))
+
+
+def check_memory(model: Transformer, rows: int, length: int) -> None:
+    """ValueError when one sampler call (``rows`` sequences of ``length`` tokens: its KV cache,
+    f32 logits and the weights) would not fit the local devices' memory (the host's available
+    memory on CPU)."""
+    c = model.cfg
+    itemsize = np.dtype(c.compute_dtype).itemsize
+    need = (rows * length * c.num_layers * 2 * c.num_kv_heads * c.head_dim * itemsize
+            + 3 * rows * c.vocab_size * 4 + c.num_params() * (4 + itemsize))
+    stats = [d.memory_stats() or {} for d in jax.local_devices()]
+    have = sum(s.get("bytes_limit", 0) - s.get("bytes_in_use", 0) for s in stats)
+    if not have:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        have = int(info["MemAvailable"].split()[0]) * 1024
+    if need > have:
+        raise ValueError(f"one sampler call of {rows} sequences x {length} tokens needs about "
+                         f"{need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB "
+                         "available; lower --batch-prompts (or the budgets)")
+
+
+def difficulty_bins(examples: Sequence[dict], pass_rates: np.ndarray | None
+                    ) -> list[str] | None:
+    """A bin per problem: the task generator's difficulty when the problems have more than one
+    (``difficulty3``), else the level of the model's own pass rate over its samples
+    (``level1``: above 0.8 ... ``level5``: 0.2 or less; Snell et al.'s oracle bins), else None."""
+    levels = [int(e.get("difficulty", 0)) for e in examples]
+    if len(set(levels)) > 1:
+        return [f"difficulty{d}" for d in levels]
+    if pass_rates is None:
+        return None
+    return [f"level{1 + sum(p <= t for t in PASS_RATE_LEVELS)}" for p in pass_rates]
+
+
+def result_rows(strategy: str, budget: int, s: strategies.Scores, bins: list[str] | None
+                ) -> list[dict]:
+    """One row for all problems and one per bin (the keys of results.jsonl)."""
+    out = []
+    for name in ["all"] + sorted(set(bins or [])):
+        m = np.ones(len(s.accuracy), bool) if name == "all" else np.asarray(bins) == name
+        acc = float(s.accuracy[m].mean())
+        lo, hi = voting.wilson_interval(acc, int(m.sum()))
+        pre, dec = float(s.prefill_flops[m].mean()), float(s.decode_flops[m].mean())
+        out.append(dict(strategy=strategy, budget=budget, bin=name, problems=int(m.sum()),
+                        accuracy=acc, ci_low=lo, ci_high=hi, tokens=float(s.tokens[m].mean()),
+                        flops=pre + dec, seconds=float(s.seconds[m].mean()),
+                        prompt_tokens=float(s.prompt_tokens[m].mean()), prefill_flops=pre,
+                        decode_flops=dec))
+    return out
+
+
+def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
+             tokenizer: Tokenizer, spec: EvalSpec) -> tuple[list[dict], list[dict]]:
+    """Runs every strategy of ``spec`` on ``examples``: (results rows, per-problem samples)."""
+    spec.check(policy)
+    enc = lambda s: tokenizer.encode(s, add_special_tokens=False)  # noqa: E731
+    common = dict(stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id)
+    run = lambda sampling, per_batch, seed: strategies.generate(  # noqa: E731
+        policy, params, examples, tokenizer, sampling, spec.max_prompt_len, per_batch, seed,
+        spec.template)
+    gens: dict[str, tuple[str, int, strategies.Generation]] = {}
+    n = max(spec.budgets)
+    plans = []
+    if "greedy" in spec.strategies:
+        plans.append(("greedy", 1, SamplingConfig(spec.max_new_tokens, greedy=True, **common)))
+    if set(spec.strategies) & set(strategies.SAMPLED):
+        plans.append(("sample", n, SamplingConfig(spec.max_new_tokens, spec.temperature,
+                                                  num_samples=n, **common)))
+    for b in spec.tokens_budgets_or_default():
+        if "think_longer" in spec.strategies:
+            plans.append((f"think_longer@{b}", 1, SamplingConfig(b, greedy=True, **common)))
+        if "budget_forcing" in spec.strategies:
+            forcing = spec.forcing(b, enc(spec.answer_marker), enc(spec.cue))
+            plans.append((f"budget_forcing@{b}", 1, SamplingConfig(b, greedy=True,
+                                                                   forcing=forcing, **common)))
+    for name, g, sampling in plans:
+        per_batch = max(1, spec.batch_prompts // g)
+        check_memory(policy, per_batch * g, spec.max_prompt_len + sampling.max_new_tokens)
+        t = time.perf_counter()
+        # the seed of the sampled run is the one the training stage has always used
+        gens[name] = run(sampling, per_batch, spec.seed + (name == "sample"))
+        log.info("%s: %d problems x %d responses in %.1f s (sampling %.1f s)", name,
+                 len(examples), g, time.perf_counter() - t, gens[name].seconds)
+    sampled = gens.get("sample")
+    bins = difficulty_bins(examples, None if sampled is None else sampled.correct.mean(axis=1))
+    rows = []
+    mcfg = policy.cfg
+    if "greedy" in gens:
+        rows += result_rows("greedy", 1, strategies.score("greedy", 1, gens["greedy"], mcfg), bins)
+    if sampled is not None:
+        classes = (voting.group_answers(sampled.answers, default_pool())
+                   if "majority" in spec.strategies else None)
+        for strategy in [s for s in strategies.SAMPLED if s in spec.strategies] + ["pass_at_k"]:
+            for k in spec.budgets:
+                rows += result_rows(strategy, k, strategies.score(strategy, k, sampled, mcfg,
+                                                                  classes), bins)
+    for name, gen in gens.items():
+        if "@" in name:
+            strategy, budget = name.split("@")
+            rows += result_rows(strategy, int(budget),
+                                strategies.score(strategy, int(budget), gen, mcfg), bins)
+    return rows, sample_records(examples, gens, bins)
+
+
+def sample_records(examples: Sequence[dict], gens: dict, bins: list[str] | None) -> list[dict]:
+    """samples.jsonl: per problem, every response of every generation with its answer."""
+    out = []
+    for i, e in enumerate(examples):
+        out.append(dict(id=e.get("id", str(i)), question=e["question"], answer=e["answer"],
+                        bin=bins[i] if bins else "all", responses={
+            name: [dict(text=g.texts[i][j], answer=g.answers[i][j],
+                        correct=bool(g.correct[i, j]), finished=bool(g.finished[i, j]),
+                        tokens=int(g.lengths[i, j])) for j in range(g.correct.shape[1])]
+            for name, g in gens.items()}))
+    return out
+
+
+def write_results(out: epath.Path, rows: list[dict], samples: list[dict]) -> None:
+    """results.jsonl, samples.jsonl and test_time_compute.png in ``out`` (local or gs://)."""
+    from o1jax.report import plot_test_time
+    out.mkdir(parents=True, exist_ok=True)
+    wd.write_text(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    wd.write_text(out / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
+    plot_test_time(rows, out / "test_time_compute.png")
+
+
+def print_results(rows: list[dict]) -> None:
+    """The overall rows as a table, then accuracy per bin."""
+    head = f"{'strategy':<15}{'budget':>7}{'accuracy':>10}{'95% CI':>16}{'tokens':>9}" \
+           f"{'GFLOPs':>10}{'seconds':>9}"
+    print(head + "\n" + "-" * len(head))
+    for r in rows:
+        if r["bin"] == "all":
+            ci = f"{100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f}%"
+            print(f"{r['strategy']:<15}{r['budget']:>7}{100 * r['accuracy']:>9.1f}%{ci:>16}"
+                  f"{r['tokens']:>9.1f}{r['flops'] / 1e9:>10.3f}{r['seconds']:>9.4f}")
+    bins = sorted({r["bin"] for r in rows} - {"all"})
+    if bins:
+        counts = {r["bin"]: r["problems"] for r in rows}
+        print("\naccuracy by difficulty bin (problems): " +
+              ", ".join(f"{b} ({counts[b]})" for b in bins))
+        for r in rows:
+            if r["bin"] == "all":
+                cells = [next((f"{100 * x['accuracy']:.1f}%" for x in rows if x["bin"] == b
+                               and x["strategy"] == r["strategy"] and
+                               x["budget"] == r["budget"]), "-") for b in bins]
+                print(f"{r['strategy']:<15}{r['budget']:>7}  " + "  ".join(
+                    f"{c:>12}" for c in cells))
+
+
+def stage_summary(rows: list[dict], maj_k: int) -> dict:
+    """The headline figures of a training run's evaluation file (eval_{name}.json)."""
+    get = lambda s, b: next((r["accuracy"] for r in rows if r["strategy"] == s  # noqa: E731
+                             and r["budget"] == b and r["bin"] == "all"), None)
+    out = {"num_examples": next(r["problems"] for r in rows if r["bin"] == "all"),
+           "greedy_accuracy": get("greedy", 1)}
+    if maj_k:
+        out.update({f"maj{maj_k}_accuracy": get("majority", maj_k),
+                    f"pass{maj_k}_accuracy": get("pass_at_k", maj_k),
+                    "mean_sample_accuracy": get("sample", maj_k)})
+    return out
+
+
+def evaluate_stage(exp, name: str, params: Params, maj_k: int, step: int) -> dict:
+    """Training's held-out evaluation of its policy at ``step`` (``exp``: an
+    ``experiment.Experiment``): greedy, and with ``maj_k`` majority, pass@k and sampled pass@1
+    at k samples, by ``evaluate``. Cached in WORKDIR/eval_{name}.json (with every result row)
+    so that a resumed run reuses it; a file written at another step is redone."""
+    cfg = exp.cfg
+    path = exp.workdir / f"eval_{name}.json"
+    cached = wd.read_json(path) if path.exists() else None
+    if sharding.process_0_value(cached is not None and cached.get("step") == step):
+        return cached
+    test = exp.sources["test"]
+    examples = [decode_example(test[i]) for i in range(min(len(test), cfg.eval.num_examples))]
+    spec = EvalSpec(max_prompt_len=cfg.data.max_prompt_len,
+                    max_new_tokens=cfg.eval.max_new_tokens,
+                    strategies=("greedy", "sample", "majority") if maj_k else ("greedy",),
+                    budgets=(maj_k,) if maj_k else (1,), temperature=cfg.eval.temperature,
+                    batch_prompts=cfg.eval.batch_prompts, seed=cfg.seed,
+                    template=cfg.data.template)
+    rows, _ = evaluate(exp.policy, params, examples, exp.tokenizer, spec)
+    result = dict(stage_summary(rows, maj_k), step=step, rows=rows)
+    if wd.is_writer():
+        wd.write_text(path, json.dumps(result, indent=2))
+    return result
+
+
+# ------------------------------------------------------------------------------------ CLI
+def parse_args(argv=None) -> argparse.Namespace:
+    ints = lambda s: tuple(int(x) for x in s.split(",") if x.strip())  # noqa: E731
+    ap = argparse.ArgumentParser(prog="python -m o1jax.evaluate",
+                                 description=__doc__.split("\n")[0])
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--workdir", help="a training workdir (local or gs://)")
+    src.add_argument("--model", help="a Hugging Face model directory (with --task)")
+    ap.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    ap.add_argument("--stage", choices=("rl", "sft"), default=None,
+                    help="which checkpoints of the workdir (default: RL when there are any)")
+    ap.add_argument("--split", default="test", choices=("test", "train", "hard"),
+                    help="hard: held-out synthetic problems above the training difficulty")
+    ap.add_argument("--num-problems", "--num_problems", type=int, default=None,
+                    help="default: the run's eval.num_examples, else 200")
+    ap.add_argument("--strategies", default="greedy,sample,majority,think_longer,budget_forcing")
+    ap.add_argument("--budgets", type=ints, default=(1, 2, 4, 8, 16),
+                    help="samples per problem (sample, majority, pass@k)")
+    ap.add_argument("--token-budgets", "--token_budgets", type=ints, default=None,
+                    help="max new tokens (think_longer, budget_forcing); default: a quarter, "
+                    "half, three quarters and all of --max-new-tokens")
+    ap.add_argument("--max-new-tokens", "--max_new_tokens", type=int, default=None,
+                    help="for greedy and sampling (default: the run's eval.max_new_tokens)")
+    ap.add_argument("--temperature", type=float, default=None)
+    ap.add_argument("--batch-prompts", "--batch_prompts", type=int, default=None)
+    ap.add_argument("--min-thinking", "--min_thinking", type=int, default=None,
+                    help="budget forcing: thinking tokens before the answer may start "
+                    "(default: half of each budget's thinking room)")
+    ap.add_argument("--answer-marker", "--answer_marker", default="\\boxed{",
+                    help="budget forcing: what starts the answer (a chat model: </think>)")
+    ap.add_argument("--cue", default="Wait", help="budget forcing: the continuation cue")
+    ap.add_argument("--answer-tokens", "--answer_tokens", type=int, default=16,
+                    help="budget forcing: tokens left for the answer after the marker")
+    ap.add_argument("--task", default=None, help="with --model: a synthetic task, gsm8k, "
+                    "math or jsonl")
+    ap.add_argument("--template", default=None, help="with --model: the prompt format, with "
+                    "{question}")
+    ap.add_argument("--difficulty", type=int, default=2, help="with --model: synthetic tasks")
+    ap.add_argument("--jsonl", default=None, help="with --task jsonl: the test file")
+    ap.add_argument("--manual-dir", "--manual_dir", default="", help="gsm8k / math files")
+    ap.add_argument("--data-dir", "--data_dir", default="",
+                    help="TFDS directory (default: WORKDIR/tfds, else ~/tensorflow_datasets)")
+    ap.add_argument("--max-prompt-len", "--max_prompt_len", type=int, default=None)
+    ap.add_argument("--out", default=None, help="output directory (default: WORKDIR/eval)")
+    ap.add_argument("--seed", type=int, default=None)
+    sharding.add_distributed_flags(ap)
+    return ap.parse_args(argv)
+
+
+def _run_config(args) -> ml_collections.ConfigDict:
+    """The run's config (a workdir) or one built from the flags (a Hugging Face directory)."""
+    if args.workdir:
+        if not wd.is_workdir(args.workdir):
+            raise ValueError(f"--workdir {args.workdir} holds no training run (no config.json "
+                             "and checkpoints/)")
+        return wd.load_config(args.workdir)
+    if not os.path.isfile(os.path.join(args.model, "config.json")):
+        raise ValueError(f"--model {args.model} is not a Hugging Face model directory (no "
+                         "config.json); for a training workdir use --workdir")
+    if not args.out:
+        raise ValueError("--model needs --out DIR (where to write the results)")
+    if not args.task:
+        raise ValueError("--model needs --task (a synthetic task, gsm8k, math or jsonl)")
+    known = list(tasks.TASKS) + ["gsm8k", "math", "jsonl"]
+    if args.task not in known:
+        raise ValueError(f"--task {args.task!r}: one of {', '.join(known)}")
+    if args.task == "jsonl" and not args.jsonl:
+        raise ValueError("--task jsonl needs --jsonl PATH (one {question, answer} per line)")
+    return ml_collections.ConfigDict(dict(
+        seed=0, data=dict(task=args.task, difficulty=args.difficulty, num_train=1000,
+                          num_test=args.num_problems or 200, seed=0, test_path=args.jsonl or "",
+                          template=args.template or PLAIN_TEMPLATE, max_prompt_len=256,
+                          manual_dir=args.manual_dir,
+                          data_dir=args.data_dir or os.path.expanduser("~/tensorflow_datasets")),
+        eval=dict(num_examples=200, max_new_tokens=256, temperature=1.0, batch_prompts=16)))
+
+
+def main(argv=None) -> int:
+    from o1jax import experiment
+    from o1jax.models import hf
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        sharding.initialize_from_flags(args)
+        cfg = _run_config(args)
+        if args.data_dir:
+            cfg.data.data_dir = args.data_dir
+        if args.split == "hard" and cfg.data.task not in tasks.TASKS:
+            raise ValueError(f"--split hard exists for the synthetic tasks "
+                             f"({', '.join(tasks.TASKS)}), not {cfg.data.task!r}")
+        max_new = args.max_new_tokens or cfg.eval.max_new_tokens
+        spec = EvalSpec(
+            max_prompt_len=args.max_prompt_len or cfg.data.max_prompt_len, max_new_tokens=max_new,
+            strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
+            budgets=args.budgets, token_budgets=args.token_budgets or tuple(
+                sorted({max(1, max_new * q // 4) for q in (1, 2, 3, 4)})),
+            temperature=args.temperature or cfg.eval.temperature,
+            batch_prompts=args.batch_prompts or cfg.eval.batch_prompts,
+            seed=cfg.seed if args.seed is None else args.seed, template=cfg.data.template,
+            answer_marker=args.answer_marker, cue=args.cue, min_thinking=args.min_thinking,
+            answer_tokens=args.answer_tokens)
+        if args.workdir:
+            policy, params, tokenizer = wd.load_policy(args.workdir, args.step, stage=args.stage)
+        else:
+            policy, params = hf.load(args.model)
+            tokenizer = Tokenizer.from_dir(args.model)
+        spec.check(policy)
+        sources = experiment.load_data(cfg, wd.resolve(args.workdir or args.out))
+        if args.split not in sources:
+            raise ValueError(f"the {cfg.data.task} data has no {args.split!r} split "
+                             f"(splits: {', '.join(sources)})")
+        source = sources[args.split]
+        count = min(len(source), args.num_problems or cfg.eval.num_examples or 200)
+        examples = [dict(decode_example(source[i]), id=f"{args.split}/{i}") for i in range(count)]
+        rows, samples = evaluate(policy, params, examples, tokenizer, spec)
+    except (ValueError, FileNotFoundError, experiment.ConfigError,
+            sharding.DistributedError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if wd.is_writer():
+        out = wd.resolve(args.out or wd.resolve(args.workdir) / "eval")
+        write_results(out, rows, samples)
+        print_results(rows)
+        print(f"\nwrote {out}/results.jsonl, samples.jsonl and test_time_compute.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Test-time compute strategies over the rollout engine, with a FLOPs ledger per problem.
+
+A strategy is a way to spend compute on a problem and pick one answer. Each runs on
+``Generation``s: the responses of one compiled sampler over all problems, verified, with the
+prompt and generated token counts from which ``o1jax/flops.py`` counts prefill and decode FLOPs.
+``score`` turns a generation into per-problem ``Scores`` for a strategy at a budget:
+
+* ``greedy``: one argmax response (budget 1).
+* ``sample``: one of k samples taken at random, no selection (expected accuracy = the mean over
+  samples, i.e. sampled pass@1), at the cost of k samples: the baseline selection must beat.
+* ``majority``: the answer most of k samples give, answers grouped by the verifier's
+  equivalence (``o1jax.search.voting``), averaged over the n // k disjoint blocks of k of the n
+  samples drawn.
+* ``pass_at_k``: whether any of k samples is right (unbiased estimator from n samples): the
+  ceiling any selection rule over k samples could reach.
+* ``think_longer``: greedy with at most ``budget`` new tokens.
+* ``budget_forcing``: greedy with at most ``budget`` new tokens under s1's budget forcing
+  (``rollout.decoding.BudgetForcing``).
+
+Budgets are samples per problem for sample, majority and pass_at_k, and new tokens for
+think_longer and budget_forcing.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple, Sequence
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+
+from o1jax import flops
+from o1jax.data.pipeline import PLAIN_TEMPLATE, render_prompt
+from o1jax.models.config import ModelConfig
+from o1jax.models.transformer import Params, Transformer
+from o1jax.rewards.api import default_pool
+from o1jax.rewards.functions import correctness
+from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts
+from o1jax.search import voting
+from o1jax.tokenizer import Tokenizer, response_texts
+
+STRATEGIES = ("greedy", "sample", "majority", "think_longer", "budget_forcing")
+SAMPLED = ("sample", "majority")          # strategies on the n-sample generation
+TOKEN_BUDGETED = ("think_longer", "budget_forcing")
+
+
+class Generation(NamedTuple):
+    """G responses to each of N problems from one sampler, verified.
+
+    texts, answers: [N][G] response text and its extracted final answer (None: none, or
+    truncated); correct: [N, G] f32 0/1; finished: [N, G] bool; lengths: [N, G] generated
+    tokens (stop token included); prompt_lengths: [N] real prompt tokens; seconds: wall time
+    of the sampler calls (compilation excluded)."""
+    texts: list
+    answers: list
+    correct: np.ndarray
+    finished: np.ndarray
+    lengths: np.ndarray
+    prompt_lengths: np.ndarray
+    seconds: float
+
+
+class Scores(NamedTuple):
+    """Per-problem results of a strategy at a budget, each [N]: accuracy (0/1, or an expected
+    value), generated tokens, prefill and decode FLOPs, wall seconds."""
+    accuracy: np.ndarray
+    tokens: np.ndarray
+    prompt_tokens: np.ndarray
+    prefill_flops: np.ndarray
+    decode_flops: np.ndarray
+    seconds: np.ndarray
+
+
+def verify(texts: Sequence[str], examples: Sequence[dict], finished: Sequence[bool]
+           ) -> np.ndarray:
+    """Correctness [R] of each response (the training reward's checker, in the worker pool);
+    with several processes each verifies a contiguous share and the shares are gathered."""
+    n, count, index = len(texts), jax.process_count(), jax.process_index()
+    if count == 1:
+        return correctness(list(texts), list(examples), list(finished), default_pool())
+    per = -(-n // count)
+    mine = slice(index * per, min(n, (index + 1) * per))
+    share = np.zeros(per, np.float32)
+    done = correctness(list(texts[mine]), list(examples[mine]), list(finished[mine]),
+                       default_pool())
+    share[:len(done)] = done
+    return np.asarray(multihost_utils.process_allgather(share)).reshape(-1)[:n]
+
+
+def generate(policy: Transformer, params: Params, examples: Sequence[dict],
+             tokenizer: Tokenizer, sampling: SamplingConfig, max_prompt_len: int,
+             batch_prompts: int, seed: int = 0, template: str = PLAIN_TEMPLATE) -> Generation:
+    """``sampling.num_samples`` responses per example, in batches of ``batch_prompts`` prompts
+    (the last batch padded with copies: one compiled sampler), then verified."""
+    sampler = make_sampler(policy, sampling, gather=True)
+    g = sampling.num_samples
+    prompts = [tokenizer.encode(render_prompt(e["question"], tokenizer, template))
+               [-max_prompt_len:] for e in examples]
+    key = jax.random.key(seed)
+    texts, finished, lengths, seconds = [], [], [], 0.0
+    for start in range(0, len(examples), batch_prompts):
+        chunk = prompts[start:start + batch_prompts]
+        n = len(chunk)
+        tokens, mask = pad_prompts(chunk + [chunk[-1]] * (batch_prompts - n), tokenizer.pad_id,
+                                   max_prompt_len)
+        if start == 0:  # compile outside the timed calls
+            jax.block_until_ready(sampler(params, tokens, mask, key))
+        t = time.perf_counter()
+        roll = sampler(params, tokens, mask, jax.random.fold_in(key, start))
+        seconds += time.perf_counter() - t
+        texts += response_texts(roll.tokens, roll.response_mask, roll.finished, tokenizer)[:n * g]
+        finished += roll.finished.tolist()[:n * g]
+        lengths += roll.lengths.tolist()[:n * g]
+    correct = verify(texts, [e for e in examples for _ in range(g)], finished)
+    answers = voting.extract_answers(texts, finished, default_pool())
+    rows = lambda x: [x[i * g:(i + 1) * g] for i in range(len(examples))]  # noqa: E731
+    return Generation(texts=rows(texts), answers=rows(answers),
+                      correct=np.asarray(correct, np.float32).reshape(-1, g),
+                      finished=np.asarray(finished, bool).reshape(-1, g),
+                      lengths=np.asarray(lengths, np.int64).reshape(-1, g),
+                      prompt_lengths=np.asarray([len(p) for p in prompts]), seconds=seconds)
+
+
+def _ledger(model: ModelConfig, gen: Generation, samples: float) -> dict:
+    """Mean cost per problem of ``samples`` responses like the generation's (prefill once: the
+    sampler prefills a prompt once and copies its cache to every sample)."""
+    p = gen.prompt_lengths
+    decode = np.array([[flops.decode_flops(model, int(p[i]), int(n)) for n in row]
+                       for i, row in enumerate(gen.lengths)])
+    return dict(tokens=samples * gen.lengths.mean(axis=1), prompt_tokens=p.astype(float),
+                prefill_flops=np.array([flops.prefill_flops(model, int(n)) for n in p]),
+                decode_flops=samples * decode.mean(axis=1),
+                seconds=np.full(len(p), gen.seconds / len(p) * samples / gen.lengths.shape[1]))
+
+
+def score(strategy: str, budget: int, gen: Generation, model: ModelConfig,
+          classes: list[list[int]] | None = None) -> Scores:
+    """Per-problem ``Scores`` of ``strategy`` at ``budget`` (see the module docstring) from
+    ``gen``; ``majority`` needs ``classes``, the answers' ``voting.group_answers``."""
+    n = gen.correct.shape[1]
+    if strategy in ("greedy",) + TOKEN_BUDGETED:
+        return Scores(accuracy=gen.correct[:, 0], **_ledger(model, gen, 1))
+    if not 1 <= budget <= n:
+        raise ValueError(f"{strategy} at {budget} samples needs 1..{n} samples per problem")
+    if strategy == "sample":
+        acc = gen.correct.mean(axis=1)
+    elif strategy == "pass_at_k":
+        acc = np.array([voting.pass_at_k(n, int(c), budget) for c in gen.correct.sum(axis=1)])
+    elif strategy == "majority":
+        acc = np.zeros(len(gen.correct))
+        blocks = n // budget
+        for i, row in enumerate(classes):
+            for b in range(blocks):
+                lo = b * budget
+                pick = voting.majority(row[lo:lo + budget])
+                acc[i] += gen.correct[i, lo + pick] / blocks if pick is not None else 0.0
+    else:
+        raise ValueError(f"unknown strategy {strategy!r}; known: {STRATEGIES}")
+    return Scores(accuracy=acc, **_ledger(model, gen, budget))

@@ -1,0 +1,56 @@
+"""Voting groups equivalent answers; pass@k against brute force over subsets; Wilson bounds."""
+
+import itertools
+import math
+
+import pytest
+
+from o1jax.rewards.api import default_pool
+from o1jax.search import voting
+
+
+def test_equivalent_answers_form_one_class():
+    answers = [["1/2", "0.5", "\\frac{1}{2}", "2", None, "0.50", "\\dfrac12", "x", "2.0"],
+               ["3", "3", "4", None], [None, None], ["$1,234", "1234", "1234.0"]]
+    assert voting.group_answers(answers, default_pool()) == [
+        [0, 0, 0, 1, -1, 0, 0, 2, 1], [0, 0, 1, -1], [-1, -1], [0, 0, 0]]
+
+
+def test_sympy_forms_are_grouped_by_the_verifier():
+    answers = [["x^2 - 1", "(x-1)(x+1)", "\\sqrt{4}", "2", "(x+1)^2"]]
+    assert voting.group_answers(answers, default_pool()) == [[0, 0, 1, 1, 2]]
+
+
+def test_majority_counts_classes_and_breaks_ties_by_first_appearance():
+    assert voting.majority([0, 1, 1, 0, 0, -1]) == 0
+    assert voting.majority([-1, 1, 0, 1, 0]) == 2    # classes 0 and 1 tie: class 0 came first
+    assert voting.majority([2, 1, 1, 2]) == 1        # class ids, not positions, set the order
+    assert voting.majority([-1, -1]) is None and voting.majority([]) is None
+    assert voting.majority([0, 1, 1], weights=[0.9, 0.2, 0.3]) == 0
+
+
+def test_extracted_answers_skip_truncated_responses():
+    texts = ["so \\boxed{1/2}", "\\boxed{0.5}", "so \\boxed{ 7 }.", "no answer at all"]
+    assert voting.extract_answers(texts, [True, False, True, True], default_pool()) == [
+        "1/2", None, "7", None]
+
+
+@pytest.mark.parametrize("n,c", [(1, 0), (1, 1), (5, 2), (6, 0), (6, 6), (7, 3), (8, 1)])
+def test_unbiased_pass_at_k_is_the_mean_over_all_k_subsets(n, c):
+    correct = [1] * c + [0] * (n - c)
+    for k in range(1, n + 1):
+        subsets = list(itertools.combinations(correct, k))
+        brute = sum(any(s) for s in subsets) / len(subsets)
+        assert voting.pass_at_k(n, c, k) == pytest.approx(brute, abs=1e-12)
+    with pytest.raises(ValueError, match="1 <= k <= n"):
+        voting.pass_at_k(n, c, n + 1)
+
+
+def test_wilson_interval_against_a_direct_solution_of_its_quadratic():
+    for p, n in [(0.5, 10), (0.0, 20), (1.0, 7), (0.685, 200)]:
+        lo, hi = voting.wilson_interval(p, n)
+        z = 1.959964
+        # the bounds are the q with |p - q| = z sqrt(q (1 - q) / n)
+        for q in (lo, hi):
+            assert abs(p - q) == pytest.approx(z * math.sqrt(q * (1 - q) / n), abs=1e-9)
+        assert lo <= p <= hi
