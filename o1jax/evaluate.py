@@ -33,7 +33,7 @@ from etils import epath
 from o1jax import sharding
 from o1jax import workdir as wd
 from o1jax.data import tasks
-from o1jax.data.pipeline import PLAIN_TEMPLATE, decode_example
+from o1jax.data.pipeline import PLAIN_TEMPLATE, decode_example, render_prompt
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rewards.api import default_pool
 from o1jax.rollout import SamplingConfig
@@ -66,8 +66,9 @@ class EvalSpec:
     min_thinking: int | None = None
     answer_tokens: int = 16
 
-    def check(self, model: Transformer) -> None:
-        """ValueError naming the field and the fix; run before anything is compiled."""
+    def check(self, model: Transformer | None = None) -> None:
+        """ValueError naming the field and the fix; run before anything is compiled (without
+        ``model``: the checks that do not need it)."""
         unknown = sorted(set(self.strategies) - set(strategies.STRATEGIES))
         if unknown or not self.strategies:
             raise ValueError(f"unknown strategies {unknown or '(none given)'}; choose from "
@@ -81,19 +82,26 @@ class EvalSpec:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if "budget_forcing" in self.strategies:
+            for b in self.tokens_budgets_or_default():
+                self.forcing(b, [0], [0])  # raises on a minimum above the maximum
+        if model is None:
+            return
         longest = max((self.max_new_tokens,) + self.token_budgets)
         if self.max_prompt_len + longest > model.cfg.max_seq_len:
             raise ValueError(f"prompt length {self.max_prompt_len} + {longest} new tokens "
                              f"exceeds the model's max_seq_len {model.cfg.max_seq_len}; lower "
                              "--max-new-tokens / --token-budgets")
-        if "budget_forcing" in self.strategies:
-            for b in self.tokens_budgets_or_default():
-                self.forcing(b, [0], [0])  # raises on a minimum above the maximum
 
     def tokens_budgets_or_default(self) -> tuple[int, ...]:
         return self.token_budgets or (self.max_new_tokens,)
 
     def forcing(self, budget: int, marker_ids, cue_ids) -> BudgetForcing:
+        """Budget forcing at a token budget (marker and cue as token ids)."""
+        if self.answer_tokens < len(marker_ids):
+            raise ValueError(f"--answer-tokens {self.answer_tokens} leaves no room for the "
+                             f"answer marker {self.answer_marker!r} ({len(marker_ids)} tokens); "
+                             "raise --answer-tokens")
         hi = budget - self.answer_tokens
         if hi < 1:
             raise ValueError(f"budget_forcing at {budget} tokens leaves no thinking before the "
@@ -365,10 +373,26 @@ def _run_config(args) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         seed=0, data=dict(task=args.task, difficulty=args.difficulty, num_train=1000,
                           num_test=args.num_problems or 200, seed=0, test_path=args.jsonl or "",
-                          template=args.template or PLAIN_TEMPLATE, max_prompt_len=256,
+                          template=args.template or PLAIN_TEMPLATE,
                           manual_dir=args.manual_dir,
                           data_dir=args.data_dir or os.path.expanduser("~/tensorflow_datasets")),
         eval=dict(num_examples=200, max_new_tokens=256, temperature=1.0, batch_prompts=16)))
+
+
+def load_problems(cfg, root, split: str, num: int | None, tokenizer: Tokenizer
+                  ) -> list[dict]:
+    """The first ``num`` problems of ``split`` of the config's task (TFDS, prepared under
+    ``root``/tfds unless data.data_dir says otherwise), each with an ``id``."""
+    from o1jax import experiment
+    if split == "hard" and cfg.data.task not in tasks.TASKS:
+        raise ValueError(f"--split hard exists for the synthetic tasks "
+                         f"({', '.join(tasks.TASKS)}), not {cfg.data.task!r}")
+    sources = experiment.load_data(cfg, root)
+    if split not in sources:
+        raise ValueError(f"the {cfg.data.task} data has no {split!r} split (splits: "
+                         f"{', '.join(sources)})")
+    count = min(len(sources[split]), num or cfg.eval.num_examples or 200)
+    return [dict(decode_example(sources[split][i]), id=f"{split}/{i}") for i in range(count)]
 
 
 def main(argv=None) -> int:
@@ -381,33 +405,30 @@ def main(argv=None) -> int:
         cfg = _run_config(args)
         if args.data_dir:
             cfg.data.data_dir = args.data_dir
-        if args.split == "hard" and cfg.data.task not in tasks.TASKS:
-            raise ValueError(f"--split hard exists for the synthetic tasks "
-                             f"({', '.join(tasks.TASKS)}), not {cfg.data.task!r}")
-        max_new = args.max_new_tokens or cfg.eval.max_new_tokens
+        pick = lambda flag, default: default if flag is None else flag  # noqa: E731
+        max_new = pick(args.max_new_tokens, cfg.eval.max_new_tokens)
         spec = EvalSpec(
-            max_prompt_len=args.max_prompt_len or cfg.data.max_prompt_len, max_new_tokens=max_new,
+            max_prompt_len=pick(args.max_prompt_len, cfg.data.get("max_prompt_len", 1)),
+            max_new_tokens=max_new,
             strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
-            budgets=args.budgets, token_budgets=args.token_budgets or tuple(
-                sorted({max(1, max_new * q // 4) for q in (1, 2, 3, 4)})),
-            temperature=args.temperature or cfg.eval.temperature,
-            batch_prompts=args.batch_prompts or cfg.eval.batch_prompts,
-            seed=cfg.seed if args.seed is None else args.seed, template=cfg.data.template,
+            budgets=args.budgets, token_budgets=pick(args.token_budgets, tuple(
+                sorted({max(1, max_new * q // 4) for q in (1, 2, 3, 4)}))),
+            temperature=pick(args.temperature, cfg.eval.temperature),
+            batch_prompts=pick(args.batch_prompts, cfg.eval.batch_prompts),
+            seed=pick(args.seed, cfg.seed), template=cfg.data.template,
             answer_marker=args.answer_marker, cue=args.cue, min_thinking=args.min_thinking,
             answer_tokens=args.answer_tokens)
+        spec.check()
         if args.workdir:
             policy, params, tokenizer = wd.load_policy(args.workdir, args.step, stage=args.stage)
         else:
             policy, params = hf.load(args.model)
             tokenizer = Tokenizer.from_dir(args.model)
-        spec.check(policy)
-        sources = experiment.load_data(cfg, wd.resolve(args.workdir or args.out))
-        if args.split not in sources:
-            raise ValueError(f"the {cfg.data.task} data has no {args.split!r} split "
-                             f"(splits: {', '.join(sources)})")
-        source = sources[args.split]
-        count = min(len(source), args.num_problems or cfg.eval.num_examples or 200)
-        examples = [dict(decode_example(source[i]), id=f"{args.split}/{i}") for i in range(count)]
+        examples = load_problems(cfg, wd.resolve(args.workdir or args.out), args.split,
+                                 args.num_problems, tokenizer)
+        if args.model and args.max_prompt_len is None:  # a run's prompts are cut as it trained
+            spec = dataclasses.replace(spec, max_prompt_len=max(len(tokenizer.encode(
+                render_prompt(e["question"], tokenizer, spec.template))) for e in examples))
         rows, samples = evaluate(policy, params, examples, tokenizer, spec)
     except (ValueError, FileNotFoundError, experiment.ConfigError,
             sharding.DistributedError) as e:

@@ -194,3 +194,21 @@ def test_end_to_end_smoke_run_and_export(tmp_path):
                           "--prompt", "12+34=?", "--max-new-tokens", "8", "--greedy"],
                          capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
+
+    # the evaluate command on the trained workdir: its SFT checkpoint, then a step it lacks
+    evaluate = [sys.executable, "-m", "o1jax.evaluate", f"--workdir={workdir}",
+                "--num-problems=8", "--budgets=1,2,4", "--token-budgets=12,16",
+                "--answer-tokens=8", "--min-thinking=2", "--batch-prompts=8"]
+    res = subprocess.run(evaluate + ["--stage=sft"], capture_output=True, text=True,
+                         env=_env(), cwd=ROOT, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = [json.loads(line) for line in (workdir / "eval" / "results.jsonl").read_text()
+            .splitlines()]
+    greedy = next(r for r in rows if r["strategy"] == "greedy" and r["bin"] == "all")
+    assert greedy["accuracy"] == summary["sft_accuracy"]   # training's stage: the same code
+    assert {r["strategy"] for r in rows} == {"greedy", "sample", "majority", "pass_at_k",
+                                             "think_longer", "budget_forcing"}
+    assert (workdir / "eval" / "test_time_compute.png").exists()
+    res = subprocess.run(evaluate + ["--step=999"], capture_output=True, text=True, env=_env(),
+                         cwd=ROOT, timeout=300)
+    assert res.returncode == 2 and "no checkpoint at step 999" in res.stderr, res.stderr

@@ -49,7 +49,7 @@ class Generation(NamedTuple):
     """G responses to each of N problems from one sampler, verified.
 
     texts, answers: [N][G] response text and its extracted final answer (None: none, or
-    truncated); correct: [N, G] f32 0/1; finished: [N, G] bool; lengths: [N, G] generated
+    truncated); correct: [N, G] 0/1; finished: [N, G] bool; lengths: [N, G] generated
     tokens (stop token included); prompt_lengths: [N] real prompt tokens; seconds: wall time
     of the sampler calls (compilation excluded)."""
     texts: list
@@ -116,7 +116,7 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
     answers = voting.extract_answers(texts, finished, default_pool())
     rows = lambda x: [x[i * g:(i + 1) * g] for i in range(len(examples))]  # noqa: E731
     return Generation(texts=rows(texts), answers=rows(answers),
-                      correct=np.asarray(correct, np.float32).reshape(-1, g),
+                      correct=np.asarray(correct, np.float64).reshape(-1, g),
                       finished=np.asarray(finished, bool).reshape(-1, g),
                       lengths=np.asarray(lengths, np.int64).reshape(-1, g),
                       prompt_lengths=np.asarray([len(p) for p in prompts]), seconds=seconds)

@@ -1,0 +1,171 @@
+"""The evaluate command end to end on a policy whose answer is known by construction: its layers
+are switched off and its head maps each token of "\\n\\boxed{42}" to the next one, so it writes
+``\\boxed{42}</s>`` after any prompt. Accuracy must be the share of examples whose answer is 42.
+Then the CLI on a tiny Hugging Face directory, and bad input."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from etils import epath
+import pytest
+
+from o1jax import flops
+from o1jax.evaluate import EvalSpec, check_memory, evaluate, evaluate_stage, main
+from o1jax.experiment import Experiment
+from o1jax.models import Transformer, preset
+from o1jax.tokenizer import byte_tokenizer
+
+CHAIN = "\n\\boxed{42}"
+
+
+def _answers_42():
+    tok = byte_tokenizer()
+    model = Transformer(preset("tiny", vocab_size=320, max_seq_len=64, tie_embeddings=False))
+    params = model.init(jax.random.key(0))
+    layers = dict(params["layers"], wo=jnp.zeros_like(params["layers"]["wo"]),
+                  w_down=jnp.zeros_like(params["layers"]["w_down"]))
+    ids = [tok.encode(ch, add_special_tokens=False)[0] for ch in CHAIN] + [tok.stop_ids[0]]
+    d = params["embed"].shape[1]
+    basis = np.linalg.qr(np.random.RandomState(0).randn(d, len(ids)))[0].T  # orthonormal rows
+    embed = np.asarray(params["embed"]).copy()
+    head = np.zeros((d, 320), np.float32)
+    for i, (a, b) in enumerate(zip(ids[:-1], ids[1:])):
+        embed[a] = basis[i]
+        head[:, b] = 10.0 * basis[i]   # logit margin 10 * sqrt(d) = 80 nats
+    return model, dict(params, layers=layers, embed=jnp.asarray(embed),
+                       lm_head=jnp.asarray(head)), tok
+
+
+@pytest.fixture(scope="module")
+def answers_42():
+    return _answers_42()
+
+
+EXAMPLES = [{"question": f"{a}+{b}=?", "answer": str(a + b), "task": "arithmetic", "meta": "{}"}
+            for a, b in [(40, 2), (1, 1), (21, 21), (6, 7), (30, 12)]]
+
+
+def _spec(**kw):
+    return EvalSpec(**dict(dict(max_prompt_len=12, max_new_tokens=16, batch_prompts=2), **kw))
+
+
+def test_every_strategy_on_a_known_policy(answers_42):
+    model, params, tok = answers_42
+    spec = _spec(strategies=("greedy", "sample", "majority", "think_longer"), budgets=(1, 2, 4),
+                 token_budgets=(8, 11, 16))   # 5 examples in batches of 2: a ragged last batch
+    rows, samples = evaluate(model, params, EXAMPLES, tok, spec)
+    acc = {(r["strategy"], r["budget"]): r["accuracy"] for r in rows if r["bin"] == "all"}
+    assert acc == {("greedy", 1): 0.6, **{(s, k): 0.6 for s in ("sample", "majority", "pass_at_k")
+                                          for k in (1, 2, 4)},
+                   ("think_longer", 8): 0.0, ("think_longer", 11): 0.6,
+                   ("think_longer", 16): 0.6}   # "\\n\\boxed{42}</s>" is 11 tokens
+    # the ledger: the prompt prefilled once, then 10 decode steps per response
+    greedy = next(r for r in rows if r["strategy"] == "greedy")
+    p = np.mean([len(tok.encode(e["question"] + "\n")) for e in EXAMPLES])
+    cfg = model.cfg
+    assert greedy["tokens"] == 11 and greedy["prompt_tokens"] == p
+    expected = np.mean([flops.prefill_flops(cfg, len(tok.encode(e["question"] + "\n"))) +
+                        flops.decode_flops(cfg, len(tok.encode(e["question"] + "\n")), 11)
+                        for e in EXAMPLES])
+    assert greedy["flops"] == pytest.approx(expected)
+    four = next(r for r in rows if r["strategy"] == "majority" and r["budget"] == 4)
+    assert four["tokens"] == 44 and four["decode_flops"] == pytest.approx(4 * (
+        greedy["decode_flops"]))
+    assert four["prefill_flops"] == pytest.approx(greedy["prefill_flops"])
+    # one sample record per problem, recomputing the figures
+    assert [s["answer"] for s in samples] == [e["answer"] for e in EXAMPLES]
+    assert all(len(s["responses"]["sample"]) == 4 for s in samples)
+    assert np.mean([s["responses"]["greedy"][0]["correct"] for s in samples]) == 0.6
+    assert {s["responses"]["greedy"][0]["answer"] for s in samples} == {"42"}
+
+
+def test_evaluate_stage_evaluates_once_and_reuses_the_file(answers_42, tmp_path):
+    import ml_collections
+    model, params, tok = answers_42
+    cfg = ml_collections.ConfigDict({
+        "seed": 0, "data": {"max_prompt_len": 12, "template": "{question}\n"},
+        "eval": {"num_examples": 4, "max_new_tokens": 16, "temperature": 1.0,
+                 "batch_prompts": 4}})
+    test = [dict(e, meta=e["meta"].encode()) for e in EXAMPLES]  # rows as TFDS stores them
+    exp = Experiment(cfg, epath.Path(tmp_path), None, tok, model, {"test": test}, None)
+    first = evaluate_stage(exp, "rl", params, 2, step=5)
+    assert first["num_examples"] == 4 and first["greedy_accuracy"] == pytest.approx(2 / 4)
+    assert first["maj2_accuracy"] == first["pass2_accuracy"] == pytest.approx(2 / 4)
+    assert json.loads((tmp_path / "eval_rl.json").read_text()) == first
+    (tmp_path / "eval_rl.json").write_text(json.dumps({"greedy_accuracy": 0.123, "step": 5}))
+    assert evaluate_stage(exp, "rl", params, 2, step=5) == {"greedy_accuracy": 0.123, "step": 5}
+    # a run resumed to train longer evaluates its new policy
+    again = evaluate_stage(exp, "rl", params, 2, step=8)
+    no_clock = lambda ev: dict(ev, rows=[dict(r, seconds=0) for r in ev["rows"]])  # noqa: E731
+    assert no_clock(again) == no_clock(dict(first, step=8))
+
+
+@pytest.mark.parametrize("kw,match", [
+    (dict(strategies=("greedy", "beam_search")), "unknown strategies \\['beam_search'\\]"),
+    (dict(budgets=(1, 0)), "budgets must be >= 1"),
+    (dict(strategies=("budget_forcing",), token_budgets=(40,), min_thinking=30),
+     "--min-thinking 30 is above the maximum thinking length 24"),
+    (dict(strategies=("budget_forcing",), token_budgets=(10,)), "leaves no thinking"),
+    (dict(strategies=("budget_forcing",), token_budgets=(40,), answer_tokens=4),
+     "--answer-tokens 4 leaves no room for the answer marker"),
+    (dict(token_budgets=(60,)), "exceeds the model's max_seq_len 64"),
+])
+def test_bad_settings_fail_before_compiling(answers_42, kw, match):
+    model, params, tok = answers_42
+    with pytest.raises(ValueError, match=match):
+        evaluate(model, params, EXAMPLES, tok, _spec(**kw))
+
+
+def test_an_evaluation_too_big_for_memory_is_refused(answers_42):
+    with pytest.raises(ValueError, match="lower --batch-prompts"):
+        check_memory(answers_42[0], rows=10 ** 9, length=64)
+    check_memory(answers_42[0], rows=64, length=64)
+
+
+def test_cli_on_a_hugging_face_directory(llama_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    args = ["--model", llama_dir, "--task", "arithmetic", "--num-problems", "6",
+            "--budgets", "1,2", "--token-budgets", "12,24", "--max-new-tokens", "16",
+            "--min-thinking", "3", "--answer-tokens", "8", "--batch-prompts", "4",
+            "--data-dir", str(tmp_path / "tfds"), "--out", str(out)]
+    assert main(args + ["--split", "hard"]) == 0
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    keys = {"strategy", "budget", "bin", "problems", "accuracy", "ci_low", "ci_high", "tokens",
+            "flops", "seconds"}
+    assert all(keys <= set(r) for r in rows)
+    overall = [(r["strategy"], r["budget"]) for r in rows if r["bin"] == "all"]
+    assert overall == [("greedy", 1)] + [(s, k) for s in ("sample", "majority", "pass_at_k")
+                                         for k in (1, 2)] + [
+        (s, b) for b in (12, 24) for s in ("think_longer", "budget_forcing")]
+    assert all(r["problems"] == 6 and r["ci_low"] <= r["accuracy"] <= r["ci_high"]
+               for r in rows if r["bin"] == "all")
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert [s["id"] for s in samples] == [f"hard/{i}" for i in range(6)]
+    # a random model writes no marker by itself: budget forcing puts it in every response
+    for s in samples:
+        for r in s["responses"]["budget_forcing@24"]:
+            assert "\\boxed{" in r["text"] and r["tokens"] <= 24
+        # the figures can be recomputed from the samples
+    greedy = np.mean([s["responses"]["greedy"][0]["correct"] for s in samples])
+    assert greedy == next(r["accuracy"] for r in rows if r["strategy"] == "greedy"
+                          and r["bin"] == "all")
+    assert os.path.getsize(out / "test_time_compute.png") > 10000
+    assert "think_longer" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--model", "/nonexistent"], "is not a Hugging Face model directory"),
+    (["--workdir", "/nonexistent"], "holds no training run"),
+    (["--model", "MODEL", "--task", "gsm8k", "--split", "hard", "--out", "OUT"],
+     "--split hard exists for the synthetic tasks"),
+    (["--model", "MODEL", "--task", "arithmetic", "--out", "OUT", "--strategies", "greedy,x"],
+     "unknown strategies"),
+    (["--model", "MODEL", "--task", "nope", "--out", "OUT"], "--task 'nope'"),
+])
+def test_cli_bad_input(llama_dir, tmp_path, capsys, extra, match):
+    extra = [llama_dir if a == "MODEL" else str(tmp_path) if a == "OUT" else a for a in extra]
+    assert main(extra) == 2
+    assert match in capsys.readouterr().err
