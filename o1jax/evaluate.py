@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 import time
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import ml_collections
@@ -165,9 +165,19 @@ def result_rows(strategy: str, budget: int, s: strategies.Scores, bins: list[str
     return out
 
 
+class EvalResult(NamedTuple):
+    """rows: results.jsonl; samples: samples.jsonl; timing: wall seconds in all (total_s), in
+    first sampler calls (warmup_s: compilation and one batch each), in the other sampler calls
+    (sampling_s), and the rest (other_s: verification, answer grouping, bookkeeping)."""
+    rows: list
+    samples: list
+    timing: dict
+
+
 def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
-             tokenizer: Tokenizer, spec: EvalSpec) -> tuple[list[dict], list[dict]]:
-    """Runs every strategy of ``spec`` on ``examples``: (results rows, per-problem samples)."""
+             tokenizer: Tokenizer, spec: EvalSpec) -> EvalResult:
+    """Runs every strategy of ``spec`` on ``examples``."""
+    start = time.perf_counter()
     spec.check(policy)
     enc = lambda s: tokenizer.encode(s, add_special_tokens=False)  # noqa: E731
     common = dict(stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id)
@@ -215,7 +225,12 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
             strategy, budget = name.split("@")
             rows += result_rows(strategy, int(budget),
                                 strategies.score(strategy, int(budget), gen, mcfg), bins)
-    return rows, sample_records(examples, gens, bins)
+    samples = sample_records(examples, gens, bins)
+    total = time.perf_counter() - start
+    warmup = sum(g.warmup_seconds for g in gens.values())
+    sampling = sum(g.seconds for g in gens.values())
+    return EvalResult(rows, samples, dict(total_s=total, warmup_s=warmup, sampling_s=sampling,
+                                          other_s=total - warmup - sampling))
 
 
 def sample_records(examples: Sequence[dict], gens: dict, bins: list[str] | None) -> list[dict]:
@@ -295,7 +310,7 @@ def evaluate_stage(exp, name: str, params: Params, maj_k: int, step: int) -> dic
                     budgets=(maj_k,) if maj_k else (1,), temperature=cfg.eval.temperature,
                     batch_prompts=cfg.eval.batch_prompts, seed=cfg.seed,
                     template=cfg.data.template)
-    rows, _ = evaluate(exp.policy, params, examples, exp.tokenizer, spec)
+    rows = evaluate(exp.policy, params, examples, exp.tokenizer, spec).rows
     result = dict(stage_summary(rows, maj_k), step=step, rows=rows)
     if wd.is_writer():
         wd.write_text(path, json.dumps(result, indent=2))
@@ -429,15 +444,18 @@ def main(argv=None) -> int:
         if args.model and args.max_prompt_len is None:  # a run's prompts are cut as it trained
             spec = dataclasses.replace(spec, max_prompt_len=max(len(tokenizer.encode(
                 render_prompt(e["question"], tokenizer, spec.template))) for e in examples))
-        rows, samples = evaluate(policy, params, examples, tokenizer, spec)
+        result = evaluate(policy, params, examples, tokenizer, spec)
     except (ValueError, FileNotFoundError, experiment.ConfigError,
             sharding.DistributedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if wd.is_writer():
         out = wd.resolve(args.out or wd.resolve(args.workdir) / "eval")
-        write_results(out, rows, samples)
-        print_results(rows)
+        write_results(out, result.rows, result.samples)
+        print_results(result.rows)
+        t = result.timing
+        print(f"\n{t['total_s']:.1f} s: sampling {t['sampling_s']:.1f} s, first calls "
+              f"(compilation) {t['warmup_s']:.1f} s, verification and voting {t['other_s']:.1f} s")
         print(f"\nwrote {out}/results.jsonl, samples.jsonl and test_time_compute.png")
     return 0
 

@@ -34,3 +34,13 @@ def test_print_table(capsys):
     assert lines[2].endswith(" 68.5%") and "after RL" in lines[2]
     assert "maj@16" in lines[3] and lines[3].endswith("-")
     assert lines[0] == lines[-1] and set(lines[0]) == {"-"}
+
+
+def test_test_time_plot_has_a_panel_per_bin_and_the_overall_one(tmp_path):
+    from o1jax.report import plot_test_time
+    rows = [dict(strategy=s, budget=k, bin=b, problems=10, accuracy=min(1, 0.1 * k),
+                 ci_low=0.0, ci_high=1.0, flops=1e6 * k)
+            for s in ("majority", "pass_at_k") for k in (1, 2, 4) for b in ("all", "level1",
+                                                                            "level5")]
+    img = matplotlib.image.imread(plot_test_time(rows, tmp_path / "t.png"))
+    assert img.shape[1] == int(round(3 * 4.2 * 110)) and img[..., :3].std() > 0.05

@@ -23,6 +23,7 @@ think_longer and budget_forcing.
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from typing import NamedTuple, Sequence
 
@@ -51,7 +52,7 @@ class Generation(NamedTuple):
     texts, answers: [N][G] response text and its extracted final answer (None: none, or
     truncated); correct: [N, G] 0/1; finished: [N, G] bool; lengths: [N, G] generated
     tokens (stop token included); prompt_lengths: [N] real prompt tokens; seconds: wall time
-    of the sampler calls (compilation excluded)."""
+    of the sampler calls; warmup_seconds: the untimed first call (compilation and one batch)."""
     texts: list
     answers: list
     correct: np.ndarray
@@ -59,6 +60,7 @@ class Generation(NamedTuple):
     lengths: np.ndarray
     prompt_lengths: np.ndarray
     seconds: float
+    warmup_seconds: float
 
 
 class Scores(NamedTuple):
@@ -88,38 +90,62 @@ def verify(texts: Sequence[str], examples: Sequence[dict], finished: Sequence[bo
     return np.asarray(multihost_utils.process_allgather(share)).reshape(-1)[:n]
 
 
+def _check(texts: list, examples: list, finished: list) -> tuple[np.ndarray, list]:
+    """(correctness, extracted answers) of responses: both in the worker pool."""
+    return (verify(texts, examples, finished),
+            voting.extract_answers(texts, finished, default_pool()))
+
+
 def generate(policy: Transformer, params: Params, examples: Sequence[dict],
              tokenizer: Tokenizer, sampling: SamplingConfig, max_prompt_len: int,
              batch_prompts: int, seed: int = 0, template: str = PLAIN_TEMPLATE) -> Generation:
     """``sampling.num_samples`` responses per example, in batches of ``batch_prompts`` prompts
-    (the last batch padded with copies: one compiled sampler), then verified."""
+    (the last batch padded with copies: one compiled sampler), verified. With one process a
+    batch is verified in the background while the next one samples (the sampler releases the
+    interpreter); with several, verification is split between them after sampling (its
+    collectives must not interleave with the sampler's)."""
     sampler = make_sampler(policy, sampling, gather=True)
     g = sampling.num_samples
     prompts = [tokenizer.encode(render_prompt(e["question"], tokenizer, template))
                [-max_prompt_len:] for e in examples]
     key = jax.random.key(seed)
-    texts, finished, lengths, seconds = [], [], [], 0.0
-    for start in range(0, len(examples), batch_prompts):
-        chunk = prompts[start:start + batch_prompts]
-        n = len(chunk)
-        tokens, mask = pad_prompts(chunk + [chunk[-1]] * (batch_prompts - n), tokenizer.pad_id,
-                                   max_prompt_len)
-        if start == 0:  # compile outside the timed calls
-            jax.block_until_ready(sampler(params, tokens, mask, key))
-        t = time.perf_counter()
-        roll = sampler(params, tokens, mask, jax.random.fold_in(key, start))
-        seconds += time.perf_counter() - t
-        texts += response_texts(roll.tokens, roll.response_mask, roll.finished, tokenizer)[:n * g]
-        finished += roll.finished.tolist()[:n * g]
-        lengths += roll.lengths.tolist()[:n * g]
-    correct = verify(texts, [e for e in examples for _ in range(g)], finished)
-    answers = voting.extract_answers(texts, finished, default_pool())
+    texts, finished, lengths, checks, seconds = [], [], [], [], 0.0
+    overlap = jax.process_count() == 1
+    with concurrent.futures.ThreadPoolExecutor(1) as checker:
+        for start in range(0, len(examples), batch_prompts):
+            chunk = prompts[start:start + batch_prompts]
+            n = len(chunk)
+            tokens, mask = pad_prompts(chunk + [chunk[-1]] * (batch_prompts - n),
+                                       tokenizer.pad_id, max_prompt_len)
+            if start == 0:  # compile outside the timed calls
+                t = time.perf_counter()
+                jax.block_until_ready(sampler(params, tokens, mask, key))
+                warmup = time.perf_counter() - t
+            t = time.perf_counter()
+            roll = sampler(params, tokens, mask, jax.random.fold_in(key, start))
+            seconds += time.perf_counter() - t
+            batch = response_texts(roll.tokens, roll.response_mask, roll.finished,
+                                   tokenizer)[:n * g]
+            done = roll.finished.tolist()[:n * g]
+            if overlap:
+                checks.append(checker.submit(_check, batch, [e for e in examples[start:start + n]
+                                                             for _ in range(g)], done))
+            texts += batch
+            finished += done
+            lengths += roll.lengths.tolist()[:n * g]
+        if overlap:
+            results = [c.result() for c in checks]
+            correct = np.concatenate([r[0] for r in results])
+            answers = [a for r in results for a in r[1]]
+        else:
+            correct, answers = _check(texts, [e for e in examples for _ in range(g)], finished)
     rows = lambda x: [x[i * g:(i + 1) * g] for i in range(len(examples))]  # noqa: E731
     return Generation(texts=rows(texts), answers=rows(answers),
                       correct=np.asarray(correct, np.float64).reshape(-1, g),
                       finished=np.asarray(finished, bool).reshape(-1, g),
                       lengths=np.asarray(lengths, np.int64).reshape(-1, g),
-                      prompt_lengths=np.asarray([len(p) for p in prompts]), seconds=seconds)
+                      prompt_lengths=np.asarray([len(p) for p in prompts]), seconds=seconds,
+                      warmup_seconds=warmup)
 
 
 def _ledger(model: ModelConfig, gen: Generation, samples: float) -> dict:
