@@ -79,18 +79,23 @@ def plot_test_time(rows: list[dict], out) -> epath.Path:
     intervals as bands), pass@k dashed as the ceiling of any selection rule; one panel for all
     problems and one per difficulty bin. ``rows``: the evaluate command's results rows."""
     bins = ["all"] + sorted({r["bin"] for r in rows} - {"all"})
-    fig, axes = plt.subplots(1, len(bins), figsize=(4.2 * len(bins), 3.8), squeeze=False,
-                             sharey=True)
+    cols = min(3, len(bins))
+    rows_of_panels = -(-len(bins) // cols)
+    fig, axes = plt.subplots(rows_of_panels, cols, figsize=(4.2 * cols, 3.8 * rows_of_panels),
+                             squeeze=False, sharey=True)
     names = list(dict.fromkeys(r["strategy"] for r in rows))
     colors = {s: f"C{i}" for i, s in enumerate(names)}
-    for ax, name in zip(axes[0], bins):
+    for ax in axes.flat[len(bins):]:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, bins):
         for s in names:
             pts = sorted((r for r in rows if r["bin"] == name and r["strategy"] == s),
                          key=lambda r: r["flops"])
             if not pts:
                 continue
             x = [math.log10(max(r["flops"], 1.0)) for r in pts]
-            style = dict(ls="--", marker="") if s == "pass_at_k" else dict(marker="o", ms=3)
+            style = (dict(ls="--", marker="") if s == "pass_at_k" else
+                     dict(ls="", marker="*", ms=11) if len(pts) == 1 else dict(marker="o", ms=3))
             ax.plot(x, [r["accuracy"] for r in pts], color=colors[s], label=s, **style)
             ax.fill_between(x, [r["ci_low"] for r in pts], [r["ci_high"] for r in pts],
                             color=colors[s], alpha=0.12, lw=0)
@@ -98,8 +103,9 @@ def plot_test_time(rows: list[dict], out) -> epath.Path:
         ax.set(title=f"{name} ({count} problems)", xlabel="log10 FLOPs per problem",
                ylim=(0, 1.02))
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("accuracy")
-    axes[0][-1].legend(fontsize=8, loc="lower right")
+    for row in axes:
+        row[0].set_ylabel("accuracy")
+    axes[0][0].legend(fontsize=8, loc="lower right")
     fig.suptitle("test-time compute")
     fig.tight_layout()
     out = epath.Path(out)
