@@ -38,7 +38,7 @@ from o1jax.models.transformer import Params, Transformer
 from o1jax.rewards.api import default_pool
 from o1jax.rollout import SamplingConfig
 from o1jax.rollout.decoding import BudgetForcing
-from o1jax.search import strategies, voting
+from o1jax.search import beam, strategies, verifiers, voting
 from o1jax.tokenizer import Tokenizer
 
 PASS_RATE_LEVELS = (0.8, 0.6, 0.4, 0.2)   # level 1: pass rate above 0.8, ..., level 5: <= 0.2
@@ -47,11 +47,12 @@ log = logging.getLogger("o1jax.evaluate")
 
 @dataclasses.dataclass(frozen=True)
 class EvalSpec:
-    """What to evaluate and how. ``budgets``: samples per problem (sample, majority and
-    pass@k); ``token_budgets``: maximum new tokens (think_longer, budget_forcing; default
+    """What to evaluate and how. ``budgets``: samples per problem (sample, majority, pass@k,
+    the verifier strategies; for beam search and DVTS the candidates per step, ``beam_width``
+    per beam); ``token_budgets``: maximum new tokens (think_longer, budget_forcing; default
     ``max_new_tokens``). Budget forcing at budget B forces the answer marker at
     B - ``answer_tokens`` thinking tokens and holds it back before ``min_thinking`` (default:
-    half of that)."""
+    half of that). A search step is a line of at most ``step_tokens`` tokens."""
     max_prompt_len: int
     max_new_tokens: int
     strategies: tuple[str, ...] = ("greedy", "sample", "majority")
@@ -65,6 +66,8 @@ class EvalSpec:
     cue: str = "Wait"
     min_thinking: int | None = None
     answer_tokens: int = 16
+    beam_width: int = 4
+    step_tokens: int = 32
 
     def check(self, model: Transformer | None = None) -> None:
         """ValueError naming the field and the fix; run before anything is compiled (without
@@ -73,11 +76,14 @@ class EvalSpec:
         if unknown or not self.strategies:
             raise ValueError(f"unknown strategies {unknown or '(none given)'}; choose from "
                              f"{', '.join(strategies.STRATEGIES)}")
+        if set(self.strategies) & set(strategies.SAMPLED) and not self.budgets:
+            raise ValueError("sample and majority need --budgets (samples per problem)")
         for name in ("budgets", "token_budgets"):
             bad = [b for b in getattr(self, name) if b < 1]
             if bad:
                 raise ValueError(f"{name} must be >= 1, got {bad}")
-        for name in ("max_new_tokens", "batch_prompts", "max_prompt_len"):
+        for name in ("max_new_tokens", "batch_prompts", "max_prompt_len", "beam_width",
+                     "step_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.temperature > 0:
@@ -157,35 +163,45 @@ def result_rows(strategy: str, budget: int, s: strategies.Scores, bins: list[str
         acc = float(s.accuracy[m].mean())
         lo, hi = voting.wilson_interval(acc, int(m.sum()))
         pre, dec = float(s.prefill_flops[m].mean()), float(s.decode_flops[m].mean())
+        ver = float(s.verifier_flops[m].mean())
         out.append(dict(strategy=strategy, budget=budget, bin=name, problems=int(m.sum()),
                         accuracy=acc, ci_low=lo, ci_high=hi, tokens=float(s.tokens[m].mean()),
-                        flops=pre + dec, seconds=float(s.seconds[m].mean()),
+                        flops=pre + dec + ver, seconds=float(s.seconds[m].mean()),
                         prompt_tokens=float(s.prompt_tokens[m].mean()), prefill_flops=pre,
-                        decode_flops=dec))
+                        decode_flops=dec, verifier_flops=ver))
     return out
 
 
 class EvalResult(NamedTuple):
     """rows: results.jsonl; samples: samples.jsonl; timing: wall seconds in all (total_s), in
     first sampler calls (warmup_s: compilation and one batch each), in the other sampler calls
-    (sampling_s), and the rest (other_s: verification, answer grouping, bookkeeping)."""
+    (sampling_s), and the rest (other_s: verification, answer grouping, bookkeeping);
+    verifier: the verifier's own accuracy on the sampled solutions (AUC of its outcome score,
+    correct vs wrong finished ones), when one was used."""
     rows: list
     samples: list
     timing: dict
+    verifier: dict | None = None
 
 
 def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
-             tokenizer: Tokenizer, spec: EvalSpec) -> EvalResult:
-    """Runs every strategy of ``spec`` on ``examples``."""
+             tokenizer: Tokenizer, spec: EvalSpec,
+             verifier: verifiers.Verifier | None = None) -> EvalResult:
+    """Runs every strategy of ``spec`` on ``examples`` (``verifier``: for the strategies that
+    need one)."""
     start = time.perf_counter()
     spec.check(policy)
+    needs = sorted(set(spec.strategies) & set(strategies.VERIFIED + strategies.SEARCHED))
+    if needs and verifier is None:
+        raise ValueError(f"{', '.join(needs)} need a verifier: --verifier critic, orm:PATH or "
+                         "prm:PATH")
     enc = lambda s: tokenizer.encode(s, add_special_tokens=False)  # noqa: E731
     common = dict(stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id)
     run = lambda sampling, per_batch, seed: strategies.generate(  # noqa: E731
         policy, params, examples, tokenizer, sampling, spec.max_prompt_len, per_batch, seed,
         spec.template)
-    gens: dict[str, tuple[str, int, strategies.Generation]] = {}
-    n = max(spec.budgets)
+    gens: dict[str, strategies.Generation] = {}
+    n = max(spec.budgets, default=1)
     plans = []
     if "greedy" in spec.strategies:
         plans.append(("greedy", 1, SamplingConfig(spec.max_new_tokens, greedy=True, **common)))
@@ -199,6 +215,16 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
             forcing = spec.forcing(b, enc(spec.answer_marker), enc(spec.cue))
             plans.append((f"budget_forcing@{b}", 1, SamplingConfig(b, greedy=True,
                                                                    forcing=forcing, **common)))
+    searched = {}
+    for b in spec.budgets:
+        for name in set(spec.strategies) & set(strategies.SEARCHED):
+            width = min(spec.beam_width, b)
+            searched[f"{name}@{b}"] = beam.search(
+                policy, params, examples, tokenizer, verifier, b // width, width,
+                name == "dvts", spec.max_prompt_len, spec.max_new_tokens, spec.step_tokens,
+                spec.temperature, spec.batch_prompts, spec.seed + 2, spec.template)
+            log.info("%s@%d: %d problems in %.1f s", name, b, len(examples),
+                     searched[f"{name}@{b}"][0].seconds)
     for name, g, sampling in plans:
         per_batch = max(1, spec.batch_prompts // g)
         check_memory(policy, per_batch * g, spec.max_prompt_len + sampling.max_new_tokens)
@@ -213,15 +239,32 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
     mcfg = policy.cfg
     if "greedy" in gens:
         rows += result_rows("greedy", 1, strategies.score("greedy", 1, gens["greedy"], mcfg), bins)
+    checked = None
     if sampled is not None:
-        classes = (voting.group_answers(sampled.answers, default_pool())
-                   if "majority" in spec.strategies else None)
+        voted = {"majority", "weighted_majority"} & set(spec.strategies)
+        classes = voting.group_answers(sampled.answers, default_pool()) if voted else None
+        scores = None
+        if set(needs) & set(strategies.VERIFIED):
+            scores = verifiers.outcome_scores(verifier, sampled.tokens, sampled.mask).reshape(
+                sampled.correct.shape)
+            done = sampled.finished
+            checked = dict(verifier=verifier.source, kind=verifier.kind,
+                           auc=verifiers.auc(scores[done], sampled.correct[done]),
+                           mean_score_correct=_mean(scores[done & (sampled.correct > 0)]),
+                           mean_score_wrong=_mean(scores[done & (sampled.correct == 0)]))
         for strategy in [s for s in strategies.SAMPLED if s in spec.strategies] + ["pass_at_k"]:
             for k in spec.budgets:
-                rows += result_rows(strategy, k, strategies.score(strategy, k, sampled, mcfg,
-                                                                  classes), bins)
+                rows += result_rows(strategy, k, strategies.score(
+                    strategy, k, sampled, mcfg, classes, scores, verifier and verifier.model.cfg),
+                    bins)
+    for name, (gen, ledger) in sorted(searched.items(), key=lambda kv: (
+            kv[0].split("@")[0], int(kv[0].split("@")[1]))):
+        strategy, budget = name.split("@")
+        rows += result_rows(strategy, int(budget), strategies.Scores(
+            accuracy=gen.correct[:, 0], **ledger), bins)
+        gens[name] = gen
     for name, gen in gens.items():
-        if "@" in name:
+        if "@" in name and name not in searched:
             strategy, budget = name.split("@")
             rows += result_rows(strategy, int(budget),
                                 strategies.score(strategy, int(budget), gen, mcfg), bins)
@@ -230,7 +273,11 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
     warmup = sum(g.warmup_seconds for g in gens.values())
     sampling = sum(g.seconds for g in gens.values())
     return EvalResult(rows, samples, dict(total_s=total, warmup_s=warmup, sampling_s=sampling,
-                                          other_s=total - warmup - sampling))
+                                          other_s=total - warmup - sampling), checked)
+
+
+def _mean(x: np.ndarray) -> float | None:
+    return float(x.mean()) if x.size else None
 
 
 def sample_records(examples: Sequence[dict], gens: dict, bins: list[str] | None) -> list[dict]:
@@ -333,6 +380,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--num-problems", "--num_problems", type=int, default=None,
                     help="default: the run's eval.num_examples, else 200")
     ap.add_argument("--strategies", default="greedy,sample,majority,think_longer,budget_forcing")
+    ap.add_argument("--verifier", default=None, help="for best_of_n, weighted_majority and "
+                    "search: critic (the RL run's), orm:PATH or prm:PATH")
     ap.add_argument("--budgets", type=ints, default=(1, 2, 4, 8, 16),
                     help="samples per problem (sample, majority, pass@k)")
     ap.add_argument("--token-budgets", "--token_budgets", type=ints, default=None,
@@ -348,6 +397,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--answer-marker", "--answer_marker", default="\\boxed{",
                     help="budget forcing: what starts the answer (a chat model: </think>)")
     ap.add_argument("--cue", default="Wait", help="budget forcing: the continuation cue")
+    ap.add_argument("--beam-width", "--beam_width", type=int, default=4,
+                    help="beam / dvts: candidate next steps sampled per beam (M)")
+    ap.add_argument("--step-tokens", "--step_tokens", type=int, default=32,
+                    help="beam / dvts: the longest step (a line) sampled at once")
     ap.add_argument("--answer-tokens", "--answer_tokens", type=int, default=16,
                     help="budget forcing: tokens left for the answer after the marker")
     ap.add_argument("--task", default=None, help="with --model: a synthetic task, gsm8k, "
@@ -432,7 +485,8 @@ def main(argv=None) -> int:
             batch_prompts=pick(args.batch_prompts, cfg.eval.batch_prompts),
             seed=pick(args.seed, cfg.seed), template=cfg.data.template,
             answer_marker=args.answer_marker, cue=args.cue, min_thinking=args.min_thinking,
-            answer_tokens=args.answer_tokens)
+            answer_tokens=args.answer_tokens, beam_width=args.beam_width,
+            step_tokens=args.step_tokens)
         spec.check()
         if args.workdir:
             policy, params, tokenizer = wd.load_policy(args.workdir, args.step, stage=args.stage)
@@ -441,10 +495,13 @@ def main(argv=None) -> int:
             tokenizer = Tokenizer.from_dir(args.model)
         examples = load_problems(cfg, wd.resolve(args.workdir or args.out), args.split,
                                  args.num_problems, tokenizer)
+        verifier = None
+        if args.verifier:
+            verifier = verifiers.load(args.verifier, policy, args.workdir, args.step)
         if args.model and args.max_prompt_len is None:  # a run's prompts are cut as it trained
             spec = dataclasses.replace(spec, max_prompt_len=max(len(tokenizer.encode(
                 render_prompt(e["question"], tokenizer, spec.template))) for e in examples))
-        result = evaluate(policy, params, examples, tokenizer, spec)
+        result = evaluate(policy, params, examples, tokenizer, spec, verifier)
     except (ValueError, FileNotFoundError, experiment.ConfigError,
             sharding.DistributedError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -453,6 +510,12 @@ def main(argv=None) -> int:
         out = wd.resolve(args.out or wd.resolve(args.workdir) / "eval")
         write_results(out, result.rows, result.samples)
         print_results(result.rows)
+        if result.verifier:
+            wd.write_text(out / "verifier.json", json.dumps(result.verifier, indent=2))
+            v = result.verifier
+            print(f"\nverifier {v['kind']} ({v['verifier']}): AUC {v['auc']} on the sampled "
+                  f"solutions; mean score {v['mean_score_correct']} correct, "
+                  f"{v['mean_score_wrong']} wrong")
         t = result.timing
         print(f"\n{t['total_s']:.1f} s: sampling {t['sampling_s']:.1f} s, first calls "
               f"(compilation) {t['warmup_s']:.1f} s, verification and voting {t['other_s']:.1f} s")

@@ -47,6 +47,13 @@ def decode_flops(model: ModelConfig, prompt_tokens: int, generated_tokens: int) 
     return steps * model.flops_per_token(prompt_tokens + (steps + 1) / 2)
 
 
+def verifier_flops(model: ModelConfig, tokens: int) -> float:
+    """One value-model forward over a sequence of ``tokens`` (prompt and response): the
+    policy's backbone with a scalar head instead of the vocabulary projection."""
+    return prefill_flops(model, tokens) - tokens * 2.0 * model.hidden_size * (
+        model.vocab_size - 1)
+
+
 def update_flops(model: ModelConfig, rows: int, length: int, epochs: int, uses_critic: bool,
                  uses_reference: bool) -> float:
     """Scoring passes (reference log-probs, old values) and E epochs of forward + backward

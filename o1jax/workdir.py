@@ -160,17 +160,11 @@ def is_workdir(path) -> bool:
     return (p / "checkpoints").is_dir() and (p / "config.json").exists()
 
 
-def load_policy(path, step: int | None = None, mesh=None, stage: str | None = None):
-    """(model, params, tokenizer) of the latest (or ``step``) RL checkpoint, else SFT; ``stage``
-    ("rl" or "sft") looks in that stage's checkpoints only. The tokenizer and model shapes are
-    those the run trained with (WORKDIR/model/ when it started from a Hugging Face model, else
-    the preset and the byte tokenizer)."""
-    import orbax.checkpoint as ocp
-
+def _policy_model(root: epath.Path, mesh=None):
+    """(model, tokenizer) a run trained with: WORKDIR/model/ when it started from a Hugging
+    Face model, else the preset and the byte tokenizer."""
     from o1jax.models import Transformer, hf, preset
     from o1jax.tokenizer import Tokenizer, byte_tokenizer
-
-    root = resolve(path)
     cfg = load_config(root)
     overrides = dict(cfg.model.get("overrides", {}))
     if (root / "model" / "config.json").exists():
@@ -178,11 +172,20 @@ def load_policy(path, step: int | None = None, mesh=None, stage: str | None = No
         tokenizer = Tokenizer.from_dir(root / "model")
     else:
         mcfg, tokenizer = preset(cfg.model.preset, **overrides), byte_tokenizer()
-    model = Transformer(mcfg, mesh=mesh)
+    return Transformer(mcfg, mesh=mesh), tokenizer
+
+
+def load_state(path, step: int | None = None, stage: str | None = None) -> dict:
+    """The saved state of the latest (or ``step``) RL checkpoint, else SFT; ``stage`` ("rl" or
+    "sft") looks in that stage's checkpoints only. A dict with ``"stage"`` added; arrays on this
+    process's first device (every process of a multi-host launch reads its own copy)."""
+    import orbax.checkpoint as ocp
+
+    root = resolve(path)
     if stage not in (None, "rl", "sft"):
         raise ValueError(f"stage must be rl or sft, got {stage!r}")
     found = {}
-    for name, key in (("rl", "policy"), ("sft", "params")):
+    for name in ("rl", "sft"):
         directory = root / "checkpoints" / name
         if (stage or name) != name or not directory.is_dir():
             continue
@@ -192,13 +195,20 @@ def load_policy(path, step: int | None = None, mesh=None, stage: str | None = No
         if not steps or (step is not None and step not in steps):
             continue
         chosen = step if step is not None else steps[-1]
-        # onto this process's first device where the saved sharding names devices this
-        # process lacks: every process of a multi-host launch reads its own copy
         device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
         state = mngr.restore(chosen, args=ocp.args.Composite(state=ocp.args.StandardRestore(
             fallback_sharding=device)))["state"]
-        return model, jax.device_put(state[key], device), tokenizer
+        return dict(jax.device_put(state, device), stage=name, step=chosen)
     if step is not None and found:
         raise ValueError(f"{path}: no checkpoint at step {step}; steps saved: " + "; ".join(
             f"{name.upper()} {steps}" for name, steps in found.items()))
     raise ValueError(f"{path}: no {stage.upper() + ' ' if stage else ''}checkpoints to load")
+
+
+def load_policy(path, step: int | None = None, mesh=None, stage: str | None = None):
+    """(model, params, tokenizer) of the latest (or ``step``) RL checkpoint, else SFT; ``stage``
+    ("rl" or "sft") looks in that stage's checkpoints only. The tokenizer and model shapes are
+    those the run trained with."""
+    state = load_state(path, step, stage)
+    model, tokenizer = _policy_model(resolve(path), mesh)
+    return model, state["policy" if state["stage"] == "rl" else "params"], tokenizer

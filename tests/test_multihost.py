@@ -146,8 +146,9 @@ def test_a_coordinator_that_never_answers_is_a_clear_error(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
-def test_export_from_two_processes_writes_one_copy(tmp_path):
-    """Every host of a job runs the export; each reads the checkpoint, process 0 writes."""
+def test_export_and_evaluate_from_two_processes_write_one_copy(tmp_path):
+    """Every host of a job runs the export and the evaluate command; each reads the checkpoint,
+    process 0 writes; the evaluation's figures are those of one process."""
     workdir = tmp_path / "w"
     res = subprocess.run(_cmd(workdir, "--config.sft.num_steps=2", "--config.rl.num_iterations=0",
                               "--config.eval.num_examples=0"),
@@ -169,3 +170,23 @@ def test_export_from_two_processes_writes_one_copy(tmp_path):
     for f in (tmp_path / "one").iterdir():
         assert (tmp_path / "two" / f.name).read_bytes() == f.read_bytes(), f.name
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".export")] == []
+
+    evaluate = lambda out, *extra, **kw: subprocess.Popen(  # noqa: E731
+        [sys.executable, "-m", "o1jax.evaluate", "--workdir", str(workdir), "--out", str(out),
+         "--num-problems=6", "--budgets=1,2", "--token-budgets=12,16", "--answer-tokens=8",
+         *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, **kw)
+    [(rc, _, err)] = _wait([evaluate(tmp_path / "eval_one", env=_env(8))])
+    assert rc == 0, err[-3000:]
+    port = _free_port()
+    results = _wait([evaluate(tmp_path / "eval_two", f"--coordinator-address=127.0.0.1:{port}",
+                              "--num-processes=2", f"--process-id={i}", env=_env(4))
+                     for i in range(2)])
+    for rc, _, err in results:
+        assert rc == 0, err[-3000:]
+    assert "test_time_compute.png" in results[0][1] and results[1][1] == ""
+    read = lambda d, name: [json.loads(line) for line in  # noqa: E731
+                            (tmp_path / d / name).read_text().splitlines()]
+    no_clock = lambda rows: [dict(r, seconds=None) for r in rows]  # noqa: E731
+    assert no_clock(read("eval_two", "results.jsonl")) == no_clock(read("eval_one",
+                                                                        "results.jsonl"))
+    assert read("eval_two", "samples.jsonl") == read("eval_one", "samples.jsonl")

@@ -13,12 +13,15 @@ prompt and generated token counts from which ``o1jax/flops.py`` counts prefill a
   samples drawn.
 * ``pass_at_k``: whether any of k samples is right (unbiased estimator from n samples): the
   ceiling any selection rule over k samples could reach.
+* ``best_of_n``: the sample a verifier scores highest among k (outcome score: its value at the
+  last token), per disjoint block of k as majority.
+* ``weighted_majority``: majority vote with each answer's votes weighted by its verifier score.
 * ``think_longer``: greedy with at most ``budget`` new tokens.
 * ``budget_forcing``: greedy with at most ``budget`` new tokens under s1's budget forcing
   (``rollout.decoding.BudgetForcing``).
 
-Budgets are samples per problem for sample, majority and pass_at_k, and new tokens for
-think_longer and budget_forcing.
+Budgets are samples per problem for sample, majority, pass_at_k and the verifier strategies,
+and new tokens for think_longer and budget_forcing.
 """
 
 from __future__ import annotations
@@ -41,8 +44,11 @@ from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts
 from o1jax.search import voting
 from o1jax.tokenizer import Tokenizer, response_texts
 
-STRATEGIES = ("greedy", "sample", "majority", "think_longer", "budget_forcing")
-SAMPLED = ("sample", "majority")          # strategies on the n-sample generation
+SEARCHED = ("beam", "dvts")   # o1jax/search/beam.py
+STRATEGIES = ("greedy", "sample", "majority", "think_longer", "budget_forcing", "best_of_n",
+              "weighted_majority") + SEARCHED
+VERIFIED = ("best_of_n", "weighted_majority")   # selection by a verifier's outcome score
+SAMPLED = ("sample", "majority") + VERIFIED      # strategies on the n-sample generation
 TOKEN_BUDGETED = ("think_longer", "budget_forcing")
 
 
@@ -50,11 +56,14 @@ class Generation(NamedTuple):
     """G responses to each of N problems from one sampler, verified.
 
     texts, answers: [N][G] response text and its extracted final answer (None: none, or
-    truncated); correct: [N, G] 0/1; finished: [N, G] bool; lengths: [N, G] generated
+    truncated); tokens, mask: [N * G, P + max_new] int32 / bool, prompt and response as the
+    sampler returned them (for verifiers); correct: [N, G] 0/1; finished: [N, G] bool; lengths: [N, G] generated
     tokens (stop token included); prompt_lengths: [N] real prompt tokens; seconds: wall time
     of the sampler calls; warmup_seconds: the untimed first call (compilation and one batch)."""
     texts: list
     answers: list
+    tokens: np.ndarray
+    mask: np.ndarray
     correct: np.ndarray
     finished: np.ndarray
     lengths: np.ndarray
@@ -65,12 +74,13 @@ class Generation(NamedTuple):
 
 class Scores(NamedTuple):
     """Per-problem results of a strategy at a budget, each [N]: accuracy (0/1, or an expected
-    value), generated tokens, prefill and decode FLOPs, wall seconds."""
+    value), generated and prompt tokens, prefill, decode and verifier FLOPs, wall seconds."""
     accuracy: np.ndarray
     tokens: np.ndarray
     prompt_tokens: np.ndarray
     prefill_flops: np.ndarray
     decode_flops: np.ndarray
+    verifier_flops: np.ndarray
     seconds: np.ndarray
 
 
@@ -98,18 +108,22 @@ def _check(texts: list, examples: list, finished: list) -> tuple[np.ndarray, lis
 
 def generate(policy: Transformer, params: Params, examples: Sequence[dict],
              tokenizer: Tokenizer, sampling: SamplingConfig, max_prompt_len: int,
-             batch_prompts: int, seed: int = 0, template: str = PLAIN_TEMPLATE) -> Generation:
+             batch_prompts: int, seed: int = 0, template: str = PLAIN_TEMPLATE,
+             prompts: Sequence[Sequence[int]] | None = None) -> Generation:
     """``sampling.num_samples`` responses per example, in batches of ``batch_prompts`` prompts
     (the last batch padded with copies: one compiled sampler), verified. With one process a
     batch is verified in the background while the next one samples (the sampler releases the
     interpreter); with several, verification is split between them after sampling (its
-    collectives must not interleave with the sampler's)."""
+    collectives must not interleave with the sampler's). ``prompts``: token lists to use
+    instead of the examples' rendered questions (continuations of partial solutions)."""
     sampler = make_sampler(policy, sampling, gather=True)
     g = sampling.num_samples
-    prompts = [tokenizer.encode(render_prompt(e["question"], tokenizer, template))
-               [-max_prompt_len:] for e in examples]
+    if prompts is None:
+        prompts = [tokenizer.encode(render_prompt(e["question"], tokenizer, template))
+                   [-max_prompt_len:] for e in examples]
     key = jax.random.key(seed)
     texts, finished, lengths, checks, seconds = [], [], [], [], 0.0
+    tokens_out, masks = [], []
     overlap = jax.process_count() == 1
     with concurrent.futures.ThreadPoolExecutor(1) as checker:
         for start in range(0, len(examples), batch_prompts):
@@ -132,6 +146,8 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
                                                              for _ in range(g)], done))
             texts += batch
             finished += done
+            tokens_out.append(np.asarray(roll.tokens)[:n * g])
+            masks.append(np.asarray(roll.mask)[:n * g])
             lengths += roll.lengths.tolist()[:n * g]
         if overlap:
             results = [c.result() for c in checks]
@@ -141,6 +157,7 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
             correct, answers = _check(texts, [e for e in examples for _ in range(g)], finished)
     rows = lambda x: [x[i * g:(i + 1) * g] for i in range(len(examples))]  # noqa: E731
     return Generation(texts=rows(texts), answers=rows(answers),
+                      tokens=np.concatenate(tokens_out), mask=np.concatenate(masks),
                       correct=np.asarray(correct, np.float64).reshape(-1, g),
                       finished=np.asarray(finished, bool).reshape(-1, g),
                       lengths=np.asarray(lengths, np.int64).reshape(-1, g),
@@ -148,39 +165,68 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
                       warmup_seconds=warmup)
 
 
-def _ledger(model: ModelConfig, gen: Generation, samples: float) -> dict:
+def _ledger(model: ModelConfig, gen: Generation, samples: float,
+            verifier: ModelConfig | None = None) -> dict:
     """Mean cost per problem of ``samples`` responses like the generation's (prefill once: the
-    sampler prefills a prompt once and copies its cache to every sample)."""
+    sampler prefills a prompt once and copies its cache to every sample), and with
+    ``verifier`` one verifier forward over each response with its prompt."""
     p = gen.prompt_lengths
     decode = np.array([[flops.decode_flops(model, int(p[i]), int(n)) for n in row]
                        for i, row in enumerate(gen.lengths)])
+    checked = np.zeros(len(p)) if verifier is None else samples * np.array(
+        [np.mean([flops.verifier_flops(verifier, int(p[i] + n)) for n in row])
+         for i, row in enumerate(gen.lengths)])
     return dict(tokens=samples * gen.lengths.mean(axis=1), prompt_tokens=p.astype(float),
                 prefill_flops=np.array([flops.prefill_flops(model, int(n)) for n in p]),
-                decode_flops=samples * decode.mean(axis=1),
+                decode_flops=samples * decode.mean(axis=1), verifier_flops=checked,
                 seconds=np.full(len(p), gen.seconds / len(p) * samples / gen.lengths.shape[1]))
 
 
+def _by_blocks(budget: int, gen: Generation, pick) -> np.ndarray:
+    """Accuracy of a selection rule ``pick(i, lo) -> index in [lo, lo + budget) or None``
+    averaged over the n // budget disjoint blocks of each problem's n samples."""
+    n = gen.correct.shape[1]
+    blocks = n // budget
+    acc = np.zeros(len(gen.correct))
+    for i in range(len(gen.correct)):
+        for b in range(blocks):
+            j = pick(i, b * budget)
+            acc[i] += gen.correct[i, j] / blocks if j is not None else 0.0
+    return acc
+
+
 def score(strategy: str, budget: int, gen: Generation, model: ModelConfig,
-          classes: list[list[int]] | None = None) -> Scores:
+          classes: list[list[int]] | None = None, verifier_scores: np.ndarray | None = None,
+          verifier: ModelConfig | None = None) -> Scores:
     """Per-problem ``Scores`` of ``strategy`` at ``budget`` (see the module docstring) from
-    ``gen``; ``majority`` needs ``classes``, the answers' ``voting.group_answers``."""
+    ``gen``; ``majority`` and ``weighted_majority`` need ``classes``, the answers'
+    ``voting.group_answers``; ``best_of_n`` and ``weighted_majority`` the verifier's outcome
+    score of every sample, [N, G], and its model shapes (for the ledger)."""
     n = gen.correct.shape[1]
     if strategy in ("greedy",) + TOKEN_BUDGETED:
         return Scores(accuracy=gen.correct[:, 0], **_ledger(model, gen, 1))
     if not 1 <= budget <= n:
         raise ValueError(f"{strategy} at {budget} samples needs 1..{n} samples per problem")
+    if strategy in VERIFIED and verifier_scores is None:
+        raise ValueError(f"{strategy} needs a verifier's scores")
     if strategy == "sample":
         acc = gen.correct.mean(axis=1)
     elif strategy == "pass_at_k":
         acc = np.array([voting.pass_at_k(n, int(c), budget) for c in gen.correct.sum(axis=1)])
     elif strategy == "majority":
-        acc = np.zeros(len(gen.correct))
-        blocks = n // budget
-        for i, row in enumerate(classes):
-            for b in range(blocks):
-                lo = b * budget
-                pick = voting.majority(row[lo:lo + budget])
-                acc[i] += gen.correct[i, lo + pick] / blocks if pick is not None else 0.0
+        acc = _by_blocks(budget, gen, lambda i, lo: _offset(
+            voting.majority(classes[i][lo:lo + budget]), lo))
+    elif strategy == "best_of_n":
+        acc = _by_blocks(budget, gen, lambda i, lo: lo + int(np.argmax(
+            verifier_scores[i, lo:lo + budget])))
+    elif strategy == "weighted_majority":
+        acc = _by_blocks(budget, gen, lambda i, lo: _offset(voting.majority(
+            classes[i][lo:lo + budget], verifier_scores[i, lo:lo + budget]), lo))
     else:
         raise ValueError(f"unknown strategy {strategy!r}; known: {STRATEGIES}")
-    return Scores(accuracy=acc, **_ledger(model, gen, budget))
+    return Scores(accuracy=acc, **_ledger(model, gen, budget,
+                                          verifier if strategy in VERIFIED else None))
+
+
+def _offset(j: int | None, lo: int) -> int | None:
+    return None if j is None else lo + j

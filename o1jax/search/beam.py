@@ -1,0 +1,156 @@
+"""Step-level search guided by a verifier: beam search and DVTS.
+
+A step is one line. Each round, every live beam of a problem is continued with M sampled next
+steps (one compiled sampler call for all beams of all problems: the beam's prefix is the prompt,
+a newline or a stop token ends the sample), every candidate is scored by the verifier at its
+last token, and the best are kept: beam search keeps the top B of all B x M candidates of a
+problem; DVTS (diverse verifier tree search) keeps B independent subtrees, each its own best
+candidate. Finished beams are carried and compete by score; when every beam is finished (or out
+of tokens) the highest-scoring finished beam is the answer.
+
+Prefixes are recomputed each round (the sampler prefills each beam's prefix once and shares it
+with its M samples), and the ledger counts that: prefill of every prefix, decode of every
+candidate token, and a verifier forward over every candidate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from o1jax import flops
+from o1jax.data.pipeline import PLAIN_TEMPLATE, render_prompt
+from o1jax.models.transformer import Params, Transformer
+from o1jax.rewards.api import default_pool
+from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts
+from o1jax.search import strategies, verifiers, voting
+from o1jax.tokenizer import Tokenizer
+
+
+@dataclasses.dataclass
+class Beam:
+    tokens: list          # response tokens so far
+    score: float = 0.0
+    finished: bool = False  # ended with a stop token
+    dead: bool = False      # out of tokens without finishing
+
+
+def _round_up(n: int, to: int = 16) -> int:
+    return -(-n // to) * to
+
+
+def search(policy: Transformer, params: Params, examples: Sequence[dict], tokenizer: Tokenizer,
+           verifier: verifiers.Verifier, beams: int, width: int, diverse: bool,
+           max_prompt_len: int, max_new_tokens: int, step_tokens: int, temperature: float,
+           batch_rows: int = 64, seed: int = 0, template: str = PLAIN_TEMPLATE
+           ) -> tuple[strategies.Generation, dict]:
+    """Beam search (``diverse`` False) or DVTS (True) with ``beams`` beams (subtrees) of
+    ``width`` candidates each: (one chosen response per problem as a Generation, the ledger:
+    per-problem arrays tokens, prompt_tokens, prefill_flops, decode_flops, verifier_flops,
+    seconds)."""
+    if beams < 1 or width < 1:
+        raise ValueError(f"beam search needs beams and width >= 1, got {beams} and {width}")
+    mcfg = policy.cfg
+    newline = tuple(tokenizer.encode("\n", add_special_tokens=False))
+    stop = tuple(tokenizer.stop_ids)
+    prompts = [tokenizer.encode(render_prompt(e["question"], tokenizer, template))
+               [-max_prompt_len:] for e in examples]
+    n = len(examples)
+    state = [[Beam([]) for _ in range(beams if diverse else 1)] for _ in range(n)]
+    ledger = {k: np.zeros(n) for k in ("tokens", "prefill_flops", "decode_flops",
+                                       "verifier_flops")}
+    samplers: dict = {}
+    key = jax.random.key(seed)
+    start = time.perf_counter()
+    for rnd in range(max_new_tokens):
+        live = [(i, b) for i in range(n) for b, beam in enumerate(state[i])
+                if not (beam.finished or beam.dead)]
+        if not live:
+            break
+        used = max(len(state[i][b].tokens) for i, b in live)
+        room = min(step_tokens, max_new_tokens - used)  # prompt + used + room <= max_seq_len
+        length = min(_round_up(max_prompt_len + used), mcfg.max_seq_len - room)
+        cfg = SamplingConfig(room, temperature, num_samples=width, stop_ids=stop + newline,
+                             pad_id=tokenizer.pad_id)
+        sampler = samplers.setdefault(cfg, make_sampler(policy, cfg, gather=True))
+        per = max(1, batch_rows // width)
+        cands: dict[tuple[int, int], list] = {}
+        for lo in range(0, len(live), per):
+            chunk = live[lo:lo + per]
+            rows = [(prompts[i] + state[i][b].tokens)[-length:] for i, b in chunk]
+            tokens, mask = pad_prompts(rows + [rows[-1]] * (per - len(rows)), tokenizer.pad_id,
+                                       length)
+            roll = sampler(params, tokens, mask, jax.random.fold_in(key, rnd * 100003 + lo))
+            for j, (i, b) in enumerate(chunk):
+                parent = state[i][b]
+                p = len(prompts[i]) + len(parent.tokens)
+                ledger["prefill_flops"][i] += flops.prefill_flops(mcfg, p)
+                for s in range(width):
+                    r = j * width + s
+                    new = roll.tokens[r][roll.response_mask[r]].tolist()
+                    ledger["tokens"][i] += len(new)
+                    ledger["decode_flops"][i] += flops.decode_flops(mcfg, p, len(new))
+                    ended = bool(new) and new[-1] in stop
+                    total = len(parent.tokens) + len(new)
+                    cands.setdefault((i, b), []).append(Beam(
+                        parent.tokens + new, finished=ended,
+                        dead=not ended and total >= max_new_tokens))
+        _score(verifier, prompts, cands, ledger)
+        for i in range(n):
+            state[i] = _select(state[i], {b: c for (k, b), c in cands.items() if k == i},
+                               beams, diverse)
+    seconds = time.perf_counter() - start
+    chosen = [max(s, key=lambda b: (b.finished, b.score)) for s in state]
+    texts = [tokenizer.decode([t for t in b.tokens if t not in stop]) for b in chosen]
+    finished = [b.finished for b in chosen]
+    correct = strategies.verify(texts, list(examples), finished)
+    answers = voting.extract_answers(texts, finished, default_pool())
+    width_t = max(len(b.tokens) for b in chosen) if chosen else 0
+    tokens = np.full((n, max_prompt_len + max(width_t, 1)), tokenizer.pad_id, np.int32)
+    mask = np.zeros(tokens.shape, bool)
+    for i, b in enumerate(chosen):
+        row = prompts[i][-max_prompt_len:]
+        tokens[i, max_prompt_len - len(row):max_prompt_len] = row
+        tokens[i, max_prompt_len:max_prompt_len + len(b.tokens)] = b.tokens
+        mask[i, max_prompt_len - len(row):max_prompt_len + len(b.tokens)] = True
+    gen = strategies.Generation(
+        texts=[[t] for t in texts], answers=[[a] for a in answers], tokens=tokens, mask=mask,
+        correct=np.asarray(correct, np.float64).reshape(n, 1),
+        finished=np.asarray(finished).reshape(n, 1),
+        lengths=np.array([[len(b.tokens)] for b in chosen]),
+        prompt_lengths=np.array([len(p) for p in prompts]), seconds=seconds, warmup_seconds=0.0)
+    ledger.update(prompt_tokens=gen.prompt_lengths.astype(float),
+                  seconds=np.full(n, seconds / max(n, 1)))
+    return gen, ledger
+
+
+def _score(verifier, prompts, cands, ledger) -> None:
+    """Each candidate's verifier score at its last token (and its cost in the ledger)."""
+    flat = [(i, beam) for (i, _), group in cands.items() for beam in group]
+    if not flat:
+        return
+    width = min(_round_up(max(len(prompts[i]) + len(b.tokens) for i, b in flat)),
+                verifier.model.cfg.max_seq_len)
+    tokens = np.zeros((len(flat), width), np.int32)
+    mask = np.zeros((len(flat), width), bool)
+    for r, (i, b) in enumerate(flat):
+        seq = (prompts[i] + b.tokens)[-width:]
+        tokens[r, width - len(seq):] = seq
+        mask[r, width - len(seq):] = True
+        ledger["verifier_flops"][i] += flops.verifier_flops(verifier.model.cfg, len(seq))
+    for (_, b), s in zip(flat, verifiers.outcome_scores(verifier, tokens, mask)):
+        b.score = float(s)
+
+
+def _select(current: list, cands: dict, beams: int, diverse: bool) -> list:
+    """The beams kept: beam search the top ``beams`` of finished beams and all candidates;
+    DVTS per subtree its best candidate (a finished subtree stays)."""
+    if diverse:
+        return [max(cands[b], key=lambda c: c.score) if b in cands else beam
+                for b, beam in enumerate(current)]
+    pool = [b for b in current if b.finished or b.dead] + [c for g in cands.values() for c in g]
+    return sorted(pool, key=lambda c: -c.score)[:beams]

@@ -1,0 +1,139 @@
+"""Verifiers: value models that score how likely a (partial) solution is to end correct.
+
+Three kinds, one interface (``Verifier``): the PPO critic of an RL run as it is; an outcome
+verifier (ORM) trained on the policy's own samples labelled by the checker; a process verifier
+(PRM) trained on Math-Shepherd labels at step ends (``o1jax/search/verifier_training.py``).
+The value at a response's last token is its outcome score; at a step's end (a newline), the
+process score of the solution so far. ORM and PRM checkpoints are Orbax directories with a
+``verifier.json`` naming their kind and the policy model they were trained for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from o1jax import workdir as wd
+from o1jax.models.config import ModelConfig
+from o1jax.models.transformer import Params, Transformer
+from o1jax.rollout.scoring import prefix_values
+
+KINDS = ("critic", "orm", "prm")
+META = "verifier.json"
+
+
+class Verifier(NamedTuple):
+    """kind: one of KINDS; model: the value model (the policy's shapes, a scalar head);
+    params: its parameters; source: where it was read from (for messages)."""
+    kind: str
+    model: Transformer
+    params: Params
+    source: str
+
+
+def parse(spec: str) -> tuple[str, str]:
+    """``critic`` | ``orm:PATH`` | ``prm:PATH`` -> (kind, path); ValueError naming the forms."""
+    kind, _, path = spec.partition(":")
+    if kind not in KINDS or (kind == "critic") != (path == ""):
+        raise ValueError(f"--verifier {spec!r}: expected critic, orm:PATH or prm:PATH")
+    return kind, path
+
+
+def load(spec: str, policy: Transformer, workdir=None, step: int | None = None) -> Verifier:
+    """The verifier ``spec`` names, checked against ``policy`` (the model it must score)."""
+    kind, path = parse(spec)
+    value_model = Transformer(policy.cfg, head="value", mesh=None)
+    if kind == "critic":
+        if workdir is None:
+            raise ValueError("--verifier critic needs --workdir (the RL run whose critic it is)")
+        state = wd.load_state(workdir, step, stage="rl")
+        if state.get("critic") is None:
+            algorithm = wd.load_config(workdir).rl.algorithm
+            raise ValueError(f"{workdir}: the RL run has no critic ({algorithm} trains none); "
+                             "train a verifier with python -m o1jax.train_verifier")
+        return Verifier(kind, value_model, state["critic"], f"{workdir} (critic)")
+    root = wd.resolve(path)
+    if not (root / META).exists():
+        raise ValueError(f"--verifier {spec}: {root} holds no verifier ({META} missing); write "
+                         "one with python -m o1jax.train_verifier")
+    meta = wd.read_json(root / META)
+    if meta["kind"] != kind:
+        raise ValueError(f"--verifier {spec}: {root} holds a {meta['kind']} verifier")
+    trained_for = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                 for k, v in meta["model"].items()})
+    if trained_for != policy.cfg:
+        diff = sorted(k for k, v in dataclasses.asdict(policy.cfg).items()
+                      if getattr(trained_for, k) != v)
+        raise ValueError(f"--verifier {spec} was trained for another model (differs in "
+                         f"{', '.join(diff)}); train one for this policy with python -m "
+                         "o1jax.train_verifier")
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
+                            value_model.param_shapes())
+    params = ocp.StandardCheckpointer().restore(root / "params", abstract)
+    return Verifier(kind, value_model, params, str(root))
+
+
+def save(root, kind: str, policy_cfg: ModelConfig, params: Params, info: dict) -> None:
+    """Writes a verifier checkpoint (process 0 writes verifier.json; Orbax coordinates the
+    arrays)."""
+    root = wd.resolve(root)
+    ckpt = ocp.StandardCheckpointer()
+    ckpt.save(root / "params", params, force=True)
+    ckpt.wait_until_finished()
+    if wd.is_writer():
+        wd.write_text(root / META, json.dumps(dict(kind=kind, model=dataclasses.asdict(
+            policy_cfg), **info), indent=2))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _values(model: Transformer, params: Params, tokens: jax.Array, mask: jax.Array):
+    return prefix_values(model, params, tokens, mask)
+
+
+def values(verifier: Verifier, tokens: np.ndarray, mask: np.ndarray, batch: int = 64
+           ) -> np.ndarray:
+    """V(prefix ending at each column) of sequences tokens, mask [R, T], clipped to [0, 1]
+    (the chance of ending correct), in batches of ``batch`` rows of one shape: [R, T] f32."""
+    out = []
+    for start in range(0, len(tokens), batch):
+        t, m = tokens[start:start + batch], mask[start:start + batch]
+        n = len(t)
+        if n < batch:  # one compiled shape
+            t = np.concatenate([t, np.repeat(t[-1:], batch - n, 0)])
+            m = np.concatenate([m, np.repeat(m[-1:], batch - n, 0)])
+        out.append(np.asarray(_values(verifier.model, verifier.params, jnp.asarray(t),
+                                      jnp.asarray(m)))[:n])
+    return np.clip(np.concatenate(out), 0.0, 1.0)
+
+
+def outcome_scores(verifier: Verifier, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The value at each row's last real token: [R]."""
+    v = values(verifier, tokens, mask)
+    last = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
+    return v[np.arange(len(v)), last]
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """Area under the ROC curve of ``scores`` for ``labels`` (1 correct, 0 wrong): the chance a
+    random correct solution scores above a random wrong one, ties counting half. None when
+    either class is empty."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels).astype(bool)
+    pos, neg = scores[labels], scores[~labels]
+    if not len(pos) or not len(neg):
+        return None
+    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
+    ranks = np.empty(len(order))
+    ranks[order] = np.arange(1, len(order) + 1)
+    allv = np.concatenate([pos, neg])
+    for v in np.unique(allv):  # ties share their mean rank
+        tie = allv == v
+        ranks[tie] = ranks[tie].mean()
+    return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))

@@ -1,0 +1,115 @@
+"""Train a verifier on a run's policy: ``python -m o1jax.train_verifier --workdir DIR --kind orm``.
+
+Samples solutions to the run's training problems with its policy, labels them with the checker
+(ORM: the outcome at every response token; PRM: Math-Shepherd labels at step ends), trains a
+value model (from the run's critic when it has one, else from the policy's backbone) and writes
+it to ``--out`` (default WORKDIR/verifiers/KIND), for ``python -m o1jax.evaluate --verifier
+KIND:PATH``. Prints the training loss and the verifier's AUC on held-out samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+import jax
+import numpy as np
+
+from o1jax import sharding
+from o1jax import workdir as wd
+from o1jax.models.transformer import Transformer, value_params_from_policy
+from o1jax.rollout import SamplingConfig
+from o1jax.search import strategies, verifier_training, verifiers
+
+log = logging.getLogger("o1jax.train_verifier")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m o1jax.train_verifier",
+                                 description=__doc__.split("\n")[0])
+    ap.add_argument("--workdir", required=True, help="a training workdir (local or gs://)")
+    ap.add_argument("--kind", required=True, choices=("orm", "prm"))
+    ap.add_argument("--step", type=int, default=None, help="policy checkpoint (default: latest)")
+    ap.add_argument("--num-problems", "--num_problems", type=int, default=512,
+                    help="training problems to sample solutions to")
+    ap.add_argument("--samples", type=int, default=8, help="solutions per problem")
+    ap.add_argument("--continuations", type=int, default=4,
+                    help="PRM: completions drawn from each step end (K)")
+    ap.add_argument("--hard-labels", "--hard_labels", action="store_true",
+                    help="PRM: a step is good if any continuation ends correct (default: the "
+                    "fraction that do)")
+    ap.add_argument("--steps", type=int, default=400, help="optimizer steps")
+    ap.add_argument("--batch-size", "--batch_size", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--held-out", "--held_out", type=int, default=100,
+                    help="test problems whose samples measure the verifier's AUC")
+    ap.add_argument("--out", default=None, help="default: WORKDIR/verifiers/KIND")
+    ap.add_argument("--seed", type=int, default=0)
+    sharding.add_distributed_flags(ap)
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    from o1jax.evaluate import load_problems
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        sharding.initialize_from_flags(args)
+        for name in ("num_problems", "samples", "continuations", "steps", "batch_size"):
+            if getattr(args, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+        if not wd.is_workdir(args.workdir):
+            raise ValueError(f"--workdir {args.workdir} holds no training run")
+        root = wd.resolve(args.workdir)
+        cfg = wd.load_config(root)
+        state = wd.load_state(root, args.step)
+        policy, params, tokenizer = wd.load_policy(root, state["step"], stage=state["stage"])
+        train = load_problems(cfg, root, "train", args.num_problems, tokenizer)
+        held_out = load_problems(cfg, root, "test", args.held_out, tokenizer)
+    except (ValueError, FileNotFoundError, sharding.DistributedError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    p, n = cfg.data.max_prompt_len, cfg.eval.max_new_tokens
+    sampling = SamplingConfig(n, cfg.eval.temperature, num_samples=args.samples,
+                              stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id)
+    sample = lambda problems, seed: strategies.generate(  # noqa: E731
+        policy, params, problems, tokenizer, sampling, p,
+        max(1, cfg.eval.batch_prompts // args.samples), seed, cfg.data.template)
+    gen = sample(train, args.seed)
+    log.info("%d solutions sampled, %.1f%% correct", gen.correct.size, 100 * gen.correct.mean())
+    if args.kind == "orm":
+        data = verifier_training.orm_labels(gen, p)
+    else:
+        data = verifier_training.math_shepherd_labels(
+            policy, params, train, tokenizer, gen, p, args.continuations, n,
+            cfg.eval.temperature, soft=not args.hard_labels,
+            batch_prompts=cfg.eval.batch_prompts, seed=args.seed + 1)
+    critic = state.get("critic")
+    init = critic if critic is not None else value_params_from_policy(
+        params, jax.random.key(args.seed))
+    value_model = Transformer(policy.cfg, head="value")
+    trained, losses = verifier_training.train_value(value_model, init, data, args.steps, args.lr,
+                                                    args.batch_size, args.seed)
+    check = sample(held_out, args.seed + 2)
+    verifier = verifiers.Verifier(args.kind, value_model, trained, "")
+    scores = verifiers.outcome_scores(verifier, check.tokens, check.mask)
+    done = check.finished.reshape(-1)
+    auc = verifiers.auc(scores[done], check.correct.reshape(-1)[done])
+    first, last = float(np.mean(losses[:20])), float(np.mean(losses[-20:]))
+    out = wd.resolve(args.out or root / "verifiers" / args.kind)
+    info = dict(workdir=str(root), policy_stage=state["stage"], policy_step=int(state["step"]),
+                problems=len(train), samples=args.samples, labelled_tokens=int(
+                    data.weights.sum()), continuations=args.continuations
+                if args.kind == "prm" else None, steps=args.steps, loss_first=first,
+                loss_last=last, held_out_auc=auc, init="critic" if critic is not None else
+                "policy backbone")
+    verifiers.save(out, args.kind, policy.cfg, trained, info)
+    if wd.is_writer():
+        print(json.dumps(dict(out=str(out), **info)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
