@@ -56,7 +56,7 @@ def test_every_strategy_on_a_known_policy(answers_42):
     model, params, tok = answers_42
     spec = _spec(strategies=("greedy", "sample", "majority", "think_longer"), budgets=(1, 2, 4),
                  token_budgets=(8, 11, 16))   # 5 examples in batches of 2: a ragged last batch
-    rows, samples, timing = evaluate(model, params, EXAMPLES, tok, spec)
+    rows, samples, timing, _ = evaluate(model, params, EXAMPLES, tok, spec)
     assert timing["sampling_s"] > 0 and timing["other_s"] > 0
     acc = {(r["strategy"], r["budget"]): r["accuracy"] for r in rows if r["bin"] == "all"}
     assert acc == {("greedy", 1): 0.6, **{(s, k): 0.6 for s in ("sample", "majority", "pass_at_k")
