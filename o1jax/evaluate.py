@@ -38,7 +38,7 @@ from o1jax.models.transformer import Params, Transformer
 from o1jax.rewards.api import default_pool
 from o1jax.rollout import SamplingConfig
 from o1jax.rollout.decoding import BudgetForcing
-from o1jax.search import beam, strategies, verifiers, voting
+from o1jax.search import beam, compute_optimal, strategies, verifiers, voting
 from o1jax.tokenizer import Tokenizer
 
 PASS_RATE_LEVELS = (0.8, 0.6, 0.4, 0.2)   # level 1: pass rate above 0.8, ..., level 5: <= 0.2
@@ -68,6 +68,7 @@ class EvalSpec:
     answer_tokens: int = 16
     beam_width: int = 4
     step_tokens: int = 32
+    probes: int = 4
 
     def check(self, model: Transformer | None = None) -> None:
         """ValueError naming the field and the fix; run before anything is compiled (without
@@ -76,6 +77,10 @@ class EvalSpec:
         if unknown or not self.strategies:
             raise ValueError(f"unknown strategies {unknown or '(none given)'}; choose from "
                              f"{', '.join(strategies.STRATEGIES)}")
+        if ("compute_optimal" in self.strategies and
+                not set(self.strategies) & set(strategies.SELECTING)):
+            raise ValueError("compute_optimal chooses among the other strategies at each budget: "
+                             f"add some of {', '.join(strategies.SELECTING)}")
         if set(self.strategies) & set(strategies.SAMPLED) and not self.budgets:
             raise ValueError("sample and majority need --budgets (samples per problem)")
         for name in ("budgets", "token_budgets"):
@@ -83,7 +88,7 @@ class EvalSpec:
             if bad:
                 raise ValueError(f"{name} must be >= 1, got {bad}")
         for name in ("max_new_tokens", "batch_prompts", "max_prompt_len", "beam_width",
-                     "step_tokens"):
+                     "step_tokens", "probes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.temperature > 0:
@@ -191,7 +196,8 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
     need one)."""
     start = time.perf_counter()
     spec.check(policy)
-    needs = sorted(set(spec.strategies) & set(strategies.VERIFIED + strategies.SEARCHED))
+    needs = sorted(set(spec.strategies) & set(strategies.VERIFIED + strategies.SEARCHED +
+                                              ("compute_optimal",)))
     if needs and verifier is None:
         raise ValueError(f"{', '.join(needs)} need a verifier: --verifier critic, orm:PATH or "
                          "prm:PATH")
@@ -205,7 +211,7 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
     plans = []
     if "greedy" in spec.strategies:
         plans.append(("greedy", 1, SamplingConfig(spec.max_new_tokens, greedy=True, **common)))
-    if set(spec.strategies) & set(strategies.SAMPLED):
+    if set(spec.strategies) & set(strategies.SAMPLED + ("compute_optimal",)):
         plans.append(("sample", n, SamplingConfig(spec.max_new_tokens, spec.temperature,
                                                   num_samples=n, **common)))
     for b in spec.tokens_budgets_or_default():
@@ -235,39 +241,51 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
                  len(examples), g, time.perf_counter() - t, gens[name].seconds)
     sampled = gens.get("sample")
     bins = difficulty_bins(examples, None if sampled is None else sampled.correct.mean(axis=1))
-    rows = []
     mcfg = policy.cfg
+    scored: dict[tuple[str, int], strategies.Scores] = {}  # (strategy, budget) -> per problem
     if "greedy" in gens:
-        rows += result_rows("greedy", 1, strategies.score("greedy", 1, gens["greedy"], mcfg), bins)
-    checked = None
+        scored["greedy", 1] = strategies.score("greedy", 1, gens["greedy"], mcfg)
+    checked, scores = None, None
     if sampled is not None:
         voted = {"majority", "weighted_majority"} & set(spec.strategies)
         classes = voting.group_answers(sampled.answers, default_pool()) if voted else None
-        scores = None
-        if set(needs) & set(strategies.VERIFIED):
+        if set(needs) & set(strategies.VERIFIED + ("compute_optimal",)):
             scores = verifiers.outcome_scores(verifier, sampled.tokens, sampled.mask).reshape(
                 sampled.correct.shape)
             done = sampled.finished
             checked = dict(verifier=verifier.source, kind=verifier.kind,
                            auc=verifiers.auc(scores[done], sampled.correct[done]),
+                           within_problem_auc=verifiers.within_problem_auc(
+                               scores, sampled.correct, done),
                            mean_score_correct=_mean(scores[done & (sampled.correct > 0)]),
                            mean_score_wrong=_mean(scores[done & (sampled.correct == 0)]))
         for strategy in [s for s in strategies.SAMPLED if s in spec.strategies] + ["pass_at_k"]:
             for k in spec.budgets:
-                rows += result_rows(strategy, k, strategies.score(
-                    strategy, k, sampled, mcfg, classes, scores, verifier and verifier.model.cfg),
-                    bins)
-    for name, (gen, ledger) in sorted(searched.items(), key=lambda kv: (
-            kv[0].split("@")[0], int(kv[0].split("@")[1]))):
+                scored[strategy, k] = strategies.score(
+                    strategy, k, sampled, mcfg, classes, scores, verifier and verifier.model.cfg)
+    for name, (gen, ledger) in searched.items():
         strategy, budget = name.split("@")
-        rows += result_rows(strategy, int(budget), strategies.Scores(
-            accuracy=gen.correct[:, 0], **ledger), bins)
+        scored[strategy, int(budget)] = strategies.Scores(accuracy=gen.correct[:, 0], **ledger)
         gens[name] = gen
     for name, gen in gens.items():
         if "@" in name and name not in searched:
             strategy, budget = name.split("@")
-            rows += result_rows(strategy, int(budget),
-                                strategies.score(strategy, int(budget), gen, mcfg), bins)
+            scored[strategy, int(budget)] = strategies.score(strategy, int(budget), gen, mcfg)
+    if "compute_optimal" in spec.strategies:
+        probes = min(spec.probes, sampled.correct.shape[1])
+        predicted = compute_optimal.predicted_bins(scores, probes)
+        probe_cost = strategies.score("best_of_n", probes, sampled, mcfg, None, scores,
+                                      verifier.model.cfg)
+        checked["compute_optimal"] = {}
+        for k in spec.budgets:
+            pool = {s: sc for (s, b), sc in scored.items() if b == k and s in
+                    strategies.SELECTING}
+            scored["compute_optimal", k], choices = compute_optimal.choose(
+                pool, predicted, probe_cost)
+            checked["compute_optimal"][k] = choices
+    order = {s: i for i, s in enumerate(strategies.STRATEGIES + ("pass_at_k",))}
+    rows = [row for (s, b) in sorted(scored, key=lambda sb: (order[sb[0]], sb[1]))
+            for row in result_rows(s, b, scored[s, b], bins)]
     samples = sample_records(examples, gens, bins)
     total = time.perf_counter() - start
     warmup = sum(g.warmup_seconds for g in gens.values())
@@ -399,6 +417,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--cue", default="Wait", help="budget forcing: the continuation cue")
     ap.add_argument("--beam-width", "--beam_width", type=int, default=4,
                     help="beam / dvts: candidate next steps sampled per beam (M)")
+    ap.add_argument("--probes", type=int, default=4, help="compute_optimal: samples whose mean "
+                    "verifier score predicts a problem's difficulty")
     ap.add_argument("--step-tokens", "--step_tokens", type=int, default=32,
                     help="beam / dvts: the longest step (a line) sampled at once")
     ap.add_argument("--answer-tokens", "--answer_tokens", type=int, default=16,
@@ -486,7 +506,7 @@ def main(argv=None) -> int:
             seed=pick(args.seed, cfg.seed), template=cfg.data.template,
             answer_marker=args.answer_marker, cue=args.cue, min_thinking=args.min_thinking,
             answer_tokens=args.answer_tokens, beam_width=args.beam_width,
-            step_tokens=args.step_tokens)
+            step_tokens=args.step_tokens, probes=args.probes)
         spec.check()
         if args.workdir:
             policy, params, tokenizer = wd.load_policy(args.workdir, args.step, stage=args.stage)
@@ -513,9 +533,15 @@ def main(argv=None) -> int:
         if result.verifier:
             wd.write_text(out / "verifier.json", json.dumps(result.verifier, indent=2))
             v = result.verifier
-            print(f"\nverifier {v['kind']} ({v['verifier']}): AUC {v['auc']} on the sampled "
-                  f"solutions; mean score {v['mean_score_correct']} correct, "
-                  f"{v['mean_score_wrong']} wrong")
+            fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+            print(f"\nverifier {v['kind']} ({v['verifier']}) on the sampled solutions: AUC "
+                  f"{fmt(v['auc'])}, within a problem {fmt(v['within_problem_auc'])}; mean "
+                  f"score {fmt(v['mean_score_correct'])} correct, {fmt(v['mean_score_wrong'])} "
+                  "wrong")
+            for k, choice in (v.get("compute_optimal") or {}).items():
+                print(f"compute_optimal at {k}: " + ", ".join(
+                    f"bin {b} (predicted {'easiest' if b == 1 else 'hardest' if b == 5 else b}) "
+                    f"{'/'.join(c)}" for b, c in choice.items()))
         t = result.timing
         print(f"\n{t['total_s']:.1f} s: sampling {t['sampling_s']:.1f} s, first calls "
               f"(compilation) {t['warmup_s']:.1f} s, verification and voting {t['other_s']:.1f} s")

@@ -60,7 +60,7 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
     prompts = [tokenizer.encode(render_prompt(e["question"], tokenizer, template))
                [-max_prompt_len:] for e in examples]
     n = len(examples)
-    state = [[Beam([]) for _ in range(beams if diverse else 1)] for _ in range(n)]
+    state = [[Beam([]) for _ in range(beams)] for _ in range(n)]  # B x M candidates at the root
     ledger = {k: np.zeros(n) for k in ("tokens", "prefill_flops", "decode_flops",
                                        "verifier_flops")}
     samplers: dict = {}

@@ -46,7 +46,9 @@ from o1jax.tokenizer import Tokenizer, response_texts
 
 SEARCHED = ("beam", "dvts")   # o1jax/search/beam.py
 STRATEGIES = ("greedy", "sample", "majority", "think_longer", "budget_forcing", "best_of_n",
-              "weighted_majority") + SEARCHED
+              "weighted_majority") + SEARCHED + ("compute_optimal",)
+# what compute_optimal chooses among at a budget of samples: rules that pick an answer
+SELECTING = ("majority", "best_of_n", "weighted_majority") + SEARCHED
 VERIFIED = ("best_of_n", "weighted_majority")   # selection by a verifier's outcome score
 SAMPLED = ("sample", "majority") + VERIFIED      # strategies on the n-sample generation
 TOKEN_BUDGETED = ("think_longer", "budget_forcing")

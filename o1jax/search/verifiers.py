@@ -137,3 +137,19 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
         tie = allv == v
         ranks[tie] = ranks[tie].mean()
     return float((ranks[:len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def within_problem_auc(scores: np.ndarray, correct: np.ndarray, finished: np.ndarray
+                       ) -> float | None:
+    """The chance a correct finished solution scores above a wrong finished one *of the same
+    problem* (ties half), over all such pairs; scores, correct, finished: [N, G]. What
+    best-of-N needs: a verifier can rank problems well (high ``auc``) and still pick a
+    problem's wrong answers."""
+    wins = pairs = 0.0
+    for s, c, f in zip(scores, correct > 0, finished):
+        good, bad = s[f & c], s[f & ~c]
+        if len(good) and len(bad):
+            diff = good[:, None] - bad[None, :]
+            wins += float((diff > 0).sum() + 0.5 * (diff == 0).sum())
+            pairs += diff.size
+    return wins / pairs if pairs else None
