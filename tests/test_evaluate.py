@@ -21,13 +21,15 @@ from o1jax.tokenizer import byte_tokenizer
 CHAIN = "\n\\boxed{42}"
 
 
-def _answers_42():
+def _answers_42(chain: str = CHAIN):
+    """The policy that writes ``chain[1:]`` and stops after the prompt's last token
+    ``chain[0]`` (the chain's characters must be distinct)."""
     tok = byte_tokenizer()
     model = Transformer(preset("tiny", vocab_size=320, max_seq_len=64, tie_embeddings=False))
     params = model.init(jax.random.key(0))
     layers = dict(params["layers"], wo=jnp.zeros_like(params["layers"]["wo"]),
                   w_down=jnp.zeros_like(params["layers"]["w_down"]))
-    ids = [tok.encode(ch, add_special_tokens=False)[0] for ch in CHAIN] + [tok.stop_ids[0]]
+    ids = [tok.encode(ch, add_special_tokens=False)[0] for ch in chain] + [tok.stop_ids[0]]
     d = params["embed"].shape[1]
     basis = np.linalg.qr(np.random.RandomState(0).randn(d, len(ids)))[0].T  # orthonormal rows
     embed = np.asarray(params["embed"]).copy()
