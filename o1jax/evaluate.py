@@ -38,7 +38,7 @@ from o1jax.models.transformer import Params, Transformer
 from o1jax.rewards.api import default_pool
 from o1jax.rollout import SamplingConfig
 from o1jax.rollout.decoding import BudgetForcing
-from o1jax.search import beam, compute_optimal, strategies, verifiers, voting
+from o1jax.search import beam, compute_optimal, mcts, strategies, verifiers, voting
 from o1jax.tokenizer import Tokenizer
 
 PASS_RATE_LEVELS = (0.8, 0.6, 0.4, 0.2)   # level 1: pass rate above 0.8, ..., level 5: <= 0.2
@@ -223,12 +223,18 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
                                                                    forcing=forcing, **common)))
     searched = {}
     for b in spec.budgets:
-        for name in set(spec.strategies) & set(strategies.SEARCHED):
+        for name in sorted(set(spec.strategies) & set(strategies.SEARCHED)):
             width = min(spec.beam_width, b)
-            searched[f"{name}@{b}"] = beam.search(
-                policy, params, examples, tokenizer, verifier, b // width, width,
-                name == "dvts", spec.max_prompt_len, spec.max_new_tokens, spec.step_tokens,
-                spec.temperature, spec.batch_prompts, spec.seed + 2, spec.template)
+            common_search = (spec.max_prompt_len, spec.max_new_tokens, spec.step_tokens,
+                             spec.temperature, spec.batch_prompts, spec.seed + 2, spec.template)
+            if name == "mcts":
+                searched[f"{name}@{b}"] = mcts.search(
+                    policy, params, examples, tokenizer, verifier, b, spec.beam_width,
+                    *common_search)
+            else:
+                searched[f"{name}@{b}"] = beam.search(
+                    policy, params, examples, tokenizer, verifier, b // width, width,
+                    name == "dvts", *common_search)
             log.info("%s@%d: %d problems in %.1f s", name, b, len(examples),
                      searched[f"{name}@{b}"][0].seconds)
     for name, g, sampling in plans:

@@ -109,14 +109,8 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
     finished = [b.finished for b in chosen]
     correct = strategies.verify(texts, list(examples), finished)
     answers = voting.extract_answers(texts, finished, default_pool())
-    width_t = max(len(b.tokens) for b in chosen) if chosen else 0
-    tokens = np.full((n, max_prompt_len + max(width_t, 1)), tokenizer.pad_id, np.int32)
-    mask = np.zeros(tokens.shape, bool)
-    for i, b in enumerate(chosen):
-        row = prompts[i][-max_prompt_len:]
-        tokens[i, max_prompt_len - len(row):max_prompt_len] = row
-        tokens[i, max_prompt_len:max_prompt_len + len(b.tokens)] = b.tokens
-        mask[i, max_prompt_len - len(row):max_prompt_len + len(b.tokens)] = True
+    tokens, mask = strategies.rows_of(prompts, [b.tokens for b in chosen], max_prompt_len,
+                                      tokenizer.pad_id)
     gen = strategies.Generation(
         texts=[[t] for t in texts], answers=[[a] for a in answers], tokens=tokens, mask=mask,
         correct=np.asarray(correct, np.float64).reshape(n, 1),

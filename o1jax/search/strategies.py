@@ -44,7 +44,7 @@ from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts
 from o1jax.search import voting
 from o1jax.tokenizer import Tokenizer, response_texts
 
-SEARCHED = ("beam", "dvts")   # o1jax/search/beam.py
+SEARCHED = ("beam", "dvts", "mcts")   # o1jax/search/beam.py, mcts.py
 STRATEGIES = ("greedy", "sample", "majority", "think_longer", "budget_forcing", "best_of_n",
               "weighted_majority") + SEARCHED + ("compute_optimal",)
 # what compute_optimal chooses among at a budget of samples: rules that pick an answer
@@ -165,6 +165,21 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
                       lengths=np.asarray(lengths, np.int64).reshape(-1, g),
                       prompt_lengths=np.asarray([len(p) for p in prompts]), seconds=seconds,
                       warmup_seconds=warmup)
+
+
+def rows_of(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
+            max_prompt_len: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """tokens, mask [N, P + longest response] in the sampler's layout: each prompt
+    left-padded to P columns, its response after it (for the rows a search chose)."""
+    width = max_prompt_len + max([len(r) for r in responses] + [1])
+    tokens = np.full((len(prompts), width), pad_id, np.int32)
+    mask = np.zeros(tokens.shape, bool)
+    for i, (p, r) in enumerate(zip(prompts, responses)):
+        p = list(p)[-max_prompt_len:]
+        tokens[i, max_prompt_len - len(p):max_prompt_len] = p
+        tokens[i, max_prompt_len:max_prompt_len + len(r)] = r
+        mask[i, max_prompt_len - len(p):max_prompt_len + len(r)] = True
+    return tokens, mask
 
 
 def _ledger(model: ModelConfig, gen: Generation, samples: float,
