@@ -1,0 +1,78 @@
+"""Search throughput: policy tokens per second of beam search and MCTS (verifier calls and
+recomputed prefixes included) against plain sampling of about as many tokens, same checkpoint.
+
+    python benchmarks/search.py --workdir DIR --verifier orm:DIR/verifiers/orm [--problems 64]
+
+DIR is a trained workdir (README command 1). Each search runs once to compile and once timed;
+plain sampling then draws enough samples per problem to generate at least as many tokens as the
+search did (one compiled sampler, timed after its first call). Overhead = plain tokens/s over
+search tokens/s (target at most 2x). The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+
+from o1jax import workdir as wd  # noqa: E402
+from o1jax.evaluate import load_problems  # noqa: E402
+from o1jax.rollout import SamplingConfig  # noqa: E402
+from o1jax.search import beam, mcts, strategies, verifiers  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--workdir", required=True)
+    ap.add_argument("--verifier", required=True, help="critic, orm:PATH or prm:PATH")
+    ap.add_argument("--problems", type=int, default=64)
+    ap.add_argument("--budget", type=int, default=16, help="candidates per step / simulations")
+    ap.add_argument("--width", type=int, default=4)
+    ap.add_argument("--step-tokens", type=int, default=28)
+    args = ap.parse_args()
+    cfg = wd.load_config(args.workdir)
+    policy, params, tok = wd.load_policy(args.workdir)
+    verifier = verifiers.load(args.verifier, policy, args.workdir)
+    examples = load_problems(cfg, wd.resolve(args.workdir), "test", args.problems, tok)
+    p, n = cfg.data.max_prompt_len, cfg.eval.max_new_tokens
+    runs = {
+        "beam": lambda: beam.search(policy, params, examples, tok, verifier,
+                                    args.budget // args.width, args.width, False, p, n,
+                                    args.step_tokens, 1.0),
+        "mcts": lambda: mcts.search(policy, params, examples, tok, verifier, args.budget,
+                                    args.width, p, n, args.step_tokens, 1.0),
+    }
+    out = {}
+    for name, run in runs.items():
+        run()  # compile
+        t = time.perf_counter()
+        _, ledger = run()
+        seconds = time.perf_counter() - t
+        tokens = float(ledger["tokens"].sum())
+        per_problem = tokens / len(examples)
+        mean_len = 40.0
+        g = max(1, int(np.ceil(per_problem / mean_len)))
+        sampling = SamplingConfig(n, 1.0, num_samples=g, stop_ids=tok.stop_ids,
+                                  pad_id=tok.pad_id)
+        batch = max(1, cfg.eval.batch_prompts // g)
+        gen = strategies.generate(policy, params, examples, tok, sampling, p, batch)
+        plain_tokens = float(gen.lengths.sum())
+        plain = plain_tokens / gen.seconds
+        ours = tokens / seconds
+        out[name] = dict(search_tokens=tokens, search_s=seconds, search_tokens_per_s=ours,
+                         plain_tokens=plain_tokens, plain_s=gen.seconds,
+                         plain_tokens_per_s=plain, overhead=plain / ours)
+        print(f"{name}: {ours:,.0f} policy tokens/s ({tokens:,.0f} tokens in {seconds:.1f} s, "
+              f"verifier and recomputed prefixes included); plain sampling {plain:,.0f} "
+              f"tokens/s ({g} samples per problem); overhead {plain / ours:.1f}x (target <= 2x)")
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
