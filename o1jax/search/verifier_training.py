@@ -87,20 +87,23 @@ def math_shepherd_labels(policy: Transformer, params: Params, examples: Sequence
             real = gen.mask[r, :c + 1]
             prefixes.append(gen.tokens[r, :c + 1][real].tolist())
             owners.append((r, c))
-    if prefixes:
-        longest = max(len(p) for p in prefixes)
-        room = min(max_new_tokens, policy.cfg.max_seq_len - longest)
-        if room < 1:
-            raise ValueError(f"prefixes of {longest} tokens leave no room to continue within "
-                             f"max_seq_len {policy.cfg.max_seq_len}")
-        problems = [examples[r // g] for r, _ in owners]
+    # prefixes bucketed by length (multiples of 16), so that a short prefix's continuation gets
+    # the room a long one's would not leave; one compiled sampler per bucket
+    buckets: dict[int, list[int]] = {}
+    for j, p in enumerate(prefixes):
+        buckets.setdefault(-(-len(p) // 16) * 16, []).append(j)
+    for length, members in sorted(buckets.items()):
+        length = min(length, policy.cfg.max_seq_len - 1)
+        room = min(max_new_tokens, policy.cfg.max_seq_len - length)
+        problems = [examples[owners[j][0] // g] for j in members]
         sampling = SamplingConfig(room, temperature, num_samples=continuations,
                                   stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id)
-        cont = strategies.generate(policy, params, problems, tokenizer, sampling, longest,
-                                   max(1, batch_prompts // continuations), seed,
-                                   prompts=prefixes)
+        cont = strategies.generate(policy, params, problems, tokenizer, sampling, length,
+                                   max(1, batch_prompts // continuations), seed + length,
+                                   prompts=[prefixes[j] for j in members])
         reached = cont.correct.mean(axis=1) if soft else cont.correct.max(axis=1)
-        for (r, c), y in zip(owners, reached):
+        for j, y in zip(members, reached):
+            r, c = owners[j]
             targets[r, c] = y
             weights[r, c] = 1.0
     return Labelled(gen.tokens, gen.mask, targets, weights)
