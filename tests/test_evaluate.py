@@ -115,6 +115,9 @@ def test_evaluate_stage_evaluates_once_and_reuses_the_file(answers_42, tmp_path)
     (dict(strategies=("budget_forcing",), token_budgets=(40,), answer_tokens=4),
      "--answer-tokens 4 leaves no room for the answer marker"),
     (dict(token_budgets=(60,)), "exceeds the model's max_seq_len 64"),
+    (dict(strategies=("best_of_n",)), "best_of_n need a verifier"),
+    (dict(strategies=("beam",), beam_width=0), "beam_width must be >= 1"),
+    (dict(strategies=("compute_optimal",)), "compute_optimal chooses among"),
 ])
 def test_bad_settings_fail_before_compiling(answers_42, kw, match):
     model, params, tok = answers_42
