@@ -40,6 +40,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--hard-labels", "--hard_labels", action="store_true",
                     help="PRM: a step is good if any continuation ends correct (default: the "
                     "fraction that do)")
+    ap.add_argument("--mixed-only", "--mixed_only", action="store_true",
+                    help="train only on problems whose samples are partly right, partly wrong "
+                    "(what a verifier must tell apart to choose among samples)")
     ap.add_argument("--steps", type=int, default=400, help="optimizer steps")
     ap.add_argument("--batch-size", "--batch_size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-4)
@@ -86,6 +89,16 @@ def main(argv=None) -> int:
             policy, params, train, tokenizer, gen, p, args.continuations, n,
             cfg.eval.temperature, soft=not args.hard_labels,
             batch_prompts=cfg.eval.batch_prompts, seed=args.seed + 1)
+    if args.mixed_only:
+        rate = gen.correct.mean(axis=1)
+        keep = np.repeat((rate > 0) & (rate < 1), args.samples)
+        if not keep.any():
+            print("error: no problem has both right and wrong samples; drop --mixed-only",
+                  file=sys.stderr)
+            return 2
+        data = verifier_training.Labelled(*(x[keep] for x in data))
+        log.info("%d rows of %d problems with mixed outcomes", int(keep.sum()),
+                 int(keep.sum()) // args.samples)
     critic = state.get("critic")
     init = critic if critic is not None else value_params_from_policy(
         params, jax.random.key(args.seed))
@@ -103,7 +116,9 @@ def main(argv=None) -> int:
                 problems=len(train), samples=args.samples, labelled_tokens=int(
                     data.weights.sum()), continuations=args.continuations
                 if args.kind == "prm" else None, steps=args.steps, loss_first=first,
-                loss_last=last, held_out_auc=auc, init="critic" if critic is not None else
+                loss_last=last, held_out_auc=auc, mixed_only=args.mixed_only,
+                held_out_within_problem_auc=verifiers.within_problem_auc(
+                    scores.reshape(check.correct.shape), check.correct, check.finished), init="critic" if critic is not None else
                 "policy backbone")
     verifiers.save(out, args.kind, policy.cfg, trained, info)
     if wd.is_writer():

@@ -13,8 +13,8 @@ prompt and generated token counts from which ``o1jax/flops.py`` counts prefill a
   samples drawn.
 * ``pass_at_k``: whether any of k samples is right (unbiased estimator from n samples): the
   ceiling any selection rule over k samples could reach.
-* ``best_of_n``: the sample a verifier scores highest among k (outcome score: its value at the
-  last token), per disjoint block of k as majority.
+* ``best_of_n``: among k samples that finished with an answer, the one a verifier scores
+  highest (outcome score: its value at the last token), per disjoint block of k as majority.
 * ``weighted_majority``: majority vote with each answer's votes weighted by its verifier score.
 * ``think_longer``: greedy with at most ``budget`` new tokens.
 * ``budget_forcing``: greedy with at most ``budget`` new tokens under s1's budget forcing
@@ -233,9 +233,11 @@ def score(strategy: str, budget: int, gen: Generation, model: ModelConfig,
     elif strategy == "majority":
         acc = _by_blocks(budget, gen, lambda i, lo: _offset(
             voting.majority(classes[i][lo:lo + budget]), lo))
-    elif strategy == "best_of_n":
-        acc = _by_blocks(budget, gen, lambda i, lo: lo + int(np.argmax(
-            verifier_scores[i, lo:lo + budget])))
+    elif strategy == "best_of_n":  # among the samples that finished with an answer
+        answered = np.array([[a is not None for a in row] for row in gen.answers])
+        ranked = np.where(answered & gen.finished, verifier_scores, -np.inf)
+        acc = _by_blocks(budget, gen, lambda i, lo: None if not np.isfinite(
+            ranked[i, lo:lo + budget]).any() else lo + int(np.argmax(ranked[i, lo:lo + budget])))
     elif strategy == "weighted_majority":
         acc = _by_blocks(budget, gen, lambda i, lo: _offset(voting.majority(
             classes[i][lo:lo + budget], verifier_scores[i, lo:lo + budget]), lo))
