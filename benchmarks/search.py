@@ -48,6 +48,9 @@ def main() -> None:
         "mcts": lambda: mcts.search(policy, params, examples, tok, verifier, args.budget,
                                     args.width, p, n, args.step_tokens, 1.0),
     }
+    one = strategies.generate(policy, params, examples, tok, SamplingConfig(
+        n, 1.0, stop_ids=tok.stop_ids, pad_id=tok.pad_id), p, cfg.eval.batch_prompts)
+    mean_len = float(one.lengths.mean())  # to draw as many plain tokens as a search wrote
     out = {}
     for name, run in runs.items():
         run()  # compile
@@ -55,9 +58,7 @@ def main() -> None:
         _, ledger = run()
         seconds = time.perf_counter() - t
         tokens = float(ledger["tokens"].sum())
-        per_problem = tokens / len(examples)
-        mean_len = 40.0
-        g = max(1, int(np.ceil(per_problem / mean_len)))
+        g = max(1, int(np.ceil(tokens / len(examples) / mean_len)))
         sampling = SamplingConfig(n, 1.0, num_samples=g, stop_ids=tok.stop_ids,
                                   pad_id=tok.pad_id)
         batch = max(1, cfg.eval.batch_prompts // g)
