@@ -143,9 +143,9 @@ def test_cli_on_a_hugging_face_directory(llama_dir, tmp_path, capsys):
             "flops", "seconds"}
     assert all(keys <= set(r) for r in rows)
     overall = [(r["strategy"], r["budget"]) for r in rows if r["bin"] == "all"]
-    assert overall == [("greedy", 1)] + [(s, k) for s in ("sample", "majority", "pass_at_k")
-                                         for k in (1, 2)] + [
-        (s, b) for b in (12, 24) for s in ("think_longer", "budget_forcing")]
+    assert overall == [("greedy", 1)] + [(s, k) for s in ("sample", "majority") for k in (1, 2)] \
+        + [(s, b) for s in ("think_longer", "budget_forcing") for b in (12, 24)] + [
+            ("pass_at_k", 1), ("pass_at_k", 2)]
     assert all(r["problems"] == 6 and r["ci_low"] <= r["accuracy"] <= r["ci_high"]
                for r in rows if r["bin"] == "all")
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
