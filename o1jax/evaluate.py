@@ -28,7 +28,6 @@ from typing import NamedTuple, Sequence
 import jax
 import ml_collections
 import numpy as np
-from etils import epath
 
 from o1jax import sharding
 from o1jax import workdir as wd
@@ -39,9 +38,10 @@ from o1jax.rewards.api import default_pool
 from o1jax.rollout import SamplingConfig
 from o1jax.rollout.decoding import BudgetForcing
 from o1jax.search import beam, compute_optimal, mcts, strategies, verifiers, voting
+from o1jax.search.results import (difficulty_bins, print_results, result_rows, sample_records,
+                                 write_results)
 from o1jax.tokenizer import Tokenizer
 
-PASS_RATE_LEVELS = (0.8, 0.6, 0.4, 0.2)   # level 1: pass rate above 0.8, ..., level 5: <= 0.2
 log = logging.getLogger("o1jax.evaluate")
 
 
@@ -144,37 +144,6 @@ def check_memory(model: Transformer, rows: int, length: int) -> None:
         raise ValueError(f"one sampler call of {rows} sequences x {length} tokens needs about "
                          f"{need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB "
                          "available; lower --batch-prompts (or the budgets)")
-
-
-def difficulty_bins(examples: Sequence[dict], pass_rates: np.ndarray | None
-                    ) -> list[str] | None:
-    """A bin per problem: the task generator's difficulty when the problems have more than one
-    (``difficulty3``), else the level of the model's own pass rate over its samples
-    (``level1``: above 0.8 ... ``level5``: 0.2 or less; Snell et al.'s oracle bins), else None."""
-    levels = [int(e.get("difficulty", 0)) for e in examples]
-    if len(set(levels)) > 1:
-        return [f"difficulty{d}" for d in levels]
-    if pass_rates is None:
-        return None
-    return [f"level{1 + sum(p <= t for t in PASS_RATE_LEVELS)}" for p in pass_rates]
-
-
-def result_rows(strategy: str, budget: int, s: strategies.Scores, bins: list[str] | None
-                ) -> list[dict]:
-    """One row for all problems and one per bin (the keys of results.jsonl)."""
-    out = []
-    for name in ["all"] + sorted(set(bins or [])):
-        m = np.ones(len(s.accuracy), bool) if name == "all" else np.asarray(bins) == name
-        acc = float(s.accuracy[m].mean())
-        lo, hi = voting.wilson_interval(acc, int(m.sum()))
-        pre, dec = float(s.prefill_flops[m].mean()), float(s.decode_flops[m].mean())
-        ver = float(s.verifier_flops[m].mean())
-        out.append(dict(strategy=strategy, budget=budget, bin=name, problems=int(m.sum()),
-                        accuracy=acc, ci_low=lo, ci_high=hi, tokens=float(s.tokens[m].mean()),
-                        flops=pre + dec + ver, seconds=float(s.seconds[m].mean()),
-                        prompt_tokens=float(s.prompt_tokens[m].mean()), prefill_flops=pre,
-                        decode_flops=dec, verifier_flops=ver))
-    return out
 
 
 class EvalResult(NamedTuple):
@@ -302,52 +271,6 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
 
 def _mean(x: np.ndarray) -> float | None:
     return float(x.mean()) if x.size else None
-
-
-def sample_records(examples: Sequence[dict], gens: dict, bins: list[str] | None) -> list[dict]:
-    """samples.jsonl: per problem, every response of every generation with its answer."""
-    out = []
-    for i, e in enumerate(examples):
-        out.append(dict(id=e.get("id", str(i)), question=e["question"], answer=e["answer"],
-                        bin=bins[i] if bins else "all", responses={
-            name: [dict(text=g.texts[i][j], answer=g.answers[i][j],
-                        correct=bool(g.correct[i, j]), finished=bool(g.finished[i, j]),
-                        tokens=int(g.lengths[i, j])) for j in range(g.correct.shape[1])]
-            for name, g in gens.items()}))
-    return out
-
-
-def write_results(out: epath.Path, rows: list[dict], samples: list[dict]) -> None:
-    """results.jsonl, samples.jsonl and test_time_compute.png in ``out`` (local or gs://)."""
-    from o1jax.report import plot_test_time
-    out.mkdir(parents=True, exist_ok=True)
-    wd.write_text(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    wd.write_text(out / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
-    plot_test_time(rows, out / "test_time_compute.png")
-
-
-def print_results(rows: list[dict]) -> None:
-    """The overall rows as a table, then accuracy per bin."""
-    head = f"{'strategy':<15}{'budget':>7}{'accuracy':>10}{'95% CI':>16}{'tokens':>9}" \
-           f"{'GFLOPs':>10}{'seconds':>9}"
-    print(head + "\n" + "-" * len(head))
-    for r in rows:
-        if r["bin"] == "all":
-            ci = f"{100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f}%"
-            print(f"{r['strategy']:<15}{r['budget']:>7}{100 * r['accuracy']:>9.1f}%{ci:>16}"
-                  f"{r['tokens']:>9.1f}{r['flops'] / 1e9:>10.3f}{r['seconds']:>9.4f}")
-    bins = sorted({r["bin"] for r in rows} - {"all"})
-    if bins:
-        counts = {r["bin"]: r["problems"] for r in rows}
-        print("\naccuracy by difficulty bin (problems): " +
-              ", ".join(f"{b} ({counts[b]})" for b in bins))
-        for r in rows:
-            if r["bin"] == "all":
-                cells = [next((f"{100 * x['accuracy']:.1f}%" for x in rows if x["bin"] == b
-                               and x["strategy"] == r["strategy"] and
-                               x["budget"] == r["budget"]), "-") for b in bins]
-                print(f"{r['strategy']:<15}{r['budget']:>7}  " + "  ".join(
-                    f"{c:>12}" for c in cells))
 
 
 def stage_summary(rows: list[dict], maj_k: int) -> dict:
