@@ -26,7 +26,8 @@ import jax  # noqa: E402
 
 from o1jax import workdir as wd  # noqa: E402
 from o1jax.data.pipeline import render_prompt  # noqa: E402
-from o1jax.evaluate import EvalSpec, evaluate, load_problems  # noqa: E402
+from o1jax.evaluate import EvalSpec, evaluate  # noqa: E402
+from o1jax.experiment import load_problems  # noqa: E402
 from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts  # noqa: E402
 
 
@@ -59,7 +60,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg = wd.load_config(args.workdir)
     policy, params, tokenizer = wd.load_policy(args.workdir)
-    examples = load_problems(cfg, wd.resolve(args.workdir), "test", args.problems, tokenizer)
+    examples = load_problems(cfg, wd.resolve(args.workdir), "test", args.problems)
     budgets = tuple(k for k in (1, 2, 4, 8, 16, 32, 64, 128) if k <= args.samples)
     spec = EvalSpec(max_prompt_len=cfg.data.max_prompt_len,
                     max_new_tokens=cfg.eval.max_new_tokens, strategies=("sample", "majority"),

@@ -22,7 +22,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 from o1jax import workdir as wd  # noqa: E402
-from o1jax.evaluate import load_problems  # noqa: E402
+from o1jax.experiment import load_problems  # noqa: E402
 from o1jax.rollout import SamplingConfig  # noqa: E402
 from o1jax.search import beam, mcts, strategies, verifiers  # noqa: E402
 
@@ -39,7 +39,7 @@ def main() -> None:
     cfg = wd.load_config(args.workdir)
     policy, params, tok = wd.load_policy(args.workdir)
     verifier = verifiers.load(args.verifier, policy, args.workdir)
-    examples = load_problems(cfg, wd.resolve(args.workdir), "test", args.problems, tok)
+    examples = load_problems(cfg, wd.resolve(args.workdir), "test", args.problems)
     p, n = cfg.data.max_prompt_len, cfg.eval.max_new_tokens
     runs = {
         "beam": lambda: beam.search(policy, params, examples, tok, verifier,

@@ -227,13 +227,7 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
         if set(needs) & set(strategies.VERIFIED + ("compute_optimal",)):
             scores = verifiers.outcome_scores(verifier, sampled.tokens, sampled.mask).reshape(
                 sampled.correct.shape)
-            done = sampled.finished
-            checked = dict(verifier=verifier.source, kind=verifier.kind,
-                           auc=verifiers.auc(scores[done], sampled.correct[done]),
-                           within_problem_auc=verifiers.within_problem_auc(
-                               scores, sampled.correct, done),
-                           mean_score_correct=_mean(scores[done & (sampled.correct > 0)]),
-                           mean_score_wrong=_mean(scores[done & (sampled.correct == 0)]))
+            checked = verifiers.report(verifier, scores, sampled.correct, sampled.finished)
         for strategy in [s for s in strategies.SAMPLED if s in spec.strategies] + ["pass_at_k"]:
             for k in spec.budgets:
                 scored[strategy, k] = strategies.score(
@@ -267,10 +261,6 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
     sampling = sum(g.seconds for g in gens.values())
     return EvalResult(rows, samples, dict(total_s=total, warmup_s=warmup, sampling_s=sampling,
                                           other_s=total - warmup - sampling), checked)
-
-
-def _mean(x: np.ndarray) -> float | None:
-    return float(x.mean()) if x.size else None
 
 
 def stage_summary(rows: list[dict], maj_k: int) -> dict:
@@ -396,22 +386,6 @@ def _run_config(args) -> ml_collections.ConfigDict:
         eval=dict(num_examples=200, max_new_tokens=256, temperature=1.0, batch_prompts=16)))
 
 
-def load_problems(cfg, root, split: str, num: int | None, tokenizer: Tokenizer
-                  ) -> list[dict]:
-    """The first ``num`` problems of ``split`` of the config's task (TFDS, prepared under
-    ``root``/tfds unless data.data_dir says otherwise), each with an ``id``."""
-    from o1jax import experiment
-    if split == "hard" and cfg.data.task not in tasks.TASKS:
-        raise ValueError(f"--split hard exists for the synthetic tasks "
-                         f"({', '.join(tasks.TASKS)}), not {cfg.data.task!r}")
-    sources = experiment.load_data(cfg, root)
-    if split not in sources:
-        raise ValueError(f"the {cfg.data.task} data has no {split!r} split (splits: "
-                         f"{', '.join(sources)})")
-    count = min(len(sources[split]), num or cfg.eval.num_examples or 200)
-    return [dict(decode_example(sources[split][i]), id=f"{split}/{i}") for i in range(count)]
-
-
 def main(argv=None) -> int:
     from o1jax import experiment
     from o1jax.models import hf
@@ -442,8 +416,8 @@ def main(argv=None) -> int:
         else:
             policy, params = hf.load(args.model)
             tokenizer = Tokenizer.from_dir(args.model)
-        examples = load_problems(cfg, wd.resolve(args.workdir or args.out), args.split,
-                                 args.num_problems, tokenizer)
+        examples = experiment.load_problems(cfg, wd.resolve(args.workdir or args.out),
+                                            args.split, args.num_problems)
         verifier = None
         if args.verifier:
             verifier = verifiers.load(args.verifier, policy, args.workdir, args.step)

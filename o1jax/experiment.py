@@ -144,6 +144,21 @@ def load_data(cfg, workdir) -> dict:
     return sources if sources is not None else build()
 
 
+def load_problems(cfg, root, split: str, num: int | None) -> list[dict]:
+    """The first ``num`` (default: eval.num_examples, else 200) problems of ``split`` of the
+    config's task, decoded, each with an ``id`` ("split/index"); ``root``: as ``load_data``."""
+    from o1jax.data.pipeline import decode_example
+    if split == "hard" and cfg.data.task not in tasks.TASKS:
+        raise ValueError(f"--split hard exists for the synthetic tasks "
+                         f"({', '.join(tasks.TASKS)}), not {cfg.data.task!r}")
+    sources = load_data(cfg, root)
+    if split not in sources:
+        raise ValueError(f"the {cfg.data.task} data has no {split!r} split (splits: "
+                         f"{', '.join(sources)})")
+    count = min(len(sources[split]), num or cfg.eval.num_examples or 200)
+    return [dict(decode_example(sources[split][i]), id=f"{split}/{i}") for i in range(count)]
+
+
 def setup(cfg, workdir) -> Experiment:
     """Multi-host start (unless the CLI did it), config checks, then the workdir: reachable,
     resumable with this config (checked before anything is written), config.json and the

@@ -55,7 +55,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    from o1jax.evaluate import load_problems
+    from o1jax.experiment import load_problems
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -67,10 +67,11 @@ def main(argv=None) -> int:
             raise ValueError(f"--workdir {args.workdir} holds no training run")
         root = wd.resolve(args.workdir)
         cfg = wd.load_config(root)
-        state = wd.load_state(root, args.step)
-        policy, params, tokenizer = wd.load_policy(root, state["step"], stage=state["stage"])
-        train = load_problems(cfg, root, "train", args.num_problems, tokenizer)
-        held_out = load_problems(cfg, root, "test", args.held_out, tokenizer)
+        state = wd.load_state(root, args.step)  # read once: the policy and its critic
+        policy, tokenizer = wd.policy_model(root)
+        params = wd.policy_params(state)
+        train = load_problems(cfg, root, "train", args.num_problems)
+        held_out = load_problems(cfg, root, "test", args.held_out)
     except (ValueError, FileNotFoundError, sharding.DistributedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -160,7 +160,7 @@ def is_workdir(path) -> bool:
     return (p / "checkpoints").is_dir() and (p / "config.json").exists()
 
 
-def _policy_model(root: epath.Path, mesh=None):
+def policy_model(root: epath.Path, mesh=None):
     """(model, tokenizer) a run trained with: WORKDIR/model/ when it started from a Hugging
     Face model, else the preset and the byte tokenizer."""
     from o1jax.models import Transformer, hf, preset
@@ -210,5 +210,11 @@ def load_policy(path, step: int | None = None, mesh=None, stage: str | None = No
     ("rl" or "sft") looks in that stage's checkpoints only. The tokenizer and model shapes are
     those the run trained with."""
     state = load_state(path, step, stage)
-    model, tokenizer = _policy_model(resolve(path), mesh)
-    return model, state["policy" if state["stage"] == "rl" else "params"], tokenizer
+    model, tokenizer = policy_model(resolve(path), mesh)
+    return model, policy_params(state), tokenizer
+
+
+def policy_params(state: dict):
+    """The policy's parameters in a ``load_state`` result (RL and SFT states name them
+    differently)."""
+    return state["policy" if state["stage"] == "rl" else "params"]

@@ -76,7 +76,9 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
         length = min(_round_up(max_prompt_len + used), mcfg.max_seq_len - room)
         cfg = SamplingConfig(room, temperature, num_samples=width, stop_ids=stop + newline,
                              pad_id=tokenizer.pad_id)
-        sampler = samplers.setdefault(cfg, make_sampler(policy, cfg, gather=True))
+        if cfg not in samplers:  # one compiled sampler per step length, kept across rounds
+            samplers[cfg] = make_sampler(policy, cfg, gather=True)
+        sampler = samplers[cfg]
         per = max(1, batch_rows // width)
         cands: dict[tuple[int, int], list] = {}
         for lo in range(0, len(live), per):

@@ -153,3 +153,16 @@ def within_problem_auc(scores: np.ndarray, correct: np.ndarray, finished: np.nda
             wins += float((diff > 0).sum() + 0.5 * (diff == 0).sum())
             pairs += diff.size
     return wins / pairs if pairs else None
+
+
+def report(verifier: Verifier, scores: np.ndarray, correct: np.ndarray, finished: np.ndarray
+           ) -> dict:
+    """The verifier's own accuracy on sampled solutions (scores, correct, finished: [N, G]):
+    AUC over finished ones, within a problem, and its mean score on right and wrong ones."""
+    mean = lambda x: float(x.mean()) if x.size else None  # noqa: E731
+    right = correct > 0
+    return dict(verifier=verifier.source, kind=verifier.kind,
+                auc=auc(scores[finished], correct[finished]),
+                within_problem_auc=within_problem_auc(scores, correct, finished),
+                mean_score_correct=mean(scores[finished & right]),
+                mean_score_wrong=mean(scores[finished & ~right]))
