@@ -17,6 +17,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.progress_bar = True
     c.workdir_timeout = 60           # seconds to reach (create) the workdir at start
     c.peak_flops_per_s = 0.0         # for the MFU metric; 0: measure a matmul at start
+    c.init_from = ""                 # start from another run's policy: WORKDIR[:sft|:rl]
 
     c.model = ml_collections.ConfigDict()
     c.model.preset = "tiny"          # shapes (see o1jax.models.config.PRESETS)
@@ -79,6 +80,25 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.critic_warmup = 0
     c.rl.loss_agg = "token_mean"
     c.rl.rewards = ml_collections.ConfigDict({"correctness": 1.0, "format": 0.1})
+
+    c.selfplay = ml_collections.ConfigDict()   # o1jax/selfplay/config.py says what each is
+    c.selfplay.enabled = False       # the RL stage becomes self-play: propose, referee, solve
+    c.selfplay.proposals = 8         # new problems an iteration (of rl.batch_prompts)
+    c.selfplay.examples = 2          # buffer problems shown to the proposer
+    c.selfplay.prompt_len = 40
+    c.selfplay.proposal_tokens = 16
+    c.selfplay.prompt_prefix = "New problem like "
+    c.selfplay.learnability = "absolute_zero"   # or r_zero
+    c.selfplay.buffer_fraction = 0.5
+    c.selfplay.buffer_size = 512
+    c.selfplay.gate_low = 0.2
+    c.selfplay.gate_high = 0.8
+    c.selfplay.max_chars = 40
+    c.selfplay.max_digits = 4
+    c.selfplay.max_operators = 3
+    c.selfplay.max_answer = 1e6
+    c.selfplay.check_timeout = 1.0
+    c.selfplay.sft_fraction = 0.25
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 1

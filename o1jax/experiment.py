@@ -18,6 +18,7 @@ from o1jax import workdir as workdir_lib
 from o1jax.data import builders, tasks
 from o1jax.models import Transformer, hf, preset
 from o1jax.rl.config import RLConfig
+from o1jax.selfplay.config import SelfPlayConfig
 from o1jax.tokenizer import Tokenizer, byte_tokenizer
 
 NONFINITE_POLICIES = ("skip", "stop")
@@ -50,8 +51,15 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
         raise ConfigError(f"data.{e}") from None
     try:
         rl = RLConfig.from_config(cfg.rl)
+        SelfPlayConfig.from_config(cfg.get("selfplay")).check_with(rl, jax.process_count())
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from None
+    if cfg.get("selfplay") and cfg.selfplay.enabled and cfg.data.task not in tasks.TASKS:
+        raise ConfigError(f"selfplay.enabled: self-play proposes problems in the forms of the "
+                          f"synthetic tasks ({', '.join(tasks.TASKS)}), not data.task="
+                          f"{cfg.data.task!r}")
+    if cfg.get("init_from") and cfg.model.get("hf_path"):
+        raise ConfigError("init_from and model.hf_path both give the initial weights: set one")
     if cfg.on_nonfinite not in NONFINITE_POLICIES:
         raise ConfigError(f"on_nonfinite={cfg.on_nonfinite!r}: one of {NONFINITE_POLICIES}")
     for field in ("sft.num_steps", "sft.warmup_steps", "eval.num_examples", "eval.maj_k"):
@@ -104,7 +112,18 @@ def build_model(cfg, mesh, abstract: bool = False) -> tuple[Transformer, Tokeniz
 
 
 def initial_params(cfg, policy: Transformer) -> Any:
-    """The Hugging Face weights of ``model.hf_path``, or a sharded random init."""
+    """The policy of another run's latest checkpoint (``init_from``: a workdir, optionally
+    ``WORKDIR:sft`` or ``WORKDIR:rl`` for that stage), the Hugging Face weights of
+    ``model.hf_path``, or a sharded random init."""
+    if cfg.get("init_from"):
+        path, _, stage = cfg.init_from.rpartition(":") if cfg.init_from.endswith(
+            (":sft", ":rl")) else (cfg.init_from, "", None)
+        try:
+            state = workdir_lib.load_state(path, stage=stage)
+        except ValueError as e:
+            raise ConfigError(f"init_from={cfg.init_from!r}: {e}") from None
+        params = workdir_lib.policy_params(state)
+        return jax.device_put(params, policy.shardings()) if policy.mesh is not None else params
     hf_path = cfg.model.get("hf_path", "")
     if hf_path:
         return hf.load_params(hf_path, policy)

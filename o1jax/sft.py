@@ -4,7 +4,7 @@ the solution tokens given the prompt)."""
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -75,9 +75,11 @@ def init_sft_state(params: Params, opt: optax.GradientTransformation) -> dict:
             "skipped_updates": jnp.zeros((), jnp.int32)}
 
 
-def run_sft(exp, params: Params) -> tuple[Params, bool]:
+def run_sft(exp, params: Params, mix: Callable[[int, list], list] | None = None
+            ) -> tuple[Params, bool]:
     """The SFT stage of a run (``exp``: an ``experiment.Experiment``): resumable teacher forcing
-    on the reference solutions. Returns (params, preempted)."""
+    on the reference solutions; ``mix(step, examples)`` may replace some of a step's examples
+    (self-play's proposer demonstrations). Returns (params, preempted)."""
     cfg = exp.cfg
     opt = make_optimizer(cfg.sft.lr, cfg.sft.num_steps, cfg.sft.warmup_steps)
     pipeline = PromptPipeline(exp.sources["train"], exp.tokenizer, cfg.sft.batch_size,
@@ -91,8 +93,10 @@ def run_sft(exp, params: Params) -> tuple[Params, bool]:
     step_fn = jax.jit(functools.partial(sft_step, policy=exp.policy, opt=opt),
                       donate_argnums=(0,))
 
-    def step(state, _):
+    def step(state, i):
         _, examples = pipeline.next_examples()
+        if mix is not None:
+            examples = mix(i, examples)
         batch = encode_sft(examples, exp.tokenizer, cfg.sft.max_len, cfg.data.template)
         state, metrics = step_fn(state, sharding.host_local_to_global(exp.mesh, batch))
         return state, {k: float(v) for k, v in jax.device_get(metrics).items()}

@@ -1,6 +1,6 @@
 """Training CLI: ``python -m o1jax.train --config configs/NAME.py --workdir DIR [--config.X=Y]``.
 
-SFT -> held-out evaluation -> RL -> held-out evaluation, each stage resumable. The workdir (a
+SFT -> held-out evaluation -> RL (or self-play) -> held-out evaluation, each stage resumable. The workdir (a
 local path or gs://) holds checkpoints/, metrics.jsonl, tensorboard/, eval_*.json, report.png
 and config.json (the resolved config); running again on the same workdir resumes from the
 latest complete checkpoint. The last line printed (by process 0) is one JSON object summarising
@@ -26,6 +26,9 @@ from o1jax.evaluate import evaluate_stage
 from o1jax.report import plot_run, print_table
 from o1jax.rewards.api import checks_done
 from o1jax.rl.stage import run_rl
+from o1jax.selfplay.buffer import proposer_mix
+from o1jax.selfplay.config import SelfPlayConfig
+from o1jax.selfplay.stage import run_selfplay
 from o1jax.sft import run_sft
 
 
@@ -38,17 +41,19 @@ def run(cfg, workdir: str) -> dict:
     do_eval = cfg.eval.num_examples > 0
 
     # ---- SFT, then its evaluation
+    selfplay = SelfPlayConfig.from_config(cfg.selfplay)
     if cfg.sft.num_steps > 0:
-        params, preempted = run_sft(exp, params)
+        mix = proposer_mix(exp, selfplay) if selfplay.enabled else None
+        params, preempted = run_sft(exp, params, mix)
         if preempted:
             return dict(result, preempted=True)
         if do_eval:
             result["sft_accuracy"] = evaluate_stage(exp, "sft", params, 0,
                                                      cfg.sft.num_steps)["greedy_accuracy"]
 
-    # ---- RL, then its evaluation (greedy and maj@k)
+    # ---- RL (or self-play), then its evaluation (greedy and maj@k)
     if exp.rl.num_iterations > 0:
-        state, preempted = run_rl(exp, params)
+        state, preempted = (run_selfplay if selfplay.enabled else run_rl)(exp, params)
         result.update(rl_steps=int(state.step), preempted=preempted)
         if preempted:
             return result

@@ -71,21 +71,28 @@ def countdown_reward(responses, examples, finished, pool) -> np.ndarray:
     return np.asarray(vals, np.float32) * np.asarray(finished, np.float32)
 
 
-def compute_rewards(responses: Sequence[str], examples: Sequence[dict],
-                    finished: Sequence[bool], weights: dict[str, float],
-                    pool: CheckPool | None = None) -> tuple[np.ndarray, dict[str, float]]:
-    """Weighted sum of named rewards [R] and per-reward means + verifier counters."""
-    unknown = set(weights) - set(REWARDS)
+def reward_parts(responses: Sequence[str], examples: Sequence[dict], finished: Sequence[bool],
+                 names: Sequence[str], pool: CheckPool | None = None
+                 ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Each named reward [R], and the verifier's timeout and error counts over these checks."""
+    unknown = set(names) - set(REWARDS)
     if unknown:
         raise ValueError(f"unknown reward(s) {sorted(unknown)}; registered: {sorted(REWARDS)}")
     pool = pool or default_pool()
     before = dict(pool.stats)
+    parts = {name: REWARDS[name](responses, examples, finished, pool) for name in names}
+    return parts, {"verifier/timeouts": float(pool.stats["timeouts"] - before["timeouts"]),
+                   "verifier/errors": float(pool.stats["errors"] - before["errors"])}
+
+
+def compute_rewards(responses: Sequence[str], examples: Sequence[dict],
+                    finished: Sequence[bool], weights: dict[str, float],
+                    pool: CheckPool | None = None) -> tuple[np.ndarray, dict[str, float]]:
+    """Weighted sum of named rewards [R] and per-reward means + verifier counters."""
+    parts, counts = reward_parts(responses, examples, finished, list(weights), pool)
     total = np.zeros(len(responses), np.float32)
     metrics = {}
     for name, w in weights.items():
-        r = REWARDS[name](responses, examples, finished, pool)
-        metrics[f"reward/{name}"] = float(np.mean(r)) if len(r) else 0.0
-        total += w * r
-    metrics["verifier/timeouts"] = float(pool.stats["timeouts"] - before["timeouts"])
-    metrics["verifier/errors"] = float(pool.stats["errors"] - before["errors"])
-    return total, metrics
+        metrics[f"reward/{name}"] = float(np.mean(parts[name])) if len(responses) else 0.0
+        total += w * parts[name]
+    return total, dict(metrics, **counts)

@@ -8,6 +8,7 @@ needs no parsing, ``suffix_match_reward`` runs entirely in the graph.
 from __future__ import annotations
 
 import math
+import time
 from typing import Callable
 
 import jax
@@ -16,17 +17,23 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from o1jax import sharding
-from o1jax.rewards.functions import compute_rewards
+from o1jax.rewards.functions import reward_parts
 from o1jax.rewards.pool import CheckPool
 from o1jax.tokenizer import Tokenizer, response_texts
 
 
 def make_reward_callback(tokenizer: Tokenizer, example_at: Callable[[int], dict],
                          weights: dict[str, float], pool: CheckPool | None = None,
-                         mesh: Mesh | None = None):
+                         mesh: Mesh | None = None,
+                         prompt_example: Callable[[str], dict] | None = None,
+                         with_correct: bool = False):
     """A jittable ``(rollout, example_ids [R]) -> (rewards [R] f32, {metric: scalar})``, the
     reward function ``o1jax.rl.iteration`` takes. ``example_at(i)`` returns dataset row i
-    (with ``answer``, ``task``, ``meta``).
+    (with ``answer``, ``task``, ``meta``); a row whose id is negative is a problem given by its
+    prompt alone: ``prompt_example(prompt text)`` returns its example (self-play's proposed
+    problems). ``with_correct`` adds a third output, the correctness reward [R] f32 of each
+    row, whatever the weights. ``rewards_fn.calls`` collects the (start, end)
+    ``time.perf_counter()`` of every host call (a caller may clear it).
 
     With a ``mesh`` the callback runs once per device on the rows that device holds (split over
     every mesh axis that divides R, as the ``host_rows`` rule says), so each process verifies
@@ -34,47 +41,71 @@ def make_reward_callback(tokenizer: Tokenizer, example_at: Callable[[int], dict]
     """
     means = [f"reward/{n}" for n in weights]
     names = means + ["verifier/timeouts", "verifier/errors"]
+    checks = list(weights) + (["correctness"] if with_correct and "correctness" not in weights
+                              else [])
+
+    def example(row_tokens, row_response, i):
+        if i >= 0:
+            return example_at(i)
+        if prompt_example is None:
+            raise ValueError(f"example id {i} < 0 needs a prompt_example function")
+        prompt = row_tokens[:int(np.argmax(row_response))]
+        return prompt_example(tokenizer.decode(prompt.tolist()))
 
     def host(tokens, response_mask, finished, example_ids):
+        start = time.perf_counter()
         texts = response_texts(tokens, response_mask, finished, tokenizer)
-        examples = [example_at(int(i)) for i in np.asarray(example_ids)]
-        rewards, metrics = compute_rewards(texts, examples, np.asarray(finished), weights, pool)
-        return rewards.astype(np.float32), np.array([metrics[n] for n in names], np.float32)
+        examples = [example(t, m, int(i)) for t, m, i in
+                    zip(np.asarray(tokens), np.asarray(response_mask), np.asarray(example_ids))]
+        parts, counts = reward_parts(texts, examples, np.asarray(finished), checks, pool)
+        rewards = sum(w * parts[n] for n, w in weights.items()).astype(np.float32)
+        vec = np.array([float(np.mean(parts[n])) for n in weights] +
+                       [counts[n] for n in names[len(means):]], np.float32)
+        rewards_fn.calls.append((start, time.perf_counter()))
+        if with_correct:
+            return rewards, vec, parts["correctness"].astype(np.float32)
+        return rewards, vec
 
     def call(tokens, response_mask, finished, example_ids):
         out = (jax.ShapeDtypeStruct(finished.shape, jnp.float32),
                jax.ShapeDtypeStruct((len(names),), jnp.float32))
+        if with_correct:
+            out += (jax.ShapeDtypeStruct(finished.shape, jnp.float32),)
         return jax.pure_callback(host, out, tokens, response_mask, finished, example_ids,
                                  vmap_method="sequential")
 
     def rewards_fn(roll, example_ids):
         args = (roll.tokens, roll.response_mask, roll.finished, example_ids)
         if mesh is None or mesh.size == 1:
-            rewards, vec = call(*args)
+            rewards, vec, *correct = call(*args)
         else:
-            rewards, vec = _per_device(call, mesh, len(means), args)
-        return rewards, {name: vec[i] for i, name in enumerate(names)}
+            rewards, vec, *correct = _per_device(call, mesh, len(means), args, with_correct)
+        metrics = {name: vec[i] for i, name in enumerate(names)}
+        return (rewards, metrics, *correct)
 
+    rewards_fn.calls = []  # (start, end) perf_counter of each host call, for time splits
     return rewards_fn
 
 
-def _per_device(call, mesh: Mesh, num_means: int, args):
-    """``call`` on each device's rows: rewards stay split, the metric vector is combined (its
-    first ``num_means`` entries are means over equal-sized shards, the rest counts)."""
+def _per_device(call, mesh: Mesh, num_means: int, args, with_correct: bool = False):
+    """``call`` on each device's rows: rewards (and correctness) stay split, the metric vector
+    is combined (its first ``num_means`` entries are means over equal-sized shards, the rest
+    counts)."""
     rows = sharding.logical_to_spec(("host_rows",), (args[0].shape[0],), mesh)[0]
     axes = () if rows is None else (rows,) if isinstance(rows, str) else tuple(rows)
     shards = math.prod(mesh.shape[a] for a in axes)
 
     def local(*shard_args):
-        rewards, vec = call(*shard_args)
+        rewards, vec, *correct = call(*shard_args)
         if axes:
             vec = jax.lax.psum(vec, axes)
             vec = jnp.concatenate([vec[:num_means] / shards, vec[num_means:]])
-        return rewards, vec
+        return (rewards, vec, *correct)
 
     spec = lambda x: P(rows, *([None] * (x.ndim - 1)))  # noqa: E731
     return jax.shard_map(local, mesh=mesh, in_specs=tuple(spec(a) for a in args),
-                         out_specs=(P(rows), P()), check_vma=False)(*args)
+                         out_specs=(P(rows), P()) + ((P(rows),) if with_correct else ()),
+                         check_vma=False)(*args)
 
 
 def suffix_match_reward(tokens: jax.Array, response_mask: jax.Array, finished: jax.Array,

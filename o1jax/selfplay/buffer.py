@@ -1,0 +1,178 @@
+"""What self-play feeds its compiled iteration: the buffer of accepted problems, the proposer's
+prompts, and the solver's batch mixed from the buffer and the seed tasks; resumable.
+
+Every process computes the same global batch (seeded by the iteration) and feeds its own rows,
+and records the same iteration results into its own copy of the buffer, so the copies agree.
+"""
+
+from __future__ import annotations
+
+import collections
+from typing import Sequence
+
+import jax
+import numpy as np
+
+from o1jax.data.pipeline import PromptPipeline, decode_example, render_prompt
+from o1jax.rollout.sampler import pad_prompts
+from o1jax.selfplay.config import SelfPlayConfig
+from o1jax.selfplay.problems import Problem
+from o1jax.tokenizer import Tokenizer
+
+BUFFER_ID = -1  # example id of a solver row whose problem is given by its prompt
+
+
+class ProblemBuffer:
+    """Accepted problems that passed the solve-rate gate, first in first out, and the
+    normalised forms of every problem ever accepted (``seen``: the referee's duplicates)."""
+
+    def __init__(self, size: int):
+        self.entries: collections.deque = collections.deque(maxlen=size)
+        self.seen: set[str] = set()
+
+    def add(self, problem: Problem, solve_rate: float, iteration: int) -> None:
+        self.entries.append({"question": problem.question, "task": problem.task,
+                             "pattern": problem.pattern, "digits": problem.digits,
+                             "operators": problem.operators, "magnitude": problem.magnitude,
+                             "solve_rate": float(solve_rate), "iteration": int(iteration)})
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def stats(self) -> dict[str, float]:
+        """Size, mean difficulty (digits, operators, answer magnitude, solve rate when it
+        entered) and diversity (distinct operator patterns) of what the buffer holds."""
+        out = {"buffer/size": float(len(self.entries)), "buffer/seen": float(len(self.seen))}
+        for name in ("digits", "operators", "magnitude", "solve_rate"):
+            out[f"buffer/{name}"] = (float(np.mean([e[name] for e in self.entries]))
+                                     if self.entries else float("nan"))
+        out["buffer/distinct_patterns"] = float(len({e["pattern"] for e in self.entries}))
+        return out
+
+    def state(self) -> dict:
+        return {"entries": list(self.entries), "seen": sorted(self.seen)}
+
+    def restore(self, state: dict) -> None:
+        self.entries.clear()
+        self.entries.extend(state["entries"])
+        self.seen.clear()  # in place: the referee holds this set
+        self.seen.update(state["seen"])
+
+
+def proposer_question(prefix: str, examples: Sequence[str]) -> str:
+    """The proposer's "question": the examples after the prefix (the data template wraps it)."""
+    return prefix + "; ".join(examples)
+
+
+def proposer_demonstrations(examples: list[dict], source, sp: SelfPlayConfig,
+                            rng: np.random.Generator) -> list[dict]:
+    """SFT rows with ``sp.sft_fraction`` of them replaced by proposer demonstrations: a prompt
+    of ``sp.examples`` seed questions -> another seed question (all from ``source``, the train
+    split), so SFT teaches the proposer's format and the seed distribution."""
+    out = list(examples)
+    for i in np.flatnonzero(rng.random(len(out)) < sp.sft_fraction):
+        picks = [decode_example(source[int(j)])["question"]
+                 for j in rng.choice(len(source), sp.examples + 1, replace=False)]
+        out[i] = {"question": proposer_question(sp.prompt_prefix, picks[:-1]),
+                  "solution": picks[-1]}
+    return out
+
+
+def proposer_mix(exp, sp: SelfPlayConfig):
+    """The SFT stage's ``mix``: step -> examples with proposer demonstrations, seeded by the
+    step and the process (resumable)."""
+    seed = exp.cfg.seed
+
+    def mix(step: int, examples: list[dict]) -> list[dict]:
+        rng = np.random.default_rng([seed, step, jax.process_index(), 11])
+        return proposer_demonstrations(examples, exp.sources["train"], sp, rng)
+    return mix
+
+
+class SelfPlayFeed:
+    """The host side of self-play between iterations: batches in, results recorded.
+    ``state()`` / ``restore()`` make it a resumable pipeline for ``o1jax.loop.run_loop``."""
+
+    def __init__(self, source, tokenizer: Tokenizer, sp: SelfPlayConfig, batch_prompts: int,
+                 max_prompt_len: int, template: str, seed: int, process_index: int = 0,
+                 process_count: int = 1):
+        self.source, self.tok, self.sp, self.template = source, tokenizer, sp, template
+        self.seed, self.max_prompt_len = seed, max_prompt_len
+        self.solve_n = batch_prompts - sp.proposals
+        self.pipeline = PromptPipeline(source, tokenizer, batch_prompts, max_prompt_len,
+                                       seed=seed, template=template)
+        self.buffer = ProblemBuffer(sp.buffer_size)
+        self.pi, self.pc = process_index, process_count
+
+    def state(self) -> dict:
+        return {"pipeline": self.pipeline.state(), "buffer": self.buffer.state()}
+
+    def restore(self, state: dict) -> None:
+        self.pipeline.restore(state["pipeline"])
+        self.buffer.restore(state["buffer"])
+
+    def _encode(self, questions: Sequence[str], length: int) -> tuple[np.ndarray, np.ndarray]:
+        return pad_prompts([self.tok.encode(render_prompt(q, self.tok, self.template))
+                            for q in questions], self.tok.pad_id, length)
+
+    def _proposer_prompt(self, rng: np.random.Generator, seed_rows: np.ndarray) -> list[int]:
+        """A proposer prompt: ``examples`` problems, each from the buffer with probability
+        ``buffer_fraction`` (once it has any), else a seed problem; fewer when too long."""
+        picks = []
+        for _ in range(self.sp.examples):
+            if self.buffer.entries and rng.random() < self.sp.buffer_fraction:
+                picks.append(self.buffer.entries[rng.integers(len(self.buffer))]["question"])
+            else:
+                picks.append(decode_example(self.source[int(rng.choice(seed_rows))])["question"])
+        while True:
+            ids = self.tok.encode(render_prompt(proposer_question(self.sp.prompt_prefix, picks),
+                                                self.tok, self.template))
+            if len(ids) <= self.sp.prompt_len or len(picks) == 1:
+                return ids[-self.sp.prompt_len:]
+            picks.pop()
+
+    def next_batch(self, iteration: int) -> dict:
+        """This process's rows of the iteration's global batch (numpy):
+
+        propose_tokens, propose_mask [proposals, prompt_len]   the proposer's prompts
+        solve_tokens, solve_mask [batch_prompts - proposals, max_prompt_len], solve_ids
+            (dataset row, or -1 for a buffer problem)   the solver's seed and buffer problems
+        spare_tokens, spare_mask, spare_ids [proposals, ...]   seed problems that take the
+            places of rejected proposals
+        """
+        rng = np.random.default_rng([self.seed, iteration, 7])
+        rows = self.pipeline.next_indices()
+        n_buf = min(int(round(self.sp.buffer_fraction * self.solve_n)), len(self.buffer))
+        buffered = [self.buffer.entries[int(j)]["question"] for j in
+                    rng.choice(len(self.buffer), n_buf, replace=False)] if n_buf else []
+        seed_rows = rows[:self.solve_n - n_buf]
+        spare_rows = rows[self.solve_n - n_buf:self.solve_n - n_buf + self.sp.proposals]
+        seed_q = [decode_example(self.source[int(i)])["question"] for i in seed_rows]
+        solve_t, solve_m = self._encode(seed_q + buffered, self.max_prompt_len)
+        spare_t, spare_m = self._encode([decode_example(self.source[int(i)])["question"]
+                                         for i in spare_rows], self.max_prompt_len)
+        prop_t, prop_m = pad_prompts([self._proposer_prompt(rng, rows) for _ in
+                                      range(self.sp.proposals)], self.tok.pad_id,
+                                     self.sp.prompt_len)
+        batch = {"propose_tokens": prop_t, "propose_mask": prop_m,
+                 "solve_tokens": solve_t, "solve_mask": solve_m,
+                 "solve_ids": np.concatenate([seed_rows, np.full(n_buf, BUFFER_ID)]
+                                             ).astype(np.int32),
+                 "spare_tokens": spare_t, "spare_mask": spare_m,
+                 "spare_ids": spare_rows.astype(np.int32)}
+        return {k: self._mine(v) for k, v in batch.items()}
+
+    def _mine(self, x: np.ndarray) -> np.ndarray:
+        per = x.shape[0] // self.pc
+        return x[self.pi * per:(self.pi + 1) * per]
+
+    def record(self, problems: Sequence[Problem | None], solve_rates: np.ndarray,
+               iteration: int) -> None:
+        """After an iteration: every accepted proposal's form is ``seen``; those whose solve
+        rate passed the gate enter the buffer."""
+        for p, rate in zip(problems, solve_rates):
+            if p is None:
+                continue
+            self.buffer.seen.add(p.key)
+            if self.sp.gate_low <= rate <= self.sp.gate_high:
+                self.buffer.add(p, rate, iteration)

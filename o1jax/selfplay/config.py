@@ -1,0 +1,98 @@
+"""Self-play settings in one frozen object, checked before anything is built.
+
+``SelfPlayConfig.from_config(cfg.selfplay)`` takes the ``selfplay`` block of an experiment
+config; an unknown key or a bad value is an error naming the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+LEARNABILITY = ("absolute_zero", "r_zero")
+
+
+@dataclasses.dataclass(frozen=True)
+class SelfPlayConfig:
+    enabled: bool = False
+    # proposer: ``proposals`` new problems an iteration, each written after ``examples`` problems
+    # drawn from the buffer (seed problems while the buffer is small)
+    proposals: int = 8
+    examples: int = 2
+    prompt_len: int = 40            # proposer prompt, tokens
+    proposal_tokens: int = 16       # longest proposal, tokens
+    prompt_prefix: str = "New problem like "
+    learnability: str = "absolute_zero"   # 1 - p for 0 < p < 1 (else 0) | r_zero: 1 - 2|p - 1/2|
+    # the solver's batch: rl.batch_prompts problems, ``proposals`` of them this iteration's
+    # proposals (a rejected one's place taken by a seed problem), of the rest
+    # ``buffer_fraction`` from the buffer of accepted problems, the others seed problems
+    buffer_fraction: float = 0.5
+    buffer_size: int = 512
+    gate_low: float = 0.2           # a proposed problem trains the solver only when its solve
+    gate_high: float = 0.8          # rate this iteration is in [gate_low, gate_high] (SeRL)
+    # the referee's bounds
+    max_chars: int = 40
+    max_digits: int = 4             # per number
+    max_operators: int = 3
+    max_answer: float = 1e6         # |answer| (numerator and denominator of a fraction)
+    check_timeout: float = 1.0      # seconds per proposal, in the worker pool
+    # SFT: this fraction of each batch's rows become proposer demonstrations (a prompt of
+    # examples -> another problem of the seed distribution), so the policy knows both roles
+    sft_fraction: float = 0.25
+
+    def __post_init__(self):
+        for msg in self._problems():
+            raise ValueError(f"selfplay.{msg}")
+
+    def _problems(self):
+        def bad(name, allowed):
+            return f"{name}={getattr(self, name)!r}: {allowed}"
+        if self.learnability not in LEARNABILITY:
+            yield bad("learnability", f"one of {LEARNABILITY}")
+        for name in ("proposals", "examples", "prompt_len", "proposal_tokens", "buffer_size",
+                     "max_chars", "max_digits", "max_operators"):
+            if getattr(self, name) < 1:
+                yield bad(name, "must be >= 1")
+        for name in ("buffer_fraction", "gate_low", "gate_high", "sft_fraction"):
+            if not 0 <= getattr(self, name) <= 1:
+                yield bad(name, "must be in [0, 1]")
+        if self.gate_low > self.gate_high:
+            yield f"gate_low={self.gate_low} is above gate_high={self.gate_high}"
+        for name in ("max_answer", "check_timeout"):
+            if not getattr(self, name) > 0:
+                yield bad(name, "must be > 0")
+
+    @classmethod
+    def from_config(cls, block: Mapping[str, Any] | None) -> "SelfPlayConfig":
+        """From an experiment config's ``selfplay`` block (None: self-play off)."""
+        if block is None:
+            return cls()
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(block) - fields)
+        if unknown:
+            raise ValueError(f"selfplay.{unknown[0]} is not a self-play setting; known: "
+                             f"{sorted(fields)}")
+        return cls(**dict(block))
+
+    def check_with(self, rl, num_processes: int = 1) -> None:
+        """ValueError where these settings do not fit the RL block ``rl`` (an RLConfig)."""
+        if not self.enabled:
+            return
+        if rl.uses_critic:
+            raise ValueError(f"selfplay needs a critic-free rl.algorithm (grpo, dr_grpo, rloo, "
+                             f"reinforce_pp): the proposer's rows have no value targets; got "
+                             f"{rl.algorithm!r}")
+        if self.proposals > rl.batch_prompts:
+            raise ValueError(f"selfplay.proposals={self.proposals} exceeds rl.batch_prompts="
+                             f"{rl.batch_prompts} (the solver's problems, proposals included)")
+        rows = rl.rows + self.proposals
+        if rows % rl.minibatches:
+            raise ValueError(f"rl.minibatches={rl.minibatches} does not divide the {rows} rows "
+                             f"of a self-play iteration (rl.batch_prompts * rl.group_size "
+                             f"solver rows + selfplay.proposals proposer rows)")
+        for name, n in (("selfplay.proposals", self.proposals),
+                        ("rl.batch_prompts - selfplay.proposals", rl.batch_prompts -
+                         self.proposals)):
+            if n % num_processes:
+                raise ValueError(f"{name} = {n} is not divisible by the {num_processes} "
+                                 "processes (each feeds an equal share)")

@@ -1,0 +1,138 @@
+"""The referee inside the compiled self-play iteration: proposals (token ids) -> each one's
+verdict, and for the accepted ones the solver's prompt, through one host callback.
+
+Every proposal is judged by ``problems.judge`` in the verifier's worker pool (time and memory
+limited; a check that runs over is a ``timeout`` rejection), then duplicates are rejected: a
+problem whose normalised form was accepted in an earlier iteration (``seen``, kept with the
+buffer) or earlier in the same batch. The referee remembers each accepted problem by its
+question, so the solver's reward finds the exact answer from the prompt alone.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import time
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from o1jax.rewards.api import default_pool
+from o1jax.rewards.pool import ERROR, TIMEOUT, CheckPool
+from o1jax.rollout.sampler import Rollout, pad_prompts
+from o1jax.selfplay.problems import CODE, FEATURES, Bounds, Problem
+from o1jax.tokenizer import Tokenizer, response_texts
+
+JUDGE = "o1jax.selfplay.problems:judge"
+DIVERSITY = ("distinct_problems", "distinct_patterns", "trigram_entropy_bits")
+
+
+class Verdicts(NamedTuple):
+    """The referee's answer for P proposals, as arrays in the compiled program.
+
+    status:    [P] int32   0 accepted, else the index of the reason in ``problems.STATUSES``
+    tokens:    [P, L] int32 the solver's prompt for an accepted problem (left-padded)
+    mask:      [P, L] bool
+    features:  [P, 3] f32  digits, operators, log10(1 + |answer|) (0 when rejected)
+    diversity: [3] f32     distinct accepted problems, distinct operator patterns among them,
+                           entropy (bits) of the character trigrams of every proposal
+    """
+    status: jax.Array
+    tokens: jax.Array
+    mask: jax.Array
+    features: jax.Array
+    diversity: jax.Array
+
+
+def trigram_entropy(texts: Sequence[str]) -> float:
+    """Shannon entropy (bits) of the character-trigram distribution over ``texts``."""
+    counts = collections.Counter(t[i:i + 3] for t in texts for i in range(len(t) - 2))
+    total = sum(counts.values())
+    return -sum(c / total * math.log2(c / total) for c in counts.values()) if total else 0.0
+
+
+class Referee:
+    """Judges proposal texts; ``seen`` is the set of normalised forms accepted before (the
+    buffer owns and checkpoints it; the referee only reads it)."""
+
+    def __init__(self, bounds: Bounds, seen: set[str], timeout: float = 1.0,
+                 pool: CheckPool | None = None):
+        self.bounds, self.seen, self.timeout = tuple(bounds), seen, timeout
+        self.pool = pool or default_pool()
+        self.known: dict[str, Problem] = {}     # question -> accepted problem
+        self.calls: list[tuple[float, float]] = []  # (start, end) perf_counter of each callback
+        self.pool.map(JUDGE, [("1+2=?", self.bounds)], timeout=120.0)  # imported, untimed
+
+    def judge(self, texts: Sequence[str], finished: Sequence[bool]) -> list[Problem]:
+        """One verdict per proposal, in order; never raises."""
+        todo = [i for i, f in enumerate(finished) if f]
+        results = self.pool.map(JUDGE, [(texts[i], self.bounds) for i in todo],
+                                timeout=self.timeout)
+        out = [Problem("unfinished")] * len(texts)
+        batch: set[str] = set()
+        for i, r in zip(todo, results):
+            if r == TIMEOUT:
+                r = Problem("timeout")
+            elif r == ERROR or not isinstance(r, Problem):
+                r = Problem("error")
+            elif r.status == "accepted" and (r.key in self.seen or r.key in batch):
+                r = r._replace(status="duplicate")
+            if r.status == "accepted":
+                batch.add(r.key)
+                self.known[r.question] = r
+            out[i] = r
+        return out
+
+    def problem(self, question: str) -> Problem:
+        """The accepted problem asking ``question`` (judged again if this process has not seen
+        it: on a host other than the one that ran the referee)."""
+        if question not in self.known:
+            (r,) = self.pool.map(JUDGE, [(question, self.bounds)], timeout=self.timeout)
+            if not isinstance(r, Problem) or r.status not in ("accepted", "duplicate"):
+                raise ValueError(f"not an accepted self-play problem: {question!r}")
+            self.known[question] = r
+        return self.known[question]
+
+
+def make_referee_fn(referee: Referee, tokenizer: Tokenizer, template: str, prompt_len: int):
+    """A jittable ``(proposal rollout) -> Verdicts``: the referee as one host callback. An
+    accepted problem whose prompt would not fit ``prompt_len`` tokens is rejected as
+    ``enormous``."""
+    filler = tokenizer.encode("")  # a rejected row's placeholder prompt (replaced in-graph)
+
+    def host(tokens, response_mask, finished):
+        start = time.perf_counter()
+        finished = np.asarray(finished)
+        texts = response_texts(tokens, response_mask, finished, tokenizer)
+        problems = referee.judge(texts, finished)
+        prompts = []
+        for i, p in enumerate(problems):
+            ids = tokenizer.encode(template.format(question=p.question)) if \
+                p.status == "accepted" else filler
+            if len(ids) > prompt_len:
+                problems[i], ids = Problem("enormous"), filler
+            prompts.append(ids or [tokenizer.pad_id])
+        toks, mask = pad_prompts(prompts, tokenizer.pad_id, prompt_len)
+        ok = [p for p in problems if p.status == "accepted"]
+        status = np.array([CODE[p.status] for p in problems], np.int32)
+        features = np.array([p.features() for p in problems], np.float32).reshape(
+            len(problems), len(FEATURES))
+        diversity = np.array([len({p.key for p in ok}), len({p.pattern for p in ok}),
+                              trigram_entropy(texts)],
+                             np.float32)
+        referee.calls.append((start, time.perf_counter()))
+        return status, toks, mask, features, diversity
+
+    def referee_fn(roll: Rollout) -> Verdicts:
+        n = roll.tokens.shape[0]
+        out = (jax.ShapeDtypeStruct((n,), jnp.int32),
+               jax.ShapeDtypeStruct((n, prompt_len), jnp.int32),
+               jax.ShapeDtypeStruct((n, prompt_len), jnp.bool_),
+               jax.ShapeDtypeStruct((n, len(FEATURES)), jnp.float32),
+               jax.ShapeDtypeStruct((len(DIVERSITY),), jnp.float32))
+        return Verdicts(*jax.pure_callback(host, out, roll.tokens, roll.response_mask,
+                                           roll.finished, vmap_method="sequential"))
+
+    return referee_fn
