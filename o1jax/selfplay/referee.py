@@ -58,17 +58,18 @@ class Referee:
     buffer owns and checkpoints it; the referee only reads it)."""
 
     def __init__(self, bounds: Bounds, seen: set[str], timeout: float = 1.0,
-                 pool: CheckPool | None = None):
+                 pool: CheckPool | None = None, judge_fn: str = JUDGE):
         self.bounds, self.seen, self.timeout = tuple(bounds), seen, timeout
+        self.judge_fn = judge_fn  # "module:function" the workers run
         self.pool = pool or default_pool()
         self.known: dict[str, Problem] = {}     # question -> accepted problem
         self.calls: list[tuple[float, float]] = []  # (start, end) perf_counter of each callback
-        self.pool.map(JUDGE, [("1+2=?", self.bounds)], timeout=120.0)  # imported, untimed
+        self.pool.map(judge_fn, [("1+2=?", self.bounds)], timeout=120.0)  # imported, untimed
 
     def judge(self, texts: Sequence[str], finished: Sequence[bool]) -> list[Problem]:
         """One verdict per proposal, in order; never raises."""
         todo = [i for i, f in enumerate(finished) if f]
-        results = self.pool.map(JUDGE, [(texts[i], self.bounds) for i in todo],
+        results = self.pool.map(self.judge_fn, [(texts[i], self.bounds) for i in todo],
                                 timeout=self.timeout)
         out = [Problem("unfinished")] * len(texts)
         batch: set[str] = set()
@@ -89,7 +90,8 @@ class Referee:
         """The accepted problem asking ``question`` (judged again if this process has not seen
         it: on a host other than the one that ran the referee)."""
         if question not in self.known:
-            (r,) = self.pool.map(JUDGE, [(question, self.bounds)], timeout=self.timeout)
+            (r,) = self.pool.map(self.judge_fn, [(question, self.bounds)],
+                                 timeout=self.timeout)
             if not isinstance(r, Problem) or r.status not in ("accepted", "duplicate"):
                 raise ValueError(f"not an accepted self-play problem: {question!r}")
             self.known[question] = r
@@ -117,7 +119,8 @@ def make_referee_fn(referee: Referee, tokenizer: Tokenizer, template: str, promp
         toks, mask = pad_prompts(prompts, tokenizer.pad_id, prompt_len)
         ok = [p for p in problems if p.status == "accepted"]
         status = np.array([CODE[p.status] for p in problems], np.int32)
-        features = np.array([p.features() for p in problems], np.float32).reshape(
+        features = np.array([p.features() if p.status == "accepted" else [0.0] * len(FEATURES)
+                             for p in problems], np.float32).reshape(
             len(problems), len(FEATURES))
         diversity = np.array([len({p.key for p in ok}), len({p.pattern for p in ok}),
                               trigram_entropy(texts)],

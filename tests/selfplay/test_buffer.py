@@ -1,0 +1,96 @@
+"""The buffer and the self-play feed: the gate, first in first out, exact resume, and each
+process's rows of one global batch."""
+
+import numpy as np
+
+from o1jax.data.tasks import generate
+from o1jax.selfplay.buffer import (BUFFER_ID, ProblemBuffer, SelfPlayFeed,
+                                   proposer_demonstrations)
+from o1jax.selfplay.config import SelfPlayConfig
+from o1jax.selfplay.problems import judge
+from o1jax.tokenizer import byte_tokenizer
+
+TOK = byte_tokenizer()
+SOURCE = list(generate("arithmetic", "train", 64, seed=0))
+SP = SelfPlayConfig(enabled=True, proposals=4, examples=2, prompt_len=40, buffer_fraction=0.5,
+                    gate_low=0.2, gate_high=0.8)
+
+
+def _feed(process_index=0, process_count=1, sp=SP):
+    return SelfPlayFeed(SOURCE, TOK, sp, batch_prompts=8, max_prompt_len=16,
+                        template="{question}\n", seed=0, process_index=process_index,
+                        process_count=process_count)
+
+
+def _accepted(n):
+    """n accepted problems (questions of the held-out partition are skipped)."""
+    out = (judge(f"{10 + i}*{10 + 2 * i}=?") for i in range(100))
+    return [p for p in out if p.status == "accepted"][:n]
+
+
+def test_gate_decides_what_enters_the_buffer_and_every_accepted_form_is_seen():
+    feed = _feed()
+    problems = _accepted(4)
+    assert all(p.status == "accepted" for p in problems)
+    feed.record(problems + [None], np.array([0.0, 0.2, 0.5, 1.0, 0.5]), iteration=3)
+    assert [e["question"] for e in feed.buffer.entries] == [p.question for p in problems[1:3]]
+    assert feed.buffer.seen == {p.key for p in problems}
+    assert feed.buffer.stats()["buffer/size"] == 2
+
+
+def test_buffer_is_first_in_first_out():
+    buf = ProblemBuffer(3)
+    for i, p in enumerate(_accepted(5)):
+        buf.add(p, 0.5, i)
+    assert [e["iteration"] for e in buf.entries] == [2, 3, 4]
+
+
+def test_restore_gives_the_same_batches_and_keeps_the_referees_set():
+    a = _feed()
+    a.record(_accepted(4), np.full(4, 0.5), 0)
+    a.next_batch(0)
+    saved = a.state()
+    b = _feed()
+    seen = b.buffer.seen
+    b.restore(saved)
+    assert seen is b.buffer.seen and seen == a.buffer.seen  # restored in place
+    x, y = a.next_batch(1), b.next_batch(1)
+    assert x.keys() == y.keys()
+    for k in x:
+        np.testing.assert_array_equal(x[k], y[k])
+
+
+def test_batch_layout_and_buffer_problems():
+    feed = _feed()
+    b = feed.next_batch(0)
+    assert b["propose_tokens"].shape == (4, 40) and b["solve_tokens"].shape == (4, 16)
+    assert b["spare_tokens"].shape == (4, 16) and np.all(b["solve_ids"] >= 0)
+    prompt = TOK.decode(b["propose_tokens"][0][b["propose_mask"][0]].tolist())
+    assert prompt.startswith("New problem like ") and prompt.count("=?") == 2
+    feed.record(_accepted(4), np.full(4, 0.5), 0)
+    b = feed.next_batch(1)
+    assert list(b["solve_ids"]).count(BUFFER_ID) == 2   # half of the 4 non-proposal problems
+    buffered = {e["question"] for e in feed.buffer.entries}
+    for row, mask, i in zip(b["solve_tokens"], b["solve_mask"], b["solve_ids"]):
+        text = TOK.decode(row[mask].tolist())[:-1]
+        assert (text in buffered) == (i == BUFFER_ID)
+
+
+def test_each_process_feeds_its_own_rows_of_the_same_global_batch():
+    whole = _feed().next_batch(5)
+    parts = [_feed(i, 2).next_batch(5) for i in range(2)]
+    for k in whole:
+        np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), whole[k])
+
+
+def test_proposer_demonstrations():
+    rng = np.random.default_rng(0)
+    rows = [{"question": "q", "solution": "s"}] * 400
+    out = proposer_demonstrations(rows, SOURCE, SP, rng)
+    demos = [r for r in out if r["question"] != "q"]
+    assert 0.18 < len(demos) / len(rows) < 0.32          # sft_fraction 0.25
+    questions = {ex["question"] for ex in SOURCE}
+    for d in demos:
+        shown = d["question"][len("New problem like "):].split("; ")
+        assert len(shown) == 2 and set(shown) <= questions and d["solution"] in questions
+        assert d["solution"] not in shown

@@ -1,0 +1,104 @@
+"""The compiled self-play iteration: learnability, advantages per role against plain Python,
+and one iteration end to end on a tiny model (stub referee and reward in the graph) whose
+rewards, gate and metrics are recomputed from its outputs."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from o1jax.models import Transformer, preset
+from o1jax.rl.config import RLConfig
+from o1jax.rl.state import init_state
+from o1jax.selfplay.config import SelfPlayConfig
+from o1jax.selfplay.iteration import learnability, make_selfplay_iteration, role_advantages
+from o1jax.selfplay.problems import CODE
+from o1jax.selfplay.referee import Verdicts
+
+V, P, PP = 16, 4, 5
+TARGET = 5
+
+
+@pytest.mark.parametrize("p, absolute_zero, r_zero", [
+    (0.0, 0.0, 0.0), (1.0, 0.0, 0.0), (0.5, 0.5, 1.0), (0.25, 0.75, 0.5), (0.875, 0.125, 0.25),
+    (1 / 8, 7 / 8, 0.25)])
+def test_learnability(p, absolute_zero, r_zero):
+    assert float(learnability(jnp.float32(p), "absolute_zero")) == pytest.approx(absolute_zero)
+    assert float(learnability(jnp.float32(p), "r_zero")) == pytest.approx(r_zero)
+
+
+def _reference_advantages(solver, g, proposer, method):
+    """Plain Python: per problem group for the solver, per role batch for the proposer."""
+    def norm(xs):
+        m = sum(xs) / len(xs)
+        sd = (sum((x - m) ** 2 for x in xs) / len(xs)) ** 0.5
+        return [(x - m) / (sd + 1e-6) for x in xs]
+    out = []
+    for i in range(0, len(solver), g):
+        grp = solver[i:i + g]
+        m = sum(grp) / g
+        if method == "grpo":
+            out += norm(grp)
+        elif method == "dr_grpo":
+            out += [x - m for x in grp]
+        else:  # rloo
+            out += [x - (sum(grp) - x) / (g - 1) for x in grp]
+    return out, norm(proposer)
+
+
+@pytest.mark.parametrize("method", ["grpo", "dr_grpo", "rloo"])
+def test_advantages_per_role_match_plain_python(method):
+    rng = np.random.RandomState(0)
+    solver = rng.binomial(1, 0.4, 24).astype(np.float32).tolist()
+    proposer = [0.0, 0.75, 0.5, 0.0, 0.125, 0.0]
+    s, p = role_advantages(jnp.asarray(solver), 4, jnp.asarray(proposer), method)
+    rs, rp = _reference_advantages(solver, 4, proposer, method)
+    np.testing.assert_allclose(np.asarray(s), rs, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(p), rp, atol=1e-5)
+
+
+def stub_referee(roll):
+    """Accepts a proposal whose first token is even; its problem is the prompt [1, 2, 3, t]."""
+    first = roll.tokens[:, PP]
+    n = first.shape[0]
+    status = jnp.where(first % 2 == 0, 0, CODE["malformed"]).astype(jnp.int32)
+    tokens = jnp.stack([jnp.full(n, 1), jnp.full(n, 2), jnp.full(n, 3), first], 1)
+    return Verdicts(status, tokens.astype(jnp.int32), jnp.ones((n, P), bool),
+                    jnp.zeros((n, 3)), jnp.zeros(3))
+
+
+def stub_reward(roll, ids):
+    correct = (roll.tokens[:, P] == TARGET).astype(jnp.float32)
+    return correct, {"reward/correctness": jnp.mean(correct)}, correct
+
+
+def test_one_compiled_iteration_wires_roles_gate_and_rewards():
+    policy = Transformer(preset("tiny", vocab_size=V, max_seq_len=32))
+    cfg = RLConfig(algorithm="grpo", batch_prompts=6, group_size=4, max_new_tokens=3,
+                   minibatches=2, policy_lr=1e-3, kl_coef=0.0, loss_agg="token_mean")
+    sp = SelfPlayConfig(enabled=True, proposals=4, prompt_len=PP, proposal_tokens=2,
+                        gate_low=0.25, gate_high=0.75)
+    it, _ = make_selfplay_iteration(policy, cfg, sp, stub_referee, stub_reward, P,
+                                    stop_ids=(0,))
+    state = init_state(policy.init(jax.random.key(0)), cfg, jax.random.key(1))
+    rng = np.random.RandomState(0)
+    for i in range(3):
+        batch = {"propose_tokens": rng.randint(1, V, (4, PP)).astype(np.int32),
+                 "propose_mask": np.ones((4, PP), bool),
+                 "solve_tokens": rng.randint(1, V, (2, P)).astype(np.int32),
+                 "solve_mask": np.ones((2, P), bool), "solve_ids": np.array([3, 4], np.int32),
+                 "spare_tokens": rng.randint(1, V, (4, P)).astype(np.int32),
+                 "spare_mask": np.ones((4, P), bool), "spare_ids": np.arange(4, dtype=np.int32)}
+        state, m, res = it(state, batch, jax.random.key(i))
+        accepted = np.asarray(res["status"]) == 0
+        rate = np.asarray(res["pass_rate"])
+        want_reward = np.where(accepted & (rate > 0) & (rate < 1), 1 - rate, 0.0)
+        assert float(m["proposer/reward_mean"]) == pytest.approx(want_reward.mean(), abs=1e-6)
+        assert float(m["proposer/accept_rate"]) == pytest.approx(accepted.mean())
+        # accepted proposals outside [0.25, 0.75] leave the solver's batch; seed ones never
+        assert float(m["solver/proposed_problems"]) == accepted.sum()
+        gated = accepted & ~((rate >= 0.25) & (rate <= 0.75))
+        assert float(m["solver/gated_out"]) == gated.sum()
+        assert np.isfinite(float(m["policy_loss"])) and float(m["skipped_updates"]) == 0
+    assert it._cache_size() == 1
+    assert int(state.step) == 3

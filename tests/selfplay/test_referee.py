@@ -1,0 +1,79 @@
+"""The referee as the compiled iteration sees it: duplicates, time limits, and the host
+callback that turns proposal tokens into the solver's prompts."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from o1jax.data.tasks import split_of
+from o1jax.rewards.pool import CheckPool
+from o1jax.rollout.sampler import Rollout
+from o1jax.selfplay.problems import CODE, Bounds
+from o1jax.selfplay.referee import Referee, make_referee_fn, trigram_entropy
+from o1jax.tokenizer import byte_tokenizer
+
+TOK = byte_tokenizer()
+
+
+def _rollout(texts, finished, width=24):
+    """Proposal rows as the sampler lays them out: a 2-token prompt, then the response."""
+    rows = [TOK.encode("P", add_special_tokens=True)[-2:] + TOK.encode(t, False) +
+            ([TOK.stop_ids[0]] if f else []) for t, f in zip(texts, finished)]
+    tokens = np.full((len(rows), width), TOK.pad_id, np.int32)
+    resp = np.zeros((len(rows), width), bool)
+    for i, r in enumerate(rows):
+        tokens[i, :len(r)] = r
+        resp[i, 2:len(r)] = True
+    return Rollout(jnp.asarray(tokens), jnp.asarray(tokens != TOK.pad_id), jnp.asarray(resp),
+                   jnp.zeros(tokens.shape), jnp.asarray(resp.sum(1), jnp.int32),
+                   jnp.asarray(finished), jnp.asarray(width))
+
+
+def _train(q):
+    assert split_of(q) == "train"
+    return q
+
+
+def test_duplicates_of_earlier_iterations_and_of_the_same_batch():
+    seen = {"12+35"}
+    referee = Referee(Bounds(), seen)
+    out = referee.judge(["35+12=?", _train("21+47=?"), "47+21=?", "21+47=?", "1+"],
+                        [True] * 5)
+    assert [p.status for p in out] == ["duplicate", "accepted", "duplicate", "duplicate",
+                                       "malformed"]
+    assert referee.problem("21+47=?").answer == "68"
+
+
+def test_a_check_over_its_time_limit_is_a_rejection_not_a_crash():
+    with CheckPool(num_workers=1, timeout=0.5, preload=("tests.selfplay.slow_judge",)) as pool:
+        referee = Referee(Bounds(), set(), timeout=0.5, pool=pool,
+                          judge_fn="tests.selfplay.slow_judge:judge")
+        out = referee.judge(["17+2=?", _train("12+35=?")], [True, True])
+        assert [p.status for p in out] == ["timeout", "accepted"]
+        assert pool.stats["timeouts"] == 1
+
+
+def test_referee_callback_inside_jit():
+    referee = Referee(Bounds(), set())
+    fn = jax.jit(make_referee_fn(referee, TOK, "{question}\n", prompt_len=12))
+    texts = [_train("12+35=?"), "import os", _train("Solve 3x+4=13"), "12+35=?", "1/0=?",
+             "99+1=?"]
+    v = fn(_rollout(texts, [True, True, True, True, True, False]))
+    status = np.asarray(v.status)
+    assert status.tolist() == [CODE[s] for s in ("accepted", "unsafe", "enormous", "duplicate",
+                                                 "non_finite", "unfinished")]
+    # "Solve 3x+4=13\n" with <s> is 15 tokens: it does not fit 12, so it is rejected, not cut
+    prompt = np.asarray(v.tokens[0])[np.asarray(v.mask[0])]
+    assert TOK.decode(prompt.tolist()) == "12+35=?\n"
+    np.testing.assert_allclose(np.asarray(v.features[0]), [2, 1, np.log10(48)], rtol=1e-6)
+    assert np.all(np.asarray(v.features[1:]) == 0)
+    assert float(v.diversity[0]) == 1 and float(v.diversity[1]) == 1
+    assert float(v.diversity[2]) == pytest.approx(trigram_entropy(texts), rel=1e-6)
+    assert len(referee.calls) == 1
+
+
+def test_trigram_entropy():
+    assert trigram_entropy(["aaaa"]) == 0.0            # one trigram, twice
+    assert trigram_entropy(["abcd"]) == 1.0            # two trigrams, once each
+    assert trigram_entropy([]) == 0.0
