@@ -80,14 +80,16 @@ class MetricsWriter:
 
 def rl_log_row(metrics: dict, seconds: float, flops: float, peak_flops_per_s: float) -> dict:
     """An RL iteration's metrics as logged: the compiled program's scalars plus the headline
-    names (``accuracy`` = mean correctness reward, ``format_rate``), wall time, tokens/s and MFU
-    (``flops`` of work in ``seconds`` against the measured peak)."""
+    names (``accuracy`` = mean correctness reward, ``format_rate``), wall time, tokens/s, the
+    iteration's model FLOPs (``flops``) and MFU (that work in ``seconds`` against the measured
+    peak)."""
     row = {k: float(v) for k, v in metrics.items()}
     row["accuracy"] = row.get("reward/correctness", float("nan"))
     row["format_rate"] = row.get("reward/format", float("nan"))
     row["time/iteration_s"] = seconds
     row["tokens_per_s"] = row["generated_tokens"] / seconds
     row["mfu"] = flops / seconds / peak_flops_per_s
+    row["flops"] = flops
     return row
 
 

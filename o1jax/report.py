@@ -54,7 +54,12 @@ def plot_run(workdir, out=None) -> epath.Path:
     for i, v in enumerate(values):
         axes[2].text(i, v + 0.02, f"{100 * v:.1f}%", ha="center")
     fig.tight_layout()
-    out = epath.Path(out or workdir / "report.png")
+    return _save(fig, out or workdir / "report.png")
+
+
+def _save(fig, out) -> epath.Path:
+    """The figure as a PNG at ``out`` (local or gs://)."""
+    out = epath.Path(out)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
@@ -108,9 +113,50 @@ def plot_test_time(rows: list[dict], out) -> epath.Path:
     axes[0][0].legend(fontsize=8, loc="lower right")
     fig.suptitle("test-time compute")
     fig.tight_layout()
-    out = epath.Path(out)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    out.write_bytes(buf.getvalue())
-    return out
+    return _save(fig, out)
+
+
+def _rl_rows(workdir) -> list[dict]:
+    path = epath.Path(workdir) / "metrics.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r["stage"] == "rl"]
+
+
+def plot_selfplay(workdir, out=None) -> epath.Path:
+    """selfplay.png from a self-play run's metrics: the proposals' and the buffer's difficulty,
+    their diversity, and what the referee accepted and rejected, over iterations."""
+    rows = _rl_rows(workdir)
+    x = [r["step"] for r in rows]
+
+    def series(key):
+        return [float(r.get(key, "nan")) for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for key, label in (("proposer/digits", "digits (accepted proposals)"),
+                       ("proposer/operators", "operators"),
+                       ("proposer/answer_magnitude", "log10 |answer|"),
+                       ("proposer/solve_rate", "solve rate"),
+                       ("buffer/digits", "digits (buffer)"),
+                       ("buffer/solve_rate", "solve rate (buffer, at entry)")):
+        axes[0].plot(x, series(key), label=label, ls="--" if key.startswith("buffer") else "-")
+    axes[0].set(title="difficulty", xlabel="iteration")
+    for key, label in (("proposer/distinct_problems", "distinct accepted problems"),
+                       ("proposer/distinct_patterns", "distinct operator patterns"),
+                       ("proposer/trigram_entropy_bits", "trigram entropy (bits)"),
+                       ("buffer/distinct_patterns", "patterns in the buffer")):
+        axes[1].plot(x, series(key), label=label)
+    ax2 = axes[1].twinx()
+    ax2.plot(x, series("buffer/size"), color="k", ls=":", label="buffer size")
+    ax2.set_ylabel("buffer size")
+    axes[1].set(title="diversity", xlabel="iteration")
+    reasons = sorted({k for r in rows for k in r if k.startswith("proposer/rejected/")})
+    shown = [k for k in reasons if any(float(v) > 0 for v in series(k))]
+    axes[2].stackplot(x, [series("proposer/accept_rate")] + [series(k) for k in shown],
+                      labels=["accepted"] + [k.split("/")[-1] for k in shown])
+    axes[2].set(title="referee verdicts (fraction of proposals)", xlabel="iteration",
+                ylim=(0, 1))
+    for ax in axes:
+        ax.legend(fontsize=7, loc="upper left")
+        ax.grid(alpha=0.3)
+    ax2.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    return _save(fig, out or epath.Path(workdir) / "selfplay.png")

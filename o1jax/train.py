@@ -23,7 +23,7 @@ from ml_collections import config_flags
 from o1jax import experiment, sharding
 from o1jax import workdir as wd
 from o1jax.evaluate import evaluate_stage
-from o1jax.report import plot_run, print_table
+from o1jax.report import plot_run, plot_selfplay, print_table
 from o1jax.rewards.api import checks_done
 from o1jax.rl.stage import run_rl
 from o1jax.selfplay.buffer import proposer_mix
@@ -66,6 +66,8 @@ def run(cfg, workdir: str) -> dict:
     # ---- report
     if wd.is_writer():
         result["report"] = str(plot_run(exp.workdir))
+        if selfplay.enabled and exp.rl.num_iterations > 0:
+            result["selfplay_report"] = str(plot_selfplay(exp.workdir))
     return result
 
 

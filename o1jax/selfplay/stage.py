@@ -101,7 +101,7 @@ def run_selfplay(exp: experiment.Experiment, params: Params) -> tuple[RLState, b
         feed.record(problems, results["pass_rate"], i)
         work = iteration_flops(exp, sp, b, metrics)
         row = rl_log_row(metrics, seconds, work, peak)
-        row.update(feed.buffer.stats(), flops=work)
+        row.update(feed.buffer.stats(), compiled_programs=iteration._cache_size())
         row.update(time_split(t, t + seconds, referee.calls, reward_fn.calls))
         referee.calls.clear()
         reward_fn.calls.clear()

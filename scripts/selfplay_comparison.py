@@ -1,0 +1,111 @@
+"""Does self-play help? Self-play vs RL on the fixed task distribution vs their SFT start, at
+equal training FLOPs, each evaluated greedy and maj@16 on the held-out and the hard split.
+
+    python -m o1jax.train --config configs/selfplay.py --workdir W       # self-play first
+    python scripts/selfplay_comparison.py --workdir W [--baseline B] [--out DIR]
+
+The baseline (B, default W_fixed) is trained here if it is not already: the same config with
+``selfplay.enabled=False``, from W's SFT checkpoint, checkpointing every 4 iterations; the
+checkpoint whose cumulative FLOPs (metrics.jsonl's ``flops``) come closest to the self-play
+run's total is the one compared. Writes comparison.json and comparison.md under --out
+(default W/comparison) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIG = os.path.join(ROOT, "configs", "selfplay.py")
+
+
+def rl_rows(workdir: str) -> list[dict]:
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [r for r in map(json.loads, f) if r["stage"] == "rl"]
+
+
+def run(cmd: list[str]) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=ROOT)
+
+
+def train_baseline(workdir: str, baseline: str, iterations: int) -> None:
+    run([sys.executable, "-m", "o1jax.train", f"--config={CONFIG}", f"--workdir={baseline}",
+         "--config.selfplay.enabled=False", f"--config.init_from={workdir}:sft",
+         "--config.sft.num_steps=0", f"--config.rl.num_iterations={iterations}",
+         "--config.checkpoint.every=4", "--config.checkpoint.keep=1000",
+         "--config.eval.num_examples=0", "--config.progress_bar=False"])
+
+
+def equal_flops_step(baseline: str, target: float) -> tuple[int, float]:
+    """The saved baseline step whose cumulative FLOPs are closest to ``target``."""
+    saved = {int(d) for d in os.listdir(os.path.join(baseline, "checkpoints", "rl"))
+             if d.isdigit()}
+    total, best = 0.0, None
+    for r in rl_rows(baseline):
+        total += r["flops"]
+        if r["step"] in saved and (best is None or abs(total - target) < abs(best[1] - target)):
+            best = (r["step"], total)
+    return best
+
+
+def evaluate(workdir: str, stage: str, step: int | None, split: str, out: str) -> dict:
+    cmd = [sys.executable, "-m", "o1jax.evaluate", f"--workdir={workdir}", f"--stage={stage}",
+           f"--split={split}", "--strategies=greedy,majority", "--budgets=16",
+           "--num-problems=200", f"--out={out}"]
+    if step is not None:
+        cmd.append(f"--step={step}")
+    run(cmd)
+    with open(os.path.join(out, "results.jsonl")) as f:
+        rows = [r for r in map(json.loads, f) if r["bin"] == "all"]
+    pick = lambda s: next(r for r in rows if r["strategy"] == s)  # noqa: E731
+    return {"greedy": pick("greedy")["accuracy"], "maj16": pick("majority")["accuracy"],
+            "pass16": pick("pass_at_k")["accuracy"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workdir", required=True, help="a finished configs/selfplay.py run")
+    ap.add_argument("--baseline", default=None, help="fixed-distribution RL run (default "
+                    "WORKDIR_fixed; trained when missing)")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    workdir = args.workdir.rstrip("/")
+    baseline = args.baseline or workdir + "_fixed"
+    out = args.out or os.path.join(workdir, "comparison")
+    sp_rows = rl_rows(workdir)
+    sp_flops = sum(r["flops"] for r in sp_rows)
+    if not os.path.isdir(os.path.join(baseline, "checkpoints", "rl")):
+        # the fixed-distribution iteration costs a little less (no proposals): ~15% spare
+        train_baseline(workdir, baseline, math.ceil(1.15 * len(sp_rows)))
+    step, base_flops = equal_flops_step(baseline, sp_flops)
+    models = {"SFT start": (workdir, "sft", None, 0.0),
+              "self-play": (workdir, "rl", sp_rows[-1]["step"], sp_flops),
+              "RL, fixed tasks": (baseline, "rl", step, base_flops)}
+    results = {}
+    for name, (wd, stage, st, flops) in models.items():
+        results[name] = {"workdir": wd, "stage": stage, "step": st, "rl_flops": flops}
+        for split in ("test", "hard"):
+            tag = f"{name.split(',')[0].replace(' ', '_').lower()}_{split}"
+            results[name][split] = evaluate(wd, stage, st, split, os.path.join(out, tag))
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "comparison.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    lines = ["| model | RL iterations | RL FLOPs | held-out greedy | held-out maj@16 | "
+             "hard greedy | hard maj@16 |", "|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['step'] or 0} | {r['rl_flops']:.3g} | "
+                     f"{100 * r['test']['greedy']:.1f}% | {100 * r['test']['maj16']:.1f}% | "
+                     f"{100 * r['hard']['greedy']:.1f}% | {100 * r['hard']['maj16']:.1f}% |")
+    with open(os.path.join(out, "comparison.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
