@@ -27,7 +27,7 @@ MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json",
                "generation_config.json")
 # Fields whose change makes the saved checkpoints or data position meaningless: parameter shapes,
 # tokenizer, data, seed, and the RL state's layout. Anything else resumes with a warning.
-INCOMPATIBLE = ("model.", "data.", "seed", "rl.algorithm")
+INCOMPATIBLE = ("model.", "data.", "seed", "rl.algorithm", "selfplay.enabled", "init_from")
 
 
 class WorkdirError(RuntimeError):

@@ -61,3 +61,35 @@ def test_a_gs_data_dir_is_refused_before_anything_runs():
     cfg.data.data_dir = "gs://bkt/tfds"
     with pytest.raises(ConfigError, match="give a local directory"):
         check_config(cfg, 8)
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"selfplay.learnability": "bogus"}, "selfplay.learnability='bogus': one of"),
+    ({"selfplay.gate_low": 0.9}, "selfplay.gate_low=0.9 is above gate_high=0.8"),
+    ({"selfplay.buffer_fraction": 1.5}, "selfplay.buffer_fraction=1.5: must be in [0, 1]"),
+    ({"selfplay.proposals": 0}, "selfplay.proposals=0: must be >= 1"),
+    ({"rl.algorithm": "ppo"}, "selfplay needs a critic-free rl.algorithm"),
+    ({"selfplay.proposals": 16}, "selfplay.proposals=16 exceeds rl.batch_prompts=8"),
+    ({"rl.minibatches": 3, "rl.batch_prompts": 6, "rl.group_size": 4},
+     "does not divide the 26 rows of a self-play iteration"),
+    ({"data.task": "jsonl"}, "self-play proposes problems in the forms of the synthetic tasks"),
+])
+def test_bad_selfplay_settings_are_named(changes, match):
+    cfg = smoke.get_config()
+    cfg.selfplay.enabled = True
+    cfg.rl.algorithm = "grpo"
+    cfg.selfplay.proposals = 2
+    for field, value in changes.items():
+        block, name = field.split(".")
+        cfg[block][name] = value
+    with pytest.raises(ConfigError) as e:
+        check_config(cfg, 2)
+    assert match in str(e.value)
+
+
+def test_unknown_selfplay_key_is_an_error():
+    cfg = smoke.get_config()
+    cfg.selfplay.unlock()
+    cfg.selfplay.gate = 0.5
+    with pytest.raises(ConfigError, match="selfplay.gate is not a self-play setting"):
+        check_config(cfg, 8)
