@@ -1,8 +1,9 @@
 """Training CLI: ``python -m o1jax.train --config configs/NAME.py --workdir DIR [--config.X=Y]``.
 
-SFT -> held-out evaluation -> RL (or self-play) -> held-out evaluation, each stage resumable. The workdir (a
-local path or gs://) holds checkpoints/, metrics.jsonl, tensorboard/, eval_*.json, report.png
-and config.json (the resolved config); running again on the same workdir resumes from the
+SFT -> held-out evaluation -> RL (or self-play) -> held-out evaluation, each stage
+resumable. The workdir (a local path or gs://) holds checkpoints/, metrics.jsonl,
+tensorboard/, eval_*.json, report.png (selfplay.png) and config.json (the resolved config);
+running again on the same workdir resumes from the
 latest complete checkpoint. The last line printed (by process 0) is one JSON object summarising
 the run. Exit status: 0 done, 2 bad config, workdir or multi-host start, 143 preempted (a
 checkpoint was saved; rerun to resume). Multi-host: the same command on every host, with

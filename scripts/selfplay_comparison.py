@@ -4,10 +4,10 @@ equal training FLOPs, each evaluated greedy and maj@16 on the held-out and the h
     python -m o1jax.train --config configs/selfplay.py --workdir W       # self-play first
     python scripts/selfplay_comparison.py --workdir W [--baseline B] [--out DIR]
 
-The baseline (B, default W_fixed) is trained here if it is not already: the same config with
-``selfplay.enabled=False``, from W's SFT checkpoint, checkpointing every 4 iterations; the
-checkpoint whose cumulative FLOPs (metrics.jsonl's ``flops``) come closest to the self-play
-run's total is the one compared. Writes comparison.json and comparison.md under --out
+The baseline (B, default W_fixed) is trained here if it is not already: the same config (and
+seed) with ``selfplay.enabled=False``, from W's SFT checkpoint, checkpointing every 4
+iterations; the checkpoint whose cumulative FLOPs (metrics.jsonl's ``flops``) come closest to
+the self-play run's total is the one compared. Writes comparison.json and comparison.md under --out
 (default W/comparison) and prints the table.
 """
 
@@ -35,8 +35,11 @@ def run(cmd: list[str]) -> None:
 
 
 def train_baseline(workdir: str, baseline: str, iterations: int) -> None:
+    with open(os.path.join(workdir, "config.json")) as f:
+        seed = json.load(f)["seed"]
     run([sys.executable, "-m", "o1jax.train", f"--config={CONFIG}", f"--workdir={baseline}",
-         "--config.selfplay.enabled=False", f"--config.init_from={workdir}:sft",
+         f"--config.seed={seed}", "--config.selfplay.enabled=False",
+         f"--config.init_from={workdir}:sft",
          "--config.sft.num_steps=0", f"--config.rl.num_iterations={iterations}",
          "--config.checkpoint.every=4", "--config.checkpoint.keep=1000",
          "--config.eval.num_examples=0", "--config.progress_bar=False"])
