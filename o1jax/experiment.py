@@ -51,7 +51,7 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
         raise ConfigError(f"data.{e}") from None
     try:
         rl = RLConfig.from_config(cfg.rl)
-        SelfPlayConfig.from_config(cfg.get("selfplay")).check_with(rl, jax.process_count())
+        SelfPlayConfig.from_config(cfg.get("selfplay")).check_with(rl)
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from None
     if cfg.get("selfplay") and cfg.selfplay.enabled and cfg.data.task not in tasks.TASKS:

@@ -243,6 +243,17 @@ def process_0_value(flag: bool) -> bool:
     return bool(multihost_utils.broadcast_one_to_all(np.int32(flag)))
 
 
+def global_batch_from_host(mesh: Mesh, batch: Any) -> Any:
+    """Global arrays sharded over the batch axes from host arrays every process holds in full:
+    each process puts only its own devices' part (a batch the data axes do not divide is
+    replicated, as ``batch_sharding`` says)."""
+    def put(x):
+        x = np.asarray(x)
+        return jax.make_array_from_callback(x.shape, batch_sharding(mesh, x.ndim, x.shape),
+                                            lambda index: x[index])
+    return jax.tree.map(put, batch)
+
+
 def host_local_to_global(mesh: Mesh, local_batch: Any) -> Any:
     """Assembles each process's share of a batch into global arrays sharded over the batch axes.
 

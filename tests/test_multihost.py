@@ -190,3 +190,27 @@ def test_export_and_evaluate_from_two_processes_write_one_copy(tmp_path):
     assert no_clock(read("eval_two", "results.jsonl")) == no_clock(read("eval_one",
                                                                         "results.jsonl"))
     assert read("eval_two", "samples.jsonl") == read("eval_one", "samples.jsonl")
+
+
+def test_selfplay_on_two_processes_matches_one(tmp_path):
+    """The self-play iteration (the referee's callback runs once, on process 0's first device;
+    the reward's on every device) gives the metrics one 8-device process gives."""
+    args = ["--config.selfplay.enabled=True", "--config.rl.algorithm=grpo",
+            "--config.rl.batch_prompts=8", "--config.rl.group_size=4",
+            "--config.rl.minibatches=2", "--config.selfplay.proposals=4",
+            "--config.data.max_prompt_len=16", "--config.sft.num_steps=0",
+            "--config.eval.num_examples=0", "--config.rl.num_iterations=2"]
+    single = tmp_path / "single"
+    res = subprocess.run(_cmd(single, *args), capture_output=True, text=True, env=_env(8),
+                         cwd=ROOT, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    multi = tmp_path / "multi"
+    for rc, _, err in _wait(_launch(multi, *args)):
+        assert rc == 0, err[-3000:]
+    got, want = _rows(multi), _rows(single)
+    assert [r["step"] for r in got] == [1, 2] and "proposer/accept_rate" in got[0]
+    for g, w in zip(got, want):
+        for k, v in w.items():
+            if k.startswith("time/") or k in WALL_CLOCK:
+                continue
+            assert g[k] == (v if isinstance(v, str) else pytest.approx(v, rel=1e-3, abs=1e-4)), k

@@ -174,11 +174,6 @@ def make_sampler(model: Transformer, cfg: SamplingConfig, gather: bool = False):
         return jax.jit(fn, in_shardings=(model.shardings(), batch, batch,
                                          sharding.replicated(mesh)), out_shardings=out)
 
-    def put(x: np.ndarray) -> jax.Array:
-        """This process's devices' part of a host array every process holds in full."""
-        return jax.make_array_from_callback(
-            x.shape, sharding.batch_sharding(mesh, x.ndim, x.shape), lambda index: x[index])
-
     def run(params, prompt_tokens, prompt_mask, key) -> Rollout:
         check_prompts(prompt_mask, model, cfg)
         fn = compiled(tuple(np.shape(prompt_tokens)))
@@ -186,7 +181,8 @@ def make_sampler(model: Transformer, cfg: SamplingConfig, gather: bool = False):
             return fn(params, prompt_tokens, prompt_mask, key)
         if mesh is None or jax.process_count() == 1:
             return jax.tree.map(np.asarray, fn(params, prompt_tokens, prompt_mask, key))
-        roll = fn(params, put(np.asarray(prompt_tokens)), put(np.asarray(prompt_mask)), key)
+        roll = fn(params, *sharding.global_batch_from_host(mesh, (prompt_tokens, prompt_mask)),
+                  key)
         return jax.tree.map(
             lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)), roll)
 

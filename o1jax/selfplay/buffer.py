@@ -1,8 +1,9 @@
 """What self-play feeds its compiled iteration: the buffer of accepted problems, the proposer's
 prompts, and the solver's batch mixed from the buffer and the seed tasks; resumable.
 
-Every process computes the same global batch (seeded by the iteration) and feeds its own rows,
-and records the same iteration results into its own copy of the buffer, so the copies agree.
+Every process computes the same global batch (seeded by the iteration; each then puts only its
+own devices' part) and records the same iteration results into its own copy of the buffer, so
+the copies agree.
 """
 
 from __future__ import annotations
@@ -94,15 +95,13 @@ class SelfPlayFeed:
     ``state()`` / ``restore()`` make it a resumable pipeline for ``o1jax.loop.run_loop``."""
 
     def __init__(self, source, tokenizer: Tokenizer, sp: SelfPlayConfig, batch_prompts: int,
-                 max_prompt_len: int, template: str, seed: int, process_index: int = 0,
-                 process_count: int = 1):
+                 max_prompt_len: int, template: str, seed: int):
         self.source, self.tok, self.sp, self.template = source, tokenizer, sp, template
         self.seed, self.max_prompt_len = seed, max_prompt_len
         self.solve_n = batch_prompts - sp.proposals
         self.pipeline = PromptPipeline(source, tokenizer, batch_prompts, max_prompt_len,
                                        seed=seed, template=template)
         self.buffer = ProblemBuffer(sp.buffer_size)
-        self.pi, self.pc = process_index, process_count
 
     def state(self) -> dict:
         return {"pipeline": self.pipeline.state(), "buffer": self.buffer.state()}
@@ -132,7 +131,7 @@ class SelfPlayFeed:
             picks.pop()
 
     def next_batch(self, iteration: int) -> dict:
-        """This process's rows of the iteration's global batch (numpy):
+        """The iteration's global batch (numpy, the same on every process):
 
         propose_tokens, propose_mask [proposals, prompt_len]   the proposer's prompts
         solve_tokens, solve_mask [batch_prompts - proposals, max_prompt_len], solve_ids
@@ -160,11 +159,7 @@ class SelfPlayFeed:
                                              ).astype(np.int32),
                  "spare_tokens": spare_t, "spare_mask": spare_m,
                  "spare_ids": spare_rows.astype(np.int32)}
-        return {k: self._mine(v) for k, v in batch.items()}
-
-    def _mine(self, x: np.ndarray) -> np.ndarray:
-        per = x.shape[0] // self.pc
-        return x[self.pi * per:(self.pi + 1) * per]
+        return batch
 
     def record(self, problems: Sequence[Problem | None], solve_rates: np.ndarray,
                iteration: int) -> None:

@@ -74,7 +74,7 @@ class SelfPlayConfig:
                              f"{sorted(fields)}")
         return cls(**dict(block))
 
-    def check_with(self, rl, num_processes: int = 1) -> None:
+    def check_with(self, rl) -> None:
         """ValueError where these settings do not fit the RL block ``rl`` (an RLConfig)."""
         if not self.enabled:
             return
@@ -90,9 +90,4 @@ class SelfPlayConfig:
             raise ValueError(f"rl.minibatches={rl.minibatches} does not divide the {rows} rows "
                              f"of a self-play iteration (rl.batch_prompts * rl.group_size "
                              f"solver rows + selfplay.proposals proposer rows)")
-        for name, n in (("selfplay.proposals", self.proposals),
-                        ("rl.batch_prompts - selfplay.proposals", rl.batch_prompts -
-                         self.proposals)):
-            if n % num_processes:
-                raise ValueError(f"{name} = {n} is not divisible by the {num_processes} "
-                                 "processes (each feeds an equal share)")
+

@@ -8,8 +8,6 @@ from __future__ import annotations
 import time
 
 import jax
-import numpy as np
-from jax.experimental import multihost_utils
 
 from o1jax import experiment, flops, sharding
 from o1jax.data.pipeline import decode_example
@@ -35,11 +33,12 @@ def question_of(prompt: str, template: str) -> str:
 
 def iteration_flops(exp: experiment.Experiment, sp: SelfPlayConfig, batch: dict,
                     metrics: dict) -> float:
-    """Model FLOPs of one self-play iteration: both rollouts, then scoring and the update over
-    every row at the joint width (``o1jax.flops``, as the RL stage counts them)."""
+    """Model FLOPs of one self-play iteration (``batch``: the global batch): both rollouts, then
+    scoring and the update over every row at the joint width (``o1jax.flops``, as the RL stage
+    counts them)."""
     rl, mcfg = exp.rl, exp.policy.cfg
-    prompt_tokens = {k: float(np.sum(multihost_utils.process_allgather(
-        batch[k].sum()))) for k in ("propose_mask", "solve_mask", "spare_mask")}
+    prompt_tokens = {k: float(batch[k].sum()) for k in ("propose_mask", "solve_mask",
+                                                         "spare_mask")}
     width = max(sp.prompt_len + sp.proposal_tokens, exp.cfg.data.max_prompt_len +
                 rl.max_new_tokens)
     return (flops.rollout_flops(mcfg, prompt_tokens["propose_mask"], metrics["proposal_tokens"],
@@ -73,7 +72,7 @@ def run_selfplay(exp: experiment.Experiment, params: Params) -> tuple[RLState, b
     sp = SelfPlayConfig.from_config(cfg.selfplay)
     train, template = exp.sources["train"], cfg.data.template
     feed = SelfPlayFeed(train, tok, sp, rl.batch_prompts, cfg.data.max_prompt_len, template,
-                        cfg.seed, jax.process_index(), jax.process_count())
+                        cfg.seed)
     referee = Referee(Bounds(sp.max_chars, sp.max_digits, sp.max_operators, sp.max_answer),
                       feed.buffer.seen, sp.check_timeout)
     reward_fn = make_reward_callback(
@@ -91,7 +90,7 @@ def run_selfplay(exp: experiment.Experiment, params: Params) -> tuple[RLState, b
     def step(state, i):
         b = feed.next_batch(i)
         t = time.perf_counter()
-        state, metrics, results = iteration(state, sharding.host_local_to_global(exp.mesh, b),
+        state, metrics, results = iteration(state, sharding.global_batch_from_host(exp.mesh, b),
                                             jax.random.fold_in(base_key, i))
         metrics, results = jax.device_get((metrics, results))
         seconds = time.perf_counter() - t

@@ -16,10 +16,9 @@ SP = SelfPlayConfig(enabled=True, proposals=4, examples=2, prompt_len=40, buffer
                     gate_low=0.2, gate_high=0.8)
 
 
-def _feed(process_index=0, process_count=1, sp=SP):
+def _feed(sp=SP):
     return SelfPlayFeed(SOURCE, TOK, sp, batch_prompts=8, max_prompt_len=16,
-                        template="{question}\n", seed=0, process_index=process_index,
-                        process_count=process_count)
+                        template="{question}\n", seed=0)
 
 
 def _accepted(n):
@@ -76,11 +75,16 @@ def test_batch_layout_and_buffer_problems():
         assert (text in buffered) == (i == BUFFER_ID)
 
 
-def test_each_process_feeds_its_own_rows_of_the_same_global_batch():
-    whole = _feed().next_batch(5)
-    parts = [_feed(i, 2).next_batch(5) for i in range(2)]
-    for k in whole:
-        np.testing.assert_array_equal(np.concatenate([p[k] for p in parts]), whole[k])
+def test_every_process_computes_the_same_global_batch():
+    """Each host builds the batch on its own and puts its devices' part: the batch must be a
+    function of the seed, the iteration and the recorded results only."""
+    a, b = _feed(), _feed()
+    for feed in (a, b):
+        feed.record(_accepted(4), np.full(4, 0.5), 0)
+    x, y = a.next_batch(5), b.next_batch(5)
+    for k in x:
+        np.testing.assert_array_equal(x[k], y[k])
+    assert not np.array_equal(x["propose_tokens"], _feed().next_batch(6)["propose_tokens"])
 
 
 def test_proposer_demonstrations():
