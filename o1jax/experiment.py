@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 import jax
 import ml_collections
+import numpy as np
 from etils import epath
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
@@ -122,8 +123,13 @@ def initial_params(cfg, policy: Transformer) -> Any:
             state = workdir_lib.load_state(path, stage=stage)
         except ValueError as e:
             raise ConfigError(f"init_from={cfg.init_from!r}: {e}") from None
-        params = workdir_lib.policy_params(state)
-        return jax.device_put(params, policy.shardings()) if policy.mesh is not None else params
+        params = jax.tree.map(np.asarray, workdir_lib.policy_params(state))
+        if policy.mesh is None:
+            return params
+        # every process read the whole checkpoint: each puts its own devices' shards
+        return jax.tree.map(lambda x, s: jax.make_array_from_callback(x.shape, s,
+                                                                      lambda i: x[i]),
+                            params, policy.shardings())
     hf_path = cfg.model.get("hf_path", "")
     if hf_path:
         return hf.load_params(hf_path, policy)

@@ -93,3 +93,35 @@ def test_unknown_selfplay_key_is_an_error():
     cfg.selfplay.gate = 0.5
     with pytest.raises(ConfigError, match="selfplay.gate is not a self-play setting"):
         check_config(cfg, 8)
+
+
+def test_init_from_starts_from_another_runs_policy(tmp_path):
+    """init_from=WORKDIR:sft reads that run's SFT policy into this run's sharded params."""
+    import os
+    import subprocess
+    import sys
+
+    import jax
+    import numpy as np
+
+    from o1jax import sharding, workdir
+    from o1jax.experiment import initial_params
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    res = subprocess.run([sys.executable, "-m", "o1jax.train", f"--config={smoke.__file__}",
+                          f"--workdir={tmp_path / 'a'}", "--config.sft.num_steps=2",
+                          "--config.rl.num_iterations=0", "--config.eval.num_examples=0",
+                          "--config.progress_bar=False"], capture_output=True, text=True,
+                         cwd=root, env=dict(os.environ, XLA_FLAGS=""), timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    cfg = smoke.get_config()
+    cfg.init_from = f"{tmp_path / 'a'}:sft"
+    policy, _ = build_model(cfg, sharding.make_mesh((-1, 1, 1)))
+    got = initial_params(cfg, policy)
+    want = workdir.policy_params(workdir.load_state(tmp_path / "a", stage="sft"))
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+    assert jax.tree.leaves(got)[0].sharding == jax.tree.leaves(policy.shardings())[0]
+    cfg.init_from = f"{tmp_path / 'a'}:rl"
+    with pytest.raises(ConfigError, match="init_from=.*no RL checkpoints"):
+        initial_params(cfg, policy)
