@@ -90,7 +90,9 @@ def test_two_processes_match_one_and_write_one_copy(tmp_path):
     second = _wait(_launch(multi))  # rl.num_iterations back to 4: resumes from RL step 2
     for rc, _, err in second:
         assert rc == 0, err[-3000:]
-        assert "resumed RL from step 2" in err and "rl.num_iterations" in err
+        said = [line for line in err.splitlines() if any(
+            w in line for w in ("resum", "checkpoint", "WARNING", "Error"))]
+        assert "resumed RL from step 2" in err and "rl.num_iterations" in err, said
     summary = json.loads(second[0][1].strip().splitlines()[-1])
 
     rows = _rows(multi)
