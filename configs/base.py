@@ -48,6 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.eval.num_examples = 0           # held-out examples (0: no evaluation)
     c.eval.max_new_tokens = 16
     c.eval.maj_k = 4
+    c.eval.curve_points = 8           # log-spaced held-out evaluations during RL (0: none)
     c.eval.temperature = 1.0
     c.eval.batch_prompts = 16
 

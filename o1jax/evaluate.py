@@ -276,13 +276,15 @@ def stage_summary(rows: list[dict], maj_k: int) -> dict:
     return out
 
 
-def evaluate_stage(exp, name: str, params: Params, maj_k: int, step: int) -> dict:
+def evaluate_stage(exp, name: str, params: Params, maj_k: int, step: int,
+                   path=None, extra: dict | None = None) -> dict:
     """Training's held-out evaluation of its policy at ``step`` (``exp``: an
     ``experiment.Experiment``): greedy, and with ``maj_k`` majority, pass@k and sampled pass@1
-    at k samples, by ``evaluate``. Cached in WORKDIR/eval_{name}.json (with every result row)
-    so that a resumed run reuses it; a file written at another step is redone."""
+    at k samples, by ``evaluate``. Cached in ``path`` (default WORKDIR/eval_{name}.json; with
+    every result row and ``extra``) so that a resumed run reuses it; a file written at another
+    step is redone."""
     cfg = exp.cfg
-    path = exp.workdir / f"eval_{name}.json"
+    path = path or exp.workdir / f"eval_{name}.json"
     cached = wd.read_json(path) if path.exists() else None
     if sharding.process_0_value(cached is not None and cached.get("step") == step):
         return cached
@@ -295,10 +297,40 @@ def evaluate_stage(exp, name: str, params: Params, maj_k: int, step: int) -> dic
                     batch_prompts=cfg.eval.batch_prompts, seed=cfg.seed,
                     template=cfg.data.template)
     rows = evaluate(exp.policy, params, examples, exp.tokenizer, spec).rows
-    result = dict(stage_summary(rows, maj_k), step=step, rows=rows)
+    result = dict(stage_summary(rows, maj_k), step=step, **(extra or {}), rows=rows)
     if wd.is_writer():
+        path.parent.mkdir(parents=True, exist_ok=True)
         wd.write_text(path, json.dumps(result, indent=2))
     return result
+
+
+def curve_steps(num_iterations: int, points: int) -> list[int]:
+    """About ``points`` log-spaced iterations in [1, num_iterations], the last included: where
+    the train-time curve is measured."""
+    if points <= 0 or num_iterations <= 0:
+        return []
+    return sorted({int(round(x)) for x in np.geomspace(1, num_iterations, points)})
+
+
+def curve_path(workdir, step: int):
+    """WORKDIR/curve/step_NNNNNN.json: the train-time curve's evaluation at an RL step."""
+    return workdir / "curve" / f"step_{step:06d}.json"
+
+
+def curve_evaluation(exp):
+    """The RL loop's ``after_step``: at the log-spaced steps of ``curve_steps``, training's
+    held-out evaluation (greedy, maj@k, pass@k, per difficulty bin) with the cumulative training
+    FLOPs at that point, in ``curve_path``."""
+    cfg = exp.cfg
+    steps = set(curve_steps(exp.rl.num_iterations, cfg.eval.get("curve_points", 0))
+                if cfg.eval.num_examples else ())
+
+    def after_step(state, step: int, metrics: dict) -> None:
+        if step in steps:
+            evaluate_stage(exp, "rl", state.policy, cfg.eval.maj_k, step,
+                           path=curve_path(exp.workdir, step),
+                           extra={"train_flops": metrics["train_flops"]})
+    return after_step
 
 
 # ------------------------------------------------------------------------------------ CLI

@@ -63,6 +63,11 @@ def update_flops(model: ModelConfig, rows: int, length: int, epochs: int, uses_c
     return passes * fwd
 
 
+def sft_step_flops(model: ModelConfig, rows: int, length: int) -> float:
+    """One SFT step: forward + backward (3 forward-equivalents) over [rows, length]."""
+    return update_flops(model, rows, length, 1, False, False)
+
+
 def rl_iteration_flops(model: ModelConfig, cfg, prompt_tokens: float, generated_tokens: float,
                        rows: int, length: int) -> float:
     """One RL iteration (``cfg``: an RLConfig): the rollout over ``prompt_tokens`` real prompt

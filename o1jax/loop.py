@@ -1,6 +1,6 @@
 """The loop skeleton SFT and RL share: resume from the latest readable checkpoint, run steps,
 log, checkpoint on cadence, and on SIGTERM/SIGINT (preemption) at any process save once more,
-at the same step on every process, and stop."""
+at the same step on every process, and stop. It keeps the stage's training-FLOPs ledger."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from o1jax.metrics import MetricsWriter
 log = logging.getLogger("o1jax.loop")
 
 StepFn = Callable[[Any, int], tuple[Any, dict]]
+LEDGER = {"sft": "sft_flops", "rl": "train_flops"}  # the cumulative FLOPs key of each stage
 
 
 def abstract_like(tree: Any) -> Any:
@@ -27,22 +28,28 @@ def abstract_like(tree: Any) -> Any:
 
 
 def run_loop(cfg, workdir: epath.Path, stage: str, state: Any, pipeline: PromptPipeline,
-             step_fn: StepFn, num_steps: int) -> tuple[Any, bool]:
+             step_fn: StepFn, num_steps: int,
+             after_step: Callable[[Any, int, dict], None] | None = None) -> tuple[Any, bool]:
     """Runs ``state, metrics = step_fn(state, step)`` for steps [start, num_steps), where start
     is the step of the latest readable checkpoint of ``stage`` (state and ``pipeline`` position
     restored from it) or 0. ``state`` must be placed on its devices already.
 
-    Each step's metrics go to WORKDIR/metrics.jsonl and TensorBoard; the state is saved every
+    Each step's metrics go to WORKDIR/metrics.jsonl and TensorBoard, with the stage's FLOPs
+    so far (the sum of the steps' ``flops``: ``sft_flops`` for SFT, ``train_flops`` for RL,
+    kept in the checkpoint so a resumed run counts on); the state is saved every
     ``checkpoint.every`` steps and after the last. A step that skipped a non-finite update
-    raises with ``on_nonfinite="stop"``. Returns (state, preempted).
+    raises with ``on_nonfinite="stop"``. ``after_step(state, step, metrics)`` runs after each
+    logged step, outside its timing (the train-time curve's evaluations). Returns (state,
+    preempted).
     """
     ckpt = Checkpointer(workdir / "checkpoints" / stage, every=cfg.checkpoint.every,
                         keep=cfg.checkpoint.keep, async_save=cfg.checkpoint.async_save)
-    start = 0
+    start, total_flops = 0, 0.0
     restored = ckpt.restore_latest(abstract_like(state))
     if restored is not None:
         start, state, extra = restored
         pipeline.restore(extra["pipeline"])
+        total_flops = float(extra.get("flops", 0.0))
         log.info("resumed %s from step %d", stage.upper(), start)
     writer = MetricsWriter(workdir, num_steps, resume_from=start, stage=stage,
                            console=cfg.get("progress_bar", True))
@@ -51,12 +58,16 @@ def run_loop(cfg, workdir: epath.Path, stage: str, state: Any, pipeline: PromptP
     try:
         for step in range(start, num_steps):
             state, metrics = step_fn(state, step)
+            total_flops += float(metrics["flops"])
+            metrics[LEDGER[stage]] = total_flops
             if metrics["skipped_updates"] and cfg.on_nonfinite == "stop":
                 raise FloatingPointError(f"{stage.upper()} step {step + 1}: non-finite loss or "
                                          "gradient (on_nonfinite='stop')")
             writer.write(step + 1, metrics)
+            if after_step is not None:
+                after_step(state, step + 1, metrics)
             preempted = stop.agreed()
-            if ckpt.save(step + 1, state, {"pipeline": pipeline.state()},
+            if ckpt.save(step + 1, state, {"pipeline": pipeline.state(), "flops": total_flops},
                          force=preempted or step + 1 == num_steps):
                 writer.flush()
             if preempted:

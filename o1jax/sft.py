@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from o1jax import sharding
+from o1jax import flops, sharding
 from o1jax.data.pipeline import PromptPipeline, render_prompt
 from o1jax.loop import run_loop
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
@@ -92,6 +92,7 @@ def run_sft(exp, params: Params, mix: Callable[[int, list], list] | None = None
                          init_sft_state(params, opt))
     step_fn = jax.jit(functools.partial(sft_step, policy=exp.policy, opt=opt),
                       donate_argnums=(0,))
+    step_flops = flops.sft_step_flops(exp.policy.cfg, cfg.sft.batch_size, cfg.sft.max_len)
 
     def step(state, i):
         _, examples = pipeline.next_examples()
@@ -99,7 +100,8 @@ def run_sft(exp, params: Params, mix: Callable[[int, list], list] | None = None
             examples = mix(i, examples)
         batch = encode_sft(examples, exp.tokenizer, cfg.sft.max_len, cfg.data.template)
         state, metrics = step_fn(state, sharding.host_local_to_global(exp.mesh, batch))
-        return state, {k: float(v) for k, v in jax.device_get(metrics).items()}
+        metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
+        return state, dict(metrics, flops=step_flops)
 
     state, preempted = run_loop(cfg, exp.workdir, "sft", state, pipeline, step,
                                 cfg.sft.num_steps)

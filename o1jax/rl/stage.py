@@ -12,6 +12,7 @@ from jax.experimental import multihost_utils
 
 from o1jax import experiment, flops, sharding
 from o1jax.data.pipeline import PromptPipeline, decode_example
+from o1jax.evaluate import curve_evaluation
 from o1jax.loop import run_loop
 from o1jax.metrics import rl_log_row
 from o1jax.models.transformer import Params
@@ -48,9 +49,10 @@ def run_rl(exp: experiment.Experiment, params: Params) -> tuple[RLState, bool]:
         work = flops.rl_iteration_flops(policy.cfg, rl, prompt_tokens,
                                         float(metrics["generated_tokens"]), rl.rows,
                                         b.tokens.shape[1] + rl.max_new_tokens)
-        return state, rl_log_row(metrics, seconds, work, peak)
+        return state, dict(rl_log_row(metrics, seconds, work, peak), prompt_tokens=prompt_tokens)
 
-    return run_loop(cfg, exp.workdir, "rl", state, pipeline, step, rl.num_iterations)
+    return run_loop(cfg, exp.workdir, "rl", state, pipeline, step, rl.num_iterations,
+                    curve_evaluation(exp))
 
 
 def lower_rl_step(cfg) -> jax.stages.Lowered:

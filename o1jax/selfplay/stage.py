@@ -11,6 +11,7 @@ import jax
 
 from o1jax import experiment, flops, sharding
 from o1jax.data.pipeline import decode_example
+from o1jax.evaluate import curve_evaluation
 from o1jax.loop import run_loop
 from o1jax.metrics import rl_log_row
 from o1jax.models.transformer import Params
@@ -106,4 +107,5 @@ def run_selfplay(exp: experiment.Experiment, params: Params) -> tuple[RLState, b
         reward_fn.calls.clear()
         return state, row
 
-    return run_loop(cfg, exp.workdir, "rl", state, feed, step, rl.num_iterations)
+    return run_loop(cfg, exp.workdir, "rl", state, feed, step, rl.num_iterations,
+                    curve_evaluation(exp))
