@@ -1,4 +1,6 @@
-"""The run report: WORKDIR/report.png from metrics.jsonl and the evaluation files."""
+"""Reports: WORKDIR/report.png at the end of a run, the test-time and self-play plots, and
+``python -m o1jax.report``: the train-time curve with its fits, pass@k, the training metrics and
+the test-time curve as one static page (``o1jax/page.py``)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import json
 import math
 
 import matplotlib
+import numpy as np
 from etils import epath
 
 matplotlib.use("Agg")
@@ -160,3 +163,130 @@ def plot_selfplay(workdir, out=None) -> epath.Path:
     ax2.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     return _save(fig, out or epath.Path(workdir) / "selfplay.png")
+
+
+def plot_train_time(runs, fits, out) -> epath.Path:
+    """train_time_compute.png: held-out greedy accuracy against cumulative RL FLOPs (log axis)
+    for each run, its fitted sigmoid (solid) and log-linear line (dotted), and with two or more
+    runs the mean sigmoid and its 95% band; the SFT start (0 FLOPs) as a dashed level."""
+    from o1jax import scaling
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    trained = [c for r in runs for c, *_ in r.points if c > 0]
+    grid = np.geomspace(min(trained) / 2, max(trained) * 2, 200) if trained else None
+    for i, (r, s, ll) in enumerate(zip(runs, fits.sigmoid, fits.log_linear)):
+        color = f"C{i}"
+        pts = [(c, y) for c, y, *_ in r.points if c > 0]
+        label = f"{r.workdir.name}"
+        if pts:
+            ax.plot(*zip(*pts), "o", color=color, ms=5, label=label)
+        r0 = next((y for c, y, *_ in r.points if c == 0), None)
+        if r0 is not None:
+            ax.axhline(r0, color=color, ls="--", lw=0.8, alpha=0.6)
+        if isinstance(s, scaling.SigmoidFit):
+            ax.plot(grid, s(grid), "-", color=color, lw=1.2,
+                    label=f"sigmoid: A={s.a:.3f} B={s.b:.2f} C_mid={s.c_mid:.2e}")
+        if isinstance(ll, scaling.LogLinearFit):
+            ax.plot(grid, ll(grid), ":", color=color, lw=1,
+                    label=f"log-linear: {100 * ll.per_decade:+.1f} pts/decade, R2={ll.r2:.2f}")
+    ok = [s for s in fits.sigmoid if isinstance(s, scaling.SigmoidFit)]
+    if len(ok) >= 2:
+        mean, lo, hi = scaling.band(ok, grid)
+        ax.plot(grid, mean, "k-", lw=2, label=f"mean of {len(ok)} runs")
+        ax.fill_between(grid, lo, hi, color="k", alpha=0.12, lw=0, label="95% band")
+    ax.set_xscale("log")
+    ax.set(xlabel="cumulative RL training FLOPs", ylabel="held-out greedy accuracy",
+           title="train-time compute (dashed: the SFT start)")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_pass_at_k(curves: dict, out) -> epath.Path:
+    """pass_at_k.png: pass@k against k (log axis) for each checkpoint (SFT, RL)."""
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for label, pts in curves.items():
+        ax.plot(*zip(*pts), "o-", label=label, ms=4)
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="k (samples)", ylabel="pass@k, held-out", ylim=(0, 1.02),
+           title="pass@k of the SFT and RL checkpoints")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def plot_training(rows: list[dict], out) -> epath.Path:
+    """training.png: the RL metrics over iterations (reward, KL, entropy, response length,
+    clip fraction, log-prob mismatch) and the time per iteration (split into phases where the
+    run logs them)."""
+    from o1jax.curves import TRAINING_PANELS
+    rl = [r for r in rows if r["stage"] == "rl"]
+    fig, axes = plt.subplots(2, 4, figsize=(16, 6.4))
+    x = [r["step"] for r in rl]
+    for ax, (key, title) in zip(axes.flat, TRAINING_PANELS):
+        ax.plot(x, [_num(r.get(key)) for r in rl])
+        ax.set(title=title, xlabel="iteration")
+        ax.grid(alpha=0.3)
+    times = sorted({k for r in rl for k in r if k.startswith("time/") and k.endswith("_s")})
+    ax = axes.flat[len(TRAINING_PANELS)]
+    for key in times:
+        ax.plot(x, [_num(r.get(key)) for r in rl], label=key[5:-2])
+    ax.set(title="seconds per iteration", xlabel="iteration")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    sft = [r for r in rows if r["stage"] == "sft"]
+    ax = axes.flat[len(TRAINING_PANELS) + 1]
+    ax.plot([r["step"] for r in sft], [_num(r.get("loss")) for r in sft])
+    ax.set(title="SFT loss", xlabel="step")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out)
+
+
+def _num(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def main(argv=None) -> int:
+    """``python -m o1jax.report --workdir DIR [--workdir DIR2 ...] [--out DIR]``."""
+    import argparse
+    import sys
+
+    from o1jax import curves, page
+    ap = argparse.ArgumentParser(prog="python -m o1jax.report", description="The train-time "
+                                 "curve and its fits, the test-time curve, pass@k and the run's "
+                                 "metrics as one static page (OUT/index.html).")
+    ap.add_argument("--workdir", action="append", required=True,
+                    help="a training workdir; repeat for several runs (seeds, algorithms)")
+    ap.add_argument("--out", default=None, help="default WORKDIR/report (required with several)")
+    args = ap.parse_args(argv)
+    if len(args.workdir) > 1 and not args.out:
+        print("error: --out is required with several --workdir", file=sys.stderr)
+        return 2
+    try:
+        runs = [curves.load_run(w) for w in args.workdir]
+        curves.check_same_task(runs)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = epath.Path(args.out) if args.out else runs[0].workdir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    fits = curves.fit_runs(runs)
+    table = curves.fit_table(runs, fits)
+    print(curves.format_fit_table(table))
+    for r in runs:
+        if len(r.points) <= 1:
+            print(f"note: {r.workdir} has no evaluations during RL (curve/): the train-time curve "
+                  "shows what exists; set eval.curve_points > 0 (and eval.num_examples) to "
+                  "measure it")
+    path = page.write_page(out, runs, fits, table)
+    print(f"report: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -11,6 +11,7 @@ efficiency, C_mid the compute at which half of the gain A - R0 is reached. C in 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple, Sequence
 
 import numpy as np
@@ -54,8 +55,10 @@ def fit_sigmoid(flops: Sequence[float], accuracy: Sequence[float], r0: float) ->
     for m0 in np.linspace(x.min(), x.max(), 5):        # a few starts: the fit is not convex
         for b0 in (0.5, 1.0, 3.0):
             try:
-                p, _ = optimize.curve_fit(model, x, y, p0=[max(y.max(), r0 + 1e-3), b0, m0],
-                                          bounds=(lo, hi), maxfev=20000)
+                with warnings.catch_warnings():  # a flat stretch leaves no covariance: fine
+                    warnings.simplefilter("ignore", optimize.OptimizeWarning)
+                    p, _ = optimize.curve_fit(model, x, y, p0=[max(y.max(), r0 + 1e-3), b0, m0],
+                                              bounds=(lo, hi), maxfev=20000)
             except (RuntimeError, ValueError):
                 continue
             err = float(np.sqrt(np.mean((model(x, *p) - y) ** 2)))

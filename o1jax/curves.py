@@ -1,0 +1,158 @@
+"""The train-time curve of one or several runs: held-out accuracy against cumulative training
+FLOPs from a workdir's files, the fits of ``o1jax.scaling`` per run and over runs, and its plots
+(with pass@k of the SFT and RL checkpoints, and the training metrics over time)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import NamedTuple
+
+import numpy as np
+from etils import epath
+
+from o1jax import scaling
+from o1jax import workdir as wd
+
+PASS_AT_K_DIRS = {"SFT": ("passk_sft",), "RL": ("passk_rl", "eval")}
+TRAINING_PANELS = (("reward_mean", "reward"), ("kl", "KL to the reference"),
+                   ("entropy", "entropy"), ("response_length_mean", "response length"),
+                   ("clip_frac", "clip fraction"),
+                   ("first_minibatch_logprob_mismatch", "log-prob mismatch (first minibatch)"))
+
+
+class Run(NamedTuple):
+    """A training run as the report reads it. ``points``: (train FLOPs, held-out greedy
+    accuracy, maj@k accuracy or None, step), the SFT evaluation first at 0 FLOPs."""
+    workdir: epath.Path
+    task: str
+    config: dict
+    rows: list[dict]
+    points: list[tuple[float, float, float | None, int]]
+    sft_flops: float
+    maj_k: int
+
+
+def load_run(workdir) -> Run:
+    """Reads config.json, metrics.jsonl, eval_sft.json and curve/*.json of a workdir."""
+    root = wd.resolve(workdir)
+    if not (root / "config.json").exists():
+        raise ValueError(f"{workdir} is not a training workdir (no config.json)")
+    config = wd.read_json(root / "config.json")
+    rows = []
+    if (root / "metrics.jsonl").exists():
+        rows = [json.loads(line) for line in (root / "metrics.jsonl").read_text().splitlines()
+                if line.strip()]
+    maj_k = int(config.get("eval", {}).get("maj_k", 0))
+    points = []
+    if (root / "eval_sft.json").exists():
+        sft = wd.read_json(root / "eval_sft.json")
+        points.append((0.0, sft["greedy_accuracy"], sft.get(f"maj{maj_k}_accuracy"), 0))
+    curve = root / "curve"
+    for path in sorted(curve.glob("step_*.json")) if curve.exists() else ():
+        p = wd.read_json(path)
+        points.append((float(p["train_flops"]), p["greedy_accuracy"],
+                       p.get(f"maj{maj_k}_accuracy"), int(p["step"])))
+    sft_flops = max((r.get("sft_flops", 0.0) for r in rows if r["stage"] == "sft"), default=0.0)
+    return Run(root, config["data"]["task"], config, rows, points, sft_flops, maj_k)
+
+
+def check_same_task(runs: list[Run]) -> None:
+    tasks = {r.task for r in runs}
+    if len(tasks) > 1:
+        raise ValueError("runs of different tasks cannot share one curve: " + ", ".join(
+            f"{r.workdir} ({r.task})" for r in runs))
+
+
+class Fits(NamedTuple):
+    """Per run: a SigmoidFit / LogLinearFit, or the reason there is none."""
+    sigmoid: list
+    log_linear: list
+
+
+def fit_runs(runs: list[Run]) -> Fits:
+    sig, lin = [], []
+    for r in runs:
+        trained = [(c, y) for c, y, _, _ in r.points if c > 0]
+        r0 = next((y for c, y, _, _ in r.points if c == 0), None)
+        if r0 is None:
+            sig.append("no SFT evaluation (eval_sft.json) to anchor R0")
+        else:
+            try:
+                sig.append(scaling.fit_sigmoid(*zip(*trained), r0=r0) if trained else
+                           "no evaluations during RL (curve/)")
+            except ValueError as e:
+                sig.append(str(e))
+        try:
+            lin.append(scaling.fit_log_linear(*zip(*trained)) if trained else
+                       "no evaluations during RL (curve/)")
+        except ValueError as e:
+            lin.append(str(e))
+    return Fits(sig, lin)
+
+
+def fit_table(runs: list[Run], fits: Fits) -> list[dict]:
+    """One row per run, and (with two or more fitted runs) the mean and 95% t interval."""
+    out = []
+    for r, s, ll in zip(runs, fits.sigmoid, fits.log_linear):
+        row = {"run": str(r.workdir), "points": len(r.points), "sft_flops": r.sft_flops}
+        if isinstance(s, scaling.SigmoidFit):
+            row.update(r0=s.r0, a=s.a, b=s.b, c_mid=s.c_mid, sigmoid_rmse=s.rmse)
+        else:
+            row["sigmoid"] = s
+        if isinstance(ll, scaling.LogLinearFit):
+            row.update(per_decade=ll.per_decade, r2=ll.r2)
+        else:
+            row["log_linear"] = ll
+        out.append(row)
+    fitted = [row for row in out if "a" in row]
+    if len(fitted) >= 2:
+        mean = {"run": f"mean of {len(fitted)} (95% interval)"}
+        for key in ("r0", "a", "b", "c_mid", "per_decade", "r2"):
+            vals = [row[key] for row in fitted if key in row]
+            if key == "c_mid":
+                m, lo, hi = scaling.interval(np.log10(vals))
+                mean[key], mean[key + "_ci"] = 10 ** m, (10 ** lo, 10 ** hi)
+            else:
+                m, lo, hi = scaling.interval(vals)
+                mean[key], mean[key + "_ci"] = m, (lo, hi)
+        out.append(mean)
+    return out
+
+
+def format_fit_table(table: list[dict]) -> str:
+    head = f"{'run':<40}{'R0':>7}{'A':>7}{'B':>7}{'C_mid':>10}{'/decade':>9}{'R^2':>7}"
+    lines = [head, "-" * len(head)]
+    def f(row, k, fmt):
+        width = int(fmt.split(".")[0])
+        ok = isinstance(row.get(k), float) and math.isfinite(row[k])
+        return format(row[k], fmt) if ok else "-".rjust(width)
+    for row in table:
+        lines.append(f"{row['run'][-40:]:<40}{f(row, 'r0', '7.3f')}{f(row, 'a', '7.3f')}"
+                     f"{f(row, 'b', '7.2f')}{f(row, 'c_mid', '10.2e')}"
+                     f"{f(row, 'per_decade', '9.3f')}{f(row, 'r2', '7.2f')}")
+        for k in ("a", "b", "per_decade"):
+            if k + "_ci" in row:
+                lo, hi = row[k + "_ci"]
+                lines[-1] += f"  {k} in [{lo:.3f}, {hi:.3f}]"
+        for k in ("sigmoid", "log_linear"):
+            if k in row:
+                lines.append(f"    {k}: {row[k]}")
+    return "\n".join(lines)
+
+
+def pass_at_k(root: epath.Path) -> dict[str, list[tuple[int, float]]]:
+    """pass@k (all problems) of the SFT and RL checkpoints, from the evaluate command's
+    results in WORKDIR/passk_sft, WORKDIR/passk_rl (or eval/), where they exist."""
+    out = {}
+    for label, dirs in PASS_AT_K_DIRS.items():
+        for d in dirs:
+            path = root / d / "results.jsonl"
+            if path.exists():
+                rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+                pts = sorted((r["budget"], r["accuracy"]) for r in rows
+                             if r["strategy"] == "pass_at_k" and r["bin"] == "all")
+                if pts:
+                    out[label] = pts
+                    break
+    return out

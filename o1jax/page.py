@@ -1,0 +1,129 @@
+"""The report page: OUT/index.html with its images beside it, static (no server, no network).
+Everything a model wrote is HTML-escaped: model output is hostile input."""
+
+from __future__ import annotations
+
+import html
+import json
+
+from etils import epath
+
+from o1jax import curves, report
+from o1jax import workdir as wd
+
+SAMPLES_SHOWN = 6
+# the one script: counts images that did not load, for a headless browser to read back
+CHECK_SCRIPT = """<script>
+window.addEventListener("load", function () {
+  var broken = Array.from(document.images).filter(function (i) {
+    return !i.complete || i.naturalWidth === 0; });
+  document.body.setAttribute("data-broken-images", String(broken.length));
+  document.body.setAttribute("data-images", String(document.images.length));
+});
+</script>"""
+STYLE = """<style>
+body { font-family: sans-serif; max-width: 1200px; margin: 1em auto; color: #222; }
+img { max-width: 100%; border: 1px solid #ddd; }
+table { border-collapse: collapse; font-size: 13px; }
+td, th { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
+pre { background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 12px; }
+.ok { color: #1a7f37; } .bad { color: #c62828; }
+</style>"""
+
+
+def _esc(x) -> str:
+    return html.escape(str(x), quote=True)
+
+
+def _img(name: str, alt: str) -> str:
+    return f'<p><img src="{_esc(name)}" alt="{_esc(alt)}"></p>'
+
+
+def _fit_rows(table: list[dict]) -> str:
+    cols = ("run", "points", "r0", "a", "b", "c_mid", "per_decade", "r2", "sft_flops")
+    head = "".join(f"<th>{c}</th>" for c in cols)
+    body = []
+    for row in table:
+        cells = []
+        for c in cols:
+            v = row.get(c, "")
+            text = f"{v:.4g}" if isinstance(v, float) else str(v)
+            if c + "_ci" in row:
+                lo, hi = row[c + "_ci"]
+                text += f" [{lo:.3g}, {hi:.3g}]"
+            cells.append(f"<td>{_esc(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+        for k in ("sigmoid", "log_linear"):
+            if k in row:
+                body.append(f'<tr><td colspan="{len(cols)}">{k}: {_esc(row[k])}</td></tr>')
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _samples(root: epath.Path) -> str:
+    """A few problems of the evaluate command's samples.jsonl with the greedy solution."""
+    path = root / "eval" / "samples.jsonl"
+    if not path.exists():
+        return ("<p>No sampled solutions: run <code>python -m o1jax.evaluate --workdir "
+                f"{_esc(root)}</code> to write eval/samples.jsonl.</p>")
+    out = []
+    for line in path.read_text().splitlines()[:SAMPLES_SHOWN]:
+        s = json.loads(line)
+        name = "greedy" if "greedy" in s["responses"] else next(iter(s["responses"]))
+        r = s["responses"][name][0]
+        mark = '<span class="ok">correct</span>' if r["correct"] else \
+            '<span class="bad">wrong</span>'
+        out.append(f"<h4>{_esc(s['question'])} (answer {_esc(s['answer'])}): {name}, {mark}"
+                   f"</h4><pre>{_esc(r['text'])}</pre>")
+    return "".join(out)
+
+
+def write_page(out: epath.Path, runs: list, fits, table: list[dict]) -> epath.Path:
+    """Draws every image into ``out`` and writes ``out/index.html`` referencing only them."""
+    out = epath.Path(out)
+    parts = [f"<h1>o1jax report: {_esc(', '.join(r.workdir.name for r in runs))}</h1>"]
+    report.plot_train_time(runs, fits, out / "train_time_compute.png")
+    parts += ["<h2>Accuracy against training compute</h2>",
+              _img("train_time_compute.png", "train-time compute"),
+              "<p>Held-out greedy accuracy at log-spaced RL iterations against cumulative RL "
+              "FLOPs (o1jax/flops.py). Fits: R(C) = R0 + (A - R0) / (1 + (C_mid / C)^B) (R0: "
+              "the SFT start) and a log-linear line.</p>", _fit_rows(table)]
+    first = runs[0].workdir
+    results = first / "eval" / "results.jsonl"
+    parts.append("<h2>Accuracy against test-time compute</h2>")
+    if results.exists():
+        rows = [json.loads(x) for x in results.read_text().splitlines() if x.strip()]
+        report.plot_test_time(rows, out / "test_time_compute.png")
+        parts.append(_img("test_time_compute.png", "test-time compute"))
+    else:
+        parts.append(f"<p>No test-time results: run <code>python -m o1jax.evaluate --workdir "
+                     f"{_esc(first)}</code>.</p>")
+    passk = curves.pass_at_k(first)
+    parts.append("<h2>pass@k of the SFT and RL checkpoints</h2>")
+    if passk:
+        report.plot_pass_at_k(passk, out / "pass_at_k.png")
+        parts.append(_img("pass_at_k.png", "pass@k"))
+    missing = [k for k in curves.PASS_AT_K_DIRS if k not in passk]
+    if missing:
+        parts.append("<p>Missing: " + ", ".join(
+            f"<code>python -m o1jax.evaluate --workdir {_esc(first)} --stage {k.lower()} "
+            f"--strategies majority --budgets 1,2,4,8,16,32,64 --out {_esc(first)}/passk_"
+            f"{k.lower()}</code>" for k in missing) + "</p>")
+    parts.append("<h2>Training</h2>")
+    for i, r in enumerate(runs):
+        name = f"training_{i}.png"
+        report.plot_training(r.rows, out / name)
+        parts += [f"<h3>{_esc(r.workdir)}</h3>", _img(name, f"training metrics {i}")]
+    traces = sorted((first / "traces").glob("*.html")) if (first / "traces").exists() else []
+    parts.append("<h2>Inside the reasoning</h2>")
+    if traces:
+        parts += [t.read_text() for t in traces]
+    else:
+        parts.append(f"<p>No traces: run <code>python -m o1jax.trace --workdir {_esc(first)} "
+                     "--problem ...</code>.</p>")
+    parts += ["<h2>Sampled solutions</h2>", _samples(first), "<h2>Config</h2>",
+              f"<pre>{_esc(json.dumps(runs[0].config, indent=2))}</pre>"]
+    page = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>o1jax report</title>"
+            f"{STYLE}{CHECK_SCRIPT}</head><body>{''.join(parts)}</body></html>")
+    path = out / "index.html"
+    wd.write_text(path, page)
+    return path
