@@ -9,6 +9,7 @@ import json
 from etils import epath
 
 from o1jax import curves, report
+from o1jax.trace import attention_images, trace_html
 from o1jax import workdir as wd
 
 SAMPLES_SHOWN = 6
@@ -113,11 +114,12 @@ def write_page(out: epath.Path, runs: list, fits, table: list[dict]) -> epath.Pa
         name = f"training_{i}.png"
         report.plot_training(r.rows, out / name)
         parts += [f"<h3>{_esc(r.workdir)}</h3>", _img(name, f"training metrics {i}")]
-    traces = sorted((first / "traces").glob("*.html")) if (first / "traces").exists() else []
+    traces = sorted((first / "traces").glob("*.json")) if (first / "traces").exists() else []
     parts.append("<h2>Inside the reasoning</h2>")
-    if traces:
-        parts += [t.read_text() for t in traces]
-    else:
+    for t in traces:
+        data = wd.read_json(t)
+        parts.append(trace_html(data, attention_images(data, out, t.stem)))
+    if not traces:
         parts.append(f"<p>No traces: run <code>python -m o1jax.trace --workdir {_esc(first)} "
                      "--problem ...</code>.</p>")
     parts += ["<h2>Sampled solutions</h2>", _samples(first), "<h2>Config</h2>",

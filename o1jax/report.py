@@ -244,6 +244,19 @@ def plot_training(rows: list[dict], out) -> epath.Path:
     return _save(fig, out)
 
 
+def plot_attention(labels: list[str], matrix: np.ndarray, out, title: str) -> epath.Path:
+    """One attention map: rows attend (queries) to columns (keys), tokens as tick labels."""
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(min(14, 2 + 0.12 * n), min(14, 2 + 0.12 * n)))
+    ax.imshow(matrix[:n, :n], cmap="viridis", vmin=0, vmax=max(float(matrix.max()), 1e-6))
+    shown = [repr(t)[1:-1] for t in labels]
+    ax.set_xticks(range(n), shown, rotation=90, fontsize=5)
+    ax.set_yticks(range(n), shown, fontsize=5)
+    ax.set(title=title, xlabel="key", ylabel="query")
+    fig.tight_layout()
+    return _save(fig, out)
+
+
 def _num(v) -> float:
     try:
         return float(v)

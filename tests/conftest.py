@@ -21,3 +21,22 @@ def llama_dir(tmp_path_factory):
 def qwen2_dir(tmp_path_factory):
     """A tiny random Qwen2 (tied, QKV bias) saved by transformers, with tokenizer."""
     return hf_fixtures.save_tiny_model(tmp_path_factory.mktemp("qwen2"), "qwen2")
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One trained smoke run shared by the tests that read a workdir: SFT, PPO with a critic and
+    a reference, 3 log-spaced evaluations during RL. Returns (workdir, metrics rows)."""
+    import json
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    workdir = tmp_path_factory.mktemp("smoke_run")
+    res = subprocess.run([sys.executable, "-m", "o1jax.train",
+                          f"--config={os.path.join(root, 'configs', 'smoke.py')}",
+                          f"--workdir={workdir}", "--config.progress_bar=False",
+                          "--config.eval.curve_points=3"], capture_output=True, text=True,
+                         cwd=root, env=dict(os.environ, XLA_FLAGS=""), timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    with open(workdir / "metrics.jsonl") as f:
+        return workdir, [json.loads(line) for line in f]

@@ -2,33 +2,15 @@
 one smoke run (SFT, PPO with a critic and a reference, log-spaced evaluations)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from o1jax.evaluate import curve_steps
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = os.path.join(ROOT, "configs", "smoke.py")
-
 # configs/smoke.py's model (base.py overrides of the tiny preset) and batch shapes
 V, D, L, H, KVH, DH, F = 320, 64, 1, 4, 2, 16, 192
 SFT_B, SFT_T = 16, 48
 PROMPTS, G, P, N, EPOCHS = 8, 2, 12, 16, 1
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("ledger")
-    res = subprocess.run([sys.executable, "-m", "o1jax.train", f"--config={CONFIG}",
-                          f"--workdir={workdir}", "--config.progress_bar=False",
-                          "--config.eval.curve_points=3"], capture_output=True, text=True,
-                         cwd=ROOT, env=dict(os.environ, XLA_FLAGS=""), timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    with open(workdir / "metrics.jsonl") as f:
-        return workdir, [json.loads(line) for line in f]
 
 
 def forward_per_token(context):
@@ -38,8 +20,8 @@ def forward_per_token(context):
     return 2 * weights + 2 * 2 * L * H * DH * context
 
 
-def test_ledger_equals_a_hand_count(run):
-    _, rows = run
+def test_ledger_equals_a_hand_count(smoke_run):
+    _, rows = smoke_run
     sft = [r for r in rows if r["stage"] == "sft"]
     rl = [r for r in rows if r["stage"] == "rl"]
     # an SFT step: forward + backward (3 forwards) over the padded batch, causal mean context
@@ -58,8 +40,8 @@ def test_ledger_equals_a_hand_count(run):
         assert r["train_flops"] == pytest.approx(total, rel=1e-9)
 
 
-def test_curve_points_carry_the_flops_spent_so_far(run):
-    workdir, rows = run
+def test_curve_points_carry_the_flops_spent_so_far(smoke_run):
+    workdir, rows = smoke_run
     rl = {r["step"]: r for r in rows if r["stage"] == "rl"}
     steps = curve_steps(len(rl), 3)
     assert steps == [1, 2, 4]

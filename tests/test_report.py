@@ -44,3 +44,77 @@ def test_test_time_plot_has_a_panel_per_bin_and_the_overall_one(tmp_path):
                                                                             "level5")]
     img = matplotlib.image.imread(plot_test_time(rows, tmp_path / "t.png"))
     assert img.shape[1] == int(round(3 * 4.2 * 110)) and img[..., :3].std() > 0.05
+
+
+# ---------------------------------------------------------------- python -m o1jax.report
+def _page_refs(html_text):
+    import re
+    return re.findall(r'(?:src|href)="([^"]+)"', html_text)
+
+
+def _chromium():
+    import shutil
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_report_page_references_only_files_that_exist_and_renders(smoke_run, tmp_path, capsys):
+    import os
+    import subprocess
+
+    import pytest
+
+    from o1jax.report import main
+    workdir, _ = smoke_run
+    out = tmp_path / "page"
+    assert main(["--workdir", str(workdir), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "R0" in printed and "/decade" in printed
+    page = (out / "index.html").read_text()
+    refs = _page_refs(page)
+    assert "train_time_compute.png" in refs and "training_0.png" in refs
+    for ref in refs:
+        assert (out / ref).is_file(), ref
+    assert "<h2>Config</h2>" in page
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does)")
+    shot = tmp_path / "shot.png"
+    args = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    res = subprocess.run(args + [f"--screenshot={shot}", "--window-size=1200,2400",
+                                 f"file://{out / 'index.html'}"], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0 and os.path.getsize(shot) > 10_000, res.stderr[-2000:]
+    dom = subprocess.run(args + ["--dump-dom", f"file://{out / 'index.html'}"],
+                         capture_output=True, text=True, timeout=120).stdout
+    images = page.count("<img ")
+    assert f'data-broken-images="0" data-images="{images}"' in dom  # loaded in the browser
+
+
+def test_report_says_what_is_missing(tmp_path, capsys):
+    from o1jax.report import main
+    w = tmp_path / "w"
+    w.mkdir()
+    (w / "config.json").write_text(json.dumps({"data": {"task": "arithmetic"},
+                                               "eval": {"maj_k": 4}}))
+    (w / "metrics.jsonl").write_text(json.dumps({"stage": "rl", "step": 1,
+                                                 "reward_mean": 0.5}) + "\n")
+    assert main(["--workdir", str(w)]) == 0
+    out = capsys.readouterr().out
+    assert "no evaluations during RL" in out
+    page = (w / "report" / "index.html").read_text()
+    assert "No test-time results" in page and "No traces" in page
+
+
+def test_report_refuses_mixed_tasks_and_needs_out_for_several(tmp_path, capsys):
+    from o1jax.report import main
+    for name, task in (("a", "arithmetic"), ("b", "countdown")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(json.dumps({"data": {"task": task},
+                                                                 "eval": {"maj_k": 4}}))
+    args = ["--workdir", str(tmp_path / "a"), "--workdir", str(tmp_path / "b")]
+    assert main(args) == 2
+    assert "--out is required" in capsys.readouterr().err
+    assert main(args + ["--out", str(tmp_path / "o")]) == 2
+    assert "runs of different tasks" in capsys.readouterr().err
+    assert main(["--workdir", str(tmp_path / "nothing")]) == 2
+    assert "not a training workdir" in capsys.readouterr().err

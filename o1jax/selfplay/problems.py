@@ -74,15 +74,17 @@ class Bounds(NamedTuple):
     max_answer: float = 1e6
 
 
-def judge(text: str, bounds=Bounds()) -> Problem:
-    """Checks one proposal (already stripped of its stop token). Never raises on any text."""
+def judge(text: str, bounds=Bounds(), held_out_ok: bool = False) -> Problem:
+    """Checks one proposal (already stripped of its stop token). Never raises on any text.
+    ``held_out_ok``: a question of the held-out partition is accepted (to read an evaluation
+    problem's answer, never for self-play)."""
     try:
-        return _judge(text, Bounds(*bounds))
+        return _judge(text, Bounds(*bounds), held_out_ok)
     except (ParseError, ValueError, TypeError, ZeroDivisionError, RecursionError):
         return Problem("malformed")
 
 
-def _judge(text: str, b: Bounds) -> Problem:
+def _judge(text: str, b: Bounds, held_out_ok: bool) -> Problem:
     text = text.strip()
     if not text:
         return Problem("malformed")
@@ -94,11 +96,12 @@ def _judge(text: str, b: Bounds) -> Problem:
     if any(len(n.lstrip("0") or "0") > b.max_digits for n in numbers):
         return Problem("enormous")
     if m := _ARITH.match(text):
-        return _expression(_squash(m["expr"]), b)
+        return _expression(_squash(m["expr"]), b, held_out_ok)
     if m := _LINEAR.match(text):
-        return _linear(_squash(m["lhs"]), _squash(m["rhs"]), b)
+        return _linear(_squash(m["lhs"]), _squash(m["rhs"]), b, held_out_ok)
     if m := _COUNTDOWN.match(text):
-        return _countdown([int(n) for n in re.findall(r"\d+", m["nums"])], int(m["target"]), b)
+        return _countdown([int(n) for n in re.findall(r"\d+", m["nums"])], int(m["target"]), b,
+                          held_out_ok)
     return Problem("malformed")
 
 
@@ -133,7 +136,7 @@ def _commuted(expr: str) -> str | None:
     return f"{m[3]}{m[2]}{m[1]}" if m else None
 
 
-def _expression(expr: str, b: Bounds) -> Problem:
+def _expression(expr: str, b: Bounds, held_out_ok: bool) -> Problem:
     ops = _count_ops(expr)
     if ops > b.max_operators:
         return Problem("enormous")
@@ -149,7 +152,7 @@ def _expression(expr: str, b: Bounds) -> Problem:
         return Problem("out_of_range")
     question = f"{expr}=?"
     swapped = _commuted(expr)
-    if _held_out(question, *([f"{swapped}=?"] if swapped else [])):
+    if not held_out_ok and _held_out(question, *([f"{swapped}=?"] if swapped else [])):
         return Problem("held_out")
     key = min(expr, swapped or expr)
     return Problem("accepted", "fractions" if "/" in expr else "arithmetic", question, str(value),
@@ -161,7 +164,7 @@ def _max_digits(text: str) -> int:
     return max((len(n) for n in re.findall(r"\d+", text)), default=0)
 
 
-def _linear(lhs: str, rhs: str, b: Bounds) -> Problem:
+def _linear(lhs: str, rhs: str, b: Bounds, held_out_ok: bool) -> Problem:
     ops = _count_ops(lhs) + _count_ops(rhs)
     if ops > b.max_operators:
         return Problem("enormous")
@@ -181,7 +184,7 @@ def _linear(lhs: str, rhs: str, b: Bounds) -> Problem:
     if not (root.is_Rational and _in_range(root, b)):
         return Problem("out_of_range")
     question = f"Solve {lhs}={rhs}"
-    if _held_out(question):
+    if not held_out_ok and _held_out(question):
         return Problem("held_out")
     return Problem("accepted", "linear", question, str(root), "{}", question,
                    re.sub(r"\d+", "N", question), _max_digits(question), ops, _magnitude(root))
@@ -203,7 +206,7 @@ def reachable(numbers: list[int], target: int) -> bool:
     return search(tuple(sympy.Integer(n) for n in numbers))
 
 
-def _countdown(numbers: list[int], target: int, b: Bounds) -> Problem:
+def _countdown(numbers: list[int], target: int, b: Bounds, held_out_ok: bool) -> Problem:
     if not 3 <= len(numbers) <= 4:
         return Problem("malformed")
     if not 0 < target <= b.max_answer or min(numbers) < 1:
@@ -213,7 +216,7 @@ def _countdown(numbers: list[int], target: int, b: Bounds) -> Problem:
     if not reachable(numbers, target):
         return Problem("unsolvable")
     question = f"Use {', '.join(map(str, numbers))} to make {target}"
-    if _held_out(question):
+    if not held_out_ok and _held_out(question):
         return Problem("held_out")
     key = f"countdown:{sorted(numbers)}:{target}"
     return Problem("accepted", "countdown", question, str(target),

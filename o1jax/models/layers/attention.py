@@ -45,6 +45,17 @@ def project_qkv(x: jax.Array, p: dict, rope: tuple[jax.Array, jax.Array], num_he
     return apply_rope(q, *rope), k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)
 
 
+def attention_probs(q: jax.Array, k: jax.Array, key_mask: jax.Array) -> jax.Array:
+    """The attention weights ``attend`` uses, [B, H, T, S] f32 (query head h reads KV head
+    h // (H / KVH)), for looking inside a forward pass (o1jax/trace.py)."""
+    b, t, h, dh = q.shape
+    kvh = k.shape[1]
+    qg = q.reshape(b, t, kvh, h // kvh, dh).astype(jnp.float32)
+    scores = jnp.einsum("btkgd,bkds->bkgts", qg, k, preferred_element_type=jnp.float32)
+    scores = jnp.where(key_mask[:, None, None, :, :], scores * (dh ** -0.5), NEG_INF)
+    return jax.nn.softmax(scores, axis=-1).reshape(b, h, t, k.shape[-1])
+
+
 def attend(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array) -> jax.Array:
     """Softmax attention.
 
