@@ -193,6 +193,8 @@ def setup(cfg, workdir) -> Experiment:
     root = workdir_lib.resolve(workdir)
     workdir_lib.check_reachable(root, cfg.get("workdir_timeout", 60))
     workdir_lib.check_resume(root, cfg)
+    if jax.process_count() > 1:  # every process compares with the saved config before it changes
+        multihost_utils.sync_global_devices("o1jax: resume checked")
     if workdir_lib.is_writer():
         workdir_lib.write_text(root / "config.json", cfg.to_json_best_effort(indent=2))
         if cfg.model.get("hf_path"):
