@@ -247,7 +247,7 @@ def plot_training(rows: list[dict], out) -> epath.Path:
 def plot_attention(labels: list[str], matrix: np.ndarray, out, title: str) -> epath.Path:
     """One attention map: rows attend (queries) to columns (keys), tokens as tick labels."""
     n = len(labels)
-    fig, ax = plt.subplots(figsize=(min(14, 2 + 0.12 * n), min(14, 2 + 0.12 * n)))
+    fig, ax = plt.subplots(figsize=(min(8, 2 + 0.1 * n), min(8, 2 + 0.1 * n)))
     ax.imshow(matrix[:n, :n], cmap="viridis", vmin=0, vmax=max(float(matrix.max()), 1e-6))
     shown = [repr(t)[1:-1] for t in labels]
     ax.set_xticks(range(n), shown, rotation=90, fontsize=5)
