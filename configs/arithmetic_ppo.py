@@ -5,8 +5,9 @@ borrows (``data.slip_rate``; the true answers, which the verifier checks, are un
 teacher forcing yields a mediocre policy that copies the slips. PPO with a critic then optimises
 the verifier's reward (k3 KL to the SFT policy) and learns to keep the carries: RL exceeding its
 demonstrations is the contrast between GPT-style imitation and o1-style RL. Then a held-out
-evaluation (greedy and maj@16). About 12 minutes on 2 CPU cores (see README for the figures,
-and for the run with clean demonstrations, where PPO adds only 2.5 points).
+evaluation (greedy and maj@16), with 8 more along the way (the train-time curve). About 15
+minutes on 2 CPU cores (see README for the figures, and for the run with clean demonstrations,
+where PPO adds only 2.5 points).
 
     python -m o1jax.train --config configs/arithmetic_ppo.py --workdir /tmp/arith
 """
