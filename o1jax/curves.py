@@ -1,6 +1,6 @@
-"""The train-time curve of one or several runs: held-out accuracy against cumulative training
-FLOPs from a workdir's files, the fits of ``o1jax.scaling`` per run and over runs, and its plots
-(with pass@k of the SFT and RL checkpoints, and the training metrics over time)."""
+"""The train-time curve: where a run measures it (log-spaced held-out evaluations during RL,
+each with the FLOPs spent so far), and reading it back from one or several workdirs with the
+fits of ``o1jax.scaling`` per run and over runs (and pass@k of the SFT and RL checkpoints)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,42 @@ from etils import epath
 
 from o1jax import scaling
 from o1jax import workdir as wd
+from o1jax.evaluate import evaluate_stage
 
 PASS_AT_K_DIRS = {"SFT": ("passk_sft",), "RL": ("passk_rl", "eval")}
 TRAINING_PANELS = (("reward_mean", "reward"), ("kl", "KL to the reference"),
                    ("entropy", "entropy"), ("response_length_mean", "response length"),
                    ("clip_frac", "clip fraction"),
                    ("first_minibatch_logprob_mismatch", "log-prob mismatch (first minibatch)"))
+
+
+def curve_steps(num_iterations: int, points: int) -> list[int]:
+    """About ``points`` log-spaced iterations in [1, num_iterations], the last included: where
+    the train-time curve is measured."""
+    if points <= 0 or num_iterations <= 0:
+        return []
+    return sorted({int(round(x)) for x in np.geomspace(1, num_iterations, points)})
+
+
+def curve_path(workdir, step: int):
+    """WORKDIR/curve/step_NNNNNN.json: the train-time curve's evaluation at an RL step."""
+    return workdir / "curve" / f"step_{step:06d}.json"
+
+
+def curve_evaluation(exp):
+    """The RL loop's ``after_step``: at the log-spaced steps of ``curve_steps``, training's
+    held-out evaluation (``evaluate.evaluate_stage``: greedy, maj@k, pass@k, per difficulty bin)
+    with the cumulative training FLOPs at that point, in ``curve_path``."""
+    cfg = exp.cfg
+    steps = set(curve_steps(exp.rl.num_iterations, cfg.eval.get("curve_points", 0))
+                if cfg.eval.num_examples else ())
+
+    def after_step(state, step: int, metrics: dict) -> None:
+        if step in steps:
+            evaluate_stage(exp, "rl", state.policy, cfg.eval.maj_k, step,
+                           path=curve_path(exp.workdir, step),
+                           extra={"train_flops": metrics["train_flops"]})
+    return after_step
 
 
 class Run(NamedTuple):

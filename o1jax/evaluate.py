@@ -304,35 +304,6 @@ def evaluate_stage(exp, name: str, params: Params, maj_k: int, step: int,
     return result
 
 
-def curve_steps(num_iterations: int, points: int) -> list[int]:
-    """About ``points`` log-spaced iterations in [1, num_iterations], the last included: where
-    the train-time curve is measured."""
-    if points <= 0 or num_iterations <= 0:
-        return []
-    return sorted({int(round(x)) for x in np.geomspace(1, num_iterations, points)})
-
-
-def curve_path(workdir, step: int):
-    """WORKDIR/curve/step_NNNNNN.json: the train-time curve's evaluation at an RL step."""
-    return workdir / "curve" / f"step_{step:06d}.json"
-
-
-def curve_evaluation(exp):
-    """The RL loop's ``after_step``: at the log-spaced steps of ``curve_steps``, training's
-    held-out evaluation (greedy, maj@k, pass@k, per difficulty bin) with the cumulative training
-    FLOPs at that point, in ``curve_path``."""
-    cfg = exp.cfg
-    steps = set(curve_steps(exp.rl.num_iterations, cfg.eval.get("curve_points", 0))
-                if cfg.eval.num_examples else ())
-
-    def after_step(state, step: int, metrics: dict) -> None:
-        if step in steps:
-            evaluate_stage(exp, "rl", state.policy, cfg.eval.maj_k, step,
-                           path=curve_path(exp.workdir, step),
-                           extra={"train_flops": metrics["train_flops"]})
-    return after_step
-
-
 # ------------------------------------------------------------------------------------ CLI
 def parse_args(argv=None) -> argparse.Namespace:
     ints = lambda s: tuple(int(x) for x in s.split(",") if x.strip())  # noqa: E731

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from o1jax.evaluate import curve_steps
+from o1jax.curves import curve_steps
 
 # configs/smoke.py's model (base.py overrides of the tiny preset) and batch shapes
 V, D, L, H, KVH, DH, F = 320, 64, 1, 4, 2, 16, 192

@@ -12,7 +12,7 @@ from jax.experimental import multihost_utils
 
 from o1jax import experiment, flops, sharding
 from o1jax.data.pipeline import PromptPipeline, decode_example
-from o1jax.evaluate import curve_evaluation
+from o1jax.curves import curve_evaluation
 from o1jax.loop import run_loop
 from o1jax.metrics import rl_log_row
 from o1jax.models.transformer import Params
