@@ -80,6 +80,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.entropy_coef = 0.0
     c.rl.critic_warmup = 0
     c.rl.loss_agg = "token_mean"
+    c.rl.old_logprobs = "auto"       # recompute (a training forward pass) unless compute is f32
+    c.rl.tis_cap = ml_collections.FieldReference(None, field_type=float)
+    c.rl.micro_batch = 0             # rows per forward/backward pass (0: whole minibatch)
+    c.rl.vocab_chunk = 0             # log-probs this many vocabulary entries at a time (0: all)
     c.rl.rewards = ml_collections.ConfigDict({"correctness": 1.0, "format": 0.1})
 
     c.selfplay = ml_collections.ConfigDict()   # o1jax/selfplay/config.py says what each is

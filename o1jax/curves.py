@@ -19,7 +19,7 @@ PASS_AT_K_DIRS = {"SFT": ("passk_sft",), "RL": ("passk_rl", "eval")}
 TRAINING_PANELS = (("reward_mean", "reward"), ("kl", "KL to the reference"),
                    ("entropy", "entropy"), ("response_length_mean", "response length"),
                    ("clip_frac", "clip fraction"),
-                   ("first_minibatch_logprob_mismatch", "log-prob mismatch (first minibatch)"))
+                   ("logprob_mismatch_mean", "rollout vs training log-prob mismatch"))
 
 
 def curve_steps(num_iterations: int, points: int) -> list[int]:

@@ -216,13 +216,16 @@ class Transformer:
             return x, None
         return x, {"k": tuple(ks), "v": tuple(vs), "mask": kv_mask, "index": start + t}
 
+    def unembedding(self, params: Params) -> jax.Array:
+        """The policy head's matrix [D, V] (the embedding's transpose when tied)."""
+        return params["embed"].T if self.cfg.tie_embeddings else params["lm_head"]
+
     def head_out(self, params: Params, x: jax.Array) -> jax.Array:
         """Head on hidden states x: [B, T, D] -> logits [B, T, V] or values [B, T], both f32."""
         if self.head == "value":
             w = params["value_head"]["w"].astype(x.dtype)
             return (x @ w).astype(jnp.float32) + params["value_head"]["b"]
-        w = params["embed"].T if self.cfg.tie_embeddings else params["lm_head"]
-        logits = (x @ w.astype(x.dtype)).astype(jnp.float32)
+        logits = (x @ self.unembedding(params).astype(x.dtype)).astype(jnp.float32)
         return sharding.constrain(logits, self.mesh, ("act_batch", "act_length", "act_vocab"))
 
     def apply(self, params: Params, tokens: jax.Array, positions: jax.Array, mask: jax.Array,

@@ -10,12 +10,15 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+import jax.numpy as jnp
+
 from o1jax.rewards.functions import REWARDS
 from o1jax.rl import losses
 from o1jax.rollout.decoding import SamplingConfig
 
 ALGORITHMS = ("ppo", "grpo", "dr_grpo", "rloo", "reinforce_pp")
 KL_ESTIMATORS = ("k1", "k2", "k3")
+OLD_LOGPROBS = ("auto", "rollout", "recompute")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +54,14 @@ class RLConfig:
     entropy_coef: float = 0.0
     critic_warmup: int = 0          # PPO: iterations that train only the critic (veRL's option)
     loss_agg: str = "token_mean"
+    # numerics and memory
+    old_logprobs: str = "auto"      # rollout: the sampler's; recompute: a training forward pass
+                                    # (veRL's default); auto: recompute unless compute is f32
+    tis_cap: float | None = None    # truncated importance sampling: token weight
+                                    # min(pi_old / pi_rollout, cap), needs recomputed old log-probs
+    micro_batch: int = 0            # rows per forward/backward pass in scoring and update
+                                    # (gradients accumulated); 0: the whole (mini)batch at once
+    vocab_chunk: int = 0            # log-probs over this many vocabulary entries at a time; 0: all
 
     def __post_init__(self):
         object.__setattr__(self, "rewards", tuple((str(k), float(w)) for k, w in
@@ -63,10 +74,10 @@ class RLConfig:
         def bad(name, allowed):
             return f"{name}={getattr(self, name)!r}: {allowed}"
         for name, options in (("algorithm", ALGORITHMS), ("loss_agg", losses.AGGREGATIONS),
-                              ("kl_estimator", KL_ESTIMATORS)):
+                              ("kl_estimator", KL_ESTIMATORS), ("old_logprobs", OLD_LOGPROBS)):
             if getattr(self, name) not in options:
                 yield bad(name, f"one of {options}")
-        for name in ("num_iterations", "critic_warmup"):
+        for name in ("num_iterations", "critic_warmup", "micro_batch", "vocab_chunk"):
             if getattr(self, name) < 0:
                 yield bad(name, "must be >= 0")
         for name in ("batch_prompts", "group_size", "max_new_tokens", "epochs", "minibatches"):
@@ -87,6 +98,15 @@ class RLConfig:
             yield bad("dual_clip", "None or > 1 (e.g. 3.0)")
         if self.value_clip is not None and not self.value_clip > 0:
             yield bad("value_clip", "None or > 0")
+        if self.tis_cap is not None and not self.tis_cap >= 1:
+            yield bad("tis_cap", "None or >= 1 (e.g. 2.0)")
+        if self.tis_cap is not None and self.old_logprobs == "rollout":
+            yield ("tis_cap weighs tokens by pi_old / pi_rollout, which needs "
+                   "rl.old_logprobs='recompute' (or 'auto'), not 'rollout'")
+        if self.micro_batch and (self.rows // self.minibatches) % self.micro_batch:
+            yield (f"micro_batch={self.micro_batch} does not divide the "
+                   f"{self.rows // self.minibatches} rows of a minibatch (rl.batch_prompts * "
+                   "rl.group_size / rl.minibatches): choose a divisor of it, or 0")
         if self.kl_target is not None and not self.kl_target > 0:
             yield bad("kl_target", "None or > 0")
         if self.kl_target is not None and not self.kl_coef > 0:
@@ -125,6 +145,14 @@ class RLConfig:
     def uses_reference(self) -> bool:
         """A frozen reference policy is kept (and scored) only for a KL term."""
         return self.kl_coef > 0 or self.kl_target is not None
+
+    def recomputes_old_logprobs(self, compute_dtype) -> bool:
+        """Whether the old log-probs come from a training forward pass rather than the sampler:
+        always for ``recompute`` or a TIS cap; for ``auto`` when compute is not float32 (where
+        the sampler's and the trainer's numerics differ)."""
+        if self.old_logprobs == "auto":
+            return self.tis_cap is not None or str(jnp.dtype(compute_dtype)) != "float32"
+        return self.old_logprobs == "recompute"
 
     @property
     def reward_weights(self) -> dict[str, float]:

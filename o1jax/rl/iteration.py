@@ -8,7 +8,8 @@ It reads as its stages, each a named pure function with typed inputs and outputs
     reward   (Rollout, batch)        -> Scored    verifier reward per row (host callback)
     targets  (RLState, Rollout, Scored) -> Targets  reference log-probs, KL, values,
                                                   advantages, returns (no gradients)
-    update   (RLState, Targets)      -> RLState   E epochs x M minibatches of optax in lax.scan
+    update   (RLState, Targets)      -> RLState   E epochs x M minibatches of optax in lax.scan,
+                                                  gradients accumulated over micro-batches
     metrics                          -> dict      scalars for the log
 
 ``batch`` is {"tokens": [B, P], "mask": [B, P], "example_ids": [B]}; rows R = B * G.
@@ -33,7 +34,8 @@ from o1jax.rl.config import RLConfig
 from o1jax.rl.state import RLState, critic_model, optimizers, state_shardings
 from o1jax.rollout.decoding import SamplingConfig
 from o1jax.rollout.sampler import Rollout, sample
-from o1jax.rollout.scoring import prefix_values, token_logprobs
+from o1jax.rollout.scoring import (map_micro_batches, prefix_values, split_micro_batches,
+                                   token_logprobs)
 
 RewardFn = Callable[[Rollout, jax.Array], tuple[jax.Array, dict]]
 
@@ -49,12 +51,13 @@ class Targets(NamedTuple):
     tokens: jax.Array       # int32
     mask: jax.Array         # bool, real tokens
     resp: jax.Array         # bool, response tokens (the actions)
-    old_logp: jax.Array     # f32, log-probs at sampling time
+    old_logp: jax.Array     # f32, log-probs of the policy that sampled (see ``old_logprobs``)
     ref_logp: jax.Array     # f32, reference log-probs (old_logp without a reference)
     advantages: jax.Array   # f32
     old_values: jax.Array   # f32, critic value of the state before each token (0 without one)
     returns: jax.Array      # f32, GAE returns (0 without a critic)
     kl: jax.Array           # f32, per-token k1 estimate of KL(policy || reference)
+    is_weights: jax.Array   # f32, truncated importance weights (1 without rl.tis_cap)
 
 
 def rollout(state: RLState, batch: dict, key: jax.Array, *, policy: Transformer,
@@ -73,17 +76,64 @@ def _shift_right(x: jax.Array) -> jax.Array:
     return jnp.concatenate([jnp.zeros_like(x[:, :1]), x[:, :-1]], axis=1)
 
 
+MISMATCH_THRESHOLD = 0.01   # nats: a token's log-prob "differs" beyond this
+
+
+def logprob_mismatch(logp: jax.Array, other: jax.Array, mask: jax.Array,
+                     totals: tuple | None = None) -> dict:
+    """|logp - other| over the masked tokens: mean, max and the fraction over 0.01 nats (mean
+    and fraction over ``totals`` when given one micro-batch of a minibatch)."""
+    delta = jnp.where(mask, jnp.abs(logp - other), 0.0)
+    return {"mismatch_mean": losses.aggregate(delta, mask, totals=totals),
+            "mismatch_frac": losses.aggregate((delta > MISMATCH_THRESHOLD).astype(jnp.float32),
+                                              mask, totals=totals),
+            "mismatch_max": jnp.max(delta)}
+
+
+def score_logprobs(policy: Transformer, params, tokens: jax.Array, mask: jax.Array, *,
+                   cfg: RLConfig, temperature: float) -> jax.Array:
+    """Training-forward log-probs [R, T] of every row, ``cfg.micro_batch`` rows at a time."""
+    return map_micro_batches(
+        lambda t, m: token_logprobs(policy, params, t, m, temperature, cfg.vocab_chunk)[0],
+        cfg.micro_batch, tokens, mask)
+
+
+def old_logprobs(state: RLState, tokens: jax.Array, mask: jax.Array, resp: jax.Array,
+                 rollout_logp: jax.Array, *, policy: Transformer, cfg: RLConfig,
+                 temperature: float) -> tuple[jax.Array, jax.Array, jax.Array, dict]:
+    """(old, reference, importance weights, mismatch). The old log-probs are the sampler's, or
+    with ``cfg.recomputes_old_logprobs`` the training forward pass's on the same parameters, so
+    the first minibatch's ratio starts at 1 whatever the sampler's numerics (veRL's default);
+    mismatch = ``logprob_mismatch`` of the two over the whole batch (empty when not
+    recomputed). With ``cfg.tis_cap`` each token is weighted min(pi_old / pi_rollout, cap)."""
+    score = functools.partial(score_logprobs, policy, tokens=tokens, mask=mask, cfg=cfg,
+                              temperature=temperature)
+    old, mismatch = rollout_logp, {}
+    if cfg.recomputes_old_logprobs(policy.cfg.compute_dtype):
+        old = jnp.where(resp, score(state.policy), 0.0)
+        mismatch = logprob_mismatch(old, rollout_logp, resp)
+    ref = score(state.ref) if cfg.uses_reference else old
+    weights = jnp.ones_like(old)
+    if cfg.tis_cap is not None:
+        log_w = jnp.clip(old - rollout_logp, -losses.LOG_RATIO_CLAMP, losses.LOG_RATIO_CLAMP)
+        weights = jnp.where(resp, jnp.minimum(jnp.exp(log_w), cfg.tis_cap), 0.0)
+    return old, ref, weights, mismatch
+
+
 def targets(state: RLState, roll: Rollout, scored: Scored, *, policy: Transformer,
-            cfg: RLConfig, temperature: float) -> Targets:
-    """Reference log-probs and the KL to them, critic values, advantages and returns."""
+            cfg: RLConfig, temperature: float) -> tuple[Targets, dict]:
+    """Old and reference log-probs, the KL to the reference, critic values, advantages and
+    returns; and the rollout/training log-prob mismatch."""
     resp = roll.response_mask
-    old_logp = roll.logprobs
-    ref_logp = (token_logprobs(policy, state.ref, roll.tokens, roll.mask, temperature)[0]
-                if cfg.uses_reference else old_logp)
+    old_logp, ref_logp, is_weights, mismatch = old_logprobs(
+        state, roll.tokens, roll.mask, resp, roll.logprobs, policy=policy, cfg=cfg,
+        temperature=temperature)
     kl = jnp.where(resp, losses.kl_estimate(old_logp, ref_logp, "k1"), 0.0)
     kl_pen = state.kl_coef * kl if (cfg.uses_reference and cfg.kl_in_reward) else None
     if cfg.uses_critic:
-        values = prefix_values(critic_model(policy), state.critic, roll.tokens, roll.mask)
+        values = map_micro_batches(
+            lambda t, m: prefix_values(critic_model(policy), state.critic, t, m),
+            cfg.micro_batch, roll.tokens, roll.mask)
         old_values = jnp.where(resp, _shift_right(values), 0.0)
         tok_r = adv_lib.token_rewards(scored.rewards, resp, kl_pen)
         advantages, returns = adv_lib.gae(tok_r, old_values, resp, cfg.gamma, cfg.lam)
@@ -95,48 +145,78 @@ def targets(state: RLState, roll: Rollout, scored: Scored, *, policy: Transforme
             adv_lib.group_advantages(seq_r, cfg.group_size, cfg.algorithm), resp)
         old_values = returns = jnp.zeros_like(old_logp)
     return Targets(roll.tokens, roll.mask, resp, old_logp, ref_logp, advantages, old_values,
-                   returns, kl)
+                   returns, kl, is_weights), mismatch
 
 
-def policy_loss(params, mb: Targets, kl_coef: jax.Array, *, policy: Transformer, cfg: RLConfig,
-                temperature: float) -> tuple[jax.Array, dict]:
-    """Clipped surrogate (+ k-estimator KL term) - entropy bonus, and its statistics."""
-    logp, entropy = token_logprobs(policy, params, mb.tokens, mb.mask, temperature)
+def policy_loss(params, mb: Targets, totals: tuple, kl_coef: jax.Array, *, policy: Transformer,
+                cfg: RLConfig, temperature: float) -> tuple[jax.Array, dict]:
+    """Clipped surrogate (+ k-estimator KL term) - entropy bonus, and its statistics (with the
+    log-prob mismatch to the old log-probs and the largest |ratio - 1|)."""
+    logp, entropy = token_logprobs(policy, params, mb.tokens, mb.mask, temperature,
+                                   cfg.vocab_chunk)
     loss, stats = losses.ppo_policy_loss(logp, mb.old_logp, mb.advantages, mb.resp, cfg.clip_low,
-                                         cfg.clip_high, cfg.dual_clip, cfg.loss_agg)
-    stats["entropy"] = losses.aggregate(entropy, mb.resp, cfg.loss_agg)
+                                         cfg.clip_high, cfg.dual_clip, cfg.loss_agg,
+                                         mb.is_weights if cfg.tis_cap is not None else None,
+                                         totals)
+    stats["entropy"] = losses.aggregate(entropy, mb.resp, cfg.loss_agg, totals)
     if cfg.uses_reference and not cfg.kl_in_reward:
         kl = losses.aggregate(losses.kl_estimate(logp, mb.ref_logp, cfg.kl_estimator), mb.resp,
-                              cfg.loss_agg)
+                              cfg.loss_agg, totals)
         loss = loss + kl_coef * kl
-    stats["ratio_mismatch"] = losses.aggregate(jnp.abs(logp - mb.old_logp), mb.resp)
+    stats.update(logprob_mismatch(jax.lax.stop_gradient(logp), mb.old_logp, mb.resp, totals))
+    stats["ratio_dev_max"] = jnp.max(jnp.where(
+        mb.resp, jnp.abs(jnp.exp(jax.lax.stop_gradient(logp) - mb.old_logp) - 1.0), 0.0))
     return loss - cfg.entropy_coef * stats["entropy"], stats
 
 
-def critic_loss(params, mb: Targets, *, policy: Transformer, cfg: RLConfig) -> jax.Array:
+def critic_loss(params, mb: Targets, totals: tuple, *, policy: Transformer, cfg: RLConfig
+                ) -> tuple[jax.Array, dict]:
     values = _shift_right(prefix_values(critic_model(policy), params, mb.tokens, mb.mask))
     return losses.value_loss(values, mb.old_values, mb.returns, mb.resp, cfg.value_clip,
-                             cfg.loss_agg)
+                             cfg.loss_agg, totals), {}
+
+
+def accumulated_grads(loss_fn, params, mb: Targets, micro_batch: int):
+    """(loss, stats, grads) of ``loss_fn(params, mb, totals)`` over the minibatch, computed
+    ``micro_batch`` rows at a time with the gradients summed in f32 (``totals``: the whole
+    minibatch's denominators, so the sum is the minibatch's loss). Statistics named ``*_max``
+    are maxima over the micro-batches, the others sums."""
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    totals = losses.totals_of(mb.resp)
+    if not micro_batch or micro_batch >= mb.tokens.shape[0]:
+        (loss, stats), grads = grad_fn(params, mb, totals)
+        return loss, stats, grads
+
+    def add(carry, part):
+        (loss, stats), grads = grad_fn(params, part, totals)
+        return jax.tree.map(jnp.add, carry, (loss, grads)), stats
+
+    zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+    (loss, grads), stats = jax.lax.scan(add, zero, split_micro_batches(mb, micro_batch))
+    stats = {k: (jnp.max if k.endswith("_max") else jnp.sum)(v, axis=0) for k, v in stats.items()}
+    return loss, stats, grads
 
 
 def update(state: RLState, tg: Targets, key: jax.Array, *, policy: Transformer, cfg: RLConfig,
            temperature: float) -> tuple[RLState, dict]:
-    """E epochs x M minibatches of optax steps (policy, then critic) in ``lax.scan``. A step
+    """E epochs x M minibatches of optax steps (policy, then critic) in ``lax.scan``, each
+    minibatch's gradient accumulated over micro-batches of ``cfg.micro_batch`` rows. A step
     with a non-finite loss or gradient leaves its model unchanged and is counted. Returns the
     new state and the per-minibatch statistics, each [E, M]."""
     opt_p, opt_v = optimizers(cfg)
     p_loss = functools.partial(policy_loss, kl_coef=state.kl_coef, policy=policy, cfg=cfg,
                                temperature=temperature)
+    v_loss = functools.partial(critic_loss, policy=policy, cfg=cfg)
     train_policy = state.step >= (cfg.critic_warmup if cfg.uses_critic else 0)
 
     def minibatch_step(s: RLState, mb: Targets):
-        (pl, stats), grads = jax.value_and_grad(p_loss, has_aux=True)(s.policy, mb)
+        pl, stats, grads = accumulated_grads(p_loss, s.policy, mb, cfg.micro_batch)
         new_p, new_opt, ok = apply_if_finite(s.policy, s.policy_opt, grads, opt_p, pl)
         s = s.replace(policy=tree_select(train_policy, new_p, s.policy),
                       policy_opt=tree_select(train_policy, new_opt, s.policy_opt))
         out = dict(stats, policy_loss=pl, grad_norm=optax.tree.norm(grads))
         if cfg.uses_critic:
-            vl, vgrads = jax.value_and_grad(critic_loss)(s.critic, mb, policy=policy, cfg=cfg)
+            vl, _, vgrads = accumulated_grads(v_loss, s.critic, mb, cfg.micro_batch)
             critic, critic_opt, vok = apply_if_finite(s.critic, s.critic_opt, vgrads, opt_v, vl)
             s = s.replace(critic=critic, critic_opt=critic_opt)
             ok = ok & vok
@@ -162,8 +242,27 @@ def update(state: RLState, tg: Targets, key: jax.Array, *, policy: Transformer, 
     return new_state.replace(ref=state.ref, step=state.step + 1, kl_coef=kl_coef), stats
 
 
+MISMATCH_STATS = ("mismatch_mean", "mismatch_frac", "mismatch_max", "ratio_dev_max")
+
+
+def update_metrics(stats: dict, mismatch: dict) -> dict:
+    """The update's statistics as logged: each averaged over its E x M minibatches, and the
+    rollout/training log-prob mismatch (``logprob_mismatch_{mean,max,frac}``): over the whole
+    batch when the old log-probs were recomputed (``mismatch``), else measured at the first
+    minibatch (the training forward on the sampling parameters against the sampler's);
+    ``first_ratio_max_dev`` = max |ratio - 1| there (0 when the old log-probs are the
+    trainer's)."""
+    first = {k: stats[k][0, 0] for k in MISMATCH_STATS}
+    source = mismatch or first
+    return {"logprob_mismatch_mean": source["mismatch_mean"],
+            "logprob_mismatch_max": source["mismatch_max"],
+            "logprob_mismatch_frac": source["mismatch_frac"],
+            "first_ratio_max_dev": first["ratio_dev_max"],
+            **{k: jnp.mean(v) for k, v in stats.items() if k not in MISMATCH_STATS}}
+
+
 def metrics(before: RLState, after: RLState, roll: Rollout, scored: Scored, tg: Targets,
-            stats: dict, cfg: RLConfig) -> dict:
+            stats: dict, mismatch: dict, cfg: RLConfig) -> dict:
     """Scalars of one iteration: reward, KL, lengths, truncation, GRPO signal, update stats."""
     lengths = roll.lengths.astype(jnp.float32)
     groups = scored.rewards.reshape(-1, cfg.group_size)
@@ -176,8 +275,7 @@ def metrics(before: RLState, after: RLState, roll: Rollout, scored: Scored, tg: 
                                            .astype(jnp.float32)),
         "generated_tokens": jnp.sum(lengths),
         "skipped_updates": after.skipped_updates - before.skipped_updates,
-        "first_minibatch_logprob_mismatch": stats["ratio_mismatch"][0, 0],
-        **{k: jnp.mean(v) for k, v in stats.items() if k != "ratio_mismatch"},
+        **update_metrics(stats, mismatch),
         **scored.metrics,
     }
     if cfg.uses_critic:
@@ -198,10 +296,10 @@ def rl_iteration(state: RLState, batch: dict, key: jax.Array, *, policy: Transfo
     temperature = sampling.logprob_temperature
     roll = rollout(state, batch, k_roll, policy=policy, sampling=sampling)
     scored = reward(roll, batch, reward_fn, sampling.num_samples)
-    tg = targets(state, roll, scored, policy=policy, cfg=cfg, temperature=temperature)
+    tg, mismatch = targets(state, roll, scored, policy=policy, cfg=cfg, temperature=temperature)
     new_state, stats = update(state, tg, k_update, policy=policy, cfg=cfg,
                               temperature=temperature)
-    return new_state, metrics(state, new_state, roll, scored, tg, stats, cfg)
+    return new_state, metrics(state, new_state, roll, scored, tg, stats, mismatch, cfg)
 
 
 def make_iteration(policy: Transformer, cfg: RLConfig, reward_fn: RewardFn,

@@ -28,11 +28,10 @@ from o1jax.models.transformer import Transformer
 from o1jax.rl import advantages as adv_lib
 from o1jax.rl import losses
 from o1jax.rl.config import RLConfig
-from o1jax.rl.iteration import Targets, update
+from o1jax.rl.iteration import Targets, old_logprobs, update, update_metrics
 from o1jax.rl.state import RLState, state_shardings
 from o1jax.rollout.decoding import SamplingConfig
 from o1jax.rollout.sampler import Rollout, sample
-from o1jax.rollout.scoring import token_logprobs
 from o1jax.selfplay.config import SelfPlayConfig
 from o1jax.selfplay.problems import FEATURES, STATUSES
 from o1jax.selfplay.referee import DIVERSITY, Verdicts
@@ -71,7 +70,7 @@ def _pad_columns(x: jax.Array, width: int, value=0) -> jax.Array:
 
 def joint_targets(state: RLState, rolls: tuple[Rollout, Rollout], advs: tuple[jax.Array, ...],
                   trains: tuple[jax.Array, ...], *, policy: Transformer, cfg: RLConfig,
-                  temperature: float, pad_id: int) -> Targets:
+                  temperature: float, pad_id: int) -> tuple[Targets, dict]:
     """Both roles' rows as one batch of Targets (columns right-padded to the wider role); a row
     whose ``trains`` is False keeps no response tokens, so it adds nothing to the loss."""
     width = max(r.tokens.shape[1] for r in rolls)
@@ -80,13 +79,14 @@ def joint_targets(state: RLState, rolls: tuple[Rollout, Rollout], advs: tuple[ja
     mask = cat([_pad_columns(r.mask, width, False) for r in rolls])
     resp = cat([_pad_columns(r.response_mask, width, False) & t[:, None]
                 for r, t in zip(rolls, trains)])
-    old_logp = cat([_pad_columns(r.logprobs, width, 0.0) for r in rolls])
+    rollout_logp = cat([_pad_columns(r.logprobs, width, 0.0) for r in rolls])
     adv = adv_lib.broadcast_to_tokens(cat(list(advs)), resp)
-    ref_logp = (token_logprobs(policy, state.ref, tokens, mask, temperature)[0]
-                if cfg.uses_reference else old_logp)
+    old_logp, ref_logp, is_weights, mismatch = old_logprobs(
+        state, tokens, mask, resp, rollout_logp, policy=policy, cfg=cfg, temperature=temperature)
     kl = jnp.where(resp, losses.kl_estimate(old_logp, ref_logp, "k1"), 0.0)
     zeros = jnp.zeros_like(old_logp)
-    return Targets(tokens, mask, resp, old_logp, ref_logp, adv, zeros, zeros, kl)
+    return Targets(tokens, mask, resp, old_logp, ref_logp, adv, zeros, zeros, kl,
+                   is_weights), mismatch
 
 
 def selfplay_iteration(state: RLState, batch: dict, key: jax.Array, *, policy: Transformer,
@@ -125,7 +125,7 @@ def selfplay_iteration(state: RLState, batch: dict, key: jax.Array, *, policy: T
     gate = (pass_rate >= sp.gate_low) & (pass_rate <= sp.gate_high)
     problem_trains = ~proposed | gate
     solver_adv, proposer_adv = role_advantages(rewards, g, proposer_reward, cfg.algorithm)
-    tg = joint_targets(state, (proposals, roll), (proposer_adv, solver_adv),
+    tg, mismatch = joint_targets(state, (proposals, roll), (proposer_adv, solver_adv),
                        (jnp.ones_like(accepted), jnp.repeat(problem_trains, g)), policy=policy,
                        cfg=cfg, temperature=temperature, pad_id=pad_id)
 
@@ -133,7 +133,8 @@ def selfplay_iteration(state: RLState, batch: dict, key: jax.Array, *, policy: T
     new_state, stats = update(state, tg, k_update, policy=policy, cfg=cfg,
                               temperature=temperature)
     metrics = selfplay_metrics(state, new_state, proposals, verdicts, roll, solved,
-                               proposer_reward, proposed, problem_trains, tg, stats, g)
+                               proposer_reward, proposed, problem_trains, tg, stats, mismatch,
+                               g)
     results = {"status": verdicts.status, "tokens": verdicts.tokens, "mask": verdicts.mask,
                "pass_rate": fresh_rate}
     return new_state, metrics, results
@@ -148,7 +149,7 @@ def _mean_where(x: jax.Array, where: jax.Array) -> jax.Array:
 def selfplay_metrics(before: RLState, after: RLState, proposals: Rollout, verdicts: Verdicts,
                      roll: Rollout, solved: Solved, proposer_reward: jax.Array,
                      proposed: jax.Array, problem_trains: jax.Array, tg: Targets, stats: dict,
-                     g: int) -> dict:
+                     mismatch: dict, g: int) -> dict:
     """Scalars of one self-play iteration: the referee's verdicts by reason, proposal
     difficulty and diversity, each role's reward, the solver's accuracy on proposed and on seed
     problems, the gate, and the update's statistics."""
@@ -181,8 +182,7 @@ def selfplay_metrics(before: RLState, after: RLState, proposals: Rollout, verdic
         "generated_tokens": jnp.sum(lengths),
         "proposal_tokens": jnp.sum(proposals.lengths.astype(jnp.float32)),
         "skipped_updates": after.skipped_updates - before.skipped_updates,
-        "first_minibatch_logprob_mismatch": stats["ratio_mismatch"][0, 0],
-        **{k: jnp.mean(v) for k, v in stats.items() if k != "ratio_mismatch"},
+        **update_metrics(stats, mismatch),
         **solved.metrics,
     }
     return out
