@@ -92,10 +92,12 @@ def logprob_mismatch(logp: jax.Array, other: jax.Array, mask: jax.Array,
 
 def score_logprobs(policy: Transformer, params, tokens: jax.Array, mask: jax.Array, *,
                    cfg: RLConfig, temperature: float) -> jax.Array:
-    """Training-forward log-probs [R, T] of every row, ``cfg.micro_batch`` rows at a time."""
+    """Training-forward log-probs [R, T] of every row, as many rows at a time as the update's
+    forward pass takes (``cfg.micro_batch``, else a minibatch): the same shapes give the same
+    numerics, so recomputed old log-probs match the update's first forward pass exactly."""
     return map_micro_batches(
         lambda t, m: token_logprobs(policy, params, t, m, temperature, cfg.vocab_chunk)[0],
-        cfg.micro_batch, tokens, mask)
+        cfg.micro_batch or cfg.rows // cfg.minibatches, tokens, mask)
 
 
 def old_logprobs(state: RLState, tokens: jax.Array, mask: jax.Array, resp: jax.Array,

@@ -107,3 +107,100 @@ def test_nonfinite_update_is_skipped():
     np.testing.assert_array_equal(np.asarray(state.policy["embed"]), before)
     assert np.all(np.isfinite(np.asarray(state.policy["embed"])))
 
+
+
+@pytest.mark.parametrize("algorithm, loss_agg", [("ppo", "token_mean"),
+                                                  ("grpo", "seq_mean_token_sum"),
+                                                  ("grpo", "seq_mean_token_mean")])
+def test_micro_batches_equal_the_whole_minibatch(algorithm, loss_agg):
+    """Gradient accumulation over micro-batches of 2 rows (and vocabulary chunks) gives the
+    whole minibatch's losses and parameters: 32 rows, 2 minibatches of 16."""
+    key = jax.random.key(3)
+    results = []
+    for micro, chunk in ((0, 0), (2, 0), (4, 5)):
+        state, it = _setup(algorithm, loss_agg=loss_agg, micro_batch=micro, vocab_chunk=chunk,
+                           kl_coef=0.1, batch_prompts=4, group_size=8)
+        batch = {k: v[:4] for k, v in _batch(0).items()}
+        results.append(it(state, batch, key))
+    (ref_state, ref_m), others = results[0], results[1:]
+    for state, m in others:
+        for name in ("policy_loss", "entropy", "clip_frac", "approx_kl", "grad_norm", "kl",
+                     "logprob_mismatch_mean", "logprob_mismatch_max"):
+            np.testing.assert_allclose(m[name], ref_m[name], rtol=1e-4, atol=1e-6, err_msg=name)
+        if algorithm == "ppo":
+            np.testing.assert_allclose(m["value_loss"], ref_m["value_loss"], rtol=1e-4)
+        # four Adam steps (lr 3e-3): float noise in near-zero gradients moves a weight by
+        # up to a few percent of lr
+        for a, b in zip(jax.tree.leaves(state.policy), jax.tree.leaves(ref_state.policy)):
+            np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("loss_agg", ["token_mean", "seq_mean_token_sum", "seq_mean_token_mean"])
+def test_accumulated_gradients_equal_the_whole_minibatch(loss_agg):
+    from o1jax.rl import losses
+    from o1jax.rl.iteration import Targets, accumulated_grads, policy_loss
+    policy = Transformer(preset("tiny", vocab_size=V, max_seq_len=32))
+    params = policy.init(jax.random.key(0))
+    rs = np.random.RandomState(0)
+    tokens = jnp.asarray(rs.randint(1, V, (8, 10)), jnp.int32)
+    mask = jnp.ones((8, 10), bool)
+    resp = jnp.asarray(np.arange(10)[None] >= 4 + rs.randint(0, 5, (8, 1)))   # ragged
+    f = lambda *shape: jnp.asarray(rs.normal(size=shape) * 0.1, jnp.float32)  # noqa: E731
+    mb = Targets(tokens, mask, resp, f(8, 10) - 3, f(8, 10) - 3, f(8, 10), f(8, 10), f(8, 10),
+                 f(8, 10), jnp.ones((8, 10)))
+    cfg = RLConfig(algorithm="grpo", group_size=2, kl_coef=0.1, loss_agg=loss_agg,
+                   entropy_coef=0.01)
+    fn = lambda p, m, totals: policy_loss(p, m, totals, jnp.float32(0.1), policy=policy,  # noqa
+                                          cfg=cfg, temperature=1.0)
+    loss, stats, grads = accumulated_grads(fn, params, mb, 0)
+    direct = jax.grad(lambda p: fn(p, mb, losses.totals_of(mb.resp))[0])(params)
+    for micro in (1, 2, 4):
+        l_m, s_m, g_m = accumulated_grads(fn, params, mb, micro)
+        np.testing.assert_allclose(l_m, loss, rtol=1e-5)
+        np.testing.assert_allclose(s_m["entropy"], stats["entropy"], rtol=1e-5)
+        np.testing.assert_allclose(s_m["mismatch_max"], stats["mismatch_max"], rtol=1e-6)
+        for a, b, c in zip(jax.tree.leaves(g_m), jax.tree.leaves(grads), jax.tree.leaves(direct)):
+            np.testing.assert_allclose(a, b, atol=1e-7, rtol=1e-4)
+            np.testing.assert_allclose(b, c, atol=1e-7, rtol=1e-5)
+
+
+def test_bf16_recomputed_old_logprobs_start_the_ratio_at_one():
+    """bf16 compute: the sampler's log-probs differ from the training forward pass's; with the
+    old log-probs recomputed (the default for bf16) the first minibatch's ratio is 1."""
+    batch, key = _batch(0), jax.random.key(4)
+    out = {}
+    for mode in ("rollout", "auto"):
+        policy = Transformer(preset("tiny", vocab_size=V, max_seq_len=32, dtype="bfloat16"))
+        cfg = RLConfig(algorithm="grpo", batch_prompts=8, group_size=4, max_new_tokens=6,
+                       minibatches=2, old_logprobs=mode)
+        assert cfg.recomputes_old_logprobs(policy.cfg.compute_dtype) == (mode == "auto")
+        state = init_state(policy.init(jax.random.key(0)), cfg, jax.random.key(1))
+        it, _ = make_iteration(policy, cfg, toy_reward, stop_ids=(0,))
+        out[mode] = it(state, batch, key)[1]
+    assert float(out["auto"]["first_ratio_max_dev"]) <= 1e-6
+    assert float(out["rollout"]["first_ratio_max_dev"]) > 1e-3      # what recompute removes
+    # the mismatch is measured either way (whole batch / first minibatch) and is not zero
+    for mode in out:
+        assert float(out[mode]["logprob_mismatch_max"]) > 1e-3
+        assert 0 <= float(out[mode]["logprob_mismatch_frac"]) <= 1
+
+
+def test_truncated_importance_weights_are_capped_ratios():
+    from o1jax.rl.iteration import old_logprobs
+    policy = Transformer(preset("tiny", vocab_size=V, max_seq_len=32))
+    params = policy.init(jax.random.key(0))
+    cfg = RLConfig(algorithm="grpo", group_size=2, tis_cap=1.5)
+    state = init_state(params, cfg, jax.random.key(1))
+    tokens = jnp.asarray(np.random.RandomState(0).randint(1, V, (4, 8)), jnp.int32)
+    mask = jnp.ones((4, 8), bool)
+    resp = mask.at[:, :4].set(False)
+    from o1jax.rollout import token_logprobs
+    exact = token_logprobs(policy, params, tokens, mask)[0]
+    shift = jnp.asarray(np.random.RandomState(1).uniform(-1, 1, (4, 8)), jnp.float32)
+    old, ref, w, mismatch = old_logprobs(state, tokens, mask, resp, exact + shift,
+                                         policy=policy, cfg=cfg, temperature=1.0)
+    expect = np.where(resp, np.minimum(np.exp(-np.asarray(shift)), 1.5), 0.0)
+    np.testing.assert_allclose(w, expect, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(old, np.where(resp, exact, 0.0), atol=1e-6)
+    np.testing.assert_allclose(mismatch["mismatch_max"], np.abs(shift)[np.asarray(resp)].max(),
+                               rtol=1e-5)
