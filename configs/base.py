@@ -18,6 +18,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.workdir_timeout = 60           # seconds to reach (create) the workdir at start
     c.peak_flops_per_s = 0.0         # for the MFU metric; 0: measure a matmul at start
     c.init_from = ""                 # start from another run's policy: WORKDIR[:sft|:rl]
+    c.hardware = ""                  # what the config is sized for (v5p-64, v5e-8, h100x8):
+                                     # python -m o1jax.plan checks it fits
 
     c.model = ml_collections.ConfigDict()
     c.model.preset = "tiny"          # shapes (see o1jax.models.config.PRESETS)
@@ -34,6 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.slip_rate = 0.0           # arithmetic: demonstrator forgets a carry/borrow this often
     c.data.max_prompt_len = 12
     c.data.template = "{question}\n"
+    c.data.use_chat_template = False  # the template's text as the user turn of the model's chat
     c.data.data_dir = ""             # default: WORKDIR/tfds
     c.data.manual_dir = ""           # official files for gsm8k / math
 

@@ -11,6 +11,7 @@ from configs import base
 
 def get_config() -> ml_collections.ConfigDict:
     c = base.get_config()
+    c.hardware = "h100x8"
     c.mesh_shape = (1, -1, 1)        # FSDP over the 8 GPUs (NVLink all-gathers are cheap)
     c.model.preset = "qwen2.5-1.5b"
     c.model.hf_path = "/data/Qwen2.5-1.5B-Instruct"
@@ -30,7 +31,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.group_size = 4              # 512 sequences per iteration
     c.rl.max_new_tokens = 768
     c.rl.epochs = 1
-    c.rl.minibatches = 8
+    c.rl.minibatches = 8             # 64 sequences per optimizer step
+    c.rl.micro_batch = 16            # 2 sequences per GPU per forward/backward
+    c.rl.vocab_chunk = 8192
     c.rl.policy_lr = 1e-6            # veRL's defaults: critic several times the actor
     c.rl.value_lr = 5e-6
     c.rl.gamma = 1.0

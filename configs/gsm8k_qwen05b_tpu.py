@@ -11,6 +11,7 @@ from configs import base
 
 def get_config() -> ml_collections.ConfigDict:
     c = base.get_config()
+    c.hardware = "v5e-8"
     c.mesh_shape = (1, -1, 1)        # pure FSDP over every chip: 0.5B needs no tensor parallelism
     c.model.preset = "qwen2.5-0.5b"  # shapes, for abstract checks; weights come from hf_path
     c.model.hf_path = "/data/Qwen2.5-0.5B-Instruct"   # local HF download (config.json, weights)

@@ -13,6 +13,7 @@ import logging
 import signal
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
@@ -20,6 +21,11 @@ from o1jax import sharding
 from o1jax.optim import tree_all_finite
 
 log = logging.getLogger(__name__)
+
+# One compiled program over the whole state: eager checks would dispatch one reduction (each
+# with its own collectives) per sharded leaf while other work is in flight, which deadlocked
+# XLA's CPU all-reduce rendezvous on meshes with data = 1.
+_state_is_finite = jax.jit(tree_all_finite)
 
 
 class Checkpointer:
@@ -40,7 +46,7 @@ class Checkpointer:
             return False
         if step in self.manager.all_steps():
             return False
-        if not bool(tree_all_finite(state)):
+        if not bool(_state_is_finite(state)):
             log.warning("step %d: state has non-finite values, not checkpointed", step)
             return False
         self.manager.save(step, args=ocp.args.Composite(

@@ -14,7 +14,7 @@ from etils import epath
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from o1jax import sharding
+from o1jax import plan, sharding
 from o1jax import workdir as workdir_lib
 from o1jax.data import builders, tasks
 from o1jax.models import Transformer, hf, preset
@@ -59,11 +59,19 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
         raise ConfigError(f"selfplay.enabled: self-play proposes problems in the forms of the "
                           f"synthetic tasks ({', '.join(tasks.TASKS)}), not data.task="
                           f"{cfg.data.task!r}")
+    _check_data(cfg.data)
+    _check_shapes(cfg, rl)
     if cfg.get("init_from") and cfg.model.get("hf_path"):
         raise ConfigError("init_from and model.hf_path both give the initial weights: set one")
+    if cfg.get("hardware"):
+        try:
+            plan.parse_hardware(cfg.hardware)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     if cfg.on_nonfinite not in NONFINITE_POLICIES:
         raise ConfigError(f"on_nonfinite={cfg.on_nonfinite!r}: one of {NONFINITE_POLICIES}")
-    for field in ("sft.num_steps", "sft.warmup_steps", "eval.num_examples", "eval.maj_k"):
+    for field in ("sft.num_steps", "sft.warmup_steps", "eval.num_examples", "eval.maj_k",
+                  "eval.curve_points"):
         block, name = field.split(".")
         if cfg[block][name] < 0:
             raise ConfigError(f"{field}={cfg[block][name]}: must be >= 0")
@@ -86,7 +94,57 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
     if rl.rows % data_par:
         raise ConfigError(f"rl.batch_prompts * rl.group_size = {rl.rows} is not divisible by the "
                           f"{data_par} data-parallel devices of mesh_shape {mesh_shape}")
+    selfplay = cfg.get("selfplay") and cfg.selfplay.enabled
+    if not selfplay and rl.batch_prompts % data_par:
+        raise ConfigError(f"rl.batch_prompts={rl.batch_prompts}: the prompt batch is split over "
+                          f"the {data_par} data x fsdp devices of mesh_shape {mesh_shape}; use a "
+                          "multiple of it")
+    if rl.micro_batch % data_par:
+        raise ConfigError(f"rl.micro_batch={rl.micro_batch}: each micro-batch is split over the "
+                          f"{data_par} data x fsdp devices of mesh_shape {mesh_shape}; use a "
+                          "multiple of it")
     return rl
+
+
+DATASETS = tuple(tasks.TASKS) + ("gsm8k", "math", "jsonl")
+
+
+def _check_data(data) -> None:
+    """The data block: a known task, a template with its question, the files a task needs."""
+    if data.task not in DATASETS:
+        raise ConfigError(f"data.task={data.task!r}: one of {DATASETS}")
+    if "{question}" not in data.template:
+        raise ConfigError(f"data.template={data.template!r} has no {{question}} field to put the "
+                          "problem in")
+    if data.task == "jsonl" and not data.get("train_path"):
+        raise ConfigError("data.task='jsonl' needs data.train_path (and data.test_path)")
+    if data.task in ("gsm8k", "math") and not data.get("manual_dir"):
+        raise ConfigError(f"data.task={data.task!r} needs data.manual_dir: the directory of the "
+                          "official files (see README, 'Real data')")
+
+
+def model_shapes(cfg):
+    """The model's ModelConfig as the config names it (``model.preset`` + overrides; with
+    ``model.hf_path`` the preset stands for the downloaded model's shapes)."""
+    try:
+        return preset(cfg.model.preset, **dict(cfg.model.get("overrides", {})))
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"model: {e}") from None
+
+
+def _check_shapes(cfg, rl: RLConfig) -> None:
+    """Lengths that fit the model's context and a vocabulary chunk that fits its vocabulary."""
+    m = model_shapes(cfg)
+    if rl.vocab_chunk > m.vocab_size:
+        raise ConfigError(f"rl.vocab_chunk={rl.vocab_chunk} is above the vocabulary "
+                          f"({m.vocab_size}); use at most that, or 0")
+    for new in ("rl.max_new_tokens", "eval.max_new_tokens"):
+        block, name = new.split(".")
+        total = cfg.data.max_prompt_len + cfg[block][name]
+        if total > m.max_seq_len:
+            raise ConfigError(f"data.max_prompt_len + {new} = {total} is above the model's "
+                              f"max_seq_len={m.max_seq_len}: shorten one, or raise "
+                              "model.overrides.max_seq_len")
 
 
 def build_model(cfg, mesh, abstract: bool = False) -> tuple[Transformer, Tokenizer]:
@@ -106,6 +164,12 @@ def build_model(cfg, mesh, abstract: bool = False) -> tuple[Transformer, Tokeniz
         except (ValueError, TypeError) as e:
             raise ConfigError(f"model: {e}") from None
         tokenizer = byte_tokenizer()
+    if cfg.data.get("use_chat_template") and not abstract:
+        if not tokenizer.chat_template:
+            raise ConfigError("data.use_chat_template=True but the tokenizer has no chat "
+                              "template (the byte tokenizer never has one; use a model.hf_path "
+                              "whose tokenizer_config.json has chat_template)")
+        tokenizer.use_chat_template = True
     if mcfg.vocab_size < tokenizer.vocab_size:
         raise ConfigError(f"model.vocab_size={mcfg.vocab_size} is smaller than the tokenizer's "
                           f"{tokenizer.vocab_size}")

@@ -25,6 +25,12 @@ def matmul_peak_flops(n: int = 2048, dtype=jnp.float32, repeats: int = 7) -> flo
     return 2 * n ** 3 / best
 
 
+def peak_flops_per_s(cfg, model: ModelConfig) -> float:
+    """The peak MFU is measured against: ``peak_flops_per_s`` of the config, else a measured
+    matmul in the model's compute dtype (a bf16 run against the bf16 peak, not the f32 one)."""
+    return cfg.get("peak_flops_per_s") or matmul_peak_flops(1024, dtype=model.compute_dtype)
+
+
 def rollout_flops(model: ModelConfig, prompt_tokens: float, generated_tokens: float,
                   context: float) -> float:
     """Prefill plus decode: forward FLOPs of every prompt and generated token, attention over

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import tqdm
 from etils import epath
@@ -30,8 +31,14 @@ class MetricsWriter:
         if self.enabled:
             self._truncate_after(resume_from)
             self.tb = SummaryWriter(str(epath.Path(workdir) / "tensorboard" / stage))
+        # a bar redrawn in place on a terminal; in a log (stderr not a tty) a line every 5%
+        # of the run instead, not one per redraw
+        show = console and self.enabled
+        self.tty = sys.stderr.isatty()
+        self.total, self.log_every = total_steps, max(1, total_steps // 20)
+        self.log_lines = show and not self.tty
         self.bar = tqdm.tqdm(total=total_steps, initial=resume_from, desc=stage,
-                             disable=not (console and self.enabled), dynamic_ncols=True)
+                             disable=not (show and self.tty), dynamic_ncols=True)
 
     def _truncate_after(self, step: int) -> None:
         """On resume, drop lines of this stage past the restored step (they are recomputed);
@@ -59,9 +66,13 @@ class MetricsWriter:
         for k, v in row.items():
             if isinstance(v, float) and math.isfinite(v):
                 self.tb.add_scalar(f"{self.stage}/{k}", v, step)
-        shown = {k: row[k] for k in ("reward_mean", "accuracy", "loss", "kl") if k in row}
-        self.bar.set_postfix({k: f"{v:.3f}" for k, v in shown.items()}, refresh=False)
+        shown = {k: f"{row[k]:.3f}" for k in ("reward_mean", "accuracy", "loss", "kl")
+                 if isinstance(row.get(k), float)}
+        self.bar.set_postfix(shown, refresh=False)
         self.bar.update(1)
+        if self.log_lines and (step % self.log_every == 0 or step == self.total):
+            print(f"{self.stage} {step}/{self.total} " + " ".join(
+                f"{k}={v}" for k, v in shown.items()), file=sys.stderr, flush=True)
 
     def flush(self, force: bool = False) -> None:
         """Makes the rows written so far durable (a gs:// file is rewritten whole)."""
@@ -94,7 +105,9 @@ def rl_log_row(metrics: dict, seconds: float, flops: float, peak_flops_per_s: fl
 
 
 def _jsonable(v):
+    """A JSON value: a non-finite float becomes null (JSON has no NaN; "nan" strings would
+    break every reader that expects a number)."""
     v = float(v) if hasattr(v, "__float__") else v
     if isinstance(v, float) and not math.isfinite(v):
-        return str(v)
+        return None
     return v

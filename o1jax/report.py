@@ -132,7 +132,7 @@ def plot_selfplay(workdir, out=None) -> epath.Path:
     x = [r["step"] for r in rows]
 
     def series(key):
-        return [float(r.get(key, "nan")) for r in rows]
+        return [_num(r.get(key)) for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     for key, label in (("proposer/digits", "digits (accepted proposals)"),
                        ("proposer/operators", "operators"),

@@ -2,7 +2,7 @@
 """GPU cluster launcher: writes (and submits) a SLURM batch script that starts one o1jax process
 per host; ``jax.distributed.initialize()`` reads the SLURM environment to connect them.
 
-    python scripts/slurm.py --nodes 2 --gpus-per-node 8 --config configs/math_h100.py \\
+    python scripts/slurm.py --nodes 2 --gpus-per-node 8 --config configs/gsm8k_h100x8.py \\
         --workdir /shared/runs/math [--partition gpu] [--submit]
 """
 

@@ -19,7 +19,11 @@ import shlex
 import subprocess
 import sys
 
-RUNTIME = "tpu-ubuntu2204-base"
+# TPU VM software versions by generation (Cloud TPU's "TPU software versions" page): v2-v4
+# run tpu-ubuntu2204-base; v5e, v5p and v6e have their own images.
+RUNTIMES = {"v5litepod": "v2-alpha-tpuv5-lite", "v5e": "v2-alpha-tpuv5-lite",
+            "v5p": "v2-alpha-tpuv5", "v6e": "v2-alpha-tpuv6e"}
+DEFAULT_RUNTIME = "tpu-ubuntu2204-base"
 JAX_TPU = ('pip install "jax[tpu]==0.10.2" '
            "-f https://storage.googleapis.com/jax-releases/libtpu_releases.html")
 
@@ -31,7 +35,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--zone", required=True)
     ap.add_argument("--project", default=None)
     ap.add_argument("--type", default="v4-8", help="accelerator type, e.g. v4-8, v5litepod-8")
-    ap.add_argument("--version", default=RUNTIME, help="TPU VM runtime version")
+    ap.add_argument("--version", default=None,
+                    help="TPU VM software version (default: the one for --type's generation)")
     ap.add_argument("--queued", action="store_true", help="use a queued resource")
     ap.add_argument("--spot", action="store_true")
     ap.add_argument("--repo", default="https://github.com/o1jax/o1jax")
@@ -41,7 +46,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--overrides", default="",
                     help='extra flags, written --overrides="--config.seed=1 ..."')
     ap.add_argument("--dry-run", action="store_true")
-    return ap.parse_args(argv)
+    a = ap.parse_args(argv)
+    if a.version is None:
+        a.version = runtime_version(a.type)
+    return a
+
+
+def runtime_version(accelerator_type: str) -> str:
+    """The software version Cloud TPU lists for a type's generation (v5p-64 -> v2-alpha-tpuv5)."""
+    return RUNTIMES.get(accelerator_type.split("-")[0], DEFAULT_RUNTIME)
 
 
 def _scope(a) -> list[str]:

@@ -18,6 +18,20 @@ from o1jax.experiment import ConfigError, build_model, check_config
     ("eval.temperature", 0.0, "eval.temperature=0.0: must be > 0"),
     ("sft.batch_size", 0, "sft.batch_size=0: must be >= 1"),
     ("data.slip_rate", 2.0, "data.slip_rate"),
+    ("data.task", "gsm9k", "data.task='gsm9k': one of"),
+    ("data.template", "Q:\n", "data.template='Q:\\n' has no {question}"),
+    ("data.task", "gsm8k", "data.task='gsm8k' needs data.manual_dir"),
+    ("data.task", "jsonl", "needs data.train_path"),
+    ("data.max_prompt_len", 60, "data.max_prompt_len + rl.max_new_tokens = 76 is above the "
+                                "model's max_seq_len=64"),
+    ("eval.max_new_tokens", 60, "data.max_prompt_len + eval.max_new_tokens = 72"),
+    ("eval.curve_points", -1, "eval.curve_points=-1: must be >= 0"),
+    ("model.preset", "gpt5", "model: unknown model preset 'gpt5'"),
+    ("rl.old_logprobs", "trainer", "rl.old_logprobs='trainer': one of"),
+    ("rl.tis_cap", 0.5, "rl.tis_cap=0.5: None or >= 1"),
+    ("rl.micro_batch", 4, "rl.micro_batch=4: each micro-batch is split over the 8"),
+    ("rl.micro_batch", -8, "rl.micro_batch=-8: must be >= 0"),
+    ("rl.vocab_chunk", 321, "rl.vocab_chunk=321 is above the vocabulary (320)"),
 ])
 def test_bad_field_is_named(field, value, match):
     cfg = smoke.get_config()
@@ -29,6 +43,21 @@ def test_bad_field_is_named(field, value, match):
     with pytest.raises(ConfigError) as e:
         check_config(cfg, 8)
     assert match in str(e.value)
+
+
+def test_prompt_batch_must_split_over_the_data_devices():
+    cfg = smoke.get_config()
+    cfg.rl.batch_prompts, cfg.rl.group_size = 4, 4     # 16 rows divide, 4 prompts do not
+    with pytest.raises(ConfigError, match="rl.batch_prompts=4: the prompt batch is split over "
+                                          "the 8 data x fsdp devices"):
+        check_config(cfg, 8)
+
+
+def test_tis_needs_recomputed_old_logprobs():
+    cfg = smoke.get_config()
+    cfg.rl.tis_cap, cfg.rl.old_logprobs = 2.0, "rollout"
+    with pytest.raises(ConfigError, match="tis_cap weighs tokens by pi_old / pi_rollout"):
+        check_config(cfg, 8)
 
 
 def test_good_config_returns_its_rl_settings():
@@ -125,3 +154,26 @@ def test_init_from_starts_from_another_runs_policy(tmp_path):
     cfg.init_from = f"{tmp_path / 'a'}:rl"
     with pytest.raises(ConfigError, match="init_from=.*no RL checkpoints"):
         initial_params(cfg, policy)
+
+
+def test_use_chat_template_reaches_the_prompts(qwen2_dir, tmp_path):
+    import json
+    import shutil
+    from o1jax.data.pipeline import render_prompt
+    cfg = smoke.get_config()
+    cfg.data.use_chat_template = True
+    with pytest.raises(ConfigError, match="data.use_chat_template=True but the tokenizer has no"):
+        build_model(cfg, None)
+    model_dir = tmp_path / "chat"
+    shutil.copytree(qwen2_dir, model_dir)
+    tok_cfg = json.loads((model_dir / "tokenizer_config.json").read_text())
+    tok_cfg["chat_template"] = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n"
+                                "{% endfor %}<|assistant|>")
+    (model_dir / "tokenizer_config.json").write_text(json.dumps(tok_cfg))
+    cfg.model.hf_path = str(model_dir)
+    cfg.model.overrides = {}
+    _, tok = build_model(cfg, None)
+    assert render_prompt("1+1?", tok, "Q: {question}") == "<|user|>Q: 1+1?\n<|assistant|>"
+    cfg.data.use_chat_template = False
+    _, tok = build_model(cfg, None)
+    assert render_prompt("1+1?", tok, "Q: {question}") == "Q: 1+1?"

@@ -76,3 +76,18 @@ def test_prefill_and_decode_flops_equal_a_count_token_by_token():
     assert flops.prefill_flops(cfg, p) == pytest.approx(prefill, rel=1e-12)
     assert flops.decode_flops(cfg, p, g) == pytest.approx(decode, rel=1e-12)
     assert flops.decode_flops(cfg, p, 1) == 0 and flops.decode_flops(cfg, p, 0) == 0
+
+
+def test_mfu_peak_is_measured_in_the_compute_dtype(monkeypatch):
+    import ml_collections
+    from o1jax import flops
+    from o1jax.models import preset
+    seen = []
+    monkeypatch.setattr(flops, "matmul_peak_flops",
+                        lambda n, dtype: seen.append(jnp.dtype(dtype)) or 1.0)
+    cfg = ml_collections.ConfigDict({"peak_flops_per_s": 0.0})
+    flops.peak_flops_per_s(cfg, preset("tiny", dtype="bfloat16"))
+    flops.peak_flops_per_s(cfg, preset("tiny"))
+    assert seen == [jnp.dtype("bfloat16"), jnp.dtype("float32")]
+    cfg.peak_flops_per_s = 5e14
+    assert flops.peak_flops_per_s(cfg, preset("tiny", dtype="bfloat16")) == 5e14

@@ -14,16 +14,29 @@ def _rows(workdir):
         return [json.loads(line) for line in f]
 
 
-def test_rows_are_written_and_non_finite_values_are_strings(tmp_path):
+def test_rows_are_written_and_non_finite_values_are_null(tmp_path):
     w = MetricsWriter(str(tmp_path), 3, stage="sft", console=False)
     w.write(1, {"loss": 2.5, "grad_norm": float("nan")})
     w.write(2, {"loss": 1.5, "grad_norm": float("inf")})
     w.close()
     assert _rows(tmp_path) == [
-        {"stage": "sft", "step": 1, "loss": 2.5, "grad_norm": "nan"},
-        {"stage": "sft", "step": 2, "loss": 1.5, "grad_norm": "inf"}]
+        {"stage": "sft", "step": 1, "loss": 2.5, "grad_norm": None},
+        {"stage": "sft", "step": 2, "loss": 1.5, "grad_norm": None}]
+    with open(tmp_path / "metrics.jsonl") as f:
+        assert "NaN" not in f.read()   # strict JSON: readers outside Python parse it too
     events = [f for _, _, fs in os.walk(tmp_path / "tensorboard" / "sft") for f in fs]
     assert any(f.startswith("events.out.tfevents") for f in events)
+
+
+def test_progress_in_a_log_is_a_line_every_five_percent(tmp_path, capsys):
+    """stderr is not a terminal under pytest: 200 steps give 20 lines, not a redraw each."""
+    w = MetricsWriter(str(tmp_path), 200, stage="rl", console=True)
+    for step in range(1, 201):
+        w.write(step, {"reward_mean": 0.5, "kl": float("nan")})
+    w.close()
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(lines) == 20 and "\r" not in "".join(lines)
+    assert lines[0] == "rl 10/200 reward_mean=0.500" and lines[-1].startswith("rl 200/200")
 
 
 def test_resume_drops_only_this_stages_rows_past_the_restored_step(tmp_path):

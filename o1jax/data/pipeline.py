@@ -25,9 +25,13 @@ def decode_example(ex: dict) -> dict:
 
 
 def render_prompt(question: str, tokenizer: Tokenizer, template: str = PLAIN_TEMPLATE,
-                  use_chat_template: bool = False, system: str | None = None) -> str:
-    """The prompt text for a question: a format string with ``{question}``, or the tokenizer's
-    own chat template (rendered in a Jinja sandbox, with the generation prompt appended)."""
+                  use_chat_template: bool | None = None, system: str | None = None) -> str:
+    """The prompt text for a question: a format string with ``{question}``, or that text as
+    the user's message in the tokenizer's own chat template (rendered in a Jinja sandbox, with
+    the generation prompt appended). ``use_chat_template`` None: as the tokenizer says
+    (``tokenizer.use_chat_template``, set from ``data.use_chat_template``)."""
+    if use_chat_template is None:
+        use_chat_template = tokenizer.use_chat_template
     if not use_chat_template:
         return template.format(question=question)
     if not tokenizer.chat_template:
@@ -57,7 +61,7 @@ class PromptPipeline:
 
     def __init__(self, source: Any, tokenizer: Tokenizer, global_batch: int,
                  max_prompt_len: int, seed: int = 0, template: str = PLAIN_TEMPLATE,
-                 use_chat_template: bool = False, process_index: int = 0,
+                 use_chat_template: bool | None = None, process_index: int = 0,
                  process_count: int = 1, add_special_tokens: bool = True):
         if global_batch % process_count:
             raise ValueError(f"global batch {global_batch} is not divisible by the "

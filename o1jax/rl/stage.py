@@ -5,6 +5,7 @@ checking a real-hardware config on a CPU."""
 from __future__ import annotations
 
 import time
+from typing import NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -15,8 +16,9 @@ from o1jax.data.pipeline import PromptPipeline, decode_example
 from o1jax.curves import curve_evaluation
 from o1jax.loop import run_loop
 from o1jax.metrics import rl_log_row
-from o1jax.models.transformer import Params
+from o1jax.models.transformer import Params, Transformer
 from o1jax.rewards.in_graph import make_reward_callback
+from o1jax.rl.config import RLConfig
 from o1jax.rl.iteration import make_iteration
 from o1jax.rl.state import RLState, init_state
 
@@ -35,9 +37,10 @@ def run_rl(exp: experiment.Experiment, params: Params) -> tuple[RLState, bool]:
     iteration, shardings = make_iteration(policy, rl, reward_fn, tok.stop_ids, tok.pad_id)
     state = jax.device_put(init_state(params, rl, jax.random.key(cfg.seed + 1)), shardings)
     base_key = jax.random.key(cfg.seed)
-    peak = cfg.get("peak_flops_per_s") or flops.matmul_peak_flops(1024)
+    peak = flops.peak_flops_per_s(cfg, policy.cfg)
 
     def step(state, i):
+        cut_before = pipeline.truncated_prompts
         b = pipeline.next_batch()
         batch = sharding.host_local_to_global(exp.mesh, {
             "tokens": b.tokens, "mask": b.mask, "example_ids": b.indices.astype(np.int32)})
@@ -45,23 +48,33 @@ def run_rl(exp: experiment.Experiment, params: Params) -> tuple[RLState, bool]:
         state, metrics = iteration(state, batch, jax.random.fold_in(base_key, i))
         metrics = jax.device_get(metrics)
         seconds = time.perf_counter() - t
-        prompt_tokens = float(np.sum(multihost_utils.process_allgather(b.mask.sum())))
-        work = flops.rl_iteration_flops(policy.cfg, rl, prompt_tokens,
+        # the batch's prompt tokens and prompts cut to data.max_prompt_len, over all processes
+        prompt_tokens, truncated = np.sum(multihost_utils.process_allgather(np.array(
+            [b.mask.sum(), pipeline.truncated_prompts - cut_before], np.int64)).reshape(-1, 2), 0)
+        work = flops.rl_iteration_flops(policy.cfg, rl, float(prompt_tokens),
                                         float(metrics["generated_tokens"]), rl.rows,
                                         b.tokens.shape[1] + rl.max_new_tokens)
-        return state, dict(rl_log_row(metrics, seconds, work, peak), prompt_tokens=prompt_tokens)
+        return state, dict(rl_log_row(metrics, seconds, work, peak),
+                           prompt_tokens=float(prompt_tokens), truncated_prompts=int(truncated))
 
     return run_loop(cfg, exp.workdir, "rl", state, pipeline, step, rl.num_iterations,
                     curve_evaluation(exp))
 
 
-def lower_rl_step(cfg) -> jax.stages.Lowered:
-    """The compiled RL iteration of ``cfg`` lowered on the current devices, all abstractly
-    (nothing allocated, no checkpoint or data read): mesh, parameter and state shapes, batch
-    shapes. A config check for real hardware run on CPU with fake devices, and the input of
-    memory planning."""
-    rl = experiment.check_config(cfg, jax.device_count())
-    mesh = sharding.make_mesh(cfg.mesh_shape)
+class LoweredStep(NamedTuple):
+    lowered: jax.stages.Lowered
+    policy: Transformer      # with its mesh
+    rl: RLConfig
+
+
+def lower_rl_step(cfg, devices: Sequence[jax.Device] | None = None) -> LoweredStep:
+    """The compiled RL iteration of ``cfg`` lowered for ``devices`` (default: the current ones;
+    a TPU topology's devices need no TPU attached), all abstractly (nothing allocated, no
+    checkpoint or data read): mesh, parameter and state shapes, batch shapes. A config check
+    for real hardware run on CPU, and the input of memory planning (``o1jax.plan``)."""
+    devices = list(jax.devices() if devices is None else devices)
+    rl = experiment.check_config(cfg, len(devices))
+    mesh = sharding.make_mesh(cfg.mesh_shape, devices)
     policy, tok = experiment.build_model(cfg, mesh, abstract=True)
     reward_fn = make_reward_callback(tok, lambda i: {}, rl.reward_weights, mesh=mesh)
     state = jax.eval_shape(lambda p: init_state(p, rl, jax.random.key(1)), policy.param_shapes())
@@ -70,4 +83,5 @@ def lower_rl_step(cfg) -> jax.stages.Lowered:
              "mask": jax.ShapeDtypeStruct((b, p), bool),
              "example_ids": jax.ShapeDtypeStruct((b,), np.int32)}
     iteration, _ = make_iteration(policy, rl, reward_fn, tok.stop_ids, tok.pad_id)
-    return iteration.lower(state, batch, jax.random.key(0))
+    key = jax.eval_shape(jax.random.key, 0)
+    return LoweredStep(iteration.lower(state, batch, key), policy, rl)

@@ -86,7 +86,7 @@ def run_selfplay(exp: experiment.Experiment, params: Params) -> tuple[RLState, b
                                                    tok.pad_id)
     state = jax.device_put(init_state(params, rl, jax.random.key(cfg.seed + 1)), shardings)
     base_key = jax.random.key(cfg.seed)
-    peak = cfg.get("peak_flops_per_s") or flops.matmul_peak_flops(1024)
+    peak = flops.peak_flops_per_s(cfg, policy.cfg)
 
     def step(state, i):
         b = feed.next_batch(i)

@@ -22,14 +22,14 @@ def test_config_fields(name):
         node = cfg
         for part in field.split("."):
             node = node[part]
-    assert cfg.rl.algorithm in ("ppo", "grpo")
+    assert cfg.rl.algorithm in ("ppo", "grpo", "dr_grpo")
 
 
 @pytest.mark.parametrize("name, devices", sorted(REAL.items()))
 def test_real_hardware_config_lowers_on_fake_devices(name, devices):
     code = (f"from configs import {name} as m\n"
             "from o1jax.rl.stage import lower_rl_step\n"
-            "low = lower_rl_step(m.get_config())\n"
+            "low = lower_rl_step(m.get_config()).lowered\n"
             "text = low.as_text()\n"
             "assert 'mhlo.sharding' in text or 'sdy.sharding' in text, 'no shardings'\n"
             "print('lowered', len(text))\n")

@@ -4,6 +4,7 @@ import importlib.util
 import os
 import shlex
 import subprocess
+import sys
 
 import pytest
 
@@ -99,3 +100,26 @@ def test_slurm_script_requeues_a_preempted_job(tmp_path, srun_status, requeued):
     assert (tmp_path / "scontrol.txt").exists() == requeued
     if requeued:
         assert (tmp_path / "scontrol.txt").read_text().split() == ["requeue", "77"]
+
+
+@pytest.mark.parametrize("tpu_type, version", [("v4-8", "tpu-ubuntu2204-base"),
+                                               ("v5litepod-8", "v2-alpha-tpuv5-lite"),
+                                               ("v5p-64", "v2-alpha-tpuv5"),
+                                               ("v6e-8", "v2-alpha-tpuv6e")])
+def test_tpu_create_uses_the_software_version_of_the_generation(tpu_type, version):
+    res = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "tpu.py"), "create", *BASE,
+                          "--type", tpu_type, "--dry-run"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    cmd = shlex.split(res.stdout.strip().splitlines()[-1])
+    assert cmd[cmd.index("--version") + 1] == version
+    q = tpu.build_command(tpu.parse_args(["create", *BASE, "--type", tpu_type, "--queued"]))
+    assert q[q.index("--runtime-version") + 1] == version
+
+
+def test_every_config_the_launchers_name_exists():
+    for script in ("tpu", "slurm"):
+        with open(os.path.join(ROOT, "scripts", f"{script}.py")) as f:
+            text = f.read()
+        import re
+        for path in set(re.findall(r"configs/[\w.]+\.py", text)):
+            assert os.path.exists(os.path.join(ROOT, path)), (script, path)

@@ -1,0 +1,210 @@
+"""Memory planning before renting hardware:
+
+    python -m o1jax.plan --config configs/math_qwen7b_v5p64.py [--config.X=Y ...]
+
+compiles the config's RL iteration ahead of time for the hardware it names (``hardware``:
+a Cloud TPU type such as ``v5p-64``, or ``h100x8``) on its mesh, and prints what one device
+holds (parameters, optimizer state, KV cache, activations) against the chip's HBM. TPU targets
+are compiled by the TPU compiler itself for the real topology, on this machine, with no TPU
+attached (``pip install "jax[tpu]==<jax version>"`` brings libtpu; MaxText's train_compile.py
+does the same); GPU targets are compiled by the CPU compiler on as many fake devices, so their
+figure is an estimate. The last line printed is a JSON object with ``bytes_per_device``,
+``hbm_bytes_per_device`` and ``fits``; the exit status is 1 when the config does not fit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import sys
+
+GIB = 1024 ** 3
+# Per-chip HBM: Cloud TPU's system-architecture pages (v5e 16 GiB, v5p 95 GiB, v6e 32 GiB);
+# NVIDIA's data sheets (H100 SXM 80 GB, H200 141 GB, A100 80 GB).
+HBM_BYTES = {"v5e": 16 * GIB, "v5p": 95 * GIB, "v6e": 32 * GIB,
+             "h100": 80e9, "h200": 141e9, "a100": 80e9}
+TPU_CHIPS_PER_UNIT = {"v5e": 1, "v5p": 2, "v6e": 1}   # v5p-N counts TensorCores, 2 a chip
+TPU_NAMES = {"v5litepod": "v5e"}
+# the usual slice shapes (chips -> topology), as Cloud TPU lists them
+TPU_TOPOLOGIES = {
+    2: {1: "1x1", 4: "2x2", 8: "2x4", 16: "4x4", 32: "4x8", 64: "8x8", 128: "8x16",
+        256: "16x16"},
+    3: {4: "2x2x1", 8: "2x2x2", 16: "2x2x4", 32: "2x4x4", 64: "4x4x4", 128: "4x4x8",
+        256: "4x8x8", 512: "8x8x8"},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Hardware:
+    """A compile target: ``platform`` tpu or gpu, ``chip`` (a HBM_BYTES key), ``devices``."""
+    name: str
+    platform: str
+    chip: str
+    devices: int
+
+    @property
+    def hbm_bytes(self) -> float:
+        return HBM_BYTES[self.chip]
+
+    @property
+    def topology(self) -> str:
+        """The TPU topology name ``jax.experimental.topologies`` takes, e.g. v5p:2x4x4."""
+        dims = 3 if self.chip == "v5p" else 2
+        shape = TPU_TOPOLOGIES[dims].get(self.devices)
+        if shape is None:
+            raise ValueError(f"hardware={self.name!r}: no standard {self.chip} slice of "
+                             f"{self.devices} chips (known: {sorted(TPU_TOPOLOGIES[dims])})")
+        return f"{self.chip}:{shape}"
+
+
+def parse_hardware(name: str) -> Hardware:
+    """``v5p-64`` (TPU type: chip generation - cores, or chips for v5e/v6e) or ``h100x8``."""
+    m = re.fullmatch(r"(v5e|v5litepod|v5p|v6e)-(\d+)", name)
+    if m:
+        chip = TPU_NAMES.get(m.group(1), m.group(1))
+        units = int(m.group(2))
+        return Hardware(name, "tpu", chip, max(1, units // TPU_CHIPS_PER_UNIT[chip]))
+    m = re.fullmatch(r"(h100|h200|a100)x(\d+)", name)
+    if m:
+        return Hardware(name, "gpu", m.group(1), int(m.group(2)))
+    raise ValueError(f"hardware={name!r}: a Cloud TPU type (v5e-8, v5p-64, v6e-8, ...) or "
+                     f"GPUs as CHIPxN (h100x8, h200x8, a100x8)")
+
+
+def target_devices(hw: Hardware) -> tuple[list, str]:
+    """(devices to compile for, which compiler): the TPU topology's devices (no TPU needed), or
+    the first ``hw.devices`` CPU devices for a GPU target."""
+    import jax
+    if hw.platform == "tpu":
+        from jax.experimental import topologies
+        try:
+            topo = topologies.get_topology_desc(hw.topology, platform="tpu")
+        except Exception as e:  # noqa: BLE001 - libtpu missing or too old: say how to get it
+            raise RuntimeError(f"cannot compile for {hw.name} ({hw.topology}): {e}\nInstall the "
+                               f"TPU compiler: pip install \"jax[tpu]=={jax.__version__}\"") from e
+        return list(topo.devices), "tpu"
+    cpus = jax.devices("cpu")
+    if len(cpus) < hw.devices:
+        raise RuntimeError(f"{hw.name} needs {hw.devices} fake CPU devices, have {len(cpus)}: set "
+                           f"XLA_FLAGS=--xla_force_host_platform_device_count={hw.devices} "
+                           "before jax starts (the CLI does)")
+    return cpus[:hw.devices], "cpu (estimate for gpu)"
+
+
+def _bytes_per_device(tree, shardings) -> float:
+    """Bytes one device holds of a tree of ShapeDtypeStructs placed by ``shardings``."""
+    import jax
+    total = 0.0
+    for x, s in zip(jax.tree.leaves(tree), jax.tree.leaves(shardings)):
+        total += math.prod(s.shard_shape(x.shape)) * x.dtype.itemsize
+    return total
+
+
+def plan(cfg, devices: list, compiler: str, hw: Hardware) -> dict:
+    """Compiles ``cfg``'s RL iteration for ``devices`` and returns the per-device memory:
+    compiler total (arguments + outputs + temporaries - donated), its parts (parameters,
+    optimizer state, rollout KV cache, activations = the rest of the temporaries), the chip's
+    HBM and whether it fits."""
+    import jax
+    from o1jax import sharding
+    from o1jax.rl.stage import lower_rl_step
+    from o1jax.rl.state import init_state, state_shardings
+
+    lowered, policy, rl = lower_rl_step(cfg, devices)
+    mem = lowered.compile().memory_analysis()
+    total = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
+             - mem.alias_size_in_bytes)
+    mesh = policy.mesh
+    shapes = jax.eval_shape(lambda p: init_state(p, rl, jax.random.key(0)), policy.param_shapes())
+    shard = state_shardings(mesh, policy, rl)
+    part = lambda name: _bytes_per_device(getattr(shapes, name), getattr(shard, name))  # noqa
+    params = part("policy") + part("critic") + part("ref")
+    optimizer = part("policy_opt") + part("critic_opt")
+    cache_shapes = jax.eval_shape(
+        lambda: policy.init_cache(rl.rows, cfg.data.max_prompt_len + rl.max_new_tokens))
+    kv = _bytes_per_device(cache_shapes, sharding.tree_shardings(mesh, policy.cache_axes(),
+                                                                  cache_shapes))
+    return {"config_hardware": hw.name, "compiler": compiler, "devices": len(devices),
+            "mesh_shape": list(mesh.devices.shape), "bytes_per_device": float(total),
+            "hbm_bytes_per_device": float(hw.hbm_bytes), "fits": bool(total <= hw.hbm_bytes),
+            "parameters": params, "optimizer": optimizer, "kv_cache": kv,
+            "activations": max(0.0, mem.temp_size_in_bytes - kv)}
+
+
+def format_plan(p: dict) -> str:
+    gib = lambda b: f"{b / GIB:8.2f} GiB"  # noqa: E731
+    lines = [f"{p['config_hardware']}: {p['devices']} devices, mesh {tuple(p['mesh_shape'])}, "
+             f"compiled by the {p['compiler']} compiler; per device:"]
+    for key in ("parameters", "optimizer", "kv_cache", "activations"):
+        lines.append(f"  {key.replace('_', ' '):<14}{gib(p[key])}")
+    lines.append(f"  {'total':<14}{gib(p['bytes_per_device'])}  of {gib(p['hbm_bytes_per_device'])}"
+                 f" HBM: {'fits' if p['fits'] else 'DOES NOT FIT'}")
+    if not p["fits"]:
+        lines.append("  to fit: set rl.micro_batch (rows per forward/backward pass) and "
+                     "rl.vocab_chunk (e.g. 8192), shard more (mesh_shape fsdp), turn on "
+                     "model.overrides.remat, or rent more chips")
+    return "\n".join(lines)
+
+
+def main(argv) -> int:
+    del argv
+    cfg = _CONFIG.value
+    try:
+        hw = parse_hardware(cfg.get("hardware", "") or "")
+    except ValueError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    from o1jax.experiment import ConfigError
+    try:
+        devices, compiler = target_devices(hw)
+        result = plan(cfg, devices, compiler, hw)
+    except (ConfigError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_plan(result))
+    print(json.dumps(result))
+    return 0 if result["fits"] else 1
+
+
+def _prepare_jax_env(config_path: str) -> None:
+    """Before jax starts: CPU as the default backend (no TPU is attached), TPU metadata
+    queries off, and for a GPU target as many fake CPU devices as the target has GPUs."""
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    os.environ["TPU_SKIP_MDS_QUERY"] = "1"
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("_plan_config", config_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    name = module.get_config().get("hardware", "")
+    for arg in sys.argv:   # a --config.hardware override
+        if arg.startswith("--config.hardware="):
+            name = arg.split("=", 1)[1]
+    try:
+        hw = parse_hardware(name)
+    except ValueError:
+        return   # main reports it
+    if hw.platform == "gpu":
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform"
+                                   f"_device_count={hw.devices}").strip()
+
+
+def _config_path(argv) -> str | None:
+    for i, a in enumerate(argv):
+        if a.startswith("--config="):
+            return a.split("=", 1)[1]
+        if a == "--config" and i + 1 < len(argv):
+            return argv[i + 1]
+    return None
+
+
+if __name__ == "__main__":
+    if _config_path(sys.argv):
+        _prepare_jax_env(_config_path(sys.argv))
+    from absl import app, flags
+    from ml_collections import config_flags
+    _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file")
+    flags.mark_flag_as_required("config")
+    app.run(lambda argv: sys.exit(main(argv)))
