@@ -1,4 +1,4 @@
-"""GRPO on GSM8K with Qwen2.5-0.5B-Instruct on a TPU v4-8 (4 chips) or v5e-8 (8 chips).
+"""GRPO on GSM8K with Qwen2.5-0.5B-Instruct on a TPU v5e-8 (8 chips; sized by o1jax.plan).
 
     python scripts/tpu.py train --name o1 --zone us-central2-b --config configs/gsm8k_qwen05b_tpu.py \\
         --workdir gs://BUCKET/runs/gsm8k --overrides="--config.model.hf_path=/data/Qwen2.5-0.5B-Instruct"

@@ -80,6 +80,9 @@ def target_devices(hw: Hardware) -> tuple[list, str]:
     import jax
     if hw.platform == "tpu":
         from jax.experimental import topologies
+        # compile-only: no TPU is touched, so another process's libtpu lock need not stop us
+        os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+        os.environ.setdefault("TPU_SKIP_MDS_QUERY", "1")
         try:
             topo = topologies.get_topology_desc(hw.topology, platform="tpu")
         except Exception as e:  # noqa: BLE001 - libtpu missing or too old: say how to get it
