@@ -97,7 +97,7 @@ def score_logprobs(policy: Transformer, params, tokens: jax.Array, mask: jax.Arr
     numerics, so recomputed old log-probs match the update's first forward pass exactly."""
     return map_micro_batches(
         lambda t, m: token_logprobs(policy, params, t, m, temperature, cfg.vocab_chunk)[0],
-        cfg.micro_batch or cfg.rows // cfg.minibatches, tokens, mask)
+        cfg.micro_batch or tokens.shape[0] // cfg.minibatches, tokens, mask)
 
 
 def old_logprobs(state: RLState, tokens: jax.Array, mask: jax.Array, resp: jax.Array,
