@@ -215,4 +215,5 @@ def test_selfplay_on_two_processes_matches_one(tmp_path):
         for k, v in w.items():
             if k.startswith("time/") or k in WALL_CLOCK:
                 continue
-            assert g[k] == (v if isinstance(v, str) else pytest.approx(v, rel=1e-3, abs=1e-4)), k
+            assert g[k] == (v if v is None or isinstance(v, str)
+                            else pytest.approx(v, rel=1e-3, abs=1e-4)), k
