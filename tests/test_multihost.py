@@ -102,7 +102,8 @@ def test_two_processes_match_one_and_write_one_copy(tmp_path):
         got, want = _strip(got), _strip(want)
         assert got.keys() == want.keys()
         for k, v in want.items():
-            expected = v if v is None or isinstance(v, str) else pytest.approx(v, rel=1e-3, abs=1e-4)
+            expected = (v if v is None or isinstance(v, str)
+                        else pytest.approx(v, rel=1e-3, abs=1e-4))
             assert got[k] == expected, (got["stage"], got["step"], k)
     for key in ("sft_accuracy", "rl_accuracy", "rl_maj4_accuracy"):
         assert summary[key] == pytest.approx(single_summary[key], abs=1e-6), key
