@@ -31,6 +31,7 @@ from o1jax.optim import apply_if_finite, tree_select
 from o1jax.rl import advantages as adv_lib
 from o1jax.rl import losses
 from o1jax.rl.config import RLConfig
+from o1jax.rl.logprobs import MISMATCH_STATS, logged_mismatch, logprob_mismatch, old_logprobs
 from o1jax.rl.state import RLState, critic_model, optimizers, state_shardings
 from o1jax.rollout.decoding import SamplingConfig
 from o1jax.rollout.sampler import Rollout, sample
@@ -74,52 +75,6 @@ def reward(roll: Rollout, batch: dict, reward_fn: RewardFn, group_size: int) -> 
 def _shift_right(x: jax.Array) -> jax.Array:
     """Values of the state *before* each token: column t takes column t - 1."""
     return jnp.concatenate([jnp.zeros_like(x[:, :1]), x[:, :-1]], axis=1)
-
-
-MISMATCH_THRESHOLD = 0.01   # nats: a token's log-prob "differs" beyond this
-
-
-def logprob_mismatch(logp: jax.Array, other: jax.Array, mask: jax.Array,
-                     totals: tuple | None = None) -> dict:
-    """|logp - other| over the masked tokens: mean, max and the fraction over 0.01 nats (mean
-    and fraction over ``totals`` when given one micro-batch of a minibatch)."""
-    delta = jnp.where(mask, jnp.abs(logp - other), 0.0)
-    return {"mismatch_mean": losses.aggregate(delta, mask, totals=totals),
-            "mismatch_frac": losses.aggregate((delta > MISMATCH_THRESHOLD).astype(jnp.float32),
-                                              mask, totals=totals),
-            "mismatch_max": jnp.max(delta)}
-
-
-def score_logprobs(policy: Transformer, params, tokens: jax.Array, mask: jax.Array, *,
-                   cfg: RLConfig, temperature: float) -> jax.Array:
-    """Training-forward log-probs [R, T] of every row, as many rows at a time as the update's
-    forward pass takes (``cfg.micro_batch``, else a minibatch): the same shapes give the same
-    numerics, so recomputed old log-probs match the update's first forward pass exactly."""
-    return map_micro_batches(
-        lambda t, m: token_logprobs(policy, params, t, m, temperature, cfg.vocab_chunk)[0],
-        cfg.micro_batch or tokens.shape[0] // cfg.minibatches, tokens, mask)
-
-
-def old_logprobs(state: RLState, tokens: jax.Array, mask: jax.Array, resp: jax.Array,
-                 rollout_logp: jax.Array, *, policy: Transformer, cfg: RLConfig,
-                 temperature: float) -> tuple[jax.Array, jax.Array, jax.Array, dict]:
-    """(old, reference, importance weights, mismatch). The old log-probs are the sampler's, or
-    with ``cfg.recomputes_old_logprobs`` the training forward pass's on the same parameters, so
-    the first minibatch's ratio starts at 1 whatever the sampler's numerics (veRL's default);
-    mismatch = ``logprob_mismatch`` of the two over the whole batch (empty when not
-    recomputed). With ``cfg.tis_cap`` each token is weighted min(pi_old / pi_rollout, cap)."""
-    score = functools.partial(score_logprobs, policy, tokens=tokens, mask=mask, cfg=cfg,
-                              temperature=temperature)
-    old, mismatch = rollout_logp, {}
-    if cfg.recomputes_old_logprobs(policy.cfg.compute_dtype):
-        old = jnp.where(resp, score(state.policy), 0.0)
-        mismatch = logprob_mismatch(old, rollout_logp, resp)
-    ref = score(state.ref) if cfg.uses_reference else old
-    weights = jnp.ones_like(old)
-    if cfg.tis_cap is not None:
-        log_w = jnp.clip(old - rollout_logp, -losses.LOG_RATIO_CLAMP, losses.LOG_RATIO_CLAMP)
-        weights = jnp.where(resp, jnp.minimum(jnp.exp(log_w), cfg.tis_cap), 0.0)
-    return old, ref, weights, mismatch
 
 
 def targets(state: RLState, roll: Rollout, scored: Scored, *, policy: Transformer,
@@ -244,22 +199,11 @@ def update(state: RLState, tg: Targets, key: jax.Array, *, policy: Transformer, 
     return new_state.replace(ref=state.ref, step=state.step + 1, kl_coef=kl_coef), stats
 
 
-MISMATCH_STATS = ("mismatch_mean", "mismatch_frac", "mismatch_max", "ratio_dev_max")
-
-
 def update_metrics(stats: dict, mismatch: dict) -> dict:
-    """The update's statistics as logged: each averaged over its E x M minibatches, and the
-    rollout/training log-prob mismatch (``logprob_mismatch_{mean,max,frac}``): over the whole
-    batch when the old log-probs were recomputed (``mismatch``), else measured at the first
-    minibatch (the training forward on the sampling parameters against the sampler's);
-    ``first_ratio_max_dev`` = max |ratio - 1| there (0 when the old log-probs are the
-    trainer's)."""
-    first = {k: stats[k][0, 0] for k in MISMATCH_STATS}
-    source = mismatch or first
-    return {"logprob_mismatch_mean": source["mismatch_mean"],
-            "logprob_mismatch_max": source["mismatch_max"],
-            "logprob_mismatch_frac": source["mismatch_frac"],
-            "first_ratio_max_dev": first["ratio_dev_max"],
+    """The update's statistics as logged: the rollout/training log-prob mismatch
+    (``logprobs.logged_mismatch``) and every other statistic averaged over its E x M
+    minibatches."""
+    return {**logged_mismatch(stats, mismatch),
             **{k: jnp.mean(v) for k, v in stats.items() if k not in MISMATCH_STATS}}
 
 

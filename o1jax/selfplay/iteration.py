@@ -28,7 +28,8 @@ from o1jax.models.transformer import Transformer
 from o1jax.rl import advantages as adv_lib
 from o1jax.rl import losses
 from o1jax.rl.config import RLConfig
-from o1jax.rl.iteration import Targets, old_logprobs, update, update_metrics
+from o1jax.rl.iteration import Targets, update, update_metrics
+from o1jax.rl.logprobs import old_logprobs
 from o1jax.rl.state import RLState, state_shardings
 from o1jax.rollout.decoding import SamplingConfig
 from o1jax.rollout.sampler import Rollout, sample

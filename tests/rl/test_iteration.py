@@ -183,24 +183,3 @@ def test_bf16_recomputed_old_logprobs_start_the_ratio_at_one():
     for mode in out:
         assert float(out[mode]["logprob_mismatch_max"]) > 1e-3
         assert 0 <= float(out[mode]["logprob_mismatch_frac"]) <= 1
-
-
-def test_truncated_importance_weights_are_capped_ratios():
-    from o1jax.rl.iteration import old_logprobs
-    policy = Transformer(preset("tiny", vocab_size=V, max_seq_len=32))
-    params = policy.init(jax.random.key(0))
-    cfg = RLConfig(algorithm="grpo", group_size=2, tis_cap=1.5)
-    state = init_state(params, cfg, jax.random.key(1))
-    tokens = jnp.asarray(np.random.RandomState(0).randint(1, V, (4, 8)), jnp.int32)
-    mask = jnp.ones((4, 8), bool)
-    resp = mask.at[:, :4].set(False)
-    from o1jax.rollout import token_logprobs
-    exact = token_logprobs(policy, params, tokens, mask)[0]
-    shift = jnp.asarray(np.random.RandomState(1).uniform(-1, 1, (4, 8)), jnp.float32)
-    old, ref, w, mismatch = old_logprobs(state, tokens, mask, resp, exact + shift,
-                                         policy=policy, cfg=cfg, temperature=1.0)
-    expect = np.where(resp, np.minimum(np.exp(-np.asarray(shift)), 1.5), 0.0)
-    np.testing.assert_allclose(w, expect, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(old, np.where(resp, exact, 0.0), atol=1e-6)
-    np.testing.assert_allclose(mismatch["mismatch_max"], np.abs(shift)[np.asarray(resp)].max(),
-                               rtol=1e-5)
