@@ -159,10 +159,7 @@ def build_model(cfg, mesh, abstract: bool = False) -> tuple[Transformer, Tokeniz
         mcfg = hf.load_config(hf_path, **overrides)
         tokenizer = Tokenizer.from_dir(hf_path)
     else:
-        try:
-            mcfg = preset(cfg.model.preset, **overrides)
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"model: {e}") from None
+        mcfg = model_shapes(cfg)
         tokenizer = byte_tokenizer()
     if cfg.data.get("use_chat_template") and not abstract:
         if not tokenizer.chat_template:

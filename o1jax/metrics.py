@@ -33,12 +33,11 @@ class MetricsWriter:
             self.tb = SummaryWriter(str(epath.Path(workdir) / "tensorboard" / stage))
         # a bar redrawn in place on a terminal; in a log (stderr not a tty) a line every 5%
         # of the run instead, not one per redraw
-        show = console and self.enabled
-        self.tty = sys.stderr.isatty()
+        show, tty = console and self.enabled, sys.stderr.isatty()
         self.total, self.log_every = total_steps, max(1, total_steps // 20)
-        self.log_lines = show and not self.tty
+        self.log_lines = show and not tty
         self.bar = tqdm.tqdm(total=total_steps, initial=resume_from, desc=stage,
-                             disable=not (show and self.tty), dynamic_ncols=True)
+                             disable=not (show and tty), dynamic_ncols=True)
 
     def _truncate_after(self, step: int) -> None:
         """On resume, drop lines of this stage past the restored step (they are recomputed);

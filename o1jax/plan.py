@@ -114,16 +114,14 @@ def plan(cfg, devices: list, compiler: str, hw: Hardware) -> dict:
     import jax
     from o1jax import sharding
     from o1jax.rl.stage import lower_rl_step
-    from o1jax.rl.state import init_state, state_shardings
 
-    lowered, policy, rl = lower_rl_step(cfg, devices)
-    mem = lowered.compile().memory_analysis()
+    step = lower_rl_step(cfg, devices)
+    policy, rl, mesh = step.policy, step.rl, step.policy.mesh
+    mem = step.lowered.compile().memory_analysis()
     total = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes
              - mem.alias_size_in_bytes)
-    mesh = policy.mesh
-    shapes = jax.eval_shape(lambda p: init_state(p, rl, jax.random.key(0)), policy.param_shapes())
-    shard = state_shardings(mesh, policy, rl)
-    part = lambda name: _bytes_per_device(getattr(shapes, name), getattr(shard, name))  # noqa
+    part = lambda name: _bytes_per_device(getattr(step.state, name),  # noqa: E731
+                                          getattr(step.state_shardings, name))
     params = part("policy") + part("critic") + part("ref")
     optimizer = part("policy_opt") + part("critic_opt")
     cache_shapes = jax.eval_shape(
@@ -152,6 +150,17 @@ def format_plan(p: dict) -> str:
     return "\n".join(lines)
 
 
+def _prepare_jax_env(hw: Hardware) -> None:
+    """Before jax starts (flag parsing and the config file never import it): CPU as the default
+    backend (no TPU is attached), TPU metadata queries off, and for a GPU target as many fake
+    CPU devices as the target has GPUs."""
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    os.environ["TPU_SKIP_MDS_QUERY"] = "1"
+    if hw.platform == "gpu":
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform"
+                                   f"_device_count={hw.devices}").strip()
+
+
 def main(argv) -> int:
     del argv
     cfg = _CONFIG.value
@@ -160,6 +169,7 @@ def main(argv) -> int:
     except ValueError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
+    _prepare_jax_env(hw)
     from o1jax.experiment import ConfigError
     try:
         devices, compiler = target_devices(hw)
@@ -172,40 +182,7 @@ def main(argv) -> int:
     return 0 if result["fits"] else 1
 
 
-def _prepare_jax_env(config_path: str) -> None:
-    """Before jax starts: CPU as the default backend (no TPU is attached), TPU metadata
-    queries off, and for a GPU target as many fake CPU devices as the target has GPUs."""
-    os.environ["JAX_PLATFORMS"] = "cpu"
-    os.environ["TPU_SKIP_MDS_QUERY"] = "1"
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("_plan_config", config_path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    name = module.get_config().get("hardware", "")
-    for arg in sys.argv:   # a --config.hardware override
-        if arg.startswith("--config.hardware="):
-            name = arg.split("=", 1)[1]
-    try:
-        hw = parse_hardware(name)
-    except ValueError:
-        return   # main reports it
-    if hw.platform == "gpu":
-        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform"
-                                   f"_device_count={hw.devices}").strip()
-
-
-def _config_path(argv) -> str | None:
-    for i, a in enumerate(argv):
-        if a.startswith("--config="):
-            return a.split("=", 1)[1]
-        if a == "--config" and i + 1 < len(argv):
-            return argv[i + 1]
-    return None
-
-
 if __name__ == "__main__":
-    if _config_path(sys.argv):
-        _prepare_jax_env(_config_path(sys.argv))
     from absl import app, flags
     from ml_collections import config_flags
     _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file")

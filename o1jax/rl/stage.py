@@ -65,6 +65,8 @@ class LoweredStep(NamedTuple):
     lowered: jax.stages.Lowered
     policy: Transformer      # with its mesh
     rl: RLConfig
+    state: RLState           # shapes of the train state (jax.ShapeDtypeStruct leaves)
+    state_shardings: RLState
 
 
 def lower_rl_step(cfg, devices: Sequence[jax.Device] | None = None) -> LoweredStep:
@@ -82,6 +84,6 @@ def lower_rl_step(cfg, devices: Sequence[jax.Device] | None = None) -> LoweredSt
     batch = {"tokens": jax.ShapeDtypeStruct((b, p), np.int32),
              "mask": jax.ShapeDtypeStruct((b, p), bool),
              "example_ids": jax.ShapeDtypeStruct((b,), np.int32)}
-    iteration, _ = make_iteration(policy, rl, reward_fn, tok.stop_ids, tok.pad_id)
+    iteration, shardings = make_iteration(policy, rl, reward_fn, tok.stop_ids, tok.pad_id)
     key = jax.eval_shape(jax.random.key, 0)
-    return LoweredStep(iteration.lower(state, batch, key), policy, rl)
+    return LoweredStep(iteration.lower(state, batch, key), policy, rl, state, shardings)

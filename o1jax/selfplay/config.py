@@ -90,4 +90,8 @@ class SelfPlayConfig:
             raise ValueError(f"rl.minibatches={rl.minibatches} does not divide the {rows} rows "
                              f"of a self-play iteration (rl.batch_prompts * rl.group_size "
                              f"solver rows + selfplay.proposals proposer rows)")
+        if rl.micro_batch and (rows // rl.minibatches) % rl.micro_batch:
+            raise ValueError(f"rl.micro_batch={rl.micro_batch} does not divide the "
+                             f"{rows // rl.minibatches} rows of a self-play minibatch (solver and "
+                             f"proposer rows / rl.minibatches): choose a divisor of it, or 0")
 
