@@ -56,7 +56,7 @@ def _chunked_logprobs(x: jax.Array, w: jax.Array, targets: jax.Array, temperatur
         scale = jnp.exp(m - m_new)
         e = jnp.exp(logits - m_new[..., None])
         s = s * scale + jnp.sum(e, axis=-1)
-        t = t * scale + jnp.sum(e * jnp.where(cols < v, logits, 0.0), axis=-1)
+        t = t * scale + jnp.sum(e * logits, axis=-1)   # padding columns have e = 0
         taken = taken + jnp.sum(jnp.where(cols == targets[..., None], logits, 0.0), axis=-1)
         return (m_new, s, t, taken), None
 
