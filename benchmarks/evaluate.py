@@ -26,7 +26,8 @@ import jax  # noqa: E402
 
 from o1jax import workdir as wd  # noqa: E402
 from o1jax.data.pipeline import render_prompt  # noqa: E402
-from o1jax.evaluate import EvalSpec, evaluate  # noqa: E402
+from o1jax.evaluate import evaluate  # noqa: E402
+from o1jax.search.spec import EvalSpec  # noqa: E402
 from o1jax.experiment import load_problems  # noqa: E402
 from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts  # noqa: E402
 

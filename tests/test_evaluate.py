@@ -13,7 +13,8 @@ from etils import epath
 import pytest
 
 from o1jax import flops
-from o1jax.evaluate import EvalSpec, check_memory, evaluate, evaluate_stage, main
+from o1jax.evaluate import evaluate, evaluate_stage, main
+from o1jax.search.spec import EvalSpec, check_memory
 from o1jax.experiment import Experiment
 from o1jax.models import Transformer, preset
 from o1jax.tokenizer import byte_tokenizer

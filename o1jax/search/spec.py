@@ -1,0 +1,116 @@
+"""What a test-time-compute evaluation runs and whether it fits: ``EvalSpec`` (strategies,
+budgets, sampling and search settings, each checked before anything is compiled) and
+``check_memory`` (one sampler call against the devices' memory)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from o1jax.data.pipeline import PLAIN_TEMPLATE
+from o1jax.models.transformer import Transformer
+from o1jax.rollout.decoding import BudgetForcing
+from o1jax.search import strategies
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSpec:
+    """What to evaluate and how. ``budgets``: samples per problem (sample, majority, pass@k,
+    the verifier strategies; for beam search and DVTS the candidates per step, ``beam_width``
+    per beam); ``token_budgets``: maximum new tokens (think_longer, budget_forcing; default
+    ``max_new_tokens``). Budget forcing at budget B forces the answer marker at
+    B - ``answer_tokens`` thinking tokens and holds it back before ``min_thinking`` (default:
+    half of that). A search step is a line of at most ``step_tokens`` tokens."""
+    max_prompt_len: int
+    max_new_tokens: int
+    strategies: tuple[str, ...] = ("greedy", "sample", "majority")
+    budgets: tuple[int, ...] = (1, 2, 4, 8, 16)
+    token_budgets: tuple[int, ...] = ()
+    temperature: float = 1.0
+    batch_prompts: int = 64
+    seed: int = 0
+    template: str = PLAIN_TEMPLATE
+    answer_marker: str = "\\boxed{"
+    cue: str = "Wait"
+    min_thinking: int | None = None
+    answer_tokens: int = 16
+    beam_width: int = 4
+    step_tokens: int = 32
+    probes: int = 4
+
+    def check(self, model: Transformer | None = None) -> None:
+        """ValueError naming the field and the fix; run before anything is compiled (without
+        ``model``: the checks that do not need it)."""
+        unknown = sorted(set(self.strategies) - set(strategies.STRATEGIES))
+        if unknown or not self.strategies:
+            raise ValueError(f"unknown strategies {unknown or '(none given)'}; choose from "
+                             f"{', '.join(strategies.STRATEGIES)}")
+        if ("compute_optimal" in self.strategies and
+                not set(self.strategies) & set(strategies.SELECTING)):
+            raise ValueError("compute_optimal chooses among the other strategies at each budget: "
+                             f"add some of {', '.join(strategies.SELECTING)}")
+        if set(self.strategies) & set(strategies.SAMPLED) and not self.budgets:
+            raise ValueError("sample and majority need --budgets (samples per problem)")
+        for name in ("budgets", "token_budgets"):
+            bad = [b for b in getattr(self, name) if b < 1]
+            if bad:
+                raise ValueError(f"{name} must be >= 1, got {bad}")
+        for name in ("max_new_tokens", "batch_prompts", "max_prompt_len", "beam_width",
+                     "step_tokens", "probes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if "budget_forcing" in self.strategies:
+            for b in self.tokens_budgets_or_default():
+                self.forcing(b, [0], [0])  # raises on a minimum above the maximum
+        if model is None:
+            return
+        longest = max((self.max_new_tokens,) + self.token_budgets)
+        if self.max_prompt_len + longest > model.cfg.max_seq_len:
+            raise ValueError(f"prompt length {self.max_prompt_len} + {longest} new tokens "
+                             f"exceeds the model's max_seq_len {model.cfg.max_seq_len}; lower "
+                             "--max-new-tokens / --token-budgets")
+
+    def tokens_budgets_or_default(self) -> tuple[int, ...]:
+        return self.token_budgets or (self.max_new_tokens,)
+
+    def forcing(self, budget: int, marker_ids, cue_ids) -> BudgetForcing:
+        """Budget forcing at a token budget (marker and cue as token ids)."""
+        if self.answer_tokens < len(marker_ids):
+            raise ValueError(f"--answer-tokens {self.answer_tokens} leaves no room for the "
+                             f"answer marker {self.answer_marker!r} ({len(marker_ids)} tokens); "
+                             "raise --answer-tokens")
+        hi = budget - self.answer_tokens
+        if hi < 1:
+            raise ValueError(f"budget_forcing at {budget} tokens leaves no thinking before the "
+                             f"{self.answer_tokens} answer tokens; raise the token budget or "
+                             "lower --answer-tokens")
+        lo = hi // 2 if self.min_thinking is None else self.min_thinking
+        if lo > hi:
+            raise ValueError(f"--min-thinking {lo} is above the maximum thinking length {hi} "
+                             f"of token budget {budget} (budget - {self.answer_tokens} answer "
+                             "tokens); lower --min-thinking or raise the token budgets")
+        return BudgetForcing(lo, hi, tuple(marker_ids), tuple(cue_ids))
+
+
+def check_memory(model: Transformer, rows: int, length: int) -> None:
+    """ValueError when one sampler call (``rows`` sequences of ``length`` tokens: its KV cache,
+    f32 logits and the weights) would not fit the local devices' memory (the host's available
+    memory on CPU)."""
+    c = model.cfg
+    itemsize = np.dtype(c.compute_dtype).itemsize
+    need = (rows * length * c.num_layers * 2 * c.num_kv_heads * c.head_dim * itemsize
+            + 3 * rows * c.vocab_size * 4 + c.num_params() * (4 + itemsize))
+    stats = [d.memory_stats() or {} for d in jax.local_devices()]
+    have = sum(s.get("bytes_limit", 0) - s.get("bytes_in_use", 0) for s in stats)
+    if not have:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        have = int(info["MemAvailable"].split()[0]) * 1024
+    if need > have:
+        raise ValueError(f"one sampler call of {rows} sequences x {length} tokens needs about "
+                         f"{need / 2**30:.1f} GiB, more than the {have / 2**30:.1f} GiB "
+                         "available; lower --batch-prompts (or the budgets)")
