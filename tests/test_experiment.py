@@ -32,6 +32,8 @@ from o1jax.experiment import ConfigError, build_model, check_config
     ("rl.micro_batch", 4, "rl.micro_batch=4: each micro-batch is split over the 8"),
     ("rl.micro_batch", -8, "rl.micro_batch=-8: must be >= 0"),
     ("rl.vocab_chunk", 321, "rl.vocab_chunk=321 is above the vocabulary (320)"),
+    ("rl.length_buckets", 0, "rl.length_buckets=0: must be >= 1"),
+    ("rl.length_buckets", 17, "rl.length_buckets=17: at most rl.max_new_tokens (16)"),
 ])
 def test_bad_field_is_named(field, value, match):
     cfg = smoke.get_config()

@@ -62,6 +62,9 @@ class RLConfig:
     micro_batch: int = 0            # rows per forward/backward pass in scoring and update
                                     # (gradients accumulated); 0: the whole (mini)batch at once
     vocab_chunk: int = 0            # log-probs over this many vocabulary entries at a time; 0: all
+    length_buckets: int = 1         # padding-free training: scoring and update run over the
+                                    # shortest of this many response lengths that holds every
+                                    # response (1: always max_new_tokens)
 
     def __post_init__(self):
         object.__setattr__(self, "rewards", tuple((str(k), float(w)) for k, w in
@@ -80,7 +83,8 @@ class RLConfig:
         for name in ("num_iterations", "critic_warmup", "micro_batch", "vocab_chunk"):
             if getattr(self, name) < 0:
                 yield bad(name, "must be >= 0")
-        for name in ("batch_prompts", "group_size", "max_new_tokens", "epochs", "minibatches"):
+        for name in ("batch_prompts", "group_size", "max_new_tokens", "epochs", "minibatches",
+                     "length_buckets"):
             if getattr(self, name) < 1:
                 yield bad(name, "must be >= 1")
         for name in ("policy_lr", "value_lr", "max_grad_norm", "temperature", "kl_horizon"):
@@ -98,6 +102,8 @@ class RLConfig:
             yield bad("dual_clip", "None or > 1 (e.g. 3.0)")
         if self.value_clip is not None and not self.value_clip > 0:
             yield bad("value_clip", "None or > 0")
+        if self.length_buckets > self.max_new_tokens:
+            yield bad("length_buckets", f"at most rl.max_new_tokens ({self.max_new_tokens})")
         if self.tis_cap is not None and not self.tis_cap >= 1:
             yield bad("tis_cap", "None or >= 1 (e.g. 2.0)")
         if self.tis_cap is not None and self.old_logprobs == "rollout":

@@ -234,18 +234,48 @@ def metrics(before: RLState, after: RLState, roll: Rollout, scored: Scored, tg: 
     return out
 
 
+def bucket_lengths(max_new_tokens: int, buckets: int) -> tuple[int, ...]:
+    """The response lengths scoring and the update run at: ``buckets`` evenly spaced lengths
+    up to ``max_new_tokens`` (the last is it)."""
+    return tuple(sorted({-(-max_new_tokens * (i + 1) // buckets) for i in range(buckets)}))
+
+
+def trim_columns(roll: Rollout, columns: int) -> Rollout:
+    """The rollout's first ``columns`` columns: prompts are left-padded and responses start at
+    the same column, so past the longest response every column is padding."""
+    cut = lambda x: x[:, :columns]  # noqa: E731
+    return roll._replace(tokens=cut(roll.tokens), mask=cut(roll.mask),
+                         response_mask=cut(roll.response_mask), logprobs=cut(roll.logprobs))
+
+
 def rl_iteration(state: RLState, batch: dict, key: jax.Array, *, policy: Transformer,
                  cfg: RLConfig, sampling: SamplingConfig, reward_fn: RewardFn
                  ) -> tuple[RLState, dict]:
-    """rollout -> reward -> targets -> update -> metrics. Pure; ``make_iteration`` jits it."""
+    """rollout -> reward -> targets -> update -> metrics. Pure; ``make_iteration`` jits it.
+
+    Padding-free training: targets, update and metrics run over the prompt and the shortest
+    of ``bucket_lengths`` that holds the longest response, one ``lax.switch`` branch per
+    bucket, so the iteration stays one compiled program."""
     k_roll, k_update = jax.random.split(key)
     temperature = sampling.logprob_temperature
     roll = rollout(state, batch, k_roll, policy=policy, sampling=sampling)
     scored = reward(roll, batch, reward_fn, sampling.num_samples)
-    tg, mismatch = targets(state, roll, scored, policy=policy, cfg=cfg, temperature=temperature)
-    new_state, stats = update(state, tg, k_update, policy=policy, cfg=cfg,
-                              temperature=temperature)
-    return new_state, metrics(state, new_state, roll, scored, tg, stats, mismatch, cfg)
+    prompt_len = batch["tokens"].shape[1]
+
+    def train(response_len: int, state: RLState, roll: Rollout):
+        roll = trim_columns(roll, prompt_len + response_len)
+        tg, mismatch = targets(state, roll, scored, policy=policy, cfg=cfg,
+                               temperature=temperature)
+        new_state, stats = update(state, tg, k_update, policy=policy, cfg=cfg,
+                                  temperature=temperature)
+        out = metrics(state, new_state, roll, scored, tg, stats, mismatch, cfg)
+        return new_state, dict(out, update_columns=jnp.float32(prompt_len + response_len))
+
+    lengths = bucket_lengths(sampling.max_new_tokens, cfg.length_buckets)
+    if len(lengths) == 1:
+        return train(lengths[0], state, roll)
+    bucket = jnp.searchsorted(jnp.asarray(lengths), roll.num_steps)   # first length >= it
+    return jax.lax.switch(bucket, [functools.partial(train, n) for n in lengths], state, roll)
 
 
 def make_iteration(policy: Transformer, cfg: RLConfig, reward_fn: RewardFn,

@@ -183,3 +183,45 @@ def test_bf16_recomputed_old_logprobs_start_the_ratio_at_one():
     for mode in out:
         assert float(out[mode]["logprob_mismatch_max"]) > 1e-3
         assert 0 <= float(out[mode]["logprob_mismatch_frac"]) <= 1
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "grpo"])
+def test_padding_free_buckets_equal_the_full_length(algorithm):
+    """Half the vocabulary stops a response, so the longest of 64 is well under the 24-token
+    budget: with 4 length buckets the update runs over fewer columns and gives the same
+    losses and parameters as over all of them."""
+    key = jax.random.key(5)
+    out = []
+    for buckets in (1, 4):
+        policy = Transformer(preset("tiny", vocab_size=V, max_seq_len=40))
+        cfg = RLConfig(algorithm=algorithm, batch_prompts=8, group_size=8, max_new_tokens=24,
+                       minibatches=2, kl_coef=0.05, length_buckets=buckets)
+        state = init_state(policy.init(jax.random.key(0)), cfg, jax.random.key(1))
+        it, _ = make_iteration(policy, cfg, toy_reward, stop_ids=tuple(range(8)))
+        out.append(it(state, _batch(0), key))
+    (full_state, full), (state, bucketed) = out
+    assert full["update_columns"] == P + 24
+    assert bucketed["update_columns"] < P + 24 and bucketed["response_length_max"] <= (
+        bucketed["update_columns"] - P)
+    for name in ("policy_loss", "entropy", "kl", "clip_frac", "grad_norm", "reward_mean"):
+        np.testing.assert_allclose(bucketed[name], full[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    for a, b in zip(jax.tree.leaves(state.policy), jax.tree.leaves(full_state.policy)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_buckets_compile_one_program_whatever_the_lengths():
+    from o1jax.rl.iteration import bucket_lengths
+    assert bucket_lengths(24, 4) == (6, 12, 18, 24) and bucket_lengths(10, 3) == (4, 7, 10)
+    assert bucket_lengths(5, 1) == (5,)
+    policy = Transformer(preset("tiny", vocab_size=V, max_seq_len=40))
+    cfg = RLConfig(algorithm="grpo", batch_prompts=8, group_size=4, max_new_tokens=24,
+                   length_buckets=4)
+    state = init_state(policy.init(jax.random.key(0)), cfg, jax.random.key(1))
+    it, _ = make_iteration(policy, cfg, toy_reward, stop_ids=tuple(range(8)))
+    columns = set()
+    for i in range(4):
+        state, m = it(state, _batch(i), jax.random.key(i))
+        columns.add(float(m["update_columns"]))
+    assert it._cache_size() == 1, "one compiled program serves every bucket"
+    assert columns <= {P + n for n in (6, 12, 18, 24)}
