@@ -86,14 +86,11 @@ def bench(name: str, algorithm: str, iters: int, peak: float) -> dict:
     # ---- staged
     roll_fn = jax.jit(functools.partial(iteration.rollout, policy=model, sampling=sampling))
 
-    def learn(state, roll, scored, key):
-        """The stages after the reward: targets -> update -> metrics."""
-        temp = sampling.logprob_temperature
-        tg = iteration.targets(state, roll, scored, policy=model, cfg=cfg, temperature=temp)
-        new, stats = iteration.update(state, tg, key, policy=model, cfg=cfg, temperature=temp)
-        return new, iteration.metrics(state, new, roll, scored, tg, stats, cfg)
-
-    upd_fn = jax.jit(learn, donate_argnums=(0,))
+    # the stages after the reward: targets -> update -> metrics
+    upd_fn = jax.jit(functools.partial(iteration.learn, policy=model, cfg=cfg,
+                                       temperature=sampling.logprob_temperature,
+                                       prompt_len=batches[0][0]["tokens"].shape[1]),
+                     donate_argnums=(0,))
     state = init_state(jax.tree.map(jnp.copy, params), cfg, jax.random.key(1))
     split = {"rollout": [], "reward": [], "update": []}
     for i in range(iters + 1):

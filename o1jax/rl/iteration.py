@@ -12,7 +12,8 @@ It reads as its stages, each a named pure function with typed inputs and outputs
                                                   gradients accumulated over micro-batches
     metrics                          -> dict      scalars for the log
 
-``batch`` is {"tokens": [B, P], "mask": [B, P], "example_ids": [B]}; rows R = B * G.
+``learn`` runs targets, update and metrics over only the columns that hold tokens (the prompt and
+the shortest response-length bucket that holds every response). ``batch`` is {"tokens": [B, P], "mask": [B, P], "example_ids": [B]}; rows R = B * G.
 """
 
 from __future__ import annotations
@@ -248,34 +249,38 @@ def trim_columns(roll: Rollout, columns: int) -> Rollout:
                          response_mask=cut(roll.response_mask), logprobs=cut(roll.logprobs))
 
 
-def rl_iteration(state: RLState, batch: dict, key: jax.Array, *, policy: Transformer,
-                 cfg: RLConfig, sampling: SamplingConfig, reward_fn: RewardFn
-                 ) -> tuple[RLState, dict]:
-    """rollout -> reward -> targets -> update -> metrics. Pure; ``make_iteration`` jits it.
-
-    Padding-free training: targets, update and metrics run over the prompt and the shortest
-    of ``bucket_lengths`` that holds the longest response, one ``lax.switch`` branch per
-    bucket, so the iteration stays one compiled program."""
-    k_roll, k_update = jax.random.split(key)
-    temperature = sampling.logprob_temperature
-    roll = rollout(state, batch, k_roll, policy=policy, sampling=sampling)
-    scored = reward(roll, batch, reward_fn, sampling.num_samples)
-    prompt_len = batch["tokens"].shape[1]
-
+def learn(state: RLState, roll: Rollout, scored: Scored, key: jax.Array, *,
+          policy: Transformer, cfg: RLConfig, temperature: float, prompt_len: int
+          ) -> tuple[RLState, dict]:
+    """targets -> update -> metrics, padding-free: over the prompt's ``prompt_len`` columns and
+    the shortest of ``bucket_lengths`` that holds the longest response, one ``lax.switch``
+    branch per bucket (so the iteration stays one compiled program)."""
     def train(response_len: int, state: RLState, roll: Rollout):
         roll = trim_columns(roll, prompt_len + response_len)
         tg, mismatch = targets(state, roll, scored, policy=policy, cfg=cfg,
                                temperature=temperature)
-        new_state, stats = update(state, tg, k_update, policy=policy, cfg=cfg,
+        new_state, stats = update(state, tg, key, policy=policy, cfg=cfg,
                                   temperature=temperature)
         out = metrics(state, new_state, roll, scored, tg, stats, mismatch, cfg)
         return new_state, dict(out, update_columns=jnp.float32(prompt_len + response_len))
 
-    lengths = bucket_lengths(sampling.max_new_tokens, cfg.length_buckets)
+    lengths = bucket_lengths(roll.tokens.shape[1] - prompt_len, cfg.length_buckets)
     if len(lengths) == 1:
         return train(lengths[0], state, roll)
     bucket = jnp.searchsorted(jnp.asarray(lengths), roll.num_steps)   # first length >= it
     return jax.lax.switch(bucket, [functools.partial(train, n) for n in lengths], state, roll)
+
+
+def rl_iteration(state: RLState, batch: dict, key: jax.Array, *, policy: Transformer,
+                 cfg: RLConfig, sampling: SamplingConfig, reward_fn: RewardFn
+                 ) -> tuple[RLState, dict]:
+    """rollout -> reward -> learn (targets -> update -> metrics). Pure; ``make_iteration``
+    jits it."""
+    k_roll, k_update = jax.random.split(key)
+    roll = rollout(state, batch, k_roll, policy=policy, sampling=sampling)
+    scored = reward(roll, batch, reward_fn, sampling.num_samples)
+    return learn(state, roll, scored, k_update, policy=policy, cfg=cfg,
+                 temperature=sampling.logprob_temperature, prompt_len=batch["tokens"].shape[1])
 
 
 def make_iteration(policy: Transformer, cfg: RLConfig, reward_fn: RewardFn,
