@@ -31,7 +31,6 @@ from jax.sharding import Mesh
 from o1jax import sharding
 from o1jax.models.config import ModelConfig
 from o1jax.models.layers.attention import attend, output_projection, project_qkv
-from o1jax.models.layers.dense import dense
 from o1jax.models.layers.mlp import swiglu
 from o1jax.models.layers.norm import rms_norm
 from o1jax.models.layers.rope import inverse_frequencies, rope_angles
@@ -226,7 +225,7 @@ class Transformer:
         if self.head == "value":
             w = params["value_head"]["w"].astype(x.dtype)
             return (x @ w).astype(jnp.float32) + params["value_head"]["b"]
-        logits = dense(x, self.unembedding(params).astype(x.dtype)).astype(jnp.float32)
+        logits = (x @ self.unembedding(params).astype(x.dtype)).astype(jnp.float32)
         return sharding.constrain(logits, self.mesh, ("act_batch", "act_length", "act_vocab"))
 
     def apply(self, params: Params, tokens: jax.Array, positions: jax.Array, mask: jax.Array,

@@ -8,7 +8,6 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from o1jax.models.layers.dense import dense
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
 
 
@@ -51,7 +50,7 @@ def _chunked_logprobs(x: jax.Array, w: jax.Array, targets: jax.Array, temperatur
         m, s, t, taken = carry          # running max, sum exp, sum exp * logit, target logit
         wc, start = xs
         cols = start + jnp.arange(chunk)
-        logits = dense(x, wc.astype(x.dtype)).astype(jnp.float32) / temperature
+        logits = (x @ wc.astype(x.dtype)).astype(jnp.float32) / temperature
         logits = jnp.where(cols < v, logits, lowest)
         m_new = jnp.maximum(m, jnp.max(logits, axis=-1))
         scale = jnp.exp(m - m_new)

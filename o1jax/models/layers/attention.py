@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 
 from o1jax import sharding
-from o1jax.models.layers.dense import dense
 from o1jax.models.layers.rope import apply_rope
 
 NEG_INF = -1e30  # finite, so a row with no valid key gives a uniform (not NaN) softmax
@@ -28,13 +27,15 @@ def project_qkv(x: jax.Array, p: dict, rope: tuple[jax.Array, jax.Array], num_he
     """
     dt = x.dtype
     if "wqkv" in p:
-        qkv = dense(x, p["wqkv"].astype(dt))
+        qkv = jnp.einsum("btd,dhk->bthk", x, p["wqkv"].astype(dt))
         if "bqkv" in p:
             qkv = qkv + p["bqkv"].astype(dt)
         kvh = (qkv.shape[2] - num_heads) // 2
         q, k, v = jnp.split(qkv, [num_heads, num_heads + kvh], axis=2)
     else:
-        q, k, v = (dense(x, p[w].astype(dt)) for w in ("wq", "wk", "wv"))
+        q = jnp.einsum("btd,dhk->bthk", x, p["wq"].astype(dt))
+        k = jnp.einsum("btd,dhk->bthk", x, p["wk"].astype(dt))
+        v = jnp.einsum("btd,dhk->bthk", x, p["wv"].astype(dt))
         if "bq" in p:
             q, k, v = q + p["bq"].astype(dt), k + p["bk"].astype(dt), v + p["bv"].astype(dt)
     q = sharding.constrain(q, mesh, ("act_batch", "act_length", "act_heads", None))
@@ -86,4 +87,4 @@ def attend(q: jax.Array, k: jax.Array, v: jax.Array, key_mask: jax.Array) -> jax
 
 def output_projection(o: jax.Array, wo: jax.Array) -> jax.Array:
     """o: [B, T, H, Dh], wo: [H, Dh, D] -> [B, T, D]."""
-    return dense(o, wo.astype(o.dtype), in_dims=2)
+    return jnp.einsum("bthk,hkd->btd", o, wo.astype(o.dtype))

@@ -1,9 +1,9 @@
 """SwiGLU feed-forward block."""
 
 import jax
+import jax.numpy as jnp
 
 from o1jax import sharding
-from o1jax.models.layers.dense import dense
 
 
 def swiglu(x: jax.Array, p: dict, mesh=None) -> jax.Array:
@@ -11,9 +11,9 @@ def swiglu(x: jax.Array, p: dict, mesh=None) -> jax.Array:
     w_down: [F, D], or the fused decode layout w_gate_up: [D, 2, F] (one matmul for both)."""
     dt = x.dtype
     if "w_gate_up" in p:
-        gate_up = dense(x, p["w_gate_up"].astype(dt))
+        gate_up = jnp.einsum("btd,dcf->btcf", x, p["w_gate_up"].astype(dt))
         gate, up = gate_up[:, :, 0], gate_up[:, :, 1]
     else:
-        gate, up = dense(x, p["w_gate"].astype(dt)), dense(x, p["w_up"].astype(dt))
+        gate, up = x @ p["w_gate"].astype(dt), x @ p["w_up"].astype(dt)
     h = sharding.constrain(jax.nn.silu(gate) * up, mesh, ("act_batch", "act_length", "act_mlp"))
-    return dense(h, p["w_down"].astype(dt))
+    return h @ p["w_down"].astype(dt)
