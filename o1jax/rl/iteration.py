@@ -13,7 +13,9 @@ It reads as its stages, each a named pure function with typed inputs and outputs
     metrics                          -> dict      scalars for the log
 
 ``learn`` runs targets, update and metrics over only the columns that hold tokens (the prompt and
-the shortest response-length bucket that holds every response). ``batch`` is {"tokens": [B, P], "mask": [B, P], "example_ids": [B]}; rows R = B * G.
+the shortest response-length bucket that holds every response).
+
+``batch`` is {"tokens": [B, P], "mask": [B, P], "example_ids": [B]}; rows R = B * G.
 """
 
 from __future__ import annotations
