@@ -87,8 +87,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.tis_cap = ml_collections.FieldReference(None, field_type=float)
     c.rl.micro_batch = 0             # rows per forward/backward pass (0: whole minibatch)
     c.rl.vocab_chunk = 0             # log-probs this many vocabulary entries at a time (0: all)
-    c.rl.length_buckets = 1          # padding-free: train over the shortest of this many
-                                     # response lengths that holds every response (1: off)
+    c.rl.length_buckets = 1          # padding-free: each micro-batch (rows grouped by length)
+                                     # runs over the shortest of this many response lengths
+                                     # that holds its rows (1: off); pair with rl.micro_batch
     c.rl.rewards = ml_collections.ConfigDict({"correctness": 1.0, "format": 0.1})
 
     c.selfplay = ml_collections.ConfigDict()   # o1jax/selfplay/config.py says what each is

@@ -62,9 +62,10 @@ class RLConfig:
     micro_batch: int = 0            # rows per forward/backward pass in scoring and update
                                     # (gradients accumulated); 0: the whole (mini)batch at once
     vocab_chunk: int = 0            # log-probs over this many vocabulary entries at a time; 0: all
-    length_buckets: int = 1         # padding-free training: scoring and update run over the
-                                    # shortest of this many response lengths that holds every
-                                    # response (1: always max_new_tokens)
+    length_buckets: int = 1         # padding-free training: scoring and update micro-batches
+                                    # (rows grouped by length) each run over the shortest of
+                                    # this many response lengths that holds their rows
+                                    # (1: always max_new_tokens)
 
     def __post_init__(self):
         object.__setattr__(self, "rewards", tuple((str(k), float(w)) for k, w in

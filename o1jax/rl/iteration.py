@@ -12,8 +12,10 @@ It reads as its stages, each a named pure function with typed inputs and outputs
                                                   gradients accumulated over micro-batches
     metrics                          -> dict      scalars for the log
 
-``learn`` runs targets, update and metrics over only the columns that hold tokens (the prompt and
-the shortest response-length bucket that holds every response).
+Padding-free (``rl.length_buckets`` > 1): scoring and the update run on micro-batches of rows of
+similar length, each over only the columns that hold its tokens (the prompt and the shortest
+response-length bucket that holds its longest response); the losses are those of the padded
+batch.
 
 ``batch`` is {"tokens": [B, P], "mask": [B, P], "example_ids": [B]}; rows R = B * G.
 """
@@ -38,8 +40,8 @@ from o1jax.rl.logprobs import MISMATCH_STATS, logged_mismatch, logprob_mismatch,
 from o1jax.rl.state import RLState, critic_model, optimizers, state_shardings
 from o1jax.rollout.decoding import SamplingConfig
 from o1jax.rollout.sampler import Rollout, sample
-from o1jax.rollout.scoring import (map_micro_batches, prefix_values, split_micro_batches,
-                                   token_logprobs)
+from o1jax.rollout.scoring import (length_grouped, map_micro_batches, prefix_values, row_ends,
+                                   on_columns, split_micro_batches, token_logprobs)
 
 RewardFn = Callable[[Rollout, jax.Array], tuple[jax.Array, dict]]
 
@@ -81,19 +83,21 @@ def _shift_right(x: jax.Array) -> jax.Array:
 
 
 def targets(state: RLState, roll: Rollout, scored: Scored, *, policy: Transformer,
-            cfg: RLConfig, temperature: float) -> tuple[Targets, dict]:
+            cfg: RLConfig, temperature: float, columns: tuple[int, ...] = ()
+            ) -> tuple[Targets, dict]:
     """Old and reference log-probs, the KL to the reference, critic values, advantages and
-    returns; and the rollout/training log-prob mismatch."""
+    returns; and the rollout/training log-prob mismatch. ``columns``: padding-free scoring
+    (``scoring.map_micro_batches``)."""
     resp = roll.response_mask
     old_logp, ref_logp, is_weights, mismatch = old_logprobs(
         state, roll.tokens, roll.mask, resp, roll.logprobs, policy=policy, cfg=cfg,
-        temperature=temperature)
+        temperature=temperature, columns=columns)
     kl = jnp.where(resp, losses.kl_estimate(old_logp, ref_logp, "k1"), 0.0)
     kl_pen = state.kl_coef * kl if (cfg.uses_reference and cfg.kl_in_reward) else None
     if cfg.uses_critic:
         values = map_micro_batches(
             lambda t, m: prefix_values(critic_model(policy), state.critic, t, m),
-            cfg.micro_batch, roll.tokens, roll.mask)
+            cfg.micro_batch, roll.tokens, roll.mask, columns=columns)
         old_values = jnp.where(resp, _shift_right(values), 0.0)
         tok_r = adv_lib.token_rewards(scored.rewards, resp, kl_pen)
         advantages, returns = adv_lib.gae(tok_r, old_values, resp, cfg.gamma, cfg.lam)
@@ -136,19 +140,33 @@ def critic_loss(params, mb: Targets, totals: tuple, *, policy: Transformer, cfg:
                              cfg.loss_agg, totals), {}
 
 
-def accumulated_grads(loss_fn, params, mb: Targets, micro_batch: int):
+def accumulated_grads(loss_fn, params, mb: Targets, micro_batch: int,
+                      columns: tuple[int, ...] = ()):
     """(loss, stats, grads) of ``loss_fn(params, mb, totals)`` over the minibatch, computed
     ``micro_batch`` rows at a time with the gradients summed in f32 (``totals``: the whole
-    minibatch's denominators, so the sum is the minibatch's loss). Statistics named ``*_max``
-    are maxima over the micro-batches, the others sums."""
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    minibatch's denominators, so the sum is the minibatch's loss). With ``columns`` each
+    micro-batch runs over the shortest of them that holds its rows (``scoring.on_columns``; the
+    rows come grouped by length from ``update``). Statistics named ``*_max`` are maxima over
+    the micro-batches, the others sums; ``update_token_fraction`` is the share of the
+    minibatch's [rows, T] cells computed over."""
     totals = losses.totals_of(mb.resp)
-    if not micro_batch or micro_batch >= mb.tokens.shape[0]:
-        (loss, stats), grads = grad_fn(params, mb, totals)
-        return loss, stats, grads
+    rows, width = mb.tokens.shape
+
+    def grad_fn(params, part: Targets):
+        (loss, stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, part, totals)
+        cells = part.tokens.shape[0] * part.tokens.shape[1] / (rows * width)
+        return loss, dict(stats, update_token_fraction=jnp.float32(cells)), grads
+
+    def compute(params, part: Targets):
+        if len(columns) <= 1:
+            return grad_fn(params, part)
+        return on_columns(functools.partial(grad_fn, params), columns, row_ends(part.mask), part)
+
+    if not micro_batch or micro_batch >= rows:
+        return compute(params, mb)
 
     def add(carry, part):
-        (loss, stats), grads = grad_fn(params, part, totals)
+        loss, stats, grads = compute(params, part)
         return jax.tree.map(jnp.add, carry, (loss, grads)), stats
 
     zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
@@ -158,11 +176,16 @@ def accumulated_grads(loss_fn, params, mb: Targets, micro_batch: int):
 
 
 def update(state: RLState, tg: Targets, key: jax.Array, *, policy: Transformer, cfg: RLConfig,
-           temperature: float) -> tuple[RLState, dict]:
+           temperature: float, columns: tuple[int, ...] = ()) -> tuple[RLState, dict]:
     """E epochs x M minibatches of optax steps (policy, then critic) in ``lax.scan``, each
     minibatch's gradient accumulated over micro-batches of ``cfg.micro_batch`` rows. A step
     with a non-finite loss or gradient leaves its model unchanged and is counted. Returns the
-    new state and the per-minibatch statistics, each [E, M]."""
+    new state and the per-minibatch statistics, each [E, M].
+
+    Padding-free (``columns``, ascending lengths, the last T): each minibatch's rows are
+    grouped by length into its micro-batches, and each micro-batch runs over the shortest of
+    ``columns`` that holds its rows. The minibatches are the same rows either way, so the
+    losses and gradients are those of the padded update (up to summation order)."""
     opt_p, opt_v = optimizers(cfg)
     p_loss = functools.partial(policy_loss, kl_coef=state.kl_coef, policy=policy, cfg=cfg,
                                temperature=temperature)
@@ -170,13 +193,13 @@ def update(state: RLState, tg: Targets, key: jax.Array, *, policy: Transformer, 
     train_policy = state.step >= (cfg.critic_warmup if cfg.uses_critic else 0)
 
     def minibatch_step(s: RLState, mb: Targets):
-        pl, stats, grads = accumulated_grads(p_loss, s.policy, mb, cfg.micro_batch)
+        pl, stats, grads = accumulated_grads(p_loss, s.policy, mb, cfg.micro_batch, columns)
         new_p, new_opt, ok = apply_if_finite(s.policy, s.policy_opt, grads, opt_p, pl)
         s = s.replace(policy=tree_select(train_policy, new_p, s.policy),
                       policy_opt=tree_select(train_policy, new_opt, s.policy_opt))
         out = dict(stats, policy_loss=pl, grad_norm=optax.tree.norm(grads))
         if cfg.uses_critic:
-            vl, _, vgrads = accumulated_grads(v_loss, s.critic, mb, cfg.micro_batch)
+            vl, _, vgrads = accumulated_grads(v_loss, s.critic, mb, cfg.micro_batch, columns)
             critic, critic_opt, vok = apply_if_finite(s.critic, s.critic_opt, vgrads, opt_v, vl)
             s = s.replace(critic=critic, critic_opt=critic_opt)
             ok = ok & vok
@@ -186,10 +209,16 @@ def update(state: RLState, tg: Targets, key: jax.Array, *, policy: Transformer, 
     r, m = tg.tokens.shape[0], cfg.minibatches
     if r % m:
         raise ValueError(f"{r} rollout rows are not divisible into {m} minibatches")
+    micro = cfg.micro_batch if cfg.micro_batch and cfg.micro_batch < r // m else r // m
+    ends = row_ends(tg.mask)
 
     def epoch(s, ekey):
-        perm = jax.random.permutation(ekey, r)
-        mbs = jax.tree.map(lambda x: x[perm].reshape((m, r // m) + x.shape[1:]), tg)
+        perm = jax.random.permutation(ekey, r).reshape(m, r // m)
+        if len(columns) > 1:   # the same minibatches, their rows grouped by length
+            perm = jnp.take_along_axis(
+                perm, jax.vmap(functools.partial(length_grouped, size=micro))(ends[perm]), 1)
+        mbs = jax.tree.map(lambda x: x[perm.reshape(-1)].reshape((m, r // m) + x.shape[1:]),
+                           tg)
         return jax.lax.scan(minibatch_step, s, mbs)
 
     # the frozen reference does not ride through the scan
@@ -243,34 +272,18 @@ def bucket_lengths(max_new_tokens: int, buckets: int) -> tuple[int, ...]:
     return tuple(sorted({-(-max_new_tokens * (i + 1) // buckets) for i in range(buckets)}))
 
 
-def trim_columns(roll: Rollout, columns: int) -> Rollout:
-    """The rollout's first ``columns`` columns: prompts are left-padded and responses start at
-    the same column, so past the longest response every column is padding."""
-    cut = lambda x: x[:, :columns]  # noqa: E731
-    return roll._replace(tokens=cut(roll.tokens), mask=cut(roll.mask),
-                         response_mask=cut(roll.response_mask), logprobs=cut(roll.logprobs))
-
-
 def learn(state: RLState, roll: Rollout, scored: Scored, key: jax.Array, *,
           policy: Transformer, cfg: RLConfig, temperature: float, prompt_len: int
           ) -> tuple[RLState, dict]:
-    """targets -> update -> metrics, padding-free: over the prompt's ``prompt_len`` columns and
-    the shortest of ``bucket_lengths`` that holds the longest response, one ``lax.switch``
-    branch per bucket (so the iteration stays one compiled program)."""
-    def train(response_len: int, state: RLState, roll: Rollout):
-        roll = trim_columns(roll, prompt_len + response_len)
-        tg, mismatch = targets(state, roll, scored, policy=policy, cfg=cfg,
-                               temperature=temperature)
-        new_state, stats = update(state, tg, key, policy=policy, cfg=cfg,
-                                  temperature=temperature)
-        out = metrics(state, new_state, roll, scored, tg, stats, mismatch, cfg)
-        return new_state, dict(out, update_columns=jnp.float32(prompt_len + response_len))
-
-    lengths = bucket_lengths(roll.tokens.shape[1] - prompt_len, cfg.length_buckets)
-    if len(lengths) == 1:
-        return train(lengths[0], state, roll)
-    bucket = jnp.searchsorted(jnp.asarray(lengths), roll.num_steps)   # first length >= it
-    return jax.lax.switch(bucket, [functools.partial(train, n) for n in lengths], state, roll)
+    """targets -> update -> metrics; padding-free over the prompt's ``prompt_len`` columns and
+    ``bucket_lengths`` response columns when ``cfg.length_buckets`` > 1."""
+    columns = tuple(prompt_len + n for n in
+                    bucket_lengths(roll.tokens.shape[1] - prompt_len, cfg.length_buckets))
+    tg, mismatch = targets(state, roll, scored, policy=policy, cfg=cfg, temperature=temperature,
+                           columns=columns)
+    new_state, stats = update(state, tg, key, policy=policy, cfg=cfg, temperature=temperature,
+                              columns=columns)
+    return new_state, metrics(state, new_state, roll, scored, tg, stats, mismatch, cfg)
 
 
 def rl_iteration(state: RLState, batch: dict, key: jax.Array, *, policy: Transformer,

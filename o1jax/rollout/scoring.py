@@ -93,12 +93,55 @@ def merge_micro_batches(tree):
     return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1).reshape((-1,) + x.shape[2:]), tree)
 
 
-def map_micro_batches(fn: Callable, size: int, *args):
+def row_ends(mask: jax.Array) -> jax.Array:
+    """[R] int32: one past the last real column of each row of a [R, T] mask (0 when empty)."""
+    cols = jnp.arange(1, mask.shape[1] + 1, dtype=jnp.int32)
+    return jnp.max(jnp.where(mask.astype(bool), cols, 0), axis=1)
+
+
+def length_grouped(ends: jax.Array, size: int) -> jax.Array:
+    """A row permutation [R] after which ``split_micro_batches(x[perm], size)`` gives micro-batch
+    j the j-th ``size`` rows in order of ``ends`` (the shortest rows together), so each
+    micro-batch can be trimmed to its own longest row."""
+    k = ends.shape[0] // size
+    return jnp.argsort(ends).reshape(k, size).T.reshape(-1)
+
+
+def on_columns(fn: Callable, columns: tuple[int, ...], ends: jax.Array, *args):
+    """``fn(*args)`` with every [rows, T, ...] leaf of ``args`` cut to its first c columns, c
+    the shortest of ``columns`` (ascending, the last T) that holds every row's end (``ends``,
+    [rows]): one ``lax.switch`` branch per length, so one compiled program serves them all, and
+    ``fn``'s outputs must have the same shapes for every c. Columns past a row's last real token
+    are padding and attention is causal, so the real columns' results are those over all T."""
+    def cut(c: int):
+        return lambda *a: fn(*jax.tree.map(lambda x: x[:, :c], a))
+    bucket = jnp.searchsorted(jnp.asarray(columns), jnp.max(ends))   # first length >= it
+    return jax.lax.switch(bucket, [cut(c) for c in columns], *args)
+
+
+def map_micro_batches(fn: Callable, size: int, *args, columns: tuple[int, ...] = ()):
     """``fn(*args)`` over the rows of ``args`` ``size`` rows at a time (``lax.map``), results
-    reassembled in row order; ``size`` 0 or all rows: one call."""
+    reassembled in row order; ``size`` 0 or all rows: one call. With ``columns`` (padding-free;
+    ``args[1]`` is the [R, T] mask, ``fn`` returns [rows, T, ...] leaves) the rows are grouped by
+    length and each call runs over the shortest of ``columns`` that holds its rows
+    (``on_columns``), its outputs zero-padded back to T columns."""
     rows = jax.tree.leaves(args)[0].shape[0]
-    if not size or size >= rows:
-        return fn(*args)
+    size = size if size and size < rows else rows
     if rows % size:
         raise ValueError(f"micro-batch of {size} rows does not divide the {rows} rows")
-    return merge_micro_batches(jax.lax.map(lambda a: fn(*a), split_micro_batches(args, size)))
+    if len(columns) <= 1:
+        if size == rows:
+            return fn(*args)
+        return merge_micro_batches(jax.lax.map(lambda a: fn(*a), split_micro_batches(args, size)))
+    width = args[1].shape[1]
+
+    def padded(*a):
+        return jax.tree.map(
+            lambda y: jnp.pad(y, [(0, 0), (0, width - y.shape[1])] + [(0, 0)] * (y.ndim - 2)),
+            fn(*a))
+    ends = row_ends(args[1])
+    perm = length_grouped(ends, size)
+    parts = split_micro_batches((ends[perm],) + jax.tree.map(lambda x: x[perm], args), size)
+    out = merge_micro_batches(jax.lax.map(lambda a: on_columns(padded, columns, *a), parts))
+    inverse = jnp.argsort(perm)
+    return jax.tree.map(lambda y: y[inverse], out)

@@ -1,5 +1,5 @@
 """Scoring: every prefix's value in one pass equals scoring each prefix on its own; log-probs
-over vocabulary chunks and micro-batches equal the whole computation."""
+over vocabulary chunks and micro-batches (padding-free ones too) equal the whole computation."""
 
 import jax
 import jax.numpy as jnp
@@ -8,7 +8,8 @@ import pytest
 
 from o1jax.models import Transformer, positions_from_mask, preset, value_params_from_policy
 from o1jax.rollout import prefix_values, token_logprobs
-from o1jax.rollout.scoring import map_micro_batches, merge_micro_batches, split_micro_batches
+from o1jax.rollout.scoring import (length_grouped, map_micro_batches, merge_micro_batches,
+                                   row_ends, split_micro_batches)
 
 
 def test_prefix_values_equal_one_forward_per_prefix():
@@ -84,6 +85,44 @@ def test_micro_batches_keep_row_order_and_equal_one_pass():
     np.testing.assert_array_equal(merge_micro_batches(split_micro_batches(x, 2)), x)
     with pytest.raises(ValueError, match="micro-batch of 3 rows does not divide the 8 rows"):
         map_micro_batches(fn, 3, tokens, mask)
+
+
+def test_length_grouped_micro_batches_hold_rows_of_similar_length():
+    mask = np.zeros((8, 10), bool)
+    lengths = [7, 2, 9, 4, 10, 1, 5, 3]
+    for row, n in enumerate(lengths):
+        mask[row, 3 - min(n, 3):3 + max(n - 3, 0)] = True    # left-padded prompt, then response
+    ends = np.asarray(row_ends(jnp.asarray(mask)))
+    expected = [max(np.nonzero(m)[0]) + 1 for m in mask]        # plain loop
+    np.testing.assert_array_equal(ends, expected)
+    perm = np.asarray(length_grouped(jnp.asarray(ends), 2))
+    assert sorted(perm) == list(range(8))
+    groups = np.asarray(split_micro_batches(jnp.asarray(ends)[perm], 2))
+    np.testing.assert_array_equal(groups, np.sort(ends).reshape(4, 2))
+
+
+def test_padding_free_micro_batches_equal_one_pass_on_real_tokens():
+    """Rows of very different lengths scored 2 at a time, each pair over the shortest of 4
+    column counts that holds it: the real tokens' log-probs equal one padded pass; the columns
+    past each row's end come back as zeros."""
+    model, params, tokens, mask = _policy_and_batch(rows=8)
+    width = tokens.shape[1]
+    ends = np.random.RandomState(0).randint(2, width + 1, 8)
+    mask = jnp.asarray(np.arange(width)[None] < ends[:, None])
+    full = np.asarray(token_logprobs(model, params, tokens, mask)[0])
+    fn = lambda t, m: token_logprobs(model, params, t, m)[0]  # noqa: E731
+    columns = tuple(-(-width * (i + 1) // 4) for i in range(4))
+    trimmed = 0
+    for size in (2, 8):
+        got = np.asarray(jax.jit(lambda t, m: map_micro_batches(fn, size, t, m, columns=columns))(
+            tokens, mask))
+        np.testing.assert_allclose(np.where(mask, got, 0), np.where(mask, full, 0), atol=1e-6)
+        order = np.argsort(ends, kind="stable")
+        for group in order.reshape(-1, size):       # rows computed together, by length
+            bucket = min(c for c in columns if c >= ends[group].max())
+            assert np.all(got[group, bucket:] == 0) and np.all(got[group, 1:bucket] != 0)
+            trimmed += bucket < width
+    assert trimmed >= 2
 
 
 def test_vocab_chunks_cut_the_peak_memory_of_the_update():
