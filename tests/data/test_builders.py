@@ -1,12 +1,15 @@
 """TFDS builders build from files in the official formats and read back with tfds.data_source."""
 
+import base64
+import io
 import json
 import os
 
+import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from o1jax.data import builders
+from o1jax.data import builders, visual
 
 
 def _read(source):
@@ -103,3 +106,63 @@ def test_sloppy_demonstrations_only_in_train(tmp_path):
     train, test = _read(ds["train"]), _read(ds["test"])
     assert not all(e["solution"].endswith(f"\\boxed{{{e['answer']}}}") for e in train)
     assert all(e["solution"].endswith(f"\\boxed{{{e['answer']}}}") for e in test)
+
+
+def test_visual_task_builder_round_trip(tmp_path):
+    ds = builders.build("count", str(tmp_path), num_train=20, num_test=5, difficulty=1,
+                        image_size=24)
+    assert set(ds) == {"train", "test", "hard"} and len(ds["train"]) == 20
+    ex = ds["train"][0]
+    assert ex["image"].shape == (24, 24, 3) and ex["image"].dtype == np.uint8
+    spec = visual.spec_of({"meta": ex["meta"].decode() if isinstance(ex["meta"], bytes)
+                           else ex["meta"]})
+    np.testing.assert_array_equal(ex["image"], visual.render(spec, 24))
+
+
+def _png(mode, size, colour):
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new(mode, size, colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_image_qa_jsonl_and_parquet(tmp_path):
+    """Paths, base64 bytes and {'bytes': ...}; grayscale and RGBA converted by the stated rule
+    (alpha over white, RGB, bicubic resize to the square size)."""
+    (tmp_path / "a.png").write_bytes(_png("RGB", (40, 20), (10, 200, 30)))
+    rows = [{"question": "q1", "answer": "1", "image": "a.png"},
+            {"problem": "q2", "answer": "2",
+             "images": [base64.b64encode(_png("L", (8, 8), 128)).decode()]},
+            {"question": "q3", "answer": "3",
+             "image": {"bytes": base64.b64encode(_png("RGBA", (8, 8), (0, 0, 0, 0))).decode()}}]
+    path = tmp_path / "train.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    ds = builders.build("image_qa", str(tmp_path / "data"), train_path=str(path), image_size=16)
+    images = [ds["train"][i]["image"] for i in range(3)]
+    assert all(im.shape == (16, 16, 3) for im in images)
+    np.testing.assert_array_equal(images[0][8, 8], [10, 200, 30])
+    np.testing.assert_array_equal(images[1][0, 0], [128, 128, 128])
+    np.testing.assert_array_equal(images[2][0, 0], [255, 255, 255])    # transparent -> white
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    table = pa.table({"images": [[{"bytes": _png("RGB", (16, 16), (1, 2, 3)), "path": None}]],
+                      "problem": ["find x"], "answer": ["4"]})
+    pq.write_table(table, tmp_path / "geo.parquet")
+    ds = builders.build("image_qa", str(tmp_path / "data2"),
+                        train_path=str(tmp_path / "geo.parquet"), image_size=16)
+    np.testing.assert_array_equal(ds["train"][0]["image"][3, 3], [1, 2, 3])
+
+
+def test_image_qa_bad_images_name_the_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"question": "q", "answer": "1",
+                                "image": base64.b64encode(b"not a png").decode()}))
+    with pytest.raises(ValueError, match="bad.jsonl:1: the image does not decode"):
+        builders.build("image_qa", str(tmp_path / "d1"), train_path=str(path))
+    path.write_text(json.dumps({"question": "q", "answer": "1", "image": "missing.png"}))
+    with pytest.raises(ValueError, match="neither a file next to bad.jsonl nor base64"):
+        builders.build("image_qa", str(tmp_path / "d2"), train_path=str(path))
+    path.write_text(json.dumps({"question": "q", "answer": "1"}))
+    with pytest.raises(ValueError, match="missing field\\(s\\) \\['image'\\]"):
+        builders.build("image_qa", str(tmp_path / "d3"), train_path=str(path))

@@ -1,0 +1,133 @@
+"""Visual tasks: the renderer is deterministic, every answer is what the pixels show (counted
+back from the image by a flood fill and by bar heights, not by the generator's code), and the
+specification grammar accepts and rejects what its table says."""
+
+import json
+
+import numpy as np
+import pytest
+
+from o1jax.data import visual
+
+V = visual
+
+
+def _components(image: np.ndarray, colour) -> int:
+    """Connected regions of exactly ``colour`` (4-neighbour flood fill, plain Python)."""
+    hit = np.all(image == np.asarray(colour, np.uint8), axis=-1)
+    seen = np.zeros_like(hit)
+    count = 0
+    for y, x in zip(*np.nonzero(hit)):
+        if seen[y, x]:
+            continue
+        count += 1
+        stack = [(y, x)]
+        while stack:
+            a, b = stack.pop()
+            if 0 <= a < hit.shape[0] and 0 <= b < hit.shape[1] and hit[a, b] and not seen[a, b]:
+                seen[a, b] = True
+                stack += [(a + 1, b), (a - 1, b), (a, b + 1), (a, b - 1)]
+    return count
+
+
+def test_renderer_is_deterministic():
+    for task in V.TASKS:
+        a = list(V.generate(task, "train", 5, seed=3, difficulty=2))
+        b = list(V.generate(task, "train", 5, seed=3, difficulty=2))
+        for x, y in zip(a, b):
+            assert x["question"] == y["question"] and x["answer"] == y["answer"]
+            np.testing.assert_array_equal(x["image"], y["image"])
+        assert a[0]["image"].dtype == np.uint8 and a[0]["image"].shape == (32, 32, 3)
+
+
+def test_hand_counted_scene():
+    scene = V.parse_spec("scene: red circle 0 0; red square 1 0; blue circle 2 2; "
+                         "yellow triangle 3 3")
+    assert V.count_answer(scene, {"colour": "red"})[0] == 2
+    assert V.count_answer(scene, {"shape": "circle"})[0] == 2
+    assert V.count_answer(scene, {"colour": "blue", "shape": "square"})[0] == 0
+    n, solution = V.count_answer(scene, {"colour": "red"})
+    assert solution.endswith("\\boxed{2}") and "red circle at row 0 column 0" in solution
+    image = V.render(scene)
+    assert _components(image, V.COLOURS["red"]) == 2
+    assert _components(image, V.COLOURS["blue"]) == 1
+    assert _components(image, V.COLOURS["green"]) == 0
+
+
+def test_count_answers_match_the_pixels_on_fixed_seeds():
+    for seed in range(3):
+        for ex in V.generate("count", "train", 20, seed=seed, difficulty=3):
+            spec = V.spec_of(ex)
+            filt = json.loads(ex["meta"])["filter"]
+            if "shape" in filt:
+                continue        # shapes are not told apart by a flood fill
+            assert _components(ex["image"], V.COLOURS[filt["colour"]]) == int(ex["answer"]), (
+                spec, ex["question"])
+
+
+def test_chart_answers_match_the_bar_heights_in_pixels():
+    unit = (V.IMAGE_SIZE - 2) // V.MAX_HEIGHT
+    slot = V.IMAGE_SIZE // V.MAX_BARS
+    for ex in V.generate("chart", "train", 30, seed=1, difficulty=3):
+        ink = np.all(ex["image"][:-1] == 60, axis=-1)           # bars, above the axis row
+        heights = [int(ink[:, i * slot + 2].sum()) // unit for i in range(V.MAX_BARS)]
+        spec = V.spec_of(ex)
+        assert heights[:len(spec.heights)] == list(spec.heights)
+        ask = json.loads(ex["meta"])["ask"]
+        expected = heights[ask[0] - 1] - (heights[ask[1] - 1] if len(ask) == 2 else 0)
+        assert int(ex["answer"]) == expected
+
+
+def test_pixel_sum_answers_and_glyphs():
+    assert V.parse_spec("sum: 23 + 45").value == 68 and V.parse_spec("sum: 7 - 19").value == -12
+    ex = next(V.generate("pixel_sum", "train", 1, seed=0, difficulty=2))
+    spec = V.spec_of(ex)
+    assert int(ex["answer"]) == spec.value and ex["solution"].endswith(f"\\boxed{{{spec.value}}}")
+    # the image shows exactly the glyphs of the sum: ink columns in groups of 3 per character
+    ink = np.any(np.all(ex["image"] == 0, axis=-1), axis=0)
+    assert ink.sum() >= 2 * len(f"{spec.a}{spec.op}{spec.b}")
+    assert not np.array_equal(V.render(V.parse_spec("sum: 12 + 34")),
+                              V.render(V.parse_spec("sum: 12 + 35")))
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("scene: red circle 0 0; blue square 3 3", None),
+    ("chart: 0 9 4", None),
+    ("sum: 999 - 1", None),
+    ("scene:", "empty"),
+    ("scene: ; ;", "empty"),
+    ("chart: 5", "empty"),
+    ("scene: " + "; ".join(f"red circle {i % 4} {i // 4}" for i in range(9)), "too_many"),
+    ("chart: 1 2 3 4 5 6 7", "too_many"),
+    ("x" * 1000, "too_many"),
+    ("scene: red circle 4 0", "out_of_bounds"),
+    ("chart: 3 10", "out_of_bounds"),
+    ("sum: 1000 + 1", "out_of_bounds"),
+    ("scene: red circle 1 1; blue square 1 1", "overlap"),
+    ("scene: pink circle 0 0", "malformed"),
+    ("scene: red hexagon 0 0", "malformed"),
+    ("chart: 1, 2", "malformed"),
+    ("sum: 2 * 3", "malformed"),
+    ("sum: __import__('os')", "malformed"),
+    ("draw a cat", "malformed"),
+])
+def test_spec_grammar_accepts_and_rejects(text, reason):
+    if reason is None:
+        spec = V.parse_spec(text)
+        assert V.parse_spec(spec.text()) == spec          # the text form round-trips
+        V.render(spec)
+    else:
+        with pytest.raises(V.SpecError) as e:
+            V.parse_spec(text)
+        assert e.value.reason == reason
+
+
+def test_splits_do_not_overlap_and_difficulty_grows():
+    train = {(e["meta"], e["question"]) for e in V.generate("chart", "train", 200, seed=0,
+                                                             difficulty=2)}
+    test = {(e["meta"], e["question"]) for e in V.generate("chart", "test", 30, seed=0,
+                                                            difficulty=2)}
+    assert not train & test
+    easy = [len(V.spec_of(e).heights) for e in V.generate("chart", "train", 5, difficulty=1)]
+    hard = [len(V.spec_of(e).heights) for e in V.generate("chart", "train", 5, difficulty=3)]
+    assert max(easy) < min(hard)
