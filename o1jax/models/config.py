@@ -7,6 +7,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
+from o1jax.models.vision import VisionConfig
+
 ARCHITECTURES = ("llama", "qwen2")
 
 
@@ -35,6 +37,9 @@ class ModelConfig:
     dtype: str = "float32"        # compute dtype: float32 or bfloat16
     param_dtype: str = "float32"  # master weights
     remat: bool = False           # recompute each layer's activations in the backward pass
+    vision: VisionConfig | None = None   # a vision encoder whose image tokens take the places
+    image_token_id: int = -1             # of this placeholder token in the input (one image
+                                         # per row); see o1jax/models/vision.py
 
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
@@ -49,6 +54,10 @@ class ModelConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.head_dim % 2:
             raise ValueError(f"head_dim must be even for RoPE, got {self.head_dim}")
+        if self.vision is not None and not 0 <= self.image_token_id < self.vocab_size:
+            raise ValueError(f"image_token_id={self.image_token_id}: a model with a vision "
+                             f"encoder needs its image placeholder token in [0, "
+                             f"{self.vocab_size})")
         for name in ("dtype", "param_dtype"):
             if getattr(self, name) not in ("float32", "bfloat16", "float16"):
                 raise ValueError(f"{name}={getattr(self, name)!r}: use float32, bfloat16 or "
@@ -68,7 +77,8 @@ class ModelConfig:
             attn += self.head_dim * (self.num_heads + 2 * self.num_kv_heads)
         per_layer = attn + 3 * d * f + 2 * d
         head = 0 if (self.tie_embeddings or not with_lm_head) else d * self.vocab_size
-        return self.vocab_size * d + n_layers * per_layer + d + head
+        encoder = self.vision.num_params(d) if self.vision else 0
+        return self.vocab_size * d + n_layers * per_layer + d + head + encoder
 
     def flops_per_token(self, context: int) -> float:
         """Forward FLOPs per token: 2 x (the weights of every matmul: q/k/v/o, the MLP and the

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from o1jax import sharding
+from o1jax.models import vision
 from o1jax.models.config import ModelConfig
 from o1jax.models.layers.attention import attend, output_projection, project_qkv
 from o1jax.models.layers.mlp import swiglu
@@ -76,6 +77,8 @@ class Transformer:
             layers.update(bq=("layers", "heads", "head_dim"), bk=("layers", "kv_heads", "head_dim"),
                           bv=("layers", "kv_heads", "head_dim"))
         axes = {"embed": ("vocab", "embed"), "layers": layers, "final_norm": ("norm",)}
+        if self.cfg.vision:
+            axes["vision"] = vision.param_axes(self.cfg.vision)
         if self.head == "value":
             axes["value_head"] = {"w": ("embed",), "b": ()}
         elif not self.cfg.tie_embeddings:
@@ -99,7 +102,7 @@ class Transformer:
             "w_up": (c.num_layers, c.hidden_size, c.mlp_dim),
             "w_down": (c.num_layers, c.mlp_dim, c.hidden_size),
         }
-        keys = jax.random.split(key, len(shapes) + 3)
+        keys = jax.random.split(key, len(shapes) + 4)
         normal = lambda k, s: 0.02 * jax.random.normal(k, s, pd)  # noqa: E731
         layers = {name: normal(k, s) for (name, s), k in zip(shapes.items(), keys)}
         layers["attn_norm"] = jnp.ones((c.num_layers, c.hidden_size), pd)
@@ -110,6 +113,8 @@ class Transformer:
             layers["bv"] = jnp.zeros((c.num_layers, c.num_kv_heads, c.head_dim), pd)
         params = {"embed": normal(keys[-3], (c.vocab_size, c.hidden_size)), "layers": layers,
                   "final_norm": jnp.ones((c.hidden_size,), pd)}
+        if c.vision:
+            params["vision"] = vision.init(c.vision, c.hidden_size, keys[-4], pd)
         if self.head == "value":
             params["value_head"] = {"w": normal(keys[-2], (c.hidden_size,)),
                                     "b": jnp.zeros((), pd)}
@@ -159,8 +164,17 @@ class Transformer:
         x = sharding.constrain(x, self.mesh, ("act_batch", "act_length", "act_embed"))
         return x, k_cache, v_cache
 
+    def encode_images(self, params: Params, images: jax.Array) -> jax.Array:
+        """Images [B, S, S, 3] uint8 -> image tokens [B, N, D] (compute dtype) for ``hidden``'s
+        ``image_embeds``: run once per prompt, reused by every sample of it."""
+        if not self.cfg.vision:
+            raise ValueError("this model has no vision encoder (model.vision is None)")
+        return vision.encode(self.cfg.vision, params["vision"], images, self.cfg.compute_dtype,
+                             self.mesh)
+
     def hidden(self, params: Params, tokens: jax.Array, positions: jax.Array, mask: jax.Array,
-               cache: dict | None = None) -> tuple[jax.Array, dict | None]:
+               cache: dict | None = None, image_embeds: jax.Array | None = None
+               ) -> tuple[jax.Array, dict | None]:
         """Final-norm hidden states [B, T, D] (compute dtype) and the updated cache.
 
         tokens, positions: [B, T] int; mask: [B, T] (1 = real token, 0 = padding). Without a cache
@@ -170,6 +184,9 @@ class Transformer:
         ``params["layers"]`` stacked (the stored layout) runs the layers with ``lax.scan``; a
         tuple of per-layer dicts (``unstack_layers``) runs them unrolled, which lets a decode
         loop update each layer's cache in place instead of re-stacking it every step.
+
+        ``image_embeds`` [B, N, D] (``encode_images``): the k-th image placeholder token of each
+        row reads image token k instead of its embedding (a prefill; decode steps have none).
         """
         c = self.cfg
         mask = mask.astype(bool)
@@ -177,6 +194,8 @@ class Transformer:
         inv_freq = inverse_frequencies(c.head_dim, c.rope_theta,
                                        dict(c.rope_scaling) if c.rope_scaling else None)
         x = jnp.take(params["embed"], tokens, axis=0).astype(c.compute_dtype)
+        if image_embeds is not None:
+            x = vision.place_image_tokens(x, tokens, c.image_token_id, image_embeds)
         x = sharding.constrain(x, self.mesh, ("act_batch", "act_length", "act_embed"))
 
         if cache is None:
@@ -229,9 +248,10 @@ class Transformer:
         return sharding.constrain(logits, self.mesh, ("act_batch", "act_length", "act_vocab"))
 
     def apply(self, params: Params, tokens: jax.Array, positions: jax.Array, mask: jax.Array,
-              cache: dict | None = None) -> tuple[jax.Array, dict | None]:
+              cache: dict | None = None, image_embeds: jax.Array | None = None
+              ) -> tuple[jax.Array, dict | None]:
         """Logits [B, T, V] (policy) or values [B, T] (value model), f32, and the new cache."""
-        x, cache = self.hidden(params, tokens, positions, mask, cache)
+        x, cache = self.hidden(params, tokens, positions, mask, cache, image_embeds)
         return self.head_out(params, x), cache
 
 

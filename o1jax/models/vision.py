@@ -1,0 +1,189 @@
+"""The vision encoder: a ViT over image patches with 2-D rotary positions and pre-norm blocks,
+and a patch merger that projects to the decoder's width, as pure functions over a parameter
+pytree (the layout of Qwen2.5-VL's encoder, full attention in every block).
+
+Parameters (under the policy's ``params["vision"]``; layers stacked and run with ``lax.scan``)::
+
+    patch_embed  [3 * P * P, Dv]          a P x P x 3 patch, flattened (row, column, channel)
+    layers       attn_norm [L, Dv], wq/wk/wv [L, Dv, Hv, Dh], bq/bk/bv [L, Hv, Dh],
+                 wo [L, Hv, Dh, Dv], mlp_norm [L, Dv], w_gate/w_up [L, Dv, Fv], w_down [L, Fv, Dv]
+    merger       norm [Dv], w1 [M * M * Dv, M * M * Dv], b1, w2 [M * M * Dv, D], b2
+
+Patches are ordered in M x M merge windows (window by window, row-major inside each), so the
+merger joins M * M consecutive patches into one image token: an S x S image gives
+(S / P / M)^2 tokens of width D, which take the places of the image placeholder tokens in the
+decoder's input (``Transformer.hidden``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from o1jax.models.layers.attention import attend, output_projection, project_qkv
+from o1jax.models.layers.mlp import swiglu
+from o1jax.models.layers.norm import rms_norm
+from o1jax.models.layers.rope import inverse_frequencies
+
+# CLIP's pixel statistics (Qwen2.5-VL's image processor uses them too)
+PIXEL_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
+PIXEL_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class VisionConfig:
+    image_size: int = 32          # S: images are S x S x 3 (``data.builders.load_image``)
+    patch_size: int = 4           # P
+    hidden_size: int = 64         # Dv
+    num_layers: int = 2
+    num_heads: int = 4
+    mlp_dim: int = 128
+    merge_size: int = 2           # M: M x M patches -> one image token
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-6
+
+    def __post_init__(self):
+        if self.image_size % (self.patch_size * self.merge_size):
+            raise ValueError(f"vision.image_size={self.image_size} must be a multiple of "
+                             f"patch_size x merge_size = {self.patch_size * self.merge_size}")
+        if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 4:
+            raise ValueError(f"vision.hidden_size={self.hidden_size} / num_heads="
+                             f"{self.num_heads} must be a multiple of 4 (2-D rotary positions)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+    @property
+    def grid(self) -> int:
+        """Patches per side."""
+        return self.image_size // self.patch_size
+
+    @property
+    def num_tokens(self) -> int:
+        """Image tokens per image: the placeholders a prompt holds for it."""
+        return (self.grid // self.merge_size) ** 2
+
+    def num_params(self, out_size: int) -> int:
+        d, f, m2 = self.hidden_size, self.mlp_dim, self.merge_size ** 2
+        per_layer = 4 * d * d + 3 * d + 3 * d * f + 2 * d
+        return (3 * self.patch_size ** 2 * d + self.num_layers * per_layer + d
+                + (m2 * d) ** 2 + m2 * d + m2 * d * out_size + out_size)
+
+
+def param_axes(cfg: VisionConfig) -> dict:
+    """Logical axis names (the rules table in o1jax/sharding.py), same tree as ``init``."""
+    layers = {
+        "attn_norm": ("layers", "norm"),
+        "wq": ("layers", "embed", "heads", "head_dim"),
+        "wk": ("layers", "embed", "heads", "head_dim"),
+        "wv": ("layers", "embed", "heads", "head_dim"),
+        "bq": ("layers", "heads", "head_dim"), "bk": ("layers", "heads", "head_dim"),
+        "bv": ("layers", "heads", "head_dim"),
+        "wo": ("layers", "heads", "head_dim", "embed"),
+        "mlp_norm": ("layers", "norm"),
+        "w_gate": ("layers", "embed", "mlp"), "w_up": ("layers", "embed", "mlp"),
+        "w_down": ("layers", "mlp", "embed"),
+    }
+    merger = {"norm": ("norm",), "w1": ("patch", "mlp"), "b1": ("mlp",),
+              "w2": ("mlp", "embed"), "b2": ("norm",)}
+    return {"patch_embed": ("patch", "embed"), "layers": layers, "merger": merger}
+
+
+def init(cfg: VisionConfig, out_size: int, key: jax.Array, dtype=jnp.float32) -> dict:
+    """Random parameters: normal(0.02) matrices, unit norms, zero biases."""
+    d, h, dh, f, n = cfg.hidden_size, cfg.num_heads, cfg.head_dim, cfg.mlp_dim, cfg.num_layers
+    wide = cfg.merge_size ** 2 * d
+    shapes = {"wq": (n, d, h, dh), "wk": (n, d, h, dh), "wv": (n, d, h, dh), "wo": (n, h, dh, d),
+              "w_gate": (n, d, f), "w_up": (n, d, f), "w_down": (n, f, d)}
+    keys = jax.random.split(key, len(shapes) + 3)
+    normal = lambda k, s: 0.02 * jax.random.normal(k, s, dtype)  # noqa: E731
+    layers = {name: normal(k, s) for (name, s), k in zip(shapes.items(), keys)}
+    layers.update(attn_norm=jnp.ones((n, d), dtype), mlp_norm=jnp.ones((n, d), dtype),
+                  bq=jnp.zeros((n, h, dh), dtype), bk=jnp.zeros((n, h, dh), dtype),
+                  bv=jnp.zeros((n, h, dh), dtype))
+    merger = {"norm": jnp.ones((d,), dtype), "w1": normal(keys[-2], (wide, wide)),
+              "b1": jnp.zeros((wide,), dtype), "w2": normal(keys[-1], (wide, out_size)),
+              "b2": jnp.zeros((out_size,), dtype)}
+    return {"patch_embed": normal(keys[-3], (3 * cfg.patch_size ** 2, d)), "layers": layers,
+            "merger": merger}
+
+
+def patch_grid(cfg: VisionConfig) -> np.ndarray:
+    """[N, 2] (row, column) of each patch in encoder order: M x M merge windows, window by
+    window, row-major inside each."""
+    g, m = cfg.grid, cfg.merge_size
+    r, c = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
+    to_windows = lambda x: x.reshape(g // m, m, g // m, m).transpose(0, 2, 1, 3).reshape(-1)  # noqa: E731,E501
+    return np.stack([to_windows(r), to_windows(c)], axis=1)
+
+
+def patchify(cfg: VisionConfig, images: jax.Array) -> jax.Array:
+    """[B, S, S, 3] uint8 -> [B, N, P * P * 3] f32 normalised pixels, patches in encoder order."""
+    b, s = images.shape[0], images.shape[1]
+    if images.shape[1:] != (cfg.image_size, cfg.image_size, 3):
+        raise ValueError(f"images of shape {images.shape[1:]}; the encoder takes "
+                         f"{(cfg.image_size, cfg.image_size, 3)} (resize them with "
+                         "o1jax.data.builders.load_image)")
+    x = (images.astype(jnp.float32) / 255.0 - PIXEL_MEAN) / PIXEL_STD
+    p, g = cfg.patch_size, s // cfg.patch_size
+    x = x.reshape(b, g, p, g, p, 3).transpose(0, 1, 3, 2, 4, 5).reshape(b, g * g, p * p * 3)
+    rows, cols = patch_grid(cfg).T
+    return x[:, rows * g + cols]
+
+
+def rope_2d(cfg: VisionConfig) -> tuple[jax.Array, jax.Array]:
+    """cos, sin [1, N, 1, Dh / 2]: half of each head's rotary angles from the patch's row, half
+    from its column (Qwen2.5-VL's vision rotary embedding)."""
+    inv = inverse_frequencies(cfg.head_dim // 2, cfg.rope_theta)        # [Dh / 4]
+    grid = patch_grid(cfg).astype(np.float32)
+    angles = np.concatenate([grid[:, :1] * inv, grid[:, 1:] * inv], axis=1)   # [N, Dh / 2]
+    return (jnp.asarray(np.cos(angles))[None, :, None], jnp.asarray(np.sin(angles))[None, :, None])
+
+
+def encode(cfg: VisionConfig, params: dict, images: jax.Array, dtype=jnp.float32,
+           mesh=None) -> jax.Array:
+    """Images [B, S, S, 3] uint8 -> image tokens [B, (S / P / M)^2, D] in ``dtype``."""
+    x = patchify(cfg, images).astype(dtype) @ params["patch_embed"].astype(dtype)
+    rope = rope_2d(cfg)
+    n = x.shape[1]
+    everywhere = jnp.ones((x.shape[0], n, n), bool)        # full attention among the patches
+
+    def block(x, p):
+        h = rms_norm(x, p["attn_norm"], cfg.norm_eps)
+        q, k, v = project_qkv(h, p, rope, cfg.num_heads, mesh)
+        x = x + output_projection(attend(q, k, v, everywhere), p["wo"])
+        return x + swiglu(rms_norm(x, p["mlp_norm"], cfg.norm_eps), p, mesh), None
+
+    x, _ = jax.lax.scan(block, x, params["layers"])
+    m = params["merger"]
+    x = rms_norm(x, m["norm"], cfg.norm_eps)
+    x = x.reshape(x.shape[0], n // cfg.merge_size ** 2, -1)                   # join windows
+    x = jax.nn.gelu(x @ m["w1"].astype(dtype) + m["b1"].astype(dtype), approximate=False)
+    return x @ m["w2"].astype(dtype) + m["b2"].astype(dtype)
+
+
+def place_image_tokens(x: jax.Array, tokens: jax.Array, image_token_id: int,
+                       image_embeds: jax.Array) -> jax.Array:
+    """x [B, T, D] with the k-th placeholder (``tokens == image_token_id``) of each row replaced
+    by that row's image token k (image_embeds [B, N, D]); other positions unchanged."""
+    is_image = tokens == image_token_id
+    k = jnp.clip(jnp.cumsum(is_image.astype(jnp.int32), axis=1) - 1, 0, image_embeds.shape[1] - 1)
+    picked = jnp.take_along_axis(image_embeds.astype(x.dtype), k[..., None], axis=1)
+    return jnp.where(is_image[..., None], picked, x)
+
+
+def check_placeholders(tokens: np.ndarray, mask: np.ndarray, image_token_id: int,
+                       num_tokens: int) -> None:
+    """Every row of a [B, T] prompt batch holds exactly ``num_tokens`` placeholders (one image
+    per row); raises naming the first row that does not."""
+    counts = np.sum((np.asarray(tokens) == image_token_id) & np.asarray(mask, bool), axis=1)
+    bad = np.nonzero(counts != num_tokens)[0]
+    if len(bad):
+        raise ValueError(f"prompt row {int(bad[0])} holds {int(counts[bad[0]])} image "
+                         f"placeholder tokens (id {image_token_id}); each image needs exactly "
+                         f"{num_tokens}: render prompts with the tokenizer's image placeholder "
+                         "and one image per prompt")
