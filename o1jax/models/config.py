@@ -54,6 +54,8 @@ class ModelConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.head_dim % 2:
             raise ValueError(f"head_dim must be even for RoPE, got {self.head_dim}")
+        if self.vision is not None and not isinstance(self.vision, VisionConfig):
+            object.__setattr__(self, "vision", VisionConfig(**dict(self.vision)))   # a config dict
         if self.vision is not None and not 0 <= self.image_token_id < self.vocab_size:
             raise ValueError(f"image_token_id={self.image_token_id}: a model with a vision "
                              f"encoder needs its image placeholder token in [0, "

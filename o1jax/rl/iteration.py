@@ -17,7 +17,8 @@ similar length, each over only the columns that hold its tokens (the prompt and 
 response-length bucket that holds its longest response); the losses are those of the padded
 batch.
 
-``batch`` is {"tokens": [B, P], "mask": [B, P], "example_ids": [B]}; rows R = B * G.
+``batch`` is {"tokens": [B, P], "mask": [B, P], "example_ids": [B]} (+ "images": [B, S, S, 3]
+uint8 for a vision policy, one image per prompt); rows R = B * G.
 """
 
 from __future__ import annotations
@@ -64,12 +65,15 @@ class Targets(NamedTuple):
     returns: jax.Array      # f32, GAE returns (0 without a critic)
     kl: jax.Array           # f32, per-token k1 estimate of KL(policy || reference)
     is_weights: jax.Array   # f32, truncated importance weights (1 without rl.tis_cap)
+    images: jax.Array | None = None   # [R, S, S, 3] uint8, each row's image (vision policies)
 
 
 def rollout(state: RLState, batch: dict, key: jax.Array, *, policy: Transformer,
             sampling: SamplingConfig) -> Rollout:
-    """G samples per prompt from the current policy."""
-    return sample(policy, state.policy, batch["tokens"], batch["mask"], key, sampling)
+    """G samples per prompt from the current policy (each prompt's image, if any, encoded once
+    in the prefill)."""
+    return sample(policy, state.policy, batch["tokens"], batch["mask"], key, sampling,
+                  batch.get("images"))
 
 
 def reward(roll: Rollout, batch: dict, reward_fn: RewardFn, group_size: int) -> Scored:
@@ -83,21 +87,22 @@ def _shift_right(x: jax.Array) -> jax.Array:
 
 
 def targets(state: RLState, roll: Rollout, scored: Scored, *, policy: Transformer,
-            cfg: RLConfig, temperature: float, columns: tuple[int, ...] = ()
-            ) -> tuple[Targets, dict]:
+            cfg: RLConfig, temperature: float, columns: tuple[int, ...] = (),
+            images: jax.Array | None = None) -> tuple[Targets, dict]:
     """Old and reference log-probs, the KL to the reference, critic values, advantages and
     returns; and the rollout/training log-prob mismatch. ``columns``: padding-free scoring
-    (``scoring.map_micro_batches``)."""
+    (``scoring.map_micro_batches``); ``images`` [R, S, S, 3]: each row's image."""
     resp = roll.response_mask
     old_logp, ref_logp, is_weights, mismatch = old_logprobs(
         state, roll.tokens, roll.mask, resp, roll.logprobs, policy=policy, cfg=cfg,
-        temperature=temperature, columns=columns)
+        temperature=temperature, columns=columns, images=images)
+    extra = [] if images is None else [images]
     kl = jnp.where(resp, losses.kl_estimate(old_logp, ref_logp, "k1"), 0.0)
     kl_pen = state.kl_coef * kl if (cfg.uses_reference and cfg.kl_in_reward) else None
     if cfg.uses_critic:
         values = map_micro_batches(
-            lambda t, m: prefix_values(critic_model(policy), state.critic, t, m),
-            cfg.micro_batch, roll.tokens, roll.mask, columns=columns)
+            lambda t, m, *im: prefix_values(critic_model(policy), state.critic, t, m, *im),
+            cfg.micro_batch, roll.tokens, roll.mask, *extra, columns=columns)
         old_values = jnp.where(resp, _shift_right(values), 0.0)
         tok_r = adv_lib.token_rewards(scored.rewards, resp, kl_pen)
         advantages, returns = adv_lib.gae(tok_r, old_values, resp, cfg.gamma, cfg.lam)
@@ -109,7 +114,7 @@ def targets(state: RLState, roll: Rollout, scored: Scored, *, policy: Transforme
             adv_lib.group_advantages(seq_r, cfg.group_size, cfg.algorithm), resp)
         old_values = returns = jnp.zeros_like(old_logp)
     return Targets(roll.tokens, roll.mask, resp, old_logp, ref_logp, advantages, old_values,
-                   returns, kl, is_weights), mismatch
+                   returns, kl, is_weights, images), mismatch
 
 
 def policy_loss(params, mb: Targets, totals: tuple, kl_coef: jax.Array, *, policy: Transformer,
@@ -117,7 +122,7 @@ def policy_loss(params, mb: Targets, totals: tuple, kl_coef: jax.Array, *, polic
     """Clipped surrogate (+ k-estimator KL term) - entropy bonus, and its statistics (with the
     log-prob mismatch to the old log-probs and the largest |ratio - 1|)."""
     logp, entropy = token_logprobs(policy, params, mb.tokens, mb.mask, temperature,
-                                   cfg.vocab_chunk)
+                                   cfg.vocab_chunk, mb.images)
     loss, stats = losses.ppo_policy_loss(logp, mb.old_logp, mb.advantages, mb.resp, cfg.clip_low,
                                          cfg.clip_high, cfg.dual_clip, cfg.loss_agg,
                                          mb.is_weights if cfg.tis_cap is not None else None,
@@ -135,7 +140,8 @@ def policy_loss(params, mb: Targets, totals: tuple, kl_coef: jax.Array, *, polic
 
 def critic_loss(params, mb: Targets, totals: tuple, *, policy: Transformer, cfg: RLConfig
                 ) -> tuple[jax.Array, dict]:
-    values = _shift_right(prefix_values(critic_model(policy), params, mb.tokens, mb.mask))
+    values = _shift_right(prefix_values(critic_model(policy), params, mb.tokens, mb.mask,
+                                        mb.images))
     return losses.value_loss(values, mb.old_values, mb.returns, mb.resp, cfg.value_clip,
                              cfg.loss_agg, totals), {}
 
@@ -273,14 +279,15 @@ def bucket_lengths(max_new_tokens: int, buckets: int) -> tuple[int, ...]:
 
 
 def learn(state: RLState, roll: Rollout, scored: Scored, key: jax.Array, *,
-          policy: Transformer, cfg: RLConfig, temperature: float, prompt_len: int
-          ) -> tuple[RLState, dict]:
+          policy: Transformer, cfg: RLConfig, temperature: float, prompt_len: int,
+          images: jax.Array | None = None) -> tuple[RLState, dict]:
     """targets -> update -> metrics; padding-free over the prompt's ``prompt_len`` columns and
-    ``bucket_lengths`` response columns when ``cfg.length_buckets`` > 1."""
+    ``bucket_lengths`` response columns when ``cfg.length_buckets`` > 1. ``images``
+    [R, S, S, 3]: each row's image (a vision policy)."""
     columns = tuple(prompt_len + n for n in
                     bucket_lengths(roll.tokens.shape[1] - prompt_len, cfg.length_buckets))
     tg, mismatch = targets(state, roll, scored, policy=policy, cfg=cfg, temperature=temperature,
-                           columns=columns)
+                           columns=columns, images=images)
     new_state, stats = update(state, tg, key, policy=policy, cfg=cfg, temperature=temperature,
                               columns=columns)
     return new_state, metrics(state, new_state, roll, scored, tg, stats, mismatch, cfg)
@@ -294,8 +301,12 @@ def rl_iteration(state: RLState, batch: dict, key: jax.Array, *, policy: Transfo
     k_roll, k_update = jax.random.split(key)
     roll = rollout(state, batch, k_roll, policy=policy, sampling=sampling)
     scored = reward(roll, batch, reward_fn, sampling.num_samples)
+    images = batch.get("images")
+    if images is not None:      # row i answers prompt i // G
+        images = jnp.repeat(images, sampling.num_samples, axis=0)
     return learn(state, roll, scored, k_update, policy=policy, cfg=cfg,
-                 temperature=sampling.logprob_temperature, prompt_len=batch["tokens"].shape[1])
+                 temperature=sampling.logprob_temperature, prompt_len=batch["tokens"].shape[1],
+                 images=images)
 
 
 def make_iteration(policy: Transformer, cfg: RLConfig, reward_fn: RewardFn,
@@ -313,6 +324,8 @@ def make_iteration(policy: Transformer, cfg: RLConfig, reward_fn: RewardFn,
     st = state_shardings(mesh, policy, cfg)
     batch = {"tokens": sharding.batch_sharding(mesh, 2), "mask": sharding.batch_sharding(mesh, 2),
              "example_ids": sharding.batch_sharding(mesh, 1)}
+    if policy.cfg.vision:
+        batch["images"] = sharding.batch_sharding(mesh, 4)
     rep = sharding.replicated(mesh)
     return jax.jit(fn, in_shardings=(st, batch, rep), out_shardings=(st, rep),
                    donate_argnums=(0,)), st

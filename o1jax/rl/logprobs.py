@@ -34,29 +34,33 @@ def logprob_mismatch(logp: jax.Array, other: jax.Array, mask: jax.Array,
 
 
 def score_logprobs(policy: Transformer, params, tokens: jax.Array, mask: jax.Array, *,
-                   cfg: RLConfig, temperature: float, columns: tuple[int, ...] = ()
-                   ) -> jax.Array:
+                   cfg: RLConfig, temperature: float, columns: tuple[int, ...] = (),
+                   images: jax.Array | None = None) -> jax.Array:
     """Training-forward log-probs [R, T] of every row, as many rows at a time as the update's
     forward pass takes (``cfg.micro_batch``, else a minibatch): the same shapes give the same
     numerics, so recomputed old log-probs match the update's first forward pass exactly
     (padding-free, with ``columns``, the trimmed shapes can differ from the update's)."""
     return map_micro_batches(
-        lambda t, m: token_logprobs(policy, params, t, m, temperature, cfg.vocab_chunk)[0],
-        cfg.micro_batch or tokens.shape[0] // cfg.minibatches, tokens, mask, columns=columns)
+        lambda t, m, *im: token_logprobs(policy, params, t, m, temperature, cfg.vocab_chunk,
+                                         *im)[0],
+        cfg.micro_batch or tokens.shape[0] // cfg.minibatches, tokens, mask,
+        *([] if images is None else [images]), columns=columns)
 
 
 def old_logprobs(state: RLState, tokens: jax.Array, mask: jax.Array, resp: jax.Array,
                  rollout_logp: jax.Array, *, policy: Transformer, cfg: RLConfig,
-                 temperature: float, columns: tuple[int, ...] = ()
+                 temperature: float, columns: tuple[int, ...] = (),
+                 images: jax.Array | None = None
                  ) -> tuple[jax.Array, jax.Array, jax.Array, dict]:
     """(old, reference, importance weights, mismatch). The old log-probs are the sampler's, or
     with ``cfg.recomputes_old_logprobs`` the training forward pass's on the same parameters, so
     the first minibatch's ratio starts at 1 whatever the sampler's numerics (veRL's default);
     mismatch = ``logprob_mismatch`` of the two over the whole batch (empty when not
     recomputed). With ``cfg.tis_cap`` each token is weighted min(pi_old / pi_rollout, cap).
-    ``columns``: padding-free scoring (``scoring.map_micro_batches``)."""
+    ``columns``: padding-free scoring (``scoring.map_micro_batches``); ``images`` [R, S, S, 3]:
+    each row's image (a vision policy)."""
     score = functools.partial(score_logprobs, policy, tokens=tokens, mask=mask, cfg=cfg,
-                              temperature=temperature, columns=columns)
+                              temperature=temperature, columns=columns, images=images)
     old, mismatch = rollout_logp, {}
     if cfg.recomputes_old_logprobs(policy.cfg.compute_dtype):
         old = jnp.where(resp, score(state.policy), 0.0)

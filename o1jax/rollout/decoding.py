@@ -152,16 +152,18 @@ def decode_params(model: Transformer, params: Params) -> Params:
 
 
 def prefill(model: Transformer, params: Params, tokens: jax.Array, mask: jax.Array,
-            length: int) -> tuple[dict, jax.Array]:
+            length: int, images: jax.Array | None = None) -> tuple[dict, jax.Array]:
     """Runs left-padded prompts tokens, mask: [B, P] through the model into a fresh cache of
-    ``length`` slots (prompt plus everything that will be decoded).
+    ``length`` slots (prompt plus everything that will be decoded). ``images`` [B, S, S, 3]
+    uint8: each prompt's image, encoded here once and read at its placeholder tokens.
 
     Returns (cache, logits [B, V] f32 of the token after each prompt). ``params`` in either
     layout; ``decode_params`` is the fast one.
     """
     mask = mask.astype(bool)
     cache = model.init_cache(tokens.shape[0], length)
-    x, cache = model.hidden(params, tokens, positions_from_mask(mask), mask, cache)
+    embeds = None if images is None else model.encode_images(params, images)
+    x, cache = model.hidden(params, tokens, positions_from_mask(mask), mask, cache, embeds)
     cache["positions"] = jnp.sum(mask, axis=1).astype(jnp.int32)
     return cache, model.head_out(params, x[:, -1:])[:, 0]
 

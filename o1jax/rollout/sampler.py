@@ -50,21 +50,22 @@ class Rollout(NamedTuple):
 
 
 def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_mask: jax.Array,
-           key: jax.Array, cfg: SamplingConfig) -> Rollout:
+           key: jax.Array, cfg: SamplingConfig, images: jax.Array | None = None) -> Rollout:
     """Samples G responses per prompt with a KV cache; stops as soon as every row is done.
 
     prompt_tokens, prompt_mask: [B, P], left-padded. Pure and jittable (``cfg`` and ``model``
     static); deterministic given ``key``. Returns a Rollout of B * G rows, the G samples of a
     prompt adjacent. The B distinct prompts are prefilled once and each row's cache copied G
     times; the prefill gives the first token's logits, so a batch whose longest response has k
-    tokens runs k - 1 ``decode_step`` calls.
+    tokens runs k - 1 ``decode_step`` calls. ``images`` [B, S, S, 3] uint8: one per prompt,
+    encoded once in the prefill (decode steps never see them).
     """
     b, p = prompt_tokens.shape
     g, n = cfg.num_samples, cfg.max_new_tokens
     r = b * g
     prompt_mask = prompt_mask.astype(bool)
     params = decode_params(model, params)
-    cache, logits = prefill(model, params, prompt_tokens, prompt_mask, p + n)
+    cache, logits = prefill(model, params, prompt_tokens, prompt_mask, p + n, images)
     cache = repeat_cache(model, cache, g)
     rep = lambda a: jnp.repeat(a, g, axis=0) if g > 1 else a  # noqa: E731
     stop_ids = jnp.asarray(cfg.stop_ids or (-1,), jnp.int32)

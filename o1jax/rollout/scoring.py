@@ -12,16 +12,18 @@ from o1jax.models.transformer import Params, Transformer, positions_from_mask
 
 
 def token_logprobs(policy: Transformer, params: Params, tokens: jax.Array, mask: jax.Array,
-                   temperature: float = 1.0, vocab_chunk: int = 0
-                   ) -> tuple[jax.Array, jax.Array]:
+                   temperature: float = 1.0, vocab_chunk: int = 0,
+                   images: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     """log p(tokens[:, t] | tokens[:, :t]) under softmax(logits / temperature), and the entropy
     of that distribution, both [B, T] f32, aligned with ``tokens`` (column 0 is 0).
 
     Same convention as ``Rollout.logprobs``, so a fresh policy reproduces them exactly. With
     ``vocab_chunk`` = C > 0 the logits are made C vocabulary entries at a time (an online
     log-sum-exp, rematerialised in the backward pass): peak memory [B, T, C] f32, not [B, T, V].
+    ``images`` [B, S, S, 3] uint8: each row's image, read at its placeholder tokens.
     """
-    x, _ = policy.hidden(params, tokens, positions_from_mask(mask), mask)
+    x, _ = policy.hidden(params, tokens, positions_from_mask(mask), mask,
+                         image_embeds=_image_embeds(policy, params, images))
     x, targets = x[:, :-1], tokens[:, 1:]
     if vocab_chunk:
         taken, entropy = _chunked_logprobs(x, policy.unembedding(params), targets, temperature,
@@ -67,14 +69,19 @@ def _chunked_logprobs(x: jax.Array, w: jax.Array, targets: jax.Array, temperatur
     return taken - lse, lse - t / s
 
 
+def _image_embeds(model: Transformer, params: Params, images: jax.Array | None):
+    return None if images is None else model.encode_images(params, images)
+
+
 def prefix_values(value_model: Transformer, params: Params, tokens: jax.Array,
-                  mask: jax.Array) -> jax.Array:
+                  mask: jax.Array, images: jax.Array | None = None) -> jax.Array:
     """V(tokens[:, :t+1]) for every prefix in one forward pass: [B, T] f32.
 
     The value at column t scores the state after token t (the prefix that ends there), which is
     what GAE and test-time search need; padding columns are zeroed.
     """
-    values, _ = value_model.apply(params, tokens, positions_from_mask(mask), mask)
+    values, _ = value_model.apply(params, tokens, positions_from_mask(mask), mask,
+                                  image_embeds=_image_embeds(value_model, params, images))
     return jnp.where(mask.astype(bool), values, 0.0)
 
 
@@ -108,13 +115,14 @@ def length_grouped(ends: jax.Array, size: int) -> jax.Array:
 
 
 def on_columns(fn: Callable, columns: tuple[int, ...], ends: jax.Array, *args):
-    """``fn(*args)`` with every [rows, T, ...] leaf of ``args`` cut to its first c columns, c
+    """``fn(*args)`` with every [rows, T] leaf of ``args`` (other leaves, e.g. images, pass
+    whole) cut to its first c columns, c
     the shortest of ``columns`` (ascending, the last T) that holds every row's end (``ends``,
     [rows]): one ``lax.switch`` branch per length, so one compiled program serves them all, and
     ``fn``'s outputs must have the same shapes for every c. Columns past a row's last real token
     are padding and attention is causal, so the real columns' results are those over all T."""
     def cut(c: int):
-        return lambda *a: fn(*jax.tree.map(lambda x: x[:, :c], a))
+        return lambda *a: fn(*jax.tree.map(lambda x: x[:, :c] if x.ndim == 2 else x, a))
     bucket = jnp.searchsorted(jnp.asarray(columns), jnp.max(ends))   # first length >= it
     return jax.lax.switch(bucket, [cut(c) for c in columns], *args)
 
