@@ -4,7 +4,11 @@
 
 Batch 64, 32-token prompts, 128 new tokens, sampling at temperature 1, no stop tokens (every
 row generates all 128 tokens on both sides). Weights: our random init, exported with
-``hf.save_pretrained`` and loaded by transformers. The last line printed is one JSON object.
+``hf.save_pretrained`` and loaded by transformers. Then the visual demo's model
+(configs/visual_grpo.py: 16 prompts of 64 tokens, 16 of them image placeholders, 8 samples
+each, 80 new tokens): its rollout's tokens/s and the share of the rollout spent in the vision
+encoder (the encoder alone on the 16 images, timed apart). The last line printed is one JSON
+object.
 """
 
 from __future__ import annotations
@@ -63,6 +67,29 @@ def hf_tokens_per_s(model, params, prompts, repeats):
     return BATCH * NEW / float(np.median(times)), torch.get_num_threads()
 
 
+def visual_rollout(repeats):
+    """(tokens/s, encoder share of the rollout) of the visual demo's model, random weights."""
+    from configs import visual_grpo
+    from o1jax import experiment
+    cfg = visual_grpo.get_config()
+    model, tok = experiment.build_model(cfg, None)
+    params = model.init(jax.random.key(0))
+    rl = experiment.check_config(cfg, 1)
+    b, p, n = rl.batch_prompts, cfg.data.max_prompt_len, rl.max_new_tokens
+    rs = np.random.RandomState(0)
+    prompts = rs.randint(0, 256, (b, p)).astype(np.int32)
+    prompts[:, 1:1 + model.cfg.vision.num_tokens] = model.cfg.image_token_id
+    images = rs.randint(0, 256, (b,) + (model.cfg.vision.image_size,) * 2 + (3,)).astype(np.uint8)
+    sampler = make_sampler(model, SamplingConfig(max_new_tokens=n, num_samples=rl.group_size))
+    mask = np.ones_like(prompts, bool)
+    keys = iter(jax.random.split(jax.random.key(0), repeats + 2))
+    rollout_s = median_seconds(lambda: sampler(params, prompts, mask, next(keys), images),
+                               repeats=repeats)
+    encode = jax.jit(model.encode_images)
+    encoder_s = median_seconds(lambda: encode(params, images), repeats=repeats)
+    return b * rl.group_size * n / rollout_s, encoder_s / rollout_s, encoder_s, rollout_s
+
+
 def main():
     quick, peak = start()
     repeats = 1 if quick else 5
@@ -82,6 +109,11 @@ def main():
         out.update({f"{label}_tokens_per_s": ours, f"{label}_transformers_tokens_per_s": theirs,
                     f"{label}_vs_transformers": ours / theirs,
                     f"{label}_peak_fraction": flops / peak})
+    tps, share, enc_s, roll_s = visual_rollout(repeats)
+    print(f"visual (configs/visual_grpo.py, 16 prompts x 8 samples, 80 new tokens): "
+          f"{tps:,.0f} tok/s; vision encoder {enc_s * 1e3:.1f} ms of the {roll_s * 1e3:.0f} ms "
+          f"rollout = {share:.1%}")
+    out.update(visual_tokens_per_s=tps, visual_encoder_share=share)
     print(json.dumps(out))
 
 

@@ -16,7 +16,7 @@ from jax.sharding import Mesh
 
 from o1jax import plan, sharding
 from o1jax import workdir as workdir_lib
-from o1jax.data import builders, tasks
+from o1jax.data import builders, tasks, visual
 from o1jax.models import Transformer, hf, preset
 from o1jax.rl.config import RLConfig
 from o1jax.selfplay.config import SelfPlayConfig
@@ -106,7 +106,8 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
     return rl
 
 
-DATASETS = tuple(tasks.TASKS) + ("gsm8k", "math", "jsonl")
+DATASETS = tuple(tasks.TASKS) + ("gsm8k", "math", "jsonl") + visual.TASKS + ("image_qa",)
+VISUAL = visual.TASKS + ("image_qa",)   # tasks whose prompts carry an image
 
 
 def _check_data(data) -> None:
@@ -118,6 +119,9 @@ def _check_data(data) -> None:
                           "problem in")
     if data.task == "jsonl" and not data.get("train_path"):
         raise ConfigError("data.task='jsonl' needs data.train_path (and data.test_path)")
+    if data.task == "image_qa" and not data.get("train_path"):
+        raise ConfigError("data.task='image_qa' needs data.train_path (and data.test_path): "
+                          "JSONL or parquet files (see o1jax/data/builders.py ImageQA)")
     if data.task in ("gsm8k", "math") and not data.get("manual_dir"):
         raise ConfigError(f"data.task={data.task!r} needs data.manual_dir: the directory of the "
                           "official files (see README, 'Real data')")
@@ -126,8 +130,11 @@ def _check_data(data) -> None:
 def model_shapes(cfg):
     """The model's ModelConfig as the config names it (``model.preset`` + overrides; with
     ``model.hf_path`` the preset stands for the downloaded model's shapes)."""
+    overrides = dict(cfg.model.get("overrides", {}))
+    if overrides.get("vision") and "image_token_id" not in overrides:
+        overrides["image_token_id"] = byte_tokenizer(image_token=True).image_id
     try:
-        return preset(cfg.model.preset, **dict(cfg.model.get("overrides", {})))
+        return preset(cfg.model.preset, **overrides)
     except (ValueError, TypeError) as e:
         raise ConfigError(f"model: {e}") from None
 
@@ -135,6 +142,16 @@ def model_shapes(cfg):
 def _check_shapes(cfg, rl: RLConfig) -> None:
     """Lengths that fit the model's context and a vocabulary chunk that fits its vocabulary."""
     m = model_shapes(cfg)
+    if (cfg.data.task in VISUAL) != bool(m.vision):
+        raise ConfigError(
+            f"data.task={cfg.data.task!r} with a model " + ("with" if m.vision else "without") +
+            " a vision encoder: visual tasks (" + ", ".join(VISUAL) + ") need "
+            "model.overrides.vision (see configs/visual_grpo.py), text tasks a text model")
+    if m.vision:
+        need = (m.vision.num_tokens + 1) if cfg.data.task in VISUAL else 0
+        if cfg.data.max_prompt_len <= need:
+            raise ConfigError(f"data.max_prompt_len={cfg.data.max_prompt_len} leaves no room "
+                              f"for the question after the image's {need - 1} tokens and <s>")
     if rl.vocab_chunk > m.vocab_size:
         raise ConfigError(f"rl.vocab_chunk={rl.vocab_chunk} is above the vocabulary "
                           f"({m.vocab_size}); use at most that, or 0")
@@ -160,7 +177,7 @@ def build_model(cfg, mesh, abstract: bool = False) -> tuple[Transformer, Tokeniz
         tokenizer = Tokenizer.from_dir(hf_path)
     else:
         mcfg = model_shapes(cfg)
-        tokenizer = byte_tokenizer()
+        tokenizer = byte_tokenizer(image_token=mcfg.vision is not None)
     if cfg.data.get("use_chat_template") and not abstract:
         if not tokenizer.chat_template:
             raise ConfigError("data.use_chat_template=True but the tokenizer has no chat "
@@ -217,8 +234,14 @@ def load_data(cfg, workdir) -> dict:
                                              "hard_levels") if k in cfg.data}
         if cfg.data.get("slip_rate"):
             data_cfg["slip_rate"] = cfg.data.slip_rate
-    elif cfg.data.task == "jsonl":
+    elif cfg.data.task in visual.TASKS:
+        data_cfg = {k: cfg.data[k] for k in ("difficulty", "num_train", "num_test", "seed",
+                                             "hard_levels") if k in cfg.data}
+        data_cfg["image_size"] = model_shapes(cfg).vision.image_size
+    elif cfg.data.task in ("jsonl", "image_qa"):
         data_cfg = {k: cfg.data[k] for k in ("train_path", "test_path") if k in cfg.data}
+        if cfg.data.task == "image_qa":
+            data_cfg["image_size"] = model_shapes(cfg).vision.image_size
     def build():
         return builders.build(cfg.data.task, data_dir(cfg, workdir),
                               manual_dir=cfg.data.get("manual_dir") or None, **data_cfg)
@@ -234,7 +257,7 @@ def load_problems(cfg, root, split: str, num: int | None) -> list[dict]:
     """The first ``num`` (default: eval.num_examples, else 200) problems of ``split`` of the
     config's task, decoded, each with an ``id`` ("split/index"); ``root``: as ``load_data``."""
     from o1jax.data.pipeline import decode_example
-    if split == "hard" and cfg.data.task not in tasks.TASKS:
+    if split == "hard" and cfg.data.task not in tuple(tasks.TASKS) + visual.TASKS:
         raise ValueError(f"--split hard exists for the synthetic tasks "
                          f"({', '.join(tasks.TASKS)}), not {cfg.data.task!r}")
     sources = load_data(cfg, root)

@@ -12,7 +12,7 @@ import numpy as np
 import optax
 
 from o1jax import flops, sharding
-from o1jax.data.pipeline import PromptPipeline, render_prompt
+from o1jax.data.pipeline import PromptPipeline, prompt_ids
 from o1jax.loop import run_loop
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
 from o1jax.optim import apply_if_finite
@@ -20,28 +20,36 @@ from o1jax.tokenizer import Tokenizer
 
 
 def encode_sft(examples: Sequence[dict], tokenizer: Tokenizer, length: int,
-               template: str = "{question}\n") -> dict:
+               template: str = "{question}\n", image_tokens: int = 0) -> dict:
     """Right-padded [B, length] tokens of prompt + solution + stop token, with a loss mask on
-    the solution and stop tokens only. Too-long rows are cut at ``length``."""
+    the solution and stop tokens only. Too-long rows are cut at ``length``. With
+    ``image_tokens`` (a vision policy) each prompt holds that many image placeholders and the
+    batch has "images" [B, S, S, 3]."""
     b = len(examples)
     tokens = np.full((b, length), tokenizer.pad_id, np.int32)
     mask = np.zeros((b, length), bool)
     target = np.zeros((b, length), bool)
     for i, ex in enumerate(examples):
-        prompt = tokenizer.encode(render_prompt(ex["question"], tokenizer, template))
+        prompt = prompt_ids(ex, tokenizer, template, image_tokens=image_tokens)
         answer = tokenizer.encode(ex["solution"], add_special_tokens=False) + \
             [tokenizer.stop_ids[0]]
         ids = (prompt + answer)[:length]
         tokens[i, :len(ids)] = ids
         mask[i, :len(ids)] = True
         target[i, len(prompt):len(ids)] = True
-    return {"tokens": tokens, "mask": mask, "target": target}
+    batch = {"tokens": tokens, "mask": mask, "target": target}
+    if image_tokens:
+        batch["images"] = np.stack([ex["image"] for ex in examples])
+    return batch
 
 
 def sft_loss(policy: Transformer, params: Params, batch: dict) -> tuple[jax.Array, dict]:
     """Mean negative log-likelihood of the target tokens, and token accuracy."""
     tokens, mask = batch["tokens"], batch["mask"]
-    logits, _ = policy.apply(params, tokens, positions_from_mask(mask), mask)
+    images = batch.get("images")
+    embeds = None if images is None else policy.encode_images(params, images)
+    logits, _ = policy.apply(params, tokens, positions_from_mask(mask), mask,
+                             image_embeds=embeds)
     logp = jax.nn.log_softmax(logits[:, :-1], axis=-1)
     nll = -jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
     tgt = batch["target"][:, 1:].astype(jnp.float32)
@@ -68,6 +76,11 @@ def sft_step(state: dict, batch: dict, *, policy: Transformer,
                  "skipped_updates": state["skipped_updates"] + (~ok).astype(jnp.int32)}
     return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads),
                        "skipped_updates": (~ok).astype(jnp.float32), **aux}
+
+
+def image_tokens(policy: Transformer) -> int:
+    """Image placeholders per prompt: the vision encoder's tokens per image, or 0."""
+    return policy.cfg.vision.num_tokens if policy.cfg.vision else 0
 
 
 def init_sft_state(params: Params, opt: optax.GradientTransformation) -> dict:
@@ -98,7 +111,8 @@ def run_sft(exp, params: Params, mix: Callable[[int, list], list] | None = None
         _, examples = pipeline.next_examples()
         if mix is not None:
             examples = mix(i, examples)
-        batch = encode_sft(examples, exp.tokenizer, cfg.sft.max_len, cfg.data.template)
+        batch = encode_sft(examples, exp.tokenizer, cfg.sft.max_len, cfg.data.template,
+                           image_tokens(exp.policy))
         state, metrics = step_fn(state, sharding.host_local_to_global(exp.mesh, batch))
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         return state, dict(metrics, flops=step_flops)

@@ -27,8 +27,10 @@ class Tokenizer:
 
     def __init__(self, tok: tokenizers.Tokenizer, *, bos_token: str | None = None,
                  eos_token: str | None = None, pad_token: str | None = None,
-                 extra_stop_ids: Sequence[int] = (), chat_template: str | None = None):
+                 extra_stop_ids: Sequence[int] = (), chat_template: str | None = None,
+                 image_token: str | None = None):
         self.tok = tok
+        self.image_token = image_token   # the placeholder an image's tokens replace
         self.bos_token, self.eos_token, self.pad_token = bos_token, eos_token, pad_token
         self.chat_template = chat_template
         self.use_chat_template = False   # prompts in the chat template (data.use_chat_template)
@@ -37,6 +39,10 @@ class Tokenizer:
         self.stop_ids = tuple(i for i in stop if i is not None)
         pad = self.token_id(pad_token) if pad_token else None
         self.pad_id = pad if pad is not None else (self.stop_ids[0] if self.stop_ids else 0)
+
+    @property
+    def image_id(self) -> int | None:
+        return self.token_id(self.image_token)
 
     def token_id(self, token: str | None) -> int | None:
         return None if token is None else self.tok.token_to_id(token)
@@ -83,8 +89,9 @@ def _read_json(path: epath.Path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def byte_tokenizer() -> Tokenizer:
-    """A byte-level tokenizer with no merges: 256 byte tokens then <pad>, <s>, </s> (ids 256-258).
+def byte_tokenizer(image_token: bool = False) -> Tokenizer:
+    """A byte-level tokenizer with no merges: 256 byte tokens then <pad>, <s>, </s> (ids 256-258),
+    and with ``image_token`` the image placeholder <image> (id 259).
 
     Encodes any text; ``encode`` prepends <s>. Used for models trained from scratch.
     """
@@ -94,10 +101,11 @@ def byte_tokenizer() -> Tokenizer:
     tok = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens(["<pad>", "<s>", "</s>"])
+    tok.add_special_tokens(["<pad>", "<s>", "</s>"] + (["<image>"] if image_token else []))
     tok.post_processor = processors.TemplateProcessing(
         single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", 257)])
-    return Tokenizer(tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    return Tokenizer(tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                     image_token="<image>" if image_token else None)
 
 
 def _byte_of(ch: str) -> int:

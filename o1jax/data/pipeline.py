@@ -44,13 +44,46 @@ def render_prompt(question: str, tokenizer: Tokenizer, template: str = PLAIN_TEM
         eos_token=tokenizer.eos_token or "")
 
 
+def prompt_ids(example: dict, tokenizer: Tokenizer, template: str = PLAIN_TEMPLATE,
+               use_chat_template: bool | None = None, image_tokens: int = 0,
+               add_special_tokens: bool = True) -> list[int]:
+    """An example's prompt token ids; with ``image_tokens`` = N (a vision policy), N image
+    placeholders right after the beginning-of-sequence token, where the image's tokens go."""
+    ids = tokenizer.encode(render_prompt(example["question"], tokenizer, template,
+                                         use_chat_template),
+                           add_special_tokens=add_special_tokens)
+    if not image_tokens:
+        return ids
+    if tokenizer.image_id is None:
+        raise ValueError("a vision model needs a tokenizer with an image placeholder token")
+    if "image" not in example:
+        raise ValueError(f"the model reads images but example {example['question'][:40]!r} "
+                         "has none: use a visual task (count, chart, pixel_sum, image_qa)")
+    k = 1 if ids and tokenizer.bos_token and ids[0] == tokenizer.token_id(tokenizer.bos_token) \
+        else 0
+    return ids[:k] + [tokenizer.image_id] * image_tokens + ids[k:]
+
+
+def truncate_prompt(ids: list[int], length: int, keep: int = 0) -> list[int]:
+    """The prompt cut to ``length`` tokens: its first ``keep`` (beginning and image tokens),
+    then its last ones (where the question is asked)."""
+    if len(ids) <= length:
+        return ids
+    if keep >= length:
+        raise ValueError(f"a prompt of {keep} image and special tokens does not fit in "
+                         f"data.max_prompt_len={length}: raise it")
+    return ids[:keep] + ids[len(ids) - (length - keep):]
+
+
 @dataclasses.dataclass
 class Batch:
-    """One process's share of a global batch. tokens, mask: [b, P]; indices: [b] dataset rows."""
+    """One process's share of a global batch. tokens, mask: [b, P]; indices: [b] dataset rows;
+    images: [b, S, S, 3] uint8 (a vision policy's prompts) or None."""
     tokens: np.ndarray
     mask: np.ndarray
     indices: np.ndarray
     examples: list[dict]
+    images: np.ndarray | None = None
 
 
 class PromptPipeline:
@@ -62,7 +95,8 @@ class PromptPipeline:
     def __init__(self, source: Any, tokenizer: Tokenizer, global_batch: int,
                  max_prompt_len: int, seed: int = 0, template: str = PLAIN_TEMPLATE,
                  use_chat_template: bool | None = None, process_index: int = 0,
-                 process_count: int = 1, add_special_tokens: bool = True):
+                 process_count: int = 1, add_special_tokens: bool = True,
+                 image_tokens: int = 0):
         if global_batch % process_count:
             raise ValueError(f"global batch {global_batch} is not divisible by the "
                              f"{process_count} processes")
@@ -74,6 +108,7 @@ class PromptPipeline:
         self.seed, self.template, self.use_chat_template = seed, template, use_chat_template
         self.process_index, self.process_count = process_index, process_count
         self.add_special_tokens = add_special_tokens
+        self.image_tokens = image_tokens    # placeholders per prompt (a vision policy), or 0
         self.epoch, self.index = 0, 0
         self._perm_epoch, self._perm = -1, None
         self.truncated_prompts = 0  # prompts cut to their last max_prompt_len tokens
@@ -105,14 +140,13 @@ class PromptPipeline:
         return rows
 
     def encode(self, examples: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
-        prompts = [self.tokenizer.encode(render_prompt(ex["question"], self.tokenizer,
-                                                       self.template, self.use_chat_template),
-                                         add_special_tokens=self.add_special_tokens)
-                   for ex in examples]
+        prompts = [prompt_ids(ex, self.tokenizer, self.template, self.use_chat_template,
+                              self.image_tokens, self.add_special_tokens) for ex in examples]
         too_long = [i for i, p in enumerate(prompts) if len(p) > self.max_prompt_len]
         if too_long:  # keep the end (where the question is asked) and count it
             self.truncated_prompts += len(too_long)
-            prompts = [p[-self.max_prompt_len:] for p in prompts]
+            keep = self.image_tokens + 1 if self.image_tokens else 0
+            prompts = [truncate_prompt(p, self.max_prompt_len, keep) for p in prompts]
         return pad_prompts(prompts, self.tokenizer.pad_id, self.max_prompt_len)
 
     def next_examples(self) -> tuple[np.ndarray, list[dict]]:
@@ -125,4 +159,6 @@ class PromptPipeline:
     def next_batch(self) -> Batch:
         mine, examples = self.next_examples()
         tokens, mask = self.encode(examples)
-        return Batch(tokens=tokens, mask=mask, indices=mine.astype(np.int64), examples=examples)
+        images = np.stack([ex["image"] for ex in examples]) if self.image_tokens else None
+        return Batch(tokens=tokens, mask=mask, indices=mine.astype(np.int64), examples=examples,
+                     images=images)

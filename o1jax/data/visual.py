@@ -206,10 +206,11 @@ def count_question(filt: dict) -> str:
 
 
 def count_answer(scene: Scene, filt: dict) -> tuple[int, str]:
-    """(count, solution): the matching objects listed row by row, then the count."""
+    """(count, solution): the matching objects listed row by row ("colour shape at row,column"),
+    then the count."""
     found = [(c, s, x, y) for c, s, x, y in sorted(scene.objects, key=lambda o: (o[3], o[2]))
              if filt.get("colour", c) == c and filt.get("shape", s) == s]
-    steps = [f"{c} {s} at row {y} column {x}" for c, s, x, y in found]
+    steps = [f"{c} {s} at {y},{x}" for c, s, x, y in found]
     n = len(found)
     return n, (", ".join(steps) + ". " if steps else "none. ") + f"That is {n}. \\boxed{{{n}}}"
 

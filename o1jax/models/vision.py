@@ -169,9 +169,13 @@ def encode(cfg: VisionConfig, params: dict, images: jax.Array, dtype=jnp.float32
 def place_image_tokens(x: jax.Array, tokens: jax.Array, image_token_id: int,
                        image_embeds: jax.Array) -> jax.Array:
     """x [B, T, D] with the k-th placeholder (``tokens == image_token_id``) of each row replaced
-    by that row's image token k (image_embeds [B, N, D]); other positions unchanged."""
+    by that row's image token k (image_embeds [B, N, D]) for k < N; other positions unchanged.
+    Placeholders past the N-th (the policy can sample the placeholder's id in its response)
+    keep their embedding, as a decode step that feeds them does."""
     is_image = tokens == image_token_id
-    k = jnp.clip(jnp.cumsum(is_image.astype(jnp.int32), axis=1) - 1, 0, image_embeds.shape[1] - 1)
+    k = jnp.cumsum(is_image.astype(jnp.int32), axis=1) - 1
+    is_image = is_image & (k < image_embeds.shape[1])
+    k = jnp.clip(k, 0, image_embeds.shape[1] - 1)
     picked = jnp.take_along_axis(image_embeds.astype(x.dtype), k[..., None], axis=1)
     return jnp.where(is_image[..., None], picked, x)
 

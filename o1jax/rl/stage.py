@@ -21,6 +21,7 @@ from o1jax.rewards.in_graph import make_reward_callback
 from o1jax.rl.config import RLConfig
 from o1jax.rl.iteration import make_iteration
 from o1jax.rl.state import RLState, init_state
+from o1jax.sft import image_tokens
 
 
 def run_rl(exp: experiment.Experiment, params: Params) -> tuple[RLState, bool]:
@@ -31,7 +32,8 @@ def run_rl(exp: experiment.Experiment, params: Params) -> tuple[RLState, bool]:
     pipeline = PromptPipeline(train, tok, rl.batch_prompts, cfg.data.max_prompt_len,
                               seed=cfg.seed, template=cfg.data.template,
                               process_index=jax.process_index(),
-                              process_count=jax.process_count())
+                              process_count=jax.process_count(),
+                              image_tokens=image_tokens(policy))
     reward_fn = make_reward_callback(tok, lambda i: decode_example(train[i]), rl.reward_weights,
                                      mesh=exp.mesh)
     iteration, shardings = make_iteration(policy, rl, reward_fn, tok.stop_ids, tok.pad_id)
@@ -42,8 +44,10 @@ def run_rl(exp: experiment.Experiment, params: Params) -> tuple[RLState, bool]:
     def step(state, i):
         cut_before = pipeline.truncated_prompts
         b = pipeline.next_batch()
-        batch = sharding.host_local_to_global(exp.mesh, {
-            "tokens": b.tokens, "mask": b.mask, "example_ids": b.indices.astype(np.int32)})
+        host = {"tokens": b.tokens, "mask": b.mask, "example_ids": b.indices.astype(np.int32)}
+        if b.images is not None:
+            host["images"] = b.images
+        batch = sharding.host_local_to_global(exp.mesh, host)
         t = time.perf_counter()
         state, metrics = iteration(state, batch, jax.random.fold_in(base_key, i))
         metrics = jax.device_get(metrics)
@@ -84,6 +88,9 @@ def lower_rl_step(cfg, devices: Sequence[jax.Device] | None = None) -> LoweredSt
     batch = {"tokens": jax.ShapeDtypeStruct((b, p), np.int32),
              "mask": jax.ShapeDtypeStruct((b, p), bool),
              "example_ids": jax.ShapeDtypeStruct((b,), np.int32)}
+    if policy.cfg.vision:
+        s = policy.cfg.vision.image_size
+        batch["images"] = jax.ShapeDtypeStruct((b, s, s, 3), np.uint8)
     iteration, shardings = make_iteration(policy, rl, reward_fn, tok.stop_ids, tok.pad_id)
     key = jax.eval_shape(jax.random.key, 0)
     return LoweredStep(iteration.lower(state, batch, key), policy, rl, state, shardings)

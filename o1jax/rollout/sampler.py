@@ -21,6 +21,7 @@ from jax.experimental import multihost_utils
 
 from o1jax import sharding
 from o1jax.models.transformer import Params, Transformer
+from o1jax.models.vision import check_placeholders
 from o1jax.rollout.decoding import (SamplingConfig, choose_tokens, decode_params, decode_step,
                                     force_tokens, init_forcing, next_token_logprobs, prefill,
                                     repeat_cache)
@@ -151,7 +152,8 @@ def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int, length: int | Non
 
 
 def make_sampler(model: Transformer, cfg: SamplingConfig, gather: bool = False):
-    """A compiled ``(params, prompt_tokens, prompt_mask, key) -> Rollout``.
+    """A compiled ``(params, prompt_tokens, prompt_mask, key, images=None) -> Rollout``
+    (``images`` [B, S, S, 3] uint8, one per prompt, for a vision model).
 
     With ``model.mesh`` set, inputs and outputs carry explicit shardings: params as the model's
     rules say, the batch over the data axes. Inputs are checked on the host before compiling.
@@ -160,7 +162,8 @@ def make_sampler(model: Transformer, cfg: SamplingConfig, gather: bool = False):
     numpy arrays on every process (a batch the data axes do not divide is replicated, as
     ``sharding.batch_sharding`` says).
     """
-    fn = functools.partial(sample, model, cfg=cfg)
+    def fn(params, tokens, mask, key, images=None):
+        return sample(model, params, tokens, mask, key, cfg, images)
     mesh = model.mesh
 
     @functools.lru_cache(maxsize=8)
@@ -172,18 +175,27 @@ def make_sampler(model: Transformer, cfg: SamplingConfig, gather: bool = False):
         row = sharding.batch_sharding(mesh, 1, (batch_shape[0] * cfg.num_samples,))
         out = Rollout(tokens=out_rows, mask=out_rows, response_mask=out_rows, logprobs=out_rows,
                       lengths=row, finished=row, num_steps=sharding.replicated(mesh))
+        images = sharding.batch_sharding(mesh, 4, batch_shape[:1] + (1, 1, 1))
         return jax.jit(fn, in_shardings=(model.shardings(), batch, batch,
-                                         sharding.replicated(mesh)), out_shardings=out)
+                                         sharding.replicated(mesh), images),
+                       out_shardings=out)
 
-    def run(params, prompt_tokens, prompt_mask, key) -> Rollout:
+    def run(params, prompt_tokens, prompt_mask, key, images=None) -> Rollout:
         check_prompts(prompt_mask, model, cfg)
+        if (images is None) != (model.cfg.vision is None):
+            raise ValueError("a vision model samples with one image per prompt, a text model "
+                             "without images")
+        if images is not None:
+            check_placeholders(prompt_tokens, prompt_mask, model.cfg.image_token_id,
+                               model.cfg.vision.num_tokens)
         fn = compiled(tuple(np.shape(prompt_tokens)))
         if not gather:
-            return fn(params, prompt_tokens, prompt_mask, key)
+            return fn(params, prompt_tokens, prompt_mask, key, images)
         if mesh is None or jax.process_count() == 1:
-            return jax.tree.map(np.asarray, fn(params, prompt_tokens, prompt_mask, key))
-        roll = fn(params, *sharding.global_batch_from_host(mesh, (prompt_tokens, prompt_mask)),
-                  key)
+            return jax.tree.map(np.asarray, fn(params, prompt_tokens, prompt_mask, key, images))
+        host = (prompt_tokens, prompt_mask) + (() if images is None else (images,))
+        tokens, mask, *im = sharding.global_batch_from_host(mesh, host)
+        roll = fn(params, tokens, mask, key, *(im or [None]))
         return jax.tree.map(
             lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)), roll)
 

@@ -35,7 +35,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from o1jax import flops
-from o1jax.data.pipeline import PLAIN_TEMPLATE, render_prompt
+from o1jax.data.pipeline import PLAIN_TEMPLATE, prompt_ids, truncate_prompt
 from o1jax.models.config import ModelConfig
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rewards.api import default_pool
@@ -117,12 +117,15 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
     batch is verified in the background while the next one samples (the sampler releases the
     interpreter); with several, verification is split between them after sampling (its
     collectives must not interleave with the sampler's). ``prompts``: token lists to use
-    instead of the examples' rendered questions (continuations of partial solutions)."""
+    instead of the examples' rendered questions (continuations of partial solutions). A vision
+    policy's prompts carry their example's image (placeholders after <s>)."""
     sampler = make_sampler(policy, sampling, gather=True)
     g = sampling.num_samples
+    n_image = policy.cfg.vision.num_tokens if policy.cfg.vision else 0
     if prompts is None:
-        prompts = [tokenizer.encode(render_prompt(e["question"], tokenizer, template))
-                   [-max_prompt_len:] for e in examples]
+        prompts = [truncate_prompt(prompt_ids(e, tokenizer, template, image_tokens=n_image),
+                                   max_prompt_len, n_image + 1 if n_image else 0)
+                   for e in examples]
     key = jax.random.key(seed)
     texts, finished, lengths, checks, seconds = [], [], [], [], 0.0
     tokens_out, masks = [], []
@@ -133,12 +136,16 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
             n = len(chunk)
             tokens, mask = pad_prompts(chunk + [chunk[-1]] * (batch_prompts - n),
                                        tokenizer.pad_id, max_prompt_len)
+            images = None
+            if n_image:
+                part = list(examples[start:start + n])
+                images = np.stack([e["image"] for e in part + [part[-1]] * (batch_prompts - n)])
             if start == 0:  # compile outside the timed calls
                 t = time.perf_counter()
-                jax.block_until_ready(sampler(params, tokens, mask, key))
+                jax.block_until_ready(sampler(params, tokens, mask, key, images))
                 warmup = time.perf_counter() - t
             t = time.perf_counter()
-            roll = sampler(params, tokens, mask, jax.random.fold_in(key, start))
+            roll = sampler(params, tokens, mask, jax.random.fold_in(key, start), images)
             seconds += time.perf_counter() - t
             batch = response_texts(roll.tokens, roll.response_mask, roll.finished,
                                    tokenizer)[:n * g]

@@ -47,7 +47,7 @@ def test_hand_counted_scene():
     assert V.count_answer(scene, {"shape": "circle"})[0] == 2
     assert V.count_answer(scene, {"colour": "blue", "shape": "square"})[0] == 0
     n, solution = V.count_answer(scene, {"colour": "red"})
-    assert solution.endswith("\\boxed{2}") and "red circle at row 0 column 0" in solution
+    assert solution.endswith("\\boxed{2}") and "red circle at 0,0" in solution
     image = V.render(scene)
     assert _components(image, V.COLOURS["red"]) == 2
     assert _components(image, V.COLOURS["blue"]) == 1

@@ -85,6 +85,7 @@ def test_image_tokens_take_the_placeholders_in_order():
     tokens = rs.randint(4, 20, (3, 12))
     tokens[0, [2, 3, 4, 5]] = 1
     tokens[1, [0, 5, 6, 11]] = 1
+    tokens[2, [1, 2, 3, 4, 7, 9]] = 1       # 2 more than the image has: sampled, kept as text
     x = rs.randn(3, 12, 8).astype(np.float32)
     embeds = rs.randn(3, 4, 8).astype(np.float32)
     got = np.asarray(vision.place_image_tokens(x, tokens, 1, embeds))
@@ -92,7 +93,7 @@ def test_image_tokens_take_the_placeholders_in_order():
     for b in range(3):
         k = 0
         for t in range(12):
-            if tokens[b, t] == 1:
+            if tokens[b, t] == 1 and k < 4:
                 want[b, t] = embeds[b, k]
                 k += 1
     np.testing.assert_array_equal(got, want)

@@ -249,7 +249,7 @@ def test_a_vision_policy_learns_to_read_its_image():
         return r, {"accuracy": jnp.mean(r)}
 
     it, _ = make_iteration(policy, cfg, reward, stop_ids=(0,))
-    rewards = []
+    rewards, ratio_dev = [], []
     for i in range(30):
         rs = np.random.RandomState(100 + i)
         bright = rs.rand(8) < 0.5
@@ -261,6 +261,10 @@ def test_a_vision_policy_learns_to_read_its_image():
                  "example_ids": bright.astype(np.int32), "images": images}
         state, m = it(state, batch, jax.random.key(i))
         rewards.append(float(m["reward_mean"]))
+        ratio_dev.append(float(m["first_ratio_max_dev"]))
     assert np.mean(rewards[:3]) < 0.3
     assert np.mean(rewards[-4:]) > 0.8, rewards
     assert it._cache_size() == 1
+    # the sampler (image encoded in the prefill) and the trainer (per row) agree, even when the
+    # policy samples the placeholder's id in a response
+    assert max(ratio_dev) < 1e-4, ratio_dev
