@@ -234,6 +234,10 @@ def save_pretrained(out_dir: str, params: Params, cfg: ModelConfig, tokenizer=No
 
     The directory appears complete or not at all (written to a temporary sibling, then renamed).
     """
+    if cfg.vision is not None:
+        raise ValueError("exporting a vision-language policy to Hugging Face is not supported "
+                         "yet (its vision encoder has no transformers counterpart here); the "
+                         "workdir's checkpoint holds it")
     if os.path.exists(out_dir) and os.listdir(out_dir):
         raise FileExistsError(f"{out_dir} exists and is not empty")
     parent = os.path.dirname(os.path.abspath(out_dir))

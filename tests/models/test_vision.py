@@ -130,3 +130,11 @@ def test_bad_image_inputs_are_named():
         VisionConfig(image_size=18)
     with pytest.raises(ValueError, match="image_token_id=-1"):
         preset("tiny", vision=CFG)
+
+
+def test_a_vision_policy_is_not_exported_without_its_encoder(tmp_path):
+    from o1jax.models import hf
+    cfg = preset("tiny", vision=CFG, image_token_id=1)
+    with pytest.raises(ValueError, match="vision-language policy to Hugging Face is not supported"):
+        hf.save_pretrained(str(tmp_path / "out"), Transformer(cfg).init(jax.random.key(0)), cfg)
+    assert not (tmp_path / "out").exists()
