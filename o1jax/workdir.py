@@ -162,8 +162,10 @@ def is_workdir(path) -> bool:
 
 def policy_model(root: epath.Path, mesh=None):
     """(model, tokenizer) a run trained with: WORKDIR/model/ when it started from a Hugging
-    Face model, else the preset and the byte tokenizer."""
-    from o1jax.models import Transformer, hf, preset
+    Face model, else the preset and the byte tokenizer (with its image placeholder for a
+    vision policy)."""
+    from o1jax.experiment import model_shapes
+    from o1jax.models import Transformer, hf
     from o1jax.tokenizer import Tokenizer, byte_tokenizer
     cfg = load_config(root)
     overrides = dict(cfg.model.get("overrides", {}))
@@ -171,7 +173,8 @@ def policy_model(root: epath.Path, mesh=None):
         mcfg = hf.load_config(root / "model", **overrides)
         tokenizer = Tokenizer.from_dir(root / "model")
     else:
-        mcfg, tokenizer = preset(cfg.model.preset, **overrides), byte_tokenizer()
+        mcfg = model_shapes(cfg)
+        tokenizer = byte_tokenizer(image_token=mcfg.vision is not None)
     return Transformer(mcfg, mesh=mesh), tokenizer
 
 
