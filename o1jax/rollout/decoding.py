@@ -162,8 +162,8 @@ def prefill(model: Transformer, params: Params, tokens: jax.Array, mask: jax.Arr
     """
     mask = mask.astype(bool)
     cache = model.init_cache(tokens.shape[0], length)
-    embeds = None if images is None else model.encode_images(params, images)
-    x, cache = model.hidden(params, tokens, positions_from_mask(mask), mask, cache, embeds)
+    extra = {} if images is None else {"image_embeds": model.encode_images(params, images)}
+    x, cache = model.hidden(params, tokens, positions_from_mask(mask), mask, cache, **extra)
     cache["positions"] = jnp.sum(mask, axis=1).astype(jnp.int32)
     return cache, model.head_out(params, x[:, -1:])[:, 0]
 

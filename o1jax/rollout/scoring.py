@@ -23,7 +23,7 @@ def token_logprobs(policy: Transformer, params: Params, tokens: jax.Array, mask:
     ``images`` [B, S, S, 3] uint8: each row's image, read at its placeholder tokens.
     """
     x, _ = policy.hidden(params, tokens, positions_from_mask(mask), mask,
-                         image_embeds=_image_embeds(policy, params, images))
+                         **_image_embeds(policy, params, images))
     x, targets = x[:, :-1], tokens[:, 1:]
     if vocab_chunk:
         taken, entropy = _chunked_logprobs(x, policy.unembedding(params), targets, temperature,
@@ -69,8 +69,10 @@ def _chunked_logprobs(x: jax.Array, w: jax.Array, targets: jax.Array, temperatur
     return taken - lse, lse - t / s
 
 
-def _image_embeds(model: Transformer, params: Params, images: jax.Array | None):
-    return None if images is None else model.encode_images(params, images)
+def _image_embeds(model: Transformer, params: Params, images: jax.Array | None) -> dict:
+    """{"image_embeds": ...} for a vision model's rows, else nothing (so any model with the
+    text-only signature scores text)."""
+    return {} if images is None else {"image_embeds": model.encode_images(params, images)}
 
 
 def prefix_values(value_model: Transformer, params: Params, tokens: jax.Array,
@@ -81,7 +83,7 @@ def prefix_values(value_model: Transformer, params: Params, tokens: jax.Array,
     what GAE and test-time search need; padding columns are zeroed.
     """
     values, _ = value_model.apply(params, tokens, positions_from_mask(mask), mask,
-                                  image_embeds=_image_embeds(value_model, params, images))
+                                  **_image_embeds(value_model, params, images))
     return jnp.where(mask.astype(bool), values, 0.0)
 
 
