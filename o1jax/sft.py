@@ -78,11 +78,6 @@ def sft_step(state: dict, batch: dict, *, policy: Transformer,
                        "skipped_updates": (~ok).astype(jnp.float32), **aux}
 
 
-def image_tokens(policy: Transformer) -> int:
-    """Image placeholders per prompt: the vision encoder's tokens per image, or 0."""
-    return policy.cfg.vision.num_tokens if policy.cfg.vision else 0
-
-
 def init_sft_state(params: Params, opt: optax.GradientTransformation) -> dict:
     return {"params": params, "opt": opt.init(params), "step": jnp.zeros((), jnp.int32),
             "skipped_updates": jnp.zeros((), jnp.int32)}
@@ -112,7 +107,7 @@ def run_sft(exp, params: Params, mix: Callable[[int, list], list] | None = None
         if mix is not None:
             examples = mix(i, examples)
         batch = encode_sft(examples, exp.tokenizer, cfg.sft.max_len, cfg.data.template,
-                           image_tokens(exp.policy))
+                           exp.policy.cfg.image_tokens)
         state, metrics = step_fn(state, sharding.host_local_to_global(exp.mesh, batch))
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         return state, dict(metrics, flops=step_flops)

@@ -306,15 +306,14 @@ def build(name: str, data_dir: str, manual_dir: str | None = None, **config) -> 
     ...), "gsm8k", "math", "jsonl" or "image_qa"; ``config`` sets the builder config's fields.
     """
     kw = dict(data_dir=data_dir, file_format="array_record")
+    cfg_name = name + "".join(f"-{k}{v}" for k, v in sorted(config.items()))
     if name in visual.TASKS:
-        cfg_name = name + "".join(f"-{k}{v}" for k, v in sorted(config.items()))
         builder = VisualTasks(config=VisualConfig(name=cfg_name, task=name, **config), **kw)
     elif name == "image_qa":
         builder = ImageQA(config=ImageQAConfig(name="image_qa-" + _path_tag(config), **config),
                           **kw)
     elif name in tasks.TASKS:
         cfg = dict(task=name, **config)
-        cfg_name = name + "".join(f"-{k}{v}" for k, v in sorted(config.items()))
         builder = O1jaxTasks(config=TaskConfig(name=cfg_name, **cfg), **kw)
     elif name == "gsm8k":
         builder = Gsm8kLocal(**kw)

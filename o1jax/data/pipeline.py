@@ -64,11 +64,13 @@ def prompt_ids(example: dict, tokenizer: Tokenizer, template: str = PLAIN_TEMPLA
     return ids[:k] + [tokenizer.image_id] * image_tokens + ids[k:]
 
 
-def truncate_prompt(ids: list[int], length: int, keep: int = 0) -> list[int]:
-    """The prompt cut to ``length`` tokens: its first ``keep`` (beginning and image tokens),
-    then its last ones (where the question is asked)."""
+def truncate_prompt(ids: list[int], length: int, image_tokens: int = 0) -> list[int]:
+    """The prompt cut to ``length`` tokens: its last ones (where the question is asked), after
+    the beginning-of-sequence token and ``image_tokens`` placeholders of a ``prompt_ids`` prompt
+    when it has them."""
     if len(ids) <= length:
         return ids
+    keep = image_tokens + 1 if image_tokens else 0
     if keep >= length:
         raise ValueError(f"a prompt of {keep} image and special tokens does not fit in "
                          f"data.max_prompt_len={length}: raise it")
@@ -145,8 +147,8 @@ class PromptPipeline:
         too_long = [i for i, p in enumerate(prompts) if len(p) > self.max_prompt_len]
         if too_long:  # keep the end (where the question is asked) and count it
             self.truncated_prompts += len(too_long)
-            keep = self.image_tokens + 1 if self.image_tokens else 0
-            prompts = [truncate_prompt(p, self.max_prompt_len, keep) for p in prompts]
+            prompts = [truncate_prompt(p, self.max_prompt_len, self.image_tokens)
+                       for p in prompts]
         return pad_prompts(prompts, self.tokenizer.pad_id, self.max_prompt_len)
 
     def next_examples(self) -> tuple[np.ndarray, list[dict]]:

@@ -66,6 +66,11 @@ class ModelConfig:
                                  "float16")
 
     @property
+    def image_tokens(self) -> int:
+        """Image placeholders per prompt: the vision encoder's tokens per image, or 0."""
+        return self.vision.num_tokens if self.vision else 0
+
+    @property
     def compute_dtype(self):
         return jnp.dtype(self.dtype)
 

@@ -21,7 +21,6 @@ from o1jax.rewards.in_graph import make_reward_callback
 from o1jax.rl.config import RLConfig
 from o1jax.rl.iteration import make_iteration
 from o1jax.rl.state import RLState, init_state
-from o1jax.sft import image_tokens
 
 
 def run_rl(exp: experiment.Experiment, params: Params) -> tuple[RLState, bool]:
@@ -33,7 +32,7 @@ def run_rl(exp: experiment.Experiment, params: Params) -> tuple[RLState, bool]:
                               seed=cfg.seed, template=cfg.data.template,
                               process_index=jax.process_index(),
                               process_count=jax.process_count(),
-                              image_tokens=image_tokens(policy))
+                              image_tokens=policy.cfg.image_tokens)
     reward_fn = make_reward_callback(tok, lambda i: decode_example(train[i]), rl.reward_weights,
                                      mesh=exp.mesh)
     iteration, shardings = make_iteration(policy, rl, reward_fn, tok.stop_ids, tok.pad_id)

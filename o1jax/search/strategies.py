@@ -121,11 +121,10 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
     policy's prompts carry their example's image (placeholders after <s>)."""
     sampler = make_sampler(policy, sampling, gather=True)
     g = sampling.num_samples
-    n_image = policy.cfg.vision.num_tokens if policy.cfg.vision else 0
+    n_image = policy.cfg.image_tokens
     if prompts is None:
         prompts = [truncate_prompt(prompt_ids(e, tokenizer, template, image_tokens=n_image),
-                                   max_prompt_len, n_image + 1 if n_image else 0)
-                   for e in examples]
+                                   max_prompt_len, n_image) for e in examples]
     key = jax.random.key(seed)
     texts, finished, lengths, checks, seconds = [], [], [], [], 0.0
     tokens_out, masks = [], []
