@@ -3,9 +3,9 @@
 Runs the strategies of ``o1jax.search.strategies`` at each budget on held-out problems and
 writes, in ``--out`` (default WORKDIR/eval/): ``results.jsonl`` (one row per strategy x budget
 x difficulty bin: accuracy with a 95% Wilson interval, and the mean tokens, FLOPs and seconds
-per problem), ``samples.jsonl`` (every response, its answer and verdict, per problem) and
-``test_time_compute.png`` (accuracy against FLOPs, one panel per bin). Training's evaluation
-stage (``evaluate_stage``) runs the same code. Examples::
+per problem), ``samples.jsonl`` (every response, its answer and verdict, per problem; a visual
+problem's image as the policy saw it) and ``test_time_compute.png`` (accuracy against FLOPs,
+one panel per bin). Training's evaluation stage (``evaluate_stage``) runs the same code. Examples::
 
     python -m o1jax.evaluate --workdir DIR --split hard --budgets 1,4,16 --token-budgets 64,96
     python -m o1jax.evaluate --model HF_DIR --task gsm8k --manual-dir DIR --template ...

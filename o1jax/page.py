@@ -3,13 +3,14 @@ Everything a model wrote is HTML-escaped: model output is hostile input."""
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 
 from etils import epath
 
 from o1jax import curves, report
-from o1jax.trace import attention_images, trace_html
+from o1jax.trace import attention_images, image_attention_view, trace_html
 from o1jax import workdir as wd
 
 SAMPLES_SHOWN = 6
@@ -29,6 +30,9 @@ table { border-collapse: collapse; font-size: 13px; }
 td, th { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
 pre { background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 12px; }
 .ok { color: #1a7f37; } .bad { color: #c62828; }
+.sample { display: flex; gap: 12px; align-items: flex-start; }
+.sample > div { flex: 1; min-width: 0; }
+img.thumb { width: 128px; image-rendering: pixelated; }
 </style>"""
 
 
@@ -60,22 +64,29 @@ def _fit_rows(table: list[dict]) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
-def _samples(root: epath.Path) -> str:
-    """A few problems of the evaluate command's samples.jsonl with the greedy solution."""
+def _samples(root: epath.Path, out: epath.Path) -> str:
+    """A few problems of the evaluate command's samples.jsonl with the greedy solution, each
+    beside its image (a visual task's: written into ``out`` as sample_I.png)."""
     path = root / "eval" / "samples.jsonl"
     if not path.exists():
         return ("<p>No sampled solutions: run <code>python -m o1jax.evaluate --workdir "
                 f"{_esc(root)}</code> to write eval/samples.jsonl.</p>")
-    out = []
-    for line in path.read_text().splitlines()[:SAMPLES_SHOWN]:
+    out_html = []
+    for i, line in enumerate(path.read_text().splitlines()[:SAMPLES_SHOWN]):
         s = json.loads(line)
         name = "greedy" if "greedy" in s["responses"] else next(iter(s["responses"]))
         r = s["responses"][name][0]
         mark = '<span class="ok">correct</span>' if r["correct"] else \
             '<span class="bad">wrong</span>'
-        out.append(f"<h4>{_esc(s['question'])} (answer {_esc(s['answer'])}): {name}, {mark}"
-                   f"</h4><pre>{_esc(r['text'])}</pre>")
-    return "".join(out)
+        text = (f"<h4>{_esc(s['question'])} (answer {_esc(s['answer'])}): {name}, {mark}"
+                f"</h4><pre>{_esc(r['text'])}</pre>")
+        if s.get("image_png"):
+            image = f"sample_{i}.png"
+            (out / image).write_bytes(base64.b64decode(s["image_png"]))
+            text = (f'<div class="sample"><img class="thumb" src="{image}" alt="the image of '
+                    f'{_esc(s["id"])}"><div>{text}</div></div>')
+        out_html.append(text)
+    return "".join(out_html)
 
 
 def write_page(out: epath.Path, runs: list, fits, table: list[dict]) -> epath.Path:
@@ -118,11 +129,12 @@ def write_page(out: epath.Path, runs: list, fits, table: list[dict]) -> epath.Pa
     parts.append("<h2>Inside the reasoning</h2>")
     for t in traces:
         data = wd.read_json(t)
-        parts.append(trace_html(data, attention_images(data, out, t.stem)))
+        parts.append(trace_html(data, attention_images(data, out, t.stem),
+                                image_attention_view(data, t.parent, out, t.stem)))
     if not traces:
         parts.append(f"<p>No traces: run <code>python -m o1jax.trace --workdir {_esc(first)} "
                      "--problem ...</code>.</p>")
-    parts += ["<h2>Sampled solutions</h2>", _samples(first), "<h2>Config</h2>",
+    parts += ["<h2>Sampled solutions</h2>", _samples(first, out), "<h2>Config</h2>",
               f"<pre>{_esc(json.dumps(runs[0].config, indent=2))}</pre>"]
     page = ("<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>o1jax report</title>"
             f"{STYLE}{CHECK_SCRIPT}</head><body>{''.join(parts)}</body></html>")

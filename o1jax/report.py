@@ -257,6 +257,45 @@ def plot_attention(labels: list[str], matrix: np.ndarray, out, title: str) -> ep
     return _save(fig, out)
 
 
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """An [H, W, 3] uint8 image as PNG bytes."""
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(pixels, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def read_png(path) -> np.ndarray:
+    """A PNG file (local or gs://) as [H, W, 3] uint8."""
+    from PIL import Image
+    return np.asarray(Image.open(io.BytesIO(epath.Path(path).read_bytes())).convert("RGB"))
+
+
+def upsample_heat(heat: np.ndarray, size: int) -> np.ndarray:
+    """A [G, G] grid as [size, size] (size a multiple of G): each cell repeated over its
+    size / G x size / G pixels (nearest neighbour)."""
+    r = size // heat.shape[0]
+    return np.repeat(np.repeat(heat, r, axis=0), r, axis=1)
+
+
+def plot_image_attention(image: np.ndarray, heat: np.ndarray, out, title: str) -> epath.Path:
+    """The image [S, S, 3] uint8, and beside it the image under a heat map of ``heat`` [G, G]
+    (G divides S; upsampled nearest, alpha over the image, scale from 0 to its largest value)."""
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.2))
+    axes[0].imshow(image, interpolation="nearest")
+    axes[0].set_title("image", fontsize=9)
+    axes[1].imshow(image, interpolation="nearest")
+    shown = axes[1].imshow(upsample_heat(heat, image.shape[0]), cmap="inferno", alpha=0.6,
+                           vmin=0, vmax=max(float(heat.max()), 1e-6), interpolation="nearest")
+    axes[1].set_title(title, fontsize=9)
+    fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return _save(fig, out)
+
+
 def _num(v) -> float:
     try:
         return float(v)

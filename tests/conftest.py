@@ -40,3 +40,34 @@ def smoke_run(tmp_path_factory):
     assert res.returncode == 0, res.stderr[-3000:]
     with open(workdir / "metrics.jsonl") as f:
         return workdir, [json.loads(line) for line in f]
+
+
+@pytest.fixture(scope="session")
+def visual_run(tmp_path_factory):
+    """One tiny vision policy trained on the count task (SFT, then PPO: a critic that reads the
+    image too), evaluated (eval/samples.jsonl with the images) and traced (traces/: held-out
+    example 0), each through its command. Returns the workdir."""
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    workdir = tmp_path_factory.mktemp("visual_run")
+    small = ["--config.progress_bar=False", "--config.rl.algorithm=ppo",
+             "--config.model.overrides.num_layers=1", "--config.model.overrides.mlp_dim=128",
+             "--config.model.overrides.vision.num_layers=1", "--config.data.num_train=64",
+             "--config.data.num_test=8", "--config.sft.num_steps=4", "--config.sft.batch_size=8",
+             "--config.rl.num_iterations=2", "--config.rl.batch_prompts=4",
+             "--config.rl.group_size=2", "--config.rl.micro_batch=0",
+             "--config.rl.length_buckets=1", "--config.rl.max_new_tokens=16",
+             "--config.eval.num_examples=4", "--config.eval.maj_k=0",
+             "--config.eval.curve_points=0", "--config.eval.max_new_tokens=16",
+             "--config.eval.batch_prompts=4"]
+    for command in (["o1jax.train", f"--config={os.path.join(root, 'configs', 'visual_grpo.py')}",
+                     f"--workdir={workdir}"] + small,
+                    ["o1jax.evaluate", "--workdir", str(workdir), "--num-problems", "3",
+                     "--strategies", "greedy", "--budgets", "1"],
+                    ["o1jax.trace", "--workdir", str(workdir), "--example", "0",
+                     "--samples", "2"]):
+        res = subprocess.run([sys.executable, "-m"] + command, capture_output=True, text=True,
+                             cwd=root, env=dict(os.environ, XLA_FLAGS=""), timeout=600)
+        assert res.returncode == 0, (command[0], res.stderr[-3000:])
+    return workdir

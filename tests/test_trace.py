@@ -1,6 +1,8 @@
 """The reasoning-trace view: per-token values are the value model's, step importance equals a
 plain-Python loop's, attention weights are the ones the forward pass uses."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +13,7 @@ from o1jax import workdir as wd
 from o1jax.data.pipeline import render_prompt
 from o1jax.models import Transformer, positions_from_mask, preset
 from o1jax.models.layers.attention import attend, attention_probs
+from o1jax.report import read_png, upsample_heat
 from o1jax.rollout.decoding import SamplingConfig
 from o1jax.rollout.sampler import make_sampler, pad_prompts
 from o1jax.search import verifiers
@@ -104,3 +107,127 @@ def test_cli_errors_are_clear(smoke_run, capsys):
     assert trace_lib.main(["--workdir", str(workdir), "--problem", "1+2=?",
                            "--layers", "5"]) == 2
     assert "--layers" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ vision policies
+@pytest.mark.parametrize("image_size,patch,merge", [(32, 4, 2), (32, 2, 4), (12, 2, 3)])
+def test_image_heat_lights_only_the_window_of_its_image_token(image_size, patch, merge):
+    from o1jax.models.vision import VisionConfig
+    cfg = VisionConfig(image_size=image_size, patch_size=patch, merge_size=merge, hidden_size=16,
+                       num_heads=1)
+    per_side = image_size // patch // merge          # image tokens per row, row-major
+    for k in range(per_side ** 2):
+        heat = trace_lib.image_heat(cfg, np.eye(per_side ** 2)[k])
+        expected = np.zeros((image_size // patch,) * 2)
+        row, col = divmod(k, per_side)
+        expected[row * merge:(row + 1) * merge, col * merge:(col + 1) * merge] = 1.0
+        np.testing.assert_array_equal(heat, expected)
+    # drawn over the image: each patch cell covers its patch x patch pixels
+    heat = np.arange((image_size // patch) ** 2, dtype=float).reshape(image_size // patch, -1)
+    pixels = upsample_heat(heat, image_size)
+    for y in range(image_size):
+        for x in range(image_size):
+            assert pixels[y, x] == heat[y // patch, x // patch]
+
+
+@pytest.mark.parametrize("tokens,expected", [
+    (list("ab\\boxed{42}"), ([9, 10], "boxed")),
+    (["x=", "\\box", "ed{", "1", "2}", "."], ([3, 4], "boxed")),       # a token beyond the box
+    (list("\\boxed{1} then \\boxed{7}"), ([22], "boxed")),              # the last box
+    (list("no box 7"), (list(range(8)), "response")),
+    (list("\\boxed{}"), (list(range(8)), "response")),                  # empty: no answer
+    (list("\\boxed{3"), (list(range(8)), "response")),                  # never closed
+    ([], ([], "response")),
+])
+def test_answer_tokens_are_the_last_boxed_content(tokens, expected):
+    assert trace_lib.answer_token_span(tokens) == expected
+
+
+def test_trace_of_a_vision_policy_through_the_cli(visual_run, tmp_path, capsys):
+    from PIL import Image
+
+    from o1jax.data import visual
+    from o1jax.data.pipeline import prompt_ids
+    from o1jax.rollout.scoring import prefix_values
+    image = next(iter(visual.generate("count", "test", 1, seed=5, difficulty=2)))["image"]
+    Image.fromarray(image).save(tmp_path / "scene.png")
+    out = tmp_path / "traces"
+    question, solution = "How many red objects are in the image?", "red circle at 0,1\n\\boxed{12}"
+    args = ["--workdir", str(visual_run), "--image", str(tmp_path / "scene.png"), "--problem",
+            question, "--answer", "12", "--solution", solution, "--samples", "2",
+            "--layers", "0", "--heads", "0,1", "--out", str(out)]
+    assert trace_lib.main(args) == 0, capsys.readouterr().err
+    (path,) = out.glob("*.json")
+    data = json.loads(path.read_text())
+    name = path.stem
+    # the image beside the JSON, the heat map PNG, and both in the page
+    np.testing.assert_array_equal(np.asarray(Image.open(out / data["image"])), image)
+    assert (out / f"{name}_image_attention.png").stat().st_size > 5000
+    assert f'src="{name}_image_attention.png"' in (out / f"{name}.html").read_text()
+    # the answer tokens: "1" and "2" inside the box; their attention to the 16 image tokens
+    assert data["answer_span"] == "boxed"
+    assert [data["tokens"][i] for i in data["answer_tokens"]] == ["1", "2"]
+    att = np.asarray(data["image_attention"])
+    assert att.shape == (2, 16) and np.isfinite(att).all() and (att >= 0).all()
+    assert (att.sum(axis=1) <= 1 + 1e-5).all() and att.sum() > 0
+    # the same numbers as the recorded attention maps: rows of the positions that wrote the
+    # answer tokens, columns of the image placeholders (after <s>), mean over layers and heads
+    policy, params, tok = wd.load_policy(visual_run)
+    prompt = prompt_ids({"question": question, "image": image}, tok,
+                        wd.load_config(visual_run).data.template, image_tokens=16)
+    assert prompt[1:17] == [policy.cfg.image_token_id] * 16
+    mean = np.mean([np.asarray(m) for m in data["attention"].values()], axis=0)
+    queries = [len(prompt) + i - 1 for i in data["answer_tokens"]]
+    np.testing.assert_allclose(att, mean[np.ix_(queries, range(1, 17))], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(data["image_heat"],
+                               trace_lib.image_heat(policy.cfg.vision, att.mean(0)), rtol=1e-6)
+    # the critic read the image: its values are the ones a pass with the image gives, and
+    # another image changes them
+    critic = verifiers.load("critic", policy, visual_run)
+    seq = jnp.asarray([prompt + tok.encode(solution, False) + [tok.stop_ids[0]]])
+    mask = jnp.ones_like(seq, bool)
+    with_image = prefix_values(critic.model, critic.params, seq, mask, image[None])[0]
+    np.testing.assert_allclose(data["values"], with_image[len(prompt):-1], rtol=1e-5, atol=1e-6)
+    dark = prefix_values(critic.model, critic.params, seq, mask, 255 - image[None])[0]
+    assert not np.allclose(with_image[len(prompt):-1], dark[len(prompt):-1])
+    assert len(data["before"]) == 2 and "trace:" in capsys.readouterr().out
+
+
+def test_trace_of_a_held_out_example_is_in_the_workdir(visual_run):
+    from o1jax import experiment
+    (path,) = (visual_run / "traces").glob("*.json")
+    data = json.loads(path.read_text())
+    example = experiment.load_problems(wd.load_config(visual_run), visual_run, "test", 1)[0]
+    assert (data["problem"], data["answer"]) == (example["question"], example["answer"])
+    np.testing.assert_array_equal(read_png(visual_run / "traces" / data["image"]),
+                                  example["image"])
+    assert np.asarray(data["image_heat"]).shape == (8, 8)
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--image", "BAD", "--problem", "How many?", "--answer", "1"], "does not decode"),
+    (["--image", "MISSING", "--problem", "How many?", "--answer", "1"], "does not decode"),
+    (["--problem", "How many?", "--answer", "1"], "give --image PATH or --example K"),
+    (["--example", "0", "--image", "BAD"], "brings its own image"),
+    (["--example", "0", "--problem", "x"], "give --problem TEXT"),
+    (["--example", "99"], "has 8 examples"),
+])
+def test_cli_bad_input_for_a_vision_policy(visual_run, tmp_path, capsys, extra, match):
+    (tmp_path / "bad.png").write_text("not an image")
+    extra = [str(tmp_path / "bad.png") if a == "BAD" else str(tmp_path / "none.png")
+             if a == "MISSING" else a for a in extra]
+    assert trace_lib.main(["--workdir", str(visual_run), "--out", str(tmp_path)] + extra) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_an_image_for_a_text_policy_is_refused(smoke_run, tmp_path, capsys):
+    workdir, _ = smoke_run
+    from PIL import Image
+    Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
+    assert trace_lib.main(["--workdir", str(workdir), "--problem", "1+2=?", "--image",
+                           str(tmp_path / "x.png")]) == 2
+    assert "reads no images (a text-only model" in capsys.readouterr().err
+    policy, params, tok = wd.load_policy(workdir)
+    with pytest.raises(ValueError, match="reads no images"):
+        trace_lib.trace(policy, params, tok, "1+2=?", "3", "{question}\n",
+                        image=np.zeros((32, 32, 3), np.uint8))

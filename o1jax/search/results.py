@@ -3,6 +3,7 @@ strategy x budget x bin), samples.jsonl, the files in the output directory and t
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Sequence
 
@@ -47,11 +48,15 @@ def result_rows(strategy: str, budget: int, s: strategies.Scores, bins: list[str
 
 
 def sample_records(examples: Sequence[dict], gens: dict, bins: list[str] | None) -> list[dict]:
-    """samples.jsonl: per problem, every response of every generation with its answer."""
+    """samples.jsonl: per problem, every response of every generation with its answer; a
+    visual problem also its image as the policy saw it (``image_png``: base64 PNG bytes)."""
+    from o1jax.report import png_bytes
     out = []
     for i, e in enumerate(examples):
+        image = {} if e.get("image") is None else {
+            "image_png": base64.b64encode(png_bytes(e["image"])).decode("ascii")}
         out.append(dict(id=e.get("id", str(i)), question=e["question"], answer=e["answer"],
-                        bin=bins[i] if bins else "all", responses={
+                        bin=bins[i] if bins else "all", **image, responses={
             name: [dict(text=g.texts[i][j], answer=g.answers[i][j],
                         correct=bool(g.correct[i, j]), finished=bool(g.finished[i, j]),
                         tokens=int(g.lengths[i, j])) for j in range(g.correct.shape[1])]
