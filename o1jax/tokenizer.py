@@ -1,7 +1,8 @@
 """Tokenizers: Hugging Face ``tokenizer.json`` files through the ``tokenizers`` library.
 
 A directory holds ``tokenizer.json`` and optionally ``tokenizer_config.json`` (special tokens,
-chat template) and ``generation_config.json`` (stop token ids), as Hugging Face writes them.
+chat template), ``generation_config.json`` (stop token ids) and ``config.json`` (a
+vision-language model's ``image_token_id``: its image placeholder), as Hugging Face writes them.
 """
 
 from __future__ import annotations
@@ -67,10 +68,12 @@ class Tokenizer:
         gen = _read_json(path / "generation_config.json")
         eos_ids = gen.get("eos_token_id", [])
         eos_ids = [eos_ids] if isinstance(eos_ids, int) else list(eos_ids)
+        image_id = _read_json(path / "config.json").get("image_token_id")
         return cls(tok, bos_token=_token_str(cfg.get("bos_token")),
                    eos_token=_token_str(cfg.get("eos_token")),
                    pad_token=_token_str(cfg.get("pad_token")),
-                   extra_stop_ids=eos_ids, chat_template=cfg.get("chat_template"))
+                   extra_stop_ids=eos_ids, chat_template=cfg.get("chat_template"),
+                   image_token=None if image_id is None else tok.id_to_token(image_id))
 
     def save(self, path: str) -> None:
         """Writes tokenizer.json and a tokenizer_config.json that transformers loads."""

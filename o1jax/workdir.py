@@ -3,8 +3,9 @@
 A workdir is a local directory or a ``gs://`` URL; every file in it goes through ``etils.epath``
 (gcsfs for ``gs://``; orbax reads and writes arrays through tensorstore). It holds
 checkpoints/, metrics.jsonl, tensorboard/, eval_*.json, report.png, config.json (the resolved
-config) and, for a run started from a Hugging Face model, model/ (that model's config.json and
-tokenizer files, so export and generate use the tokenizer the run trained with). Only process 0
+config) and, for a run started from a Hugging Face model, model/ (that model's config.json,
+tokenizer files and a vision-language model's preprocessor_config.json, so export and generate
+use the tokenizer and image normalisation the run trained with). Only process 0
 writes shared files (``is_writer``); orbax saves are collective.
 """
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 REMOTE_SCHEMES = ("gs://",)
 MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json",
-               "generation_config.json")
+               "generation_config.json", "preprocessor_config.json")
 # Fields whose change makes the saved checkpoints or data position meaningless: parameter shapes,
 # tokenizer, data, seed, and the RL state's layout. Anything else resumes with a warning.
 INCOMPATIBLE = ("model.", "data.", "seed", "rl.algorithm", "selfplay.enabled", "init_from")

@@ -25,14 +25,65 @@ def tiny_hf_model(arch: str, seed: int = 0, **overrides):
     else:
         raise ValueError(arch)
     torch.manual_seed(seed)
-    model = cls(cfg).eval()
+    return _randomize(cls(cfg).eval(), seed)
+
+
+def _randomize(model, seed: int):
+    """Every weight drawn at random: norms near 1, biases and matrices around 0."""
+    torch.manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if "norm" in name:
+            if "norm" in name or "ln_q" in name:
                 p.copy_(1.0 + 0.1 * torch.randn_like(p))
             else:
                 p.copy_((0.3 if "bias" in name else 0.08) * torch.randn_like(p))
     return model
+
+
+VL_IMAGE_SIZE = 112   # 8 x 8 patches of 14 pixels: 4 x 4 = 16 image tokens
+VL_PIXEL_MEAN, VL_PIXEL_STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)   # not CLIP's: read from file
+
+
+def tiny_qwen25vl(seed: int = 0, window_size: int = 56, tie: bool = True):
+    """A tiny random Qwen2.5-VL: 2 decoder layers (M-RoPE sections 2, 3, 3), a 3-block vision
+    tower whose blocks 0 and 2 attend within windows of ``window_size`` pixels (56: 2 x 2
+    merged patches, four windows of a 112-pixel image; 84: 3 x 3, uneven windows) and block 1
+    fully; the byte tokenizer's ids plus <image> (259)."""
+    cfg = transformers.Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=VOCAB + 1, hidden_size=64, intermediate_size=96,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=256, rms_norm_eps=1e-5,
+                         rope_parameters={"rope_type": "default", "rope_theta": 5000.0,
+                                          "mrope_section": [2, 3, 3]},
+                         bos_token_id=257, eos_token_id=258, pad_token_id=256),
+        vision_config=dict(depth=3, hidden_size=32, intermediate_size=48, num_heads=2,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+                           window_size=window_size, out_hidden_size=64,
+                           fullatt_block_indexes=[1]),
+        image_token_id=VOCAB, tie_word_embeddings=tie)
+    torch.manual_seed(seed)
+    model = transformers.Qwen2_5_VLForConditionalGeneration(cfg).eval()
+    return _randomize(model, seed)
+
+
+def vl_processor():
+    """transformers' Qwen2-VL image processor (PIL backend) with the fixture's normalisation;
+    a 112 x 112 image is kept at its size (a multiple of 28, within min/max pixels)."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+        Qwen2VLImageProcessorPil)
+    return Qwen2VLImageProcessorPil(image_mean=list(VL_PIXEL_MEAN), image_std=list(VL_PIXEL_STD),
+                                    patch_size=14, merge_size=2, temporal_patch_size=2)
+
+
+def save_tiny_qwen25vl(path, **kw) -> str:
+    """``tiny_qwen25vl`` saved by transformers with its preprocessor_config.json, the byte
+    tokenizer (with <image>) and a generation config."""
+    model = tiny_qwen25vl(**kw)
+    model.save_pretrained(str(path))
+    vl_processor().save_pretrained(str(path))
+    byte_tokenizer(image_token=True).save(str(path))
+    model.generation_config.save_pretrained(str(path))
+    return str(path)
 
 
 def save_tiny_model(path, arch: str, **overrides) -> str:

@@ -1,4 +1,5 @@
-"""Model shapes: a Llama/Qwen2-family decoder, with size presets."""
+"""Model shapes: a Llama/Qwen2-family decoder (optionally with a vision encoder, as in
+Qwen2.5-VL), with size presets."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import jax.numpy as jnp
 
 from o1jax.models.vision import VisionConfig
 
-ARCHITECTURES = ("llama", "qwen2")
+ARCHITECTURES = ("llama", "qwen2", "qwen2_5_vl")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,6 +20,10 @@ class ModelConfig:
     ``rope_scaling`` is None or a tuple of (key, value) pairs of a Llama-3 style scaling
     (rope_type="llama3", factor, low_freq_factor, high_freq_factor,
     original_max_position_embeddings); a tuple keeps the config hashable for ``jax.jit``.
+
+    ``mrope_section`` (Qwen2.5-VL, architecture "qwen2_5_vl"): the decoder's rotary frequencies
+    split into (t, h, w) sections summing to head_dim / 2; with images, image tokens get 3-D
+    positions and text after the image a constant shift (``vision.mrope_positions``).
     """
     vocab_size: int
     hidden_size: int
@@ -40,6 +45,7 @@ class ModelConfig:
     vision: VisionConfig | None = None   # a vision encoder whose image tokens take the places
     image_token_id: int = -1             # of this placeholder token in the input (one image
                                          # per row); see o1jax/models/vision.py
+    mrope_section: tuple[int, int, int] | None = None   # multimodal rotary positions
 
     def __post_init__(self):
         if self.architecture not in ARCHITECTURES:
@@ -60,6 +66,15 @@ class ModelConfig:
             raise ValueError(f"image_token_id={self.image_token_id}: a model with a vision "
                              f"encoder needs its image placeholder token in [0, "
                              f"{self.vocab_size})")
+        if self.mrope_section is not None:
+            object.__setattr__(self, "mrope_section", tuple(self.mrope_section))  # a JSON list
+            if len(self.mrope_section) != 3 or sum(self.mrope_section) != self.head_dim // 2:
+                raise ValueError(f"mrope_section={self.mrope_section}: three sections (t, h, w) "
+                                 f"summing to head_dim / 2 = {self.head_dim // 2}")
+        if self.architecture == "qwen2_5_vl" and not (
+                self.vision and self.vision.bias and self.mrope_section and self.qkv_bias):
+            raise ValueError("architecture='qwen2_5_vl' needs a vision encoder with bias=True, "
+                             "mrope_section and qkv_bias=True (hf.config_from_hf builds one)")
         for name in ("dtype", "param_dtype"):
             if getattr(self, name) not in ("float32", "bfloat16", "float16"):
                 raise ValueError(f"{name}={getattr(self, name)!r}: use float32, bfloat16 or "

@@ -172,6 +172,16 @@ class Transformer:
         return vision.encode(self.cfg.vision, params["vision"], images, self.cfg.compute_dtype,
                              self.mesh)
 
+    def rope_positions(self, tokens: jax.Array, positions: jax.Array, mask: jax.Array,
+                       with_image: bool) -> jax.Array:
+        """The positions the rotary embedding reads: ``positions`` [B, T] as given, or for an
+        M-RoPE model (``mrope_section``, Qwen2.5-VL) reading each row's image, (t, h, w)
+        [B, T, 3] from them (``vision.mrope_positions``)."""
+        c = self.cfg
+        if not (with_image and c.mrope_section):
+            return positions
+        return vision.mrope_positions(c.vision, tokens, positions, mask, c.image_token_id)
+
     def hidden(self, params: Params, tokens: jax.Array, positions: jax.Array, mask: jax.Array,
                cache: dict | None = None, image_embeds: jax.Array | None = None
                ) -> tuple[jax.Array, dict | None]:
@@ -187,6 +197,10 @@ class Transformer:
 
         ``image_embeds`` [B, N, D] (``encode_images``): the k-th image placeholder token of each
         row reads image token k instead of its embedding (a prefill; decode steps have none).
+        positions count real tokens (``positions_from_mask``); with ``image_embeds`` an M-RoPE
+        model turns them into (t, h, w) positions (``rope_positions``); without, it reads them
+        as text positions, so a decode step after an image feeds them already shifted (the
+        ``prefill`` cache's ``positions``).
         """
         c = self.cfg
         mask = mask.astype(bool)
@@ -207,8 +221,9 @@ class Transformer:
             slots = jnp.arange(kv_mask.shape[1])
             causal = slots[None, :] <= start + jnp.arange(t)[:, None]   # [T, S]
             key_mask = kv_mask[:, None, :] & causal[None]
-        layer = functools.partial(self._layer, rope=rope_angles(positions, inv_freq),
-                                  key_mask=key_mask, start=start)
+        rope = rope_angles(self.rope_positions(tokens, positions, mask, image_embeds is not None),
+                           inv_freq, c.mrope_section)
+        layer = functools.partial(self._layer, rope=rope, key_mask=key_mask, start=start)
         if c.remat:
             layer = jax.checkpoint(layer, prevent_cse=False)
 

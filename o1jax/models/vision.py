@@ -1,18 +1,23 @@
 """The vision encoder: a ViT over image patches with 2-D rotary positions and pre-norm blocks,
 and a patch merger that projects to the decoder's width, as pure functions over a parameter
-pytree (the layout of Qwen2.5-VL's encoder, full attention in every block).
+pytree (the layout of Qwen2.5-VL's encoder). From-scratch encoders attend fully in every block
+without output or MLP biases; a Qwen2.5-VL encoder (``bias=True``, ``window_size`` > 0) has
+those biases and attends within windows of ``window_size`` pixels except in
+``full_attention_layers``.
 
 Parameters (under the policy's ``params["vision"]``; layers stacked and run with ``lax.scan``)::
 
     patch_embed  [3 * P * P, Dv]          a P x P x 3 patch, flattened (row, column, channel)
     layers       attn_norm [L, Dv], wq/wk/wv [L, Dv, Hv, Dh], bq/bk/bv [L, Hv, Dh],
                  wo [L, Hv, Dh, Dv], mlp_norm [L, Dv], w_gate/w_up [L, Dv, Fv], w_down [L, Fv, Dv]
+                 with ``bias``: bo [L, Dv], b_gate/b_up [L, Fv], b_down [L, Dv]
     merger       norm [Dv], w1 [M * M * Dv, M * M * Dv], b1, w2 [M * M * Dv, D], b2
 
 Patches are ordered in M x M merge windows (window by window, row-major inside each), so the
 merger joins M * M consecutive patches into one image token: an S x S image gives
 (S / P / M)^2 tokens of width D, which take the places of the image placeholder tokens in the
-decoder's input (``Transformer.hidden``).
+decoder's input (``Transformer.hidden``). Window attention needs no reordering: a patch attends
+to the patches of its own window (a mask), which is what Qwen2.5-VL's regrouping computes.
 """
 
 from __future__ import annotations
@@ -44,8 +49,26 @@ class VisionConfig:
     merge_size: int = 2           # M: M x M patches -> one image token
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
+    bias: bool = False            # biases on the attention output and the MLP (Qwen2.5-VL)
+    window_size: int = 0          # pixels per window side (Qwen2.5-VL); 0: full attention
+    full_attention_layers: tuple[int, ...] = ()   # blocks with full attention when windowed
+    temporal_patch_size: int = 1  # frames of a Hugging Face patch (a still image repeats its
+                                  # frame; only export reads it)
+    pixel_mean: tuple[float, float, float] = tuple(PIXEL_MEAN.tolist())   # RGB, of [0, 1]
+    pixel_std: tuple[float, float, float] = tuple(PIXEL_STD.tolist())     # pixel values
 
     def __post_init__(self):
+        for name in ("full_attention_layers", "pixel_mean", "pixel_std"):   # JSON lists
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.window_size and self.window_merged < 1:
+            raise ValueError(f"vision.window_size={self.window_size} pixels must hold at least "
+                             f"one merged patch ({self.patch_size * self.merge_size} pixels)")
+        bad = [i for i in self.full_attention_layers if not 0 <= i < self.num_layers]
+        if bad:
+            raise ValueError(f"vision.full_attention_layers {bad} outside the encoder's "
+                             f"{self.num_layers} layers")
+        if len(self.pixel_mean) != 3 or len(self.pixel_std) != 3 or min(self.pixel_std) <= 0:
+            raise ValueError("vision.pixel_mean / pixel_std: three values each (RGB), std > 0")
         if self.image_size % (self.patch_size * self.merge_size):
             raise ValueError(f"vision.image_size={self.image_size} must be a multiple of "
                              f"patch_size x merge_size = {self.patch_size * self.merge_size}")
@@ -63,13 +86,18 @@ class VisionConfig:
         return self.image_size // self.patch_size
 
     @property
+    def window_merged(self) -> int:
+        """Merged patches per window side (Qwen2.5-VL's window_size // merge // patch)."""
+        return self.window_size // self.merge_size // self.patch_size
+
+    @property
     def num_tokens(self) -> int:
         """Image tokens per image: the placeholders a prompt holds for it."""
         return (self.grid // self.merge_size) ** 2
 
     def num_params(self, out_size: int) -> int:
         d, f, m2 = self.hidden_size, self.mlp_dim, self.merge_size ** 2
-        per_layer = 4 * d * d + 3 * d + 3 * d * f + 2 * d
+        per_layer = 4 * d * d + 3 * d + 3 * d * f + 2 * d + (2 * d + 2 * f) * self.bias
         return (3 * self.patch_size ** 2 * d + self.num_layers * per_layer + d
                 + (m2 * d) ** 2 + m2 * d + m2 * d * out_size + out_size)
 
@@ -88,6 +116,9 @@ def param_axes(cfg: VisionConfig) -> dict:
         "w_gate": ("layers", "embed", "mlp"), "w_up": ("layers", "embed", "mlp"),
         "w_down": ("layers", "mlp", "embed"),
     }
+    if cfg.bias:
+        layers.update(bo=("layers", "embed"), b_gate=("layers", "mlp"), b_up=("layers", "mlp"),
+                      b_down=("layers", "embed"))
     merger = {"norm": ("norm",), "w1": ("patch", "mlp"), "b1": ("mlp",),
               "w2": ("mlp", "embed"), "b2": ("norm",)}
     return {"patch_embed": ("patch", "embed"), "layers": layers, "merger": merger}
@@ -105,6 +136,9 @@ def init(cfg: VisionConfig, out_size: int, key: jax.Array, dtype=jnp.float32) ->
     layers.update(attn_norm=jnp.ones((n, d), dtype), mlp_norm=jnp.ones((n, d), dtype),
                   bq=jnp.zeros((n, h, dh), dtype), bk=jnp.zeros((n, h, dh), dtype),
                   bv=jnp.zeros((n, h, dh), dtype))
+    if cfg.bias:
+        layers.update(bo=jnp.zeros((n, d), dtype), b_gate=jnp.zeros((n, f), dtype),
+                      b_up=jnp.zeros((n, f), dtype), b_down=jnp.zeros((n, d), dtype))
     merger = {"norm": jnp.ones((d,), dtype), "w1": normal(keys[-2], (wide, wide)),
               "b1": jnp.zeros((wide,), dtype), "w2": normal(keys[-1], (wide, out_size)),
               "b2": jnp.zeros((out_size,), dtype)}
@@ -128,7 +162,8 @@ def patchify(cfg: VisionConfig, images: jax.Array) -> jax.Array:
         raise ValueError(f"images of shape {images.shape[1:]}; the encoder takes "
                          f"{(cfg.image_size, cfg.image_size, 3)} (resize them with "
                          "o1jax.data.builders.load_image)")
-    x = (images.astype(jnp.float32) / 255.0 - PIXEL_MEAN) / PIXEL_STD
+    mean, std = np.asarray(cfg.pixel_mean, np.float32), np.asarray(cfg.pixel_std, np.float32)
+    x = (images.astype(jnp.float32) / 255.0 - mean) / std
     p, g = cfg.patch_size, s // cfg.patch_size
     x = x.reshape(b, g, p, g, p, 3).transpose(0, 1, 3, 2, 4, 5).reshape(b, g * g, p * p * 3)
     rows, cols = patch_grid(cfg).T
@@ -144,21 +179,43 @@ def rope_2d(cfg: VisionConfig) -> tuple[jax.Array, jax.Array]:
     return (jnp.asarray(np.cos(angles))[None, :, None], jnp.asarray(np.sin(angles))[None, :, None])
 
 
+def attention_masks(cfg: VisionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(masks [2, N, N] bool: full attention, then attention within windows; full [L] bool:
+    which of the two each block uses). A window is ``window_merged`` x ``window_merged`` merged
+    patches, windows tiling the merged grid from its top-left corner (the last row and column
+    of windows smaller when they do not divide it), as Qwen2.5-VL's get_vision_window_index.
+    Without ``window_size`` every block attends fully."""
+    n = cfg.grid ** 2
+    full = np.ones(cfg.num_layers, bool)
+    if not cfg.window_size:
+        return np.ones((2, n, n), bool), full
+    merged = patch_grid(cfg) // cfg.merge_size                      # [N, 2]
+    wins = merged // cfg.window_merged
+    win = wins[:, 0] * (cfg.grid // cfg.merge_size) + wins[:, 1]
+    full[:] = False
+    full[list(cfg.full_attention_layers)] = True
+    return np.stack([np.ones((n, n), bool), win[:, None] == win[None, :]]), full
+
+
 def encode(cfg: VisionConfig, params: dict, images: jax.Array, dtype=jnp.float32,
            mesh=None) -> jax.Array:
     """Images [B, S, S, 3] uint8 -> image tokens [B, (S / P / M)^2, D] in ``dtype``."""
     x = patchify(cfg, images).astype(dtype) @ params["patch_embed"].astype(dtype)
     rope = rope_2d(cfg)
     n = x.shape[1]
-    everywhere = jnp.ones((x.shape[0], n, n), bool)        # full attention among the patches
+    masks, full = attention_masks(cfg)
+    masks = jnp.asarray(masks)[:, None]                     # [2, 1, N, N]: every image alike
+    bias = lambda p, name: p[name].astype(dtype) if cfg.bias else 0  # noqa: E731
 
-    def block(x, p):
+    def block(x, xs):
+        p, is_full = xs
         h = rms_norm(x, p["attn_norm"], cfg.norm_eps)
         q, k, v = project_qkv(h, p, rope, cfg.num_heads, mesh)
-        x = x + output_projection(attend(q, k, v, everywhere), p["wo"])
+        mask = jnp.where(is_full, masks[0], masks[1])
+        x = x + output_projection(attend(q, k, v, mask), p["wo"]) + bias(p, "bo")
         return x + swiglu(rms_norm(x, p["mlp_norm"], cfg.norm_eps), p, mesh), None
 
-    x, _ = jax.lax.scan(block, x, params["layers"])
+    x, _ = jax.lax.scan(block, x, (params["layers"], jnp.asarray(full)))
     m = params["merger"]
     x = rms_norm(x, m["norm"], cfg.norm_eps)
     x = x.reshape(x.shape[0], n // cfg.merge_size ** 2, -1)                   # join windows
@@ -178,6 +235,30 @@ def place_image_tokens(x: jax.Array, tokens: jax.Array, image_token_id: int,
     k = jnp.clip(k, 0, image_embeds.shape[1] - 1)
     picked = jnp.take_along_axis(image_embeds.astype(x.dtype), k[..., None], axis=1)
     return jnp.where(is_image[..., None], picked, x)
+
+
+def mrope_positions(cfg: VisionConfig, tokens: jax.Array, positions: jax.Array,
+                    mask: jax.Array, image_token_id: int) -> jax.Array:
+    """Qwen2.5-VL's multimodal rotary positions (M-RoPE) [B, T, 3] int32: (t, h, w) per token.
+
+    positions: [B, T] sequential (``positions_from_mask``); each row holds one image, its
+    ``num_tokens`` tokens consecutive (the first that many real placeholders, as
+    ``place_image_tokens`` reads them). Text before the image has (p, p, p); image token k has
+    (s, s + k // g, s + k % g), s the position of the image's first token and g = grid / M the
+    merged grid's side; text after the image continues from s + g, i.e. (p + d, p + d, p + d)
+    with the constant d = g - num_tokens. A row without placeholders keeps (p, p, p). This is
+    transformers' ``get_rope_index`` for one still image per row."""
+    n, g = cfg.num_tokens, cfg.grid // cfg.merge_size
+    is_image = (tokens == image_token_id) & mask.astype(bool)
+    k = jnp.cumsum(is_image.astype(jnp.int32), axis=1) - 1
+    is_image = is_image & (k < n)
+    start = jnp.min(jnp.where(is_image, positions, jnp.iinfo(jnp.int32).max), axis=1,
+                    keepdims=True)
+    text = jnp.where(positions > start, positions + g - n, positions)
+    t = jnp.where(is_image, start, text)
+    h = jnp.where(is_image, start + k // g, text)
+    w = jnp.where(is_image, start + k % g, text)
+    return jnp.stack([t, h, w], axis=-1).astype(jnp.int32)
 
 
 def check_placeholders(tokens: np.ndarray, mask: np.ndarray, image_token_id: int,

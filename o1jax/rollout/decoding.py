@@ -163,8 +163,13 @@ def prefill(model: Transformer, params: Params, tokens: jax.Array, mask: jax.Arr
     mask = mask.astype(bool)
     cache = model.init_cache(tokens.shape[0], length)
     extra = {} if images is None else {"image_embeds": model.encode_images(params, images)}
-    x, cache = model.hidden(params, tokens, positions_from_mask(mask), mask, cache, **extra)
-    cache["positions"] = jnp.sum(mask, axis=1).astype(jnp.int32)
+    positions = positions_from_mask(mask)
+    x, cache = model.hidden(params, tokens, positions, mask, cache, **extra)
+    rope = model.rope_positions(tokens, positions, mask, images is not None)
+    rope = rope.reshape(rope.shape[0], rope.shape[1], -1)               # [B, P, 1 or 3]
+    # the next token's position: one past the largest so far (the row's length when text only)
+    cache["positions"] = (jnp.max(jnp.where(mask[..., None], rope, -1), axis=(1, 2))
+                          + 1).astype(jnp.int32)
     return cache, model.head_out(params, x[:, -1:])[:, 0]
 
 

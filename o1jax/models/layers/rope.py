@@ -25,10 +25,19 @@ def inverse_frequencies(head_dim: int, theta: float, scaling: dict | None = None
     return inv.astype(np.float32)
 
 
-def rope_angles(positions: jax.Array, inv_freq: np.ndarray) -> tuple[jax.Array, jax.Array]:
+def rope_angles(positions: jax.Array, inv_freq: np.ndarray,
+                sections: tuple[int, ...] | None = None) -> tuple[jax.Array, jax.Array]:
     """cos and sin of the rotation angles for positions: [B, T] (int): each [B, T, 1, Dh/2] f32.
-    Computed once per forward and shared by every layer."""
-    angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)
+    Computed once per forward and shared by every layer.
+
+    Multimodal positions [B, T, 3] (Qwen2.5-VL's M-RoPE, (t, h, w) per token) need
+    ``sections`` (mrope_section, summing to Dh/2): the first sections[0] frequencies rotate by
+    t, the next sections[1] by h, the last sections[2] by w."""
+    if positions.ndim == 3:
+        which = np.repeat(np.arange(len(sections)), sections)          # [Dh/2]: t, h or w
+        angles = positions.astype(jnp.float32)[..., which] * jnp.asarray(inv_freq)
+    else:
+        angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)
     return jnp.cos(angles)[:, :, None, :], jnp.sin(angles)[:, :, None, :]
 
 
