@@ -5,12 +5,16 @@ import os
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 import torch
 import transformers
 
 from o1jax import generate
+from o1jax.data.builders import load_image
 from o1jax.tokenizer import Tokenizer
+from tests import hf_fixtures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -90,3 +94,111 @@ def test_cli_empty_prompt_is_an_error(llama_dir, tmp_path, capsys):
     f.write_text("\n\n")
     assert generate.main(["--model", llama_dir, "--prompts-file", str(f)]) == 2
     assert "no prompts" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ images (vision-language)
+@pytest.fixture(scope="module")
+def vl_dir(tmp_path_factory):
+    """A tiny random Qwen2.5-VL saved by transformers (tests/hf_fixtures.py)."""
+    return hf_fixtures.save_tiny_qwen25vl(tmp_path_factory.mktemp("qwen25vl"))
+
+
+def _png(path, seed=0, size=(90, 70)):
+    """A random RGBA PNG whose size is not the model's (load_image resizes it)."""
+    from PIL import Image
+    rgba = np.random.RandomState(seed).randint(0, 256, (size[1], size[0], 4)).astype(np.uint8)
+    Image.fromarray(rgba, "RGBA").save(path)
+    return str(path)
+
+
+def _hf_vl_greedy(path, prompt, image, n):
+    """transformers' greedy generate on the prompt in prompt_ids' layout (<s>, the image's 16
+    placeholders, the text), pixel_values from its own image processor (loaded from the
+    checkpoint) applied to the image as load_image resized it to 112 x 112."""
+    model = transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained(path).eval()
+    proc = transformers.AutoImageProcessor.from_pretrained(path)
+    tok = Tokenizer.from_dir(path)
+    text = tok.encode(prompt)
+    ids = torch.tensor([text[:1] + [tok.image_id] * 16 + text[1:]])
+    feats = proc(images=[load_image(image, hf_fixtures.VL_IMAGE_SIZE)], return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n,
+                             do_sample=False, eos_token_id=list(tok.stop_ids),
+                             pad_token_id=tok.pad_id, pixel_values=feats["pixel_values"],
+                             image_grid_thw=feats["image_grid_thw"],
+                             mm_token_type_ids=(ids == tok.image_id).long())
+    new = out[0, ids.shape[1]:].tolist()
+    if new and new[-1] in tok.stop_ids:
+        new = new[:-1]
+    return tok.decode(new), new
+
+
+def test_cli_image_greedy_equals_transformers(vl_dir, tmp_path, capsys):
+    image = _png(tmp_path / "scene.png")
+    prompts = ["How many?", "what is in the picture, exactly"]
+    f = tmp_path / "prompts.txt"
+    f.write_text("\n".join(prompts) + "\n")
+    args = ["--model", vl_dir, "--image", image, "--image-size", "112", "--greedy",
+            "--max-new-tokens", "16"]
+    assert generate.main(args + ["--prompt", prompts[0]]) == 0
+    expected, ids = _hf_vl_greedy(vl_dir, prompts[0], image, 16)
+    assert len(ids) > 5
+    assert capsys.readouterr().out == expected + "\n"
+    # two prompts of different lengths in one left-padded batch, the same image
+    assert generate.main(args + ["--prompts-file", str(f)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["completion"] for r in rows] == [_hf_vl_greedy(vl_dir, p, image, 16)[0]
+                                               for p in prompts]
+
+
+def test_cli_image_bad_input(vl_dir, llama_dir, tmp_path, capsys):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    assert generate.main(["--model", vl_dir, "--image", str(bad), "--prompt", "hi",
+                          "--image-size", "112"]) == 2
+    err = capsys.readouterr().err
+    assert "broken.png" in err and "does not decode" in err
+    image = _png(tmp_path / "ok.png")
+    assert generate.main(["--model", llama_dir, "--image", image, "--prompt", "hi"]) == 2
+    assert "text-only model" in capsys.readouterr().err
+    assert generate.main(["--model", vl_dir, "--prompt", "hi", "--image-size", "112"]) == 2
+    assert "give --image" in capsys.readouterr().err
+
+
+def test_cli_image_from_a_vision_workdir(tmp_path, capsys):
+    """A training workdir whose policy has o1jax's own encoder (configs/visual_grpo.py, made
+    tiny): the CLI samples what the sampler gives for prompt_ids' prompt and load_image's image."""
+    import orbax.checkpoint as ocp
+
+    from configs import visual_grpo
+    from o1jax.data.pipeline import prompt_ids
+    from o1jax.experiment import model_shapes
+    from o1jax.models import Transformer
+    from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts
+    from o1jax.tokenizer import byte_tokenizer, response_texts
+
+    cfg = visual_grpo.get_config()
+    cfg.model.overrides.update(num_layers=1, mlp_dim=64, hidden_size=64)
+    cfg.model.overrides.vision.update(num_layers=1, hidden_size=32, mlp_dim=32)
+    root = tmp_path / "run"
+    (root / "checkpoints").mkdir(parents=True)
+    (root / "config.json").write_text(cfg.to_json())
+    model = Transformer(model_shapes(cfg))
+    params = jax.tree.map(lambda a: a * 10, model.init(jax.random.key(1)))
+    mngr = ocp.CheckpointManager(root / "checkpoints" / "sft")
+    mngr.save(3, args=ocp.args.Composite(state=ocp.args.StandardSave({"params": params})))
+    mngr.wait_until_finished()
+    image = _png(tmp_path / "scene.png", seed=2)
+    assert generate.main(["--model", str(root), "--image", image, "--prompt", "How many?",
+                          "--greedy", "--max-new-tokens", "12"]) == 0
+    got = capsys.readouterr().out
+    tok = byte_tokenizer(image_token=True)
+    pixels = load_image(image, 32)
+    tokens, mask = pad_prompts([prompt_ids({"question": "How many?", "image": pixels}, tok,
+                                           "{question}", image_tokens=16)], tok.pad_id)
+    roll = make_sampler(model, SamplingConfig(max_new_tokens=12, greedy=True,
+                                              stop_ids=tok.stop_ids, pad_id=tok.pad_id),
+                        gather=True)(params, tokens, mask, jax.random.key(0), images=pixels[None])
+    assert got == response_texts(roll.tokens, roll.response_mask, roll.finished, tok)[0] + "\n"
+    assert generate.main(["--model", str(root), "--prompt", "How many?"]) == 2
+    assert "give --image" in capsys.readouterr().err
