@@ -234,19 +234,21 @@ def trace(policy: Transformer, params: Params, tokenizer, problem: str, answer: 
     attention = {f"{l}/{h}": maps[i, j].tolist()
                  for i, l in enumerate(layers) for j, h in enumerate(heads)}
     tokens = [tokenizer.decode([t]) for t in body]
+    labels = [tokenizer.decode([t]) for t in seq]
     answer_tokens, answer_span = answer_token_span(tokens)
     image_attention = heat = None
     if image is not None:
-        # the query at position p produces token p + 1: answer token i is produced at
-        # len(prompt) + i - 1; the image tokens are the prompt's placeholders
-        queries = [len(prompt) + i - 1 for i in answer_tokens]
+        # the image tokens are the prompt's placeholders; the query at position p produces
+        # token p + 1, so answer token i is produced at len(prompt) + i - 1
         keys = [p for p, t in enumerate(prompt) if t == policy.cfg.image_token_id]
+        for k, p in enumerate(keys):
+            labels[p] = f"<image {k}>"
+        queries = [len(prompt) + i - 1 for i in answer_tokens]
         weights = maps.mean(axis=(0, 1))[np.ix_(queries, keys)]        # [answers, N]
         image_attention = weights.tolist()
         heat = image_heat(policy.cfg.vision, weights.mean(axis=0)).tolist() if queries else None
     return Trace(problem, answer, response, bool(correct), tokens, values, steps, before, after,
-                 [tokenizer.decode([t]) for t in seq], attention, answer_tokens, answer_span,
-                 image_attention, heat)
+                 labels, attention, answer_tokens, answer_span, image_attention, heat)
 
 
 def _colour(v: float) -> str:

@@ -1,5 +1,6 @@
 """The run report: the PNG drawn from a workdir's files, and the summary table."""
 
+import html
 import json
 
 import matplotlib.image
@@ -118,3 +119,61 @@ def test_report_refuses_mixed_tasks_and_needs_out_for_several(tmp_path, capsys):
     assert "runs of different tasks" in capsys.readouterr().err
     assert main(["--workdir", str(tmp_path / "nothing")]) == 2
     assert "not a training workdir" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- visual runs
+def test_report_of_a_visual_run_shows_each_sample_beside_its_image(visual_run, tmp_path):
+    import re
+
+    import numpy as np
+
+    from o1jax import experiment
+    from o1jax import workdir as wd
+    from o1jax.report import main, read_png
+    out = tmp_path / "page"
+    assert main(["--workdir", str(visual_run), "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    for ref in _page_refs(page):
+        assert (out / ref).is_file(), ref
+    samples = [json.loads(x) for x in (visual_run / "eval" / "samples.jsonl").read_text()
+               .splitlines()]
+    examples = experiment.load_problems(wd.load_config(visual_run), visual_run, "test",
+                                        len(samples))
+    assert len(samples) == 3
+    for i, (s, e) in enumerate(zip(samples, examples)):
+        # the image and the text in one block: the image first, then its question and solution
+        block = re.search(rf'<div class="sample"><img class="thumb" src="sample_{i}\.png"[^>]*>'
+                          r"<div><h4>(.*?)</h4><pre>(.*?)</pre></div></div>", page, re.S)
+        assert block is not None, i
+        assert block.group(1).startswith(html.escape(s["question"]))
+        assert block.group(2) == html.escape(s["responses"]["greedy"][0]["text"])
+        np.testing.assert_array_equal(read_png(out / f"sample_{i}.png"), e["image"])
+    # the trace of held-out example 0: its heat map over the image
+    (trace,) = (visual_run / "traces").glob("*.json")
+    assert f'src="{trace.stem}_image_attention.png"' in page
+    assert read_png(out / f"{trace.stem}_image_attention.png").std() > 0
+
+
+def test_sampled_solutions_are_escaped_beside_their_images(tmp_path):
+    import base64
+
+    import numpy as np
+
+    from o1jax.page import _samples
+    from o1jax.report import png_bytes, read_png
+    image = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
+    hostile = '<script>alert("x")</script>'
+    records = [dict(id=f'test/<{i}>', question=hostile, answer="<b>1</b>",
+                    responses={"greedy": [dict(text=hostile, correct=i == 0)]},
+                    **({"image_png": base64.b64encode(png_bytes(image)).decode()} if i else {}))
+               for i in range(2)]
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "samples.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in records))
+    out = tmp_path / "page"
+    out.mkdir()
+    shown = _samples(tmp_path, out)
+    assert "<script>" not in shown and "&lt;script&gt;" in shown and "<b>" not in shown
+    assert shown.count("<img ") == 1 and 'alt="the image of test/&lt;1&gt;"' in shown
+    assert not (out / "sample_0.png").exists()      # a text problem has no image
+    np.testing.assert_array_equal(read_png(out / "sample_1.png"), image)

@@ -130,6 +130,23 @@ def test_image_heat_lights_only_the_window_of_its_image_token(image_size, patch,
             assert pixels[y, x] == heat[y // patch, x // patch]
 
 
+def test_attention_maps_read_the_image_at_its_placeholders():
+    from o1jax.models.vision import VisionConfig
+    vis = VisionConfig(image_size=8, patch_size=2, hidden_size=16, num_layers=1, num_heads=2,
+                       mlp_dim=32, merge_size=2)
+    model = Transformer(preset("tiny", vocab_size=64, max_seq_len=32, vision=vis,
+                               image_token_id=1))
+    params = model.init(jax.random.key(0))
+    tokens = jnp.asarray([[2, 1, 1, 1, 1, 7, 8, 9]])
+    mask = jnp.ones_like(tokens, bool)
+    white, black = (np.full((1, 8, 8, 3), v, np.uint8) for v in (255, 0))
+    maps = {name: np.asarray(trace_lib.attention_maps(model, params, tokens, mask, [0, 1], im))
+            for name, im in (("white", white), ("black", black), ("none", None))}
+    # the question's tokens attend differently after a white and a black image
+    assert not np.allclose(maps["white"][:, ..., 5:, :], maps["black"][:, ..., 5:, :])
+    assert not np.allclose(maps["white"], maps["none"])
+
+
 @pytest.mark.parametrize("tokens,expected", [
     (list("ab\\boxed{42}"), ([9, 10], "boxed")),
     (["x=", "\\box", "ed{", "1", "2}", "."], ([3, 4], "boxed")),       # a token beyond the box
@@ -164,6 +181,7 @@ def test_trace_of_a_vision_policy_through_the_cli(visual_run, tmp_path, capsys):
     np.testing.assert_array_equal(np.asarray(Image.open(out / data["image"])), image)
     assert (out / f"{name}_image_attention.png").stat().st_size > 5000
     assert f'src="{name}_image_attention.png"' in (out / f"{name}.html").read_text()
+    assert data["labels"][1:17] == [f"<image {k}>" for k in range(16)]
     # the answer tokens: "1" and "2" inside the box; their attention to the 16 image tokens
     assert data["answer_span"] == "boxed"
     assert [data["tokens"][i] for i in data["answer_tokens"]] == ["1", "2"]
