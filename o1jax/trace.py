@@ -90,13 +90,14 @@ def attention_maps(model: Transformer, params: Params, tokens: jax.Array, mask: 
     """Attention weights [len(layers), B, H, T, T] of a forward pass over ``tokens``, the
     model's own layer code run one layer at a time (weights taken at the chosen layers).
     ``images`` [B, S, S, 3] uint8 (a vision model): each row's image, read at its
-    placeholders as ``Transformer.hidden`` reads it."""
+    placeholders, with the rotary positions (M-RoPE's too) ``Transformer.hidden`` gives it."""
     c = model.cfg
     mask = mask.astype(bool)
     t = tokens.shape[1]
     inv = inverse_frequencies(c.head_dim, c.rope_theta,
                               dict(c.rope_scaling) if c.rope_scaling else None)
-    rope = rope_angles(positions_from_mask(mask), inv)
+    positions = model.rope_positions(tokens, positions_from_mask(mask), mask, images is not None)
+    rope = rope_angles(positions, inv, c.mrope_section)
     key_mask = mask[:, None, :] & jnp.tril(jnp.ones((t, t), bool))[None]
     x = jnp.take(params["embed"], tokens, axis=0).astype(c.compute_dtype)
     if images is not None:

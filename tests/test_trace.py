@@ -130,21 +130,33 @@ def test_image_heat_lights_only_the_window_of_its_image_token(image_size, patch,
             assert pixels[y, x] == heat[y // patch, x // patch]
 
 
-def test_attention_maps_read_the_image_at_its_placeholders():
+@pytest.mark.parametrize("mrope_section", [None, (2, 3, 3)])
+def test_attention_maps_are_the_forward_pass_s_with_an_image(monkeypatch, mrope_section):
+    """The weights the model's own forward pass (``hidden``, layers unrolled) attends with,
+    image tokens in place and, for an M-RoPE model, its multimodal positions."""
+    import o1jax.models.transformer as transformer_lib
     from o1jax.models.vision import VisionConfig
     vis = VisionConfig(image_size=8, patch_size=2, hidden_size=16, num_layers=1, num_heads=2,
                        mlp_dim=32, merge_size=2)
     model = Transformer(preset("tiny", vocab_size=64, max_seq_len=32, vision=vis,
-                               image_token_id=1))
+                               image_token_id=1, mrope_section=mrope_section))
     params = model.init(jax.random.key(0))
     tokens = jnp.asarray([[2, 1, 1, 1, 1, 7, 8, 9]])
     mask = jnp.ones_like(tokens, bool)
     white, black = (np.full((1, 8, 8, 3), v, np.uint8) for v in (255, 0))
-    maps = {name: np.asarray(trace_lib.attention_maps(model, params, tokens, mask, [0, 1], im))
-            for name, im in (("white", white), ("black", black), ("none", None))}
-    # the question's tokens attend differently after a white and a black image
-    assert not np.allclose(maps["white"][:, ..., 5:, :], maps["black"][:, ..., 5:, :])
-    assert not np.allclose(maps["white"], maps["none"])
+    maps = np.asarray(trace_lib.attention_maps(model, params, tokens, mask, [0, 1], white))
+    seen = []
+
+    def spy(q, k, v, key_mask):
+        seen.append(np.asarray(attention_probs(q, k, key_mask)))
+        return attend(q, k, v, key_mask)
+    monkeypatch.setattr(transformer_lib, "attend", spy)
+    model.hidden(transformer_lib.unstack_layers(params), tokens, positions_from_mask(mask), mask,
+                 image_embeds=model.encode_images(params, white))
+    np.testing.assert_allclose(maps, np.stack(seen), rtol=1e-5, atol=1e-6)
+    # the question's tokens attend differently after a black image
+    other = np.asarray(trace_lib.attention_maps(model, params, tokens, mask, [0, 1], black))
+    assert not np.allclose(maps[..., 5:, :], other[..., 5:, :])
 
 
 @pytest.mark.parametrize("tokens,expected", [
