@@ -25,12 +25,12 @@ def tiny_hf_model(arch: str, seed: int = 0, **overrides):
     else:
         raise ValueError(arch)
     torch.manual_seed(seed)
-    return _randomize(cls(cfg).eval(), seed)
+    return _randomize(cls(cfg).eval())
 
 
-def _randomize(model, seed: int):
-    """Every weight drawn at random: norms near 1, biases and matrices around 0."""
-    torch.manual_seed(seed)
+def _randomize(model):
+    """Every weight drawn at random (from torch's current seed): norms near 1, biases and
+    matrices around 0."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "norm" in name or "ln_q" in name:
@@ -62,8 +62,7 @@ def tiny_qwen25vl(seed: int = 0, window_size: int = 56, tie: bool = True):
                            fullatt_block_indexes=[1]),
         image_token_id=VOCAB, tie_word_embeddings=tie)
     torch.manual_seed(seed)
-    model = transformers.Qwen2_5_VLForConditionalGeneration(cfg).eval()
-    return _randomize(model, seed)
+    return _randomize(transformers.Qwen2_5_VLForConditionalGeneration(cfg).eval())
 
 
 def vl_processor():

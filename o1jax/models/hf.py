@@ -24,6 +24,7 @@ import tempfile
 from typing import Any, Callable
 
 import jax
+import ml_dtypes
 import numpy as np
 from etils import epath
 from safetensors import safe_open
@@ -310,6 +311,18 @@ def _tensor_index(path: str) -> dict[str, str]:
     raise CheckpointError(f"{path}: no model.safetensors or model.safetensors.index.json")
 
 
+def _bf16_tensor(file: str, name: str) -> np.ndarray:
+    """A bfloat16 tensor of a safetensors file (which safetensors' NumPy reader refuses) as
+    float32, through a memory map: the file is 8 bytes of header length, a JSON header naming
+    each tensor's shape and byte range, then the data."""
+    with open(file, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        info = json.loads(f.read(n))[name]
+    begin, end = info["data_offsets"]
+    raw = np.memmap(file, np.uint16, "r", offset=8 + n + begin, shape=((end - begin) // 2,))
+    return raw.view(ml_dtypes.bfloat16).reshape(info["shape"]).astype(np.float32)
+
+
 def _read_json(path) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
@@ -364,7 +377,10 @@ def load_params(path: str, model: Transformer) -> Params:
     pdtype = np.dtype(cfg.param_dtype) if cfg.param_dtype != "bfloat16" else jax.numpy.bfloat16
 
     def read(name: str, fn) -> np.ndarray:
-        return np.asarray(fn(handles[files[name]].get_tensor(name)), dtype=pdtype)
+        fh = handles[files[name]]
+        w = _bf16_tensor(files[name], name) if fh.get_slice(name).get_dtype() == "BF16" \
+            else fh.get_tensor(name)
+        return np.asarray(fn(w), dtype=pdtype)
 
     def build(key, names, fn):
         target, shard = _get(shapes, key), _get(shards, key)

@@ -172,3 +172,22 @@ def test_export_reloads_in_transformers_with_the_same_logits(vl_dir, tmp_path):
     assert again[0].cfg == model.cfg
     np.testing.assert_allclose(_ours(*again, tokens, mask, images)[real], want[real], atol=1e-4,
                                rtol=1e-4)
+
+
+def test_bfloat16_checkpoint_loads(tmp_path):
+    """Hub checkpoints are bfloat16 (which safetensors' NumPy reader refuses): they load, and
+    match transformers running the same rounded weights in float32 (an untied output head)."""
+    hf_fixtures.tiny_qwen25vl(seed=3, tie=False).to(torch.bfloat16).save_pretrained(str(tmp_path))
+    hf_fixtures.vl_processor().save_pretrained(str(tmp_path))
+    from safetensors import safe_open
+    with safe_open(str(tmp_path / "model.safetensors"), "pt") as f:
+        assert f.get_tensor("visual.patch_embed.proj.weight").dtype == torch.bfloat16
+    ref = transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained(
+        str(tmp_path), dtype=torch.float32).eval()
+    tokens, mask = _batch(3)
+    images = _images(4)
+    with torch.no_grad():
+        want = ref(**_hf_inputs(str(tmp_path), tokens, mask, images)).logits.numpy()
+    got = _ours(*hf.load(str(tmp_path), vision={"image_size": SIZE}), tokens, mask, images)
+    real = mask.astype(bool)
+    np.testing.assert_allclose(got[real], want[real], atol=1e-4, rtol=1e-4)
