@@ -48,7 +48,9 @@ def prompt_ids(example: dict, tokenizer: Tokenizer, template: str = PLAIN_TEMPLA
                use_chat_template: bool | None = None, image_tokens: int = 0,
                add_special_tokens: bool = True) -> list[int]:
     """An example's prompt token ids; with ``image_tokens`` = N (a vision policy), N image
-    placeholders right after the beginning-of-sequence token, where the image's tokens go."""
+    placeholders where the image's tokens go: in place of the tokenizer's image token where the
+    rendered prompt (template or question) holds one, else right after the
+    beginning-of-sequence token."""
     ids = tokenizer.encode(render_prompt(example["question"], tokenizer, template,
                                          use_chat_template),
                            add_special_tokens=add_special_tokens)
@@ -59,22 +61,38 @@ def prompt_ids(example: dict, tokenizer: Tokenizer, template: str = PLAIN_TEMPLA
     if "image" not in example:
         raise ValueError(f"the model reads images but example {example['question'][:40]!r} "
                          "has none: use a visual task (count, chart, pixel_sum, image_qa)")
+    marks = ids.count(tokenizer.image_id)
+    if marks > 1:
+        raise ValueError(f"prompt {example['question'][:40]!r} holds {marks} image tokens "
+                         f"({tokenizer.image_token}); one image per prompt, marked once")
+    if marks:
+        k = ids.index(tokenizer.image_id)
+        return ids[:k] + [tokenizer.image_id] * image_tokens + ids[k + 1:]
     k = 1 if ids and tokenizer.bos_token and ids[0] == tokenizer.token_id(tokenizer.bos_token) \
         else 0
     return ids[:k] + [tokenizer.image_id] * image_tokens + ids[k:]
 
 
-def truncate_prompt(ids: list[int], length: int, image_tokens: int = 0) -> list[int]:
-    """The prompt cut to ``length`` tokens: its last ones (where the question is asked), after
-    the beginning-of-sequence token and ``image_tokens`` placeholders of a ``prompt_ids`` prompt
-    when it has them."""
+def truncate_prompt(ids: list[int], length: int, image_id: int | None = None) -> list[int]:
+    """The prompt cut to ``length`` tokens by dropping its earliest text tokens (the question
+    is asked last); the first token (beginning of sequence) and the image placeholders
+    (``image_id``) of a vision prompt always stay."""
     if len(ids) <= length:
         return ids
-    keep = image_tokens + 1 if image_tokens else 0
+    if image_id is None:
+        return ids[len(ids) - length:]
+    keep = 1 + sum(t == image_id for t in ids[1:])
     if keep >= length:
         raise ValueError(f"a prompt of {keep} image and special tokens does not fit in "
                          f"data.max_prompt_len={length}: raise it")
-    return ids[:keep] + ids[len(ids) - (length - keep):]
+    drop = len(ids) - length
+    out = ids[:1]
+    for t in ids[1:]:
+        if drop and t != image_id:
+            drop -= 1
+            continue
+        out.append(t)
+    return out
 
 
 @dataclasses.dataclass
@@ -147,7 +165,8 @@ class PromptPipeline:
         too_long = [i for i, p in enumerate(prompts) if len(p) > self.max_prompt_len]
         if too_long:  # keep the end (where the question is asked) and count it
             self.truncated_prompts += len(too_long)
-            prompts = [truncate_prompt(p, self.max_prompt_len, self.image_tokens)
+            prompts = [truncate_prompt(p, self.max_prompt_len,
+                                       self.tokenizer.image_id if self.image_tokens else None)
                        for p in prompts]
         return pad_prompts(prompts, self.tokenizer.pad_id, self.max_prompt_len)
 

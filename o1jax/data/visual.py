@@ -191,8 +191,12 @@ def render(spec: Spec, size: int = IMAGE_SIZE) -> np.ndarray:
 
 # ------------------------------------------------------------------------ questions, answers
 def scene_question(rng: random.Random, scene: Scene) -> tuple[str, dict]:
-    """A counting question about the scene and its filter {colour?, shape?}."""
+    """A counting question about the scene and its filter {colour?, shape?}: three times in
+    four about the colour / shape of an object in the scene, else any (an answer of 0 is then
+    about as common as in CLEVR-count, not the majority)."""
     colour, shape = rng.choice(sorted(COLOURS)), rng.choice(SHAPES)
+    if rng.random() < 0.75:
+        colour, shape = rng.choice(scene.objects)[:2]
     kind = rng.choice(("colour", "shape", "both"))
     filt = {"colour": colour} if kind == "colour" else (
         {"shape": shape} if kind == "shape" else {"colour": colour, "shape": shape})
@@ -206,13 +210,24 @@ def count_question(filt: dict) -> str:
 
 
 def count_answer(scene: Scene, filt: dict) -> tuple[int, str]:
-    """(count, solution): the matching objects listed row by row ("colour shape at row,column"),
-    then the count."""
-    found = [(c, s, x, y) for c, s, x, y in sorted(scene.objects, key=lambda o: (o[3], o[2]))
-             if filt.get("colour", c) == c and filt.get("shape", s) == s]
-    steps = [f"{c} {s} at {y},{x}" for c, s, x, y in found]
-    n = len(found)
-    return n, (", ".join(steps) + ". " if steps else "none. ") + f"That is {n}. \\boxed{{{n}}}"
+    """(count, solution): the scene read cell by cell into two grids, colours then shapes
+    (rows top to bottom separated by "/", a cell its colour's or shape's initial, "." when
+    empty), then the count. With the image right before the answer (``data.template``
+    "{question}\\n<image>"), the grid's k-th cell is always the same distance from image token k
+    (the one of that cell), so a policy trained from scratch learns to read its image by a
+    fixed-offset lookup first, the easiest thing attention learns."""
+    n = sum(filt.get("colour", c) == c and filt.get("shape", s) == s
+            for c, s, _, _ in scene.objects)
+    return n, f"colours {grid(scene, 0)} shapes {grid(scene, 1)}. That is {n}. \\boxed{{{n}}}"
+
+
+def grid(scene: Scene, attribute: int) -> str:
+    """The scene's GRID x GRID cells, rows "/"-separated: each object's colour (attribute 0)
+    or shape (1) initial, "." for an empty cell."""
+    cells = [["."] * GRID for _ in range(GRID)]
+    for obj in scene.objects:
+        cells[obj[3]][obj[2]] = obj[attribute][0]
+    return "/".join("".join(row) for row in cells)
 
 
 def chart_answer(chart: Chart, ask: tuple[int, ...]) -> tuple[int, str]:
@@ -268,22 +283,33 @@ def random_spec(task: str, rng: random.Random, difficulty: int) -> Spec:
     raise ValueError(f"unknown visual task {task!r}; known: {TASKS}")
 
 
-def example_for(spec: Spec, rng: random.Random, difficulty: int, task: str) -> dict:
-    """A task example (question, answer, solution, meta with the specification) about spec."""
+def example_for(spec: Spec, rng: random.Random, difficulty: int) -> dict:
+    """A task example (question, answer, solution, meta with the specification) about spec,
+    its question drawn with ``rng``."""
     if isinstance(spec, Scene):
-        question, filt = scene_question(rng, spec)
-        answer, solution = count_answer(spec, filt)
-        meta = {"spec": spec.text(), "filter": filt}
-    elif isinstance(spec, Chart):
+        return ask_example(spec, scene_question(rng, spec)[1], difficulty)
+    if isinstance(spec, Chart):
         k = rng.randint(1, len(spec.heights))
         ask = (k,) if difficulty <= 1 or rng.random() < 0.5 else (
             k, rng.choice([j for j in range(1, len(spec.heights) + 1) if j != k]))
-        question, (answer, solution) = chart_question(ask), chart_answer(spec, ask)
-        meta = {"spec": spec.text(), "ask": list(ask)}
-    else:
-        question, answer, solution = SUM_QUESTION, spec.value, sum_solution(spec)
-        meta = {"spec": spec.text()}
-    return _example(task, question, answer, solution, difficulty, meta)
+        return ask_example(spec, ask, difficulty)
+    return ask_example(spec, None, difficulty)
+
+
+def ask_example(spec: Spec, ask, difficulty: int = 0) -> dict:
+    """The example asking ``ask`` about spec: a filter {colour?, shape?} of a scene, the bar
+    numbers (k,) or (k, j) of a chart (1-based, checked by the caller), None for a sum."""
+    if isinstance(spec, Scene):
+        question = count_question(ask)
+        answer, solution = count_answer(spec, ask)
+        return _example("count", question, answer, solution, difficulty,
+                        {"spec": spec.text(), "filter": ask})
+    if isinstance(spec, Chart):
+        answer, solution = chart_answer(spec, ask)
+        return _example("chart", chart_question(ask), answer, solution, difficulty,
+                        {"spec": spec.text(), "ask": list(ask)})
+    return _example("pixel_sum", SUM_QUESTION, spec.value, sum_solution(spec), difficulty,
+                    {"spec": spec.text()})
 
 
 def generate(task: str, split: str, num: int, seed: int = 0, difficulty: int = 1,
@@ -298,7 +324,7 @@ def generate(task: str, split: str, num: int, seed: int = 0, difficulty: int = 1
             raise ValueError(f"cannot draw {num} distinct {split} examples of {task} at "
                              f"difficulty {difficulty}; ask for fewer")
         spec = random_spec(task, rng, difficulty)
-        ex = example_for(spec, rng, difficulty, task)
+        ex = example_for(spec, rng, difficulty)
         if split_of(ex["meta"] + ex["question"]) != split:
             continue
         made += 1

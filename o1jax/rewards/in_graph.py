@@ -29,9 +29,9 @@ def make_reward_callback(tokenizer: Tokenizer, example_at: Callable[[int], dict]
                          with_correct: bool = False):
     """A jittable ``(rollout, example_ids [R]) -> (rewards [R] f32, {metric: scalar})``, the
     reward function ``o1jax.rl.iteration`` takes. ``example_at(i)`` returns dataset row i
-    (with ``answer``, ``task``, ``meta``); a row whose id is negative is a problem given by its
-    prompt alone: ``prompt_example(prompt text)`` returns its example (self-play's proposed
-    problems). ``with_correct`` adds a third output, the correctness reward [R] f32 of each
+    (with ``answer``, ``task``, ``meta``); a row whose id is negative is a problem the caller
+    knows by its prompt or its id: ``prompt_example(prompt text, id)`` returns its example
+    (self-play's proposed problems). ``with_correct`` adds a third output, the correctness reward [R] f32 of each
     row, whatever the weights. ``rewards_fn.calls`` collects the (start, end)
     ``time.perf_counter()`` of every host call (a caller may clear it).
 
@@ -50,7 +50,7 @@ def make_reward_callback(tokenizer: Tokenizer, example_at: Callable[[int], dict]
         if prompt_example is None:
             raise ValueError(f"example id {i} < 0 needs a prompt_example function")
         prompt = row_tokens[:int(np.argmax(row_response))]
-        return prompt_example(tokenizer.decode(prompt.tolist()))
+        return prompt_example(tokenizer.decode(prompt.tolist()), i)
 
     def host(tokens, response_mask, finished, example_ids):
         start = time.perf_counter()

@@ -118,13 +118,14 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
     interpreter); with several, verification is split between them after sampling (its
     collectives must not interleave with the sampler's). ``prompts``: token lists to use
     instead of the examples' rendered questions (continuations of partial solutions). A vision
-    policy's prompts carry their example's image (placeholders after <s>)."""
+    policy's prompts carry their example's image (placeholders where ``prompt_ids`` puts them)."""
     sampler = make_sampler(policy, sampling, gather=True)
     g = sampling.num_samples
     n_image = policy.cfg.image_tokens
     if prompts is None:
         prompts = [truncate_prompt(prompt_ids(e, tokenizer, template, image_tokens=n_image),
-                                   max_prompt_len, n_image) for e in examples]
+                                   max_prompt_len, tokenizer.image_id if n_image else None)
+                   for e in examples]
     key = jax.random.key(seed)
     texts, finished, lengths, checks, seconds = [], [], [], [], 0.0
     tokens_out, masks = [], []

@@ -9,15 +9,16 @@ the copies agree.
 from __future__ import annotations
 
 import collections
-from typing import Sequence
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
 
-from o1jax.data.pipeline import PromptPipeline, decode_example, render_prompt
+from o1jax.data.pipeline import PromptPipeline, decode_example, prompt_ids
 from o1jax.rollout.sampler import pad_prompts
 from o1jax.selfplay.config import SelfPlayConfig
 from o1jax.selfplay.problems import Problem
+from o1jax.selfplay.scenes import image_of, proposal_text
 from o1jax.tokenizer import Tokenizer
 
 BUFFER_ID = -1  # example id of a solver row whose problem is given by its prompt
@@ -33,6 +34,7 @@ class ProblemBuffer:
 
     def add(self, problem: Problem, solve_rate: float, iteration: int) -> None:
         self.entries.append({"question": problem.question, "task": problem.task,
+                             "answer": problem.answer, "meta": problem.meta, "key": problem.key,
                              "pattern": problem.pattern, "digits": problem.digits,
                              "operators": problem.operators, "magnitude": problem.magnitude,
                              "solve_rate": float(solve_rate), "iteration": int(iteration)})
@@ -65,28 +67,38 @@ def proposer_question(prefix: str, examples: Sequence[str]) -> str:
     return prefix + "; ".join(examples)
 
 
+def problem_text(example: dict, pictures: bool) -> str:
+    """A seed example as the proposer writes problems: its question, or for a picture task its
+    specification and question (``scenes.proposal_text``)."""
+    return proposal_text(example) if pictures else example["question"]
+
+
 def proposer_demonstrations(examples: list[dict], source, sp: SelfPlayConfig,
-                            rng: np.random.Generator) -> list[dict]:
+                            rng: np.random.Generator, pictures: bool = False) -> list[dict]:
     """SFT rows with ``sp.sft_fraction`` of them replaced by proposer demonstrations: a prompt
-    of ``sp.examples`` seed questions -> another seed question (all from ``source``, the train
-    split), so SFT teaches the proposer's format and the seed distribution."""
+    of ``sp.examples`` seed problems -> another seed problem (all from ``source``, the train
+    split), so SFT teaches the proposer's format and the seed distribution. With ``pictures``
+    the demonstration's image is its first example's."""
     out = list(examples)
     for i in np.flatnonzero(rng.random(len(out)) < sp.sft_fraction):
-        picks = [decode_example(source[int(j)])["question"]
+        picks = [decode_example(source[int(j)])
                  for j in rng.choice(len(source), sp.examples + 1, replace=False)]
-        out[i] = {"question": proposer_question(sp.prompt_prefix, picks[:-1]),
-                  "solution": picks[-1]}
+        texts = [problem_text(ex, pictures) for ex in picks]
+        out[i] = {"question": proposer_question(sp.prompt_prefix, texts[:-1]),
+                  "solution": texts[-1]}
+        if pictures:
+            out[i]["image"] = picks[0]["image"]
     return out
 
 
 def proposer_mix(exp, sp: SelfPlayConfig):
     """The SFT stage's ``mix``: step -> examples with proposer demonstrations, seeded by the
     step and the process (resumable)."""
-    seed = exp.cfg.seed
+    seed, pictures = exp.cfg.seed, bool(exp.policy.cfg.vision)
 
     def mix(step: int, examples: list[dict]) -> list[dict]:
         rng = np.random.default_rng([seed, step, jax.process_index(), 11])
-        return proposer_demonstrations(examples, exp.sources["train"], sp, rng)
+        return proposer_demonstrations(examples, exp.sources["train"], sp, rng, pictures)
     return mix
 
 
@@ -95,9 +107,14 @@ class SelfPlayFeed:
     ``state()`` / ``restore()`` make it a resumable pipeline for ``o1jax.loop.run_loop``."""
 
     def __init__(self, source, tokenizer: Tokenizer, sp: SelfPlayConfig, batch_prompts: int,
-                 max_prompt_len: int, template: str, seed: int):
+                 max_prompt_len: int, template: str, seed: int, image_tokens: int = 0,
+                 register: Callable[[Problem], int] | None = None, image_size: int = 0):
+        """``image_tokens`` > 0: a vision policy on picture problems; every prompt holds its
+        image, a buffer problem's is drawn again from its specification at ``image_size``,
+        and its example id is ``register(problem)`` (the referee's handle)."""
         self.source, self.tok, self.sp, self.template = source, tokenizer, sp, template
         self.seed, self.max_prompt_len = seed, max_prompt_len
+        self.image_tokens, self.register, self.image_size = image_tokens, register, image_size
         self.solve_n = batch_prompts - sp.proposals
         self.pipeline = PromptPipeline(source, tokenizer, batch_prompts, max_prompt_len,
                                        seed=seed, template=template)
@@ -111,23 +128,38 @@ class SelfPlayFeed:
         self.buffer.restore(state["buffer"])
 
     def _encode(self, questions: Sequence[str], length: int) -> tuple[np.ndarray, np.ndarray]:
-        return pad_prompts([self.tok.encode(render_prompt(q, self.tok, self.template))
-                            for q in questions], self.tok.pad_id, length)
+        return pad_prompts([self._prompt(q) for q in questions], self.tok.pad_id, length)
 
-    def _proposer_prompt(self, rng: np.random.Generator, seed_rows: np.ndarray) -> list[int]:
+    def _prompt(self, question: str) -> list[int]:
+        return prompt_ids({"question": question, "image": None}, self.tok, self.template,
+                          image_tokens=self.image_tokens)
+
+    def _image(self, entry: dict) -> np.ndarray:
+        """A seed example's image, or a buffer problem's drawn again."""
+        if "image" in entry:
+            return np.asarray(entry["image"])
+        return image_of(Problem("accepted", meta=entry["meta"]), self.image_size)
+
+    def _proposer_prompt(self, rng: np.random.Generator, seed_rows: np.ndarray
+                         ) -> tuple[list[int], dict]:
         """A proposer prompt: ``examples`` problems, each from the buffer with probability
-        ``buffer_fraction`` (once it has any), else a seed problem; fewer when too long."""
+        ``buffer_fraction`` (once it has any), else a seed problem; fewer when too long. Also
+        the first problem (a picture prompt shows its image)."""
         picks = []
         for _ in range(self.sp.examples):
             if self.buffer.entries and rng.random() < self.sp.buffer_fraction:
-                picks.append(self.buffer.entries[rng.integers(len(self.buffer))]["question"])
+                entry = self.buffer.entries[rng.integers(len(self.buffer))]
+                picks.append((entry["key"] if self.image_tokens else entry["question"], entry))
             else:
-                picks.append(decode_example(self.source[int(rng.choice(seed_rows))])["question"])
+                ex = decode_example(self.source[int(rng.choice(seed_rows))])
+                picks.append((problem_text(ex, bool(self.image_tokens)), ex))
         while True:
-            ids = self.tok.encode(render_prompt(proposer_question(self.sp.prompt_prefix, picks),
-                                                self.tok, self.template))
+            ids = self._prompt(proposer_question(self.sp.prompt_prefix, [t for t, _ in picks]))
             if len(ids) <= self.sp.prompt_len or len(picks) == 1:
-                return ids[-self.sp.prompt_len:]
+                if len(ids) > self.sp.prompt_len and self.image_tokens:
+                    raise ValueError(f"selfplay.prompt_len={self.sp.prompt_len} cannot hold a "
+                                     f"proposer prompt with its image ({len(ids)} tokens)")
+                return ids[-self.sp.prompt_len:], picks[0][1]
             picks.pop()
 
     def next_batch(self, iteration: int) -> dict:
@@ -138,27 +170,37 @@ class SelfPlayFeed:
             (dataset row, or -1 for a buffer problem)   the solver's seed and buffer problems
         spare_tokens, spare_mask, spare_ids [proposals, ...]   seed problems that take the
             places of rejected proposals
+        and on picture problems propose_images, solve_images, spare_images [n, S, S, 3] uint8
+        (a proposer prompt shows its first example's image), buffer problems' ids their handles
         """
         rng = np.random.default_rng([self.seed, iteration, 7])
         rows = self.pipeline.next_indices()
         n_buf = min(int(round(self.sp.buffer_fraction * self.solve_n)), len(self.buffer))
-        buffered = [self.buffer.entries[int(j)]["question"] for j in
+        buffered = [self.buffer.entries[int(j)] for j in
                     rng.choice(len(self.buffer), n_buf, replace=False)] if n_buf else []
         seed_rows = rows[:self.solve_n - n_buf]
         spare_rows = rows[self.solve_n - n_buf:self.solve_n - n_buf + self.sp.proposals]
-        seed_q = [decode_example(self.source[int(i)])["question"] for i in seed_rows]
-        solve_t, solve_m = self._encode(seed_q + buffered, self.max_prompt_len)
-        spare_t, spare_m = self._encode([decode_example(self.source[int(i)])["question"]
-                                         for i in spare_rows], self.max_prompt_len)
-        prop_t, prop_m = pad_prompts([self._proposer_prompt(rng, rows) for _ in
-                                      range(self.sp.proposals)], self.tok.pad_id,
+        seeds = [decode_example(self.source[int(i)]) for i in seed_rows]
+        spares = [decode_example(self.source[int(i)]) for i in spare_rows]
+        solve_t, solve_m = self._encode([e["question"] for e in seeds + buffered],
+                                        self.max_prompt_len)
+        spare_t, spare_m = self._encode([e["question"] for e in spares], self.max_prompt_len)
+        proposer = [self._proposer_prompt(rng, rows) for _ in range(self.sp.proposals)]
+        prop_t, prop_m = pad_prompts([ids for ids, _ in proposer], self.tok.pad_id,
                                      self.sp.prompt_len)
+        buffer_ids = [self.register(Problem("accepted", e["task"], e["question"], e["answer"],
+                                            e["meta"], e["key"]))
+                      if self.image_tokens else BUFFER_ID for e in buffered]
         batch = {"propose_tokens": prop_t, "propose_mask": prop_m,
                  "solve_tokens": solve_t, "solve_mask": solve_m,
-                 "solve_ids": np.concatenate([seed_rows, np.full(n_buf, BUFFER_ID)]
+                 "solve_ids": np.concatenate([seed_rows, np.array(buffer_ids, np.int64)]
                                              ).astype(np.int32),
                  "spare_tokens": spare_t, "spare_mask": spare_m,
                  "spare_ids": spare_rows.astype(np.int32)}
+        if self.image_tokens:
+            stack = lambda entries: np.stack([self._image(e) for e in entries])  # noqa: E731
+            batch.update(propose_images=stack([ex for _, ex in proposer]),
+                         solve_images=stack(seeds + buffered), spare_images=stack(spares))
         return batch
 
     def record(self, problems: Sequence[Problem | None], solve_rates: np.ndarray,

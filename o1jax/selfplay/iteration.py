@@ -71,9 +71,11 @@ def _pad_columns(x: jax.Array, width: int, value=0) -> jax.Array:
 
 def joint_targets(state: RLState, rolls: tuple[Rollout, Rollout], advs: tuple[jax.Array, ...],
                   trains: tuple[jax.Array, ...], *, policy: Transformer, cfg: RLConfig,
-                  temperature: float, pad_id: int) -> tuple[Targets, dict]:
+                  temperature: float, pad_id: int,
+                  images: tuple[jax.Array, ...] | None = None) -> tuple[Targets, dict]:
     """Both roles' rows as one batch of Targets (columns right-padded to the wider role); a row
-    whose ``trains`` is False keeps no response tokens, so it adds nothing to the loss."""
+    whose ``trains`` is False keeps no response tokens, so it adds nothing to the loss.
+    ``images``: each role's rows' images [R_role, S, S, 3] (a vision policy), or None."""
     width = max(r.tokens.shape[1] for r in rolls)
     cat = lambda xs: jnp.concatenate(xs, axis=0)  # noqa: E731
     tokens = cat([_pad_columns(r.tokens, width, pad_id) for r in rolls])
@@ -82,12 +84,14 @@ def joint_targets(state: RLState, rolls: tuple[Rollout, Rollout], advs: tuple[ja
                 for r, t in zip(rolls, trains)])
     rollout_logp = cat([_pad_columns(r.logprobs, width, 0.0) for r in rolls])
     adv = adv_lib.broadcast_to_tokens(cat(list(advs)), resp)
+    images = None if images is None else cat(list(images))
     old_logp, ref_logp, is_weights, mismatch = old_logprobs(
-        state, tokens, mask, resp, rollout_logp, policy=policy, cfg=cfg, temperature=temperature)
+        state, tokens, mask, resp, rollout_logp, policy=policy, cfg=cfg, temperature=temperature,
+        images=images)
     kl = jnp.where(resp, losses.kl_estimate(old_logp, ref_logp, "k1"), 0.0)
     zeros = jnp.zeros_like(old_logp)
     return Targets(tokens, mask, resp, old_logp, ref_logp, adv, zeros, zeros, kl,
-                   is_weights), mismatch
+                   is_weights, images), mismatch
 
 
 def selfplay_iteration(state: RLState, batch: dict, key: jax.Array, *, policy: Transformer,
@@ -101,7 +105,7 @@ def selfplay_iteration(state: RLState, batch: dict, key: jax.Array, *, policy: T
 
     # ---- propose, referee
     proposals = sample(policy, state.policy, batch["propose_tokens"], batch["propose_mask"],
-                       k_prop, propose_sampling)
+                       k_prop, propose_sampling, images=batch.get("propose_images"))
     verdicts = referee_fn(proposals)
     accepted = verdicts.status == 0
 
@@ -111,10 +115,12 @@ def selfplay_iteration(state: RLState, batch: dict, key: jax.Array, *, policy: T
                                fresh(verdicts.tokens, batch["spare_tokens"])])
     prompt_mask = jnp.concatenate([batch["solve_mask"],
                                    fresh(verdicts.mask, batch["spare_mask"])])
-    ids = jnp.concatenate([batch["solve_ids"], fresh(jnp.full_like(batch["spare_ids"], -1),
-                                                     batch["spare_ids"])])
+    ids = jnp.concatenate([batch["solve_ids"], fresh(verdicts.ids, batch["spare_ids"])])
     proposed = ids < 0                                  # [N] problems the policy proposed
-    roll = sample(policy, state.policy, prompts, prompt_mask, k_solve, solve_sampling)
+    images = None if verdicts.images is None else jnp.concatenate(
+        [batch["solve_images"], fresh(verdicts.images, batch["spare_images"])])
+    roll = sample(policy, state.policy, prompts, prompt_mask, k_solve, solve_sampling,
+                  images=images)
     rewards, rmetrics, correct = reward_fn(roll, jnp.repeat(ids, g))
     pass_rate = jnp.mean(correct.reshape(-1, g), axis=1)
     solved = Solved(rewards, correct, pass_rate, rmetrics)
@@ -128,7 +134,9 @@ def selfplay_iteration(state: RLState, batch: dict, key: jax.Array, *, policy: T
     solver_adv, proposer_adv = role_advantages(rewards, g, proposer_reward, cfg.algorithm)
     tg, mismatch = joint_targets(state, (proposals, roll), (proposer_adv, solver_adv),
                        (jnp.ones_like(accepted), jnp.repeat(problem_trains, g)), policy=policy,
-                       cfg=cfg, temperature=temperature, pad_id=pad_id)
+                       cfg=cfg, temperature=temperature, pad_id=pad_id,
+                       images=None if images is None else
+                       (batch["propose_images"], jnp.repeat(images, g, axis=0)))
 
     # ---- update
     new_state, stats = update(state, tg, k_update, policy=policy, cfg=cfg,
@@ -137,7 +145,7 @@ def selfplay_iteration(state: RLState, batch: dict, key: jax.Array, *, policy: T
                                proposer_reward, proposed, problem_trains, tg, stats, mismatch,
                                g)
     results = {"status": verdicts.status, "tokens": verdicts.tokens, "mask": verdicts.mask,
-               "pass_rate": fresh_rate}
+               "ids": verdicts.ids, "pass_rate": fresh_rate}
     return new_state, metrics, results
 
 
@@ -194,7 +202,8 @@ def make_selfplay_iteration(policy: Transformer, cfg: RLConfig, sp: SelfPlayConf
                             pad_id: int = 0):
     """``(step_fn, state_shardings)``: ``selfplay_iteration`` jitted with the state donated
     (explicit shardings with ``policy.mesh``, as ``o1jax.rl.iteration.make_iteration``);
-    ``prompt_len``: the solver's padded prompt length."""
+    ``prompt_len``: the solver's padded prompt length. A vision policy's batch also holds
+    ``propose_images``, ``solve_images`` and ``spare_images`` (each part's [n, S, S, 3])."""
     solve = cfg.sampling(stop_ids, pad_id)
     propose = SamplingConfig(max_new_tokens=sp.proposal_tokens, temperature=cfg.temperature,
                              top_p=cfg.top_p, num_samples=1, stop_ids=tuple(stop_ids),
@@ -213,5 +222,8 @@ def make_selfplay_iteration(policy: Transformer, cfg: RLConfig, sp: SelfPlayConf
              for part, shape in shapes.items() for name in ("tokens", "mask")}
     batch.update({f"{part}_ids": sharding.batch_sharding(mesh, 1, shapes[part][:1])
                   for part in ("solve", "spare")})
+    if policy.cfg.vision:
+        batch.update({f"{part}_images": sharding.batch_sharding(mesh, 4, shape[:1])
+                      for part, shape in shapes.items()})
     return jax.jit(fn, in_shardings=(st, batch, rep), out_shardings=(st, rep, rep),
                    donate_argnums=(0,)), st

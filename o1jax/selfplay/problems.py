@@ -26,7 +26,8 @@ from o1jax.rewards.parsing import ParseError, parse_expression
 
 # why a proposal was rejected, by code (0: accepted); the order is the metrics' order
 STATUSES = ("accepted", "unfinished", "malformed", "unsafe", "enormous", "non_finite",
-            "out_of_range", "unsolvable", "trivial", "held_out", "duplicate", "timeout", "error")
+            "out_of_range", "unsolvable", "trivial", "held_out", "duplicate", "timeout", "error",
+            "empty", "overlap")      # the last two: pictures (``o1jax.selfplay.scenes``)
 CODE = {name: i for i, name in enumerate(STATUSES)}
 FORMS = ("arithmetic", "fractions", "linear", "countdown")
 FEATURES = ("digits", "operators", "answer_magnitude")

@@ -19,13 +19,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from o1jax.data.pipeline import prompt_ids
 from o1jax.rewards.api import default_pool
 from o1jax.rewards.pool import ERROR, TIMEOUT, CheckPool
 from o1jax.rollout.sampler import Rollout, pad_prompts
 from o1jax.selfplay.problems import CODE, FEATURES, Bounds, Problem
+from o1jax.selfplay.scenes import image_of
 from o1jax.tokenizer import Tokenizer, response_texts
 
 JUDGE = "o1jax.selfplay.problems:judge"
+SCENES = "o1jax.selfplay.scenes:judge"
 DIVERSITY = ("distinct_problems", "distinct_patterns", "trigram_entropy_bits")
 
 
@@ -38,12 +41,17 @@ class Verdicts(NamedTuple):
     features:  [P, 3] f32  digits, operators, log10(1 + |answer|) (0 when rejected)
     diversity: [3] f32     distinct accepted problems, distinct operator patterns among them,
                            entropy (bits) of the character trigrams of every proposal
+    ids:       [P] int32   the reward's example id of each accepted problem: -1 (found by its
+                           prompt's text) or, for a picture, its referee handle (<= -2)
+    images:    [P, S, S, 3] uint8, an accepted picture problem's image (None for text)
     """
     status: jax.Array
     tokens: jax.Array
     mask: jax.Array
     features: jax.Array
     diversity: jax.Array
+    ids: jax.Array
+    images: jax.Array | None = None
 
 
 def trigram_entropy(texts: Sequence[str]) -> float:
@@ -55,16 +63,36 @@ def trigram_entropy(texts: Sequence[str]) -> float:
 
 class Referee:
     """Judges proposal texts; ``seen`` is the set of normalised forms accepted before (the
-    buffer owns and checkpoints it; the referee only reads it)."""
+    buffer owns and checkpoints it; the referee only reads it).
+
+    ``image_size`` > 0: proposals are pictures (``judge_fn`` = ``SCENES``) drawn at that size;
+    many pictures share a question, so each accepted one gets a handle (``register``) that the
+    solver's rows carry as their example id instead of being found by their prompt."""
 
     def __init__(self, bounds: Bounds, seen: set[str], timeout: float = 1.0,
-                 pool: CheckPool | None = None, judge_fn: str = JUDGE):
+                 pool: CheckPool | None = None, judge_fn: str = JUDGE, image_size: int = 0):
         self.bounds, self.seen, self.timeout = tuple(bounds), seen, timeout
         self.judge_fn = judge_fn  # "module:function" the workers run
+        self.image_size = image_size
         self.pool = pool or default_pool()
         self.known: dict[str, Problem] = {}     # question -> accepted problem
+        self.handles: dict[str, int] = {}       # a picture problem's key -> its example id
+        self.registry: list[Problem] = []       # picture problems by handle
         self.calls: list[tuple[float, float]] = []  # (start, end) perf_counter of each callback
         self.pool.map(judge_fn, [("1+2=?", self.bounds)], timeout=120.0)  # imported, untimed
+
+    def register(self, problem: Problem) -> int:
+        """A picture problem's example id (-2, -3, ...), the same for the same key."""
+        if problem.key not in self.handles:
+            self.handles[problem.key] = -2 - len(self.registry)
+            self.registry.append(problem)
+        return self.handles[problem.key]
+
+    def by_id(self, example_id: int) -> Problem:
+        """The picture problem registered as ``example_id``."""
+        if not -1 - len(self.registry) <= example_id <= -2:
+            raise ValueError(f"example id {example_id} is no registered picture problem")
+        return self.registry[-2 - example_id]
 
     def judge(self, texts: Sequence[str], finished: Sequence[bool]) -> list[Problem]:
         """One verdict per proposal, in order; never raises."""
@@ -98,11 +126,23 @@ class Referee:
         return self.known[question]
 
 
-def make_referee_fn(referee: Referee, tokenizer: Tokenizer, template: str, prompt_len: int):
+def make_referee_fn(referee: Referee, tokenizer: Tokenizer, template: str, prompt_len: int,
+                    image_tokens: int = 0):
     """A jittable ``(proposal rollout) -> Verdicts``: the referee as one host callback. An
     accepted problem whose prompt would not fit ``prompt_len`` tokens is rejected as
-    ``enormous``."""
+    ``enormous``. ``image_tokens``: a vision policy's placeholders per prompt (picture
+    problems: the solver's prompt holds the picture and the question only)."""
+    size = referee.image_size
     filler = tokenizer.encode("")  # a rejected row's placeholder prompt (replaced in-graph)
+    if image_tokens:
+        filler = prompt_ids({"question": "", "image": None}, tokenizer, template,
+                            image_tokens=image_tokens)
+
+    def prompt_of(p: Problem) -> list[int]:
+        if image_tokens:
+            return prompt_ids({"question": p.question, "image": None}, tokenizer, template,
+                              image_tokens=image_tokens)
+        return tokenizer.encode(template.format(question=p.question))
 
     def host(tokens, response_mask, finished):
         start = time.perf_counter()
@@ -111,11 +151,17 @@ def make_referee_fn(referee: Referee, tokenizer: Tokenizer, template: str, promp
         problems = referee.judge(texts, finished)
         prompts = []
         for i, p in enumerate(problems):
-            ids = tokenizer.encode(template.format(question=p.question)) if \
-                p.status == "accepted" else filler
+            ids = prompt_of(p) if p.status == "accepted" else filler
             if len(ids) > prompt_len:
                 problems[i], ids = Problem("enormous"), filler
             prompts.append(ids or [tokenizer.pad_id])
+        images = np.zeros((len(problems), size, size, 3), np.uint8)
+        example_ids = np.full(len(problems), -1, np.int32)
+        if size:
+            for i, p in enumerate(problems):
+                if p.status == "accepted":
+                    images[i] = image_of(p, size)
+                    example_ids[i] = referee.register(p)
         toks, mask = pad_prompts(prompts, tokenizer.pad_id, prompt_len)
         ok = [p for p in problems if p.status == "accepted"]
         status = np.array([CODE[p.status] for p in problems], np.int32)
@@ -126,7 +172,7 @@ def make_referee_fn(referee: Referee, tokenizer: Tokenizer, template: str, promp
                               trigram_entropy(texts)],
                              np.float32)
         referee.calls.append((start, time.perf_counter()))
-        return status, toks, mask, features, diversity
+        return status, toks, mask, features, diversity, example_ids, images
 
     def referee_fn(roll: Rollout) -> Verdicts:
         n = roll.tokens.shape[0]
@@ -134,8 +180,11 @@ def make_referee_fn(referee: Referee, tokenizer: Tokenizer, template: str, promp
                jax.ShapeDtypeStruct((n, prompt_len), jnp.int32),
                jax.ShapeDtypeStruct((n, prompt_len), jnp.bool_),
                jax.ShapeDtypeStruct((n, len(FEATURES)), jnp.float32),
-               jax.ShapeDtypeStruct((len(DIVERSITY),), jnp.float32))
-        return Verdicts(*jax.pure_callback(host, out, roll.tokens, roll.response_mask,
-                                           roll.finished, vmap_method="sequential"))
+               jax.ShapeDtypeStruct((len(DIVERSITY),), jnp.float32),
+               jax.ShapeDtypeStruct((n,), jnp.int32),
+               jax.ShapeDtypeStruct((n, size, size, 3), jnp.uint8))
+        v = Verdicts(*jax.pure_callback(host, out, roll.tokens, roll.response_mask,
+                                        roll.finished, vmap_method="sequential"))
+        return v if size else v._replace(images=None)
 
     return referee_fn

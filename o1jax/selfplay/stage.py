@@ -21,7 +21,7 @@ from o1jax.selfplay.buffer import SelfPlayFeed
 from o1jax.selfplay.config import SelfPlayConfig
 from o1jax.selfplay.iteration import make_selfplay_iteration
 from o1jax.selfplay.problems import Bounds
-from o1jax.selfplay.referee import Referee, make_referee_fn
+from o1jax.selfplay.referee import JUDGE, SCENES, Referee, make_referee_fn
 
 
 def question_of(prompt: str, template: str) -> str:
@@ -72,15 +72,20 @@ def run_selfplay(exp: experiment.Experiment, params: Params) -> tuple[RLState, b
     cfg, rl, policy, tok = exp.cfg, exp.rl, exp.policy, exp.tokenizer
     sp = SelfPlayConfig.from_config(cfg.selfplay)
     train, template = exp.sources["train"], cfg.data.template
+    bounds = Bounds(sp.max_chars, sp.max_digits, sp.max_operators, sp.max_answer)
+    vision = policy.cfg.vision      # pictures: the proposer writes scenes, charts or sums
+    referee = Referee(bounds, set(), sp.check_timeout, judge_fn=SCENES if vision else JUDGE,
+                      image_size=vision.image_size if vision else 0)
     feed = SelfPlayFeed(train, tok, sp, rl.batch_prompts, cfg.data.max_prompt_len, template,
-                        cfg.seed)
-    referee = Referee(Bounds(sp.max_chars, sp.max_digits, sp.max_operators, sp.max_answer),
-                      feed.buffer.seen, sp.check_timeout)
+                        cfg.seed, policy.cfg.image_tokens, referee.register, referee.image_size)
+    referee.seen = feed.buffer.seen     # the buffer owns and checkpoints it
     reward_fn = make_reward_callback(
         tok, lambda i: decode_example(train[i]), rl.reward_weights, mesh=exp.mesh,
-        prompt_example=lambda text: referee.problem(question_of(text, template)).example(),
+        prompt_example=lambda text, i: (referee.by_id(i) if vision else
+                                        referee.problem(question_of(text, template))).example(),
         with_correct=True)
-    referee_fn = make_referee_fn(referee, tok, template, cfg.data.max_prompt_len)
+    referee_fn = make_referee_fn(referee, tok, template, cfg.data.max_prompt_len,
+                                 policy.cfg.image_tokens)
     iteration, shardings = make_selfplay_iteration(policy, rl, sp, referee_fn, reward_fn,
                                                    cfg.data.max_prompt_len, tok.stop_ids,
                                                    tok.pad_id)
@@ -95,9 +100,10 @@ def run_selfplay(exp: experiment.Experiment, params: Params) -> tuple[RLState, b
                                             jax.random.fold_in(base_key, i))
         metrics, results = jax.device_get((metrics, results))
         seconds = time.perf_counter() - t
-        problems = [referee.problem(question_of(tok.decode(row[m].tolist()), template))
-                    if s == 0 else None
-                    for s, row, m in zip(results["status"], results["tokens"], results["mask"])]
+        problems = [None if s else referee.by_id(int(j)) if vision else
+                    referee.problem(question_of(tok.decode(row[m].tolist()), template))
+                    for s, j, row, m in zip(results["status"], results["ids"],
+                                            results["tokens"], results["mask"])]
         feed.record(problems, results["pass_rate"], i)
         work = iteration_flops(exp, sp, b, metrics)
         row = rl_log_row(metrics, seconds, work, peak)

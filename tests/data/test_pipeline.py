@@ -78,3 +78,32 @@ def test_chat_template_is_rendered_in_a_sandbox():
         render_prompt("x", tok, use_chat_template=True)
     with pytest.raises(ValueError, match="no chat_template"):
         render_prompt("x", byte_tokenizer(), use_chat_template=True)
+
+
+def test_image_placeholders_go_where_the_template_marks_them_else_after_bos():
+    from o1jax.data.pipeline import prompt_ids
+    from o1jax.tokenizer import byte_tokenizer
+    tok = byte_tokenizer(image_token=True)
+    bos, img = tok.token_id("<s>"), tok.image_id
+    text = tok.encode("Hi?\n", add_special_tokens=False)
+    ex = {"question": "Hi?", "image": None}
+    assert prompt_ids(ex, tok, "{question}\n", image_tokens=3) == [bos, img, img, img] + text
+    assert prompt_ids(ex, tok, "{question}\n<image>", image_tokens=3) == \
+        [bos] + text + [img, img, img]
+    with pytest.raises(ValueError, match="holds 2 image tokens"):
+        prompt_ids(ex, tok, "<image>{question}\n<image>", image_tokens=3)
+
+
+def test_truncation_drops_the_earliest_text_and_keeps_bos_and_the_image():
+    from o1jax.data.pipeline import truncate_prompt
+    img = 99
+    # image after <s>, or at the end: a plain loop's answer either way
+    for ids in ([1, img, img, 5, 6, 7, 8], [1, 5, 6, 7, 8, img, img]):
+        want = [ids[0]] + [t for t in ids[1:] if t == img]
+        text = [t for t in ids[1:] if t != img][-2:]
+        got = truncate_prompt(ids, 5, img)
+        assert [t for t in got if t == img] == want[1:] and got[0] == 1
+        assert [t for t in got[1:] if t != img] == text and len(got) == 5
+    assert truncate_prompt([1, 5, 6, 7], 2) == [6, 7]            # text: the last tokens
+    with pytest.raises(ValueError, match="does not fit"):
+        truncate_prompt([1, img, img, img, 5], 3, img)

@@ -64,7 +64,7 @@ def stub_referee(roll):
     status = jnp.where(first % 2 == 0, 0, CODE["malformed"]).astype(jnp.int32)
     tokens = jnp.stack([jnp.full(n, 1), jnp.full(n, 2), jnp.full(n, 3), first], 1)
     return Verdicts(status, tokens.astype(jnp.int32), jnp.ones((n, P), bool),
-                    jnp.zeros((n, 3)), jnp.zeros(3))
+                    jnp.zeros((n, 3)), jnp.zeros(3), jnp.full(n, -1, jnp.int32))
 
 
 def stub_reward(roll, ids):

@@ -77,3 +77,37 @@ def test_trigram_entropy():
     assert trigram_entropy(["aaaa"]) == 0.0            # one trigram, twice
     assert trigram_entropy(["abcd"]) == 1.0            # two trigrams, once each
     assert trigram_entropy([]) == 0.0
+
+
+def test_picture_referee_callback_draws_registers_and_prompts():
+    """Picture proposals: the accepted ones come back as the solver's prompt (placeholders and
+    question, never the specification), their rendering, and a handle the reward resolves."""
+    from o1jax.data import visual
+    from o1jax.selfplay.referee import SCENES
+
+    tok = byte_tokenizer(image_token=True)
+    referee = Referee(Bounds(max_chars=96), set(), timeout=20.0, judge_fn=SCENES, image_size=32)
+    fn = jax.jit(make_referee_fn(referee, tok, "{question}\n", prompt_len=64, image_tokens=4))
+    a = "scene: red circle 0 1; blue square 2 3 ? red objects"
+    b = "chart: 3 5 2 ? bar 1 - bar 2"
+    texts = [a, "scene: red circle 9 9 ? red objects", b, a, "scene: ? circles"]
+    for t in (a, b):
+        assert referee.judge([t], [True])[0].status == "accepted", "pick train-split examples"
+    referee.registry.clear(), referee.handles.clear(), referee.known.clear()
+    v = fn(_rollout(texts, [True] * 5, width=72))
+    assert np.asarray(v.status).tolist() == [CODE[s] for s in ("accepted", "out_of_range",
+                                                               "accepted", "duplicate",
+                                                               "empty")]
+    ids = np.asarray(v.ids)
+    assert ids[0] <= -2 and ids[2] <= -2 and ids[0] != ids[2] and ids[1] == ids[3] == -1
+    assert referee.by_id(int(ids[0])).answer == "1" and referee.by_id(int(ids[2])).answer == "-2"
+    np.testing.assert_array_equal(np.asarray(v.images[0]), visual.render(visual.parse_spec(
+        "scene: red circle 0 1; blue square 2 3")))
+    np.testing.assert_array_equal(np.asarray(v.images[2]),
+                                  visual.render(visual.parse_spec("chart: 3 5 2")))
+    assert not np.asarray(v.images[1]).any()
+    prompt = np.asarray(v.tokens[0])[np.asarray(v.mask[0])].tolist()
+    assert prompt[:5] == [tok.token_id("<s>")] + [tok.image_id] * 4
+    assert tok.decode(prompt[5:]) == "How many red objects are in the image?\n"
+    with pytest.raises(ValueError, match="no registered picture problem"):
+        referee.by_id(-50)

@@ -79,3 +79,45 @@ def test_every_proposal_rejected_still_trains_on_seed_tasks(tmp_path):
         assert r["proposer/reward_mean"] == 0.0 and r["buffer/size"] == 0.0
         _finite(r, ["policy_loss", "solver/accuracy_seed", "reward_mean", "kl"])
         assert r["skipped_updates"] == 0.0
+
+
+VISUAL = ["--config.model.overrides.hidden_size=48", "--config.model.overrides.num_layers=2",
+          "--config.model.overrides.num_heads=2", "--config.model.overrides.num_kv_heads=1",
+          "--config.model.overrides.head_dim=24", "--config.model.overrides.mlp_dim=96",
+          "--config.model.overrides.vision.hidden_size=16",
+          "--config.model.overrides.vision.num_layers=1",
+          "--config.model.overrides.vision.num_heads=2",
+          "--config.model.overrides.vision.mlp_dim=32",
+          "--config.data.num_train=400", "--config.data.num_test=16",
+          "--config.rl.batch_prompts=4", "--config.rl.group_size=2",
+          "--config.rl.minibatches=1", "--config.rl.micro_batch=0",
+          "--config.rl.length_buckets=1", "--config.selfplay.proposals=4",
+          "--config.selfplay.gate_low=0.0", "--config.selfplay.gate_high=1.0",
+          "--config.eval.num_examples=0", "--config.progress_bar=False"]
+
+
+@pytest.mark.slow
+def test_cross_modal_selfplay_cli_draws_proposed_pictures_in_one_compiled_program(tmp_path):
+    """configs/visual_selfplay.py, shrunk: SFT on proposer demonstrations only teaches the
+    scene grammar; accepted proposals are drawn, solved from their pictures and buffered (the
+    buffer's pictures drawn again from their specifications in later iterations)."""
+    env = dict(os.environ, XLA_FLAGS="")
+    res = subprocess.run([sys.executable, "-m", "o1jax.train",
+                          f"--config={os.path.join(ROOT, 'configs', 'visual_selfplay.py')}",
+                          f"--workdir={tmp_path / 'run'}", *VISUAL,
+                          "--config.sft.num_steps=300", "--config.sft.batch_size=16",
+                          "--config.selfplay.sft_fraction=1.0", "--config.rl.num_iterations=4"],
+                         capture_output=True, text=True, env=env, cwd=ROOT, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    with open(tmp_path / "run" / "metrics.jsonl") as f:
+        rows = [r for r in map(json.loads, f) if r["stage"] == "rl"]
+    assert [r["step"] for r in rows] == [1, 2, 3, 4]
+    assert all(r["compiled_programs"] == 1 for r in rows)
+    assert sum(r["proposer/accept_rate"] for r in rows) > 0
+    assert rows[-1]["buffer/size"] > 0
+    for r in rows:
+        _finite(r, ["policy_loss", "grad_norm", "reward_mean", "proposer/reward_mean",
+                    "proposer/accept_rate", "proposer/trigram_entropy_bits",
+                    "solver/accuracy_seed", "flops"])
+        rejected = sum(v for k, v in r.items() if k.startswith("proposer/rejected/"))
+        assert r["proposer/accept_rate"] + rejected == pytest.approx(1.0)
