@@ -3,8 +3,9 @@
     python benchmarks/model.py [--quick]
 
 Trains nothing: times one jitted value_and_grad of the next-token loss per step. FLOPs counted
-as 3 x forward (forward + backward) from ``ModelConfig.flops_per_token`` (matmuls and attention).
-The last line printed is one JSON object.
+as 3 x forward (forward + backward) from ``ModelConfig.flops_per_token`` (matmuls and attention)
+and, for the visual demo's model (configs/visual_grpo.py: the encoder runs on every row's
+image), ``VisionConfig.flops_per_image``. The last line printed is one JSON object.
 """
 
 from __future__ import annotations
@@ -22,24 +23,39 @@ from benchmarks.common import median_seconds, start  # noqa: E402
 from o1jax.models import Transformer, positions_from_mask, preset  # noqa: E402
 
 
-def next_token_loss(model, params, tokens, mask):
-    logits, _ = model.apply(params, tokens, positions_from_mask(mask), mask)
+def next_token_loss(model, params, tokens, mask, images=None):
+    embeds = None if images is None else model.encode_images(params, images)
+    logits, _ = model.apply(params, tokens, positions_from_mask(mask), mask, image_embeds=embeds)
     logp = jax.nn.log_softmax(logits[:, :-1], axis=-1)
     nll = -jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
     m = mask[:, 1:]
     return jnp.sum(nll * m) / jnp.sum(m)
 
 
-def bench(name: str, batch: int, length: int, repeats: int) -> dict:
-    model = Transformer(preset(name))
+def visual_model() -> Transformer:
+    """The visual demo's policy (configs/visual_grpo.py)."""
+    from configs import visual_grpo
+    from o1jax.experiment import model_shapes
+    return Transformer(model_shapes(visual_grpo.get_config()))
+
+
+def bench(model: Transformer, batch: int, length: int, repeats: int) -> dict:
+    cfg = model.cfg
     params = model.init(jax.random.key(0))
-    tokens = jax.random.randint(jax.random.key(1), (batch, length), 0, model.cfg.vocab_size)
+    tokens = jax.random.randint(jax.random.key(1), (batch, length), 0, cfg.vocab_size)
     mask = jnp.ones((batch, length), jnp.float32)
-    step = jax.jit(jax.value_and_grad(lambda p: next_token_loss(model, p, tokens, mask)))
+    images = None
+    if cfg.vision:          # <s>, the image's placeholders, then text
+        tokens = tokens.at[:, 1:1 + cfg.image_tokens].set(cfg.image_token_id)
+        images = jax.random.randint(jax.random.key(2), (batch,) + (cfg.vision.image_size,) * 2
+                                    + (3,), 0, 256).astype(jnp.uint8)
+    step = jax.jit(jax.value_and_grad(lambda p: next_token_loss(model, p, tokens, mask, images)))
     seconds = median_seconds(lambda: step(params), repeats=repeats)
     n_tokens = batch * length
-    flops = 3 * model.cfg.flops_per_token(context=length / 2) * n_tokens
-    return {"params": model.cfg.num_params(), "batch": batch, "length": length,
+    flops = 3 * cfg.flops_per_token(context=length / 2) * n_tokens
+    if cfg.vision:
+        flops += 3 * cfg.vision.flops_per_image(cfg.hidden_size) * batch
+    return {"params": cfg.num_params(), "batch": batch, "length": length,
             "step_s": seconds, "tokens_per_s": n_tokens / seconds, "flops_per_s": flops / seconds}
 
 
@@ -47,8 +63,10 @@ def main():
     quick, peak = start()
     repeats = 2 if quick else 5
     out = {"devices": str(jax.devices()[0].platform), "peak_flops_per_s": peak}
-    for label, name, batch, length in [("tiny", "tiny", 32, 128), ("medium", "small25m", 8, 256)]:
-        r = bench(name, batch, length, repeats)
+    for label, name, batch, length in [("tiny", "tiny", 32, 128), ("medium", "small25m", 8, 256),
+                                       ("visual", "visual_grpo", 32, 144)]:
+        model = visual_model() if name == "visual_grpo" else Transformer(preset(name))
+        r = bench(model, batch, length, repeats)
         frac = r["flops_per_s"] / peak
         print(f"{label:6s} ({name}, {r['params'] / 1e6:.1f}M params, batch {batch} x {length}): "
               f"fwd+bwd {r['tokens_per_s']:,.0f} tok/s, {r['flops_per_s'] / 1e9:.1f} GFLOP/s "

@@ -5,7 +5,7 @@
 Batch 64, 32-token prompts, 128 new tokens, sampling at temperature 1, no stop tokens (every
 row generates all 128 tokens on both sides). Weights: our random init, exported with
 ``hf.save_pretrained`` and loaded by transformers. Then the visual demo's model
-(configs/visual_grpo.py: 16 prompts of 64 tokens, 16 of them image placeholders, 8 samples
+(configs/visual_grpo.py: 16 prompts of 64 tokens ending in 16 image placeholders, 8 samples
 each, 80 new tokens): its rollout's tokens/s and the share of the rollout spent in the vision
 encoder (the encoder alone on the 16 images, timed apart). The last line printed is one JSON
 object.
@@ -78,7 +78,7 @@ def visual_rollout(repeats):
     b, p, n = rl.batch_prompts, cfg.data.max_prompt_len, rl.max_new_tokens
     rs = np.random.RandomState(0)
     prompts = rs.randint(0, 256, (b, p)).astype(np.int32)
-    prompts[:, 1:1 + model.cfg.vision.num_tokens] = model.cfg.image_token_id
+    prompts[:, p - model.cfg.vision.num_tokens:] = model.cfg.image_token_id   # as the template
     images = rs.randint(0, 256, (b,) + (model.cfg.vision.image_size,) * 2 + (3,)).astype(np.uint8)
     sampler = make_sampler(model, SamplingConfig(max_new_tokens=n, num_samples=rl.group_size))
     mask = np.ones_like(prompts, bool)

@@ -4,7 +4,8 @@ counts, then GRPO, then a held-out evaluation (greedy and maj@k) of images it ne
 The policy reads a 32 x 32 image through a ViT (patches of 4 pixels, 2 x 2 merged: 16 image
 tokens, one per cell of the scene's 4 x 4 grid), placed right before the answer, and answers
 "How many red objects are in the image?" by reading the scene into two grids, colours and
-shapes ("colours ..r./...." "shapes ..c./....") and boxing the count. The answer comes from
+shapes ("colours ..r./...." "shapes ..c./...."), counting the matching cells in a third
+("count ..1./....", a matching cell shows the count so far) and boxing the count. The answer comes from
 the scene's specification, never from a model.
 
     python -m o1jax.train --config configs/visual_grpo.py --workdir /tmp/visual
@@ -19,7 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
     c = base.get_config()
     c.model.overrides = ml_collections.ConfigDict({
         "vocab_size": 320, "hidden_size": 128, "num_layers": 4, "num_heads": 4,
-        "num_kv_heads": 2, "head_dim": 32, "mlp_dim": 384, "max_seq_len": 160,
+        "num_kv_heads": 2, "head_dim": 32, "mlp_dim": 384, "max_seq_len": 176,
         "vision": {"image_size": 32, "patch_size": 4, "hidden_size": 64, "num_layers": 2,
                    "num_heads": 4, "mlp_dim": 128, "merge_size": 2}})
 
@@ -32,7 +33,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.sft.num_steps = 600
     c.sft.batch_size = 32
-    c.sft.max_len = 144
+    c.sft.max_len = 168
     c.sft.lr = 3e-3
     c.sft.warmup_steps = 30
 
@@ -40,7 +41,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.num_iterations = 60
     c.rl.batch_prompts = 16
     c.rl.group_size = 8
-    c.rl.max_new_tokens = 80          # solutions are 74-76 tokens
+    c.rl.max_new_tokens = 104         # solutions are 100-102 tokens
     c.rl.epochs = 1
     c.rl.minibatches = 2
     c.rl.micro_batch = 16
@@ -50,7 +51,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.rewards = ml_collections.ConfigDict({"correctness": 1.0})
 
     c.eval.num_examples = 200
-    c.eval.max_new_tokens = 80
+    c.eval.max_new_tokens = 104
     c.eval.maj_k = 8
     c.eval.batch_prompts = 64
     c.eval.curve_points = 4

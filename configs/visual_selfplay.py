@@ -5,13 +5,14 @@ computes the answer from the specification (o1jax/selfplay/scenes.py); the polic
 the picture it cannot read the specification of. Proposer reward = validity x learnability,
 solver reward = correctness; one compiled program per iteration.
 
-The proposer's prompt shows one example problem: its picture and its specification. SFT is
-visual_grpo's with a quarter of its rows proposer demonstrations. The comparison at equal
-training FLOPs (README): start both from one SFT policy with
-``--config.init_from=SFT_WORKDIR:sft`` (the role warm-up, ``sft.num_steps``, counts in the
-FLOPs), and ``--config.selfplay.enabled=False`` is GRPO on the fixed task distribution.
+The proposer's prompt shows one example problem: its specification and its picture. SFT is
+visual_grpo's with a quarter of its rows proposer demonstrations, or, from a visual_grpo run's
+SFT policy, a short role warm-up (below). The comparison at equal training FLOPs (README):
 
-    python -m o1jax.train --config configs/visual_selfplay.py --workdir /tmp/visual_selfplay
+    python -m o1jax.train --config configs/visual_selfplay.py --workdir W \
+        --config.init_from=VISUAL_GRPO_WORKDIR:sft --config.sft.num_steps=150 \
+        --config.sft.batch_size=16 --config.sft.lr=1e-3 --config.selfplay.sft_fraction=0.5
+    python scripts/selfplay_comparison.py --config configs/visual_selfplay.py --workdir W
 """
 
 import ml_collections
@@ -21,17 +22,19 @@ from configs import visual_grpo
 
 def get_config() -> ml_collections.ConfigDict:
     c = visual_grpo.get_config()
-    c.sft.max_len = 176                 # proposer demonstrations: picture, example, new problem
+    c.model.overrides.max_seq_len = 240   # proposer: prompt and proposal
+    c.sft.max_len = 232                 # proposer demonstrations: example, picture, new problem
 
     c.rl.loss_agg = "token_mean"        # rows the gate leaves out have no tokens to average
     c.rl.batch_prompts = 16             # solver problems an iteration, proposals included
     c.rl.minibatches = 2                # (16 x 8 solver + 8 proposer rows) / 2
-    c.rl.micro_batch = 17
+    c.rl.micro_batch = 0                # whole minibatches: also without the proposer's rows
+    c.rl.length_buckets = 1
 
     c.selfplay.enabled = True
     c.selfplay.proposals = 8
     c.selfplay.examples = 1             # one picture and its specification
-    c.selfplay.prompt_len = 112
+    c.selfplay.prompt_len = 136         # <s>, prefix, an example of up to 96 characters, image
     c.selfplay.proposal_tokens = 72
     c.selfplay.max_chars = 96
     c.selfplay.gate_low = 0.1

@@ -55,10 +55,11 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
         SelfPlayConfig.from_config(cfg.get("selfplay")).check_with(rl)
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from None
-    if cfg.get("selfplay") and cfg.selfplay.enabled and cfg.data.task not in tasks.TASKS:
+    if cfg.get("selfplay") and cfg.selfplay.enabled and \
+            cfg.data.task not in tuple(tasks.TASKS) + visual.TASKS:
         raise ConfigError(f"selfplay.enabled: self-play proposes problems in the forms of the "
-                          f"synthetic tasks ({', '.join(tasks.TASKS)}), not data.task="
-                          f"{cfg.data.task!r}")
+                          f"synthetic tasks ({', '.join(tasks.TASKS)}) or pictures "
+                          f"({', '.join(visual.TASKS)}), not data.task={cfg.data.task!r}")
     _check_data(cfg.data)
     _check_shapes(cfg, rl)
     if cfg.get("init_from") and cfg.model.get("hf_path"):

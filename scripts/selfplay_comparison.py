@@ -3,9 +3,10 @@ equal training FLOPs, each evaluated greedy and maj@16 on the held-out and the h
 
     python -m o1jax.train --config configs/selfplay.py --workdir W       # self-play first
     python scripts/selfplay_comparison.py --workdir W [--baseline B] [--out DIR]
+    python scripts/selfplay_comparison.py --config configs/visual_selfplay.py --workdir W
 
 The baseline (B, default W_fixed) is trained here if it is not already: the same config (and
-seed) with ``selfplay.enabled=False``, from W's SFT checkpoint, checkpointing every 4
+seed; ``--config``, default configs/selfplay.py) with ``selfplay.enabled=False``, from W's SFT checkpoint, checkpointing every 4
 iterations; the checkpoint whose cumulative FLOPs (metrics.jsonl's ``flops``) come closest to
 the self-play run's total is the one compared. Writes comparison.json and comparison.md under --out
 (default W/comparison) and prints the table.
@@ -34,10 +35,10 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=ROOT)
 
 
-def train_baseline(workdir: str, baseline: str, iterations: int) -> None:
+def train_baseline(config: str, workdir: str, baseline: str, iterations: int) -> None:
     with open(os.path.join(workdir, "config.json")) as f:
         seed = json.load(f)["seed"]
-    run([sys.executable, "-m", "o1jax.train", f"--config={CONFIG}", f"--workdir={baseline}",
+    run([sys.executable, "-m", "o1jax.train", f"--config={config}", f"--workdir={baseline}",
          f"--config.seed={seed}", "--config.selfplay.enabled=False",
          f"--config.init_from={workdir}:sft",
          "--config.sft.num_steps=0", f"--config.rl.num_iterations={iterations}",
@@ -73,7 +74,8 @@ def evaluate(workdir: str, stage: str, step: int | None, split: str, out: str) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--workdir", required=True, help="a finished configs/selfplay.py run")
+    ap.add_argument("--workdir", required=True, help="a finished self-play run of --config")
+    ap.add_argument("--config", default=CONFIG, help="the run's config (default: %(default)s)")
     ap.add_argument("--baseline", default=None, help="fixed-distribution RL run (default "
                     "WORKDIR_fixed; trained when missing)")
     ap.add_argument("--out", default=None)
@@ -85,7 +87,7 @@ def main() -> None:
     sp_flops = sum(r["flops"] for r in sp_rows)
     if not os.path.isdir(os.path.join(baseline, "checkpoints", "rl")):
         # the fixed-distribution iteration costs a little less (no proposals): ~15% spare
-        train_baseline(workdir, baseline, math.ceil(1.15 * len(sp_rows)))
+        train_baseline(args.config, workdir, baseline, math.ceil(1.15 * len(sp_rows)))
     step, base_flops = equal_flops_step(baseline, sp_flops)
     models = {"SFT start": (workdir, "sft", None, 0.0),
               "self-play": (workdir, "rl", sp_rows[-1]["step"], sp_flops),

@@ -100,7 +100,7 @@ def test_a_gs_data_dir_is_refused_before_anything_runs():
     ({"selfplay.buffer_fraction": 1.5}, "selfplay.buffer_fraction=1.5: must be in [0, 1]"),
     ({"selfplay.proposals": 0}, "selfplay.proposals=0: must be >= 1"),
     ({"rl.algorithm": "ppo"}, "selfplay needs a critic-free rl.algorithm"),
-    ({"selfplay.proposals": 16}, "selfplay.proposals=16 exceeds rl.batch_prompts=8"),
+    ({"selfplay.proposals": 8}, "selfplay.proposals=8 leaves no seed or buffer problems"),
     ({"rl.minibatches": 3, "rl.batch_prompts": 6, "rl.group_size": 4},
      "does not divide the 26 rows of a self-play iteration"),
     ({"data.task": "jsonl"}, "self-play proposes problems in the forms of the synthetic tasks"),

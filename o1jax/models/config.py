@@ -149,6 +149,16 @@ PRESETS: dict[str, ModelConfig] = {
                                 num_heads=32, num_kv_heads=8, head_dim=128, mlp_dim=14336,
                                 rope_theta=500000.0, rope_scaling=_LLAMA3_SCALING(8.0),
                                 rms_norm_eps=1e-5, tie_embeddings=False, max_seq_len=131072),
+    # Qwen/Qwen2.5-VL-3B-Instruct's config.json; 448 x 448 images: 256 image tokens
+    "qwen2.5-vl-3b": ModelConfig(
+        architecture="qwen2_5_vl", vocab_size=151936, hidden_size=2048, num_layers=36,
+        num_heads=16, num_kv_heads=2, head_dim=128, mlp_dim=11008, rope_theta=1e6,
+        qkv_bias=True, tie_embeddings=True, max_seq_len=128000, mrope_section=(16, 24, 24),
+        image_token_id=151655,
+        vision=VisionConfig(image_size=448, patch_size=14, hidden_size=1280, num_layers=32,
+                            num_heads=16, mlp_dim=3420, merge_size=2, bias=True,
+                            window_size=112, full_attention_layers=(7, 15, 23, 31),
+                            temporal_patch_size=2)),
 }
 
 

@@ -95,6 +95,17 @@ class VisionConfig:
         """Image tokens per image: the placeholders a prompt holds for it."""
         return (self.grid // self.merge_size) ** 2
 
+    def flops_per_image(self, out_size: int) -> float:
+        """Forward FLOPs of one image: 2 x each matmul's weights per patch (patch embedding,
+        q/k/v/o, MLP) and per image token (the merger), plus attention among the image's
+        patches (QK^T and AV, counted as full attention: windows make it an upper bound)."""
+        n, d, f = self.grid ** 2, self.hidden_size, self.mlp_dim
+        wide = self.merge_size ** 2 * d
+        per_patch = (3 * self.patch_size ** 2 * self.temporal_patch_size * d
+                     + self.num_layers * (4 * d * d + 3 * d * f))
+        merger = self.num_tokens * (wide * wide + wide * out_size)
+        return 2.0 * (n * per_patch + merger) + 4.0 * self.num_layers * d * n * n
+
     def num_params(self, out_size: int) -> int:
         d, f, m2 = self.hidden_size, self.mlp_dim, self.merge_size ** 2
         per_layer = 4 * d * d + 3 * d + 3 * d * f + 2 * d + (2 * d + 2 * f) * self.bias

@@ -82,9 +82,10 @@ class SelfPlayConfig:
             raise ValueError(f"selfplay needs a critic-free rl.algorithm (grpo, dr_grpo, rloo, "
                              f"reinforce_pp): the proposer's rows have no value targets; got "
                              f"{rl.algorithm!r}")
-        if self.proposals > rl.batch_prompts:
-            raise ValueError(f"selfplay.proposals={self.proposals} exceeds rl.batch_prompts="
-                             f"{rl.batch_prompts} (the solver's problems, proposals included)")
+        if self.proposals >= rl.batch_prompts:
+            raise ValueError(f"selfplay.proposals={self.proposals} leaves no seed or buffer "
+                             f"problems in rl.batch_prompts={rl.batch_prompts} (the solver's "
+                             f"problems, proposals included): make it smaller")
         rows = rl.rows + self.proposals
         if rows % rl.minibatches:
             raise ValueError(f"rl.minibatches={rl.minibatches} does not divide the {rows} rows "

@@ -10,8 +10,9 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ALL = ["smoke", "arithmetic_ppo", "arithmetic_grpo", "gsm8k_qwen05b_tpu", "math_qwen7b_v5p64",
-       "gsm8k_h100x8"]
-REAL = {"gsm8k_qwen05b_tpu": 8, "math_qwen7b_v5p64": 32, "gsm8k_h100x8": 8}
+       "gsm8k_h100x8", "selfplay", "visual_grpo", "visual_selfplay", "geo3k_qwen25vl_tpu"]
+REAL = {"gsm8k_qwen05b_tpu": 8, "math_qwen7b_v5p64": 32, "gsm8k_h100x8": 8,
+        "geo3k_qwen25vl_tpu": 4}
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -65,6 +66,6 @@ def test_base_config_sets_every_rl_field():
 def test_config_passes_the_checks(name):
     from o1jax.experiment import check_config
     cfg = importlib.import_module(f"configs.{name}").get_config()
-    devices = {"math_qwen7b_v5p64": 32}.get(name, 8)
+    devices = {"math_qwen7b_v5p64": 32, "geo3k_qwen25vl_tpu": 4}.get(name, 8)
     rl = check_config(cfg, devices)
     assert rl.group_size == cfg.rl.group_size and rl.algorithm == cfg.rl.algorithm

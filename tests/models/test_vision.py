@@ -138,3 +138,17 @@ def test_a_vision_policy_is_not_exported_without_its_encoder(tmp_path):
     with pytest.raises(ValueError, match="vision-language policy to Hugging Face is not supported"):
         hf.save_pretrained(str(tmp_path / "out"), Transformer(cfg).init(jax.random.key(0)), cfg)
     assert not (tmp_path / "out").exists()
+
+
+def test_flops_per_image_agree_with_xla_cost_analysis():
+    """The benchmark's encoder FLOPs against what XLA counts for the compiled encoder (which
+    also counts norms, activations and the softmax: a few percent more)."""
+    cfg = VisionConfig(image_size=32, patch_size=4, hidden_size=128, num_layers=2, num_heads=4,
+                       mlp_dim=512, merge_size=2)
+    params = vision.init(cfg, 96, jax.random.key(0))
+    images = np.zeros((1, 32, 32, 3), np.uint8)
+    cost = jax.jit(lambda p, x: vision.encode(cfg, p, x)).lower(params, images).compile()
+    analysis = cost.cost_analysis()
+    xla = (analysis[0] if isinstance(analysis, list) else analysis)["flops"]
+    ours = cfg.flops_per_image(96)
+    assert 0.9 * xla <= ours <= 1.02 * xla, (ours, xla)

@@ -89,7 +89,7 @@ VISUAL = ["--config.model.overrides.hidden_size=48", "--config.model.overrides.n
           "--config.model.overrides.vision.num_heads=2",
           "--config.model.overrides.vision.mlp_dim=32",
           "--config.data.num_train=400", "--config.data.num_test=16",
-          "--config.rl.batch_prompts=4", "--config.rl.group_size=2",
+          "--config.rl.batch_prompts=8", "--config.rl.group_size=2",
           "--config.rl.minibatches=1", "--config.rl.micro_batch=0",
           "--config.rl.length_buckets=1", "--config.selfplay.proposals=4",
           "--config.selfplay.gate_low=0.0", "--config.selfplay.gate_high=1.0",
