@@ -3,9 +3,10 @@ counts, then GRPO, then a held-out evaluation (greedy and maj@k) of images it ne
 
 The policy reads a 32 x 32 image through a ViT (patches of 4 pixels, 2 x 2 merged: 16 image
 tokens, one per cell of the scene's 4 x 4 grid), placed right before the answer, and answers
-"How many red objects are in the image?" by reading the scene into two grids, colours and
-shapes ("colours ..r./...." "shapes ..c./...."), counting the matching cells in a third
-("count ..1./....", a matching cell shows the count so far) and boxing the count. The answer comes from
+"How many red objects are in the image?" by naming what it counts ("R*": red, any shape),
+reading the scene into two grids, colours and shapes ("colours ..r./...." "shapes
+..c./...."), counting the matching cells in a third ("count ..1./....", a matching cell shows
+the count so far) and boxing the count (o1jax.data.visual.count_answer). The answer comes from
 the scene's specification, never from a model.
 
     python -m o1jax.train --config configs/visual_grpo.py --workdir /tmp/visual
@@ -31,7 +32,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.max_prompt_len = 64        # <s>, the question, 16 image tokens
     c.data.template = "{question}\n<image>"
 
-    c.sft.num_steps = 600
+    c.sft.num_steps = 800
     c.sft.batch_size = 32
     c.sft.max_len = 168
     c.sft.lr = 3e-3

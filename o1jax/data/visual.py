@@ -210,24 +210,27 @@ def count_question(filt: dict) -> str:
 
 
 def count_answer(scene: Scene, filt: dict) -> tuple[int, str]:
-    """(count, solution): the scene read cell by cell into grids of colours and of shapes (rows
-    top to bottom separated by "/", a cell its colour's or shape's initial, "." when empty),
-    then a grid that counts the cells matching the question as it goes (a matching cell shows
-    the count so far), then the count: "colours .r../.... shapes .c../.... count .1../....
-    That is 1. \\boxed{1}".
+    """(count, solution): what to count as a two-letter code (the colour's and the shape's
+    initial, upper case, "*" for any: "R*" red objects, "*C" circles, "RC" red circles), the
+    scene read cell by cell into grids of colours and of shapes (rows top to bottom separated
+    by "/", a cell its colour's or shape's initial, "." when empty), then a grid that counts
+    the matching cells as it goes (a matching cell shows the count so far), then the count:
+    "R* colours .r../.... shapes .c../.... count .1../.... total 1. \\boxed{1}".
 
-    Every grid has the same length, and with the image right before the answer
-    (``data.template`` "{question}\\n<image>") cell k of each grid is always the same distance
-    from image token k and from cell k of the grids before it: a policy trained from scratch
-    reads its image and counts by fixed-offset lookups and "the last number written", the
-    easiest things attention learns."""
+    The image sits right before the answer (``data.template`` "{question}\\n<image>") and the
+    code and every grid have fixed lengths, so cell k of each grid is always the same distance
+    from image token k and from cell k of the grids before it, and the code is the only upper
+    case in the answer: a policy trained from scratch reads its image and counts by
+    fixed-offset lookups, one lookup by content and "the last number written", the easiest
+    things attention learns."""
     counted, n = [["."] * GRID for _ in range(GRID)], 0
     for c, s, x, y in sorted(scene.objects, key=lambda o: (o[3], o[2])):
         if filt.get("colour", c) == c and filt.get("shape", s) == s:
             n += 1
             counted[y][x] = str(n)
-    return n, (f"colours {grid(scene, 0)} shapes {grid(scene, 1)} count "
-               f"{'/'.join(''.join(row) for row in counted)}. That is {n}. \\boxed{{{n}}}")
+    code = "".join(filt[k][0].upper() if k in filt else "*" for k in ("colour", "shape"))
+    return n, (f"{code} colours {grid(scene, 0)} shapes {grid(scene, 1)} count "
+               f"{'/'.join(''.join(row) for row in counted)} total {n}. \\boxed{{{n}}}")
 
 
 def grid(scene: Scene, attribute: int) -> str:

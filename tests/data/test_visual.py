@@ -48,8 +48,10 @@ def test_hand_counted_scene():
     assert V.count_answer(scene, {"colour": "blue", "shape": "square"})[0] == 0
     n, solution = V.count_answer(scene, {"colour": "red"})
     # the grids by hand: (column, row) 0 0 and 1 0 on the top row, 2 2, 3 3
-    assert solution == ("colours rr../..../..b./...y shapes cs../..../..c./...t count "
-                        "12../..../..../..... That is 2. \\boxed{2}")
+    assert solution == ("R* colours rr../..../..b./...y shapes cs../..../..c./...t count "
+                        "12../..../..../.... total 2. \\boxed{2}")
+    assert V.count_answer(scene, {"colour": "blue", "shape": "circle"})[1].startswith("BC ")
+    assert V.count_answer(scene, {"shape": "circle"})[1].startswith("*C ")
     image = V.render(scene)
     assert _components(image, V.COLOURS["red"]) == 2
     assert _components(image, V.COLOURS["blue"]) == 1
