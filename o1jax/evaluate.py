@@ -64,6 +64,9 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
     spec.check(policy)
     needs = sorted(set(spec.strategies) & set(strategies.VERIFIED + strategies.SEARCHED +
                                               ("compute_optimal",)))
+    if needs and policy.cfg.vision:
+        raise ValueError(f"{', '.join(needs)} do not carry images yet: evaluate a vision policy "
+                         "with greedy, sample, majority, think_longer or budget_forcing")
     if needs and verifier is None:
         raise ValueError(f"{', '.join(needs)} need a verifier: --verifier critic, orm:PATH or "
                          "prm:PATH")

@@ -176,3 +176,19 @@ def test_cli_bad_input(llama_dir, tmp_path, capsys, extra, match):
     extra = [llama_dir if a == "MODEL" else str(tmp_path) if a == "OUT" else a for a in extra]
     assert main(extra) == 2
     assert match in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("strategy", ["best_of_n", "beam", "mcts"])
+def test_verifier_strategies_refuse_a_vision_policy_before_sampling(strategy):
+    """Search and verifier strategies do not carry images yet: a clear error, not a policy
+    that silently reads its image placeholders as text."""
+    from o1jax.models.vision import VisionConfig
+    tok = byte_tokenizer(image_token=True)
+    vis = VisionConfig(image_size=8, patch_size=2, hidden_size=16, num_layers=1, num_heads=2,
+                       mlp_dim=32, merge_size=2)
+    policy = Transformer(preset("tiny", vocab_size=260, vision=vis, image_token_id=tok.image_id))
+    spec = EvalSpec(max_prompt_len=24, max_new_tokens=4, strategies=(strategy,), budgets=(2,))
+    ex = {"question": "How many?", "answer": "1", "task": "count", "meta": "{}",
+          "image": np.zeros((8, 8, 3), np.uint8)}
+    with pytest.raises(ValueError, match="do not carry images yet"):
+        evaluate(policy, None, [ex], tok, spec, verifier=None)
