@@ -193,7 +193,8 @@ def test_trace_of_a_vision_policy_through_the_cli(visual_run, tmp_path, capsys):
     np.testing.assert_array_equal(np.asarray(Image.open(out / data["image"])), image)
     assert (out / f"{name}_image_attention.png").stat().st_size > 5000
     assert f'src="{name}_image_attention.png"' in (out / f"{name}.html").read_text()
-    assert data["labels"][1:17] == [f"<image {k}>" for k in range(16)]
+    first = data["labels"].index("<image 0>")     # the template puts the image last
+    assert data["labels"][first:first + 16] == [f"<image {k}>" for k in range(16)]
     # the answer tokens: "1" and "2" inside the box; their attention to the 16 image tokens
     assert data["answer_span"] == "boxed"
     assert [data["tokens"][i] for i in data["answer_tokens"]] == ["1", "2"]
@@ -201,14 +202,15 @@ def test_trace_of_a_vision_policy_through_the_cli(visual_run, tmp_path, capsys):
     assert att.shape == (2, 16) and np.isfinite(att).all() and (att >= 0).all()
     assert (att.sum(axis=1) <= 1 + 1e-5).all() and att.sum() > 0
     # the same numbers as the recorded attention maps: rows of the positions that wrote the
-    # answer tokens, columns of the image placeholders (after <s>), mean over layers and heads
+    # answer tokens, columns of the image placeholders, mean over layers and heads
     policy, params, tok = wd.load_policy(visual_run)
     prompt = prompt_ids({"question": question, "image": image}, tok,
                         wd.load_config(visual_run).data.template, image_tokens=16)
-    assert prompt[1:17] == [policy.cfg.image_token_id] * 16
+    columns = [i for i, t in enumerate(prompt) if t == policy.cfg.image_token_id]
+    assert columns == list(range(first, first + 16))
     mean = np.mean([np.asarray(m) for m in data["attention"].values()], axis=0)
     queries = [len(prompt) + i - 1 for i in data["answer_tokens"]]
-    np.testing.assert_allclose(att, mean[np.ix_(queries, range(1, 17))], rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(att, mean[np.ix_(queries, columns)], rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(data["image_heat"],
                                trace_lib.image_heat(policy.cfg.vision, att.mean(0)), rtol=1e-6)
     # the critic read the image: its values are the ones a pass with the image gives, and
