@@ -133,16 +133,13 @@ def make_referee_fn(referee: Referee, tokenizer: Tokenizer, template: str, promp
     ``enormous``. ``image_tokens``: a vision policy's placeholders per prompt (picture
     problems: the solver's prompt holds the picture and the question only)."""
     size = referee.image_size
-    filler = tokenizer.encode("")  # a rejected row's placeholder prompt (replaced in-graph)
-    if image_tokens:
-        filler = prompt_ids({"question": "", "image": None}, tokenizer, template,
-                            image_tokens=image_tokens)
 
-    def prompt_of(p: Problem) -> list[int]:
-        if image_tokens:
-            return prompt_ids({"question": p.question, "image": None}, tokenizer, template,
-                              image_tokens=image_tokens)
-        return tokenizer.encode(template.format(question=p.question))
+    def prompt_of(question: str) -> list[int]:
+        """The solver's prompt, as the feed renders its own problems (``prompt_ids``)."""
+        return prompt_ids({"question": question, "image": None}, tokenizer, template,
+                          image_tokens=image_tokens)
+
+    filler = prompt_of("")  # a rejected row's placeholder prompt (replaced in-graph)
 
     def host(tokens, response_mask, finished):
         start = time.perf_counter()
@@ -151,7 +148,7 @@ def make_referee_fn(referee: Referee, tokenizer: Tokenizer, template: str, promp
         problems = referee.judge(texts, finished)
         prompts = []
         for i, p in enumerate(problems):
-            ids = prompt_of(p) if p.status == "accepted" else filler
+            ids = prompt_of(p.question) if p.status == "accepted" else filler
             if len(ids) > prompt_len:
                 problems[i], ids = Problem("enormous"), filler
             prompts.append(ids or [tokenizer.pad_id])
