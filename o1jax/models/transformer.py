@@ -38,6 +38,7 @@ from o1jax.models.layers.rope import inverse_frequencies, rope_angles
 
 Params = dict[str, Any]
 HEADS = ("policy", "value")
+VISION_KEY = 1   # fold_in data of the vision tower's key (see Transformer.init)
 
 
 def positions_from_mask(mask: jax.Array) -> jax.Array:
@@ -102,7 +103,9 @@ class Transformer:
             "w_up": (c.num_layers, c.hidden_size, c.mlp_dim),
             "w_down": (c.num_layers, c.mlp_dim, c.hidden_size),
         }
-        keys = jax.random.split(key, len(shapes) + 4)
+        # The text parameters' keys are fixed by this split; parameters added later take keys
+        # from fold_in so that adding them never moves the text models' initial weights.
+        keys = jax.random.split(key, len(shapes) + 3)
         normal = lambda k, s: 0.02 * jax.random.normal(k, s, pd)  # noqa: E731
         layers = {name: normal(k, s) for (name, s), k in zip(shapes.items(), keys)}
         layers["attn_norm"] = jnp.ones((c.num_layers, c.hidden_size), pd)
@@ -114,7 +117,8 @@ class Transformer:
         params = {"embed": normal(keys[-3], (c.vocab_size, c.hidden_size)), "layers": layers,
                   "final_norm": jnp.ones((c.hidden_size,), pd)}
         if c.vision:
-            params["vision"] = vision.init(c.vision, c.hidden_size, keys[-4], pd)
+            params["vision"] = vision.init(c.vision, c.hidden_size,
+                                          jax.random.fold_in(key, VISION_KEY), pd)
         if self.head == "value":
             params["value_head"] = {"w": normal(keys[-2], (c.hidden_size,)),
                                     "b": jnp.zeros((), pd)}

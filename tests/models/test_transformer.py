@@ -106,3 +106,32 @@ def test_bad_config(bad, match):
     with pytest.raises(ValueError, match="unknown model preset"):
         preset("tiny-typo")
     assert isinstance(preset("tiny"), ModelConfig)
+
+
+# Per-matrix sums of |w| of the arithmetic demo's initial policy and critic, seed 0,
+# as the commit before the vision encoder (94a119c's parent) drew them: the demo's figures were
+# measured from these weights, so a change that moves them must show up here.
+DEMO_INIT = {
+    "embed": 651.0295815957508, "w_down": 3130.3985879128695,
+    "w_gate": 3139.1228317678765, "w_up": 3133.6593857384314,
+    "wk": 523.9063592986655, "wo": 1046.4054603935358, "wq": 1048.2576005403487,
+    "wv": 522.7075888945483, "value_head.w": 2.048726287917816,
+}
+
+
+def test_demo_initial_parameters_are_pinned():
+    """configs/arithmetic_ppo.py's shapes at seed 0: each matrix's sum of |w| equals the figure
+    drawn before the vision encoder existed (text models keep their keys when parameters are
+    added; the vision tower is keyed with fold_in)."""
+    shapes = dict(vocab_size=320, hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2,
+                  head_dim=32, mlp_dim=384, max_seq_len=128)
+    for head in ("policy", "value"):
+        params = Transformer(preset("tiny", **shapes), head=head).init(jax.random.key(0))
+        flat = {jax.tree_util.keystr(k, simple=True, separator="."): np.asarray(v, np.float64)
+                for k, v in jax.tree_util.tree_leaves_with_path(params)}
+        for name, abs_sum in DEMO_INIT.items():
+            key = name if name in flat else "layers." + name
+            if key not in flat:
+                assert head == "policy" and name == "value_head.w"
+                continue
+            np.testing.assert_allclose(np.abs(flat[key]).sum(), abs_sum, rtol=1e-9, err_msg=key)
