@@ -9,13 +9,15 @@ prompt and generated token counts from which ``o1jax/flops.py`` counts prefill a
 * ``sample``: one of k samples taken at random, no selection (expected accuracy = the mean over
   samples, i.e. sampled pass@1), at the cost of k samples: the baseline selection must beat.
 * ``majority``: the answer most of k samples give, answers grouped by the verifier's
-  equivalence (``o1jax.search.voting``), averaged over the n // k disjoint blocks of k of the n
-  samples drawn.
+  equivalence (``o1jax.search.voting``), a tie to the answer seen first in the block (each
+  block is decided by its own k answers alone), averaged over the n // k disjoint blocks of k
+  of the n samples drawn.
 * ``pass_at_k``: whether any of k samples is right (unbiased estimator from n samples): the
   ceiling any selection rule over k samples could reach.
 * ``best_of_n``: among k samples that finished with an answer, the one a verifier scores
   highest (outcome score: its value at the last token), per disjoint block of k as majority.
-* ``weighted_majority``: majority vote with each answer's votes weighted by its verifier score.
+* ``weighted_majority``: majority vote with each answer's votes weighted by its verifier score
+  (ties as majority's).
 * ``think_longer``: greedy with at most ``budget`` new tokens.
 * ``budget_forcing``: greedy with at most ``budget`` new tokens under s1's budget forcing
   (``rollout.decoding.BudgetForcing``).

@@ -83,16 +83,18 @@ def group_answers(answers: Sequence[Sequence[str | None]], pool: CheckPool
 
 def majority(classes: Sequence[int], weights: Sequence[float] | None = None) -> int | None:
     """Index of the first answer of the class with the most votes (``weights``: a vote's
-    weight, default 1) among answers with a class (>= 0); ties go to the class that appeared
-    first. None when no answer has a class."""
-    totals: dict[int, float] = {}
+    weight, default 1) among answers with a class (>= 0); a tie goes to the class whose first
+    answer comes first in ``classes`` (only the order within the given votes counts, never
+    the ids' values: a block of k samples is decided by its own answers). None when no
+    answer has a class."""
+    totals: dict[int, float] = {}   # insertion order: order of first appearance
     for i, c in enumerate(classes):
         if c >= 0:
             totals[c] = totals.get(c, 0.0) + (1.0 if weights is None else float(weights[i]))
     if not totals:
         return None
     best = max(totals.values())
-    winner = min(c for c, v in totals.items() if v == best)  # classes are numbered by appearance
+    winner = next(c for c, v in totals.items() if v == best)
     return list(classes).index(winner)
 
 

@@ -1,5 +1,6 @@
-"""Selection rules on hand-built generations: a perfect verifier makes best-of-N pass@N; equal
-weights make weighted majority plain majority."""
+"""Selection rules on hand-built generations: a perfect verifier makes best-of-N pass@N;
+majority and weighted majority equal plain loops over the blocks (ties to the block's first
+answer), and equal weights make weighted majority plain majority."""
 
 import numpy as np
 import pytest
@@ -34,17 +35,57 @@ def test_best_of_n_with_a_perfect_verifier_is_pass_at_n():
     assert (full.verifier_flops > 0).all()
 
 
-def test_weighted_majority_with_equal_weights_is_majority():
+def _numbered_rows(rng, shape):
+    """Class ids [N][G] as group_answers numbers them: by first appearance in the row, -1 for
+    no answer."""
+    rows = []
+    for raw in rng.integers(-1, 4, size=shape).tolist():
+        first = {c: n for n, c in enumerate(dict.fromkeys(c for c in raw if c >= 0))}
+        rows.append([first[c] if c >= 0 else -1 for c in raw])
+    return rows
+
+
+def _block_vote_reference(classes, correct, weights, k):
+    """Accuracy [N] of (weighted) majority over each problem's disjoint blocks of k samples,
+    by plain loops: sum each class's weights in the block, the winner the class with the most
+    whose first answer comes first in the block, no answer at all counts as wrong."""
+    out = []
+    for row, right, w in zip(classes, correct, weights):
+        blocks = len(row) // k
+        total = 0.0
+        for b in range(blocks):
+            lo = b * k
+            votes = {}
+            for j in range(lo, lo + k):
+                if row[j] != -1:
+                    votes[row[j]] = votes.get(row[j], 0.0) + w[j]
+            if votes:
+                best = max(votes.values())
+                pick = next(j for j in range(lo, lo + k)
+                            if row[j] != -1 and votes[row[j]] == best)
+                total += right[pick]
+        out.append(total / blocks)
+    return np.array(out)
+
+
+def test_majority_and_weighted_majority_against_a_plain_loop():
     rng = np.random.default_rng(1)
-    classes = rng.integers(-1, 3, size=(50, 8)).tolist()
-    correct = np.array([[float(c == 0) for c in row] for row in classes])
+    classes = _numbered_rows(rng, (60, 8))
+    good = rng.integers(0, 4, size=60)   # the class that is right for each problem
+    correct = np.array([[float(c == good[i]) for c in row] for i, row in enumerate(classes)])
+    weights = rng.choice([0.25, 0.5, 1.0], size=(60, 8))   # exact sums: weighted ties occur
     gen = _generation(correct)
     cfg = preset("tiny")
     for k in (1, 2, 4, 8):
         plain = strategies.score("majority", k, gen, cfg, classes)
-        weighted = strategies.score("weighted_majority", k, gen, cfg, classes,
-                                    np.full((50, 8), 0.7), cfg)
-        np.testing.assert_allclose(weighted.accuracy, plain.accuracy)
+        np.testing.assert_allclose(plain.accuracy, _block_vote_reference(
+            classes, correct, np.ones((60, 8)), k))
+        weighted = strategies.score("weighted_majority", k, gen, cfg, classes, weights, cfg)
+        np.testing.assert_allclose(weighted.accuracy, _block_vote_reference(
+            classes, correct, weights, k))
+        equal = strategies.score("weighted_majority", k, gen, cfg, classes,
+                                 np.full((60, 8), 0.7), cfg)
+        np.testing.assert_allclose(equal.accuracy, plain.accuracy)
 
 
 def test_a_verifier_strategy_without_scores_is_an_error():

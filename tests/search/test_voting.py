@@ -3,6 +3,7 @@
 import itertools
 import math
 
+import numpy as np
 import pytest
 
 from o1jax.rewards.api import default_pool
@@ -23,10 +24,48 @@ def test_sympy_forms_are_grouped_by_the_verifier():
 
 def test_majority_counts_classes_and_breaks_ties_by_first_appearance():
     assert voting.majority([0, 1, 1, 0, 0, -1]) == 0
-    assert voting.majority([-1, 1, 0, 1, 0]) == 2    # classes 0 and 1 tie: class 0 came first
-    assert voting.majority([2, 1, 1, 2]) == 1        # class ids, not positions, set the order
+    assert voting.majority([-1, 1, 0, 1, 0]) == 1    # classes 1 and 0 tie: class 1 came first
+    assert voting.majority([2, 1, 1, 2]) == 0        # positions, not class ids, set the order
     assert voting.majority([-1, -1]) is None and voting.majority([]) is None
     assert voting.majority([0, 1, 1], weights=[0.9, 0.2, 0.3]) == 0
+    assert voting.majority([3, 0, 0, 3], weights=[0.5, 1.0, 0.0, 0.5]) == 0  # 1.0 ties 1.0
+
+
+def _majority_reference(block, weights=None):
+    """Plain majority over one block: count each class's votes, the winner the class with the
+    most whose first answer comes first in the block; the index of that first answer."""
+    weights = [1.0] * len(block) if weights is None else list(weights)
+    votes = {}
+    for c, w in zip(block, weights):
+        if c != -1:
+            votes[c] = votes.get(c, 0.0) + w
+    if not votes:
+        return None
+    best = max(votes.values())
+    for i, c in enumerate(block):
+        if c != -1 and votes[c] == best:
+            return i
+
+
+def test_majority_ties_are_local_to_the_block_against_a_plain_loop():
+    """Rows numbered as group_answers numbers them (first appearance over the whole row), cut
+    into blocks of k: every block's winner depends on the block alone."""
+    rng = np.random.default_rng(0)
+    differ = 0
+    for _ in range(400):
+        g, k = 8, int(rng.choice([2, 3, 4, 8]))
+        raw = rng.integers(-1, 3, size=g).tolist()
+        first = {c: n for n, c in enumerate(dict.fromkeys(c for c in raw if c >= 0))}
+        row = [first[c] if c >= 0 else -1 for c in raw]
+        weights = rng.choice([0.25, 0.5, 1.0], size=g).tolist()  # exact sums: weighted ties
+        for lo in range(0, g - k + 1, k):
+            block, w = row[lo:lo + k], weights[lo:lo + k]
+            assert voting.majority(block) == _majority_reference(block)
+            assert voting.majority(block, w) == _majority_reference(block, w)
+            ids = [c for c in block if c >= 0]
+            differ += _majority_reference(block) != (None if not ids else block.index(
+                min(c for c in set(ids) if ids.count(c) == max(map(ids.count, ids)))))
+    assert differ > 20   # blocks where the smallest row-wide id would have won the tie
 
 
 def test_extracted_answers_skip_truncated_responses():
