@@ -15,7 +15,7 @@ from o1jax import flops, sharding
 from o1jax.data.pipeline import PromptPipeline, prompt_ids
 from o1jax.loop import run_loop
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
-from o1jax.optim import apply_if_finite
+from o1jax.optim import apply_if_finite, make_optimizer, warmup_cosine
 from o1jax.tokenizer import Tokenizer
 
 
@@ -58,14 +58,6 @@ def sft_loss(policy: Transformer, params: Params, batch: dict) -> tuple[jax.Arra
     return jnp.sum(nll * tgt) / n, {"token_accuracy": acc}
 
 
-def make_optimizer(lr: float, steps: int, warmup: int, weight_decay: float = 0.0,
-                   max_grad_norm: float = 1.0) -> optax.GradientTransformation:
-    schedule = optax.warmup_cosine_decay_schedule(0.0, lr, max(1, warmup), max(steps, warmup + 1),
-                                                  end_value=lr * 0.1)
-    return optax.chain(optax.clip_by_global_norm(max_grad_norm),
-                       optax.adamw(schedule, b1=0.9, b2=0.95, weight_decay=weight_decay))
-
-
 def sft_step(state: dict, batch: dict, *, policy: Transformer,
              opt: optax.GradientTransformation) -> tuple[dict, dict]:
     """One optax step; a non-finite loss or gradient leaves the state unchanged (counted)."""
@@ -89,7 +81,7 @@ def run_sft(exp, params: Params, mix: Callable[[int, list], list] | None = None
     on the reference solutions; ``mix(step, examples)`` may replace some of a step's examples
     (self-play's proposer demonstrations). Returns (params, preempted)."""
     cfg = exp.cfg
-    opt = make_optimizer(cfg.sft.lr, cfg.sft.num_steps, cfg.sft.warmup_steps)
+    opt = make_optimizer(warmup_cosine(cfg.sft.lr, cfg.sft.num_steps, cfg.sft.warmup_steps))
     pipeline = PromptPipeline(exp.sources["train"], exp.tokenizer, cfg.sft.batch_size,
                               cfg.data.max_prompt_len, seed=cfg.seed,
                               process_index=jax.process_index(),

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from o1jax.models import Transformer, positions_from_mask, preset
-from o1jax.sft import encode_sft, init_sft_state, make_optimizer, sft_loss, sft_step
+from o1jax.optim import make_optimizer, warmup_cosine
+from o1jax.sft import encode_sft, init_sft_state, sft_loss, sft_step
 from o1jax.tokenizer import byte_tokenizer
 
 EXAMPLES = [{"question": "2+3=?", "solution": "\\boxed{5}"},
@@ -59,7 +60,7 @@ def test_loss_is_the_mean_nll_of_the_target_tokens():
 
 def test_steps_lower_the_loss_and_a_non_finite_step_is_skipped():
     model, params, batch = _setup()
-    opt = make_optimizer(1e-2, steps=20, warmup=1)
+    opt = make_optimizer(warmup_cosine(1e-2, steps=20, warmup=1))
     step = jax.jit(functools.partial(sft_step, policy=model, opt=opt))
     state = init_sft_state(params, opt)
     losses = []

@@ -13,6 +13,7 @@ from jax.sharding import Mesh
 
 from o1jax import sharding
 from o1jax.models.transformer import Params, Transformer, value_params_from_policy
+from o1jax.optim import make_optimizer
 from o1jax.rl.config import RLConfig
 
 
@@ -29,11 +30,6 @@ class RLState(struct.PyTreeNode):
     kl_coef: jax.Array
     step: jax.Array
     skipped_updates: jax.Array
-
-
-def make_optimizer(lr: float, max_grad_norm: float) -> optax.GradientTransformation:
-    return optax.chain(optax.clip_by_global_norm(max_grad_norm),
-                       optax.adamw(lr, b1=0.9, b2=0.95, weight_decay=0.0))
 
 
 def optimizers(cfg: RLConfig) -> tuple[optax.GradientTransformation,
