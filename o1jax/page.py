@@ -9,7 +9,7 @@ import json
 
 from etils import epath
 
-from o1jax import curves, report
+from o1jax import curves, plots
 from o1jax.trace import attention_images, image_attention_view, trace_html
 from o1jax import workdir as wd
 
@@ -72,8 +72,7 @@ def _samples(root: epath.Path, out: epath.Path) -> str:
         return ("<p>No sampled solutions: run <code>python -m o1jax.evaluate --workdir "
                 f"{_esc(root)}</code> to write eval/samples.jsonl.</p>")
     out_html = []
-    for i, line in enumerate(path.read_text().splitlines()[:SAMPLES_SHOWN]):
-        s = json.loads(line)
+    for i, s in enumerate(wd.read_jsonl(path)[:SAMPLES_SHOWN]):
         name = "greedy" if "greedy" in s["responses"] else next(iter(s["responses"]))
         r = s["responses"][name][0]
         mark = '<span class="ok">correct</span>' if r["correct"] else \
@@ -93,7 +92,7 @@ def write_page(out: epath.Path, runs: list, fits, table: list[dict]) -> epath.Pa
     """Draws every image into ``out`` and writes ``out/index.html`` referencing only them."""
     out = epath.Path(out)
     parts = [f"<h1>o1jax report: {_esc(', '.join(r.workdir.name for r in runs))}</h1>"]
-    report.plot_train_time(runs, fits, out / "train_time_compute.png")
+    plots.plot_train_time(runs, fits, out / "train_time_compute.png")
     parts += ["<h2>Accuracy against training compute</h2>",
               _img("train_time_compute.png", "train-time compute"),
               "<p>Held-out greedy accuracy at log-spaced RL iterations against cumulative RL "
@@ -103,8 +102,8 @@ def write_page(out: epath.Path, runs: list, fits, table: list[dict]) -> epath.Pa
     results = first / "eval" / "results.jsonl"
     parts.append("<h2>Accuracy against test-time compute</h2>")
     if results.exists():
-        rows = [json.loads(x) for x in results.read_text().splitlines() if x.strip()]
-        report.plot_test_time(rows, out / "test_time_compute.png")
+        rows = wd.read_jsonl(results)
+        plots.plot_test_time(rows, out / "test_time_compute.png")
         parts.append(_img("test_time_compute.png", "test-time compute"))
     else:
         parts.append(f"<p>No test-time results: run <code>python -m o1jax.evaluate --workdir "
@@ -112,7 +111,7 @@ def write_page(out: epath.Path, runs: list, fits, table: list[dict]) -> epath.Pa
     passk = curves.pass_at_k(first)
     parts.append("<h2>pass@k of the SFT and RL checkpoints</h2>")
     if passk:
-        report.plot_pass_at_k(passk, out / "pass_at_k.png")
+        plots.plot_pass_at_k(passk, out / "pass_at_k.png")
         parts.append(_img("pass_at_k.png", "pass@k"))
     missing = [k for k in curves.PASS_AT_K_DIRS if k not in passk]
     if missing:
@@ -123,7 +122,7 @@ def write_page(out: epath.Path, runs: list, fits, table: list[dict]) -> epath.Pa
     parts.append("<h2>Training</h2>")
     for i, r in enumerate(runs):
         name = f"training_{i}.png"
-        report.plot_training(r.rows, out / name)
+        plots.plot_training(r.rows, out / name)
         parts += [f"<h3>{_esc(r.workdir)}</h3>", _img(name, f"training metrics {i}")]
     traces = sorted((first / "traces").glob("*.json")) if (first / "traces").exists() else []
     parts.append("<h2>Inside the reasoning</h2>")

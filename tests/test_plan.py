@@ -10,6 +10,7 @@ import pytest
 
 from configs import smoke
 from o1jax import plan
+from o1jax.hardware import parse_hardware
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -18,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("v5p-64", "tpu", "v5p", 32, "v5p:2x4x4"), ("v5litepod-8", "tpu", "v5e", 8, "v5e:2x4"),
     ("v6e-4", "tpu", "v6e", 4, "v6e:2x2"), ("h100x8", "gpu", "h100", 8, None)])
 def test_hardware_names(name, platform, chip, devices, topology):
-    hw = plan.parse_hardware(name)
+    hw = parse_hardware(name)
     assert (hw.platform, hw.chip, hw.devices) == (platform, chip, devices)
     if topology:
         assert hw.topology == topology
@@ -26,7 +27,7 @@ def test_hardware_names(name, platform, chip, devices, topology):
 
 def test_unknown_hardware_is_named():
     with pytest.raises(ValueError, match="hardware='tpu9-8': a Cloud TPU type"):
-        plan.parse_hardware("tpu9-8")
+        parse_hardware("tpu9-8")
 
 
 def _parts_add_up(p):
@@ -38,7 +39,7 @@ def _parts_add_up(p):
 
 
 def test_plan_compiles_for_a_tpu_topology_on_this_cpu_machine():
-    hw = plan.parse_hardware("v5e-4")
+    hw = parse_hardware("v5e-4")
     devices, compiler = plan.target_devices(hw)
     assert compiler == "tpu" and len(devices) == 4 and devices[0].platform == "tpu"
     p = plan.plan(smoke.get_config(), devices, compiler, hw)
@@ -52,7 +53,7 @@ def test_plan_compiles_for_a_tpu_topology_on_this_cpu_machine():
 
 
 def test_plan_on_fake_cpu_devices_and_a_config_that_does_not_fit(monkeypatch):
-    hw = plan.parse_hardware("h100x8")
+    hw = parse_hardware("h100x8")
     devices, compiler = plan.target_devices(hw)
     assert "estimate" in compiler
     p = plan.plan(smoke.get_config(), devices, compiler, hw)

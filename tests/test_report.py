@@ -5,7 +5,8 @@ import json
 
 import matplotlib.image
 
-from o1jax.report import plot_run, print_table
+from o1jax.plots import plot_run
+from o1jax.report import print_table
 
 
 def test_plot_run_draws_the_workdir(tmp_path):
@@ -38,7 +39,7 @@ def test_print_table(capsys):
 
 
 def test_test_time_plot_has_a_panel_per_bin_and_the_overall_one(tmp_path):
-    from o1jax.report import plot_test_time
+    from o1jax.plots import plot_test_time
     rows = [dict(strategy=s, budget=k, bin=b, problems=10, accuracy=min(1, 0.1 * k),
                  ci_low=0.0, ci_high=1.0, flops=1e6 * k)
             for s in ("majority", "pass_at_k") for k in (1, 2, 4) for b in ("all", "level1",
@@ -129,7 +130,8 @@ def test_report_of_a_visual_run_shows_each_sample_beside_its_image(visual_run, t
 
     from o1jax import experiment
     from o1jax import workdir as wd
-    from o1jax.report import main, read_png
+    from o1jax.plots import read_png
+    from o1jax.report import main
     out = tmp_path / "page"
     assert main(["--workdir", str(visual_run), "--out", str(out)]) == 0
     page = (out / "index.html").read_text()
@@ -160,7 +162,7 @@ def test_sampled_solutions_are_escaped_beside_their_images(tmp_path):
     import numpy as np
 
     from o1jax.page import _samples
-    from o1jax.report import png_bytes, read_png
+    from o1jax.plots import png_bytes, read_png
     image = np.arange(4 * 4 * 3, dtype=np.uint8).reshape(4, 4, 3)
     hostile = '<script>alert("x")</script>'
     records = [dict(id=f'test/<{i}>', question=hostile, answer="<b>1</b>",

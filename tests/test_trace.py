@@ -13,7 +13,7 @@ from o1jax import workdir as wd
 from o1jax.data.pipeline import render_prompt
 from o1jax.models import Transformer, positions_from_mask, preset
 from o1jax.models.layers.attention import attend, attention_probs
-from o1jax.report import read_png, upsample_heat
+from o1jax.plots import read_png, upsample_heat
 from o1jax.rollout.decoding import SamplingConfig
 from o1jax.rollout.sampler import make_sampler, pad_prompts
 from o1jax.search import verifiers

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from o1jax import sharding
-from o1jax.models import vision
+import o1jax.models.vision as vision
 from o1jax.models.config import ModelConfig
 from o1jax.models.layers.attention import attend, output_projection, project_qkv
 from o1jax.models.layers.mlp import swiglu
