@@ -91,22 +91,46 @@ def initialize_distributed(enabled: bool = False, coordinator_address: str | Non
     jax.distributed.initialize(**given, initialization_timeout=timeout_s)
 
 
+# The multi-host flags of every CLI: (name, type, default, help). argparse CLIs spell them
+# --coordinator-address; train's absl flags --coordinator_address.
+DISTRIBUTED_FLAGS = (
+    ("coordinator_address", str, None, "multi-host: HOST:PORT of process 0 (default: from the "
+     "TPU or SLURM environment)"),
+    ("num_processes", int, None, "multi-host: number of processes"),
+    ("process_id", int, None, "multi-host: this process's index"),
+    ("initialization_timeout", int, 300, "multi-host: seconds to wait for the coordinator and "
+     "the other processes"),
+)
+
+
 def add_distributed_flags(parser) -> None:
-    """The multi-host flags of an argparse CLI (export, generate); the train CLI has the same
-    ones as absl flags (with underscores)."""
-    parser.add_argument("--coordinator-address", default=None,
-                        help="multi-host: HOST:PORT of process 0 (default: from the TPU or "
-                        "SLURM environment, with --distributed)")
-    parser.add_argument("--num-processes", type=int, default=None)
-    parser.add_argument("--process-id", type=int, default=None)
+    """DISTRIBUTED_FLAGS on an argparse parser, and --distributed (everything from the
+    environment)."""
+    for name, kind, default, help_ in DISTRIBUTED_FLAGS:
+        parser.add_argument("--" + name.replace("_", "-"), type=kind, default=default,
+                            help=help_)
     parser.add_argument("--distributed", action="store_true",
                         help="multi-host with everything read from the environment")
-    parser.add_argument("--initialization-timeout", type=int, default=300)
 
 
-def initialize_from_flags(args) -> None:
-    initialize_distributed(args.distributed, args.coordinator_address, args.num_processes,
-                           args.process_id, args.initialization_timeout)
+def define_distributed_absl_flags(flags) -> dict:
+    """DISTRIBUTED_FLAGS as absl flags (``flags``: ``absl.flags``); {name: FlagHolder}. The config
+    key ``distributed`` plays --distributed's part."""
+    define = {str: flags.DEFINE_string, int: flags.DEFINE_integer}
+    return {name: define[kind](name, default, help_)
+            for name, kind, default, help_ in DISTRIBUTED_FLAGS}
+
+
+def initialize_from_flags(args, distributed: bool | None = None) -> None:
+    """``initialize_distributed`` from parsed flags: an argparse namespace, or the dict of
+    ``define_distributed_absl_flags`` (with ``distributed`` from the config)."""
+    if isinstance(args, dict):
+        values = {name: holder.value for name, holder in args.items()}
+    else:
+        values = {name: getattr(args, name) for name, *_ in DISTRIBUTED_FLAGS}
+        distributed = args.distributed
+    initialize_distributed(distributed, values["coordinator_address"], values["num_processes"],
+                           values["process_id"], values["initialization_timeout"])
 
 
 def _wait_for_coordinator(address: str, timeout_s: float) -> None:

@@ -77,12 +77,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config fil
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "directory (local or gs://) for checkpoints and "
                                 "metrics")
-_COORDINATOR = flags.DEFINE_string("coordinator_address", None, "multi-host: HOST:PORT of "
-                                   "process 0 (default: from the TPU or SLURM environment)")
-_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "multi-host: number of processes")
-_PROCESS_ID = flags.DEFINE_integer("process_id", None, "multi-host: this process's index")
-_INIT_TIMEOUT = flags.DEFINE_integer("initialization_timeout", 300, "multi-host: seconds to "
-                                     "wait for the coordinator and the other processes")
+_DISTRIBUTED = sharding.define_distributed_absl_flags(flags)
 PREEMPTED_EXIT = 143  # 128 + SIGTERM: what a scheduler sees from a job its preemption stopped
 
 
@@ -94,9 +89,7 @@ def main(argv):
         print("error: --workdir is required", file=sys.stderr)
         return 2
     try:
-        sharding.initialize_distributed(
-            _CONFIG.value.get("distributed", False), _COORDINATOR.value, _NUM_PROCESSES.value,
-            _PROCESS_ID.value, _INIT_TIMEOUT.value)
+        sharding.initialize_from_flags(_DISTRIBUTED, _CONFIG.value.get("distributed", False))
         result = run(_CONFIG.value, _WORKDIR.value)
     except experiment.ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
