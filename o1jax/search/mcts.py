@@ -1,14 +1,15 @@
 """Monte-Carlo tree search over solution steps with mctx (``gumbel_muzero_policy``), compiled.
 
-A node is a partial solution (prompt + the steps so far, left-padded to L tokens); its K
-actions are K candidate next steps (a line each, at most S tokens) sampled by the policy when
-the node is created, with prior logits their normalised sequence log-probabilities. Taking an
-action appends that step; the new node's value is the verifier's score of it. A step that ends
-with a stop token makes a terminal node: its transition reward is the verifier's outcome score
-and its discount 0. mctx's ``recurrent_fn`` cannot hold a KV cache per node (embeddings are
-stored for every node of the tree), so every node's prefix is recomputed by a prefill, and the
-ledger counts it. Decoding moves the root along the action the search prefers, one step per
-search, until every problem's solution has ended; the answer is checked on the host afterwards.
+A node is a partial solution (prompt + the steps so far, left-padded to L tokens); its K actions
+are K candidate next steps (each up to a token with a newline, ``o1jax.search.steps``, at most S
+tokens) sampled by the policy when the node is created, with prior logits their normalised
+sequence log-probabilities. Taking an action appends that step; the new node's value is the
+verifier's score of it. A step that ends with a stop token makes a terminal node: its transition
+reward is the verifier's outcome score and its discount 0. mctx's ``recurrent_fn`` cannot hold a
+KV cache per node (embeddings are stored for every node of the tree), so every node's prefix is
+recomputed by a prefill, and the ledger counts it. Decoding moves the root along the action the
+search prefers, one step per search, until every problem's solution has ended; the answer is
+checked on the host afterwards.
 """
 
 from __future__ import annotations
@@ -23,12 +24,12 @@ import mctx
 import numpy as np
 
 from o1jax import flops
-from o1jax.data.pipeline import PLAIN_TEMPLATE, render_prompt
+from o1jax.data.prompts import PromptFormat, encode_prompt, pad_prompts
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rewards.api import default_pool
-from o1jax.rollout import SamplingConfig, pad_prompts, sample
+from o1jax.rollout import SamplingConfig, sample
 from o1jax.rollout.scoring import prefix_values
-from o1jax.search import strategies, verifiers, voting
+from o1jax.search import steps, strategies, verifiers, voting
 from o1jax.tokenizer import Tokenizer
 
 
@@ -132,12 +133,12 @@ def make_search(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
 
 
 def search(policy: Transformer, params: Params, examples: Sequence[dict], tokenizer: Tokenizer,
-           verifier: verifiers.Verifier, simulations: int, width: int, max_prompt_len: int,
+           verifier: verifiers.Verifier, simulations: int, width: int, fmt: PromptFormat,
            max_new_tokens: int, step_tokens: int, temperature: float, batch_rows: int = 64,
-           seed: int = 0, template: str = PLAIN_TEMPLATE) -> tuple[strategies.Generation, dict]:
+           seed: int = 0) -> tuple[strategies.Generation, dict]:
     """MCTS decoding of every problem: (the chosen solution per problem as a Generation, the
     ledger as ``beam.search`` returns it)."""
-    mcfg = policy.cfg
+    mcfg, max_prompt_len = policy.cfg, fmt.max_prompt_len
     room = max_new_tokens - step_tokens  # the prefix never exceeds P + N - S columns
     depth = max(1, room // 2 + 1)
     if width < 1 or simulations < 1:
@@ -153,12 +154,11 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
         raise ValueError(f"mcts: prompt {max_prompt_len} + {max_new_tokens} new tokens exceeds "
                          f"max_seq_len {mcfg.max_seq_len}")
     stop = tuple(tokenizer.stop_ids)
-    newline = tuple(tokenizer.encode("\n", add_special_tokens=False))
-    cfg = SamplingConfig(step_tokens, temperature, num_samples=width, stop_ids=stop + newline,
+    step_end = steps.step_end_ids(tokenizer)
+    cfg = SamplingConfig(step_tokens, temperature, num_samples=width, stop_ids=stop + step_end,
                          pad_id=tokenizer.pad_id)
     start_fn, search_fn = make_search(policy, verifier.model, cfg, stop, simulations, depth)
-    prompts = [tokenizer.encode(render_prompt(e["question"], tokenizer, template))
-               [-max_prompt_len:] for e in examples]
+    prompts = [encode_prompt(e, tokenizer, fmt) for e in examples]
     n = len(examples)
     ledger = {k: np.zeros(n) for k in ("tokens", "prefill_flops", "decode_flops",
                                        "verifier_flops")}

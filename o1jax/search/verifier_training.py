@@ -2,10 +2,11 @@
 
 * ORM (outcome): every response token of a sampled solution is labelled with whether the
   solution ended correct (Cobbe et al. 2021); the value at the last token is its score.
-* PRM (process), Math-Shepherd (Wang et al. 2024): a step is one line; from the end of each
-  step of a sampled solution K continuations are drawn with the policy, and the step's label is
-  the fraction of them that end correct (soft) or whether any does (hard); the last token is
-  labelled with the solution's own outcome. Only step-end tokens are trained.
+* PRM (process), Math-Shepherd (Wang et al. 2024): a step ends at a token with a newline
+  (``o1jax.search.steps``); from the end of each step of a sampled solution K continuations
+  are drawn with the policy, and the step's label is the fraction of them that end correct
+  (soft) or whether any does (hard); the last token is labelled with the solution's own
+  outcome. Only step-end tokens are trained.
 
 Labels are generated batched on the rollout engine (``strategies.generate``); the value model
 is trained with a masked squared error by one jitted optax step.
@@ -22,8 +23,9 @@ import numpy as np
 import optax
 
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
+from o1jax.optim import make_optimizer
 from o1jax.rollout import SamplingConfig
-from o1jax.search import strategies
+from o1jax.search import steps, strategies
 from o1jax.tokenizer import Tokenizer
 
 
@@ -54,12 +56,12 @@ def orm_labels(gen: strategies.Generation, prompt_len: int) -> Labelled:
     return Labelled(gen.tokens, gen.mask, targets, weights)
 
 
-def step_ends(tokens: np.ndarray, mask: np.ndarray, prompt_len: int, newline_ids
-              ) -> list[int]:
-    """Columns of a row where a step ends: each newline of the response, and its last token."""
+def step_end_columns(tokens: np.ndarray, mask: np.ndarray, prompt_len: int, end_ids
+                     ) -> list[int]:
+    """Columns of a row where a step of its response ends (``steps.step_ends``; ``end_ids``:
+    ``steps.step_end_ids``, as a set)."""
     lo, hi = response_span(mask, prompt_len)
-    ends = [c for c in range(lo, hi - 1) if tokens[c] in newline_ids]
-    return ends + ([hi - 1] if hi > lo else [])
+    return [lo + i for i in steps.step_ends(tokens[lo:hi].tolist(), end_ids)]
 
 
 def math_shepherd_labels(policy: Transformer, params: Params, examples: Sequence[dict],
@@ -73,12 +75,12 @@ def math_shepherd_labels(policy: Transformer, params: Params, examples: Sequence
     prefix as the prompt) and checked against the problem's answer (the final answer is in the
     continuation: a prefix ends before the last step)."""
     g = gen.correct.shape[1]
-    newline_ids = set(tokenizer.encode("\n", add_special_tokens=False))
+    end_ids = set(steps.step_end_ids(tokenizer))
     targets = np.zeros(gen.tokens.shape, np.float32)
     weights = np.zeros(gen.tokens.shape, np.float32)
     prefixes, owners = [], []
     for r in range(len(gen.tokens)):
-        ends = step_ends(gen.tokens[r], gen.mask[r], prompt_len, newline_ids)
+        ends = step_end_columns(gen.tokens[r], gen.mask[r], prompt_len, end_ids)
         if not ends:
             continue
         targets[r, ends[-1]] = gen.correct.reshape(-1)[r]
@@ -119,7 +121,7 @@ def value_loss(model: Transformer, params: Params, batch: Labelled) -> jax.Array
 def train_value(model: Transformer, params: Params, data: Labelled, steps: int, lr: float,
                 batch_size: int, seed: int = 0) -> tuple[Params, list[float]]:
     """``steps`` Adam steps on random minibatches of ``data``; returns (params, losses)."""
-    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(lr))
+    opt = make_optimizer(lr, 1.0, b2=0.999, weight_decay=None)
 
     @functools.partial(jax.jit, donate_argnums=(0, 1))
     def step(params, opt_state, batch):
