@@ -51,6 +51,7 @@ from o1jax.rewards.api import verify_batch
 from o1jax.rollout.decoding import SamplingConfig
 from o1jax.rollout.sampler import make_sampler, pad_prompts
 from o1jax.rollout.scoring import prefix_values
+from o1jax.search.steps import step_end_ids, step_ends
 
 
 class Trace(NamedTuple):
@@ -110,14 +111,6 @@ def attention_maps(model: Transformer, params: Params, tokens: jax.Array, mask: 
             out.append(attention_probs(q, k, key_mask))
         x, _, _ = model._layer(x, p, rope, key_mask)
     return jnp.stack(out)
-
-
-def step_ends(response_ids: list[int], newline_ids: set[int]) -> list[int]:
-    """Index of each step's last token: every newline, and the response's last token."""
-    ends = [i for i, t in enumerate(response_ids) if t in newline_ids]
-    if not ends or ends[-1] != len(response_ids) - 1:
-        ends.append(len(response_ids) - 1)
-    return ends
 
 
 def answer_token_span(tokens: list[str]) -> tuple[list[int], str]:
@@ -215,8 +208,7 @@ def trace(policy: Transformer, params: Params, tokenizer, problem: str, answer: 
         v = prefix_values(value[0], value[1], seq_arr, seq_mask, images)[0]
         values = [float(x) for x in v[len(prompt):len(prompt) + len(body)]]
 
-    newline = {i for i in range(tokenizer.vocab_size) if tokenizer.decode([i]) == "\n"}
-    ends = step_ends(body, newline) if body else []
+    ends = step_ends(body, set(step_end_ids(tokenizer)))
     steps = [tokenizer.decode(body[(ends[i - 1] + 1 if i else 0):e + 1]).strip("\n")
              for i, e in enumerate(ends)]
     # the prefix before step j: the prompt and the steps before it; after the last step the
