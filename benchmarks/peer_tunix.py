@@ -9,8 +9,8 @@ The peer environment (installed by you, never by this script; it resolves to our
 Work, both sides: a Qwen2 of 2.94M parameters (4 layers, hidden 256, 8 query / 4 KV heads,
 MLP 688, vocabulary 64, untied, random init), 8 prompts x 8 samples, prompts of 16 tokens, 64
 new tokens with no early stop, one update epoch of one minibatch, no KL, f32, one CPU device.
-Tunix runs through the harness ``--harness`` (default: ../shared/peers/tunix_grpo_bench.py):
-its RLCluster + GRPOLearner with the vanilla rollout engine and no reference model. Ours is
+Tunix runs ``benchmarks/tunix_grpo.py`` under ``--peer-python``: its RLCluster + GRPOLearner
+with the vanilla rollout engine and no reference model. Ours is
 ``make_iteration`` (one compiled program; an in-graph reward where Tunix's checks the decoded
 sum in Python, a negligible share of its step). Prints each median step time over ``--steps``
 steps after the first (compiling) one, each phase (rollout, update), and last a JSON object
@@ -33,6 +33,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")   # the work is defined on one CPU
 sys.path.insert(0, ROOT)
 
 TUNIX_VERSION = "0.1.7"
+TUNIX_SIDE = os.path.join(ROOT, "benchmarks", "tunix_grpo.py")   # runs under --peer-python
 PROMPTS, G, PROMPT_LEN, NEW, VOCAB = 8, 8, 16, 64, 64
 CREATE = (f"python3.11 -m venv PEER_VENV && PEER_VENV/bin/pip install "
           f"google-tunix=={TUNIX_VERSION}")
@@ -113,37 +114,31 @@ def run_ours(steps: int) -> dict:
             **{f"{k}_s": statistics.median(v) for k, v in phases.items()}}
 
 
-def run_tunix(python: str, harness: str, steps: int) -> dict:
-    cmd = [python, harness, "--model", "qwen2", "--vocab-size", str(VOCAB), "--hidden", "256",
+def run_tunix(python: str, steps: int) -> dict:
+    cmd = [python, TUNIX_SIDE, "--vocab-size", str(VOCAB), "--hidden", "256",
            "--layers", "4", "--heads", "8", "--kv-heads", "4", "--mlp", "688",
            "--batch-prompts", str(PROMPTS), "--num-generations", str(G),
            "--max-new-tokens", str(NEW), "--max-prompt-len", str(PROMPT_LEN),
-           "--num-iterations", "1", "--beta", "0", "--steps", str(steps), "--breakdown"]
+           "--num-iterations", "1", "--beta", "0", "--steps", str(steps)]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=3600,
                          env=dict(os.environ, JAX_PLATFORMS="cpu"))
     if res.returncode != 0:
-        sys.exit(f"error: the Tunix harness failed:\n{res.stderr[-3000:]}")
+        sys.exit(f"error: {TUNIX_SIDE} failed:\n{res.stderr[-3000:]}")
     out = json.loads(res.stdout.strip().splitlines()[-1])
-    phases = out.get("median_phase_s", {})
-    return {"step_s": out["median_step_s"], "params_m": out["params_m"],
-            "rollout_s": phases.get("rollout_time"), "update_s": phases.get("actor_train_time")}
+    return {k: out[k] for k in ("step_s", "params_m", "rollout_s", "update_s")}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--peer-python", required=True,
                     help=f"the interpreter of an environment with google-tunix=={TUNIX_VERSION}")
-    ap.add_argument("--harness", default=os.path.join(os.path.dirname(ROOT), "shared", "peers",
-                                                      "tunix_grpo_bench.py"))
     ap.add_argument("--steps", type=int, default=5, help="measured steps after the first")
     args = ap.parse_args()
     if args.steps < 5:
         ap.error("--steps: at least 5")
-    if not os.path.isfile(args.harness):
-        sys.exit(f"error: no Tunix harness at {args.harness}; pass --harness PATH")
     check_peer(args.peer_python)
     ours = run_ours(args.steps)
-    theirs = run_tunix(args.peer_python, args.harness, args.steps)
+    theirs = run_tunix(args.peer_python, args.steps)
     if abs(ours["params_m"] - theirs["params_m"]) > 0.01:
         sys.exit(f"error: different models ({ours['params_m']:.3f}M vs "
                  f"{theirs['params_m']:.3f}M parameters): not the same work")
