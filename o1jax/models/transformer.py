@@ -38,7 +38,6 @@ from o1jax.models.layers.rope import inverse_frequencies, rope_angles
 
 Params = dict[str, Any]
 HEADS = ("policy", "value")
-VISION_KEY = 1   # fold_in data of the vision tower's key (see Transformer.init)
 
 
 def positions_from_mask(mask: jax.Array) -> jax.Array:
@@ -103,8 +102,7 @@ class Transformer:
             "w_up": (c.num_layers, c.hidden_size, c.mlp_dim),
             "w_down": (c.num_layers, c.mlp_dim, c.hidden_size),
         }
-        # The text parameters' keys are fixed by this split; parameters added later take keys
-        # from fold_in so that adding them never moves the text models' initial weights.
+        # parameters added after the text ones take keys from fold_in: their keys stay put
         keys = jax.random.split(key, len(shapes) + 3)
         normal = lambda k, s: 0.02 * jax.random.normal(k, s, pd)  # noqa: E731
         layers = {name: normal(k, s) for (name, s), k in zip(shapes.items(), keys)}
@@ -117,8 +115,7 @@ class Transformer:
         params = {"embed": normal(keys[-3], (c.vocab_size, c.hidden_size)), "layers": layers,
                   "final_norm": jnp.ones((c.hidden_size,), pd)}
         if c.vision:
-            params["vision"] = vision.init(c.vision, c.hidden_size,
-                                          jax.random.fold_in(key, VISION_KEY), pd)
+            params["vision"] = vision.init(c.vision, c.hidden_size, jax.random.fold_in(key, 1), pd)
         if self.head == "value":
             params["value_head"] = {"w": normal(keys[-2], (c.hidden_size,)),
                                     "b": jnp.zeros((), pd)}
