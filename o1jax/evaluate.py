@@ -29,8 +29,8 @@ import ml_collections
 
 from o1jax import sharding
 from o1jax import workdir as wd
-from o1jax.data import tasks
-from o1jax.data.pipeline import PLAIN_TEMPLATE, decode_example, render_prompt
+from o1jax.config import datasets
+from o1jax.data.pipeline import decode_example, render_prompt
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rewards.api import default_pool
 from o1jax.rollout import SamplingConfig
@@ -245,10 +245,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="beam / dvts: the longest step (a line) sampled at once")
     ap.add_argument("--answer-tokens", "--answer_tokens", type=int, default=16,
                     help="budget forcing: tokens left for the answer after the marker")
-    ap.add_argument("--task", default=None, help="with --model: a synthetic task, gsm8k, "
-                    "math or jsonl")
+    ap.add_argument("--task", default=None, help="with --model: a text dataset of "
+                    "o1jax/config/datasets.py (a synthetic task, gsm8k, math or jsonl)")
     ap.add_argument("--template", default=None, help="with --model: the prompt format, with "
-                    "{question}")
+                    "{question} (default: the dataset's, o1jax/config/datasets.py)")
     ap.add_argument("--difficulty", type=int, default=2, help="with --model: synthetic tasks")
     ap.add_argument("--jsonl", default=None, help="with --task jsonl: the test file")
     ap.add_argument("--manual-dir", "--manual_dir", default="", help="gsm8k / math files")
@@ -275,7 +275,7 @@ def _run_config(args) -> ml_collections.ConfigDict:
         raise ValueError("--model needs --out DIR (where to write the results)")
     if not args.task:
         raise ValueError("--model needs --task (a synthetic task, gsm8k, math or jsonl)")
-    known = list(tasks.TASKS) + ["gsm8k", "math", "jsonl"]
+    known = datasets.names(visual=False)
     if args.task not in known:
         raise ValueError(f"--task {args.task!r}: one of {', '.join(known)}")
     if args.task == "jsonl" and not args.jsonl:
@@ -283,7 +283,7 @@ def _run_config(args) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
         seed=0, data=dict(task=args.task, difficulty=args.difficulty, num_train=1000,
                           num_test=args.num_problems or 200, seed=0, test_path=args.jsonl or "",
-                          template=args.template or PLAIN_TEMPLATE,
+                          template=args.template or datasets.get(args.task).template,
                           manual_dir=args.manual_dir,
                           data_dir=args.data_dir or os.path.expanduser("~/tensorflow_datasets")),
         eval=dict(num_examples=200, max_new_tokens=256, temperature=1.0, batch_prompts=16)))

@@ -16,14 +16,13 @@ from jax.sharding import Mesh
 
 from o1jax import plan, sharding
 from o1jax import workdir as workdir_lib
-from o1jax.data import builders, tasks, visual
+from o1jax.config import datasets
+from o1jax.config.blocks import BLOCKS, RunConfig
+from o1jax.data import builders
 from o1jax.models import Transformer, hf, preset
 from o1jax.rl.config import RLConfig
 from o1jax.selfplay.config import SelfPlayConfig
 from o1jax.tokenizer import Tokenizer, byte_tokenizer
-
-NONFINITE_POLICIES = ("skip", "stop")
-
 
 class ConfigError(ValueError):
     """A config that cannot run, found before anything is compiled."""
@@ -41,26 +40,28 @@ class Experiment(NamedTuple):
 
 
 def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
-    """Fast checks of every block that name the offending field; returns the RL settings."""
+    """Fast checks of every block that name the offending field (each block's own fields in
+    its typed object, o1jax/config/blocks.py; here what spans blocks, devices and processes);
+    returns the RL settings."""
     try:
         mesh_shape = sharding.resolve_mesh_shape(cfg.mesh_shape, num_devices)
     except ValueError as e:
         raise ConfigError(f"mesh_shape: {e}") from None
     try:
-        tasks.check_slip_rate(cfg.data.task, cfg.data.get("slip_rate", 0.0))
-    except ValueError as e:
-        raise ConfigError(f"data.{e}") from None
-    try:
         rl = RLConfig.from_config(cfg.rl)
         SelfPlayConfig.from_config(cfg.get("selfplay")).check_with(rl)
+        if cfg.get("selfplay") and cfg.selfplay.enabled and \
+                cfg.data.task not in datasets.names(generated=True):
+            raise ConfigError(
+                f"selfplay.enabled: self-play proposes problems in the forms of the synthetic "
+                f"tasks ({', '.join(datasets.names(generated=True, visual=False))}) or pictures "
+                f"({', '.join(datasets.names(generated=True, visual=True))}), not "
+                f"data.task={cfg.data.task!r}")
+        RunConfig.from_config(cfg)
+        for block in BLOCKS:
+            block.from_config(cfg.get(block.NAME))
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from None
-    if cfg.get("selfplay") and cfg.selfplay.enabled and \
-            cfg.data.task not in tuple(tasks.TASKS) + visual.TASKS:
-        raise ConfigError(f"selfplay.enabled: self-play proposes problems in the forms of the "
-                          f"synthetic tasks ({', '.join(tasks.TASKS)}) or pictures "
-                          f"({', '.join(visual.TASKS)}), not data.task={cfg.data.task!r}")
-    _check_data(cfg.data)
     _check_shapes(cfg, rl)
     if cfg.get("init_from") and cfg.model.get("hf_path"):
         raise ConfigError("init_from and model.hf_path both give the initial weights: set one")
@@ -69,20 +70,6 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
             plan.parse_hardware(cfg.hardware)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-    if cfg.on_nonfinite not in NONFINITE_POLICIES:
-        raise ConfigError(f"on_nonfinite={cfg.on_nonfinite!r}: one of {NONFINITE_POLICIES}")
-    for field in ("sft.num_steps", "sft.warmup_steps", "eval.num_examples", "eval.maj_k",
-                  "eval.curve_points"):
-        block, name = field.split(".")
-        if cfg[block][name] < 0:
-            raise ConfigError(f"{field}={cfg[block][name]}: must be >= 0")
-    for field in ("sft.batch_size", "sft.max_len", "eval.max_new_tokens", "eval.batch_prompts",
-                  "data.max_prompt_len", "checkpoint.every", "checkpoint.keep"):
-        block, name = field.split(".")
-        if cfg[block][name] < 1:
-            raise ConfigError(f"{field}={cfg[block][name]}: must be >= 1")
-    if not cfg.eval.temperature > 0:
-        raise ConfigError(f"eval.temperature={cfg.eval.temperature}: must be > 0")
     for field in ("rl.batch_prompts", "sft.batch_size"):
         block, name = field.split(".")
         if cfg[block][name] % jax.process_count():
@@ -107,27 +94,6 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
     return rl
 
 
-DATASETS = tuple(tasks.TASKS) + ("gsm8k", "math", "jsonl") + visual.TASKS + ("image_qa",)
-VISUAL = visual.TASKS + ("image_qa",)   # tasks whose prompts carry an image
-
-
-def _check_data(data) -> None:
-    """The data block: a known task, a template with its question, the files a task needs."""
-    if data.task not in DATASETS:
-        raise ConfigError(f"data.task={data.task!r}: one of {DATASETS}")
-    if "{question}" not in data.template:
-        raise ConfigError(f"data.template={data.template!r} has no {{question}} field to put the "
-                          "problem in")
-    if data.task == "jsonl" and not data.get("train_path"):
-        raise ConfigError("data.task='jsonl' needs data.train_path (and data.test_path)")
-    if data.task == "image_qa" and not data.get("train_path"):
-        raise ConfigError("data.task='image_qa' needs data.train_path (and data.test_path): "
-                          "JSONL or parquet files (see o1jax/data/builders.py ImageQA)")
-    if data.task in ("gsm8k", "math") and not data.get("manual_dir"):
-        raise ConfigError(f"data.task={data.task!r} needs data.manual_dir: the directory of the "
-                          "official files (see README, 'Real data')")
-
-
 def model_shapes(cfg):
     """The model's ModelConfig as the config names it (``model.preset`` + overrides; with
     ``model.hf_path`` the preset stands for the downloaded model's shapes)."""
@@ -143,13 +109,14 @@ def model_shapes(cfg):
 def _check_shapes(cfg, rl: RLConfig) -> None:
     """Lengths that fit the model's context and a vocabulary chunk that fits its vocabulary."""
     m = model_shapes(cfg)
-    if (cfg.data.task in VISUAL) != bool(m.vision):
+    visual = datasets.get(cfg.data.task).visual
+    if visual != bool(m.vision):
         raise ConfigError(
             f"data.task={cfg.data.task!r} with a model " + ("with" if m.vision else "without") +
-            " a vision encoder: visual tasks (" + ", ".join(VISUAL) + ") need "
-            "model.overrides.vision (see configs/visual_grpo.py), text tasks a text model")
+            " a vision encoder: visual tasks (" + ", ".join(datasets.names(visual=True)) +
+            ") need model.overrides.vision (see configs/visual_grpo.py), text tasks a text model")
     if m.vision:
-        need = (m.vision.num_tokens + 1) if cfg.data.task in VISUAL else 0
+        need = (m.vision.num_tokens + 1) if visual else 0
         if cfg.data.max_prompt_len <= need:
             raise ConfigError(f"data.max_prompt_len={cfg.data.max_prompt_len} leaves no room "
                               f"for the question after the image's {need - 1} tokens and <s>")
@@ -229,20 +196,11 @@ def load_data(cfg, workdir) -> dict:
     """The task's TFDS data sources by split, prepared on first use under ``data_dir``. Process
     0 prepares first; the others then find the files (a shared disk) or prepare their own copy
     (a host's local disk), never two writers at once."""
-    data_cfg = {}
-    if cfg.data.task in tasks.TASKS:
-        data_cfg = {k: cfg.data[k] for k in ("difficulty", "num_train", "num_test", "seed",
-                                             "hard_levels") if k in cfg.data}
-        if cfg.data.get("slip_rate"):
-            data_cfg["slip_rate"] = cfg.data.slip_rate
-    elif cfg.data.task in visual.TASKS:
-        data_cfg = {k: cfg.data[k] for k in ("difficulty", "num_train", "num_test", "seed",
-                                             "hard_levels") if k in cfg.data}
+    dataset = datasets.get(cfg.data.task)
+    data_cfg = dataset.builder_config(cfg.data)
+    if dataset.visual:
         data_cfg["image_size"] = model_shapes(cfg).vision.image_size
-    elif cfg.data.task in ("jsonl", "image_qa"):
-        data_cfg = {k: cfg.data[k] for k in ("train_path", "test_path") if k in cfg.data}
-        if cfg.data.task == "image_qa":
-            data_cfg["image_size"] = model_shapes(cfg).vision.image_size
+
     def build():
         return builders.build(cfg.data.task, data_dir(cfg, workdir),
                               manual_dir=cfg.data.get("manual_dir") or None, **data_cfg)
@@ -258,9 +216,10 @@ def load_problems(cfg, root, split: str, num: int | None) -> list[dict]:
     """The first ``num`` (default: eval.num_examples, else 200) problems of ``split`` of the
     config's task, decoded, each with an ``id`` ("split/index"); ``root``: as ``load_data``."""
     from o1jax.data.pipeline import decode_example
-    if split == "hard" and cfg.data.task not in tuple(tasks.TASKS) + visual.TASKS:
-        raise ValueError(f"--split hard exists for the synthetic tasks "
-                         f"({', '.join(tasks.TASKS)}), not {cfg.data.task!r}")
+    if split == "hard" and not datasets.get(cfg.data.task).generated:
+        raise ValueError(f"--split hard exists for the generated tasks "
+                         f"({', '.join(datasets.names(generated=True))}), not "
+                         f"{cfg.data.task!r}")
     sources = load_data(cfg, root)
     if split not in sources:
         raise ValueError(f"the {cfg.data.task} data has no {split!r} split (splits: "

@@ -3,7 +3,7 @@
 import pytest
 
 from configs import smoke
-from o1jax.experiment import ConfigError, build_model, check_config
+from o1jax.experiment import ConfigError, check_config
 
 
 @pytest.mark.parametrize("field, value, match", [
@@ -66,13 +66,6 @@ def test_good_config_returns_its_rl_settings():
     cfg = smoke.get_config()
     rl = check_config(cfg, 8)
     assert rl.rows == cfg.rl.batch_prompts * cfg.rl.group_size
-
-
-def test_model_vocabulary_must_hold_the_tokenizer():
-    cfg = smoke.get_config()
-    cfg.model.overrides.vocab_size = 100
-    with pytest.raises(ConfigError, match="model.vocab_size=100 is smaller"):
-        build_model(cfg, None)
 
 
 @pytest.mark.parametrize("field", ["rl.batch_prompts", "sft.batch_size"])
@@ -138,6 +131,7 @@ def test_init_from_starts_from_another_runs_policy(tmp_path):
 
     from o1jax import sharding, workdir
     from o1jax.experiment import initial_params
+    from o1jax.policy import from_config
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     res = subprocess.run([sys.executable, "-m", "o1jax.train", f"--config={smoke.__file__}",
@@ -148,7 +142,7 @@ def test_init_from_starts_from_another_runs_policy(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     cfg = smoke.get_config()
     cfg.init_from = f"{tmp_path / 'a'}:sft"
-    policy, _ = build_model(cfg, sharding.make_mesh((-1, 1, 1)))
+    policy = from_config(cfg, sharding.make_mesh((-1, 1, 1))).model
     got = initial_params(cfg, policy)
     want = workdir.policy_params(workdir.load_state(tmp_path / "a", stage="sft"))
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
@@ -157,26 +151,3 @@ def test_init_from_starts_from_another_runs_policy(tmp_path):
     cfg.init_from = f"{tmp_path / 'a'}:rl"
     with pytest.raises(ConfigError, match="init_from=.*no RL checkpoints"):
         initial_params(cfg, policy)
-
-
-def test_use_chat_template_reaches_the_prompts(qwen2_dir, tmp_path):
-    import json
-    import shutil
-    from o1jax.data.pipeline import render_prompt
-    cfg = smoke.get_config()
-    cfg.data.use_chat_template = True
-    with pytest.raises(ConfigError, match="data.use_chat_template=True but the tokenizer has no"):
-        build_model(cfg, None)
-    model_dir = tmp_path / "chat"
-    shutil.copytree(qwen2_dir, model_dir)
-    tok_cfg = json.loads((model_dir / "tokenizer_config.json").read_text())
-    tok_cfg["chat_template"] = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n"
-                                "{% endfor %}<|assistant|>")
-    (model_dir / "tokenizer_config.json").write_text(json.dumps(tok_cfg))
-    cfg.model.hf_path = str(model_dir)
-    cfg.model.overrides = {}
-    _, tok = build_model(cfg, None)
-    assert render_prompt("1+1?", tok, "Q: {question}") == "<|user|>Q: 1+1?\n<|assistant|>"
-    cfg.data.use_chat_template = False
-    _, tok = build_model(cfg, None)
-    assert render_prompt("1+1?", tok, "Q: {question}") == "Q: 1+1?"

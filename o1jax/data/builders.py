@@ -27,6 +27,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.text.gsm8k import gsm8k as tfds_gsm8k
 
+from o1jax.config import datasets
 from o1jax.data import tasks, visual
 from o1jax.rewards.answers import last_boxed
 
@@ -299,31 +300,32 @@ def _image_source(image, path: str, where: str):
                          f"{os.path.basename(path)} nor base64 bytes") from None
 
 
+# builders.py's families of the dataset registry (o1jax.config.datasets): generated ones have a
+# config per task and settings, files ones a config per hash of their paths
+_GENERATED = {"tasks": (O1jaxTasks, TaskConfig), "visual": (VisualTasks, VisualConfig)}
+_FILES = {"jsonl": (JsonlQA, JsonlConfig), "image_qa": (ImageQA, ImageQAConfig)}
+_OFFICIAL = {"gsm8k": Gsm8kLocal, "math": HendrycksMath}
+
+
 def build(name: str, data_dir: str, manual_dir: str | None = None, **config) -> dict:
     """Prepares (once) and opens a dataset; returns {split: random-access data source}.
 
-    name: a task of ``o1jax.data.tasks`` ("arithmetic", ...) or ``o1jax.data.visual`` ("count",
-    ...), "gsm8k", "math", "jsonl" or "image_qa"; ``config`` sets the builder config's fields.
+    name: a dataset of the registry ``o1jax.config.datasets`` (a task of ``o1jax.data.tasks``
+    ("arithmetic", ...) or ``o1jax.data.visual`` ("count", ...), "gsm8k", "math", "jsonl" or
+    "image_qa"); ``config`` sets the builder config's fields.
     """
+    family = datasets.get(name).builder
     kw = dict(data_dir=data_dir, file_format="array_record")
-    cfg_name = name + "".join(f"-{k}{v}" for k, v in sorted(config.items()))
-    if name in visual.TASKS:
-        builder = VisualTasks(config=VisualConfig(name=cfg_name, task=name, **config), **kw)
-    elif name == "image_qa":
-        builder = ImageQA(config=ImageQAConfig(name="image_qa-" + _path_tag(config), **config),
-                          **kw)
-    elif name in tasks.TASKS:
-        cfg = dict(task=name, **config)
-        builder = O1jaxTasks(config=TaskConfig(name=cfg_name, **cfg), **kw)
-    elif name == "gsm8k":
-        builder = Gsm8kLocal(**kw)
-    elif name == "math":
-        builder = HendrycksMath(**kw)
-    elif name == "jsonl":
-        builder = JsonlQA(config=JsonlConfig(name="jsonl-" + _path_tag(config), **config), **kw)
+    if family in _GENERATED:
+        builder_cls, config_cls = _GENERATED[family]
+        cfg_name = name + "".join(f"-{k}{v}" for k, v in sorted(config.items()))
+        builder = builder_cls(config=config_cls(name=cfg_name, task=name, **config), **kw)
+    elif family in _FILES:
+        builder_cls, config_cls = _FILES[family]
+        builder = builder_cls(config=config_cls(name=f"{name}-{_path_tag(config)}", **config),
+                              **kw)
     else:
-        raise ValueError(f"unknown dataset {name!r}; known: {sorted(tasks.TASKS)} + "
-                         f"{list(visual.TASKS)} + ['gsm8k', 'math', 'jsonl', 'image_qa']")
+        builder = _OFFICIAL[family](**kw)
     dl_config = tfds.download.DownloadConfig(manual_dir=manual_dir) if manual_dir else None
     builder.download_and_prepare(download_config=dl_config)
     return {split: builder.as_data_source(split) for split in builder.info.splits}

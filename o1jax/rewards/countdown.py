@@ -1,5 +1,10 @@
-"""The Countdown task's score (TinyZero): reach a target with the given numbers, each at most
-once. Runs in the verifier's worker processes, like ``verifier.is_equivalent``."""
+"""The Countdown task's score, o1jax's own rule: reach a target with the given numbers, each at
+most once. Runs in the verifier's worker processes, like ``verifier.is_equivalent``.
+
+It differs from TinyZero's countdown reward, which requires every given number exactly once and
+gives its 0.1 format score to any well-formed equation, other numbers included: here a subset of
+the numbers may reach the target (1.0), and an expression using a number that is not given (or
+one given number twice) scores 0. The scores are kept as they are: the demo's figures use them."""
 
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ from o1jax.rewards.parsing import ParseError, parse_expression, tokenize
 def countdown_score(response: str, numbers: Sequence[int], target: int) -> float:
     """1.0 if the final answer is an expression over ``numbers`` (each used at most once, with
     + - * / and parentheses only) that evaluates to ``target``; 0.1 if it is such an expression
-    with another value (TinyZero's format credit); else 0.0."""
+    with another value (o1jax's partial credit for a valid expression); else 0.0."""
     answer = extract_answer(response) if last_boxed(response) is not None else None
     if answer is None:
         return 0.0

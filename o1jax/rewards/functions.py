@@ -12,6 +12,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from o1jax.config import datasets
 from o1jax.rewards.api import EQUIVALENCE, default_pool
 from o1jax.rewards.pool import ERROR, TIMEOUT, CheckPool
 from o1jax.rewards.answers import last_boxed
@@ -37,7 +38,7 @@ def correctness(responses, examples, finished, pool) -> np.ndarray:
     A truncated response earns nothing: an answer before the reasoning ended is not credited."""
     jobs, fns = [], []
     for resp, ex in zip(responses, examples):
-        if ex.get("task") == "countdown":
+        if datasets.answer_check(ex.get("task") or "") == "countdown":   # the registry's check
             meta = json.loads(ex["meta"])
             jobs.append((resp, meta["numbers"], meta["target"]))
             fns.append(COUNTDOWN)
@@ -63,7 +64,8 @@ def format_reward(responses, examples, finished, pool) -> np.ndarray:
 
 @register("countdown")
 def countdown_reward(responses, examples, finished, pool) -> np.ndarray:
-    """TinyZero's countdown reward: 1 correct, 0.1 well-formed but wrong, 0 otherwise."""
+    """o1jax's Countdown score (``o1jax.rewards.countdown``, not TinyZero's rule): 1 correct,
+    0.1 a well-formed expression over the given numbers with another value, 0 otherwise."""
     jobs = [(r, json.loads(ex["meta"])["numbers"], json.loads(ex["meta"])["target"])
             for r, ex in zip(responses, examples)]
     results = pool.map(COUNTDOWN, jobs)
