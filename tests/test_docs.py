@@ -13,6 +13,8 @@ import glob
 import importlib
 import importlib.util
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,11 +208,30 @@ def test_every_name_path_and_link_exists():
 
 def test_readme_is_a_front_door():
     readme = (ROOT / "README.md").read_text()
-    assert len(readme.splitlines()) <= MAX_README_LINES
+    lines = len(readme.splitlines())
+    assert lines <= MAX_README_LINES, f"README.md has {lines} lines; move detail to docs/"
     assert TEST_COMMAND in readme and TEST_COMMAND in (ROOT / ".ci" / "run").read_text()
     linked = {(ROOT / t.partition("#")[0]).resolve() for t in LINK.findall(readme)}
     unlinked = [p.name for p in PAGES[1:] if p.resolve() not in linked]
     assert unlinked == [], f"docs pages README does not link: {unlinked}"
+
+
+def test_docs_and_benchmarks_need_nothing_outside_the_repository():
+    texts = {p.relative_to(ROOT).as_posix(): p.read_text()
+             for p in [*PAGES, *sorted((ROOT / "benchmarks").glob("*.py"))]}
+    outside = {name for name, text in texts.items()
+               if re.search(r"\.\./shared|shared/peers|/work/", text)}
+    assert outside == set()
+
+
+def test_tunix_side_says_how_to_get_tunix(tmp_path):
+    """benchmarks/tunix_grpo.py runs under another environment's Python; under one without
+    Tunix (-S: no site-packages at all) it stops before importing anything, saying how to make
+    the right one."""
+    res = subprocess.run([sys.executable, "-S", str(ROOT / "benchmarks" / "tunix_grpo.py")],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert res.returncode != 0
+    assert "pip install google-tunix==0.1.7" in res.stderr and "Traceback" not in res.stderr
 
 
 SYNTHETIC = """# A page
