@@ -4,6 +4,7 @@ import html
 import json
 
 import matplotlib.image
+import pytest
 
 from o1jax.plots import plot_run
 from o1jax.report import print_table
@@ -55,15 +56,37 @@ def _page_refs(html_text):
 
 
 def _chromium():
+    """The Chromium command; a skip where none is installed, a failure under CI (CI=true, as
+    .ci/run sets it), where the page must be seen to render."""
+    import os
     import shutil
-    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        if os.environ.get("CI", "").lower() in ("true", "1"):
+            pytest.fail("CI=true and Chromium is not installed: the report page's browser "
+                        "check cannot be skipped in CI (.ci/run installs it with apt-get)")
+        pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does)")
+    return browser
+
+
+@pytest.mark.parametrize("ci", ["true", "", None])
+def test_a_missing_browser_fails_under_ci_and_skips_elsewhere(ci, monkeypatch):
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    if ci is None:
+        monkeypatch.delenv("CI", raising=False)
+    else:
+        monkeypatch.setenv("CI", ci)
+    outcome = pytest.fail.Exception if ci == "true" else pytest.skip.Exception
+    with pytest.raises(outcome, match="Chromium is not installed"):
+        _chromium()
 
 
 def test_report_page_references_only_files_that_exist_and_renders(smoke_run, tmp_path, capsys):
     import os
     import subprocess
-
-    import pytest
 
     from o1jax.report import main
     workdir, _ = smoke_run
@@ -78,8 +101,6 @@ def test_report_page_references_only_files_that_exist_and_renders(smoke_run, tmp
         assert (out / ref).is_file(), ref
     assert "<h2>Config</h2>" in page
     browser = _chromium()
-    if browser is None:
-        pytest.skip("Chromium is not installed (apt-get install chromium; .ci/run does)")
     shot = tmp_path / "shot.png"
     args = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
     res = subprocess.run(args + [f"--screenshot={shot}", "--window-size=1200,2400",

@@ -33,7 +33,7 @@ def test_countdown_reference_scores_and_perturbations():
         m = json.loads(e["meta"])
         nums = m["numbers"]
         expr = e["solution"].rsplit("\\boxed{", 1)[1].rstrip("}")
-        # any other correct expression is accepted (here: the same one rewritten with +0*n)
+        # the reference written another way is accepted (here: in parentheses)
         alt = f"\\boxed{{({expr})}}"
         wrong_target = f"\\boxed{{({expr})+1}}"                # 1 is not available or reused
         reuse = f"\\boxed{{({expr})+{nums[0]}-{nums[0]}}}"    # reuses numbers

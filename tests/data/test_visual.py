@@ -12,22 +12,42 @@ from o1jax.data import visual
 V = visual
 
 
-def _components(image: np.ndarray, colour) -> int:
-    """Connected regions of exactly ``colour`` (4-neighbour flood fill, plain Python)."""
-    hit = np.all(image == np.asarray(colour, np.uint8), axis=-1)
-    seen = np.zeros_like(hit)
-    count = 0
-    for y, x in zip(*np.nonzero(hit)):
+def _objects(image: np.ndarray) -> list[tuple[tuple[int, ...], str]]:
+    """(colour, shape) of each connected non-background region (4-neighbour flood fill, plain
+    Python); the shape read from the region's pixels alone: a square fills its bounding box, a
+    triangle's bottom row is wider than its top row, a circle's are equally wide and narrower
+    than the box."""
+    ink = np.any(image != np.asarray(V.BACKGROUND, np.uint8), axis=-1)
+    seen = np.zeros_like(ink)
+    found = []
+    for y, x in zip(*np.nonzero(ink)):
         if seen[y, x]:
             continue
-        count += 1
-        stack = [(y, x)]
+        colour, cells, stack = tuple(int(c) for c in image[y, x]), [], [(y, x)]
         while stack:
             a, b = stack.pop()
-            if 0 <= a < hit.shape[0] and 0 <= b < hit.shape[1] and hit[a, b] and not seen[a, b]:
+            if 0 <= a < ink.shape[0] and 0 <= b < ink.shape[1] and ink[a, b] and not seen[a, b]:
+                assert tuple(int(c) for c in image[a, b]) == colour, "a region of two colours"
                 seen[a, b] = True
+                cells.append((a, b))
                 stack += [(a + 1, b), (a - 1, b), (a, b + 1), (a, b - 1)]
-    return count
+        rows = [a for a, _ in cells]
+        width = lambda row: sum(a == row for a in rows)  # noqa: E731
+        box = (max(rows) - min(rows) + 1) * (max(b for _, b in cells) - min(b for _, b in cells)
+                                             + 1)
+        if len(cells) == box:
+            shape = "square"
+        elif width(max(rows)) > width(min(rows)):
+            shape = "triangle"
+        else:
+            shape = "circle"
+        found.append((colour, shape))
+    return found
+
+
+def _components(image: np.ndarray, colour) -> int:
+    """Connected regions of exactly ``colour``."""
+    return sum(c == tuple(colour) for c, _ in _objects(image))
 
 
 def test_renderer_is_deterministic():
@@ -58,15 +78,28 @@ def test_hand_counted_scene():
     assert _components(image, V.COLOURS["green"]) == 0
 
 
+def test_shapes_are_told_apart_by_their_pixels():
+    scene = V.parse_spec("scene: red circle 0 0; red square 1 0; red triangle 2 0; "
+                         "blue triangle 3 3; green circle 1 2")
+    assert sorted(_objects(V.render(scene))) == sorted([
+        (V.COLOURS["red"], "circle"), (V.COLOURS["red"], "square"),
+        (V.COLOURS["red"], "triangle"), (V.COLOURS["blue"], "triangle"),
+        (V.COLOURS["green"], "circle")])
+
+
 def test_count_answers_match_the_pixels_on_fixed_seeds():
+    """Every answer (colour, shape or both asked) is the number of objects counted back from the
+    image's pixels."""
+    asked = set()
     for seed in range(3):
         for ex in V.generate("count", "train", 20, seed=seed, difficulty=3):
-            spec = V.spec_of(ex)
             filt = json.loads(ex["meta"])["filter"]
-            if "shape" in filt:
-                continue        # shapes are not told apart by a flood fill
-            assert _components(ex["image"], V.COLOURS[filt["colour"]]) == int(ex["answer"]), (
-                spec, ex["question"])
+            asked.add(tuple(sorted(filt)))
+            counted = sum((c == V.COLOURS[filt["colour"]] if "colour" in filt else True) and
+                          (s == filt["shape"] if "shape" in filt else True)
+                          for c, s in _objects(ex["image"]))
+            assert counted == int(ex["answer"]), (V.spec_of(ex), ex["question"])
+    assert asked == {("colour",), ("shape",), ("colour", "shape")}   # every kind of question
 
 
 def test_chart_answers_match_the_bar_heights_in_pixels():
