@@ -139,3 +139,14 @@ def test_import_contract_holds():
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Contracts: 1 kept, 0 broken" in run.stdout
+
+
+def test_the_documented_api_keeps_importing():
+    """What README's users call keeps its names when modules move."""
+    import importlib
+    for name in ("o1jax.rewards.verify", "o1jax.rewards.functions.register",
+                 "o1jax.data.builders.build", "o1jax.models.hf.load",
+                 "o1jax.models.hf.save_pretrained", "o1jax.sharding.initialize_distributed",
+                 "o1jax.rollout.prefill", "o1jax.rollout.decode_step"):
+        module, _, attr = name.rpartition(".")
+        assert callable(getattr(importlib.import_module(module), attr)), name
