@@ -1,5 +1,7 @@
 """The check pool: time limits kill and replace workers; errors come back as values."""
 
+import os
+import signal
 import time
 
 from o1jax.rewards.pool import ERROR, TIMEOUT, CheckPool
@@ -7,21 +9,27 @@ from o1jax.rewards.pool import ERROR, TIMEOUT, CheckPool
 
 def test_timeout_kills_and_replaces_the_worker():
     with CheckPool(num_workers=1, timeout=0.5, preload=("time",)) as pool:
-        pid = pool._workers[0].proc.pid
+        old = pool._workers[0].proc
         t = time.monotonic()
-        assert pool.map("time:sleep", [(5,)]) == [TIMEOUT]
-        assert time.monotonic() - t < 3
-        assert pool._workers[0].proc.pid != pid  # replaced
+        assert pool.map("time:sleep", [(60,)]) == [TIMEOUT]
+        # stopped, not waited for: far sooner than the 60 s the check would take (the margin is
+        # a replacement worker's start on a loaded machine), its worker killed
+        assert time.monotonic() - t < 30
+        assert old.returncode == -signal.SIGKILL
+        assert pool._workers[0].proc.pid != old.pid and pool._workers[0].proc.poll() is None
         assert pool.map("time:sleep", [(0,)]) == [None]  # the new worker works
         assert pool.stats == {"checks": 2, "timeouts": 1, "errors": 0}
 
 
-def test_errors_are_values_and_checks_run_in_parallel():
-    with CheckPool(num_workers=2, timeout=2.0, preload=("time", "math")) as pool:
+def test_errors_are_values_and_checks_run_in_parallel(tmp_path):
+    fifo = str(tmp_path / "rendezvous")
+    os.mkfifo(fifo)
+    with CheckPool(num_workers=2, timeout=30.0, preload=("math",)) as pool:
         assert pool.map("math:sqrt", [(-1,), (4,)]) == [ERROR, 2.0]
-        t = time.monotonic()
-        pool.map("time:sleep", [(0.6,), (0.6,)])
-        assert time.monotonic() - t < 1.1  # two workers, not one after the other
+        # opening a FIFO waits for its other end: the reader and the writer both return only
+        # when the two checks run at the same time (one after the other, both would time out)
+        got = pool.map("os:open", [(fifo, os.O_RDONLY), (fifo, os.O_WRONLY)])
+        assert all(isinstance(fd, int) for fd in got), got
         assert pool.stats["errors"] == 1
 
 

@@ -108,44 +108,45 @@ def test_equivalence_table():
     assert not wrong, f"{len(wrong)} wrong verdicts: {wrong}"
 
 
-MARKER = "/tmp/o1jax_injection_marker"
-INJECTIONS = [
-    f"__import__('os').system('touch {MARKER}')",
-    f"\\boxed{{__import__('os').system('touch {MARKER}')}}",
-    "().__class__.__bases__[0].__subclasses__()",
-    "\\boxed{().__class__.__bases__[0].__subclasses__()}",
-    f"(lambda: __import__('os').system('touch {MARKER}'))()",
-    f"\\boxed{{(lambda: open('{MARKER}', 'w'))()}}",
-    f"eval(\"open('{MARKER}','w')\")", f"\\boxed{{exec('open(\"{MARKER}\",\"w\")')}}",
-    "x.__globals__", "\\boxed{x.__dict__}", "\\boxed{[c for c in ().__class__.__mro__]}",
-    f"the answer is __import__('subprocess').call(['touch', '{MARKER}'])",
-    "\\boxed{getattr(__builtins__, 'eval')('1')}", "\\boxed{Symbol('x').__class__}",
-    f"\\boxed{{\\text{{__import__('os').system('touch {MARKER}')}}}}",
-    "\\boxed{1; import os}", "\\boxed{lambda x: x}", "\\boxed{{1:2}}",
-    # latex2sympy2 turns \\hat{...} text into a symbol name; sympy's infinite-sum evalf would
-    # lambdify it into Python source (found by auditing math-verify's LaTeX path)
-    "\\boxed{\\{\\sum_{n=0}^{\\infty}\\frac{\\hat{\x0cif\x0copen(chr(47)+chr(116)+chr(109)+"
-    "chr(112)+chr(47)+chr(111)+chr(49)+chr(106)+chr(97)+chr(120)+chr(95)+chr(105)+chr(110)+"
-    "chr(106)+chr(101)+chr(99)+chr(116)+chr(105)+chr(111)+chr(110)+chr(95)+chr(109)+chr(97)+"
-    "chr(114)+chr(107)+chr(101)+chr(114),chr(119))\x0celse\x0c0}^{n}}{n!}\\}}",
-    "$\\sum_{n=0}^{\\infty}\\frac{\\hat{\rimport os;os.system('touch " + MARKER + "')\r}^{n}}"
-    "{n!}$",
-]
+def _injections(marker: str) -> list[str]:
+    """Answers that would create the file ``marker`` (or reach Python objects) if any part of
+    the checker evaluated them."""
+    chrs = "+".join(f"chr({ord(c)})" for c in marker)   # the path with no quote to escape
+    return [
+        f"__import__('os').system('touch {marker}')",
+        f"\\boxed{{__import__('os').system('touch {marker}')}}",
+        "().__class__.__bases__[0].__subclasses__()",
+        "\\boxed{().__class__.__bases__[0].__subclasses__()}",
+        f"(lambda: __import__('os').system('touch {marker}'))()",
+        f"\\boxed{{(lambda: open('{marker}', 'w'))()}}",
+        f"eval(\"open('{marker}','w')\")", f"\\boxed{{exec('open(\"{marker}\",\"w\")')}}",
+        "x.__globals__", "\\boxed{x.__dict__}", "\\boxed{[c for c in ().__class__.__mro__]}",
+        f"the answer is __import__('subprocess').call(['touch', '{marker}'])",
+        "\\boxed{getattr(__builtins__, 'eval')('1')}", "\\boxed{Symbol('x').__class__}",
+        f"\\boxed{{\\text{{__import__('os').system('touch {marker}')}}}}",
+        "\\boxed{1; import os}", "\\boxed{lambda x: x}", "\\boxed{{1:2}}",
+        # latex2sympy2 turns \\hat{...} text into a symbol name; sympy's infinite-sum evalf
+        # would lambdify it into Python source (found by auditing math-verify's LaTeX path)
+        "\\boxed{\\{\\sum_{n=0}^{\\infty}\\frac{\\hat{\x0cif\x0copen(" + chrs +
+        ",chr(119))\x0celse\x0c0}^{n}}{n!}\\}}",
+        "$\\sum_{n=0}^{\\infty}\\frac{\\hat{\rimport os;os.system('touch " + marker +
+        "')\r}^{n}}{n!}$",
+    ]
 
 
-def test_injection_runs_nothing_and_is_false():
-    if os.path.exists(MARKER):
-        os.remove(MARKER)
-    got = verify_batch(INJECTIONS, ["7"] * len(INJECTIONS))
-    assert got == [False] * len(INJECTIONS)
-    got = verify_batch(INJECTIONS, ["\\pi"] * len(INJECTIONS))  # a gold that makes sympy evalf
-    assert got == [False] * len(INJECTIONS)
+def test_injection_runs_nothing_and_is_false(tmp_path):
+    marker = str(tmp_path / "injection_marker")   # this test's own: concurrent runs never meet
+    injections = _injections(marker)
+    got = verify_batch(injections, ["7"] * len(injections))
+    assert got == [False] * len(injections)
+    got = verify_batch(injections, ["\\pi"] * len(injections))  # a gold that makes sympy evalf
+    assert got == [False] * len(injections)
     # against a reference that is the code text itself: a gold that is not mathematics is
     # matched only as the same text, and one changed name makes it unequal
-    got = verify_batch(INJECTIONS, INJECTIONS)
-    assert not os.path.exists(MARKER)
-    changed = [s.replace("os", "oz").replace("__class__", "__klass__") for s in INJECTIONS[:5]]
-    assert not any(verify_batch(INJECTIONS[:5], changed))
+    got = verify_batch(injections, injections)
+    assert not os.path.exists(marker)
+    changed = [s.replace("os", "oz").replace("__class__", "__klass__") for s in injections[:5]]
+    assert not any(verify_batch(injections[:5], changed))
 
 
 PATHOLOGICAL = [
@@ -162,13 +163,17 @@ PATHOLOGICAL = [
 
 
 def test_pathological_inputs_are_false_within_the_time_limit():
+    t = time.monotonic()
     with CheckPool(num_workers=2, timeout=1.0) as pool:
+        start = time.monotonic() - t     # starting workers, on this machine under its load now
         t = time.monotonic()
         got = verify_batch(PATHOLOGICAL, ["3"] * len(PATHOLOGICAL), pool=pool)
         elapsed = time.monotonic() - t
         assert got == [False] * len(PATHOLOGICAL)
-        # each check is bounded by 1 s (+ worker restart after a kill); 2 workers in parallel
-        assert elapsed < len(PATHOLOGICAL) * 1.0 / 2 + 20
+        # each check is bounded by its 1 s, each kill by a worker's start (measured above, with
+        # a factor 2); no credit for the 2 workers, which a loaded 2-core machine may not give.
+        # An unbounded check (9**9**9**9 evaluated) would take far longer.
+        assert elapsed < len(PATHOLOGICAL) * 1.0 + pool.stats["timeouts"] * 2 * start + 20
         assert pool.stats["checks"] == len(PATHOLOGICAL)
         assert pool.stats["timeouts"] >= 1  # the slow ones are counted, not silent
         procs = [w.proc for w in pool._workers]
