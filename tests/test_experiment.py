@@ -26,6 +26,10 @@ from o1jax.experiment import ConfigError, check_config
                                 "model's max_seq_len=64"),
     ("eval.max_new_tokens", 60, "data.max_prompt_len + eval.max_new_tokens = 72"),
     ("eval.curve_points", -1, "eval.curve_points=-1: must be >= 0"),
+    ("sft.lr", -1.0, "sft.lr=-1.0: must be > 0"),
+    ("sft.lr", 0.0, "sft.lr=0.0: must be > 0"),
+    ("data.num_train", 0, "data.num_train=0: must be >= 1"),
+    ("workdir_timeout", 0, "workdir_timeout=0: must be > 0"),
     ("model.preset", "gpt5", "model: unknown model preset 'gpt5'"),
     ("rl.old_logprobs", "trainer", "rl.old_logprobs='trainer': one of"),
     ("rl.tis_cap", 0.5, "rl.tis_cap=0.5: None or >= 1"),
@@ -45,6 +49,41 @@ def test_bad_field_is_named(field, value, match):
     with pytest.raises(ConfigError) as e:
         check_config(cfg, 8)
     assert match in str(e.value)
+
+
+@pytest.mark.parametrize("block", ["data", "eval", "model", "sft", "checkpoint", "rl",
+                                   "selfplay"])
+def test_a_misspelt_key_in_a_config_file_is_refused(block):
+    """A config file can add keys (its ConfigDict is unlocked): each block refuses one it does
+    not know instead of dropping it."""
+    cfg = smoke.get_config()
+    cfg[block].unlock()
+    cfg[block].lrr = 1.0
+    with pytest.raises(ConfigError, match=rf"^{block}.lrr is not a"):
+        check_config(cfg, 8)
+
+
+def _numeric_fields(node, prefix=""):
+    for key, value in node.items():
+        if hasattr(value, "items") and key not in ("overrides", "rewards"):
+            yield from _numeric_fields(value, f"{prefix}{key}.")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            yield f"{prefix}{key}", value
+
+
+@pytest.mark.parametrize("field", [f for f, _ in _numeric_fields(smoke.get_config())])
+def test_every_numeric_field_refuses_a_negative_value_by_name(field):
+    """Defect 15: no count, rate, length or coefficient of any block may be negative (sft.lr=-1
+    trained by gradient ascent); the error names the field."""
+    cfg = smoke.get_config()
+    *parents, name = field.split(".")
+    node = cfg
+    for p in parents:
+        node = node[p]
+    node[name] = type(node[name])(-1)
+    with pytest.raises(ConfigError) as e:
+        check_config(cfg, 8)
+    assert f"{field}=-1" in str(e.value), str(e.value)
 
 
 def test_prompt_batch_must_split_over_the_data_devices():
