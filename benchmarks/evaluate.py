@@ -25,11 +25,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 
 from o1jax import workdir as wd  # noqa: E402
-from o1jax.data.pipeline import render_prompt  # noqa: E402
+from o1jax.data.prompts import encode_prompt, pad_prompts  # noqa: E402
 from o1jax.evaluate import evaluate  # noqa: E402
 from o1jax.search.spec import EvalSpec  # noqa: E402
 from o1jax.experiment import load_problems  # noqa: E402
-from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts  # noqa: E402
+from o1jax.policy import load_policy  # noqa: E402
+from o1jax.rollout import SamplingConfig, make_sampler  # noqa: E402
 
 
 def bare_loop(policy, params, prompts, tokenizer, spec: EvalSpec, samples: int) -> float:
@@ -60,16 +61,15 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3, help="alternating runs of each side")
     args = ap.parse_args()
     cfg = wd.load_config(args.workdir)
-    policy, params, tokenizer = wd.load_policy(args.workdir)
+    (policy, tokenizer, prompt), params = load_policy(args.workdir)
     examples = load_problems(cfg, wd.resolve(args.workdir), "test", args.problems)
     budgets = tuple(k for k in (1, 2, 4, 8, 16, 32, 64, 128) if k <= args.samples)
     spec = EvalSpec(max_prompt_len=cfg.data.max_prompt_len,
                     max_new_tokens=cfg.eval.max_new_tokens, strategies=("sample", "majority"),
                     budgets=budgets, temperature=cfg.eval.temperature,
                     batch_prompts=cfg.eval.batch_prompts, seed=cfg.seed,
-                    template=cfg.data.template)
-    prompts = [tokenizer.encode(render_prompt(e["question"], tokenizer, spec.template))
-               [-spec.max_prompt_len:] for e in examples]
+                    prompt=prompt)
+    prompts = [encode_prompt(e, tokenizer, prompt) for e in examples]
     n = len(examples) * args.samples
     bares, runs = [], []
     for _ in range(args.repeats):  # alternated, so that a slow spell of the machine hits both

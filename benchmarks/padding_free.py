@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 
 from configs import arithmetic_ppo  # noqa: E402
 from o1jax import experiment  # noqa: E402
+from o1jax import policy as policy_lib  # noqa: E402
 from o1jax import workdir as wd  # noqa: E402
 from o1jax.data.pipeline import PromptPipeline, decode_example  # noqa: E402
 from o1jax.rewards.in_graph import make_reward_callback  # noqa: E402
@@ -49,11 +50,10 @@ def main() -> None:
     args = ap.parse_args()
     cfg = arithmetic_ppo.get_config()
     rl = experiment.check_config(cfg, 1)
-    policy, tok = experiment.build_model(cfg, None)
-    params = wd.policy_params(wd.load_state(args.workdir, stage="rl"))
+    policy, tok, fmt = policy_lib.from_config(cfg)
+    params = policy_lib.restore_params(args.workdir, policy, stage="rl")[0]
     train = experiment.load_data(cfg, wd.resolve(args.workdir))["train"]
-    pipeline = PromptPipeline(train, tok, rl.batch_prompts, cfg.data.max_prompt_len,
-                              seed=cfg.seed, template=cfg.data.template)
+    pipeline = PromptPipeline(train, tok, rl.batch_prompts, fmt, seed=cfg.seed)
     reward_fn = make_reward_callback(tok, lambda i: decode_example(train[i]), rl.reward_weights)
     padding_free = dataclasses.replace(rl, length_buckets=args.buckets,
                                        micro_batch=args.micro_batch)

@@ -30,6 +30,7 @@ from benchmarks.common import start  # noqa: E402
 from o1jax.data import tasks  # noqa: E402
 from o1jax.flops import update_flops  # noqa: E402
 from o1jax.data.pipeline import PromptPipeline  # noqa: E402
+from o1jax.data.prompts import PromptFormat  # noqa: E402
 from o1jax.models import Transformer, preset  # noqa: E402
 from o1jax.rewards.api import default_pool  # noqa: E402
 from o1jax.rewards.functions import compute_rewards  # noqa: E402
@@ -55,7 +56,7 @@ def bench(name: str, algorithm: str, iters: int, peak: float) -> dict:
     model = Transformer(preset(kw.pop("preset"), **kw))
     tok = byte_tokenizer()
     source = list(tasks.generate("arithmetic", "train", 256, difficulty=3))
-    pipe = PromptPipeline(source, tok, PROMPTS, max_prompt_len=16)
+    pipe = PromptPipeline(source, tok, PROMPTS, PromptFormat(max_prompt_len=16))
     cfg = RLConfig(algorithm=algorithm, epochs=1, minibatches=2, kl_coef=0.0,
                    batch_prompts=PROMPTS, group_size=G, max_new_tokens=NEW)
     sampling = cfg.sampling(tok.stop_ids, tok.pad_id)

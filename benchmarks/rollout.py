@@ -71,8 +71,9 @@ def visual_rollout(repeats):
     """(tokens/s, encoder share of the rollout) of the visual demo's model, random weights."""
     from configs import visual_grpo
     from o1jax import experiment
+    from o1jax import policy as policy_lib
     cfg = visual_grpo.get_config()
-    model, tok = experiment.build_model(cfg, None)
+    model, tok, _ = policy_lib.from_config(cfg)
     params = model.init(jax.random.key(0))
     rl = experiment.check_config(cfg, 1)
     b, p, n = rl.batch_prompts, cfg.data.max_prompt_len, rl.max_new_tokens

@@ -23,6 +23,7 @@ import numpy as np  # noqa: E402
 
 from o1jax import workdir as wd  # noqa: E402
 from o1jax.experiment import load_problems  # noqa: E402
+from o1jax.policy import load_policy  # noqa: E402
 from o1jax.rollout import SamplingConfig  # noqa: E402
 from o1jax.search import beam, mcts, strategies, verifiers  # noqa: E402
 
@@ -37,19 +38,19 @@ def main() -> None:
     ap.add_argument("--step-tokens", type=int, default=28)
     args = ap.parse_args()
     cfg = wd.load_config(args.workdir)
-    policy, params, tok = wd.load_policy(args.workdir)
+    (policy, tok, fmt), params = load_policy(args.workdir)
     verifier = verifiers.load(args.verifier, policy, args.workdir)
     examples = load_problems(cfg, wd.resolve(args.workdir), "test", args.problems)
-    p, n = cfg.data.max_prompt_len, cfg.eval.max_new_tokens
+    n = cfg.eval.max_new_tokens
     runs = {
         "beam": lambda: beam.search(policy, params, examples, tok, verifier,
-                                    args.budget // args.width, args.width, False, p, n,
+                                    args.budget // args.width, args.width, False, fmt, n,
                                     args.step_tokens, 1.0),
         "mcts": lambda: mcts.search(policy, params, examples, tok, verifier, args.budget,
-                                    args.width, p, n, args.step_tokens, 1.0),
+                                    args.width, fmt, n, args.step_tokens, 1.0),
     }
     one = strategies.generate(policy, params, examples, tok, SamplingConfig(
-        n, 1.0, stop_ids=tok.stop_ids, pad_id=tok.pad_id), p, cfg.eval.batch_prompts)
+        n, 1.0, stop_ids=tok.stop_ids, pad_id=tok.pad_id), fmt, cfg.eval.batch_prompts)
     mean_len = float(one.lengths.mean())  # to draw as many plain tokens as a search wrote
     out = {}
     for name, run in runs.items():
@@ -62,7 +63,7 @@ def main() -> None:
         sampling = SamplingConfig(n, 1.0, num_samples=g, stop_ids=tok.stop_ids,
                                   pad_id=tok.pad_id)
         batch = max(1, cfg.eval.batch_prompts // g)
-        gen = strategies.generate(policy, params, examples, tok, sampling, p, batch)
+        gen = strategies.generate(policy, params, examples, tok, sampling, fmt, batch)
         plain_tokens = float(gen.lengths.sum())
         plain = plain_tokens / gen.seconds
         ours = tokens / seconds

@@ -28,9 +28,12 @@ from typing import NamedTuple, Sequence
 import ml_collections
 
 from o1jax import sharding
+from o1jax import policy as policy_lib
 from o1jax import workdir as wd
 from o1jax.config import datasets
-from o1jax.data.pipeline import decode_example, render_prompt
+from o1jax.data.pipeline import decode_example
+from o1jax.data.prompts import prompt_ids
+from o1jax.models import hf
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rewards.api import default_pool
 from o1jax.rollout import SamplingConfig
@@ -72,9 +75,9 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
                          "prm:PATH")
     enc = lambda s: tokenizer.encode(s, add_special_tokens=False)  # noqa: E731
     common = dict(stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id)
+    fmt = dataclasses.replace(spec.prompt, max_prompt_len=spec.max_prompt_len)
     run = lambda sampling, per_batch, seed: strategies.generate(  # noqa: E731
-        policy, params, examples, tokenizer, sampling, spec.max_prompt_len, per_batch, seed,
-        spec.template)
+        policy, params, examples, tokenizer, sampling, fmt, per_batch, seed)
     gens: dict[str, strategies.Generation] = {}
     n = max(spec.budgets, default=1)
     plans = []
@@ -94,8 +97,8 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
     for b in spec.budgets:
         for name in sorted(set(spec.strategies) & set(strategies.SEARCHED)):
             width = min(spec.beam_width, b)
-            common_search = (spec.max_prompt_len, spec.max_new_tokens, spec.step_tokens,
-                             spec.temperature, spec.batch_prompts, spec.seed + 2, spec.template)
+            common_search = (fmt, spec.max_new_tokens, spec.step_tokens, spec.temperature,
+                             spec.batch_prompts, spec.seed + 2)
             if name == "mcts":
                 searched[f"{name}@{b}"] = mcts.search(
                     policy, params, examples, tokenizer, verifier, b, spec.beam_width,
@@ -194,8 +197,7 @@ def evaluate_stage(exp, name: str, params: Params, maj_k: int, step: int,
                     max_new_tokens=cfg.eval.max_new_tokens,
                     strategies=("greedy", "sample", "majority") if maj_k else ("greedy",),
                     budgets=(maj_k,) if maj_k else (1,), temperature=cfg.eval.temperature,
-                    batch_prompts=cfg.eval.batch_prompts, seed=cfg.seed,
-                    template=cfg.data.template)
+                    batch_prompts=cfg.eval.batch_prompts, seed=cfg.seed, prompt=exp.prompt)
     rows = evaluate(exp.policy, params, examples, exp.tokenizer, spec).rows
     result = dict(stage_summary(rows, maj_k), step=step, **(extra or {}), rows=rows)
     if wd.is_writer():
@@ -291,7 +293,6 @@ def _run_config(args) -> ml_collections.ConfigDict:
 
 def main(argv=None) -> int:
     from o1jax import experiment
-    from o1jax.models import hf
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -309,24 +310,26 @@ def main(argv=None) -> int:
                 sorted({max(1, max_new * q // 4) for q in (1, 2, 3, 4)}))),
             temperature=pick(args.temperature, cfg.eval.temperature),
             batch_prompts=pick(args.batch_prompts, cfg.eval.batch_prompts),
-            seed=pick(args.seed, cfg.seed), template=cfg.data.template,
-            answer_marker=args.answer_marker, cue=args.cue, min_thinking=args.min_thinking,
-            answer_tokens=args.answer_tokens, beam_width=args.beam_width,
+            seed=pick(args.seed, cfg.seed), answer_marker=args.answer_marker, cue=args.cue,
+            min_thinking=args.min_thinking, answer_tokens=args.answer_tokens,
+            beam_width=args.beam_width,
             step_tokens=args.step_tokens, probes=args.probes)
         spec.check()
-        if args.workdir:
-            policy, params, tokenizer = wd.load_policy(args.workdir, args.step, stage=args.stage)
+        if args.workdir:  # the run's tokenizer and prompt format, chat template included
+            (policy, tokenizer, prompt), params = policy_lib.load_policy(
+                args.workdir, args.step, stage=args.stage)
         else:
-            policy, params = hf.load(args.model)
-            tokenizer = Tokenizer.from_dir(args.model)
+            policy, tokenizer, prompt = policy_lib.from_hf(args.model, template=cfg.data.template)
+            params = hf.load_params(args.model, policy)
+        spec = dataclasses.replace(spec, prompt=prompt)
         examples = experiment.load_problems(cfg, wd.resolve(args.workdir or args.out),
                                             args.split, args.num_problems)
         verifier = None
         if args.verifier:
             verifier = verifiers.load(args.verifier, policy, args.workdir, args.step)
         if args.model and args.max_prompt_len is None:  # a run's prompts are cut as it trained
-            spec = dataclasses.replace(spec, max_prompt_len=max(len(tokenizer.encode(
-                render_prompt(e["question"], tokenizer, spec.template))) for e in examples))
+            spec = dataclasses.replace(spec, max_prompt_len=max(
+                len(prompt_ids(e, tokenizer, prompt)) for e in examples))
         result = evaluate(policy, params, examples, tokenizer, spec, verifier)
     except (ValueError, FileNotFoundError, experiment.ConfigError,
             sharding.DistributedError) as e:

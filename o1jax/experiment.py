@@ -9,24 +9,21 @@ from typing import Any, NamedTuple
 
 import jax
 import ml_collections
-import numpy as np
 from etils import epath
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
-from o1jax import plan, sharding
+from o1jax import hardware, sharding
 from o1jax import workdir as workdir_lib
 from o1jax.config import datasets
 from o1jax.config.blocks import BLOCKS, RunConfig
 from o1jax.data import builders
-from o1jax.models import Transformer, hf, preset
+from o1jax.data.prompts import PromptFormat
+from o1jax.models import Transformer, hf
+from o1jax.policy import ConfigError, from_config, model_shapes, restore_params
 from o1jax.rl.config import RLConfig
 from o1jax.selfplay.config import SelfPlayConfig
-from o1jax.tokenizer import Tokenizer, byte_tokenizer
-
-class ConfigError(ValueError):
-    """A config that cannot run, found before anything is compiled."""
-
+from o1jax.tokenizer import Tokenizer
 
 class Experiment(NamedTuple):
     """Everything the stages of a run share."""
@@ -37,6 +34,7 @@ class Experiment(NamedTuple):
     policy: Transformer
     sources: dict            # split name -> TFDS data source
     rl: RLConfig
+    prompt: PromptFormat     # how every stage renders, cuts and pads its prompts
 
 
 def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
@@ -67,7 +65,7 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
         raise ConfigError("init_from and model.hf_path both give the initial weights: set one")
     if cfg.get("hardware"):
         try:
-            plan.parse_hardware(cfg.hardware)
+            hardware.parse_hardware(cfg.hardware)
         except ValueError as e:
             raise ConfigError(str(e)) from None
     for field in ("rl.batch_prompts", "sft.batch_size"):
@@ -92,18 +90,6 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
                           f"{data_par} data x fsdp devices of mesh_shape {mesh_shape}; use a "
                           "multiple of it")
     return rl
-
-
-def model_shapes(cfg):
-    """The model's ModelConfig as the config names it (``model.preset`` + overrides; with
-    ``model.hf_path`` the preset stands for the downloaded model's shapes)."""
-    overrides = dict(cfg.model.get("overrides", {}))
-    if overrides.get("vision") and "image_token_id" not in overrides:
-        overrides["image_token_id"] = byte_tokenizer(image_token=True).image_id
-    try:
-        return preset(cfg.model.preset, **overrides)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"model: {e}") from None
 
 
 def _check_shapes(cfg, rl: RLConfig) -> None:
@@ -132,50 +118,17 @@ def _check_shapes(cfg, rl: RLConfig) -> None:
                               "model.overrides.max_seq_len")
 
 
-def build_model(cfg, mesh, abstract: bool = False) -> tuple[Transformer, Tokenizer]:
-    """(policy, tokenizer). With ``model.hf_path`` the shapes and tokenizer come from that
-    Hugging Face directory; otherwise from ``model.preset`` (+ overrides) and the byte tokenizer.
-    ``abstract`` (shape checks on CPU) uses the preset even when hf_path is set."""
-    hf_path = cfg.model.get("hf_path", "")
-    overrides = dict(cfg.model.get("overrides", {}))
-    if hf_path and not abstract:
-        if not os.path.isdir(hf_path):
-            raise ConfigError(f"model.hf_path={hf_path!r} is not a directory")
-        mcfg = hf.load_config(hf_path, **overrides)
-        tokenizer = Tokenizer.from_dir(hf_path)
-    else:
-        mcfg = model_shapes(cfg)
-        tokenizer = byte_tokenizer(image_token=mcfg.vision is not None)
-    if cfg.data.get("use_chat_template") and not abstract:
-        if not tokenizer.chat_template:
-            raise ConfigError("data.use_chat_template=True but the tokenizer has no chat "
-                              "template (the byte tokenizer never has one; use a model.hf_path "
-                              "whose tokenizer_config.json has chat_template)")
-        tokenizer.use_chat_template = True
-    if mcfg.vocab_size < tokenizer.vocab_size:
-        raise ConfigError(f"model.vocab_size={mcfg.vocab_size} is smaller than the tokenizer's "
-                          f"{tokenizer.vocab_size}")
-    return Transformer(mcfg, mesh=mesh), tokenizer
-
-
 def initial_params(cfg, policy: Transformer) -> Any:
     """The policy of another run's latest checkpoint (``init_from``: a workdir, optionally
     ``WORKDIR:sft`` or ``WORKDIR:rl`` for that stage), the Hugging Face weights of
-    ``model.hf_path``, or a sharded random init."""
+    ``model.hf_path``, or a sharded random init; sharded on ``policy.mesh``."""
     if cfg.get("init_from"):
         path, _, stage = cfg.init_from.rpartition(":") if cfg.init_from.endswith(
             (":sft", ":rl")) else (cfg.init_from, "", None)
         try:
-            state = workdir_lib.load_state(path, stage=stage)
+            return restore_params(path, policy, stage=stage)[0]
         except ValueError as e:
             raise ConfigError(f"init_from={cfg.init_from!r}: {e}") from None
-        params = jax.tree.map(np.asarray, workdir_lib.policy_params(state))
-        if policy.mesh is None:
-            return params
-        # every process read the whole checkpoint: each puts its own devices' shards
-        return jax.tree.map(lambda x, s: jax.make_array_from_callback(x.shape, s,
-                                                                      lambda i: x[i]),
-                            params, policy.shardings())
     hf_path = cfg.model.get("hf_path", "")
     if hf_path:
         return hf.load_params(hf_path, policy)
@@ -217,7 +170,7 @@ def load_problems(cfg, root, split: str, num: int | None) -> list[dict]:
     config's task, decoded, each with an ``id`` ("split/index"); ``root``: as ``load_data``."""
     from o1jax.data.pipeline import decode_example
     if split == "hard" and not datasets.get(cfg.data.task).generated:
-        raise ValueError(f"--split hard exists for the generated tasks "
+        raise ValueError(f"--split hard exists for the synthetic tasks "
                          f"({', '.join(datasets.names(generated=True))}), not "
                          f"{cfg.data.task!r}")
     sources = load_data(cfg, root)
@@ -244,5 +197,5 @@ def setup(cfg, workdir) -> Experiment:
         if cfg.model.get("hf_path"):
             workdir_lib.record_model(root, cfg.model.hf_path)
     mesh = sharding.make_mesh(cfg.mesh_shape)
-    policy, tokenizer = build_model(cfg, mesh)
-    return Experiment(cfg, root, mesh, tokenizer, policy, load_data(cfg, root), rl)
+    policy, tokenizer, prompt = from_config(cfg, mesh)
+    return Experiment(cfg, root, mesh, tokenizer, policy, load_data(cfg, root), rl, prompt)

@@ -1,8 +1,9 @@
 """Export a training workdir's policy as a Hugging Face directory:
 ``python -m o1jax.export --workdir DIR [--step N] --out OUT`` (config.json, model.safetensors,
-the tokenizer the run trained with; loads in transformers and vLLM). Run on every host of a
-multi-host job (``--coordinator-address --num-processes --process-id``), each process reads the
-checkpoint and process 0 writes OUT."""
+the tokenizer the run trained with; loads in transformers and vLLM). Only the policy's
+parameters are read, sharded over ``--mesh-shape`` (default: one device). Run on every host of a
+multi-host job (``--coordinator-address --num-processes --process-id``), each process reads its
+shards and process 0 writes OUT."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import sys
 
 from o1jax import sharding
 from o1jax.models import hf
-from o1jax.workdir import is_writer, load_policy
+from o1jax.policy import command_mesh, load_policy
+from o1jax.workdir import is_writer
 
 
 def main(argv=None) -> int:
@@ -19,11 +21,15 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--step", type=int, default=None, help="default: the latest checkpoint")
     ap.add_argument("--out", required=True)
+    ap.add_argument("--mesh-shape", default=None,
+                    help="data,fsdp,tensor the parameters are sharded over while read, e.g. "
+                    "1,-1,1 (default: one device)")
     sharding.add_distributed_flags(ap)
     args = ap.parse_args(argv)
     try:
         sharding.initialize_from_flags(args)
-        model, params, tokenizer = load_policy(args.workdir, args.step)
+        (model, tokenizer, _), params = load_policy(args.workdir, args.step,
+                                                    command_mesh(args.mesh_shape))
         if is_writer():
             hf.save_pretrained(args.out, params, model.cfg, tokenizer)
             print(args.out)

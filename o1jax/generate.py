@@ -1,18 +1,21 @@
 """Sample completions from a model: ``python -m o1jax.generate --model PATH --prompt TEXT``.
 
-PATH is a Hugging Face model directory (Llama, Qwen2 or Qwen2.5-VL with tokenizer.json) or a
-training workdir (its latest checkpoint). A vision-language model reads ``--image FILE`` with
-every prompt: the image is resized to the model's square size (``data.builders.load_image``:
-alpha over white, RGB, bicubic) and its placeholder tokens go right after the prompt's first
-(beginning-of-sequence) token, as training prompts have them (``data.pipeline.prompt_ids``).
-With one prompt and
-one sample the completion text alone is printed; with ``--prompts-file`` or ``--num-samples`` > 1
-one JSON object per completion is printed: {"prompt", "completion", "finished"}.
+PATH is a Hugging Face model directory (Llama, Qwen2 or Qwen2.5-VL with tokenizer.json; the
+prompt is encoded as given) or a training workdir (its latest checkpoint; the prompt is the
+user's text in the run's chat template when the run trained with one,
+``data.use_chat_template``). A vision-language model reads ``--image FILE`` with every prompt:
+the image is resized to the model's square size (``data.builders.load_image``: alpha over white,
+RGB, bicubic) and its placeholder tokens go right after the prompt's first
+(beginning-of-sequence) token, as training prompts have them (``data.prompts.prompt_ids``).
+With one prompt and one sample the completion text alone is printed; with ``--prompts-file`` or
+``--num-samples`` > 1 one JSON object per completion is printed: {"prompt", "completion",
+"finished"}.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -20,8 +23,11 @@ import jax
 import numpy as np
 
 from o1jax import sharding, workdir
+from o1jax.data.builders import load_image
+from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids
 from o1jax.models import ModelConfig, hf
-from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts
+from o1jax.policy import Policy, command_mesh, from_hf, load_policy
+from o1jax.rollout import SamplingConfig, make_sampler
 from o1jax.tokenizer import Tokenizer, response_texts
 
 
@@ -48,28 +54,44 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mesh-shape", default=None,
                     help="data,fsdp,tensor, e.g. 1,1,-1 (default: one device)")
-    ap.add_argument("--dtype", default="float32", help="compute dtype (float32 or bfloat16)")
+    ap.add_argument("--dtype", default=None, help="compute dtype, float32 or bfloat16 (default: "
+                    "a workdir's, else float32)")
     sharding.add_distributed_flags(ap)
     return ap.parse_args(argv)
 
 
-def prompt_inputs(prompts: list[str], image: str | None, cfg: ModelConfig, tokenizer: Tokenizer
-                  ) -> tuple[list[list[int]], np.ndarray | None]:
-    """Each prompt's token ids and, for a vision-language model, the image [B, S, S, 3] uint8
-    (the same for every prompt) with its placeholders after each prompt's first token."""
+def prompt_inputs(prompts: list[str], image: str | None, cfg: ModelConfig, tokenizer: Tokenizer,
+                  fmt: PromptFormat) -> tuple[list[list[int]], np.ndarray | None]:
+    """Each prompt's token ids in ``fmt`` and, for a vision-language model, the image
+    [B, S, S, 3] uint8 (the same for every prompt) with its placeholders where ``fmt`` puts
+    them."""
     if cfg.vision is None:
         if image is not None:
             raise ValueError(f"--image {image}: this is a text-only model (no vision encoder)")
-        return [tokenizer.encode(p) for p in prompts], None
+        return [prompt_ids({"question": p}, tokenizer, fmt) for p in prompts], None
     if image is None:
         raise ValueError("this vision-language model reads an image with every prompt: give "
                          "--image FILE")
-    from o1jax.data.builders import load_image
-    from o1jax.data.pipeline import prompt_ids
     pixels = load_image(image, cfg.vision.image_size, where=f"--image {image}")
-    ids = [prompt_ids({"question": p, "image": pixels}, tokenizer, "{question}",
-                      use_chat_template=False, image_tokens=cfg.image_tokens) for p in prompts]
+    ids = [prompt_ids({"question": p, "image": pixels}, tokenizer, fmt) for p in prompts]
     return ids, np.stack([pixels] * len(prompts))
+
+
+def load(args) -> tuple[Policy, object]:
+    """(policy, params) of ``--model`` on the mesh of ``--mesh-shape`` in ``--dtype``: a
+    workdir's with its run's chat template choice (the prompt is the whole user text), or a
+    Hugging Face directory's with the prompt as given."""
+    mesh = command_mesh(args.mesh_shape)
+    if workdir.is_workdir(args.model):
+        if args.image_size is not None:
+            raise ValueError("--image-size is for Hugging Face models; a workdir's policy "
+                             "reads the image size it trained on")
+        policy, params = load_policy(args.model, mesh=mesh, dtype=args.dtype)
+        return policy._replace(prompt=dataclasses.replace(
+            policy.prompt, template="{question}", max_prompt_len=None)), params
+    policy = from_hf(args.model, mesh, args.dtype or "float32", args.image_size,
+                     template="{question}")
+    return policy, hf.load_params(args.model, policy.model)
 
 
 def main(argv=None) -> int:
@@ -83,24 +105,12 @@ def main(argv=None) -> int:
         sharding.initialize_from_flags(args)
         if not prompts or not all(prompts):
             raise ValueError("empty prompt" if prompts else f"no prompts in {args.prompts_file}")
-        if workdir.is_workdir(args.model):
-            if args.image_size is not None:
-                raise ValueError("--image-size is for Hugging Face models; a workdir's policy "
-                                 "reads the image size it trained on")
-            model, params, tokenizer = workdir.load_policy(args.model)
-        else:
-            tokenizer = Tokenizer.from_dir(args.model)
+        (model, tokenizer, fmt), params = load(args)
         cfg_sampling = SamplingConfig(
             max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
             top_k=args.top_k, greedy=args.greedy, num_samples=args.num_samples,
             stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id)
-        mesh = None
-        if args.mesh_shape:
-            mesh = sharding.make_mesh([int(s) for s in args.mesh_shape.split(",")])
-        if not workdir.is_workdir(args.model):
-            vision = {} if args.image_size is None else {"vision": {"image_size": args.image_size}}
-            model, params = hf.load(args.model, mesh=mesh, dtype=args.dtype, **vision)
-        ids, images = prompt_inputs(prompts, args.image, model.cfg, tokenizer)
+        ids, images = prompt_inputs(prompts, args.image, model.cfg, tokenizer, fmt)
         tokens, mask = pad_prompts(ids, tokenizer.pad_id)
         sampler = make_sampler(model, cfg_sampling, gather=True)
         rollout = sampler(params, tokens, mask, jax.random.key(args.seed), images=images)

@@ -12,7 +12,8 @@ import numpy as np
 import optax
 
 from o1jax import flops, sharding
-from o1jax.data.pipeline import PromptPipeline, prompt_ids
+from o1jax.data.pipeline import PromptPipeline
+from o1jax.data.prompts import PromptFormat, prompt_ids
 from o1jax.loop import run_loop
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
 from o1jax.optim import apply_if_finite, make_optimizer, warmup_cosine
@@ -20,17 +21,17 @@ from o1jax.tokenizer import Tokenizer
 
 
 def encode_sft(examples: Sequence[dict], tokenizer: Tokenizer, length: int,
-               template: str = "{question}\n", image_tokens: int = 0) -> dict:
-    """Right-padded [B, length] tokens of prompt + solution + stop token, with a loss mask on
-    the solution and stop tokens only. Too-long rows are cut at ``length``. With
-    ``image_tokens`` (a vision policy) each prompt holds that many image placeholders and the
-    batch has "images" [B, S, S, 3]."""
+               fmt: PromptFormat = PromptFormat()) -> dict:
+    """Right-padded [B, length] tokens of prompt (``fmt``, not cut) + solution + stop token,
+    with a loss mask on the solution and stop tokens only. Too-long rows are cut at
+    ``length``. With ``fmt.image_tokens`` (a vision policy) each prompt holds that many image
+    placeholders and the batch has "images" [B, S, S, 3]."""
     b = len(examples)
     tokens = np.full((b, length), tokenizer.pad_id, np.int32)
     mask = np.zeros((b, length), bool)
     target = np.zeros((b, length), bool)
     for i, ex in enumerate(examples):
-        prompt = prompt_ids(ex, tokenizer, template, image_tokens=image_tokens)
+        prompt = prompt_ids(ex, tokenizer, fmt)
         answer = tokenizer.encode(ex["solution"], add_special_tokens=False) + \
             [tokenizer.stop_ids[0]]
         ids = (prompt + answer)[:length]
@@ -38,7 +39,7 @@ def encode_sft(examples: Sequence[dict], tokenizer: Tokenizer, length: int,
         mask[i, :len(ids)] = True
         target[i, len(prompt):len(ids)] = True
     batch = {"tokens": tokens, "mask": mask, "target": target}
-    if image_tokens:
+    if fmt.image_tokens:
         batch["images"] = np.stack([ex["image"] for ex in examples])
     return batch
 
@@ -83,8 +84,7 @@ def run_sft(exp, params: Params, mix: Callable[[int, list], list] | None = None
     cfg = exp.cfg
     opt = make_optimizer(warmup_cosine(cfg.sft.lr, cfg.sft.num_steps, cfg.sft.warmup_steps))
     pipeline = PromptPipeline(exp.sources["train"], exp.tokenizer, cfg.sft.batch_size,
-                              cfg.data.max_prompt_len, seed=cfg.seed,
-                              process_index=jax.process_index(),
+                              exp.prompt, seed=cfg.seed, process_index=jax.process_index(),
                               process_count=jax.process_count())
     # scalars and optimizer counts committed to the mesh, as the step returns them: one compile
     state = jax.tree.map(lambda x: x if isinstance(x.sharding, jax.sharding.NamedSharding) else
@@ -98,8 +98,7 @@ def run_sft(exp, params: Params, mix: Callable[[int, list], list] | None = None
         _, examples = pipeline.next_examples()
         if mix is not None:
             examples = mix(i, examples)
-        batch = encode_sft(examples, exp.tokenizer, cfg.sft.max_len, cfg.data.template,
-                           exp.policy.cfg.image_tokens)
+        batch = encode_sft(examples, exp.tokenizer, cfg.sft.max_len, exp.prompt)
         state, metrics = step_fn(state, sharding.host_local_to_global(exp.mesh, batch))
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         return state, dict(metrics, flops=step_flops)

@@ -34,7 +34,6 @@ class Tokenizer:
         self.image_token = image_token   # the placeholder an image's tokens replace
         self.bos_token, self.eos_token, self.pad_token = bos_token, eos_token, pad_token
         self.chat_template = chat_template
-        self.use_chat_template = False   # prompts in the chat template (data.use_chat_template)
         stop = [self.token_id(eos_token)] if eos_token else []
         stop += [i for i in extra_stop_ids if i not in stop]
         self.stop_ids = tuple(i for i in stop if i is not None)

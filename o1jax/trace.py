@@ -40,7 +40,9 @@ import numpy as np
 from etils import epath
 
 from o1jax import workdir as wd
-from o1jax.data.pipeline import prompt_ids
+from o1jax.policy import load_policy
+from o1jax.plots import plot_attention, plot_image_attention, png_bytes, read_png
+from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids
 from o1jax.models.layers.attention import attention_probs, project_qkv
 from o1jax.models.layers.norm import rms_norm
 from o1jax.models.layers.rope import inverse_frequencies, rope_angles
@@ -49,7 +51,7 @@ from o1jax.models.vision import VisionConfig, patch_grid, place_image_tokens
 from o1jax.rewards.answers import all_boxed
 from o1jax.rewards.api import verify_batch
 from o1jax.rollout.decoding import SamplingConfig
-from o1jax.rollout.sampler import make_sampler, pad_prompts
+from o1jax.rollout.sampler import make_sampler
 from o1jax.rollout.scoring import prefix_values
 from o1jax.search.steps import step_end_ids, step_ends
 
@@ -163,7 +165,7 @@ def continuation_rates(policy: Transformer, params: Params, prefixes: list[list[
 
 
 def trace(policy: Transformer, params: Params, tokenizer, problem: str, answer: str,
-          template: str, value: tuple | None = None, k: int = 8, max_new: int = 96,
+          fmt: PromptFormat, value: tuple | None = None, k: int = 8, max_new: int = 96,
           temperature: float = 1.0, greedy: bool = True, layers=(0,), heads=(0,),
           seed: int = 0, solution: str | None = None, image: np.ndarray | None = None) -> Trace:
     """The trace of the policy's solution to ``problem`` (see the module docstring), or of a
@@ -175,8 +177,7 @@ def trace(policy: Transformer, params: Params, tokenizer, problem: str, answer: 
                          "or --example K" if image is None else "--image: the run's policy "
                          "reads no images (a text-only model): leave --image out")
     images = None if image is None else np.asarray(image, np.uint8)[None]
-    prompt = prompt_ids({"question": problem, "image": image}, tokenizer, template,
-                        image_tokens=policy.cfg.image_tokens)
+    prompt = prompt_ids({"question": problem, "image": image}, tokenizer, fmt)
     room = policy.cfg.max_seq_len - len(prompt)
     if room < 2:
         raise ValueError(f"the problem's prompt is {len(prompt)} tokens; the model reads at most "
@@ -293,7 +294,6 @@ def image_attention_view(tr: dict, source, out, prefix: str) -> str | None:
     """Draws the answer tokens' attention over the image of ``tr`` (``tr["image"]``: a PNG in
     ``source``) into ``out`` as PREFIX_image_attention.png; returns its name, or None for a
     trace without an image or without answer tokens."""
-    from o1jax.report import plot_image_attention, read_png
     if not tr.get("image") or tr.get("image_heat") is None:
         return None
     name = f"{prefix}_image_attention.png"
@@ -304,7 +304,6 @@ def image_attention_view(tr: dict, source, out, prefix: str) -> str | None:
 
 def attention_images(tr: dict, out, prefix: str) -> dict[str, str]:
     """Draws each attention map of ``tr`` into ``out`` as PREFIX_L_H.png; returns their names."""
-    from o1jax.report import plot_attention
     names = {}
     for key, matrix in tr["attention"].items():
         name = f"{prefix}_{key.replace('/', '_')}.png"
@@ -358,7 +357,6 @@ def held_out_example(cfg, workdir, k: int) -> dict:
 
 def _run(args) -> int:
     from o1jax.data.builders import load_image
-    from o1jax.report import png_bytes
     from o1jax.search import verifiers
     from o1jax.selfplay.problems import judge
     if not wd.is_workdir(args.workdir):
@@ -370,7 +368,7 @@ def _run(args) -> int:
     if args.example is not None and args.image:
         raise ValueError("--example K brings its own image: leave --image out")
     cfg = wd.load_config(args.workdir)
-    policy, params, tok = wd.load_policy(args.workdir, args.step)
+    (policy, tok, fmt), params = load_policy(args.workdir, args.step)
     if args.image and policy.cfg.vision is None:
         raise ValueError(f"--image: the run's policy reads no images (a text-only model; "
                          f"data.task={cfg.data.task!r}): leave --image out")
@@ -396,7 +394,7 @@ def _run(args) -> int:
     if spec:
         v = verifiers.load(spec, policy, args.workdir, args.step)
         value = (v.model, v.params)
-    tr = trace(policy, params, tok, problem, answer, cfg.data.template, value,
+    tr = trace(policy, params, tok, problem, answer, fmt, value,
                k=args.samples, max_new=cfg.eval.max_new_tokens, temperature=args.temperature,
                greedy=not args.sample, layers=args.layers, heads=args.heads, seed=args.seed,
                solution=args.solution, image=image)

@@ -17,9 +17,11 @@ import sys
 import jax
 import numpy as np
 
+from o1jax import policy as policy_lib
 from o1jax import sharding
 from o1jax import workdir as wd
 from o1jax.models.transformer import Transformer, value_params_from_policy
+from o1jax.rl.state import critic_model
 from o1jax.rollout import SamplingConfig
 from o1jax.search import strategies, verifier_training, verifiers
 
@@ -67,20 +69,22 @@ def main(argv=None) -> int:
             raise ValueError(f"--workdir {args.workdir} holds no training run")
         root = wd.resolve(args.workdir)
         cfg = wd.load_config(root)
-        state = wd.load_state(root, args.step)  # read once: the policy and its critic
-        policy, tokenizer = wd.policy_model(root)
-        params = wd.policy_params(state)
+        # the run's policy and prompt format (chat template included), its critic if any
+        policy, tokenizer, fmt = policy_lib.from_workdir(root)
+        params, stage, step = policy_lib.restore_params(root, policy, args.step)
+        critic = policy_lib.restore_params(root, critic_model(policy), step, "rl", "critic")[0] \
+            if stage == "rl" and cfg.rl.algorithm == "ppo" else None
         train = load_problems(cfg, root, "train", args.num_problems)
         held_out = load_problems(cfg, root, "test", args.held_out)
     except (ValueError, FileNotFoundError, sharding.DistributedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    p, n = cfg.data.max_prompt_len, cfg.eval.max_new_tokens
+    p, n = fmt.max_prompt_len, cfg.eval.max_new_tokens
     sampling = SamplingConfig(n, cfg.eval.temperature, num_samples=args.samples,
                               stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id)
     sample = lambda problems, seed: strategies.generate(  # noqa: E731
-        policy, params, problems, tokenizer, sampling, p,
-        max(1, cfg.eval.batch_prompts // args.samples), seed, cfg.data.template)
+        policy, params, problems, tokenizer, sampling, fmt,
+        max(1, cfg.eval.batch_prompts // args.samples), seed)
     gen = sample(train, args.seed)
     log.info("%d solutions sampled, %.1f%% correct", gen.correct.size, 100 * gen.correct.mean())
     if args.kind == "orm":
@@ -100,7 +104,6 @@ def main(argv=None) -> int:
         data = verifier_training.Labelled(*(x[keep] for x in data))
         log.info("%d rows of %d problems with mixed outcomes", int(keep.sum()),
                  int(keep.sum()) // args.samples)
-    critic = state.get("critic")
     init = critic if critic is not None else value_params_from_policy(
         params, jax.random.key(args.seed))
     value_model = Transformer(policy.cfg, head="value")
@@ -113,7 +116,7 @@ def main(argv=None) -> int:
     auc = verifiers.auc(scores[done], check.correct.reshape(-1)[done])
     first, last = float(np.mean(losses[:20])), float(np.mean(losses[-20:]))
     out = wd.resolve(args.out or root / "verifiers" / args.kind)
-    info = dict(workdir=str(root), policy_stage=state["stage"], policy_step=int(state["step"]),
+    info = dict(workdir=str(root), policy_stage=stage, policy_step=int(step),
                 problems=len(train), samples=args.samples, labelled_tokens=int(
                     data.weights.sum()), continuations=args.continuations
                 if args.kind == "prm" else None, steps=args.steps, loss_first=first,

@@ -6,7 +6,8 @@ checkpoints/, metrics.jsonl, tensorboard/, eval_*.json, report.png, config.json 
 config) and, for a run started from a Hugging Face model, model/ (that model's config.json,
 tokenizer files and a vision-language model's preprocessor_config.json, so export and generate
 use the tokenizer and image normalisation the run trained with). Only process 0
-writes shared files (``is_writer``); orbax saves are collective.
+writes shared files (``is_writer``); orbax saves are collective. Building the run's policy
+from a workdir is ``o1jax.policy``'s; this module reads paths, configs and checkpoints only.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import uuid
 
 import jax
 import ml_collections
+import orbax.checkpoint as ocp
 from etils import epath
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,12 @@ def write_text(path: epath.Path, text: str) -> None:
 
 def read_json(path: epath.Path):
     return json.loads(epath.Path(path).read_text())
+
+
+def read_jsonl(path: epath.Path) -> list[dict]:
+    """The rows of a JSON-lines file (local or gs://), blank lines skipped."""
+    return [json.loads(line) for line in epath.Path(path).read_text().splitlines()
+            if line.strip()]
 
 
 def check_reachable(workdir: epath.Path, timeout: float = 60.0) -> None:
@@ -161,30 +169,13 @@ def is_workdir(path) -> bool:
     return (p / "checkpoints").is_dir() and (p / "config.json").exists()
 
 
-def policy_model(root: epath.Path, mesh=None):
-    """(model, tokenizer) a run trained with: WORKDIR/model/ when it started from a Hugging
-    Face model, else the preset and the byte tokenizer (with its image placeholder for a
-    vision policy)."""
-    from o1jax.experiment import model_shapes
-    from o1jax.models import Transformer, hf
-    from o1jax.tokenizer import Tokenizer, byte_tokenizer
-    cfg = load_config(root)
-    overrides = dict(cfg.model.get("overrides", {}))
-    if (root / "model" / "config.json").exists():
-        mcfg = hf.load_config(root / "model", **overrides)
-        tokenizer = Tokenizer.from_dir(root / "model")
-    else:
-        mcfg = model_shapes(cfg)
-        tokenizer = byte_tokenizer(image_token=mcfg.vision is not None)
-    return Transformer(mcfg, mesh=mesh), tokenizer
+POLICY_KEY = {"rl": "policy", "sft": "params"}   # where each stage's state keeps the policy
 
 
-def load_state(path, step: int | None = None, stage: str | None = None) -> dict:
-    """The saved state of the latest (or ``step``) RL checkpoint, else SFT; ``stage`` ("rl" or
-    "sft") looks in that stage's checkpoints only. A dict with ``"stage"`` added; arrays on this
-    process's first device (every process of a multi-host launch reads its own copy)."""
-    import orbax.checkpoint as ocp
-
+def find_checkpoint(path, step: int | None = None, stage: str | None = None
+                    ) -> tuple[str, int, epath.Path]:
+    """(stage, step, its checkpoint manager's directory) of the latest (or ``step``) RL
+    checkpoint, else SFT; ``stage`` ("rl" or "sft") looks in that stage's checkpoints only."""
     root = resolve(path)
     if stage not in (None, "rl", "sft"):
         raise ValueError(f"stage must be rl or sft, got {stage!r}")
@@ -193,32 +184,39 @@ def load_state(path, step: int | None = None, stage: str | None = None) -> dict:
         directory = root / "checkpoints" / name
         if (stage or name) != name or not directory.is_dir():
             continue
-        mngr = ocp.CheckpointManager(directory)
-        steps = sorted(mngr.all_steps())
+        steps = sorted(ocp.CheckpointManager(directory).all_steps())
         found[name] = steps
-        if not steps or (step is not None and step not in steps):
-            continue
-        chosen = step if step is not None else steps[-1]
-        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-        state = mngr.restore(chosen, args=ocp.args.Composite(state=ocp.args.StandardRestore(
-            fallback_sharding=device)))["state"]
-        return dict(jax.device_put(state, device), stage=name, step=chosen)
+        if steps and (step is None or step in steps):
+            return name, step if step is not None else steps[-1], directory
     if step is not None and found:
         raise ValueError(f"{path}: no checkpoint at step {step}; steps saved: " + "; ".join(
             f"{name.upper()} {steps}" for name, steps in found.items()))
     raise ValueError(f"{path}: no {stage.upper() + ' ' if stage else ''}checkpoints to load")
 
 
-def load_policy(path, step: int | None = None, mesh=None, stage: str | None = None):
-    """(model, params, tokenizer) of the latest (or ``step``) RL checkpoint, else SFT; ``stage``
-    ("rl" or "sft") looks in that stage's checkpoints only. The tokenizer and model shapes are
-    those the run trained with."""
-    state = load_state(path, step, stage)
-    model, tokenizer = policy_model(resolve(path), mesh)
-    return model, policy_params(state), tokenizer
+def restore_subtree(directory: epath.Path, step: int, target: dict) -> dict:
+    """Only the parts of a saved state that ``target`` names ({key: tree of
+    ``jax.ShapeDtypeStruct`` with shardings}), each array read straight into its sharding
+    (every process reads its own shards); nothing else of the state is read."""
+    restore_args = jax.tree.map(lambda s: ocp.ArrayRestoreArgs(
+        sharding=s.sharding, global_shape=s.shape, dtype=s.dtype), target)
+    return ocp.CheckpointManager(directory).restore(step, args=ocp.args.Composite(
+        state=ocp.args.PyTreeRestore(item=target, restore_args=restore_args,
+                                     partial_restore=True)))["state"]
+
+
+def load_state(path, step: int | None = None, stage: str | None = None) -> dict:
+    """The whole saved state of the latest (or ``step``) RL checkpoint, else SFT (``stage``: as
+    ``find_checkpoint``). A dict with ``"stage"`` and ``"step"`` added; arrays on this
+    process's first device (every process of a multi-host launch reads its own copy)."""
+    name, chosen, directory = find_checkpoint(path, step, stage)
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    state = ocp.CheckpointManager(directory).restore(chosen, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(fallback_sharding=device)))["state"]
+    return dict(jax.device_put(state, device), stage=name, step=chosen)
 
 
 def policy_params(state: dict):
     """The policy's parameters in a ``load_state`` result (RL and SFT states name them
     differently)."""
-    return state["policy" if state["stage"] == "rl" else "params"]
+    return state[POLICY_KEY[state["stage"]]]

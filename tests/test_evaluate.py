@@ -13,6 +13,7 @@ from etils import epath
 import pytest
 
 from o1jax import flops
+from o1jax.data.prompts import PromptFormat
 from o1jax.evaluate import evaluate, evaluate_stage, main
 from o1jax.search.spec import EvalSpec, check_memory
 from o1jax.experiment import Experiment
@@ -94,7 +95,8 @@ def test_evaluate_stage_evaluates_once_and_reuses_the_file(answers_42, tmp_path)
         "eval": {"num_examples": 4, "max_new_tokens": 16, "temperature": 1.0,
                  "batch_prompts": 4}})
     test = [dict(e, meta=e["meta"].encode()) for e in EXAMPLES]  # rows as TFDS stores them
-    exp = Experiment(cfg, epath.Path(tmp_path), None, tok, model, {"test": test}, None)
+    exp = Experiment(cfg, epath.Path(tmp_path), None, tok, model, {"test": test}, None,
+                     PromptFormat(max_prompt_len=12))
     first = evaluate_stage(exp, "rl", params, 2, step=5)
     assert first["num_examples"] == 4 and first["greedy_accuracy"] == pytest.approx(2 / 4)
     assert first["maj2_accuracy"] == first["pass2_accuracy"] == pytest.approx(2 / 4)

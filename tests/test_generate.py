@@ -13,8 +13,12 @@ import transformers
 
 from o1jax import generate
 from o1jax.data.builders import load_image
-from o1jax.tokenizer import Tokenizer
+from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids
+from o1jax.models import Transformer, hf
+from o1jax.rollout import SamplingConfig, make_sampler
+from o1jax.tokenizer import Tokenizer, response_texts
 from tests import hf_fixtures
+from tests.test_policy import chat_config, chat_dir, make_workdir  # noqa: F401 - a fixture
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -171,11 +175,8 @@ def test_cli_image_from_a_vision_workdir(tmp_path, capsys):
     import orbax.checkpoint as ocp
 
     from configs import visual_grpo
-    from o1jax.data.pipeline import prompt_ids
-    from o1jax.experiment import model_shapes
-    from o1jax.models import Transformer
-    from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts
-    from o1jax.tokenizer import byte_tokenizer, response_texts
+    from o1jax.policy import model_shapes
+    from o1jax.tokenizer import byte_tokenizer
 
     cfg = visual_grpo.get_config()
     cfg.model.overrides.update(num_layers=1, mlp_dim=64, hidden_size=64)
@@ -195,10 +196,51 @@ def test_cli_image_from_a_vision_workdir(tmp_path, capsys):
     tok = byte_tokenizer(image_token=True)
     pixels = load_image(image, 32)
     tokens, mask = pad_prompts([prompt_ids({"question": "How many?", "image": pixels}, tok,
-                                           "{question}", image_tokens=16)], tok.pad_id)
+                                           PromptFormat("{question}", image_tokens=16))],
+                               tok.pad_id)
     roll = make_sampler(model, SamplingConfig(max_new_tokens=12, greedy=True,
                                               stop_ids=tok.stop_ids, pad_id=tok.pad_id),
                         gather=True)(params, tokens, mask, jax.random.key(0), images=pixels[None])
     assert got == response_texts(roll.tokens, roll.response_mask, roll.finished, tok)[0] + "\n"
     assert generate.main(["--model", str(root), "--prompt", "How many?"]) == 2
     assert "give --image" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ a workdir's own settings
+def test_cli_on_a_workdir_prompts_in_the_runs_chat_template(chat_dir, tmp_path, capsys):
+    """A run that trained in its tokenizer's chat template: the prompt is the user's turn of
+    it (rendered here by hand), not the raw text."""
+    root = tmp_path / "w"
+    params = make_workdir(root, chat_config(chat_dir))
+    assert generate.main(["--model", str(root), "--prompt", "What is 2+3?", "--greedy",
+                          "--max-new-tokens", "10"]) == 0
+    got = capsys.readouterr().out
+    tok = Tokenizer.from_dir(chat_dir)
+    model = Transformer(hf.load_config(chat_dir))
+    sampler = make_sampler(model, SamplingConfig(max_new_tokens=10, greedy=True,
+                                                 stop_ids=tok.stop_ids, pad_id=tok.pad_id),
+                           gather=True)
+
+    def greedy(text):
+        tokens, mask = pad_prompts([tok.encode(text)], tok.pad_id)
+        roll = sampler(params, tokens, mask, jax.random.key(0))
+        return response_texts(roll.tokens, roll.response_mask, roll.finished, tok)[0] + "\n"
+
+    assert got == greedy("<|user|>What is 2+3?\n<|assistant|>")
+    assert got != greedy("What is 2+3?")   # the raw text's completion tells the two apart
+
+
+def test_cli_on_a_workdir_takes_the_mesh_and_dtype_flags(tmp_path):
+    from configs import smoke
+    cfg = smoke.get_config()
+    cfg.model.overrides.update(num_heads=4, num_kv_heads=4, mlp_dim=128)
+    make_workdir(tmp_path / "w", cfg)
+    args = generate.parse_args(["--model", str(tmp_path / "w"), "--prompt", "1+2=?",
+                                "--mesh-shape", "1,2,4", "--dtype", "bfloat16"])
+    (model, _, fmt), params = generate.load(args)
+    assert dict(model.mesh.shape) == {"data": 1, "fsdp": 2, "tensor": 4}
+    assert model.cfg.dtype == "bfloat16" and fmt.template == "{question}"
+    for got, want in zip(jax.tree.leaves(params), jax.tree.leaves(model.shardings())):
+        assert got.sharding.is_equivalent_to(want, got.ndim)
+    assert generate.main(["--model", str(tmp_path / "w"), "--prompt", "1+2=?", "--mesh-shape",
+                          "1,2,4", "--dtype", "bfloat16", "--max-new-tokens", "4"]) == 0

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from o1jax.data.prompts import PromptFormat
 from o1jax.models import Transformer, positions_from_mask, preset
 from o1jax.optim import make_optimizer, warmup_cosine
 from o1jax.sft import encode_sft, init_sft_state, sft_loss, sft_step
@@ -18,7 +19,7 @@ EXAMPLES = [{"question": "2+3=?", "solution": "\\boxed{5}"},
 
 def test_encode_sft_by_hand():
     tok = byte_tokenizer()
-    enc = encode_sft(EXAMPLES, tok, length=20, template="Q: {question}\n")
+    enc = encode_sft(EXAMPLES, tok, length=20, fmt=PromptFormat("Q: {question}\n"))
     prompt = [257] + list(b"Q: 2+3=?\n")
     answer = list(b"\\boxed{5}") + [tok.stop_ids[0]]
     ids = prompt + answer

@@ -10,12 +10,13 @@ import pytest
 
 from o1jax import trace as trace_lib
 from o1jax import workdir as wd
-from o1jax.data.pipeline import render_prompt
+from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids, render_prompt
 from o1jax.models import Transformer, positions_from_mask, preset
 from o1jax.models.layers.attention import attend, attention_probs
 from o1jax.plots import read_png, upsample_heat
 from o1jax.rollout.decoding import SamplingConfig
-from o1jax.rollout.sampler import make_sampler, pad_prompts
+from o1jax.policy import load_policy
+from o1jax.rollout.sampler import make_sampler
 from o1jax.search import verifiers
 
 SOLUTION = "5+7=12, write 2, carry 1\n1+2+1=4, write 4\n\\boxed{42}"
@@ -30,20 +31,20 @@ def fake_verify(texts, references):
 def test_values_and_importance_match_plain_computations(smoke_run, monkeypatch):
     workdir, _ = smoke_run
     monkeypatch.setattr(trace_lib, "verify_batch", fake_verify)
-    policy, params, tok = wd.load_policy(workdir)
+    (policy, tok, _), params = load_policy(workdir)
     # digits and spaces stop a continuation too: this barely trained policy then finishes
     # its continuations at random lengths, some right and some wrong under fake_verify
     tok.stop_ids = tok.stop_ids + tuple(tok.encode("0123456789 ", False))
     critic = verifiers.load("critic", policy, workdir)
-    k, seed, template = 6, 3, "{question}\n"
-    tr = trace_lib.trace(policy, params, tok, "15+27=?", "42", template,
+    k, seed, fmt = 6, 3, PromptFormat("{question}\n")
+    tr = trace_lib.trace(policy, params, tok, "15+27=?", "42", fmt,
                          (critic.model, critic.params), k=k, max_new=16, seed=seed,
                          solution=SOLUTION, layers=(0,), heads=(0, 1))
 
     # the steps are the solution's lines; values are the value model's at each response token
     lines = SOLUTION.split("\n")
     assert tr.steps == lines and "".join(tr.tokens) == SOLUTION
-    prompt = tok.encode(render_prompt("15+27=?", tok, template))
+    prompt = tok.encode(render_prompt("15+27=?", tok, fmt))
     seq = jnp.asarray([prompt + tok.encode(SOLUTION, False) + [tok.stop_ids[0]]])
     mask = jnp.ones_like(seq, bool)
     values, _ = critic.model.apply(critic.params, seq, positions_from_mask(mask), mask)
@@ -51,7 +52,7 @@ def test_values_and_importance_match_plain_computations(smoke_run, monkeypatch):
                                atol=1e-6)
 
     # importance: a plain loop over the prefixes built from the text, K samples each
-    prefixes = [render_prompt("15+27=?", tok, template) + "".join(x + "\n" for x in lines[:j])
+    prefixes = [render_prompt("15+27=?", tok, fmt) + "".join(x + "\n" for x in lines[:j])
                 for j in range(len(lines))]
     length = len(tok.encode(prefixes[-1]))
     sampler = make_sampler(policy, SamplingConfig(
@@ -176,7 +177,6 @@ def test_trace_of_a_vision_policy_through_the_cli(visual_run, tmp_path, capsys):
     from PIL import Image
 
     from o1jax.data import visual
-    from o1jax.data.pipeline import prompt_ids
     from o1jax.rollout.scoring import prefix_values
     image = next(iter(visual.generate("count", "test", 1, seed=5, difficulty=2)))["image"]
     Image.fromarray(image).save(tmp_path / "scene.png")
@@ -203,9 +203,9 @@ def test_trace_of_a_vision_policy_through_the_cli(visual_run, tmp_path, capsys):
     assert (att.sum(axis=1) <= 1 + 1e-5).all() and att.sum() > 0
     # the same numbers as the recorded attention maps: rows of the positions that wrote the
     # answer tokens, columns of the image placeholders, mean over layers and heads
-    policy, params, tok = wd.load_policy(visual_run)
+    (policy, tok, _), params = load_policy(visual_run)
     prompt = prompt_ids({"question": question, "image": image}, tok,
-                        wd.load_config(visual_run).data.template, image_tokens=16)
+                        PromptFormat(wd.load_config(visual_run).data.template, image_tokens=16))
     columns = [i for i, t in enumerate(prompt) if t == policy.cfg.image_token_id]
     assert columns == list(range(first, first + 16))
     mean = np.mean([np.asarray(m) for m in data["attention"].values()], axis=0)
@@ -259,7 +259,7 @@ def test_an_image_for_a_text_policy_is_refused(smoke_run, tmp_path, capsys):
     assert trace_lib.main(["--workdir", str(workdir), "--problem", "1+2=?", "--image",
                            str(tmp_path / "x.png")]) == 2
     assert "reads no images (a text-only model" in capsys.readouterr().err
-    policy, params, tok = wd.load_policy(workdir)
+    (policy, tok, fmt), params = load_policy(workdir)
     with pytest.raises(ValueError, match="reads no images"):
-        trace_lib.trace(policy, params, tok, "1+2=?", "3", "{question}\n",
+        trace_lib.trace(policy, params, tok, "1+2=?", "3", fmt,
                         image=np.zeros((32, 32, 3), np.uint8))

@@ -188,8 +188,8 @@ def test_end_to_end_smoke_run_and_export(tmp_path):
 
     import jax.numpy as jnp
     from o1jax.models import positions_from_mask
-    from o1jax.workdir import load_policy
-    model, params, tok = load_policy(str(workdir))
+    from o1jax.policy import load_policy
+    (model, tok, _), params = load_policy(str(workdir))
     ids = np.array([tok.encode("12+34=?\n")])
     mask = np.ones_like(ids, bool)
     ours, _ = model.apply(params, jnp.asarray(ids), positions_from_mask(jnp.asarray(mask)),

@@ -11,88 +11,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Sequence
 
-import jinja2.sandbox
 import numpy as np
 
-from o1jax.rollout.sampler import pad_prompts
+from o1jax.data.prompts import PromptFormat, fit, pad_prompts, prompt_ids
 from o1jax.tokenizer import Tokenizer
-
-PLAIN_TEMPLATE = "{question}\n"
 
 
 def decode_example(ex: dict) -> dict:
     return {k: v.decode() if isinstance(v, bytes) else v for k, v in ex.items()}
-
-
-def render_prompt(question: str, tokenizer: Tokenizer, template: str = PLAIN_TEMPLATE,
-                  use_chat_template: bool | None = None, system: str | None = None) -> str:
-    """The prompt text for a question: a format string with ``{question}``, or that text as
-    the user's message in the tokenizer's own chat template (rendered in a Jinja sandbox, with
-    the generation prompt appended). ``use_chat_template`` None: as the tokenizer says
-    (``tokenizer.use_chat_template``, set from ``data.use_chat_template``)."""
-    if use_chat_template is None:
-        use_chat_template = tokenizer.use_chat_template
-    if not use_chat_template:
-        return template.format(question=question)
-    if not tokenizer.chat_template:
-        raise ValueError("use_chat_template=True but the tokenizer has no chat_template")
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-    messages = ([{"role": "system", "content": system}] if system else []) + [
-        {"role": "user", "content": template.format(question=question).strip()}]
-    return env.from_string(tokenizer.chat_template).render(
-        messages=messages, add_generation_prompt=True, bos_token=tokenizer.bos_token or "",
-        eos_token=tokenizer.eos_token or "")
-
-
-def prompt_ids(example: dict, tokenizer: Tokenizer, template: str = PLAIN_TEMPLATE,
-               use_chat_template: bool | None = None, image_tokens: int = 0,
-               add_special_tokens: bool = True) -> list[int]:
-    """An example's prompt token ids; with ``image_tokens`` = N (a vision policy), N image
-    placeholders where the image's tokens go: in place of the tokenizer's image token where the
-    rendered prompt (template or question) holds one, else right after the
-    beginning-of-sequence token."""
-    ids = tokenizer.encode(render_prompt(example["question"], tokenizer, template,
-                                         use_chat_template),
-                           add_special_tokens=add_special_tokens)
-    if not image_tokens:
-        return ids
-    if tokenizer.image_id is None:
-        raise ValueError("a vision model needs a tokenizer with an image placeholder token")
-    if "image" not in example:
-        raise ValueError(f"the model reads images but example {example['question'][:40]!r} "
-                         "has none: use a visual task (count, chart, pixel_sum, image_qa)")
-    marks = ids.count(tokenizer.image_id)
-    if marks > 1:
-        raise ValueError(f"prompt {example['question'][:40]!r} holds {marks} image tokens "
-                         f"({tokenizer.image_token}); one image per prompt, marked once")
-    if marks:
-        k = ids.index(tokenizer.image_id)
-        return ids[:k] + [tokenizer.image_id] * image_tokens + ids[k + 1:]
-    k = 1 if ids and tokenizer.bos_token and ids[0] == tokenizer.token_id(tokenizer.bos_token) \
-        else 0
-    return ids[:k] + [tokenizer.image_id] * image_tokens + ids[k:]
-
-
-def truncate_prompt(ids: list[int], length: int, image_id: int | None = None) -> list[int]:
-    """The prompt cut to ``length`` tokens by dropping its earliest text tokens (the question
-    is asked last); the first token (beginning of sequence) and the image placeholders
-    (``image_id``) of a vision prompt always stay."""
-    if len(ids) <= length:
-        return ids
-    if image_id is None:
-        return ids[len(ids) - length:]
-    keep = 1 + sum(t == image_id for t in ids[1:])
-    if keep >= length:
-        raise ValueError(f"a prompt of {keep} image and special tokens does not fit in "
-                         f"data.max_prompt_len={length}: raise it")
-    drop = len(ids) - length
-    out = ids[:1]
-    for t in ids[1:]:
-        if drop and t != image_id:
-            drop -= 1
-            continue
-        out.append(t)
-    return out
 
 
 @dataclasses.dataclass
@@ -113,25 +39,22 @@ class PromptPipeline:
     """
 
     def __init__(self, source: Any, tokenizer: Tokenizer, global_batch: int,
-                 max_prompt_len: int, seed: int = 0, template: str = PLAIN_TEMPLATE,
-                 use_chat_template: bool | None = None, process_index: int = 0,
-                 process_count: int = 1, add_special_tokens: bool = True,
-                 image_tokens: int = 0):
+                 fmt: PromptFormat, seed: int = 0, process_index: int = 0,
+                 process_count: int = 1):
         if global_batch % process_count:
             raise ValueError(f"global batch {global_batch} is not divisible by the "
                              f"{process_count} processes")
         if len(source) < global_batch:
             raise ValueError(f"dataset has {len(source)} examples, fewer than one batch "
                              f"({global_batch})")
-        self.source, self.tokenizer = source, tokenizer
-        self.global_batch, self.max_prompt_len = global_batch, max_prompt_len
-        self.seed, self.template, self.use_chat_template = seed, template, use_chat_template
+        if fmt.max_prompt_len is None:
+            raise ValueError("a prompt pipeline needs the format's max_prompt_len")
+        self.source, self.tokenizer, self.fmt = source, tokenizer, fmt
+        self.global_batch, self.seed = global_batch, seed
         self.process_index, self.process_count = process_index, process_count
-        self.add_special_tokens = add_special_tokens
-        self.image_tokens = image_tokens    # placeholders per prompt (a vision policy), or 0
         self.epoch, self.index = 0, 0
         self._perm_epoch, self._perm = -1, None
-        self.truncated_prompts = 0  # prompts cut to their last max_prompt_len tokens
+        self.truncated_prompts = 0  # prompts cut to fmt.max_prompt_len tokens
 
     # ---- position
     def state(self) -> dict:
@@ -160,15 +83,12 @@ class PromptPipeline:
         return rows
 
     def encode(self, examples: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
-        prompts = [prompt_ids(ex, self.tokenizer, self.template, self.use_chat_template,
-                              self.image_tokens, self.add_special_tokens) for ex in examples]
-        too_long = [i for i, p in enumerate(prompts) if len(p) > self.max_prompt_len]
-        if too_long:  # keep the end (where the question is asked) and count it
-            self.truncated_prompts += len(too_long)
-            prompts = [truncate_prompt(p, self.max_prompt_len,
-                                       self.tokenizer.image_id if self.image_tokens else None)
-                       for p in prompts]
-        return pad_prompts(prompts, self.tokenizer.pad_id, self.max_prompt_len)
+        """Left-padded tokens, mask [b, max_prompt_len] of the examples' prompts; a prompt
+        that is too long is cut (``prompts.truncate_prompt``) and counted."""
+        prompts = [prompt_ids(ex, self.tokenizer, self.fmt) for ex in examples]
+        self.truncated_prompts += sum(len(p) > self.fmt.max_prompt_len for p in prompts)
+        return pad_prompts([fit(p, self.tokenizer, self.fmt) for p in prompts],
+                           self.tokenizer.pad_id, self.fmt.max_prompt_len)
 
     def next_examples(self) -> tuple[np.ndarray, list[dict]]:
         """This process's dataset rows of the next global batch, and the decoded examples."""
@@ -180,6 +100,6 @@ class PromptPipeline:
     def next_batch(self) -> Batch:
         mine, examples = self.next_examples()
         tokens, mask = self.encode(examples)
-        images = np.stack([ex["image"] for ex in examples]) if self.image_tokens else None
+        images = np.stack([ex["image"] for ex in examples]) if self.fmt.image_tokens else None
         return Batch(tokens=tokens, mask=mask, indices=mine.astype(np.int64), examples=examples,
                      images=images)

@@ -5,7 +5,7 @@ checking a real-hardware config on a CPU."""
 from __future__ import annotations
 
 import time
-from typing import NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -17,51 +17,111 @@ from o1jax.curves import curve_evaluation
 from o1jax.loop import run_loop
 from o1jax.metrics import rl_log_row
 from o1jax.models.transformer import Params, Transformer
+from o1jax.policy import from_config
 from o1jax.rewards.in_graph import make_reward_callback
 from o1jax.rl.config import RLConfig
 from o1jax.rl.iteration import make_iteration
 from o1jax.rl.state import RLState, init_state
 
 
-def run_rl(exp: experiment.Experiment, params: Params) -> tuple[RLState, bool]:
-    """Resumable loop over compiled RL iterations starting from ``params``.
+class Programs:
+    """The iteration compiled ahead of time, once per distinct batch shapes (a second shape is a
+    second program, counted rather than hidden in jit's cache): ``len`` is how many there are,
+    logged as ``compiled_programs``."""
+
+    def __init__(self, jitted):
+        self.jitted, self.compiled = jitted, {}
+
+    def __call__(self, state, batch, key):
+        shapes = tuple((x.shape, str(x.dtype)) for x in jax.tree.leaves(batch))
+        if shapes not in self.compiled:
+            self.compiled[shapes] = self.jitted.lower(state, batch, key).compile()
+        return self.compiled[shapes](state, batch, key)
+
+    def __len__(self) -> int:
+        return len(self.compiled)
+
+
+class Phase(NamedTuple):
+    """What a kind of RL run (PPO/GRPO, self-play) hands the one stage loop ``run_iterations``.
+
+    iteration:  (state, batch, key) -> (state, metrics, results), jitted (``compile_iteration``)
+    shardings:  the train state's shardings (None without a mesh)
+    pipeline:   the resumable feed (``state()`` / ``restore()``) the loop checkpoints
+    next_batch: i -> (global batch, host batch)
+    log:        (i, host batch, metrics, results, start, seconds) -> (the iteration's model
+                FLOPs over all devices, more log entries); runs after the iteration (self-play
+                records its results here)
+    """
+    iteration: Callable
+    shardings: RLState | None
+    pipeline: Any
+    next_batch: Callable[[int], tuple[dict, dict]]
+    log: Callable[..., tuple[float, dict]]
+
+
+def run_iterations(exp: experiment.Experiment, params: Params, phase: Phase
+                   ) -> tuple[RLState, bool]:
+    """The RL stage's resumable loop over compiled iterations from ``params``: the train state,
+    the per-iteration keys, timing, the log row (MFU over the mesh's devices) and checkpoints.
     Returns (final state, preempted)."""
+    cfg, rl = exp.cfg, exp.rl
+    state = jax.device_put(init_state(params, rl, jax.random.key(cfg.seed + 1)), phase.shardings)
+    base_key = jax.random.key(cfg.seed)
+    peak = flops.peak_flops_per_s(cfg, exp.policy.cfg)
+    programs = Programs(phase.iteration)
+
+    def step(state, i):
+        batch, host = phase.next_batch(i)
+        t = time.perf_counter()
+        state, metrics, results = programs(state, batch, jax.random.fold_in(base_key, i))
+        metrics, results = jax.device_get((metrics, results))
+        seconds = time.perf_counter() - t
+        work, extra = phase.log(i, host, metrics, results, t, seconds)
+        return state, dict(rl_log_row(metrics, seconds, work, peak, exp.mesh.size), **extra,
+                           compiled_programs=len(programs))
+
+    return run_loop(cfg, exp.workdir, "rl", state, phase.pipeline, step, rl.num_iterations,
+                    curve_evaluation(exp))
+
+
+def rl_phase(exp: experiment.Experiment) -> Phase:
+    """PPO/GRPO: the prompt pipeline, the reward callback and ``make_iteration``."""
     cfg, rl, policy, tok = exp.cfg, exp.rl, exp.policy, exp.tokenizer
     train = exp.sources["train"]
-    pipeline = PromptPipeline(train, tok, rl.batch_prompts, cfg.data.max_prompt_len,
-                              seed=cfg.seed, template=cfg.data.template,
+    pipeline = PromptPipeline(train, tok, rl.batch_prompts, exp.prompt, seed=cfg.seed,
                               process_index=jax.process_index(),
-                              process_count=jax.process_count(),
-                              image_tokens=policy.cfg.image_tokens)
+                              process_count=jax.process_count())
     reward_fn = make_reward_callback(tok, lambda i: decode_example(train[i]), rl.reward_weights,
                                      mesh=exp.mesh)
     iteration, shardings = make_iteration(policy, rl, reward_fn, tok.stop_ids, tok.pad_id)
-    state = jax.device_put(init_state(params, rl, jax.random.key(cfg.seed + 1)), shardings)
-    base_key = jax.random.key(cfg.seed)
-    peak = flops.peak_flops_per_s(cfg, policy.cfg)
+    cut = [0]   # prompts cut to data.max_prompt_len before the latest batch
 
-    def step(state, i):
-        cut_before = pipeline.truncated_prompts
+    def next_batch(i):
+        cut[0] = pipeline.truncated_prompts
         b = pipeline.next_batch()
         host = {"tokens": b.tokens, "mask": b.mask, "example_ids": b.indices.astype(np.int32)}
         if b.images is not None:
             host["images"] = b.images
-        batch = sharding.host_local_to_global(exp.mesh, host)
-        t = time.perf_counter()
-        state, metrics = iteration(state, batch, jax.random.fold_in(base_key, i))
-        metrics = jax.device_get(metrics)
-        seconds = time.perf_counter() - t
+        return sharding.host_local_to_global(exp.mesh, host), host
+
+    def log(i, host, metrics, results, start, seconds):
         # the batch's prompt tokens and prompts cut to data.max_prompt_len, over all processes
         prompt_tokens, truncated = np.sum(multihost_utils.process_allgather(np.array(
-            [b.mask.sum(), pipeline.truncated_prompts - cut_before], np.int64)).reshape(-1, 2), 0)
+            [host["mask"].sum(), pipeline.truncated_prompts - cut[0]], np.int64)
+        ).reshape(-1, 2), 0)
         work = flops.rl_iteration_flops(policy.cfg, rl, float(prompt_tokens),
                                         float(metrics["generated_tokens"]), rl.rows,
-                                        b.tokens.shape[1] + rl.max_new_tokens)
-        return state, dict(rl_log_row(metrics, seconds, work, peak),
-                           prompt_tokens=float(prompt_tokens), truncated_prompts=int(truncated))
+                                        host["tokens"].shape[1] + rl.max_new_tokens)
+        return work, {"prompt_tokens": float(prompt_tokens), "truncated_prompts": int(truncated)}
 
-    return run_loop(cfg, exp.workdir, "rl", state, pipeline, step, rl.num_iterations,
-                    curve_evaluation(exp))
+    return Phase(iteration, shardings, pipeline, next_batch, log)
+
+
+def run_rl(exp: experiment.Experiment, params: Params) -> tuple[RLState, bool]:
+    """PPO/GRPO's RL stage: ``run_iterations`` over ``rl_phase``. Returns (final state,
+    preempted)."""
+    return run_iterations(exp, params, rl_phase(exp))
 
 
 class LoweredStep(NamedTuple):
@@ -80,7 +140,7 @@ def lower_rl_step(cfg, devices: Sequence[jax.Device] | None = None) -> LoweredSt
     devices = list(jax.devices() if devices is None else devices)
     rl = experiment.check_config(cfg, len(devices))
     mesh = sharding.make_mesh(cfg.mesh_shape, devices)
-    policy, tok = experiment.build_model(cfg, mesh, abstract=True)
+    policy, tok, _ = from_config(cfg, mesh, abstract=True)
     reward_fn = make_reward_callback(tok, lambda i: {}, rl.reward_weights, mesh=mesh)
     state = jax.eval_shape(lambda p: init_state(p, rl, jax.random.key(1)), policy.param_shapes())
     b, p = rl.batch_prompts, cfg.data.max_prompt_len

@@ -1,7 +1,8 @@
 """Rollout: KV-cache decoding pieces, compiled sampling, and scoring of sampled sequences."""
 
+from o1jax.data.prompts import pad_prompts
 from o1jax.rollout.decoding import SamplingConfig, decode_params, decode_step, prefill
-from o1jax.rollout.sampler import Rollout, make_sampler, pad_prompts, sample
+from o1jax.rollout.sampler import Rollout, make_sampler, sample
 from o1jax.rollout.scoring import prefix_values, token_logprobs
 
 __all__ = ["Rollout", "SamplingConfig", "decode_params", "decode_step", "make_sampler",

@@ -12,7 +12,7 @@ position ids count real tokens only (``positions_from_mask``), so padding change
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -128,27 +128,6 @@ def check_prompts(prompt_mask: np.ndarray, model: Transformer, cfg: SamplingConf
         raise ValueError(f"prompt length {prompt_mask.shape[1]} + max_new_tokens "
                          f"{cfg.max_new_tokens} = {total} exceeds the model's max_seq_len "
                          f"{model.cfg.max_seq_len}")
-
-
-def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int, length: int | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Left-pads token lists to ``length`` (default: the longest). Returns tokens, mask [B, P]."""
-    if not prompts:
-        raise ValueError("no prompts")
-    for i, pr in enumerate(prompts):
-        if len(pr) == 0:
-            raise ValueError(f"prompt {i} is empty")
-    longest = max(len(pr) for pr in prompts)
-    length = longest if length is None else length
-    if longest > length:
-        raise ValueError(f"prompt of {longest} tokens is longer than the maximum prompt length "
-                         f"{length}")
-    tokens = np.full((len(prompts), length), pad_id, np.int32)
-    mask = np.zeros((len(prompts), length), bool)
-    for i, pr in enumerate(prompts):
-        tokens[i, length - len(pr):] = pr
-        mask[i, length - len(pr):] = True
-    return tokens, mask
 
 
 def make_sampler(model: Transformer, cfg: SamplingConfig, gather: bool = False):

@@ -24,10 +24,10 @@ import jax
 import numpy as np
 
 from o1jax import flops
-from o1jax.data.pipeline import PLAIN_TEMPLATE, render_prompt
+from o1jax.data.prompts import PromptFormat, encode_prompt, pad_prompts, truncate_prompt
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rewards.api import default_pool
-from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts
+from o1jax.rollout import SamplingConfig, make_sampler
 from o1jax.search import steps, strategies, verifiers, voting
 from o1jax.tokenizer import Tokenizer
 
@@ -46,9 +46,8 @@ def _round_up(n: int, to: int = 16) -> int:
 
 def search(policy: Transformer, params: Params, examples: Sequence[dict], tokenizer: Tokenizer,
            verifier: verifiers.Verifier, beams: int, width: int, diverse: bool,
-           max_prompt_len: int, max_new_tokens: int, step_tokens: int, temperature: float,
-           batch_rows: int = 64, seed: int = 0, template: str = PLAIN_TEMPLATE
-           ) -> tuple[strategies.Generation, dict]:
+           fmt: PromptFormat, max_new_tokens: int, step_tokens: int, temperature: float,
+           batch_rows: int = 64, seed: int = 0) -> tuple[strategies.Generation, dict]:
     """Beam search (``diverse`` False) or DVTS (True) with ``beams`` beams (subtrees) of
     ``width`` candidates each: (one chosen response per problem as a Generation, the ledger:
     per-problem arrays tokens, prompt_tokens, prefill_flops, decode_flops, verifier_flops,
@@ -58,8 +57,8 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
     mcfg = policy.cfg
     step_end = steps.step_end_ids(tokenizer)
     stop = tuple(tokenizer.stop_ids)
-    prompts = [tokenizer.encode(render_prompt(e["question"], tokenizer, template))
-               [-max_prompt_len:] for e in examples]
+    max_prompt_len = fmt.max_prompt_len
+    prompts = [encode_prompt(e, tokenizer, fmt) for e in examples]
     n = len(examples)
     state = [[Beam([]) for _ in range(beams)] for _ in range(n)]  # B x M candidates at the root
     ledger = {k: np.zeros(n) for k in ("tokens", "prefill_flops", "decode_flops",
@@ -84,7 +83,7 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
         cands: dict[tuple[int, int], list] = {}
         for lo in range(0, len(live), per):
             chunk = live[lo:lo + per]
-            rows = [(prompts[i] + state[i][b].tokens)[-length:] for i, b in chunk]
+            rows = [truncate_prompt(prompts[i] + state[i][b].tokens, length) for i, b in chunk]
             tokens, mask = pad_prompts(rows + [rows[-1]] * (per - len(rows)), tokenizer.pad_id,
                                        length)
             roll = sampler(params, tokens, mask, jax.random.fold_in(key, rnd * 100003 + lo))
@@ -132,12 +131,9 @@ def _score(verifier, prompts, cands, ledger) -> None:
         return
     width = min(_round_up(max(len(prompts[i]) + len(b.tokens) for i, b in flat)),
                 verifier.model.cfg.max_seq_len)
-    tokens = np.zeros((len(flat), width), np.int32)
-    mask = np.zeros((len(flat), width), bool)
-    for r, (i, b) in enumerate(flat):
-        seq = (prompts[i] + b.tokens)[-width:]
-        tokens[r, width - len(seq):] = seq
-        mask[r, width - len(seq):] = True
+    seqs = [truncate_prompt(prompts[i] + b.tokens, width) for i, b in flat]
+    tokens, mask = pad_prompts(seqs, 0, width)
+    for (i, _), seq in zip(flat, seqs):
         ledger["verifier_flops"][i] += flops.verifier_flops(verifier.model.cfg, len(seq))
     for (_, b), s in zip(flat, verifiers.outcome_scores(verifier, tokens, mask)):
         b.score = float(s)

@@ -9,7 +9,7 @@ import dataclasses
 import jax
 import numpy as np
 
-from o1jax.data.pipeline import PLAIN_TEMPLATE
+from o1jax.data.prompts import PromptFormat
 from o1jax.models.transformer import Transformer
 from o1jax.rollout.decoding import BudgetForcing
 from o1jax.search import strategies
@@ -31,7 +31,7 @@ class EvalSpec:
     temperature: float = 1.0
     batch_prompts: int = 64
     seed: int = 0
-    template: str = PLAIN_TEMPLATE
+    prompt: PromptFormat = PromptFormat()   # how prompts are rendered; cut at max_prompt_len
     answer_marker: str = "\\boxed{"
     cue: str = "Wait"
     min_thinking: int | None = None

@@ -37,12 +37,12 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from o1jax import flops
-from o1jax.data.pipeline import PLAIN_TEMPLATE, prompt_ids, truncate_prompt
+from o1jax.data.prompts import PromptFormat, encode_prompt, pad_prompts, truncate_prompt
 from o1jax.models.config import ModelConfig
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rewards.api import default_pool
 from o1jax.rewards.functions import correctness
-from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts
+from o1jax.rollout import SamplingConfig, make_sampler
 from o1jax.search import voting
 from o1jax.tokenizer import Tokenizer, response_texts
 
@@ -111,23 +111,25 @@ def _check(texts: list, examples: list, finished: list) -> tuple[np.ndarray, lis
 
 
 def generate(policy: Transformer, params: Params, examples: Sequence[dict],
-             tokenizer: Tokenizer, sampling: SamplingConfig, max_prompt_len: int,
-             batch_prompts: int, seed: int = 0, template: str = PLAIN_TEMPLATE,
+             tokenizer: Tokenizer, sampling: SamplingConfig, fmt: PromptFormat,
+             batch_prompts: int, seed: int = 0,
              prompts: Sequence[Sequence[int]] | None = None) -> Generation:
     """``sampling.num_samples`` responses per example, in batches of ``batch_prompts`` prompts
     (the last batch padded with copies: one compiled sampler), verified. With one process a
     batch is verified in the background while the next one samples (the sampler releases the
     interpreter); with several, verification is split between them after sampling (its
-    collectives must not interleave with the sampler's). ``prompts``: token lists to use
-    instead of the examples' rendered questions (continuations of partial solutions). A vision
-    policy's prompts carry their example's image (placeholders where ``prompt_ids`` puts them)."""
+    collectives must not interleave with the sampler's). Prompts are the examples' in ``fmt``
+    (cut to and left-padded to ``fmt.max_prompt_len``), or ``prompts``: token lists to use
+    instead (continuations of partial solutions). A vision policy's prompts carry their
+    example's image (placeholders where ``prompt_ids`` puts them)."""
+    if fmt.image_tokens != policy.cfg.image_tokens:
+        raise ValueError(f"the prompt format has {fmt.image_tokens} image placeholders, the "
+                         f"policy reads {policy.cfg.image_tokens}: build both with o1jax.policy")
     sampler = make_sampler(policy, sampling, gather=True)
     g = sampling.num_samples
-    n_image = policy.cfg.image_tokens
+    n_image = fmt.image_tokens
     if prompts is None:
-        prompts = [truncate_prompt(prompt_ids(e, tokenizer, template, image_tokens=n_image),
-                                   max_prompt_len, tokenizer.image_id if n_image else None)
-                   for e in examples]
+        prompts = [encode_prompt(e, tokenizer, fmt) for e in examples]
     key = jax.random.key(seed)
     texts, finished, lengths, checks, seconds = [], [], [], [], 0.0
     tokens_out, masks = [], []
@@ -137,7 +139,7 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
             chunk = prompts[start:start + batch_prompts]
             n = len(chunk)
             tokens, mask = pad_prompts(chunk + [chunk[-1]] * (batch_prompts - n),
-                                       tokenizer.pad_id, max_prompt_len)
+                                       tokenizer.pad_id, fmt.max_prompt_len)
             images = None
             if n_image:
                 part = list(examples[start:start + n])
@@ -178,16 +180,17 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
 
 def rows_of(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],
             max_prompt_len: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """tokens, mask [N, P + longest response] in the sampler's layout: each prompt
-    left-padded to P columns, its response after it (for the rows a search chose)."""
-    width = max_prompt_len + max([len(r) for r in responses] + [1])
-    tokens = np.full((len(prompts), width), pad_id, np.int32)
-    mask = np.zeros(tokens.shape, bool)
-    for i, (p, r) in enumerate(zip(prompts, responses)):
-        p = list(p)[-max_prompt_len:]
-        tokens[i, max_prompt_len - len(p):max_prompt_len] = p
+    """tokens, mask [N, P + longest response] in the sampler's layout: each prompt cut and
+    left-padded to P columns (``prompts.truncate_prompt``, ``pad_prompts``), its response after
+    it (for the rows a search chose)."""
+    width = max([len(r) for r in responses] + [1])
+    tokens, mask = pad_prompts([truncate_prompt(p, max_prompt_len) for p in prompts], pad_id,
+                               max_prompt_len)
+    tokens = np.pad(tokens, ((0, 0), (0, width)), constant_values=pad_id)
+    mask = np.pad(mask, ((0, 0), (0, width)))
+    for i, r in enumerate(responses):
         tokens[i, max_prompt_len:max_prompt_len + len(r)] = r
-        mask[i, max_prompt_len - len(p):max_prompt_len + len(r)] = True
+        mask[i, max_prompt_len:max_prompt_len + len(r)] = True
     return tokens, mask
 
 

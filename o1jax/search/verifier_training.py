@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from o1jax.data.prompts import PromptFormat
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
 from o1jax.optim import make_optimizer
 from o1jax.rollout import SamplingConfig
@@ -100,7 +101,8 @@ def math_shepherd_labels(policy: Transformer, params: Params, examples: Sequence
         problems = [examples[owners[j][0] // g] for j in members]
         sampling = SamplingConfig(room, temperature, num_samples=continuations,
                                   stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id)
-        cont = strategies.generate(policy, params, problems, tokenizer, sampling, length,
+        cont = strategies.generate(policy, params, problems, tokenizer, sampling,
+                                   PromptFormat(max_prompt_len=length),
                                    max(1, batch_prompts // continuations), seed + length,
                                    prompts=[prefixes[j] for j in members])
         reached = cont.correct.mean(axis=1) if soft else cont.correct.max(axis=1)

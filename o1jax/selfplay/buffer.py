@@ -14,10 +14,11 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
-from o1jax.data.pipeline import PromptPipeline, decode_example, prompt_ids
-from o1jax.rollout.sampler import pad_prompts
+from o1jax.data.pipeline import PromptPipeline, decode_example
+from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids, truncate_prompt
 from o1jax.selfplay.config import SelfPlayConfig
 from o1jax.selfplay.problems import Problem
+from o1jax.selfplay.referee import encode_questions
 from o1jax.selfplay.scenes import image_of, proposal_text
 from o1jax.tokenizer import Tokenizer
 
@@ -107,18 +108,19 @@ class SelfPlayFeed:
     ``state()`` / ``restore()`` make it a resumable pipeline for ``o1jax.loop.run_loop``."""
 
     def __init__(self, source, tokenizer: Tokenizer, sp: SelfPlayConfig, batch_prompts: int,
-                 max_prompt_len: int, template: str, seed: int, image_tokens: int = 0,
-                 register: Callable[[Problem], int] | None = None, image_size: int = 0):
-        """``image_tokens`` > 0: a vision policy on picture problems; every prompt holds its
+                 fmt: PromptFormat, seed: int, register: Callable[[Problem], int] | None = None,
+                 image_size: int = 0, buffer: ProblemBuffer | None = None):
+        """``fmt``: the run's prompt format (solver prompts of ``fmt.max_prompt_len`` tokens);
+        ``fmt.image_tokens`` > 0: a vision policy on picture problems; every prompt holds its
         image, a buffer problem's is drawn again from its specification at ``image_size``,
-        and its example id is ``register(problem)`` (the referee's handle)."""
-        self.source, self.tok, self.sp, self.template = source, tokenizer, sp, template
-        self.seed, self.max_prompt_len = seed, max_prompt_len
-        self.image_tokens, self.register, self.image_size = image_tokens, register, image_size
+        and its example id is ``register(problem)`` (the referee's handle). ``buffer``: the
+        buffer to fill (the one whose ``seen`` the referee reads), else a new one."""
+        self.source, self.tok, self.sp, self.fmt = source, tokenizer, sp, fmt
+        self.seed, self.image_tokens = seed, fmt.image_tokens
+        self.register, self.image_size = register, image_size
         self.solve_n = batch_prompts - sp.proposals
-        self.pipeline = PromptPipeline(source, tokenizer, batch_prompts, max_prompt_len,
-                                       seed=seed, template=template)
-        self.buffer = ProblemBuffer(sp.buffer_size)
+        self.pipeline = PromptPipeline(source, tokenizer, batch_prompts, fmt, seed=seed)
+        self.buffer = ProblemBuffer(sp.buffer_size) if buffer is None else buffer
 
     def state(self) -> dict:
         return {"pipeline": self.pipeline.state(), "buffer": self.buffer.state()}
@@ -131,8 +133,7 @@ class SelfPlayFeed:
         return pad_prompts([self._prompt(q) for q in questions], self.tok.pad_id, length)
 
     def _prompt(self, question: str) -> list[int]:
-        return prompt_ids({"question": question, "image": None}, self.tok, self.template,
-                          image_tokens=self.image_tokens)
+        return prompt_ids({"question": question, "image": None}, self.tok, self.fmt)
 
     def _image(self, entry: dict) -> np.ndarray:
         """A seed example's image, or a buffer problem's drawn again."""
@@ -159,7 +160,7 @@ class SelfPlayFeed:
                 if len(ids) > self.sp.prompt_len and self.image_tokens:
                     raise ValueError(f"selfplay.prompt_len={self.sp.prompt_len} cannot hold a "
                                      f"proposer prompt with its image ({len(ids)} tokens)")
-                return ids[-self.sp.prompt_len:], picks[0][1]
+                return truncate_prompt(ids, self.sp.prompt_len), picks[0][1]
             picks.pop()
 
     def next_batch(self, iteration: int) -> dict:
@@ -167,9 +168,11 @@ class SelfPlayFeed:
 
         propose_tokens, propose_mask [proposals, prompt_len]   the proposer's prompts
         solve_tokens, solve_mask [batch_prompts - proposals, max_prompt_len], solve_ids
-            (dataset row, or -1 for a buffer problem)   the solver's seed and buffer problems
-        spare_tokens, spare_mask, spare_ids [proposals, ...]   seed problems that take the
-            places of rejected proposals
+            (dataset row, or -1 for a buffer problem), solve_questions [n, sp.question_bytes]
+            (a buffer problem's question, ``referee.encode_questions``; zeros for a seed row)
+            the solver's seed and buffer problems
+        spare_tokens, spare_mask, spare_ids, spare_questions [proposals, ...]   seed problems
+            that take the places of rejected proposals
         and on picture problems propose_images, solve_images, spare_images [n, S, S, 3] uint8
         (a proposer prompt shows its first example's image), buffer problems' ids their handles
         """
@@ -183,8 +186,8 @@ class SelfPlayFeed:
         seeds = [decode_example(self.source[int(i)]) for i in seed_rows]
         spares = [decode_example(self.source[int(i)]) for i in spare_rows]
         solve_t, solve_m = self._encode([e["question"] for e in seeds + buffered],
-                                        self.max_prompt_len)
-        spare_t, spare_m = self._encode([e["question"] for e in spares], self.max_prompt_len)
+                                        self.fmt.max_prompt_len)
+        spare_t, spare_m = self._encode([e["question"] for e in spares], self.fmt.max_prompt_len)
         proposer = [self._proposer_prompt(rng, rows) for _ in range(self.sp.proposals)]
         prop_t, prop_m = pad_prompts([ids for ids, _ in proposer], self.tok.pad_id,
                                      self.sp.prompt_len)
@@ -195,8 +198,11 @@ class SelfPlayFeed:
                  "solve_tokens": solve_t, "solve_mask": solve_m,
                  "solve_ids": np.concatenate([seed_rows, np.array(buffer_ids, np.int64)]
                                              ).astype(np.int32),
+                 "solve_questions": encode_questions(
+                     [""] * len(seeds) + [e["question"] for e in buffered], self.sp.question_bytes),
                  "spare_tokens": spare_t, "spare_mask": spare_m,
-                 "spare_ids": spare_rows.astype(np.int32)}
+                 "spare_ids": spare_rows.astype(np.int32),
+                 "spare_questions": encode_questions([""] * len(spares), self.sp.question_bytes)}
         if self.image_tokens:
             stack = lambda entries: np.stack([self._image(e) for e in entries])  # noqa: E731
             batch.update(propose_images=stack([ex for _, ex in proposer]),

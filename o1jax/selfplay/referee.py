@@ -5,7 +5,8 @@ Every proposal is judged by ``problems.judge`` in the verifier's worker pool (ti
 limited; a check that runs over is a ``timeout`` rejection), then duplicates are rejected: a
 problem whose normalised form was accepted in an earlier iteration (``seen``, kept with the
 buffer) or earlier in the same batch. The referee remembers each accepted problem by its
-question, so the solver's reward finds the exact answer from the prompt alone.
+question, which the compiled iteration carries beside its prompt (``Verdicts.questions``), so the
+solver's reward finds the exact answer whatever template rendered the prompt.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from o1jax.data.pipeline import prompt_ids
+from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids
 from o1jax.rewards.api import default_pool
 from o1jax.rewards.pool import ERROR, TIMEOUT, CheckPool
-from o1jax.rollout.sampler import Rollout, pad_prompts
+from o1jax.rollout.sampler import Rollout
 from o1jax.selfplay.problems import CODE, FEATURES, Bounds, Problem
 from o1jax.selfplay.scenes import image_of
 from o1jax.tokenizer import Tokenizer, response_texts
@@ -42,7 +43,10 @@ class Verdicts(NamedTuple):
     diversity: [3] f32     distinct accepted problems, distinct operator patterns among them,
                            entropy (bits) of the character trigrams of every proposal
     ids:       [P] int32   the reward's example id of each accepted problem: -1 (found by its
-                           prompt's text) or, for a picture, its referee handle (<= -2)
+                           question) or, for a picture, its referee handle (<= -2)
+    questions: [P, Q] uint8 an accepted text problem's question, UTF-8, zero-padded
+                           (``encode_questions``): how the reward and the host find the problem
+                           on any process, whatever template rendered its prompt
     images:    [P, S, S, 3] uint8, an accepted picture problem's image (None for text)
     """
     status: jax.Array
@@ -51,7 +55,24 @@ class Verdicts(NamedTuple):
     features: jax.Array
     diversity: jax.Array
     ids: jax.Array
+    questions: jax.Array
     images: jax.Array | None = None
+
+
+def encode_questions(questions: Sequence[str], width: int) -> np.ndarray:
+    """[n, width] uint8: each question's UTF-8 bytes, zero-padded (an empty one: all zeros)."""
+    out = np.zeros((len(questions), width), np.uint8)
+    for i, q in enumerate(questions):
+        b = q.encode()
+        if len(b) > width:
+            raise ValueError(f"question {q!r} is over {width} bytes")
+        out[i, :len(b)] = np.frombuffer(b, np.uint8)
+    return out
+
+
+def decode_question(row) -> str:
+    """A question back from its ``encode_questions`` row."""
+    return bytes(np.asarray(row, np.uint8)).rstrip(b"\0").decode()
 
 
 def trigram_entropy(texts: Sequence[str]) -> float:
@@ -126,18 +147,19 @@ class Referee:
         return self.known[question]
 
 
-def make_referee_fn(referee: Referee, tokenizer: Tokenizer, template: str, prompt_len: int,
-                    image_tokens: int = 0):
-    """A jittable ``(proposal rollout) -> Verdicts``: the referee as one host callback. An
-    accepted problem whose prompt would not fit ``prompt_len`` tokens is rejected as
-    ``enormous``. ``image_tokens``: a vision policy's placeholders per prompt (picture
-    problems: the solver's prompt holds the picture and the question only)."""
-    size = referee.image_size
+def make_referee_fn(referee: Referee, tokenizer: Tokenizer, fmt: PromptFormat,
+                    question_bytes: int):
+    """A jittable ``(proposal rollout) -> Verdicts``: the referee as one host callback; the
+    solver's prompts in the run's format ``fmt``. An accepted problem whose prompt would not fit
+    ``fmt.max_prompt_len`` tokens is rejected as ``enormous``. ``fmt.image_tokens``: a vision
+    policy's placeholders per prompt (picture problems: the solver's prompt holds the picture
+    and the question only). ``question_bytes``: the width of ``Verdicts.questions``; a longer
+    question is rejected as ``enormous`` too."""
+    size, prompt_len = referee.image_size, fmt.max_prompt_len
 
     def prompt_of(question: str) -> list[int]:
         """The solver's prompt, as the feed renders its own problems (``prompt_ids``)."""
-        return prompt_ids({"question": question, "image": None}, tokenizer, template,
-                          image_tokens=image_tokens)
+        return prompt_ids({"question": question, "image": None}, tokenizer, fmt)
 
     filler = prompt_of("")  # a rejected row's placeholder prompt (replaced in-graph)
 
@@ -149,7 +171,7 @@ def make_referee_fn(referee: Referee, tokenizer: Tokenizer, template: str, promp
         prompts = []
         for i, p in enumerate(problems):
             ids = prompt_of(p.question) if p.status == "accepted" else filler
-            if len(ids) > prompt_len:
+            if len(ids) > prompt_len or len(p.question.encode()) > question_bytes:
                 problems[i], ids = Problem("enormous"), filler
             prompts.append(ids or [tokenizer.pad_id])
         images = np.zeros((len(problems), size, size, 3), np.uint8)
@@ -168,8 +190,10 @@ def make_referee_fn(referee: Referee, tokenizer: Tokenizer, template: str, promp
         diversity = np.array([len({p.key for p in ok}), len({p.pattern for p in ok}),
                               trigram_entropy(texts)],
                              np.float32)
+        questions = encode_questions([p.question if p.status == "accepted" and not size else ""
+                                      for p in problems], question_bytes)
         referee.calls.append((start, time.perf_counter()))
-        return status, toks, mask, features, diversity, example_ids, images
+        return status, toks, mask, features, diversity, example_ids, questions, images
 
     def referee_fn(roll: Rollout) -> Verdicts:
         n = roll.tokens.shape[0]
@@ -179,6 +203,7 @@ def make_referee_fn(referee: Referee, tokenizer: Tokenizer, template: str, promp
                jax.ShapeDtypeStruct((n, len(FEATURES)), jnp.float32),
                jax.ShapeDtypeStruct((len(DIVERSITY),), jnp.float32),
                jax.ShapeDtypeStruct((n,), jnp.int32),
+               jax.ShapeDtypeStruct((n, question_bytes), jnp.uint8),
                jax.ShapeDtypeStruct((n, size, size, 3), jnp.uint8))
         v = Verdicts(*jax.pure_callback(host, out, roll.tokens, roll.response_mask,
                                         roll.finished, vmap_method="sequential"))

@@ -76,16 +76,15 @@ def run_selfplay(exp: experiment.Experiment, params: Params) -> tuple[RLState, b
     vision = policy.cfg.vision      # pictures: the proposer writes scenes, charts or sums
     referee = Referee(bounds, set(), sp.check_timeout, judge_fn=SCENES if vision else JUDGE,
                       image_size=vision.image_size if vision else 0)
-    feed = SelfPlayFeed(train, tok, sp, rl.batch_prompts, cfg.data.max_prompt_len, template,
-                        cfg.seed, policy.cfg.image_tokens, referee.register, referee.image_size)
+    feed = SelfPlayFeed(train, tok, sp, rl.batch_prompts, exp.prompt, cfg.seed,
+                        referee.register, referee.image_size)
     referee.seen = feed.buffer.seen     # the buffer owns and checkpoints it
     reward_fn = make_reward_callback(
         tok, lambda i: decode_example(train[i]), rl.reward_weights, mesh=exp.mesh,
         prompt_example=lambda text, i: (referee.by_id(i) if vision else
                                         referee.problem(question_of(text, template))).example(),
         with_correct=True)
-    referee_fn = make_referee_fn(referee, tok, template, cfg.data.max_prompt_len,
-                                 policy.cfg.image_tokens)
+    referee_fn = make_referee_fn(referee, tok, exp.prompt)
     iteration, shardings = make_selfplay_iteration(policy, rl, sp, referee_fn, reward_fn,
                                                    cfg.data.max_prompt_len, tok.stop_ids,
                                                    tok.pad_id)

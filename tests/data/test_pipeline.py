@@ -1,10 +1,12 @@
-"""The prompt pipeline: seeded order, exact resume, per-process shares, templates."""
+"""The prompt pipeline: seeded order, exact resume, per-process shares, prompts cut and counted
+(the encoder itself: tests/data/test_prompts.py)."""
 
 import numpy as np
 import pytest
 
 from o1jax.data import tasks
-from o1jax.data.pipeline import PromptPipeline, render_prompt
+from o1jax.data.pipeline import PromptPipeline
+from o1jax.data.prompts import PromptFormat
 from o1jax.tokenizer import byte_tokenizer
 
 
@@ -14,7 +16,8 @@ def source():
 
 
 def _pipe(source, **kw):
-    args = dict(tokenizer=byte_tokenizer(), global_batch=8, max_prompt_len=24, seed=3)
+    args = dict(tokenizer=byte_tokenizer(), global_batch=8, fmt=PromptFormat(max_prompt_len=24),
+                seed=3)
     args.update(kw)
     return PromptPipeline(source, **args)
 
@@ -62,48 +65,20 @@ def test_left_padded_tokens_decode_to_prompts(source):
 
 
 def test_long_prompts_are_cut_and_counted(source):
-    p = _pipe(source, max_prompt_len=6)
-    b = p.next_batch()
-    assert b.tokens.shape == (8, 6) and p.truncated_prompts == 8
-
-
-def test_chat_template_is_rendered_in_a_sandbox():
+    """A cut prompt keeps <s> and its last tokens (where the question is asked)."""
     tok = byte_tokenizer()
-    tok.chat_template = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n{% endfor %}"
-                         "{% if add_generation_prompt %}<|assistant|>{% endif %}")
-    out = render_prompt("1+1?", tok, use_chat_template=True, system="Think.")
-    assert out == "<|system|>Think.\n<|user|>1+1?\n<|assistant|>"
-    tok.chat_template = "{{ ''.__class__.__mro__[1].__subclasses__() }}"
-    with pytest.raises(Exception, match="unsafe|not safely|access"):
-        render_prompt("x", tok, use_chat_template=True)
-    with pytest.raises(ValueError, match="no chat_template"):
-        render_prompt("x", byte_tokenizer(), use_chat_template=True)
+    p = _pipe(source, fmt=PromptFormat(max_prompt_len=6))
+    b = p.next_batch()
+    assert b.tokens.shape == (8, 6) and p.truncated_prompts == 8 and b.mask.all()
+    for row, ex in zip(b.tokens, b.examples):
+        whole = tok.encode(ex["question"] + "\n")
+        assert row.tolist() == [tok.token_id("<s>")] + whole[-5:]
 
 
-def test_image_placeholders_go_where_the_template_marks_them_else_after_bos():
-    from o1jax.data.pipeline import prompt_ids
-    from o1jax.tokenizer import byte_tokenizer
-    tok = byte_tokenizer(image_token=True)
-    bos, img = tok.token_id("<s>"), tok.image_id
-    text = tok.encode("Hi?\n", add_special_tokens=False)
-    ex = {"question": "Hi?", "image": None}
-    assert prompt_ids(ex, tok, "{question}\n", image_tokens=3) == [bos, img, img, img] + text
-    assert prompt_ids(ex, tok, "{question}\n<image>", image_tokens=3) == \
-        [bos] + text + [img, img, img]
-    with pytest.raises(ValueError, match="holds 2 image tokens"):
-        prompt_ids(ex, tok, "<image>{question}\n<image>", image_tokens=3)
-
-
-def test_truncation_drops_the_earliest_text_and_keeps_bos_and_the_image():
-    from o1jax.data.pipeline import truncate_prompt
-    img = 99
-    # image after <s>, or at the end: a plain loop's answer either way
-    for ids in ([1, img, img, 5, 6, 7, 8], [1, 5, 6, 7, 8, img, img]):
-        want = [ids[0]] + [t for t in ids[1:] if t == img]
-        text = [t for t in ids[1:] if t != img][-2:]
-        got = truncate_prompt(ids, 5, img)
-        assert [t for t in got if t == img] == want[1:] and got[0] == 1
-        assert [t for t in got[1:] if t != img] == text and len(got) == 5
-    assert truncate_prompt([1, 5, 6, 7], 2) == [6, 7]            # text: the last tokens
-    with pytest.raises(ValueError, match="does not fit"):
-        truncate_prompt([1, img, img, img, 5], 3, img)
+def test_a_chat_template_reaches_the_batches(source):
+    tok = byte_tokenizer()
+    tok.chat_template = "{% for m in messages %}[{{ m.content }}]{% endfor %}"
+    b = _pipe(source, tokenizer=tok, fmt=PromptFormat("Q {question}", True, max_prompt_len=24)
+              ).next_batch()
+    for row, m, ex in zip(b.tokens, b.mask, b.examples):
+        assert tok.decode(row[m].tolist()) == f"[Q {ex['question']}]"

@@ -9,7 +9,8 @@ from o1jax.data import tasks
 from o1jax.rewards import functions
 from o1jax.rewards.in_graph import make_reward_callback, suffix_match_reward
 from o1jax.rewards.api import default_pool
-from o1jax.rollout.sampler import Rollout, pad_prompts
+from o1jax.data.prompts import pad_prompts
+from o1jax.rollout.sampler import Rollout
 from o1jax.tokenizer import byte_tokenizer
 
 EXAMPLES = [{"task": "arithmetic", "answer": "12", "meta": "{}"},

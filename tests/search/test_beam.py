@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from o1jax.data.prompts import PromptFormat
 from o1jax.models import Transformer, preset
 from o1jax.search import beam, verifiers
 from o1jax.tokenizer import byte_tokenizer
@@ -51,7 +52,8 @@ def test_search_finds_the_path_the_value_function_rewards(diverse):
     examples = [{"question": "?" * (i + 1), "answer": "0", "task": "arithmetic", "meta": "{}"}
                 for i in range(6)]
     gen, ledger = beam.search(model, params, examples, tok, verifier, beams=3, width=4,
-                              diverse=diverse, max_prompt_len=8, max_new_tokens=40,
+                              diverse=diverse, fmt=PromptFormat(max_prompt_len=8),
+                              max_new_tokens=40,
                               step_tokens=8, temperature=1.0, batch_rows=16, seed=0)
     texts = [t[0] for t in gen.texts]
     assert all("b" not in t for t in texts), texts
@@ -77,7 +79,8 @@ def test_zero_beams_or_width_is_an_error():
     model, params, tok = _random_lines_policy()
     verifier = verifiers.Verifier("prm", NoB(model.cfg), {}, "hand-made")
     with pytest.raises(ValueError, match="beams and width >= 1"):
-        beam.search(model, params, [], tok, verifier, 0, 4, False, 8, 40, 8, 1.0)
+        beam.search(model, params, [], tok, verifier, 0, 4, False,
+                    PromptFormat(max_prompt_len=8), 40, 8, 1.0)
 
 
 def test_mcts_finds_the_path_the_value_function_rewards():
@@ -87,7 +90,8 @@ def test_mcts_finds_the_path_the_value_function_rewards():
     examples = [{"question": "?" * (i + 1), "answer": "0", "task": "arithmetic", "meta": "{}"}
                 for i in range(6)]
     gen, ledger = mcts.search(model, params, examples, tok, verifier, simulations=8, width=4,
-                              max_prompt_len=8, max_new_tokens=40, step_tokens=8,
+                              fmt=PromptFormat(max_prompt_len=8), max_new_tokens=40,
+                              step_tokens=8,
                               temperature=1.0, batch_rows=16, seed=0)
     texts = [t[0] for t in gen.texts]
     assert all("b" not in t for t in texts) and gen.finished.sum() >= 4, texts
@@ -100,4 +104,5 @@ def test_more_simulations_than_the_tree_holds_is_an_error():
     verifier = verifiers.Verifier("prm", NoB(model.cfg), {}, "hand-made")
     assert mcts.max_simulations(2, 3) == 2 + 4 + 8
     with pytest.raises(ValueError, match="more than a tree of 1 actions"):
-        mcts.search(model, params, [], tok, verifier, 100, 1, 8, 40, 8, 1.0)
+        mcts.search(model, params, [], tok, verifier, 100, 1,
+                    PromptFormat(max_prompt_len=8), 40, 8, 1.0)

@@ -4,6 +4,7 @@ Math-Shepherd labels equal a plain loop's, continuation by continuation."""
 import jax
 import numpy as np
 
+from o1jax.data.prompts import PromptFormat
 from o1jax.models import Transformer, preset
 from o1jax.models.transformer import value_params_from_policy
 from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts
@@ -34,8 +35,8 @@ def test_math_shepherd_labels_equal_a_plain_loop():
     model, params, tok = _answers_42("?7\n\\boxed{42}")
     g, k = 2, 3
     sampling = SamplingConfig(16, 1.0, num_samples=g, stop_ids=tok.stop_ids, pad_id=tok.pad_id)
-    gen = strategies.generate(model, params, EXAMPLES, tok, sampling, 12, 2,
-                              template="{question}")
+    gen = strategies.generate(model, params, EXAMPLES, tok, sampling,
+                              PromptFormat("{question}", max_prompt_len=12), 2)
     assert gen.texts[0][0] == "7\n\\boxed{42}"
     labels = verifier_training.math_shepherd_labels(model, params, EXAMPLES, tok, gen, 12, k, 16,
                                                     batch_prompts=4)

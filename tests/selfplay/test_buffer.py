@@ -3,6 +3,7 @@ process's rows of one global batch."""
 
 import numpy as np
 
+from o1jax.data.prompts import PromptFormat
 from o1jax.data.tasks import generate
 from o1jax.selfplay.buffer import (BUFFER_ID, ProblemBuffer, SelfPlayFeed,
                                    proposer_demonstrations)
@@ -17,8 +18,8 @@ SP = SelfPlayConfig(enabled=True, proposals=4, examples=2, prompt_len=40, buffer
 
 
 def _feed(sp=SP):
-    return SelfPlayFeed(SOURCE, TOK, sp, batch_prompts=8, max_prompt_len=16,
-                        template="{question}\n", seed=0)
+    return SelfPlayFeed(SOURCE, TOK, sp, batch_prompts=8, fmt=PromptFormat(max_prompt_len=16),
+                        seed=0)
 
 
 def _accepted(n):

@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from o1jax.data.prompts import PromptFormat
 from o1jax.data.tasks import split_of
 from o1jax.rewards.pool import CheckPool
 from o1jax.rollout.sampler import Rollout
@@ -56,7 +57,7 @@ def test_a_check_over_its_time_limit_is_a_rejection_not_a_crash():
 
 def test_referee_callback_inside_jit():
     referee = Referee(Bounds(), set())
-    fn = jax.jit(make_referee_fn(referee, TOK, "{question}\n", prompt_len=12))
+    fn = jax.jit(make_referee_fn(referee, TOK, PromptFormat(max_prompt_len=12)))
     texts = [_train("12+35=?"), "import os", _train("Solve 3x+4=13"), "12+35=?", "1/0=?",
              "99+1=?"]
     v = fn(_rollout(texts, [True, True, True, True, True, False]))
@@ -87,7 +88,8 @@ def test_picture_referee_callback_draws_registers_and_prompts():
 
     tok = byte_tokenizer(image_token=True)
     referee = Referee(Bounds(max_chars=96), set(), timeout=20.0, judge_fn=SCENES, image_size=32)
-    fn = jax.jit(make_referee_fn(referee, tok, "{question}\n", prompt_len=64, image_tokens=4))
+    fn = jax.jit(make_referee_fn(referee, tok, PromptFormat(max_prompt_len=64,
+                                                                image_tokens=4)))
     a = "scene: red circle 0 1; blue square 2 3 ? red objects"
     b = "chart: 3 5 2 ? bar 1 - bar 2"
     texts = [a, "scene: red circle 9 9 ? red objects", b, a, "scene: ? circles"]

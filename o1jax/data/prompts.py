@@ -1,0 +1,134 @@
+"""The one prompt encoder: a question -> prompt text (a format string, optionally as the user's
+turn of the tokenizer's chat template) -> token ids (with a vision policy's image
+placeholders) -> cut to the prompt length -> left-padded rows.
+
+``PromptFormat`` is how a run renders its prompts; ``o1jax.policy`` builds it once from the
+config (or a workdir's saved config) beside the tokenizer, and every stage that encodes a
+prompt (the training pipeline, SFT, self-play, evaluation, search, trace, generate) passes it
+here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import jinja2.sandbox
+import numpy as np
+
+from o1jax.tokenizer import Tokenizer
+
+PLAIN_TEMPLATE = "{question}\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptFormat:
+    """How a question becomes prompt tokens. ``template``: a format string with ``{question}``;
+    ``use_chat_template``: that text as the user's message in the tokenizer's chat template
+    (``system``: an optional system message); ``max_prompt_len``: prompts are cut to this many
+    tokens (None: never cut); ``image_tokens``: a vision policy's placeholders per prompt (0: a
+    text policy)."""
+    template: str = PLAIN_TEMPLATE
+    use_chat_template: bool = False
+    system: str | None = None
+    max_prompt_len: int | None = None
+    image_tokens: int = 0
+
+
+def render_prompt(question: str, tokenizer: Tokenizer, fmt: PromptFormat = PromptFormat()
+                  ) -> str:
+    """The prompt text for a question: the template with the question in it, or that text as
+    the user's message in the tokenizer's own chat template (rendered in a Jinja sandbox, with
+    the generation prompt appended)."""
+    text = fmt.template.format(question=question)
+    if not fmt.use_chat_template:
+        return text
+    if not tokenizer.chat_template:
+        raise ValueError("use_chat_template=True but the tokenizer has no chat_template")
+    env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    messages = ([{"role": "system", "content": fmt.system}] if fmt.system else []) + [
+        {"role": "user", "content": text.strip()}]
+    return env.from_string(tokenizer.chat_template).render(
+        messages=messages, add_generation_prompt=True, bos_token=tokenizer.bos_token or "",
+        eos_token=tokenizer.eos_token or "")
+
+
+def prompt_ids(example: dict, tokenizer: Tokenizer, fmt: PromptFormat = PromptFormat()
+               ) -> list[int]:
+    """An example's whole prompt token ids (not cut); with ``fmt.image_tokens`` = N (a vision
+    policy), N image placeholders where the image's tokens go: in place of the tokenizer's
+    image token where the rendered prompt (template or question) holds one, else right after
+    the beginning-of-sequence token."""
+    ids = tokenizer.encode(render_prompt(example["question"], tokenizer, fmt))
+    if not fmt.image_tokens:
+        return ids
+    if tokenizer.image_id is None:
+        raise ValueError("a vision model needs a tokenizer with an image placeholder token")
+    if "image" not in example:
+        raise ValueError(f"the model reads images but example {example['question'][:40]!r} "
+                         "has none: use a visual task (count, chart, pixel_sum, image_qa)")
+    marks = ids.count(tokenizer.image_id)
+    if marks > 1:
+        raise ValueError(f"prompt {example['question'][:40]!r} holds {marks} image tokens "
+                         f"({tokenizer.image_token}); one image per prompt, marked once")
+    if marks:
+        k = ids.index(tokenizer.image_id)
+        return ids[:k] + [tokenizer.image_id] * fmt.image_tokens + ids[k + 1:]
+    k = 1 if ids and tokenizer.bos_token and ids[0] == tokenizer.token_id(tokenizer.bos_token) \
+        else 0
+    return ids[:k] + [tokenizer.image_id] * fmt.image_tokens + ids[k:]
+
+
+def truncate_prompt(ids: Sequence[int], length: int, image_id: int | None = None) -> list[int]:
+    """The prompt cut to ``length`` tokens by dropping its earliest tokens after the first (the
+    question is asked last): the first token (beginning of sequence) and the image
+    placeholders (``image_id``) of a vision prompt always stay."""
+    ids = list(ids)
+    if len(ids) <= length:
+        return ids
+    keep = 1 + sum(t == image_id for t in ids[1:]) if image_id is not None else 1
+    if keep >= length:
+        raise ValueError(f"a prompt of {keep} image and special tokens does not fit in "
+                         f"{length} prompt tokens: raise data.max_prompt_len")
+    drop = len(ids) - length
+    out = ids[:1]
+    for t in ids[1:]:
+        if drop and t != image_id:
+            drop -= 1
+            continue
+        out.append(t)
+    return out
+
+
+def fit(ids: Sequence[int], tokenizer: Tokenizer, fmt: PromptFormat) -> list[int]:
+    """Prompt ids cut to ``fmt.max_prompt_len`` as ``truncate_prompt`` cuts (None: as given)."""
+    if fmt.max_prompt_len is None:
+        return list(ids)
+    return truncate_prompt(ids, fmt.max_prompt_len,
+                           tokenizer.image_id if fmt.image_tokens else None)
+
+
+def encode_prompt(example: dict, tokenizer: Tokenizer, fmt: PromptFormat) -> list[int]:
+    """An example's prompt ids in ``fmt``, cut to its prompt length."""
+    return fit(prompt_ids(example, tokenizer, fmt), tokenizer, fmt)
+
+
+def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int, length: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Left-pads token lists to ``length`` (default: the longest). Returns tokens, mask [B, P]."""
+    if not prompts:
+        raise ValueError("no prompts")
+    for i, pr in enumerate(prompts):
+        if len(pr) == 0:
+            raise ValueError(f"prompt {i} is empty")
+    longest = max(len(pr) for pr in prompts)
+    length = longest if length is None else length
+    if longest > length:
+        raise ValueError(f"prompt of {longest} tokens is longer than the maximum prompt length "
+                         f"{length}")
+    tokens = np.full((len(prompts), length), pad_id, np.int32)
+    mask = np.zeros((len(prompts), length), bool)
+    for i, pr in enumerate(prompts):
+        tokens[i, length - len(pr):] = pr
+        mask[i, length - len(pr):] = True
+    return tokens, mask

@@ -1,0 +1,157 @@
+"""One builder of a policy, its tokenizer and its prompt format, for every command.
+
+From a config (``model.preset`` + overrides and the byte tokenizer, or the Hugging Face
+directory ``model.hf_path``), from a training workdir (the model files it recorded in
+WORKDIR/model/, else its preset, with its saved config's prompt format and dtype), or from a
+Hugging Face directory. The prompt format (``data.prompts.PromptFormat``: template, chat
+template choice, prompt length, image placeholders) is built here once and passed to every
+encoder. A workdir's checkpoint is read back as its policy's parameters only, each array
+straight into its sharding on the command's mesh.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import jax
+import ml_collections
+
+from o1jax import sharding
+from o1jax import workdir as wd
+from o1jax.data.prompts import PLAIN_TEMPLATE, PromptFormat
+from o1jax.models import ModelConfig, Transformer, hf, preset
+from o1jax.models.transformer import Params
+from o1jax.tokenizer import Tokenizer, byte_tokenizer
+
+
+class ConfigError(ValueError):
+    """A config that cannot run, found before anything is compiled."""
+
+
+class Policy(NamedTuple):
+    """A policy model (its mesh set), the tokenizer it reads and how its prompts are made."""
+    model: Transformer
+    tokenizer: Tokenizer
+    prompt: PromptFormat
+
+
+def model_shapes(cfg: ml_collections.ConfigDict, **extra) -> ModelConfig:
+    """The model's ModelConfig as the config names it (``model.preset`` + overrides, then
+    ``extra``; with ``model.hf_path`` the preset stands for the downloaded model's shapes)."""
+    overrides = dict(cfg.model.get("overrides", {}), **extra)
+    if overrides.get("vision") and "image_token_id" not in overrides:
+        overrides["image_token_id"] = byte_tokenizer(image_token=True).image_id
+    try:
+        return preset(cfg.model.preset, **overrides)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"model: {e}") from None
+
+
+def prompt_format(cfg: ml_collections.ConfigDict, tokenizer: Tokenizer, image_tokens: int,
+                  chat: bool = True) -> PromptFormat:
+    """The run's prompt format from its ``data`` block (``chat`` False: never in the chat
+    template)."""
+    chat = chat and bool(cfg.data.get("use_chat_template", False))
+    if chat and not tokenizer.chat_template:
+        raise ConfigError("data.use_chat_template=True but the tokenizer has no chat "
+                          "template (the byte tokenizer never has one; use a model.hf_path "
+                          "whose tokenizer_config.json has chat_template)")
+    return PromptFormat(cfg.data.template, chat, max_prompt_len=cfg.data.max_prompt_len,
+                        image_tokens=image_tokens)
+
+
+def _build(cfg, model_dir, mesh, dtype: str | None, chat: bool = True) -> Policy:
+    """The policy of ``cfg`` with shapes and tokenizer from ``model_dir`` (a Hugging Face
+    directory) or, when it is None, the preset and the byte tokenizer."""
+    extra = {} if dtype is None else {"dtype": dtype}
+    if model_dir is not None:
+        mcfg = hf.load_config(model_dir, **dict(cfg.model.get("overrides", {}), **extra))
+        tokenizer = Tokenizer.from_dir(model_dir)
+    else:
+        mcfg = model_shapes(cfg, **extra)
+        tokenizer = byte_tokenizer(image_token=mcfg.vision is not None)
+    if mcfg.vocab_size < tokenizer.vocab_size:
+        raise ConfigError(f"model.vocab_size={mcfg.vocab_size} is smaller than the tokenizer's "
+                          f"{tokenizer.vocab_size}")
+    return Policy(Transformer(mcfg, mesh=mesh), tokenizer,
+                  prompt_format(cfg, tokenizer, mcfg.image_tokens, chat))
+
+
+def from_config(cfg: ml_collections.ConfigDict, mesh=None, abstract: bool = False) -> Policy:
+    """The policy a config trains. With ``model.hf_path`` the shapes and tokenizer come from
+    that Hugging Face directory; ``abstract`` (shape checks on CPU) uses the preset even then,
+    and leaves the chat template out (the byte tokenizer has none)."""
+    hf_path = cfg.model.get("hf_path", "")
+    if abstract:
+        return _build(cfg, None, mesh, None, chat=False)
+    if hf_path and not os.path.isdir(hf_path):
+        raise ConfigError(f"model.hf_path={hf_path!r} is not a directory")
+    return _build(cfg, hf_path or None, mesh, None)
+
+
+def from_workdir(path, mesh=None, dtype: str | None = None) -> Policy:
+    """The policy a run trained, as it trained it: WORKDIR/model/ when it started from a
+    Hugging Face model, else its preset; its saved config's prompt format; ``dtype`` (default:
+    the run's) the compute dtype."""
+    root = wd.resolve(path)
+    model_dir = root / "model"
+    return _build(wd.load_config(root), model_dir if (model_dir / "config.json").exists()
+                  else None, mesh, dtype)
+
+
+def from_hf(path: str, mesh=None, dtype: str | None = None, image_size: int | None = None,
+            template: str = PLAIN_TEMPLATE, max_prompt_len: int | None = None) -> Policy:
+    """A Hugging Face directory's policy (a vision-language model's encoder at ``image_size``,
+    default ``hf.QWEN_VL_IMAGE_SIZE``) with prompts of ``template``, never in the chat
+    template."""
+    overrides = {} if dtype is None else {"dtype": dtype}
+    if image_size is not None:
+        overrides["vision"] = {"image_size": image_size}
+    mcfg = hf.load_config(path, **overrides)
+    return Policy(Transformer(mcfg, mesh=mesh), Tokenizer.from_dir(path),
+                  PromptFormat(template, max_prompt_len=max_prompt_len,
+                               image_tokens=mcfg.image_tokens))
+
+
+def command_mesh(mesh_shape: str | None):
+    """The mesh a command's ``--mesh-shape`` names ("data,fsdp,tensor", -1 for the remaining
+    devices), or None (one device) when it is not given."""
+    if not mesh_shape:
+        return None
+    try:
+        shape = [int(s) for s in mesh_shape.split(",")]
+    except ValueError:
+        raise ValueError(f"--mesh-shape {mesh_shape!r}: give three integers data,fsdp,tensor, "
+                         "e.g. 1,-1,1") from None
+    return sharding.make_mesh(shape)
+
+
+def abstract_params(model: Transformer) -> Params:
+    """``jax.ShapeDtypeStruct``s of the model's parameters with their shardings on
+    ``model.mesh`` (one device when it has none)."""
+    mesh = model.mesh or sharding.make_mesh((1, 1, 1), jax.devices()[:1])
+    placed = Transformer(model.cfg, model.head, mesh)
+    return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                        placed.param_shapes(), placed.shardings())
+
+
+def restore_params(path, model: Transformer, step: int | None = None, stage: str | None = None,
+                   name: str = "policy") -> tuple[Params, str, int]:
+    """(parameters, stage, step) of the latest (or ``step``) RL checkpoint, else SFT
+    (``stage``: that stage's only): only the policy's parameters (``name`` "critic": an RL
+    checkpoint's value model), read into ``model``'s shardings; the optimizer state and
+    everything else stay on disk."""
+    stage, step, directory = wd.find_checkpoint(path, step, stage)
+    key = wd.POLICY_KEY[stage] if name == "policy" else name
+    params = wd.restore_subtree(directory, step, {key: abstract_params(model)})[key]
+    return params, stage, step
+
+
+def load_policy(path, step: int | None = None, mesh=None, stage: str | None = None,
+                dtype: str | None = None) -> tuple[Policy, Params]:
+    """A workdir's policy (``from_workdir``) and the parameters of its latest (or ``step``) RL
+    checkpoint, else SFT (``stage``: that stage's only), sharded onto ``mesh``."""
+    policy = from_workdir(path, mesh, dtype)
+    params, _, _ = restore_params(path, policy.model, step, stage)
+    return policy, params
