@@ -27,7 +27,7 @@ from typing import NamedTuple, Sequence
 
 import ml_collections
 
-from o1jax import sharding
+from o1jax import experiment, sharding
 from o1jax import policy as policy_lib
 from o1jax import workdir as wd
 from o1jax.config import datasets
@@ -292,7 +292,6 @@ def _run_config(args) -> ml_collections.ConfigDict:
 
 
 def main(argv=None) -> int:
-    from o1jax import experiment
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:

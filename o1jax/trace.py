@@ -40,9 +40,9 @@ import numpy as np
 from etils import epath
 
 from o1jax import workdir as wd
-from o1jax.policy import load_policy
-from o1jax.plots import plot_attention, plot_image_attention, png_bytes, read_png
+from o1jax.data.builders import load_image
 from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids
+from o1jax.experiment import load_problems
 from o1jax.models.layers.attention import attention_probs, project_qkv
 from o1jax.models.layers.norm import rms_norm
 from o1jax.models.layers.rope import inverse_frequencies, rope_angles
@@ -52,8 +52,12 @@ from o1jax.rewards.answers import all_boxed
 from o1jax.rewards.api import verify_batch
 from o1jax.rollout.decoding import SamplingConfig
 from o1jax.rollout.sampler import make_sampler
+from o1jax.plots import plot_attention, plot_image_attention, png_bytes, read_png
+from o1jax.policy import load_policy
 from o1jax.rollout.scoring import prefix_values
+from o1jax.search import verifiers
 from o1jax.search.steps import step_end_ids, step_ends
+from o1jax.selfplay.problems import judge
 
 
 class Trace(NamedTuple):
@@ -346,7 +350,6 @@ def main(argv=None) -> int:
 def held_out_example(cfg, workdir, k: int) -> dict:
     """Example ``k`` of the test split of the run's task (decoded: question, answer, and the
     image of a visual task)."""
-    from o1jax.experiment import load_problems
     if k < 0:
         raise ValueError(f"--example {k}: an index from 0")
     examples = load_problems(cfg, wd.resolve(workdir), "test", k + 1)
@@ -356,9 +359,6 @@ def held_out_example(cfg, workdir, k: int) -> dict:
 
 
 def _run(args) -> int:
-    from o1jax.data.builders import load_image
-    from o1jax.search import verifiers
-    from o1jax.selfplay.problems import judge
     if not wd.is_workdir(args.workdir):
         raise ValueError(f"--workdir {args.workdir} is not a training workdir (no checkpoints "
                          "or config.json)")

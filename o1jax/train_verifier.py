@@ -20,6 +20,7 @@ import numpy as np
 from o1jax import policy as policy_lib
 from o1jax import sharding
 from o1jax import workdir as wd
+from o1jax.experiment import load_problems
 from o1jax.models.transformer import Transformer, value_params_from_policy
 from o1jax.rl.state import critic_model
 from o1jax.rollout import SamplingConfig
@@ -57,7 +58,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    from o1jax.experiment import load_problems
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
