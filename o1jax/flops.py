@@ -1,8 +1,8 @@
-"""FLOP counts of the RL stages and the machine's measured matmul peak, for MFU figures."""
+"""FLOP counts of the RL stages, one device's measured matmul peak, and MFU from them."""
 
 from __future__ import annotations
 
-import time
+from time import perf_counter
 
 import jax
 import jax.numpy as jnp
@@ -19,16 +19,23 @@ def matmul_peak_flops(n: int = 2048, dtype=jnp.float32, repeats: int = 7) -> flo
     jax.block_until_ready(mm(a, b))
     best = float("inf")
     for _ in range(repeats):
-        t = time.perf_counter()
+        t = perf_counter()
         jax.block_until_ready(mm(a, b))
-        best = min(best, time.perf_counter() - t)
+        best = min(best, perf_counter() - t)
     return 2 * n ** 3 / best
 
 
 def peak_flops_per_s(cfg, model: ModelConfig) -> float:
-    """The peak MFU is measured against: ``peak_flops_per_s`` of the config, else a measured
-    matmul in the model's compute dtype (a bf16 run against the bf16 peak, not the f32 one)."""
+    """One device's peak FLOP/s, what MFU is measured against (times the number of devices):
+    ``peak_flops_per_s`` of the config (per chip), else a measured matmul on one device in the
+    model's compute dtype (a bf16 run against the bf16 peak, not the f32 one)."""
     return cfg.get("peak_flops_per_s") or matmul_peak_flops(1024, dtype=model.compute_dtype)
+
+
+def mfu(flops: float, seconds: float, peak_flops_per_s: float, devices: int) -> float:
+    """Model FLOPs utilisation: ``flops`` done by ``devices`` devices in ``seconds``, against
+    what they could do at one device's peak ``peak_flops_per_s`` each."""
+    return flops / seconds / (devices * peak_flops_per_s)
 
 
 def rollout_flops(model: ModelConfig, prompt_tokens: float, generated_tokens: float,

@@ -17,6 +17,7 @@ import tqdm
 from etils import epath
 from tensorboardX import SummaryWriter
 
+from o1jax import flops as flops_lib
 from o1jax import workdir as wd
 
 
@@ -44,8 +45,7 @@ class MetricsWriter:
         every other line is kept as it is."""
         self.rows = []
         if self.path.exists():
-            lines = [line for line in self.path.read_text().splitlines() if line.strip()]
-            rows = [json.loads(line) for line in lines]
+            rows = wd.read_jsonl(self.path)
             self.rows = [r for r in rows if r.get("stage") != self.stage or r["step"] <= step]
             if len(self.rows) < len(rows):
                 self.flush(force=True)
@@ -88,17 +88,21 @@ class MetricsWriter:
         self.bar.close()
 
 
-def rl_log_row(metrics: dict, seconds: float, flops: float, peak_flops_per_s: float) -> dict:
+def rl_log_row(metrics: dict, seconds: float, flops: float, peak_flops_per_s: float,
+               devices: int) -> dict:
     """An RL iteration's metrics as logged: the compiled program's scalars plus the headline
-    names (``accuracy`` = mean correctness reward, ``format_rate``), wall time, tokens/s, the
-    iteration's model FLOPs (``flops``) and MFU (that work in ``seconds`` against the measured
-    peak)."""
+    names (``accuracy`` = mean correctness reward, ``format_rate``), wall time, throughput
+    (``tokens_per_s`` over all ``devices``, and per device), the iteration's model FLOPs
+    (``flops``, over all devices) and MFU (that work in ``seconds`` against ``devices`` times
+    one device's peak, ``o1jax.flops.mfu``)."""
     row = {k: float(v) for k, v in metrics.items()}
     row["accuracy"] = row.get("reward/correctness", float("nan"))
     row["format_rate"] = row.get("reward/format", float("nan"))
     row["time/iteration_s"] = seconds
     row["tokens_per_s"] = row["generated_tokens"] / seconds
-    row["mfu"] = flops / seconds / peak_flops_per_s
+    row["tokens_per_s_per_device"] = row["tokens_per_s"] / devices
+    row["flops_per_s_per_device"] = flops / seconds / devices
+    row["mfu"] = flops_lib.mfu(flops, seconds, peak_flops_per_s, devices)
     row["flops"] = flops
     return row
 

@@ -55,7 +55,16 @@ def test_rl_iteration_flops_is_rollout_plus_update():
         assert got == pytest.approx(roll + upd)
 
 
-def test_matmul_peak_is_the_fastest_of_its_repeats():
+def test_matmul_peak_is_the_fastest_of_its_repeats(monkeypatch):
+    """A clock under which the three repeats take 3 s, 1 s and 2 s: the peak is 2 n^3 / 1 s
+    (the first repeat would give a third of it, the mean half)."""
+    ticks = iter([0.0, 3.0, 10.0, 11.0, 20.0, 22.0])
+    monkeypatch.setattr(flops, "perf_counter", lambda: next(ticks))
+    assert flops.matmul_peak_flops(64, repeats=3) == 2 * 64 ** 3 / 1.0
+    assert next(ticks, None) is None          # every repeat was timed
+
+
+def test_matmul_peak_is_a_plausible_rate():
     peak = flops.matmul_peak_flops(256, repeats=3)
     # 2 n^3 flops can not take less than a nanosecond nor (on any CPU) over a minute
     assert 2 * 256 ** 3 / 60 < peak < 2 * 256 ** 3 / 1e-9

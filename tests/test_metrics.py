@@ -59,8 +59,26 @@ def test_resume_drops_only_this_stages_rows_past_the_restored_step(tmp_path):
 
 def test_rl_log_row():
     raw = {"reward/correctness": 0.25, "generated_tokens": 300.0, "skipped_updates": 0}
-    row = rl_log_row(raw, seconds=2.0, flops=1e9, peak_flops_per_s=1e10)
+    row = rl_log_row(raw, seconds=2.0, flops=1e9, peak_flops_per_s=1e10, devices=1)
     assert row["accuracy"] == 0.25 and math.isnan(row["format_rate"])
     assert row["tokens_per_s"] == 150.0 and row["time/iteration_s"] == 2.0
     assert row["mfu"] == pytest.approx(0.05)
     assert all(isinstance(v, float) for v in row.values())
+
+
+def test_mfu_on_eight_devices_is_an_eighth_of_one_devices():
+    """The same global FLOPs in the same time on a mesh of the 8 fake CPU devices (tests/
+    conftest.py): MFU and per-device throughput are the one-device figures over 8 (the FLOPs
+    are the whole mesh's work; the peak is one device's)."""
+    import jax
+    from o1jax import sharding
+    mesh = sharding.make_mesh((8, 1, 1))
+    assert mesh.size == 8 == jax.device_count()
+    raw = {"generated_tokens": 800.0}
+    one = rl_log_row(raw, seconds=2.0, flops=4e9, peak_flops_per_s=1e10, devices=1)
+    eight = rl_log_row(raw, seconds=2.0, flops=4e9, peak_flops_per_s=1e10, devices=mesh.size)
+    assert one["mfu"] == pytest.approx(4e9 / 2.0 / 1e10)
+    assert eight["mfu"] == pytest.approx(one["mfu"] / 8)
+    assert eight["tokens_per_s"] == one["tokens_per_s"] == 400.0
+    assert eight["tokens_per_s_per_device"] == pytest.approx(50.0)
+    assert eight["flops_per_s_per_device"] == pytest.approx(4e9 / 2.0 / 8)

@@ -87,14 +87,22 @@ def reward_parts(responses: Sequence[str], examples: Sequence[dict], finished: S
                    "verifier/errors": float(pool.stats["errors"] - before["errors"])}
 
 
+def weighted_sum(parts: dict[str, np.ndarray], weights: dict[str, float], rows: int
+                 ) -> tuple[np.ndarray, dict[str, float]]:
+    """The one aggregation of named rewards: their weighted sum [rows] f32, and each weighted
+    reward's mean as ``reward/NAME`` (0 over no rows)."""
+    total = np.zeros(rows, np.float32)
+    means = {}
+    for name, w in weights.items():
+        means[f"reward/{name}"] = float(np.mean(parts[name])) if rows else 0.0
+        total += w * parts[name]
+    return total, means
+
+
 def compute_rewards(responses: Sequence[str], examples: Sequence[dict],
                     finished: Sequence[bool], weights: dict[str, float],
                     pool: CheckPool | None = None) -> tuple[np.ndarray, dict[str, float]]:
     """Weighted sum of named rewards [R] and per-reward means + verifier counters."""
     parts, counts = reward_parts(responses, examples, finished, list(weights), pool)
-    total = np.zeros(len(responses), np.float32)
-    metrics = {}
-    for name, w in weights.items():
-        metrics[f"reward/{name}"] = float(np.mean(parts[name])) if len(responses) else 0.0
-        total += w * parts[name]
-    return total, dict(metrics, **counts)
+    total, means = weighted_sum(parts, weights, len(responses))
+    return total, dict(means, **counts)

@@ -17,7 +17,7 @@ import numpy as np
 from jax.sharding import Mesh, PartitionSpec as P
 
 from o1jax import sharding
-from o1jax.rewards.functions import reward_parts
+from o1jax.rewards.functions import reward_parts, weighted_sum
 from o1jax.rewards.pool import CheckPool
 from o1jax.tokenizer import Tokenizer, response_texts
 
@@ -25,15 +25,18 @@ from o1jax.tokenizer import Tokenizer, response_texts
 def make_reward_callback(tokenizer: Tokenizer, example_at: Callable[[int], dict],
                          weights: dict[str, float], pool: CheckPool | None = None,
                          mesh: Mesh | None = None,
-                         prompt_example: Callable[[str], dict] | None = None,
-                         with_correct: bool = False):
+                         problem_example: Callable[[str, int], dict] | None = None,
+                         with_correct: bool = False,
+                         call_times: list[tuple[float, float]] | None = None):
     """A jittable ``(rollout, example_ids [R]) -> (rewards [R] f32, {metric: scalar})``, the
     reward function ``o1jax.rl.iteration`` takes. ``example_at(i)`` returns dataset row i
     (with ``answer``, ``task``, ``meta``); a row whose id is negative is a problem the caller
-    knows by its prompt or its id: ``prompt_example(prompt text, id)`` returns its example
-    (self-play's proposed problems). ``with_correct`` adds a third output, the correctness reward [R] f32 of each
-    row, whatever the weights. ``rewards_fn.calls`` collects the (start, end)
-    ``time.perf_counter()`` of every host call (a caller may clear it).
+    knows by its question or its id: the function then takes a third argument, ``questions``
+    [R, Q] uint8 (each row's question as UTF-8, ``selfplay.referee.encode_questions``), and
+    ``problem_example(question, id)`` returns its example (self-play's proposed and buffer
+    problems). ``with_correct`` adds a third output, the correctness reward [R] f32 of each
+    row, whatever the weights. ``call_times``, if given, gets the (start, end)
+    ``time.perf_counter()`` of every host call appended (the caller owns and clears it).
 
     With a ``mesh`` the callback runs once per device on the rows that device holds (split over
     every mesh axis that divides R, as the ``host_rows`` rule says), so each process verifies
@@ -44,38 +47,41 @@ def make_reward_callback(tokenizer: Tokenizer, example_at: Callable[[int], dict]
     checks = list(weights) + (["correctness"] if with_correct and "correctness" not in weights
                               else [])
 
-    def example(row_tokens, row_response, i):
+    def example(i, question):
         if i >= 0:
             return example_at(i)
-        if prompt_example is None:
-            raise ValueError(f"example id {i} < 0 needs a prompt_example function")
-        prompt = row_tokens[:int(np.argmax(row_response))]
-        return prompt_example(tokenizer.decode(prompt.tolist()), i)
+        if problem_example is None:
+            raise ValueError(f"example id {i} < 0 needs a problem_example function")
+        return problem_example(bytes(question).rstrip(b"\0").decode(), i)
 
-    def host(tokens, response_mask, finished, example_ids):
+    def host(tokens, response_mask, finished, example_ids, *questions):
         start = time.perf_counter()
         texts = response_texts(tokens, response_mask, finished, tokenizer)
-        examples = [example(t, m, int(i)) for t, m, i in
-                    zip(np.asarray(tokens), np.asarray(response_mask), np.asarray(example_ids))]
+        ids = np.asarray(example_ids)
+        rows = np.asarray(questions[0], np.uint8) if questions else np.zeros((len(ids), 0),
+                                                                              np.uint8)
+        examples = [example(int(i), q) for i, q in zip(ids, rows)]
         parts, counts = reward_parts(texts, examples, np.asarray(finished), checks, pool)
-        rewards = sum(w * parts[n] for n, w in weights.items()).astype(np.float32)
-        vec = np.array([float(np.mean(parts[n])) for n in weights] +
-                       [counts[n] for n in names[len(means):]], np.float32)
-        rewards_fn.calls.append((start, time.perf_counter()))
+        rewards, mean = weighted_sum(parts, weights, len(texts))
+        vec = np.array([mean[n] for n in means] + [counts[n] for n in names[len(means):]],
+                       np.float32)
+        if call_times is not None:
+            call_times.append((start, time.perf_counter()))
         if with_correct:
             return rewards, vec, parts["correctness"].astype(np.float32)
         return rewards, vec
 
-    def call(tokens, response_mask, finished, example_ids):
+    def call(tokens, response_mask, finished, example_ids, *questions):
         out = (jax.ShapeDtypeStruct(finished.shape, jnp.float32),
                jax.ShapeDtypeStruct((len(names),), jnp.float32))
         if with_correct:
             out += (jax.ShapeDtypeStruct(finished.shape, jnp.float32),)
         return jax.pure_callback(host, out, tokens, response_mask, finished, example_ids,
-                                 vmap_method="sequential")
+                                 *questions, vmap_method="sequential")
 
-    def rewards_fn(roll, example_ids):
-        args = (roll.tokens, roll.response_mask, roll.finished, example_ids)
+    def rewards_fn(roll, example_ids, questions=None):
+        args = (roll.tokens, roll.response_mask, roll.finished, example_ids) + (
+            () if questions is None else (questions,))
         if mesh is None or mesh.size == 1:
             rewards, vec, *correct = call(*args)
         else:
@@ -83,7 +89,6 @@ def make_reward_callback(tokenizer: Tokenizer, example_at: Callable[[int], dict]
         metrics = {name: vec[i] for i, name in enumerate(names)}
         return (rewards, metrics, *correct)
 
-    rewards_fn.calls = []  # (start, end) perf_counter of each host call, for time splits
     return rewards_fn
 
 

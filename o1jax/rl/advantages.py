@@ -6,6 +6,8 @@ R rows are G consecutive samples of each prompt (the rollout engine's layout).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 
@@ -94,6 +96,27 @@ def group_advantages(rewards: jax.Array, group_size: int, method: str = "grpo",
     else:
         raise ValueError(f"unknown advantage method {method!r}")
     return out.reshape(-1)
+
+
+class Group(NamedTuple):
+    """``rows`` consecutive rows baselined together in groups of ``size`` by ``method`` (a
+    ``group_advantages`` method)."""
+    rows: int
+    size: int
+    method: str
+
+
+def grouped_advantages(rewards: jax.Array, groups: tuple[Group, ...]) -> jax.Array:
+    """Per-sequence advantages [R] of rewards [R] whose consecutive row segments are baselined
+    each by its own ``Group`` (self-play: the proposer's rows over their role, the solver's per
+    problem); the segments' rows sum to R."""
+    if sum(g.rows for g in groups) != rewards.shape[0]:
+        raise ValueError(f"groups {groups} do not cover the {rewards.shape[0]} rows")
+    if len(groups) == 1:
+        return group_advantages(rewards, groups[0].size, groups[0].method)
+    starts = [sum(g.rows for g in groups[:i]) for i in range(len(groups))]
+    return jnp.concatenate([group_advantages(rewards[s:s + g.rows], g.size, g.method)
+                            for s, g in zip(starts, groups)])
 
 
 def broadcast_to_tokens(seq_adv: jax.Array, response_mask: jax.Array) -> jax.Array:

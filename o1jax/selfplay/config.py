@@ -62,6 +62,13 @@ class SelfPlayConfig:
             if not getattr(self, name) > 0:
                 yield bad(name, "must be > 0")
 
+    @property
+    def question_bytes(self) -> int:
+        """Room for an accepted problem's question as UTF-8 bytes in the compiled iteration
+        (its canonical text: a proposal of ``max_chars`` characters with spacing and ``=?``
+        added); a longer one is rejected as ``enormous``."""
+        return 2 * self.max_chars + 16
+
     @classmethod
     def from_config(cls, block: Mapping[str, Any] | None) -> "SelfPlayConfig":
         """From an experiment config's ``selfplay`` block (None: self-play off)."""

@@ -5,31 +5,18 @@ so evaluation, the report and resuming treat it as any RL run."""
 
 from __future__ import annotations
 
-import time
-
-import jax
-
 from o1jax import experiment, flops, sharding
 from o1jax.data.pipeline import decode_example
-from o1jax.curves import curve_evaluation
-from o1jax.loop import run_loop
-from o1jax.metrics import rl_log_row
 from o1jax.models.transformer import Params
 from o1jax.rewards.in_graph import make_reward_callback
-from o1jax.rl.state import RLState, init_state
-from o1jax.selfplay.buffer import SelfPlayFeed
+from o1jax.rl.stage import Phase, run_iterations
+from o1jax.rl.state import RLState
+from o1jax.selfplay.buffer import ProblemBuffer, SelfPlayFeed
 from o1jax.selfplay.config import SelfPlayConfig
 from o1jax.selfplay.iteration import make_selfplay_iteration
-from o1jax.selfplay.problems import Bounds
-from o1jax.selfplay.referee import JUDGE, SCENES, Referee, make_referee_fn
-
-
-def question_of(prompt: str, template: str) -> str:
-    """The question inside a prompt rendered from ``template`` (a ``{question}`` format)."""
-    head, tail = template.split("{question}")
-    if not (prompt.startswith(head) and prompt.endswith(tail)):
-        raise ValueError(f"prompt {prompt!r} was not rendered from template {template!r}")
-    return prompt[len(head):len(prompt) - len(tail)]
+from o1jax.selfplay.problems import Bounds, Problem
+from o1jax.selfplay.referee import (JUDGE, SCENES, Referee, decode_question,
+                                    make_referee_fn)
 
 
 def iteration_flops(exp: experiment.Experiment, sp: SelfPlayConfig, batch: dict,
@@ -66,51 +53,53 @@ def time_split(start: float, end: float, referee_calls, reward_calls) -> dict[st
     return out
 
 
-def run_selfplay(exp: experiment.Experiment, params: Params) -> tuple[RLState, bool]:
-    """Resumable loop over compiled self-play iterations from ``params``.
-    Returns (final state, preempted)."""
+def selfplay_phase(exp: experiment.Experiment) -> Phase:
+    """Self-play's part of the RL stage: the feed (buffer, proposer prompts, seed problems),
+    the referee and reward callbacks, the iteration over ``selfplay_collect``, and what each
+    iteration records (accepted problems into the buffer) and logs."""
     cfg, rl, policy, tok = exp.cfg, exp.rl, exp.policy, exp.tokenizer
     sp = SelfPlayConfig.from_config(cfg.selfplay)
-    train, template = exp.sources["train"], cfg.data.template
+    train = exp.sources["train"]
     bounds = Bounds(sp.max_chars, sp.max_digits, sp.max_operators, sp.max_answer)
     vision = policy.cfg.vision      # pictures: the proposer writes scenes, charts or sums
-    referee = Referee(bounds, set(), sp.check_timeout, judge_fn=SCENES if vision else JUDGE,
+    buffer = ProblemBuffer(sp.buffer_size)   # owns and checkpoints the forms seen; referee reads
+    referee = Referee(bounds, buffer.seen, sp.check_timeout, judge_fn=SCENES if vision else JUDGE,
                       image_size=vision.image_size if vision else 0)
     feed = SelfPlayFeed(train, tok, sp, rl.batch_prompts, exp.prompt, cfg.seed,
-                        referee.register, referee.image_size)
-    referee.seen = feed.buffer.seen     # the buffer owns and checkpoints it
+                        referee.register, referee.image_size, buffer=buffer)
+
+    def problem(question: str, example_id: int) -> Problem:
+        """A proposed or buffer problem: a picture by its handle, text by its question."""
+        return referee.by_id(example_id) if vision else referee.problem(question)
+
+    reward_times: list[tuple[float, float]] = []
     reward_fn = make_reward_callback(
         tok, lambda i: decode_example(train[i]), rl.reward_weights, mesh=exp.mesh,
-        prompt_example=lambda text, i: (referee.by_id(i) if vision else
-                                        referee.problem(question_of(text, template))).example(),
-        with_correct=True)
-    referee_fn = make_referee_fn(referee, tok, exp.prompt)
+        problem_example=lambda q, i: problem(q, i).example(), with_correct=True,
+        call_times=reward_times)
+    referee_fn = make_referee_fn(referee, tok, exp.prompt, sp.question_bytes)
     iteration, shardings = make_selfplay_iteration(policy, rl, sp, referee_fn, reward_fn,
                                                    cfg.data.max_prompt_len, tok.stop_ids,
                                                    tok.pad_id)
-    state = jax.device_put(init_state(params, rl, jax.random.key(cfg.seed + 1)), shardings)
-    base_key = jax.random.key(cfg.seed)
-    peak = flops.peak_flops_per_s(cfg, policy.cfg)
 
-    def step(state, i):
+    def next_batch(i):
         b = feed.next_batch(i)
-        t = time.perf_counter()
-        state, metrics, results = iteration(state, sharding.global_batch_from_host(exp.mesh, b),
-                                            jax.random.fold_in(base_key, i))
-        metrics, results = jax.device_get((metrics, results))
-        seconds = time.perf_counter() - t
-        problems = [None if s else referee.by_id(int(j)) if vision else
-                    referee.problem(question_of(tok.decode(row[m].tolist()), template))
-                    for s, j, row, m in zip(results["status"], results["ids"],
-                                            results["tokens"], results["mask"])]
-        feed.record(problems, results["pass_rate"], i)
-        work = iteration_flops(exp, sp, b, metrics)
-        row = rl_log_row(metrics, seconds, work, peak)
-        row.update(feed.buffer.stats(), compiled_programs=iteration._cache_size())
-        row.update(time_split(t, t + seconds, referee.calls, reward_fn.calls))
-        referee.calls.clear()
-        reward_fn.calls.clear()
-        return state, row
+        return sharding.global_batch_from_host(exp.mesh, b), b
 
-    return run_loop(cfg, exp.workdir, "rl", state, feed, step, rl.num_iterations,
-                    curve_evaluation(exp))
+    def log(i, b, metrics, results, start, seconds):
+        problems = [None if s else problem(decode_question(q), int(j))
+                    for s, j, q in zip(results["status"], results["ids"], results["questions"])]
+        feed.record(problems, results["pass_rate"], i)
+        extra = dict(feed.buffer.stats(),
+                     **time_split(start, start + seconds, referee.calls, reward_times))
+        referee.calls.clear()
+        reward_times.clear()
+        return iteration_flops(exp, sp, b, metrics), extra
+
+    return Phase(iteration, shardings, feed, next_batch, log)
+
+
+def run_selfplay(exp: experiment.Experiment, params: Params) -> tuple[RLState, bool]:
+    """Self-play's RL stage (``selfplay.enabled``): ``o1jax.rl.stage.run_iterations`` over
+    ``selfplay_phase``. Returns (final state, preempted)."""
+    return run_iterations(exp, params, selfplay_phase(exp))

@@ -8,15 +8,19 @@ import numpy as np
 import pytest
 
 from o1jax.models import Transformer, preset
+from o1jax.rl.advantages import grouped_advantages
 from o1jax.rl.config import RLConfig
 from o1jax.rl.state import init_state
+from o1jax.selfplay.buffer import BUFFER_ID
 from o1jax.selfplay.config import SelfPlayConfig
-from o1jax.selfplay.iteration import learnability, make_selfplay_iteration, role_advantages
+from o1jax.selfplay.iteration import learnability, make_selfplay_iteration, role_groups
 from o1jax.selfplay.problems import CODE
 from o1jax.selfplay.referee import Verdicts
 
 V, P, PP = 16, 4, 5
 TARGET = 5
+Q_CHARS = 8
+Q = SelfPlayConfig(max_chars=Q_CHARS).question_bytes
 
 
 @pytest.mark.parametrize("p, absolute_zero, r_zero", [
@@ -51,10 +55,11 @@ def test_advantages_per_role_match_plain_python(method):
     rng = np.random.RandomState(0)
     solver = rng.binomial(1, 0.4, 24).astype(np.float32).tolist()
     proposer = [0.0, 0.75, 0.5, 0.0, 0.125, 0.0]
-    s, p = role_advantages(jnp.asarray(solver), 4, jnp.asarray(proposer), method)
+    # the joint rows: the proposer's first, then the solver's
+    adv = grouped_advantages(jnp.asarray(proposer + solver),
+                             role_groups(len(proposer), len(solver), 4, method))
     rs, rp = _reference_advantages(solver, 4, proposer, method)
-    np.testing.assert_allclose(np.asarray(s), rs, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(p), rp, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(adv), rp + rs, atol=1e-5)
 
 
 def stub_referee(roll):
@@ -64,31 +69,42 @@ def stub_referee(roll):
     status = jnp.where(first % 2 == 0, 0, CODE["malformed"]).astype(jnp.int32)
     tokens = jnp.stack([jnp.full(n, 1), jnp.full(n, 2), jnp.full(n, 3), first], 1)
     return Verdicts(status, tokens.astype(jnp.int32), jnp.ones((n, P), bool),
-                    jnp.zeros((n, 3)), jnp.zeros(3), jnp.full(n, -1, jnp.int32))
+                    jnp.zeros((n, 3)), jnp.zeros(3), jnp.full(n, -1, jnp.int32),
+                    jnp.zeros((n, Q), jnp.uint8))
 
 
-def stub_reward(roll, ids):
+def stub_reward(roll, ids, questions):
     correct = (roll.tokens[:, P] == TARGET).astype(jnp.float32)
     return correct, {"reward/correctness": jnp.mean(correct)}, correct
 
 
+def _batch(rng):
+    """Two solver problems, a seed one (dataset row 3) and a buffer one, and 4 proposer
+    prompts (their spare seed problems rows 0-3)."""
+    return {"propose_tokens": rng.randint(1, V, (4, PP)).astype(np.int32),
+            "propose_mask": np.ones((4, PP), bool),
+            "solve_tokens": rng.randint(1, V, (2, P)).astype(np.int32),
+            "solve_mask": np.ones((2, P), bool),
+            "solve_ids": np.array([3, BUFFER_ID], np.int32),
+            "solve_questions": np.zeros((2, Q), np.uint8),
+            "spare_tokens": rng.randint(1, V, (4, P)).astype(np.int32),
+            "spare_mask": np.ones((4, P), bool), "spare_ids": np.arange(4, dtype=np.int32),
+            "spare_questions": np.zeros((4, Q), np.uint8)}
+
+
 def test_one_compiled_iteration_wires_roles_gate_and_rewards():
+    """The buffer problem (id -1 like a proposal's) is neither counted as proposed nor gated."""
     policy = Transformer(preset("tiny", vocab_size=V, max_seq_len=32))
     cfg = RLConfig(algorithm="grpo", batch_prompts=6, group_size=4, max_new_tokens=3,
                    minibatches=2, policy_lr=1e-3, kl_coef=0.0, loss_agg="token_mean")
     sp = SelfPlayConfig(enabled=True, proposals=4, prompt_len=PP, proposal_tokens=2,
-                        gate_low=0.25, gate_high=0.75)
+                        gate_low=0.25, gate_high=0.75, max_chars=Q_CHARS)
     it, _ = make_selfplay_iteration(policy, cfg, sp, stub_referee, stub_reward, P,
                                     stop_ids=(0,))
     state = init_state(policy.init(jax.random.key(0)), cfg, jax.random.key(1))
     rng = np.random.RandomState(0)
     for i in range(3):
-        batch = {"propose_tokens": rng.randint(1, V, (4, PP)).astype(np.int32),
-                 "propose_mask": np.ones((4, PP), bool),
-                 "solve_tokens": rng.randint(1, V, (2, P)).astype(np.int32),
-                 "solve_mask": np.ones((2, P), bool), "solve_ids": np.array([3, 4], np.int32),
-                 "spare_tokens": rng.randint(1, V, (4, P)).astype(np.int32),
-                 "spare_mask": np.ones((4, P), bool), "spare_ids": np.arange(4, dtype=np.int32)}
+        batch = _batch(rng)
         state, m, res = it(state, batch, jax.random.key(i))
         accepted = np.asarray(res["status"]) == 0
         rate = np.asarray(res["pass_rate"])
@@ -102,3 +118,43 @@ def test_one_compiled_iteration_wires_roles_gate_and_rewards():
         assert np.isfinite(float(m["policy_loss"])) and float(m["skipped_updates"]) == 0
     assert it._cache_size() == 1
     assert int(state.step) == 3
+
+
+def _run(steps=2, **rl):
+    policy = Transformer(preset("tiny", vocab_size=V, max_seq_len=40))
+    cfg = RLConfig(**{**dict(algorithm="grpo", batch_prompts=6, group_size=4, max_new_tokens=12,
+                             minibatches=2, policy_lr=1e-2, loss_agg="token_mean"), **rl})
+    sp = SelfPlayConfig(enabled=True, proposals=4, prompt_len=PP, proposal_tokens=2,
+                        gate_low=0.0, gate_high=1.0, max_chars=Q_CHARS)
+    it, _ = make_selfplay_iteration(policy, cfg, sp, stub_referee, stub_reward, P,
+                                    stop_ids=tuple(range(4)))
+    state = init_state(policy.init(jax.random.key(0)), cfg, jax.random.key(1))
+    rng = np.random.RandomState(1)
+    for i in range(steps):
+        state, m, _ = it(state, _batch(rng), jax.random.key(i))
+    return state, m
+
+
+def test_kl_in_reward_reaches_the_selfplay_update():
+    """rl.kl_in_reward: the k1 penalty is taken from both roles' rewards, so the update is not
+    the one without any KL (which is what dropping it gave: no penalty and no loss term)."""
+    with_kl, m = _run(kl_coef=1.0, kl_in_reward=True)
+    without, _ = _run(kl_coef=0.0)
+    assert float(m["kl"]) != 0.0
+    moved = [not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(with_kl.policy),
+                                                       jax.tree.leaves(without.policy))]
+    assert any(moved)
+
+
+def test_selfplay_length_buckets_train_padding_free_with_the_padded_losses():
+    """rl.length_buckets in self-play: micro-batches run over fewer columns (the proposer's
+    short rows and short responses), with the padded update's losses and parameters."""
+    full_state, full = _run(steps=1, micro_batch=2, length_buckets=1)
+    state, bucketed = _run(steps=1, micro_batch=2, length_buckets=3)
+    assert float(full["update_token_fraction"]) == 1.0
+    assert float(bucketed["update_token_fraction"]) < 0.9
+    for name in ("policy_loss", "entropy", "grad_norm", "reward_mean"):
+        np.testing.assert_allclose(bucketed[name], full[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    for a, b in zip(jax.tree.leaves(state.policy), jax.tree.leaves(full_state.policy)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
