@@ -117,6 +117,20 @@ def test_an_unreachable_bucket_fails_at_start_and_writes_nothing(tmp_path):
     assert list(cwd.iterdir()) == []
 
 
+def test_the_workdir_module_reads_paths_and_builds_nothing():
+    """Path I/O, layout and resume rules only: building a policy from a workdir is
+    o1jax.policy's, above it, so workdir.py imports no o1jax module at all."""
+    import ast
+
+    from o1jax import workdir
+    with open(workdir.__file__) as f:
+        tree = ast.parse(f.read())
+    names = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]
+    names += [a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+              for a in node.names]
+    assert not [n for n in names if n and n.split(".")[0] == "o1jax"], names
+
+
 def test_config_changes_are_sorted_into_what_a_resume_can_honour():
     saved = {"seed": 0, "model": {"preset": "tiny", "overrides": {"num_layers": 1}},
              "rl": {"algorithm": "ppo", "num_iterations": 4, "policy_lr": 1e-5, "kl_coef": 0.0},
