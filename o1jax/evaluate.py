@@ -86,7 +86,7 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
     if set(spec.strategies) & set(strategies.SAMPLED + ("compute_optimal",)):
         plans.append(("sample", n, SamplingConfig(spec.max_new_tokens, spec.temperature,
                                                   num_samples=n, **common)))
-    for b in spec.tokens_budgets_or_default():
+    for b in spec.token_budgets_or_default():
         if "think_longer" in spec.strategies:
             plans.append((f"think_longer@{b}", 1, SamplingConfig(b, greedy=True, **common)))
         if "budget_forcing" in spec.strategies:
@@ -97,7 +97,7 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
     for b in spec.budgets:
         for name in sorted(set(spec.strategies) & set(strategies.SEARCHED)):
             width = min(spec.beam_width, b)
-            common_search = (fmt, spec.max_new_tokens, spec.step_tokens, spec.temperature,
+            common_search = (fmt, spec.max_new_tokens, spec.step_length, spec.temperature,
                              spec.batch_prompts, spec.seed + 2)
             if name == "mcts":
                 searched[f"{name}@{b}"] = mcts.search(
@@ -180,17 +180,16 @@ def stage_summary(rows: list[dict], maj_k: int) -> dict:
 
 
 def evaluate_stage(exp, name: str, params: Params, maj_k: int, step: int,
-                   path=None, extra: dict | None = None) -> dict:
+                   path=None, extra: dict | None = None, reuse=None) -> dict:
     """Training's held-out evaluation of its policy at ``step`` (``exp``: an
     ``experiment.Experiment``): greedy, and with ``maj_k`` majority, pass@k and sampled pass@1
     at k samples, by ``evaluate``. Cached in ``path`` (default WORKDIR/eval_{name}.json; with
-    every result row and ``extra``) so that a resumed run reuses it; a file written at another
-    step is redone."""
+    every result row, ``extra`` and its key: the step and the evaluation's spec, problems
+    included) so that a resumed run reuses it; a file of another step or spec is redone.
+    ``reuse``: another file this stage wrote (the train-time curve's point at the same step),
+    taken, and copied to ``path``, when its key matches."""
     cfg = exp.cfg
     path = path or exp.workdir / f"eval_{name}.json"
-    cached = wd.read_json(path) if path.exists() else None
-    if sharding.process_0_value(cached is not None and cached.get("step") == step):
-        return cached
     test = exp.sources["test"]
     examples = [decode_example(test[i]) for i in range(min(len(test), cfg.eval.num_examples))]
     spec = EvalSpec(max_prompt_len=cfg.data.max_prompt_len,
@@ -198,8 +197,17 @@ def evaluate_stage(exp, name: str, params: Params, maj_k: int, step: int,
                     strategies=("greedy", "sample", "majority") if maj_k else ("greedy",),
                     budgets=(maj_k,) if maj_k else (1,), temperature=cfg.eval.temperature,
                     batch_prompts=cfg.eval.batch_prompts, seed=cfg.seed, prompt=exp.prompt)
+    # JSON's form (tuples as lists), as it reads back from the file
+    key = json.loads(json.dumps(dict(step=step, problems=len(examples),
+                                     spec=dataclasses.asdict(spec))))
+    for source in [path] + ([reuse] if reuse is not None else []):
+        cached = wd.read_json(source) if source.exists() else None
+        if sharding.process_0_value(cached is not None and cached.get("key") == key):
+            if source != path and wd.is_writer():
+                wd.write_text(path, json.dumps(cached, indent=2))
+            return cached
     rows = evaluate(exp.policy, params, examples, exp.tokenizer, spec).rows
-    result = dict(stage_summary(rows, maj_k), step=step, **(extra or {}), rows=rows)
+    result = dict(stage_summary(rows, maj_k), step=step, **(extra or {}), key=key, rows=rows)
     if wd.is_writer():
         path.parent.mkdir(parents=True, exist_ok=True)
         wd.write_text(path, json.dumps(result, indent=2))
@@ -226,9 +234,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "search: critic (the RL run's), orm:PATH or prm:PATH")
     ap.add_argument("--budgets", type=ints, default=(1, 2, 4, 8, 16),
                     help="samples per problem (sample, majority, pass@k)")
-    ap.add_argument("--token-budgets", "--token_budgets", type=ints, default=None,
+    ap.add_argument("--token-budgets", "--token_budgets", type=ints, default=(),
                     help="max new tokens (think_longer, budget_forcing); default: a quarter, "
-                    "half, three quarters and all of --max-new-tokens")
+                    "half, three quarters and all of --max-new-tokens (with budget_forcing, "
+                    "those above the answer room)")
     ap.add_argument("--max-new-tokens", "--max_new_tokens", type=int, default=None,
                     help="for greedy and sampling (default: the run's eval.max_new_tokens)")
     ap.add_argument("--temperature", type=float, default=None)
@@ -243,10 +252,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="beam / dvts: candidate next steps sampled per beam (M)")
     ap.add_argument("--probes", type=int, default=4, help="compute_optimal: samples whose mean "
                     "verifier score predicts a problem's difficulty")
-    ap.add_argument("--step-tokens", "--step_tokens", type=int, default=32,
-                    help="beam / dvts: the longest step (a line) sampled at once")
-    ap.add_argument("--answer-tokens", "--answer_tokens", type=int, default=16,
-                    help="budget forcing: tokens left for the answer after the marker")
+    ap.add_argument("--step-tokens", "--step_tokens", type=int, default=None,
+                    help="beam / dvts / mcts: the longest step sampled at once (a step ends at "
+                    "a token with a newline); default: 32, at most half of --max-new-tokens")
+    ap.add_argument("--answer-tokens", "--answer_tokens", type=int, default=None,
+                    help="budget forcing: tokens left for the answer, its marker included; "
+                    "default: 16, at most half of --max-new-tokens")
     ap.add_argument("--task", default=None, help="with --model: a text dataset of "
                     "o1jax/config/datasets.py (a synthetic task, gsm8k, math or jsonl)")
     ap.add_argument("--template", default=None, help="with --model: the prompt format, with "
@@ -300,13 +311,11 @@ def main(argv=None) -> int:
         if args.data_dir:
             cfg.data.data_dir = args.data_dir
         pick = lambda flag, default: default if flag is None else flag  # noqa: E731
-        max_new = pick(args.max_new_tokens, cfg.eval.max_new_tokens)
         spec = EvalSpec(
             max_prompt_len=pick(args.max_prompt_len, cfg.data.get("max_prompt_len", 1)),
-            max_new_tokens=max_new,
+            max_new_tokens=pick(args.max_new_tokens, cfg.eval.max_new_tokens),
             strategies=tuple(s.strip() for s in args.strategies.split(",") if s.strip()),
-            budgets=args.budgets, token_budgets=pick(args.token_budgets, tuple(
-                sorted({max(1, max_new * q // 4) for q in (1, 2, 3, 4)}))),
+            budgets=args.budgets, token_budgets=args.token_budgets,
             temperature=pick(args.temperature, cfg.eval.temperature),
             batch_prompts=pick(args.batch_prompts, cfg.eval.batch_prompts),
             seed=pick(args.seed, cfg.seed), answer_marker=args.answer_marker, cue=args.cue,

@@ -23,6 +23,7 @@ from ml_collections import config_flags
 
 from o1jax import experiment, sharding
 from o1jax import workdir as wd
+from o1jax.curves import curve_path
 from o1jax.evaluate import evaluate_stage
 from o1jax.plots import plot_run, plot_selfplay
 from o1jax.report import print_table
@@ -61,7 +62,9 @@ def run(cfg, workdir: str) -> dict:
             return result
         if do_eval:
             k = cfg.eval.maj_k
-            ev = evaluate_stage(exp, "rl", state.policy, k, int(state.step))
+            step = int(state.step)   # the curve's last point, if any: reused, not run again
+            ev = evaluate_stage(exp, "rl", state.policy, k, step,
+                                reuse=curve_path(exp.workdir, step))
             result["rl_accuracy"] = ev["greedy_accuracy"]
             result[f"rl_maj{k}_accuracy"] = ev.get(f"maj{k}_accuracy")
 

@@ -87,34 +87,125 @@ def test_every_strategy_on_a_known_policy(answers_42):
     assert {s["responses"]["greedy"][0]["answer"] for s in samples} == {"42"}
 
 
-def test_evaluate_stage_evaluates_once_and_reuses_the_file(answers_42, tmp_path):
+def _stage_experiment(answers_42, tmp_path, **eval_cfg):
     import ml_collections
     model, params, tok = answers_42
     cfg = ml_collections.ConfigDict({
         "seed": 0, "data": {"max_prompt_len": 12, "template": "{question}\n"},
-        "eval": {"num_examples": 4, "max_new_tokens": 16, "temperature": 1.0,
-                 "batch_prompts": 4}})
+        "eval": dict(dict(num_examples=4, max_new_tokens=16, temperature=1.0,
+                          batch_prompts=4), **eval_cfg)})
     test = [dict(e, meta=e["meta"].encode()) for e in EXAMPLES]  # rows as TFDS stores them
-    exp = Experiment(cfg, epath.Path(tmp_path), None, tok, model, {"test": test}, None,
-                     PromptFormat(max_prompt_len=12))
+    return Experiment(cfg, epath.Path(tmp_path), None, tok, model, {"test": test}, None,
+                      PromptFormat(max_prompt_len=12)), params
+
+
+def test_evaluate_stage_evaluates_once_and_reuses_the_file(answers_42, tmp_path):
+    exp, params = _stage_experiment(answers_42, tmp_path)
     first = evaluate_stage(exp, "rl", params, 2, step=5)
     assert first["num_examples"] == 4 and first["greedy_accuracy"] == pytest.approx(2 / 4)
     assert first["maj2_accuracy"] == first["pass2_accuracy"] == pytest.approx(2 / 4)
     assert json.loads((tmp_path / "eval_rl.json").read_text()) == first
-    (tmp_path / "eval_rl.json").write_text(json.dumps({"greedy_accuracy": 0.123, "step": 5}))
-    assert evaluate_stage(exp, "rl", params, 2, step=5) == {"greedy_accuracy": 0.123, "step": 5}
+    planted = dict(first, greedy_accuracy=0.123)   # the same key: read back, not recomputed
+    (tmp_path / "eval_rl.json").write_text(json.dumps(planted))
+    assert evaluate_stage(exp, "rl", params, 2, step=5) == planted
     # a run resumed to train longer evaluates its new policy
     again = evaluate_stage(exp, "rl", params, 2, step=8)
     no_clock = lambda ev: dict(ev, rows=[dict(r, seconds=0) for r in ev["rows"]])  # noqa: E731
-    assert no_clock(again) == no_clock(dict(first, step=8))
+    assert no_clock(again) == no_clock(dict(first, step=8, key=dict(first["key"], step=8)))
+
+
+@pytest.mark.parametrize("change", [dict(num_examples=3), dict(max_new_tokens=12),
+                                    dict(maj_k=4), dict(temperature=0.5)])
+def test_evaluate_stage_redoes_a_file_of_another_spec(answers_42, tmp_path, change):
+    """A resumed run evaluated with other settings at the same step recomputes: the cache is
+    keyed on the step and the spec, not the step alone."""
+    exp, params = _stage_experiment(answers_42, tmp_path)
+    first = evaluate_stage(exp, "rl", params, 2, step=5)
+    planted = dict(first, greedy_accuracy=0.123)
+    (tmp_path / "eval_rl.json").write_text(json.dumps(planted))
+    maj_k = change.pop("maj_k", 2)
+    exp, params = _stage_experiment(answers_42, tmp_path, **change)
+    again = evaluate_stage(exp, "rl", params, maj_k, step=5)
+    assert again["greedy_accuracy"] != 0.123 and again["key"] != first["key"]
+    assert again["num_examples"] == change.get("num_examples", 4)
+    assert f"maj{maj_k}_accuracy" in again
+    assert json.loads((tmp_path / "eval_rl.json").read_text()) == again
+
+
+def test_the_final_evaluation_reuses_the_curve_point_of_its_step(answers_42, tmp_path,
+                                                                  monkeypatch):
+    """train.py's eval_rl.json at the last RL step takes the train-time curve's point of that
+    step (the same policy and spec) instead of evaluating the policy a second time."""
+    import o1jax.evaluate as evaluate_module
+    exp, params = _stage_experiment(answers_42, tmp_path)
+    curve = tmp_path / "curve" / "step_000005.json"
+    point = evaluate_stage(exp, "rl", params, 2, 5, path=curve, extra={"train_flops": 1e9})
+    calls = []
+    monkeypatch.setattr(evaluate_module, "evaluate", lambda *a, **k: calls.append(a) or (
+        evaluate(*a, **k)))
+    final = evaluate_stage(exp, "rl", params, 2, 5, reuse=curve)
+    assert calls == [] and final == point
+    assert json.loads((tmp_path / "eval_rl.json").read_text()) == point
+    # a curve point of another step is no substitute
+    evaluate_stage(exp, "rl", params, 2, 6, reuse=curve)
+    assert len(calls) == 1
+
+
+def test_a_run_evaluates_its_final_policy_once(smoke_run):
+    """The smoke run's curve ends at its last RL step (4): eval_rl.json holds that very
+    evaluation, wall-clock seconds included (a second evaluation would time differently)."""
+    workdir, _ = smoke_run
+    point = json.loads((workdir / "curve" / "step_000004.json").read_text())
+    final = json.loads((workdir / "eval_rl.json").read_text())
+    assert final["step"] == point["step"] == 4
+    assert final["rows"] == point["rows"] and all(r["seconds"] > 0 for r in final["rows"])
+
+
+@pytest.mark.parametrize("flags", [[], ["--strategies", "mcts", "--verifier", "critic",
+                                        "--budgets", "2"]])
+def test_cli_defaults_fit_the_smoke_config(smoke_run, tmp_path, flags):
+    """configs/smoke.py writes 16 new tokens: the default token budgets, budget forcing's
+    answer room and the search step length follow that (fixed defaults of 16 answer tokens
+    and 32-token steps were errors there)."""
+    workdir, _ = smoke_run
+    out = tmp_path / "eval"
+    assert main(["--workdir", str(workdir), "--num-problems", "2", "--out", str(out)]
+                + flags) == 0
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    strategies = {r["strategy"] for r in rows}
+    if flags:
+        assert "mcts" in strategies
+    else:
+        assert {"greedy", "majority", "think_longer", "budget_forcing"} <= strategies
+        budgets = sorted({r["budget"] for r in rows if r["strategy"] == "budget_forcing"})
+        assert budgets == [12, 16]   # of 4, 8, 12, 16: those above the 8 answer tokens
+
+
+def test_defaults_follow_the_run_lengths_and_given_values_are_checked():
+    long = EvalSpec(max_prompt_len=12, max_new_tokens=256, strategies=("budget_forcing",))
+    assert (long.answer_room, long.step_length) == (16, 32)
+    assert long.token_budgets_or_default() == (64, 128, 192, 256)
+    short = EvalSpec(max_prompt_len=12, max_new_tokens=16,
+                     strategies=("think_longer", "budget_forcing"))
+    assert (short.answer_room, short.step_length) == (8, 8)
+    assert short.token_budgets_or_default() == (12, 16)
+    short.check()
+    assert EvalSpec(max_prompt_len=12, max_new_tokens=16, strategies=(
+        "think_longer",)).token_budgets_or_default() == (4, 8, 12, 16)
+    with pytest.raises(ValueError, match="leaves no thinking before the 16 answer tokens"):
+        EvalSpec(max_prompt_len=12, max_new_tokens=16, strategies=("budget_forcing",),
+                 answer_tokens=16).check()
 
 
 @pytest.mark.parametrize("kw,match", [
     (dict(strategies=("greedy", "beam_search")), "unknown strategies \\['beam_search'\\]"),
     (dict(budgets=(1, 0)), "budgets must be >= 1"),
-    (dict(strategies=("budget_forcing",), token_budgets=(40,), min_thinking=30),
-     "--min-thinking 30 is above the maximum thinking length 24"),
-    (dict(strategies=("budget_forcing",), token_budgets=(10,)), "leaves no thinking"),
+    (dict(strategies=("budget_forcing",), token_budgets=(40,), min_thinking=30,
+          answer_tokens=16), "--min-thinking 30 is above the maximum thinking length 24"),
+    (dict(strategies=("budget_forcing",), token_budgets=(10,), answer_tokens=16),
+     "leaves no thinking"),
+    (dict(strategies=("budget_forcing",), token_budgets=(8,)),   # 8 answer tokens by default
+     "budget_forcing at 8 tokens leaves no thinking before the 8 answer tokens"),
     (dict(strategies=("budget_forcing",), token_budgets=(40,), answer_tokens=4),
      "--answer-tokens 4 leaves no room for the answer marker"),
     (dict(token_budgets=(60,)), "exceeds the model's max_seq_len 64"),

@@ -19,10 +19,14 @@ from o1jax.search import strategies
 class EvalSpec:
     """What to evaluate and how. ``budgets``: samples per problem (sample, majority, pass@k,
     the verifier strategies; for beam search and DVTS the candidates per step, ``beam_width``
-    per beam); ``token_budgets``: maximum new tokens (think_longer, budget_forcing; default
-    ``max_new_tokens``). Budget forcing at budget B forces the answer marker at
-    B - ``answer_tokens`` thinking tokens and holds it back before ``min_thinking`` (default:
-    half of that). A search step is a line of at most ``step_tokens`` tokens."""
+    per beam); ``token_budgets``: maximum new tokens (think_longer, budget_forcing). Budget
+    forcing at budget B forces the answer marker at B - ``answer_tokens`` thinking tokens and
+    holds it back before ``min_thinking`` (default: half of that). A search step ends at a
+    token with a newline, after at most ``step_tokens`` tokens.
+
+    Left at None (or ``()``), ``answer_tokens``, ``step_tokens`` and ``token_budgets`` follow
+    the run's lengths so that the defaults fit any ``max_new_tokens`` (``answer_room``,
+    ``step_length``, ``token_budgets_or_default``); values given are checked as given."""
     max_prompt_len: int
     max_new_tokens: int
     strategies: tuple[str, ...] = ("greedy", "sample", "majority")
@@ -35,10 +39,35 @@ class EvalSpec:
     answer_marker: str = "\\boxed{"
     cue: str = "Wait"
     min_thinking: int | None = None
-    answer_tokens: int = 16
+    answer_tokens: int | None = None
     beam_width: int = 4
-    step_tokens: int = 32
+    step_tokens: int | None = None
     probes: int = 4
+
+    @property
+    def answer_room(self) -> int:
+        """Budget forcing's tokens for the answer: ``answer_tokens``, default 16 but at most
+        half of ``max_new_tokens`` (the other half thinks)."""
+        return self.answer_tokens if self.answer_tokens is not None else min(
+            16, self.max_new_tokens // 2)
+
+    @property
+    def step_length(self) -> int:
+        """The longest search step: ``step_tokens``, default 32 but at most half of
+        ``max_new_tokens`` (MCTS's prefix keeps room for a step)."""
+        return self.step_tokens if self.step_tokens is not None else max(
+            1, min(32, self.max_new_tokens // 2))
+
+    def token_budgets_or_default(self) -> tuple[int, ...]:
+        """``token_budgets``, default a quarter, half, three quarters and all of
+        ``max_new_tokens``, with budget forcing only those above the answer room (all of them
+        when none is: ``check`` then names the answer room that leaves no thinking)."""
+        if self.token_budgets:
+            return self.token_budgets
+        budgets = sorted({max(1, self.max_new_tokens * q // 4) for q in (1, 2, 3, 4)})
+        if "budget_forcing" in self.strategies:
+            budgets = [b for b in budgets if b > self.answer_room] or budgets
+        return tuple(budgets)
 
     def check(self, model: Transformer | None = None) -> None:
         """ValueError naming the field and the fix; run before anything is compiled (without
@@ -58,41 +87,39 @@ class EvalSpec:
             if bad:
                 raise ValueError(f"{name} must be >= 1, got {bad}")
         for name in ("max_new_tokens", "batch_prompts", "max_prompt_len", "beam_width",
-                     "step_tokens", "probes"):
-            if getattr(self, name) < 1:
+                     "step_tokens", "probes", "answer_tokens"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         if "budget_forcing" in self.strategies:
-            for b in self.tokens_budgets_or_default():
+            for b in self.token_budgets_or_default():
                 self.forcing(b, [0], [0])  # raises on a minimum above the maximum
         if model is None:
             return
-        longest = max((self.max_new_tokens,) + self.token_budgets)
+        longest = max((self.max_new_tokens,) + self.token_budgets_or_default())
         if self.max_prompt_len + longest > model.cfg.max_seq_len:
             raise ValueError(f"prompt length {self.max_prompt_len} + {longest} new tokens "
                              f"exceeds the model's max_seq_len {model.cfg.max_seq_len}; lower "
                              "--max-new-tokens / --token-budgets")
 
-    def tokens_budgets_or_default(self) -> tuple[int, ...]:
-        return self.token_budgets or (self.max_new_tokens,)
-
     def forcing(self, budget: int, marker_ids, cue_ids) -> BudgetForcing:
         """Budget forcing at a token budget (marker and cue as token ids)."""
-        if self.answer_tokens < len(marker_ids):
-            raise ValueError(f"--answer-tokens {self.answer_tokens} leaves no room for the "
-                             f"answer marker {self.answer_marker!r} ({len(marker_ids)} tokens); "
-                             "raise --answer-tokens")
-        hi = budget - self.answer_tokens
+        answer = self.answer_room
+        if answer < len(marker_ids):
+            raise ValueError(f"--answer-tokens {answer} leaves no room for the answer marker "
+                             f"{self.answer_marker!r} ({len(marker_ids)} tokens); raise "
+                             "--answer-tokens")
+        hi = budget - answer
         if hi < 1:
             raise ValueError(f"budget_forcing at {budget} tokens leaves no thinking before the "
-                             f"{self.answer_tokens} answer tokens; raise the token budget or "
-                             "lower --answer-tokens")
+                             f"{answer} answer tokens; raise the token budget or lower "
+                             "--answer-tokens")
         lo = hi // 2 if self.min_thinking is None else self.min_thinking
         if lo > hi:
             raise ValueError(f"--min-thinking {lo} is above the maximum thinking length {hi} "
-                             f"of token budget {budget} (budget - {self.answer_tokens} answer "
-                             "tokens); lower --min-thinking or raise the token budgets")
+                             f"of token budget {budget} (budget - {answer} answer tokens); "
+                             "lower --min-thinking or raise the token budgets")
         return BudgetForcing(lo, hi, tuple(marker_ids), tuple(cue_ids))
 
 
