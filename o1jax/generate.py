@@ -26,6 +26,7 @@ from o1jax import sharding, workdir
 from o1jax.data.builders import load_image
 from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids
 from o1jax.models import ModelConfig, hf
+from o1jax.models.transformer import Params
 from o1jax.policy import Policy, command_mesh, from_hf, load_policy
 from o1jax.rollout import SamplingConfig, make_sampler
 from o1jax.tokenizer import Tokenizer, response_texts
@@ -77,7 +78,7 @@ def prompt_inputs(prompts: list[str], image: str | None, cfg: ModelConfig, token
     return ids, np.stack([pixels] * len(prompts))
 
 
-def load(args) -> tuple[Policy, object]:
+def load(args) -> tuple[Policy, Params]:
     """(policy, params) of ``--model`` on the mesh of ``--mesh-shape`` in ``--dtype``: a
     workdir's with its run's chat template choice (the prompt is the whole user text), or a
     Hugging Face directory's with the prompt as given."""
