@@ -1,0 +1,43 @@
+"""Memory planning: the RL iteration compiled ahead of time for a TPU topology (the TPU compiler,
+no TPU attached) and for GPUs (fake CPU devices), per-device memory against the chip's HBM."""
+
+from configs import smoke
+from o1jax import hardware
+from o1jax.hardware import parse_hardware
+from o1jax.rl import memory
+
+
+def _parts_add_up(p):
+    assert p["bytes_per_device"] > 0 and p["hbm_bytes_per_device"] > 0
+    assert p["parameters"] > 0 and p["optimizer"] > p["parameters"]   # Adam: two moments
+    assert p["kv_cache"] > 0 and p["activations"] >= 0
+    # arguments (params, optimizer) and temporaries (cache, activations) are within the total
+    assert p["parameters"] + p["optimizer"] <= p["bytes_per_device"]
+
+
+def test_plan_compiles_for_a_tpu_topology_on_this_cpu_machine():
+    hw = parse_hardware("v5e-4")
+    devices, compiler = memory.target_devices(hw)
+    assert compiler == "tpu" and len(devices) == 4 and devices[0].platform == "tpu"
+    p = memory.plan(smoke.get_config(), devices, compiler, hw)
+    assert p["fits"] and p["mesh_shape"] == [4, 1, 1] and p["hbm_bytes_per_device"] == 16 * 2**30
+    _parts_add_up(p)
+    # the state is split 4 ways over fsdp: a quarter of the parameter bytes on each chip
+    cfg = smoke.get_config()
+    cfg.mesh_shape = (1, 4, 1)
+    q = memory.plan(cfg, devices, compiler, hw)
+    assert q["parameters"] < 0.3 * p["parameters"]
+
+
+def test_plan_on_fake_cpu_devices_and_a_config_that_does_not_fit(monkeypatch):
+    hw = parse_hardware("h100x8")
+    devices, compiler = memory.target_devices(hw)
+    assert "estimate" in compiler
+    p = memory.plan(smoke.get_config(), devices, compiler, hw)
+    assert p["fits"]
+    _parts_add_up(p)
+    monkeypatch.setitem(hardware.HBM_BYTES, "h100", p["bytes_per_device"] / 2)
+    small = memory.plan(smoke.get_config(), devices, compiler, hw)
+    assert not small["fits"]
+    text = memory.format_plan(small)
+    assert "DOES NOT FIT" in text and "rl.micro_batch" in text and "rl.vocab_chunk" in text
