@@ -25,7 +25,7 @@ from o1jax import workdir as wd  # noqa: E402
 from o1jax.experiment import load_problems  # noqa: E402
 from o1jax.policy import load_policy  # noqa: E402
 from o1jax.rollout import SamplingConfig  # noqa: E402
-from o1jax.search import beam, mcts, strategies, verifiers  # noqa: E402
+from o1jax.search import beam, mcts, strategies, value_models  # noqa: E402
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg = wd.load_config(args.workdir)
     (policy, tok, fmt), params = load_policy(args.workdir)
-    verifier = verifiers.load(args.verifier, policy, args.workdir)
+    verifier = value_models.load(args.verifier, policy, args.workdir)
     examples = load_problems(cfg, wd.resolve(args.workdir), "test", args.problems)
     n = cfg.eval.max_new_tokens
     runs = {

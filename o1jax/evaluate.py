@@ -37,7 +37,7 @@ from o1jax.models import hf
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rewards.api import default_pool
 from o1jax.rollout import SamplingConfig
-from o1jax.search import beam, compute_optimal, mcts, strategies, verifiers, voting
+from o1jax.search import beam, compute_optimal, mcts, strategies, value_models, voting
 from o1jax.search.spec import EvalSpec, check_memory
 from o1jax.search.results import (difficulty_bins, print_results, result_rows, sample_records,
                                  write_results)
@@ -60,7 +60,7 @@ class EvalResult(NamedTuple):
 
 def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
              tokenizer: Tokenizer, spec: EvalSpec,
-             verifier: verifiers.Verifier | None = None) -> EvalResult:
+             verifier: value_models.ValueModel | None = None) -> EvalResult:
     """Runs every strategy of ``spec`` on ``examples`` (``verifier``: for the strategies that
     need one)."""
     start = time.perf_counter()
@@ -128,9 +128,9 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
         voted = {"majority", "weighted_majority"} & set(spec.strategies)
         classes = voting.group_answers(sampled.answers, default_pool()) if voted else None
         if set(needs) & set(strategies.VERIFIED + ("compute_optimal",)):
-            scores = verifiers.outcome_scores(verifier, sampled.tokens, sampled.mask).reshape(
+            scores = value_models.outcome_scores(verifier, sampled.tokens, sampled.mask).reshape(
                 sampled.correct.shape)
-            checked = verifiers.report(verifier, scores, sampled.correct, sampled.finished)
+            checked = value_models.report(verifier, scores, sampled.correct, sampled.finished)
         for strategy in [s for s in strategies.SAMPLED if s in spec.strategies] + ["pass_at_k"]:
             for k in spec.budgets:
                 scored[strategy, k] = strategies.score(
@@ -230,8 +230,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--num-problems", "--num_problems", type=int, default=None,
                     help="default: the run's eval.num_examples, else 200")
     ap.add_argument("--strategies", default="greedy,sample,majority,think_longer,budget_forcing")
-    ap.add_argument("--verifier", default=None, help="for best_of_n, weighted_majority and "
-                    "search: critic (the RL run's), orm:PATH or prm:PATH")
+    ap.add_argument("--verifier", default=None, help="the value model for best_of_n, "
+                    "weighted_majority and search: critic (the RL run's), orm:PATH or prm:PATH")
     ap.add_argument("--budgets", type=ints, default=(1, 2, 4, 8, 16),
                     help="samples per problem (sample, majority, pass@k)")
     ap.add_argument("--token-budgets", "--token_budgets", type=ints, default=(),
@@ -334,7 +334,7 @@ def main(argv=None) -> int:
                                             args.split, args.num_problems)
         verifier = None
         if args.verifier:
-            verifier = verifiers.load(args.verifier, policy, args.workdir, args.step)
+            verifier = value_models.load(args.verifier, policy, args.workdir, args.step)
         if args.model and args.max_prompt_len is None:  # a run's prompts are cut as it trained
             spec = dataclasses.replace(spec, max_prompt_len=max(
                 len(prompt_ids(e, tokenizer, prompt)) for e in examples))

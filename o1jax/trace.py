@@ -55,7 +55,7 @@ from o1jax.rollout.sampler import make_sampler
 from o1jax.plots import plot_attention, plot_image_attention, png_bytes, read_png
 from o1jax.policy import load_policy
 from o1jax.rollout.scoring import prefix_values
-from o1jax.search import verifiers
+from o1jax.search import value_models
 from o1jax.search.steps import step_end_ids, step_ends
 from o1jax.selfplay.problems import judge
 
@@ -328,8 +328,8 @@ def main(argv=None) -> int:
     ap.add_argument("--answer", default=None, help="the reference answer (default: the "
                     "example's, or computed for the synthetic tasks' forms)")
     ap.add_argument("--step", type=int, default=None)
-    ap.add_argument("--verifier", default=None, help="orm:PATH or prm:PATH (default: the run's "
-                    "critic, when it has one)")
+    ap.add_argument("--verifier", default=None, help="a value model, orm:PATH or prm:PATH "
+                    "(default: the run's critic, when it has one)")
     ap.add_argument("--samples", type=int, default=8, help="K continuations per prefix")
     ap.add_argument("--layers", type=ints, default=(0,))
     ap.add_argument("--heads", type=ints, default=(0,))
@@ -392,7 +392,7 @@ def _run(args) -> int:
     value = None
     spec = args.verifier or ("critic" if cfg.rl.algorithm == "ppo" else None)
     if spec:
-        v = verifiers.load(spec, policy, args.workdir, args.step)
+        v = value_models.load(spec, policy, args.workdir, args.step)
         value = (v.model, v.params)
     tr = trace(policy, params, tok, problem, answer, fmt, value,
                k=args.samples, max_new=cfg.eval.max_new_tokens, temperature=args.temperature,

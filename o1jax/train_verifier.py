@@ -1,10 +1,11 @@
-"""Train a verifier on a run's policy: ``python -m o1jax.train_verifier --workdir DIR --kind orm``.
+"""Train a value model (the verifier of search and best-of-N) on a run's policy:
+``python -m o1jax.train_verifier --workdir DIR --kind orm``.
 
-Samples solutions to the run's training problems with its policy, labels them with the checker
-(ORM: the outcome at every response token; PRM: Math-Shepherd labels at step ends), trains a
-value model (from the run's critic when it has one, else from the policy's backbone) and writes
-it to ``--out`` (default WORKDIR/verifiers/KIND), for ``python -m o1jax.evaluate --verifier
-KIND:PATH``. Prints the training loss and the verifier's AUC on held-out samples.
+Samples solutions to the run's training problems with its policy, labels them with the answer
+checker (ORM: the outcome at every response token; PRM: Math-Shepherd labels at step ends),
+trains a value model (from the run's critic when it has one, else from the policy's backbone)
+and writes it to ``--out`` (default WORKDIR/verifiers/KIND), for ``python -m o1jax.evaluate
+--verifier KIND:PATH``. Prints the training loss and the value model's AUC on held-out samples.
 """
 
 from __future__ import annotations
@@ -24,14 +25,14 @@ from o1jax.experiment import load_problems
 from o1jax.models.transformer import Transformer, value_params_from_policy
 from o1jax.rl.state import critic_model
 from o1jax.rollout import SamplingConfig
-from o1jax.search import strategies, verifier_training, verifiers
+from o1jax.search import strategies, value_models, value_training
 
 log = logging.getLogger("o1jax.train_verifier")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m o1jax.train_verifier",
-                                 description=__doc__.split("\n")[0])
+                                 description=" ".join(__doc__.split("\n")[:2]))
     ap.add_argument("--workdir", required=True, help="a training workdir (local or gs://)")
     ap.add_argument("--kind", required=True, choices=("orm", "prm"))
     ap.add_argument("--step", type=int, default=None, help="policy checkpoint (default: latest)")
@@ -45,12 +46,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                     "fraction that do)")
     ap.add_argument("--mixed-only", "--mixed_only", action="store_true",
                     help="train only on problems whose samples are partly right, partly wrong "
-                    "(what a verifier must tell apart to choose among samples)")
+                    "(what a value model must tell apart to choose among samples)")
     ap.add_argument("--steps", type=int, default=400, help="optimizer steps")
     ap.add_argument("--batch-size", "--batch_size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-4)
     ap.add_argument("--held-out", "--held_out", type=int, default=100,
-                    help="test problems whose samples measure the verifier's AUC")
+                    help="test problems whose samples measure the value model's AUC")
     ap.add_argument("--out", default=None, help="default: WORKDIR/verifiers/KIND")
     ap.add_argument("--seed", type=int, default=0)
     sharding.add_distributed_flags(ap)
@@ -88,9 +89,9 @@ def main(argv=None) -> int:
     gen = sample(train, args.seed)
     log.info("%d solutions sampled, %.1f%% correct", gen.correct.size, 100 * gen.correct.mean())
     if args.kind == "orm":
-        data = verifier_training.orm_labels(gen, p)
+        data = value_training.orm_labels(gen, p)
     else:
-        data = verifier_training.math_shepherd_labels(
+        data = value_training.math_shepherd_labels(
             policy, params, train, tokenizer, gen, p, args.continuations, n,
             cfg.eval.temperature, soft=not args.hard_labels,
             batch_prompts=cfg.eval.batch_prompts, seed=args.seed + 1)
@@ -101,19 +102,19 @@ def main(argv=None) -> int:
             print("error: no problem has both right and wrong samples; drop --mixed-only",
                   file=sys.stderr)
             return 2
-        data = verifier_training.Labelled(*(x[keep] for x in data))
+        data = value_training.Labelled(*(x[keep] for x in data))
         log.info("%d rows of %d problems with mixed outcomes", int(keep.sum()),
                  int(keep.sum()) // args.samples)
     init = critic if critic is not None else value_params_from_policy(
         params, jax.random.key(args.seed))
     value_model = Transformer(policy.cfg, head="value")
-    trained, losses = verifier_training.train_value(value_model, init, data, args.steps, args.lr,
-                                                    args.batch_size, args.seed)
+    trained, losses = value_training.train_value(value_model, init, data, args.steps, args.lr,
+                                                 args.batch_size, args.seed)
     check = sample(held_out, args.seed + 2)
-    verifier = verifiers.Verifier(args.kind, value_model, trained, "")
-    scores = verifiers.outcome_scores(verifier, check.tokens, check.mask)
+    scores = value_models.outcome_scores(
+        value_models.ValueModel(args.kind, value_model, trained, ""), check.tokens, check.mask)
     done = check.finished.reshape(-1)
-    auc = verifiers.auc(scores[done], check.correct.reshape(-1)[done])
+    auc = value_models.auc(scores[done], check.correct.reshape(-1)[done])
     first, last = float(np.mean(losses[:20])), float(np.mean(losses[-20:]))
     out = wd.resolve(args.out or root / "verifiers" / args.kind)
     info = dict(workdir=str(root), policy_stage=stage, policy_step=int(step),
@@ -121,10 +122,10 @@ def main(argv=None) -> int:
                     data.weights.sum()), continuations=args.continuations
                 if args.kind == "prm" else None, steps=args.steps, loss_first=first,
                 loss_last=last, held_out_auc=auc, mixed_only=args.mixed_only,
-                held_out_within_problem_auc=verifiers.within_problem_auc(
-                    scores.reshape(check.correct.shape), check.correct, check.finished), init="critic" if critic is not None else
-                "policy backbone")
-    verifiers.save(out, args.kind, policy.cfg, trained, info)
+                held_out_within_problem_auc=value_models.within_problem_auc(
+                    scores.reshape(check.correct.shape), check.correct, check.finished),
+                init="critic" if critic is not None else "policy backbone")
+    value_models.save(out, args.kind, policy.cfg, trained, info)
     if wd.is_writer():
         print(json.dumps(dict(out=str(out), **info)))
     return 0

@@ -17,7 +17,7 @@ from o1jax.plots import read_png, upsample_heat
 from o1jax.rollout.decoding import SamplingConfig
 from o1jax.policy import load_policy
 from o1jax.rollout.sampler import make_sampler
-from o1jax.search import verifiers
+from o1jax.search import value_models
 
 SOLUTION = "5+7=12, write 2, carry 1\n1+2+1=4, write 4\n\\boxed{42}"
 
@@ -35,7 +35,7 @@ def test_values_and_importance_match_plain_computations(smoke_run, monkeypatch):
     # digits and spaces stop a continuation too: this barely trained policy then finishes
     # its continuations at random lengths, some right and some wrong under fake_verify
     tok.stop_ids = tok.stop_ids + tuple(tok.encode("0123456789 ", False))
-    critic = verifiers.load("critic", policy, workdir)
+    critic = value_models.load("critic", policy, workdir)
     k, seed, fmt = 6, 3, PromptFormat("{question}\n")
     tr = trace_lib.trace(policy, params, tok, "15+27=?", "42", fmt,
                          (critic.model, critic.params), k=k, max_new=16, seed=seed,
@@ -215,7 +215,7 @@ def test_trace_of_a_vision_policy_through_the_cli(visual_run, tmp_path, capsys):
                                trace_lib.image_heat(policy.cfg.vision, att.mean(0)), rtol=1e-6)
     # the critic read the image: its values are the ones a pass with the image gives, and
     # another image changes them
-    critic = verifiers.load("critic", policy, visual_run)
+    critic = value_models.load("critic", policy, visual_run)
     seq = jnp.asarray([prompt + tok.encode(solution, False) + [tok.stop_ids[0]]])
     mask = jnp.ones_like(seq, bool)
     with_image = prefix_values(critic.model, critic.params, seq, mask, image[None])[0]

@@ -1,9 +1,9 @@
-"""Step-level search guided by a verifier: beam search and DVTS.
+"""Step-level search guided by a value model (``--verifier``): beam search and DVTS.
 
 A step ends at a token with a newline (``o1jax.search.steps``). Each round, every live beam of a
 problem is continued with M sampled next steps (one compiled sampler call for all beams of all
 problems: the beam's prefix is the prompt, a step's end or a stop token ends the sample), every
-candidate is scored by the verifier at its last token, and the best are kept: beam search keeps
+candidate is scored by the value model at its last token, and the best are kept: beam search keeps
 the top B of all B x M candidates of a problem; DVTS (diverse verifier tree search) keeps B
 independent subtrees, each its own best candidate. Finished beams are carried and compete by
 score; when every beam is finished (or out of tokens) the highest-scoring finished beam is the
@@ -11,7 +11,7 @@ answer.
 
 Prefixes are recomputed each round (the sampler prefills each beam's prefix once and shares it
 with its M samples), and the ledger counts that: prefill of every prefix, decode of every
-candidate token, and a verifier forward over every candidate.
+candidate token, and a value-model forward over every candidate (``verifier_flops``).
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ import numpy as np
 from o1jax import flops
 from o1jax.data.prompts import PromptFormat, encode_prompt, pad_prompts, truncate_prompt
 from o1jax.models.transformer import Params, Transformer
-from o1jax.rewards.api import default_pool
 from o1jax.rollout import SamplingConfig, make_sampler
-from o1jax.search import steps, strategies, verifiers, voting
+from o1jax.search import steps, strategies, value_models
 from o1jax.tokenizer import Tokenizer
 
 
@@ -45,7 +44,7 @@ def _round_up(n: int, to: int = 16) -> int:
 
 
 def search(policy: Transformer, params: Params, examples: Sequence[dict], tokenizer: Tokenizer,
-           verifier: verifiers.Verifier, beams: int, width: int, diverse: bool,
+           value_model: value_models.ValueModel, beams: int, width: int, diverse: bool,
            fmt: PromptFormat, max_new_tokens: int, step_tokens: int, temperature: float,
            batch_rows: int = 64, seed: int = 0) -> tuple[strategies.Generation, dict]:
     """Beam search (``diverse`` False) or DVTS (True) with ``beams`` beams (subtrees) of
@@ -101,41 +100,27 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
                     cands.setdefault((i, b), []).append(Beam(
                         parent.tokens + new, finished=ended,
                         dead=not ended and total >= max_new_tokens))
-        _score(verifier, prompts, cands, ledger)
+        _score(value_model, prompts, cands, ledger)
         for i in range(n):
             state[i] = _select(state[i], {b: c for (k, b), c in cands.items() if k == i},
                                beams, diverse)
-    seconds = time.perf_counter() - start
-    chosen = [max(s, key=lambda b: (b.finished, b.score)) for s in state]
-    texts = [tokenizer.decode([t for t in b.tokens if t not in stop]) for b in chosen]
-    finished = [b.finished for b in chosen]
-    correct = strategies.verify(texts, list(examples), finished)
-    answers = voting.extract_answers(texts, finished, default_pool())
-    tokens, mask = strategies.rows_of(prompts, [b.tokens for b in chosen], max_prompt_len,
-                                      tokenizer.pad_id)
-    gen = strategies.Generation(
-        texts=[[t] for t in texts], answers=[[a] for a in answers], tokens=tokens, mask=mask,
-        correct=np.asarray(correct, np.float64).reshape(n, 1),
-        finished=np.asarray(finished).reshape(n, 1),
-        lengths=np.array([[len(b.tokens)] for b in chosen]),
-        prompt_lengths=np.array([len(p) for p in prompts]), seconds=seconds, warmup_seconds=0.0)
-    ledger.update(prompt_tokens=gen.prompt_lengths.astype(float),
-                  seconds=np.full(n, seconds / max(n, 1)))
-    return gen, ledger
+    chosen = [max(s, key=lambda b: (b.finished, b.score)).tokens for s in state]
+    return strategies.chosen_generation(examples, prompts, chosen, tokenizer, max_prompt_len,
+                                        time.perf_counter() - start, ledger)
 
 
-def _score(verifier, prompts, cands, ledger) -> None:
-    """Each candidate's verifier score at its last token (and its cost in the ledger)."""
+def _score(value_model, prompts, cands, ledger) -> None:
+    """Each candidate's value-model score at its last token (and its cost in the ledger)."""
     flat = [(i, beam) for (i, _), group in cands.items() for beam in group]
     if not flat:
         return
     width = min(_round_up(max(len(prompts[i]) + len(b.tokens) for i, b in flat)),
-                verifier.model.cfg.max_seq_len)
+                value_model.model.cfg.max_seq_len)
     seqs = [truncate_prompt(prompts[i] + b.tokens, width) for i, b in flat]
     tokens, mask = pad_prompts(seqs, 0, width)
     for (i, _), seq in zip(flat, seqs):
-        ledger["verifier_flops"][i] += flops.verifier_flops(verifier.model.cfg, len(seq))
-    for (_, b), s in zip(flat, verifiers.outcome_scores(verifier, tokens, mask)):
+        ledger["verifier_flops"][i] += flops.verifier_flops(value_model.model.cfg, len(seq))
+    for (_, b), s in zip(flat, value_models.outcome_scores(value_model, tokens, mask)):
         b.score = float(s)
 
 

@@ -4,12 +4,12 @@ A node is a partial solution (prompt + the steps so far, left-padded to L tokens
 are K candidate next steps (each up to a token with a newline, ``o1jax.search.steps``, at most S
 tokens) sampled by the policy when the node is created, with prior logits their normalised
 sequence log-probabilities. Taking an action appends that step; the new node's value is the
-verifier's score of it. A step that ends with a stop token makes a terminal node: its transition
-reward is the verifier's outcome score and its discount 0. mctx's ``recurrent_fn`` cannot hold a
-KV cache per node (embeddings are stored for every node of the tree), so every node's prefix is
-recomputed by a prefill, and the ledger counts it. Decoding moves the root along the action the
-search prefers, one step per search, until every problem's solution has ended; the answer is
-checked on the host afterwards.
+value model's score of it (``--verifier``). A step that ends with a stop token makes a terminal
+node: its transition reward is the value model's outcome score and its discount 0. mctx's
+``recurrent_fn`` cannot hold a KV cache per node (embeddings are stored for every node of the
+tree), so every node's prefix is recomputed by a prefill, and the ledger counts it. Decoding
+moves the root along the action the search prefers, one step per search, until every problem's
+solution has ended; the answer is checked on the host afterwards.
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ import numpy as np
 from o1jax import flops
 from o1jax.data.prompts import PromptFormat, encode_prompt, pad_prompts
 from o1jax.models.transformer import Params, Transformer
-from o1jax.rewards.api import default_pool
 from o1jax.rollout import SamplingConfig, sample
 from o1jax.rollout.scoring import prefix_values
-from o1jax.search import steps, strategies, verifiers, voting
+from o1jax.search import steps, strategies, value_models
 from o1jax.tokenizer import Tokenizer
 
 
@@ -79,9 +78,9 @@ def _node_value(vmodel, vparams, seq, mask):
 
 
 @functools.lru_cache(maxsize=4)
-def make_search(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
-                stop_ids: tuple[int, ...], simulations: int, depth: int):
-    """Jitted ``start(params, seq, mask, key) -> root Node`` and ``search(params, vparams,
+def make_programs(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
+                  stop_ids: tuple[int, ...], simulations: int, depth: int):
+    """Jitted ``start(params, seq, mask, key) -> root Node`` and ``move(params, vparams,
     root, key) -> (action [B], child Node, tree embeddings)``: one gumbel MuZero search at each
     root (``simulations``, at most ``depth`` levels), then the chosen child (a terminal root
     stays as it is)."""
@@ -109,7 +108,7 @@ def make_search(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
         return out, new
 
     @jax.jit
-    def search(params, vparams, root: Node, key):
+    def move(params, vparams, root: Node, key):
         k1, k2 = jax.random.split(key)
         value = _node_value(vmodel, vparams, root.seq, root.mask)
         out = mctx.gumbel_muzero_policy(
@@ -129,11 +128,11 @@ def make_search(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
         cands, cmask, logp, cstops = _expand(policy, params, seq, mask, key, cfg, stops)
         return Node(seq, mask, cands, cmask, logp, cstops, jnp.zeros(seq.shape[0], bool))
 
-    return start, search
+    return start, move
 
 
 def search(policy: Transformer, params: Params, examples: Sequence[dict], tokenizer: Tokenizer,
-           verifier: verifiers.Verifier, simulations: int, width: int, fmt: PromptFormat,
+           value_model: value_models.ValueModel, simulations: int, width: int, fmt: PromptFormat,
            max_new_tokens: int, step_tokens: int, temperature: float, batch_rows: int = 64,
            seed: int = 0) -> tuple[strategies.Generation, dict]:
     """MCTS decoding of every problem: (the chosen solution per problem as a Generation, the
@@ -157,7 +156,7 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
     step_end = steps.step_end_ids(tokenizer)
     cfg = SamplingConfig(step_tokens, temperature, num_samples=width, stop_ids=stop + step_end,
                          pad_id=tokenizer.pad_id)
-    start_fn, search_fn = make_search(policy, verifier.model, cfg, stop, simulations, depth)
+    start, move = make_programs(policy, value_model.model, cfg, stop, simulations, depth)
     prompts = [encode_prompt(e, tokenizer, fmt) for e in examples]
     n = len(examples)
     ledger = {k: np.zeros(n) for k in ("tokens", "prefill_flops", "decode_flops",
@@ -170,47 +169,36 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
         idx = list(range(lo, min(n, lo + per)))
         rows = [prompts[i] for i in idx] + [prompts[idx[-1]]] * (per - len(idx))
         seq, mask = pad_prompts(rows, tokenizer.pad_id, length)
-        node = start_fn(params, seq, mask, jax.random.fold_in(key, lo))
-        _count(ledger, idx, mcfg, verifier.model.cfg, np.asarray(node.mask)[:len(idx), None],
+        node = start(params, seq, mask, jax.random.fold_in(key, lo))
+        _count(ledger, idx, mcfg, value_model.model.cfg, np.asarray(node.mask)[:len(idx), None],
                np.asarray(node.cand_mask)[:len(idx), None])
-        for move in range(depth):
+        for turn in range(depth):
             if bool(np.asarray(node.terminal)[:len(idx)].all()):
                 break
             live = ~np.asarray(node.terminal)[:len(idx)]
-            _, node, tree = search_fn(params, verifier.params, node,
-                                      jax.random.fold_in(key, lo * 1000 + move + 1))
+            _, node, tree = move(params, value_model.params, node,
+                                 jax.random.fold_in(key, lo * 1000 + turn + 1))
             # every node the search created (and the chosen child, created again): its
-            # verifier pass, its prefix prefill, its K candidates decoded
+            # value-model pass, its prefix prefill, its K candidates decoded
             nodes_mask = np.asarray(tree.mask)[:len(idx), 1:]
             nodes_cands = np.asarray(tree.cand_mask)[:len(idx), 1:]
             _count(ledger, [i for i, alive in zip(idx, live) if alive], mcfg,
-                   verifier.model.cfg, nodes_mask[live], nodes_cands[live])
+                   value_model.model.cfg, nodes_mask[live], nodes_cands[live])
             _count(ledger, [i for i, alive in zip(idx, live) if alive], mcfg,
-                   verifier.model.cfg, np.asarray(node.mask)[:len(idx), None][live],
+                   value_model.model.cfg, np.asarray(node.mask)[:len(idx), None][live],
                    np.asarray(node.cand_mask)[:len(idx), None][live])
         final_seq.append(np.asarray(node.seq)[:len(idx)])
         final_mask.append(np.asarray(node.mask)[:len(idx)])
     seconds = time.perf_counter() - t0
     seqs, masks = np.concatenate(final_seq), np.concatenate(final_mask)
     responses = [s[m][len(p):].tolist() for s, m, p in zip(seqs, masks, prompts)]
-    tokens, mask = strategies.rows_of(prompts, responses, max_prompt_len, tokenizer.pad_id)
-    finished = [bool(r) and r[-1] in stop for r in responses]
-    texts = [tokenizer.decode([t for t in r if t not in stop]) for r in responses]
-    correct = strategies.verify(texts, list(examples), finished)
-    answers = voting.extract_answers(texts, finished, default_pool())
-    gen = strategies.Generation(
-        texts=[[t] for t in texts], answers=[[a] for a in answers], tokens=tokens, mask=mask,
-        correct=np.asarray(correct, np.float64).reshape(n, 1),
-        finished=np.asarray(finished).reshape(n, 1),
-        lengths=np.array([[len(r)] for r in responses]),
-        prompt_lengths=np.array([len(p) for p in prompts]), seconds=seconds, warmup_seconds=0.0)
-    ledger.update(prompt_tokens=gen.prompt_lengths.astype(float),
-                  seconds=np.full(n, seconds / max(n, 1)))
-    return gen, ledger
+    return strategies.chosen_generation(examples, prompts, responses, tokenizer, max_prompt_len,
+                                        seconds, ledger)
 
 
 def _count(ledger, idx, mcfg, vcfg, node_masks, cand_masks) -> None:
-    """Adds the cost of nodes: node_masks [n, nodes, L], cand_masks [n, nodes, K, S]."""
+    """Adds the cost of nodes (prefill, value model, decode): node_masks [n, nodes, L],
+    cand_masks [n, nodes, K, S]."""
     for row, i in enumerate(idx):
         for m, c in zip(node_masks[row], cand_masks[row]):
             p = int(m.sum())

@@ -61,9 +61,10 @@ class Generation(NamedTuple):
 
     texts, answers: [N][G] response text and its extracted final answer (None: none, or
     truncated); tokens, mask: [N * G, P + max_new] int32 / bool, prompt and response as the
-    sampler returned them (for verifiers); correct: [N, G] 0/1; finished: [N, G] bool; lengths: [N, G] generated
-    tokens (stop token included); prompt_lengths: [N] real prompt tokens; seconds: wall time
-    of the sampler calls; warmup_seconds: the untimed first call (compilation and one batch)."""
+    sampler returned them (for value models); correct: [N, G] 0/1; finished: [N, G] bool;
+    lengths: [N, G] generated tokens (stop token included); prompt_lengths: [N] real prompt
+    tokens; seconds: wall time of the sampler calls; warmup_seconds: the untimed first call
+    (compilation and one batch)."""
     texts: list
     answers: list
     tokens: np.ndarray
@@ -192,6 +193,30 @@ def rows_of(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]]
         tokens[i, max_prompt_len:max_prompt_len + len(r)] = r
         mask[i, max_prompt_len:max_prompt_len + len(r)] = True
     return tokens, mask
+
+
+def chosen_generation(examples: Sequence[dict], prompts: Sequence[Sequence[int]],
+                      responses: Sequence[Sequence[int]], tokenizer: Tokenizer,
+                      max_prompt_len: int, seconds: float, ledger: dict
+                      ) -> tuple[Generation, dict]:
+    """The one response a search chose per problem (its tokens after the prompt, a final stop
+    token included) -> (a verified ``Generation`` of G = 1, ``ledger`` with the per-problem
+    prompt_tokens and seconds added: the search's total wall time shared evenly)."""
+    n, stop = len(examples), set(tokenizer.stop_ids)
+    finished = [bool(r) and r[-1] in stop for r in responses]
+    texts = [tokenizer.decode([t for t in r if t not in stop]) for r in responses]
+    correct = verify(texts, list(examples), finished)
+    answers = voting.extract_answers(texts, finished, default_pool())
+    tokens, mask = rows_of(prompts, responses, max_prompt_len, tokenizer.pad_id)
+    gen = Generation(
+        texts=[[t] for t in texts], answers=[[a] for a in answers], tokens=tokens, mask=mask,
+        correct=np.asarray(correct, np.float64).reshape(n, 1),
+        finished=np.asarray(finished).reshape(n, 1),
+        lengths=np.array([[len(r)] for r in responses]),
+        prompt_lengths=np.array([len(p) for p in prompts]), seconds=seconds, warmup_seconds=0.0)
+    ledger = dict(ledger, prompt_tokens=gen.prompt_lengths.astype(float),
+                  seconds=np.full(n, seconds / max(n, 1)))
+    return gen, ledger
 
 
 def _ledger(model: ModelConfig, gen: Generation, samples: float,

@@ -11,7 +11,7 @@ import pytest
 
 from o1jax.data.prompts import PromptFormat
 from o1jax.models import Transformer, preset
-from o1jax.search import beam, verifiers
+from o1jax.search import beam, value_models
 from o1jax.tokenizer import byte_tokenizer
 
 A, B, NL = ord("a"), ord("b"), ord("\n")
@@ -48,7 +48,7 @@ class NoB:
 @pytest.mark.parametrize("diverse", [False, True])
 def test_search_finds_the_path_the_value_function_rewards(diverse):
     model, params, tok = _random_lines_policy()
-    verifier = verifiers.Verifier("prm", NoB(model.cfg), {}, "hand-made")
+    verifier = value_models.ValueModel("prm", NoB(model.cfg), {}, "hand-made")
     examples = [{"question": "?" * (i + 1), "answer": "0", "task": "arithmetic", "meta": "{}"}
                 for i in range(6)]
     gen, ledger = beam.search(model, params, examples, tok, verifier, beams=3, width=4,
@@ -77,7 +77,7 @@ def test_plain_sampling_of_that_policy_writes_b():
 
 def test_zero_beams_or_width_is_an_error():
     model, params, tok = _random_lines_policy()
-    verifier = verifiers.Verifier("prm", NoB(model.cfg), {}, "hand-made")
+    verifier = value_models.ValueModel("prm", NoB(model.cfg), {}, "hand-made")
     with pytest.raises(ValueError, match="beams and width >= 1"):
         beam.search(model, params, [], tok, verifier, 0, 4, False,
                     PromptFormat(max_prompt_len=8), 40, 8, 1.0)
@@ -86,7 +86,7 @@ def test_zero_beams_or_width_is_an_error():
 def test_mcts_finds_the_path_the_value_function_rewards():
     from o1jax.search import mcts
     model, params, tok = _random_lines_policy()
-    verifier = verifiers.Verifier("prm", NoB(model.cfg), {}, "hand-made")
+    verifier = value_models.ValueModel("prm", NoB(model.cfg), {}, "hand-made")
     examples = [{"question": "?" * (i + 1), "answer": "0", "task": "arithmetic", "meta": "{}"}
                 for i in range(6)]
     gen, ledger = mcts.search(model, params, examples, tok, verifier, simulations=8, width=4,
@@ -101,7 +101,7 @@ def test_mcts_finds_the_path_the_value_function_rewards():
 def test_more_simulations_than_the_tree_holds_is_an_error():
     from o1jax.search import mcts
     model, params, tok = _random_lines_policy()
-    verifier = verifiers.Verifier("prm", NoB(model.cfg), {}, "hand-made")
+    verifier = value_models.ValueModel("prm", NoB(model.cfg), {}, "hand-made")
     assert mcts.max_simulations(2, 3) == 2 + 4 + 8
     with pytest.raises(ValueError, match="more than a tree of 1 actions"):
         mcts.search(model, params, [], tok, verifier, 100, 1,

@@ -7,7 +7,7 @@ import pytest
 from tokenizers import Tokenizer as HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from o1jax.search import steps, verifier_training
+from o1jax.search import steps, value_training
 from o1jax.tokenizer import Tokenizer
 
 TEXTS = ["1+2=3.\n\nSo 3+4=7.\n\\boxed{7}", "x = 5.\nThen y = 6}\n\nDone.", "no newline",
@@ -78,6 +78,6 @@ def test_math_shepherd_step_columns_use_the_rule(merging):
         mask = np.zeros(tokens.shape, bool)
         tokens[p - len(prompt):p], tokens[p:p + len(resp)] = prompt, resp
         mask[p - len(prompt):p + len(resp)] = True
-        cols = verifier_training.step_end_columns(tokens, mask, p,
-                                                  set(steps.step_end_ids(merging)))
+        cols = value_training.step_end_columns(tokens, mask, p,
+                                               set(steps.step_end_ids(merging)))
         assert cols == [p + e for e in _ends_from_text(resp, merging)]

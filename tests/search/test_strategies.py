@@ -92,3 +92,35 @@ def test_a_verifier_strategy_without_scores_is_an_error():
     gen = _generation(np.ones((2, 2)))
     with pytest.raises(ValueError, match="needs a verifier"):
         strategies.score("best_of_n", 2, gen, preset("tiny"))
+
+
+def test_chosen_generation_lays_out_and_verifies_what_a_search_chose():
+    """The closing step of beam search and MCTS, against values written out by hand: a finished
+    right answer, a finished wrong one, a cut-off one (no stop token: not finished, not right)
+    and an empty response."""
+    from o1jax.tokenizer import byte_tokenizer
+    tok = byte_tokenizer()
+    stop, enc = tok.stop_ids[0], lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
+    examples = [{"question": q, "answer": "4", "task": "arithmetic", "meta": "{}"}
+                for q in ("2+2", "1+3", "3+1", "0+4")]
+    prompts = [[1, 2, 3], [4, 5], [6, 7, 8, 9, 10], [11]]
+    responses = [enc("\\boxed{4}") + [stop], enc("\\boxed{5}") + [stop], enc("\\boxed{4}"), []]
+    ledger = {"tokens": np.arange(4.0)}
+    gen, out = strategies.chosen_generation(examples, prompts, responses, tok, 4, 8.0, ledger)
+    assert [t[0] for t in gen.texts] == ["\\boxed{4}", "\\boxed{5}", "\\boxed{4}", ""]
+    assert gen.finished[:, 0].tolist() == [True, True, False, False]
+    assert gen.correct[:, 0].tolist() == [1.0, 0.0, 0.0, 0.0]
+    assert gen.answers[0][0] == "4" and gen.answers[1][0] == "5"
+    assert gen.lengths[:, 0].tolist() == [10, 10, 9, 0]
+    assert gen.prompt_lengths.tolist() == [3, 2, 5, 1] and gen.seconds == 8.0
+    # the sampler's layout: prompts cut to their last 4 tokens (the first kept) and left-padded
+    # to 4 columns, each response right after them, padded to the longest (10)
+    pad = tok.pad_id
+    cut = [[1, 2, 3], [4, 5], [6, 8, 9, 10], [11]]
+    for i, (p, r) in enumerate(zip(cut, responses)):
+        left, right = 4 - len(p), 10 - len(r)
+        assert gen.tokens[i].tolist() == [pad] * left + p + r + [pad] * right, i
+        assert gen.mask[i].tolist() == [False] * left + [True] * (len(p) + len(r)) + [False] * right
+    np.testing.assert_array_equal(out["tokens"], np.arange(4.0))
+    np.testing.assert_array_equal(out["prompt_tokens"], [3, 2, 5, 1])
+    np.testing.assert_array_equal(out["seconds"], np.full(4, 2.0))

@@ -1,4 +1,4 @@
-"""Verifier training: the loss falls where the label is a known function of the prefix;
+"""Value-model training: the loss falls where the label is a known function of the prefix;
 Math-Shepherd labels equal a plain loop's, continuation by continuation, on a policy whose
 continuations disagree."""
 
@@ -10,8 +10,8 @@ from o1jax.data.prompts import PromptFormat
 from o1jax.models import Transformer, preset
 from o1jax.models.transformer import value_params_from_policy
 from o1jax.rollout import SamplingConfig
-from o1jax.search import strategies, verifier_training
-from o1jax.search.verifier_training import Labelled
+from o1jax.search import strategies, value_training
+from o1jax.search.value_training import Labelled
 from o1jax.rewards.api import verify
 from o1jax.tokenizer import byte_tokenizer
 from tests.test_evaluate import EXAMPLES
@@ -26,8 +26,8 @@ def test_value_loss_falls_when_the_label_is_a_function_of_the_prefix():
     model = Transformer(preset("tiny", vocab_size=16, max_seq_len=32), head="value")
     policy = Transformer(preset("tiny", vocab_size=16, max_seq_len=32))
     init = value_params_from_policy(policy.init(jax.random.key(0)), jax.random.key(1))
-    _, losses = verifier_training.train_value(model, init, data, steps=150, lr=3e-3,
-                                              batch_size=32)
+    _, losses = value_training.train_value(model, init, data, steps=150, lr=3e-3,
+                                           batch_size=32)
     assert np.mean(losses[-10:]) < 0.3 * np.mean(losses[:10]), (losses[:3], losses[-3:])
 
 
@@ -78,8 +78,8 @@ def test_math_shepherd_labels_equal_a_plain_loop(monkeypatch):
         drawn.append((kw["prompts"], out))
         return out
     monkeypatch.setattr(strategies, "generate", recording)
-    labels = verifier_training.math_shepherd_labels(model, params, EXAMPLES, tok, gen, 12, k, 16,
-                                                    batch_prompts=4)
+    labels = value_training.math_shepherd_labels(model, params, EXAMPLES, tok, gen, 12, k, 16,
+                                                 batch_prompts=4)
     continuations = {}
     for prompts, out in drawn:
         for prefix, texts, finished in zip(prompts, out.texts, out.finished):

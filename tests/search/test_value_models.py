@@ -1,4 +1,4 @@
-"""Verifier checkpoints round-trip and refuse another model; AUC against counting pairs."""
+"""Value-model checkpoints round-trip and refuse another model; AUC against counting pairs."""
 
 import itertools
 
@@ -8,30 +8,30 @@ import pytest
 
 from o1jax.models import Transformer, preset
 from o1jax.models.transformer import value_params_from_policy
-from o1jax.search import verifiers
+from o1jax.search import value_models
 
 
-def test_a_saved_verifier_loads_for_its_policy_and_refuses_another(tmp_path):
+def test_a_saved_value_model_loads_for_its_policy_and_refuses_another(tmp_path):
     policy = Transformer(preset("tiny", vocab_size=320, max_seq_len=64))
     params = value_params_from_policy(policy.init(jax.random.key(0)), jax.random.key(1))
-    verifiers.save(tmp_path / "orm", "orm", policy.cfg, params, {"note": "test"})
-    v = verifiers.load(f"orm:{tmp_path / 'orm'}", policy)
+    value_models.save(tmp_path / "orm", "orm", policy.cfg, params, {"note": "test"})
+    v = value_models.load(f"orm:{tmp_path / 'orm'}", policy)
     tokens = np.tile(np.arange(1, 9, dtype=np.int32), (3, 1))
     mask = np.ones_like(tokens, bool)
     want = np.clip(np.asarray(v.model.apply(params, tokens, np.tile(np.arange(8), (3, 1)),
                                             mask)[0])[:, -1], 0, 1)
-    np.testing.assert_allclose(verifiers.outcome_scores(v, tokens, mask), want, atol=1e-6)
+    np.testing.assert_allclose(value_models.outcome_scores(v, tokens, mask), want, atol=1e-6)
     other = Transformer(preset("tiny", vocab_size=320, max_seq_len=64, num_layers=3))
     with pytest.raises(ValueError, match="trained for another model .*num_layers"):
-        verifiers.load(f"orm:{tmp_path / 'orm'}", other)
-    with pytest.raises(ValueError, match="holds a orm verifier"):
-        verifiers.load(f"prm:{tmp_path / 'orm'}", policy)
-    with pytest.raises(ValueError, match="holds no verifier"):
-        verifiers.load(f"prm:{tmp_path}", policy)
+        value_models.load(f"orm:{tmp_path / 'orm'}", other)
+    with pytest.raises(ValueError, match="holds a orm value model"):
+        value_models.load(f"prm:{tmp_path / 'orm'}", policy)
+    with pytest.raises(ValueError, match="holds no value model"):
+        value_models.load(f"prm:{tmp_path}", policy)
     with pytest.raises(ValueError, match="expected critic, orm:PATH or prm:PATH"):
-        verifiers.load("orm", policy)
+        value_models.load("orm", policy)
     with pytest.raises(ValueError, match="needs --workdir"):
-        verifiers.load("critic", policy)
+        value_models.load("critic", policy)
 
 
 def test_auc_counts_correct_over_wrong_pairs():
@@ -40,10 +40,10 @@ def test_auc_counts_correct_over_wrong_pairs():
     labels = rng.random(40) < 0.4
     pairs = [(1.0 if p > q else 0.5 if p == q else 0.0)
              for p, q in itertools.product(scores[labels], scores[~labels])]
-    assert verifiers.auc(scores, labels) == pytest.approx(np.mean(pairs))
-    assert verifiers.auc(scores, np.ones(40)) is None
+    assert value_models.auc(scores, labels) == pytest.approx(np.mean(pairs))
+    assert value_models.auc(scores, np.ones(40)) is None
     # within a problem: pairs of the same row only
     s = np.array([[0.9, 0.1, 0.5], [0.2, 0.8, 0.8]])
     c = np.array([[1, 0, 0], [1, 0, 1]])
     done = np.ones_like(c, bool)
-    assert verifiers.within_problem_auc(s, c, done) == pytest.approx((1 + 1 + 0 + 0.5) / 4)
+    assert value_models.within_problem_auc(s, c, done) == pytest.approx((1 + 1 + 0 + 0.5) / 4)

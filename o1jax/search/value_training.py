@@ -1,4 +1,5 @@
-"""Training verifiers on the policy's own samples, labelled by the checker (no human labels).
+"""Training value models (``o1jax.search.value_models``) on the policy's own samples,
+labelled by the answer checker (no human labels).
 
 * ORM (outcome): every response token of a sampled solution is labelled with whether the
   solution ended correct (Cobbe et al. 2021); the value at the last token is its score.

@@ -1,11 +1,14 @@
-"""Verifiers: value models that score how likely a (partial) solution is to end correct.
+"""Value models: score how likely a (partial) solution is to end correct.
 
-Three kinds, one interface (``Verifier``): the PPO critic of an RL run as it is; an outcome
-verifier (ORM) trained on the policy's own samples labelled by the checker; a process verifier
-(PRM) trained on Math-Shepherd labels at step ends (``o1jax/search/verifier_training.py``).
-The value at a response's last token is its outcome score; at a step's end (a newline), the
-process score of the solution so far. ORM and PRM checkpoints are Orbax directories with a
-``verifier.json`` naming their kind and the policy model they were trained for.
+What search and best-of-N call "the verifier" (``--verifier``), as distinct from the answer
+checker (``o1jax/rewards/verifier.py``), whose labels train them. Three kinds, one interface
+(``ValueModel``): the PPO critic of an RL run as it is; an outcome reward model (ORM) trained
+on the policy's own samples labelled by the checker; a process reward model (PRM) trained on
+Math-Shepherd labels at step ends (``o1jax/search/value_training.py``). The value at a
+response's last token is its outcome score; at a step's end (a newline), the process score of
+the solution so far. ORM and PRM checkpoints are Orbax directories with a ``verifier.json``
+(the file name users' checkpoints already carry) naming their kind and the policy model they
+were trained for.
 """
 
 from __future__ import annotations
@@ -29,8 +32,8 @@ KINDS = ("critic", "orm", "prm")
 META = "verifier.json"
 
 
-class Verifier(NamedTuple):
-    """kind: one of KINDS; model: the value model (the policy's shapes, a scalar head);
+class ValueModel(NamedTuple):
+    """kind: one of KINDS; model: the transformer (the policy's shapes, a scalar head);
     params: its parameters; source: where it was read from (for messages)."""
     kind: str
     model: Transformer
@@ -46,10 +49,10 @@ def parse(spec: str) -> tuple[str, str]:
     return kind, path
 
 
-def load(spec: str, policy: Transformer, workdir=None, step: int | None = None) -> Verifier:
-    """The verifier ``spec`` names, checked against ``policy`` (the model it must score)."""
+def load(spec: str, policy: Transformer, workdir=None, step: int | None = None) -> ValueModel:
+    """The value model ``spec`` names, checked against ``policy`` (the model it must score)."""
     kind, path = parse(spec)
-    value_model = Transformer(policy.cfg, head="value", mesh=None)
+    model = Transformer(policy.cfg, head="value", mesh=None)
     if kind == "critic":
         if workdir is None:
             raise ValueError("--verifier critic needs --workdir (the RL run whose critic it is)")
@@ -57,15 +60,15 @@ def load(spec: str, policy: Transformer, workdir=None, step: int | None = None) 
         if state.get("critic") is None:
             algorithm = wd.load_config(workdir).rl.algorithm
             raise ValueError(f"{workdir}: the RL run has no critic ({algorithm} trains none); "
-                             "train a verifier with python -m o1jax.train_verifier")
-        return Verifier(kind, value_model, state["critic"], f"{workdir} (critic)")
+                             "train a value model with python -m o1jax.train_verifier")
+        return ValueModel(kind, model, state["critic"], f"{workdir} (critic)")
     root = wd.resolve(path)
     if not (root / META).exists():
-        raise ValueError(f"--verifier {spec}: {root} holds no verifier ({META} missing); write "
+        raise ValueError(f"--verifier {spec}: {root} holds no value model ({META} missing); write "
                          "one with python -m o1jax.train_verifier")
     meta = wd.read_json(root / META)
     if meta["kind"] != kind:
-        raise ValueError(f"--verifier {spec}: {root} holds a {meta['kind']} verifier")
+        raise ValueError(f"--verifier {spec}: {root} holds a {meta['kind']} value model")
     trained_for = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
                                  for k, v in meta["model"].items()})
     if trained_for != policy.cfg:
@@ -76,13 +79,13 @@ def load(spec: str, policy: Transformer, workdir=None, step: int | None = None) 
                          "o1jax.train_verifier")
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
-                            value_model.param_shapes())
+                            model.param_shapes())
     params = ocp.StandardCheckpointer().restore(root / "params", abstract)
-    return Verifier(kind, value_model, params, str(root))
+    return ValueModel(kind, model, params, str(root))
 
 
 def save(root, kind: str, policy_cfg: ModelConfig, params: Params, info: dict) -> None:
-    """Writes a verifier checkpoint (process 0 writes verifier.json; Orbax coordinates the
+    """Writes a value-model checkpoint (process 0 writes verifier.json; Orbax coordinates the
     arrays)."""
     root = wd.resolve(root)
     ckpt = ocp.StandardCheckpointer()
@@ -98,7 +101,7 @@ def _values(model: Transformer, params: Params, tokens: jax.Array, mask: jax.Arr
     return prefix_values(model, params, tokens, mask)
 
 
-def values(verifier: Verifier, tokens: np.ndarray, mask: np.ndarray, batch: int = 64
+def values(value_model: ValueModel, tokens: np.ndarray, mask: np.ndarray, batch: int = 64
            ) -> np.ndarray:
     """V(prefix ending at each column) of sequences tokens, mask [R, T], clipped to [0, 1]
     (the chance of ending correct), in batches of ``batch`` rows of one shape: [R, T] f32."""
@@ -109,14 +112,15 @@ def values(verifier: Verifier, tokens: np.ndarray, mask: np.ndarray, batch: int 
         if n < batch:  # one compiled shape
             t = np.concatenate([t, np.repeat(t[-1:], batch - n, 0)])
             m = np.concatenate([m, np.repeat(m[-1:], batch - n, 0)])
-        out.append(np.asarray(_values(verifier.model, verifier.params, jnp.asarray(t),
+        out.append(np.asarray(_values(value_model.model, value_model.params, jnp.asarray(t),
                                       jnp.asarray(m)))[:n])
     return np.clip(np.concatenate(out), 0.0, 1.0)
 
 
-def outcome_scores(verifier: Verifier, tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def outcome_scores(value_model: ValueModel, tokens: np.ndarray, mask: np.ndarray
+                   ) -> np.ndarray:
     """The value at each row's last real token: [R]."""
-    v = values(verifier, tokens, mask)
+    v = values(value_model, tokens, mask)
     last = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
     return v[np.arange(len(v)), last]
 
@@ -143,7 +147,7 @@ def within_problem_auc(scores: np.ndarray, correct: np.ndarray, finished: np.nda
                        ) -> float | None:
     """The chance a correct finished solution scores above a wrong finished one *of the same
     problem* (ties half), over all such pairs; scores, correct, finished: [N, G]. What
-    best-of-N needs: a verifier can rank problems well (high ``auc``) and still pick a
+    best-of-N needs: a value model can rank problems well (high ``auc``) and still pick a
     problem's wrong answers."""
     wins = pairs = 0.0
     for s, c, f in zip(scores, correct > 0, finished):
@@ -155,13 +159,13 @@ def within_problem_auc(scores: np.ndarray, correct: np.ndarray, finished: np.nda
     return wins / pairs if pairs else None
 
 
-def report(verifier: Verifier, scores: np.ndarray, correct: np.ndarray, finished: np.ndarray
-           ) -> dict:
-    """The verifier's own accuracy on sampled solutions (scores, correct, finished: [N, G]):
+def report(value_model: ValueModel, scores: np.ndarray, correct: np.ndarray,
+           finished: np.ndarray) -> dict:
+    """The value model's own accuracy on sampled solutions (scores, correct, finished: [N, G]):
     AUC over finished ones, within a problem, and its mean score on right and wrong ones."""
     mean = lambda x: float(x.mean()) if x.size else None  # noqa: E731
     right = correct > 0
-    return dict(verifier=verifier.source, kind=verifier.kind,
+    return dict(verifier=value_model.source, kind=value_model.kind,
                 auc=auc(scores[finished], correct[finished]),
                 within_problem_auc=within_problem_auc(scores, correct, finished),
                 mean_score_correct=mean(scores[finished & right]),
