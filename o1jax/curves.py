@@ -4,7 +4,6 @@ fits of ``o1jax.scaling`` per run and over runs (and pass@k of the SFT and RL ch
 
 from __future__ import annotations
 
-import json
 import math
 from typing import NamedTuple
 
@@ -16,10 +15,6 @@ from o1jax import workdir as wd
 from o1jax.evaluate import evaluate_stage
 
 PASS_AT_K_DIRS = {"SFT": ("passk_sft",), "RL": ("passk_rl", "eval")}
-TRAINING_PANELS = (("reward_mean", "reward"), ("kl", "KL to the reference"),
-                   ("entropy", "entropy"), ("response_length_mean", "response length"),
-                   ("clip_frac", "clip fraction"),
-                   ("logprob_mismatch_mean", "rollout vs training log-prob mismatch"))
 
 
 def curve_steps(num_iterations: int, points: int) -> list[int]:
@@ -72,8 +67,7 @@ def load_run(workdir) -> Run:
     config = wd.read_json(root / "config.json")
     rows = []
     if (root / "metrics.jsonl").exists():
-        rows = [json.loads(line) for line in (root / "metrics.jsonl").read_text().splitlines()
-                if line.strip()]
+        rows = wd.read_jsonl(root / "metrics.jsonl")
     maj_k = int(config.get("eval", {}).get("maj_k", 0))
     points = []
     if (root / "eval_sft.json").exists():
@@ -180,7 +174,7 @@ def pass_at_k(root: epath.Path) -> dict[str, list[tuple[int, float]]]:
         for d in dirs:
             path = root / d / "results.jsonl"
             if path.exists():
-                rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+                rows = wd.read_jsonl(path)
                 pts = sorted((r["budget"], r["accuracy"]) for r in rows
                              if r["strategy"] == "pass_at_k" and r["bin"] == "all")
                 if pts:

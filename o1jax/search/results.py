@@ -11,6 +11,7 @@ import numpy as np
 from etils import epath
 
 from o1jax import workdir as wd
+from o1jax.plots import plot_test_time, png_bytes
 from o1jax.search import strategies, voting
 
 PASS_RATE_LEVELS = (0.8, 0.6, 0.4, 0.2)   # level 1: pass rate above 0.8, ..., level 5: <= 0.2
@@ -50,7 +51,6 @@ def result_rows(strategy: str, budget: int, s: strategies.Scores, bins: list[str
 def sample_records(examples: Sequence[dict], gens: dict, bins: list[str] | None) -> list[dict]:
     """samples.jsonl: per problem, every response of every generation with its answer; a
     visual problem also its image as the policy saw it (``image_png``: base64 PNG bytes)."""
-    from o1jax.report import png_bytes
     out = []
     for i, e in enumerate(examples):
         image = {} if e.get("image") is None else {
@@ -66,7 +66,6 @@ def sample_records(examples: Sequence[dict], gens: dict, bins: list[str] | None)
 
 def write_results(out: epath.Path, rows: list[dict], samples: list[dict]) -> None:
     """results.jsonl, samples.jsonl and test_time_compute.png in ``out`` (local or gs://)."""
-    from o1jax.report import plot_test_time
     out.mkdir(parents=True, exist_ok=True)
     wd.write_text(out / "results.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     wd.write_text(out / "samples.jsonl", "".join(json.dumps(s) + "\n" for s in samples))
