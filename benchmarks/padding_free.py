@@ -68,7 +68,7 @@ def main() -> None:
         for name, it in variants.items():
             state = init_state(jax.tree.map(np.array, params), rl, jax.random.key(1))
             t = time.perf_counter()
-            _, m = it(state, batch, jax.random.key(100 + i))
+            _, m, _ = it(state, batch, jax.random.key(100 + i))
             m = jax.device_get(m)
             if i:   # the first call compiles
                 times[name].append(time.perf_counter() - t)

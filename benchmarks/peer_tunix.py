@@ -60,6 +60,7 @@ def run_ours(steps: int) -> dict:
 
     from o1jax.models import Transformer, preset
     from o1jax.rl import iteration
+    from o1jax.rl.advantages import Group
     from o1jax.rl.config import RLConfig
     from o1jax.rl.state import init_state
 
@@ -96,9 +97,10 @@ def run_ours(steps: int) -> dict:
     # the phases, each its own compiled call
     sampling = cfg.sampling()
     roll_fn = jax.jit(functools.partial(iteration.rollout, policy=model, sampling=sampling))
-    learn_fn = jax.jit(functools.partial(iteration.learn, policy=model, cfg=cfg,
-                                         temperature=sampling.logprob_temperature,
-                                         prompt_len=PROMPT_LEN))
+    groups = (Group(cfg.rows, G, cfg.algorithm),)
+    learn_fn = jax.jit(lambda state, roll, scored, key: iteration.learn(
+        state, iteration.Experience(roll, scored.rewards, groups, PROMPT_LEN), key, policy=model,
+        cfg=cfg, temperature=sampling.logprob_temperature))
     state = fresh()
     phases = {"rollout": [], "update": []}
     for i, batch in enumerate(batches):

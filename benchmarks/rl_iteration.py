@@ -36,6 +36,7 @@ from o1jax.rewards.api import default_pool  # noqa: E402
 from o1jax.rewards.functions import compute_rewards  # noqa: E402
 from o1jax.rewards.in_graph import make_reward_callback  # noqa: E402
 from o1jax.rl import iteration  # noqa: E402
+from o1jax.rl.advantages import Group  # noqa: E402
 from o1jax.rl.config import RLConfig  # noqa: E402
 from o1jax.rl.state import init_state  # noqa: E402
 from o1jax.tokenizer import byte_tokenizer, response_texts  # noqa: E402
@@ -74,13 +75,13 @@ def bench(name: str, algorithm: str, iters: int, peak: float) -> dict:
     fused, _ = iteration.make_iteration(model, cfg, reward_fn, tok.stop_ids, tok.pad_id)
     state = init_state(jax.tree.map(jnp.copy, params), cfg, jax.random.key(1))
     t = time.perf_counter()
-    state, m = fused(state, batches[0][0], jax.random.key(0))
+    state, m, _ = fused(state, batches[0][0], jax.random.key(0))
     jax.block_until_ready(m)
     fused_compile = time.perf_counter() - t
     fused_times = []
     for i in range(1, iters + 1):
         t = time.perf_counter()
-        state, m = fused(state, batches[i][0], jax.random.key(i))
+        state, m, _ = fused(state, batches[i][0], jax.random.key(i))
         jax.block_until_ready(m)
         fused_times.append(time.perf_counter() - t)
 
@@ -88,10 +89,10 @@ def bench(name: str, algorithm: str, iters: int, peak: float) -> dict:
     roll_fn = jax.jit(functools.partial(iteration.rollout, policy=model, sampling=sampling))
 
     # the stages after the reward: targets -> update -> metrics
-    upd_fn = jax.jit(functools.partial(iteration.learn, policy=model, cfg=cfg,
-                                       temperature=sampling.logprob_temperature,
-                                       prompt_len=batches[0][0]["tokens"].shape[1]),
-                     donate_argnums=(0,))
+    groups, prompt_len = (Group(cfg.rows, G, cfg.algorithm),), batches[0][0]["tokens"].shape[1]
+    upd_fn = jax.jit(lambda state, roll, scored, key: iteration.learn(
+        state, iteration.Experience(roll, scored.rewards, groups, prompt_len), key, policy=model,
+        cfg=cfg, temperature=sampling.logprob_temperature), donate_argnums=(0,))
     state = init_state(jax.tree.map(jnp.copy, params), cfg, jax.random.key(1))
     split = {"rollout": [], "reward": [], "update": []}
     for i in range(iters + 1):

@@ -14,7 +14,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "smoke.py")
-WALL_CLOCK = ("time/iteration_s", "tokens_per_s", "mfu")
+WALL_CLOCK = ("time/iteration_s", "tokens_per_s", "tokens_per_s_per_device",
+              "flops_per_s_per_device", "mfu")
 VERIFIED = re.compile(r"process (\d) of (\d) verified (\d+) responses")
 
 pytestmark = pytest.mark.slow

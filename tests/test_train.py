@@ -13,7 +13,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "smoke.py")
-WALL_CLOCK = ("time/iteration_s", "tokens_per_s", "mfu")  # wall-clock derived
+WALL_CLOCK = ("time/iteration_s", "tokens_per_s", "tokens_per_s_per_device",
+              "flops_per_s_per_device", "mfu")  # wall-clock derived
 
 
 def _cmd(workdir, *extra):

@@ -11,7 +11,7 @@ from o1jax.data.tasks import split_of
 from o1jax.rewards.pool import CheckPool
 from o1jax.rollout.sampler import Rollout
 from o1jax.selfplay.problems import CODE, Bounds
-from o1jax.selfplay.referee import Referee, make_referee_fn, trigram_entropy
+from o1jax.selfplay.referee import Referee, decode_question, make_referee_fn, trigram_entropy
 from o1jax.tokenizer import byte_tokenizer
 
 TOK = byte_tokenizer()
@@ -57,7 +57,7 @@ def test_a_check_over_its_time_limit_is_a_rejection_not_a_crash():
 
 def test_referee_callback_inside_jit():
     referee = Referee(Bounds(), set())
-    fn = jax.jit(make_referee_fn(referee, TOK, PromptFormat(max_prompt_len=12)))
+    fn = jax.jit(make_referee_fn(referee, TOK, PromptFormat(max_prompt_len=12), 24))
     texts = [_train("12+35=?"), "import os", _train("Solve 3x+4=13"), "12+35=?", "1/0=?",
              "99+1=?"]
     v = fn(_rollout(texts, [True, True, True, True, True, False]))
@@ -72,6 +72,8 @@ def test_referee_callback_inside_jit():
     assert float(v.diversity[0]) == 1 and float(v.diversity[1]) == 1
     assert float(v.diversity[2]) == pytest.approx(trigram_entropy(texts), rel=1e-6)
     assert len(referee.calls) == 1
+    # the accepted problem's question rides beside its prompt; the others' rows are empty
+    assert [decode_question(q) for q in np.asarray(v.questions)] == ["12+35=?"] + [""] * 5
 
 
 def test_trigram_entropy():
@@ -89,7 +91,7 @@ def test_picture_referee_callback_draws_registers_and_prompts():
     tok = byte_tokenizer(image_token=True)
     referee = Referee(Bounds(max_chars=96), set(), timeout=20.0, judge_fn=SCENES, image_size=32)
     fn = jax.jit(make_referee_fn(referee, tok, PromptFormat(max_prompt_len=64,
-                                                                image_tokens=4)))
+                                                                image_tokens=4), 208))
     a = "scene: red circle 0 1; blue square 2 3 ? red objects"
     b = "chart: 3 5 2 ? bar 1 - bar 2"
     texts = [a, "scene: red circle 9 9 ? red objects", b, a, "scene: ? circles"]
@@ -113,3 +115,44 @@ def test_picture_referee_callback_draws_registers_and_prompts():
     assert tok.decode(prompt[5:]) == "How many red objects are in the image?\n"
     with pytest.raises(ValueError, match="no registered picture problem"):
         referee.by_id(-50)
+
+
+def test_reward_finds_proposed_problems_whose_prompts_use_a_chat_template(tmp_path):
+    """Defect 2: the solver's prompts rendered in the tokenizer's chat template; the reward
+    callback finds each proposed problem by the question the referee hands over beside its
+    prompt (never by taking the template off the prompt's text) and rewards its answer."""
+    import json
+    from o1jax.rewards.api import default_pool
+    from o1jax.rewards.in_graph import make_reward_callback
+    from o1jax.tokenizer import Tokenizer
+    byte_tokenizer().save(str(tmp_path))
+    config = json.loads((tmp_path / "tokenizer_config.json").read_text())
+    config["chat_template"] = ("{% for m in messages %}<|{{ m.role }}|>{{ m.content }}\n"
+                               "{% endfor %}<|assistant|>")
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    tok = Tokenizer.from_dir(str(tmp_path))
+    fmt = PromptFormat(template="Q: {question}", use_chat_template=True, max_prompt_len=48)
+    referee = Referee(Bounds(), set())
+    questions = [_train("12+35=?"), _train("Solve 3x+4=13")]
+    v = jax.jit(make_referee_fn(referee, tok, fmt, 24))(_rollout(questions, [True, True]))
+    assert np.asarray(v.status).tolist() == [0, 0]
+    prompts = [np.asarray(v.tokens[i])[np.asarray(v.mask[i])].tolist() for i in range(2)]
+    assert tok.decode(prompts[0]).startswith("<|user|>Q: ")     # the chat template's prompt
+    answers = [referee.problem(q).answer for q in questions]
+    responses = [f"\\boxed{{{answers[0]}}}", f"\\boxed{{{answers[1]}0}}"]   # right, wrong
+    rows = [p + tok.encode(r, add_special_tokens=False) + [tok.stop_ids[0]]
+            for p, r in zip(prompts, responses)]
+    width = max(map(len, rows))
+    tokens = np.full((2, width), tok.pad_id, np.int32)
+    resp = np.zeros((2, width), bool)
+    for i, (row, p) in enumerate(zip(rows, prompts)):
+        tokens[i, :len(row)] = row
+        resp[i, len(p):len(row)] = True
+    roll = Rollout(jnp.asarray(tokens), jnp.asarray(tokens != tok.pad_id), jnp.asarray(resp),
+                   jnp.zeros(tokens.shape), jnp.asarray(resp.sum(1), jnp.int32),
+                   jnp.ones(2, bool), jnp.asarray(width))
+    reward_fn = make_reward_callback(
+        tok, lambda i: {}, {"correctness": 1.0}, default_pool(),
+        problem_example=lambda q, i: referee.problem(q).example())
+    rewards, _ = jax.jit(reward_fn)(roll, v.ids, v.questions)
+    assert np.asarray(rewards).tolist() == [1.0, 0.0]

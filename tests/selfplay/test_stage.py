@@ -33,7 +33,8 @@ def _train(workdir, *extra):
 
 def _timeless(row):
     return {k: v for k, v in row.items()
-            if not k.startswith("time/") and k not in ("tokens_per_s", "mfu")}
+            if not k.startswith("time/") and k not in (
+                "tokens_per_s", "tokens_per_s_per_device", "flops_per_s_per_device", "mfu")}
 
 
 def _finite(row, keys):
