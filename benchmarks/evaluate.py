@@ -1,4 +1,4 @@
-"""The evaluate command's overhead: samples per second of ``o1jax.evaluate.evaluate`` against a
+"""The evaluate command's overhead: samples per second of ``o1jax.search.evaluation.evaluate`` against a
 bare loop over the same compiled sampler, on the same problems, batches and budget.
 
     python benchmarks/evaluate.py --workdir DIR [--problems 200] [--samples 16]
@@ -26,7 +26,7 @@ import jax  # noqa: E402
 
 from o1jax import workdir as wd  # noqa: E402
 from o1jax.data.prompts import encode_prompt, pad_prompts  # noqa: E402
-from o1jax.evaluate import evaluate  # noqa: E402
+from o1jax.search.evaluation import evaluate  # noqa: E402
 from o1jax.search.spec import EvalSpec  # noqa: E402
 from o1jax.experiment import load_problems  # noqa: E402
 from o1jax.policy import load_policy  # noqa: E402

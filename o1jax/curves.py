@@ -12,7 +12,7 @@ from etils import epath
 
 from o1jax import scaling
 from o1jax import workdir as wd
-from o1jax.evaluate import evaluate_stage
+from o1jax.search.evaluation import evaluate_stage
 
 PASS_AT_K_DIRS = {"SFT": ("passk_sft",), "RL": ("passk_rl", "eval")}
 
@@ -32,7 +32,7 @@ def curve_path(workdir, step: int):
 
 def curve_evaluation(exp):
     """The RL loop's ``after_step``: at the log-spaced steps of ``curve_steps``, training's
-    held-out evaluation (``evaluate.evaluate_stage``: greedy, maj@k, pass@k, per difficulty bin)
+    held-out evaluation (``search.evaluation.evaluate_stage``: greedy, maj@k, pass@k, per difficulty bin)
     with the cumulative training FLOPs at that point, in ``curve_path``. The last point is the
     final policy's evaluation: train.py's eval_rl.json reuses it."""
     cfg = exp.cfg

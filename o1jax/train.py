@@ -24,7 +24,7 @@ from ml_collections import config_flags
 from o1jax import experiment, sharding
 from o1jax import workdir as wd
 from o1jax.curves import curve_path
-from o1jax.evaluate import evaluate_stage
+from o1jax.search.evaluation import evaluate_stage
 from o1jax.plots import plot_run, plot_selfplay
 from o1jax.report import print_table
 from o1jax.rewards.api import checks_done

@@ -14,7 +14,8 @@ import pytest
 
 from o1jax import flops
 from o1jax.data.prompts import PromptFormat
-from o1jax.evaluate import evaluate, evaluate_stage, main
+from o1jax.evaluate import main
+from o1jax.search.evaluation import evaluate, evaluate_stage
 from o1jax.search.spec import EvalSpec, check_memory
 from o1jax.experiment import Experiment
 from o1jax.models import Transformer, preset
@@ -136,7 +137,7 @@ def test_the_final_evaluation_reuses_the_curve_point_of_its_step(answers_42, tmp
                                                                   monkeypatch):
     """train.py's eval_rl.json at the last RL step takes the train-time curve's point of that
     step (the same policy and spec) instead of evaluating the policy a second time."""
-    import o1jax.evaluate as evaluate_module
+    import o1jax.search.evaluation as evaluate_module
     exp, params = _stage_experiment(answers_42, tmp_path)
     curve = tmp_path / "curve" / "step_000005.json"
     point = evaluate_stage(exp, "rl", params, 2, 5, path=curve, extra={"train_flops": 1e9})

@@ -94,3 +94,17 @@ def print_results(rows: list[dict]) -> None:
                                x["budget"] == r["budget"]), "-") for b in bins]
                 print(f"{r['strategy']:<15}{r['budget']:>7}  " + "  ".join(
                     f"{c:>12}" for c in cells))
+
+
+def print_value_model(v: dict) -> None:
+    """The value model's own accuracy on the sampled solutions (``EvalResult.verifier``) and
+    compute-optimal's choices per predicted difficulty bin, on stdout."""
+    fmt = lambda x: "-" if x is None else f"{x:.3f}"  # noqa: E731
+    print(f"\nverifier {v['kind']} ({v['verifier']}) on the sampled solutions: AUC "
+          f"{fmt(v['auc'])}, within a problem {fmt(v['within_problem_auc'])}; mean "
+          f"score {fmt(v['mean_score_correct'])} correct, {fmt(v['mean_score_wrong'])} "
+          "wrong")
+    for k, choice in (v.get("compute_optimal") or {}).items():
+        print(f"compute_optimal at {k}: " + ", ".join(
+            f"bin {b} (predicted {'easiest' if b == 1 else 'hardest' if b == 5 else b}) "
+            f"{'/'.join(c)}" for b, c in choice.items()))
