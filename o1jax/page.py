@@ -10,7 +10,7 @@ import json
 from etils import epath
 
 from o1jax import curves, plots
-from o1jax.trace import attention_images, image_attention_view, trace_html
+from o1jax.traces.view import attention_images, image_attention_view, trace_html
 from o1jax import workdir as wd
 
 SAMPLES_SHOWN = 6

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from o1jax import trace as trace_lib
+from o1jax import trace as trace_cli
+from o1jax.traces import reasoning as trace_lib
 from o1jax import workdir as wd
 from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids, render_prompt
 from o1jax.models import Transformer, positions_from_mask, preset
@@ -100,12 +101,12 @@ def test_attention_weights_are_the_ones_attend_uses():
 
 def test_cli_errors_are_clear(smoke_run, capsys):
     workdir, _ = smoke_run
-    assert trace_lib.main(["--workdir", str(workdir), "--problem", "1+1=?" * 40,
+    assert trace_cli.main(["--workdir", str(workdir), "--problem", "1+1=?" * 40,
                            "--answer", "2"]) == 2
     assert "shorten the problem" in capsys.readouterr().err
-    assert trace_lib.main(["--workdir", str(workdir), "--problem", "hello"]) == 2
+    assert trace_cli.main(["--workdir", str(workdir), "--problem", "hello"]) == 2
     assert "give --answer" in capsys.readouterr().err
-    assert trace_lib.main(["--workdir", str(workdir), "--problem", "1+2=?",
+    assert trace_cli.main(["--workdir", str(workdir), "--problem", "1+2=?",
                            "--layers", "5"]) == 2
     assert "--layers" in capsys.readouterr().err
 
@@ -185,7 +186,7 @@ def test_trace_of_a_vision_policy_through_the_cli(visual_run, tmp_path, capsys):
     args = ["--workdir", str(visual_run), "--image", str(tmp_path / "scene.png"), "--problem",
             question, "--answer", "12", "--solution", solution, "--samples", "2",
             "--layers", "0", "--heads", "0,1", "--out", str(out)]
-    assert trace_lib.main(args) == 0, capsys.readouterr().err
+    assert trace_cli.main(args) == 0, capsys.readouterr().err
     (path,) = out.glob("*.json")
     data = json.loads(path.read_text())
     name = path.stem
@@ -248,7 +249,7 @@ def test_cli_bad_input_for_a_vision_policy(visual_run, tmp_path, capsys, extra, 
     (tmp_path / "bad.png").write_text("not an image")
     extra = [str(tmp_path / "bad.png") if a == "BAD" else str(tmp_path / "none.png")
              if a == "MISSING" else a for a in extra]
-    assert trace_lib.main(["--workdir", str(visual_run), "--out", str(tmp_path)] + extra) == 2
+    assert trace_cli.main(["--workdir", str(visual_run), "--out", str(tmp_path)] + extra) == 2
     assert match in capsys.readouterr().err
 
 
@@ -256,7 +257,7 @@ def test_an_image_for_a_text_policy_is_refused(smoke_run, tmp_path, capsys):
     workdir, _ = smoke_run
     from PIL import Image
     Image.new("RGB", (8, 8)).save(tmp_path / "x.png")
-    assert trace_lib.main(["--workdir", str(workdir), "--problem", "1+2=?", "--image",
+    assert trace_cli.main(["--workdir", str(workdir), "--problem", "1+2=?", "--image",
                            str(tmp_path / "x.png")]) == 2
     assert "reads no images (a text-only model" in capsys.readouterr().err
     (policy, tok, fmt), params = load_policy(workdir)

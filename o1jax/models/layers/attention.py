@@ -47,7 +47,7 @@ def project_qkv(x: jax.Array, p: dict, rope: tuple[jax.Array, jax.Array], num_he
 
 def attention_probs(q: jax.Array, k: jax.Array, key_mask: jax.Array) -> jax.Array:
     """The attention weights ``attend`` uses, [B, H, T, S] f32 (query head h reads KV head
-    h // (H / KVH)), for looking inside a forward pass (o1jax/trace.py)."""
+    h // (H / KVH)), for looking inside a forward pass (o1jax/traces/reasoning.py)."""
     b, t, h, dh = q.shape
     kvh = k.shape[1]
     qg = q.reshape(b, t, kvh, h // kvh, dh).astype(jnp.float32)
