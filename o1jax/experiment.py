@@ -18,6 +18,7 @@ from o1jax import workdir as workdir_lib
 from o1jax.config import datasets
 from o1jax.config.blocks import BLOCKS, RunConfig
 from o1jax.data import builders
+from o1jax.data.pipeline import decode_example
 from o1jax.data.prompts import PromptFormat
 from o1jax.models import Transformer, hf
 from o1jax.policy import ConfigError, from_config, model_shapes, restore_params
@@ -168,7 +169,6 @@ def load_data(cfg, workdir) -> dict:
 def load_problems(cfg, root, split: str, num: int | None) -> list[dict]:
     """The first ``num`` (default: eval.num_examples, else 200) problems of ``split`` of the
     config's task, decoded, each with an ``id`` ("split/index"); ``root``: as ``load_data``."""
-    from o1jax.data.pipeline import decode_example
     if split == "hard" and not datasets.get(cfg.data.task).generated:
         raise ValueError(f"--split hard exists for the synthetic tasks "
                          f"({', '.join(datasets.names(generated=True))}), not "
