@@ -1,4 +1,5 @@
-"""The memory plan of a config's RL iteration: compiled ahead of time for the hardware it names
+"""The memory plan of the step a config trains (its RL iteration, self-play's with
+``selfplay.enabled``): compiled ahead of time for the hardware it names
 (a TPU topology through the TPU compiler with no TPU attached, or GPUs as fake CPU devices) and
 read back per device: parameters, optimizer state, KV cache, activations, against the chip's HBM.
 ``python -m o1jax.plan`` is its CLI."""
@@ -46,7 +47,8 @@ def _bytes_per_device(tree, shardings) -> float:
 
 
 def plan(cfg, devices: list, compiler: str, hw: Hardware) -> dict:
-    """Compiles ``cfg``'s RL iteration for ``devices`` and returns the per-device memory:
+    """Compiles the step ``cfg`` trains (``lower_rl_step``: self-play's too) for ``devices``
+    and returns the per-device memory:
     compiler total (arguments + outputs + temporaries - donated), its parts (parameters,
     optimizer state, rollout KV cache, activations = the rest of the temporaries), the chip's
     HBM and whether it fits."""

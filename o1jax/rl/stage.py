@@ -1,6 +1,6 @@
 """The RL stage of a run: prompt pipeline, reward callback, train state, the compiled iteration,
-and the resumable loop over it; and the same iteration lowered ahead of time (shapes only) for
-checking a real-hardware config on a CPU."""
+and the resumable loop over it (PPO/GRPO's and self-play's); and the step training runs, self-play
+included, lowered ahead of time (shapes only) for checking a real-hardware config on a CPU."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import numpy as np
 from jax.experimental import multihost_utils
+from jax.sharding import Mesh
 
 from o1jax import experiment, flops, sharding
 from o1jax.data.pipeline import PromptPipeline, decode_example
@@ -22,6 +23,10 @@ from o1jax.rewards.in_graph import make_reward_callback
 from o1jax.rl.config import RLConfig
 from o1jax.rl.iteration import make_iteration
 from o1jax.rl.state import RLState, init_state
+from o1jax.selfplay.config import SelfPlayConfig
+from o1jax.selfplay.iteration import selfplay_batch_shapes
+from o1jax.selfplay.step import selfplay_step
+from o1jax.tokenizer import Tokenizer
 
 
 class Programs:
@@ -85,6 +90,28 @@ def run_iterations(exp: experiment.Experiment, params: Params, phase: Phase
                     curve_evaluation(exp))
 
 
+def rl_step(policy: Transformer, tokenizer: Tokenizer, rl: RLConfig, mesh: Mesh | None,
+            example_at: Callable[[int], dict]) -> tuple[Callable, RLState | None]:
+    """PPO/GRPO's compiled step, for training and lowering alike: the reward callback
+    (``example_at(i)``: dataset row i) and ``make_iteration``. Returns (iteration, the train
+    state's shardings)."""
+    reward_fn = make_reward_callback(tokenizer, example_at, rl.reward_weights, mesh=mesh)
+    return make_iteration(policy, rl, reward_fn, tokenizer.stop_ids, tokenizer.pad_id)
+
+
+def rl_batch_shapes(batch_prompts: int, prompt_len: int, image_size: int = 0) -> dict:
+    """The shapes and dtypes of PPO/GRPO's global batch (``jax.ShapeDtypeStruct``s, as
+    ``rl_phase`` feeds it): tokens, mask [B, P], example_ids [B], images [B, S, S, 3] with an
+    ``image_size``."""
+    b, p = batch_prompts, prompt_len
+    batch = {"tokens": jax.ShapeDtypeStruct((b, p), np.int32),
+             "mask": jax.ShapeDtypeStruct((b, p), bool),
+             "example_ids": jax.ShapeDtypeStruct((b,), np.int32)}
+    if image_size:
+        batch["images"] = jax.ShapeDtypeStruct((b, image_size, image_size, 3), np.uint8)
+    return batch
+
+
 def rl_phase(exp: experiment.Experiment) -> Phase:
     """PPO/GRPO: the prompt pipeline, the reward callback and ``make_iteration``."""
     cfg, rl, policy, tok = exp.cfg, exp.rl, exp.policy, exp.tokenizer
@@ -92,9 +119,7 @@ def rl_phase(exp: experiment.Experiment) -> Phase:
     pipeline = PromptPipeline(train, tok, rl.batch_prompts, exp.prompt, seed=cfg.seed,
                               process_index=jax.process_index(),
                               process_count=jax.process_count())
-    reward_fn = make_reward_callback(tok, lambda i: decode_example(train[i]), rl.reward_weights,
-                                     mesh=exp.mesh)
-    iteration, shardings = make_iteration(policy, rl, reward_fn, tok.stop_ids, tok.pad_id)
+    iteration, shardings = rl_step(policy, tok, rl, exp.mesh, lambda i: decode_example(train[i]))
     cut = [0]   # prompts cut to data.max_prompt_len before the latest batch
 
     def next_batch(i):
@@ -133,23 +158,26 @@ class LoweredStep(NamedTuple):
 
 
 def lower_rl_step(cfg, devices: Sequence[jax.Device] | None = None) -> LoweredStep:
-    """The compiled RL iteration of ``cfg`` lowered for ``devices`` (default: the current ones;
-    a TPU topology's devices need no TPU attached), all abstractly (nothing allocated, no
-    checkpoint or data read): mesh, parameter and state shapes, batch shapes. A config check
-    for real hardware run on CPU, and the input of memory planning (``o1jax.plan``)."""
+    """The step training runs for ``cfg`` (self-play's with ``selfplay.enabled``, built by the
+    same ``selfplay_step``; else PPO/GRPO's ``rl_step``) lowered for ``devices`` (default: the
+    current ones; a TPU topology's devices need no TPU attached), all abstractly (nothing
+    allocated, no checkpoint or data read, no worker process started): mesh, parameter and
+    state shapes, batch shapes. A config check for real hardware run on CPU, and the input of
+    memory planning (``o1jax.rl.memory``)."""
     devices = list(jax.devices() if devices is None else devices)
     rl = experiment.check_config(cfg, len(devices))
     mesh = sharding.make_mesh(cfg.mesh_shape, devices)
-    policy, tok, _ = from_config(cfg, mesh, abstract=True)
-    reward_fn = make_reward_callback(tok, lambda i: {}, rl.reward_weights, mesh=mesh)
+    policy, tok, fmt = from_config(cfg, mesh, abstract=True)
+    no_data = lambda i: {}  # noqa: E731  lowering never calls back
+    image_size = policy.cfg.vision.image_size if policy.cfg.vision else 0
+    if cfg.selfplay.enabled:
+        sp = SelfPlayConfig.from_config(cfg.selfplay)
+        step = selfplay_step(policy, tok, fmt, rl, sp, mesh, no_data, set())
+        iteration, shardings = step.iteration, step.shardings
+        batch = selfplay_batch_shapes(sp, rl.batch_prompts, fmt.max_prompt_len, image_size)
+    else:
+        iteration, shardings = rl_step(policy, tok, rl, mesh, no_data)
+        batch = rl_batch_shapes(rl.batch_prompts, fmt.max_prompt_len, image_size)
     state = jax.eval_shape(lambda p: init_state(p, rl, jax.random.key(1)), policy.param_shapes())
-    b, p = rl.batch_prompts, cfg.data.max_prompt_len
-    batch = {"tokens": jax.ShapeDtypeStruct((b, p), np.int32),
-             "mask": jax.ShapeDtypeStruct((b, p), bool),
-             "example_ids": jax.ShapeDtypeStruct((b,), np.int32)}
-    if policy.cfg.vision:
-        s = policy.cfg.vision.image_size
-        batch["images"] = jax.ShapeDtypeStruct((b, s, s, 3), np.uint8)
-    iteration, shardings = make_iteration(policy, rl, reward_fn, tok.stop_ids, tok.pad_id)
     key = jax.eval_shape(jax.random.key, 0)
     return LoweredStep(iteration.lower(state, batch, key), policy, rl, state, shardings)

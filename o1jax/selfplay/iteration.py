@@ -188,24 +188,37 @@ def make_selfplay_iteration(policy: Transformer, cfg: RLConfig, sp: SelfPlayConf
     collect = functools.partial(selfplay_collect, policy=policy, cfg=cfg, sp=sp,
                                 propose_sampling=propose, solve_sampling=solve,
                                 referee_fn=referee_fn, reward_fn=reward_fn, pad_id=pad_id)
+    vision = policy.cfg.vision
     return compile_iteration(collect, policy, cfg, functools.partial(
         selfplay_batch_shardings, sp=sp, batch_prompts=cfg.batch_prompts, prompt_len=prompt_len,
-        question_bytes=sp.question_bytes, vision=bool(policy.cfg.vision)))
+        image_size=vision.image_size if vision else 0))
+
+
+def selfplay_batch_shapes(sp: SelfPlayConfig, batch_prompts: int, prompt_len: int,
+                         image_size: int = 0) -> dict:
+    """The shapes and dtypes of ``SelfPlayFeed.next_batch``'s global batch
+    (``jax.ShapeDtypeStruct``s): the proposer's prompts [proposals, sp.prompt_len], the
+    solver's seed and buffer problems [batch_prompts - proposals, prompt_len] and the spare
+    seed problems [proposals, prompt_len], each part's ids [n] and questions [n,
+    sp.question_bytes]; with ``image_size`` (a vision policy) each part's images [n, S, S, 3]."""
+    rows = {"propose": sp.proposals, "solve": batch_prompts - sp.proposals,
+            "spare": sp.proposals}
+    width = {"propose": sp.prompt_len, "solve": prompt_len, "spare": prompt_len}
+    out = {}
+    for part, n in rows.items():
+        out[f"{part}_tokens"] = jax.ShapeDtypeStruct((n, width[part]), jnp.int32)
+        out[f"{part}_mask"] = jax.ShapeDtypeStruct((n, width[part]), jnp.bool_)
+        if part != "propose":
+            out[f"{part}_ids"] = jax.ShapeDtypeStruct((n,), jnp.int32)
+            out[f"{part}_questions"] = jax.ShapeDtypeStruct((n, sp.question_bytes), jnp.uint8)
+        if image_size:
+            out[f"{part}_images"] = jax.ShapeDtypeStruct((n, image_size, image_size, 3),
+                                                         jnp.uint8)
+    return out
 
 
 def selfplay_batch_shardings(mesh, *, sp: SelfPlayConfig, batch_prompts: int, prompt_len: int,
-                             question_bytes: int, vision: bool) -> dict:
+                             image_size: int) -> dict:
     """The self-play batch's shardings: each part's rows over the data axes where they divide."""
-    shapes = {"propose": (sp.proposals, sp.prompt_len), "spare": (sp.proposals, prompt_len),
-              "solve": (batch_prompts - sp.proposals, prompt_len)}
-    batch = {f"{part}_{name}": sharding.batch_sharding(mesh, len(shape), shape)
-             for part, shape in shapes.items() for name in ("tokens", "mask")}
-    batch.update({f"{part}_ids": sharding.batch_sharding(mesh, 1, shapes[part][:1])
-                  for part in ("solve", "spare")})
-    batch.update({f"{part}_questions": sharding.batch_sharding(mesh, 2, shapes[part][:1] +
-                                                               (question_bytes,))
-                  for part in ("solve", "spare")})
-    if vision:
-        batch.update({f"{part}_images": sharding.batch_sharding(mesh, 4, shape[:1])
-                      for part, shape in shapes.items()})
-    return batch
+    return {k: sharding.batch_sharding(mesh, x.ndim, x.shape) for k, x in
+            selfplay_batch_shapes(sp, batch_prompts, prompt_len, image_size).items()}

@@ -88,19 +88,31 @@ class Referee:
 
     ``image_size`` > 0: proposals are pictures (``judge_fn`` = ``SCENES``) drawn at that size;
     many pictures share a question, so each accepted one gets a handle (``register``) that the
-    solver's rows carry as their example id instead of being found by their prompt."""
+    solver's rows carry as their example id instead of being found by their prompt.
+
+    The pool (``pool``, else the process-wide one) is taken and warmed up (the judge imported,
+    untimed) on the first judgement, not here: building the referee to lower the iteration
+    ahead of time starts no process."""
 
     def __init__(self, bounds: Bounds, seen: set[str], timeout: float = 1.0,
                  pool: CheckPool | None = None, judge_fn: str = JUDGE, image_size: int = 0):
         self.bounds, self.seen, self.timeout = tuple(bounds), seen, timeout
         self.judge_fn = judge_fn  # "module:function" the workers run
         self.image_size = image_size
-        self.pool = pool or default_pool()
+        self.pool, self.warm = pool, False
         self.known: dict[str, Problem] = {}     # question -> accepted problem
         self.handles: dict[str, int] = {}       # a picture problem's key -> its example id
         self.registry: list[Problem] = []       # picture problems by handle
-        self.calls: list[tuple[float, float]] = []  # (start, end) perf_counter of each callback
-        self.pool.map(judge_fn, [("1+2=?", self.bounds)], timeout=120.0)  # imported, untimed
+
+    def _judge_all(self, texts: Sequence[str]) -> list:
+        """``judge_fn`` over ``texts`` in the pool (started and warmed up on first use)."""
+        if self.pool is None:
+            self.pool = default_pool()
+        if not self.warm:
+            self.pool.map(self.judge_fn, [("1+2=?", self.bounds)], timeout=120.0)
+            self.warm = True
+        return self.pool.map(self.judge_fn, [(t, self.bounds) for t in texts],
+                             timeout=self.timeout)
 
     def register(self, problem: Problem) -> int:
         """A picture problem's example id (-2, -3, ...), the same for the same key."""
@@ -118,8 +130,7 @@ class Referee:
     def judge(self, texts: Sequence[str], finished: Sequence[bool]) -> list[Problem]:
         """One verdict per proposal, in order; never raises."""
         todo = [i for i, f in enumerate(finished) if f]
-        results = self.pool.map(self.judge_fn, [(texts[i], self.bounds) for i in todo],
-                                timeout=self.timeout)
+        results = self._judge_all([texts[i] for i in todo])
         out = [Problem("unfinished")] * len(texts)
         batch: set[str] = set()
         for i, r in zip(todo, results):
@@ -139,22 +150,27 @@ class Referee:
         """The accepted problem asking ``question`` (judged again if this process has not seen
         it: on a host other than the one that ran the referee)."""
         if question not in self.known:
-            (r,) = self.pool.map(self.judge_fn, [(question, self.bounds)],
-                                 timeout=self.timeout)
+            (r,) = self._judge_all([question])
             if not isinstance(r, Problem) or r.status not in ("accepted", "duplicate"):
                 raise ValueError(f"not an accepted self-play problem: {question!r}")
             self.known[question] = r
         return self.known[question]
 
+    def find(self, question: str, example_id: int) -> Problem:
+        """A proposed or buffer problem as the solver's row names it: a picture by its handle
+        (``example_id``), text by its ``question``."""
+        return self.by_id(example_id) if self.image_size else self.problem(question)
+
 
 def make_referee_fn(referee: Referee, tokenizer: Tokenizer, fmt: PromptFormat,
-                    question_bytes: int):
+                    question_bytes: int, call_times: list[tuple[float, float]] | None = None):
     """A jittable ``(proposal rollout) -> Verdicts``: the referee as one host callback; the
     solver's prompts in the run's format ``fmt``. An accepted problem whose prompt would not fit
     ``fmt.max_prompt_len`` tokens is rejected as ``enormous``. ``fmt.image_tokens``: a vision
     policy's placeholders per prompt (picture problems: the solver's prompt holds the picture
     and the question only). ``question_bytes``: the width of ``Verdicts.questions``; a longer
-    question is rejected as ``enormous`` too."""
+    question is rejected as ``enormous`` too. ``call_times``, if given, gets the (start, end)
+    ``time.perf_counter()`` of every host call appended (the caller owns and clears it)."""
     size, prompt_len = referee.image_size, fmt.max_prompt_len
 
     def prompt_of(question: str) -> list[int]:
@@ -192,7 +208,8 @@ def make_referee_fn(referee: Referee, tokenizer: Tokenizer, fmt: PromptFormat,
                              np.float32)
         questions = encode_questions([p.question if p.status == "accepted" and not size else ""
                                       for p in problems], question_bytes)
-        referee.calls.append((start, time.perf_counter()))
+        if call_times is not None:
+            call_times.append((start, time.perf_counter()))
         return status, toks, mask, features, diversity, example_ids, questions, images
 
     def referee_fn(roll: Rollout) -> Verdicts:

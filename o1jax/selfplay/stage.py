@@ -8,15 +8,12 @@ from __future__ import annotations
 from o1jax import experiment, flops, sharding
 from o1jax.data.pipeline import decode_example
 from o1jax.models.transformer import Params
-from o1jax.rewards.in_graph import make_reward_callback
 from o1jax.rl.stage import Phase, run_iterations
 from o1jax.rl.state import RLState
 from o1jax.selfplay.buffer import ProblemBuffer, SelfPlayFeed
 from o1jax.selfplay.config import SelfPlayConfig
-from o1jax.selfplay.iteration import make_selfplay_iteration
-from o1jax.selfplay.problems import Bounds, Problem
-from o1jax.selfplay.referee import (JUDGE, SCENES, Referee, decode_question,
-                                    make_referee_fn)
+from o1jax.selfplay.referee import decode_question
+from o1jax.selfplay.step import selfplay_step
 
 
 def iteration_flops(exp: experiment.Experiment, sp: SelfPlayConfig, batch: dict,
@@ -55,48 +52,34 @@ def time_split(start: float, end: float, referee_calls, reward_calls) -> dict[st
 
 def selfplay_phase(exp: experiment.Experiment) -> Phase:
     """Self-play's part of the RL stage: the feed (buffer, proposer prompts, seed problems),
-    the referee and reward callbacks, the iteration over ``selfplay_collect``, and what each
-    iteration records (accepted problems into the buffer) and logs."""
-    cfg, rl, policy, tok = exp.cfg, exp.rl, exp.policy, exp.tokenizer
+    the compiled step (``selfplay_step``: referee and reward callbacks, the iteration over
+    ``selfplay_collect``), and what each iteration records (accepted problems into the buffer)
+    and logs."""
+    cfg, rl, tok = exp.cfg, exp.rl, exp.tokenizer
     sp = SelfPlayConfig.from_config(cfg.selfplay)
     train = exp.sources["train"]
-    bounds = Bounds(sp.max_chars, sp.max_digits, sp.max_operators, sp.max_answer)
-    vision = policy.cfg.vision      # pictures: the proposer writes scenes, charts or sums
     buffer = ProblemBuffer(sp.buffer_size)   # owns and checkpoints the forms seen; referee reads
-    referee = Referee(bounds, buffer.seen, sp.check_timeout, judge_fn=SCENES if vision else JUDGE,
-                      image_size=vision.image_size if vision else 0)
+    step = selfplay_step(exp.policy, tok, exp.prompt, rl, sp, exp.mesh,
+                         lambda i: decode_example(train[i]), buffer.seen)
+    referee = step.referee
     feed = SelfPlayFeed(train, tok, sp, rl.batch_prompts, exp.prompt, cfg.seed,
                         referee.register, referee.image_size, buffer=buffer)
-
-    def problem(question: str, example_id: int) -> Problem:
-        """A proposed or buffer problem: a picture by its handle, text by its question."""
-        return referee.by_id(example_id) if vision else referee.problem(question)
-
-    reward_times: list[tuple[float, float]] = []
-    reward_fn = make_reward_callback(
-        tok, lambda i: decode_example(train[i]), rl.reward_weights, mesh=exp.mesh,
-        problem_example=lambda q, i: problem(q, i).example(), with_correct=True,
-        call_times=reward_times)
-    referee_fn = make_referee_fn(referee, tok, exp.prompt, sp.question_bytes)
-    iteration, shardings = make_selfplay_iteration(policy, rl, sp, referee_fn, reward_fn,
-                                                   cfg.data.max_prompt_len, tok.stop_ids,
-                                                   tok.pad_id)
 
     def next_batch(i):
         b = feed.next_batch(i)
         return sharding.global_batch_from_host(exp.mesh, b), b
 
     def log(i, b, metrics, results, start, seconds):
-        problems = [None if s else problem(decode_question(q), int(j))
+        problems = [None if s else referee.find(decode_question(q), int(j))
                     for s, j, q in zip(results["status"], results["ids"], results["questions"])]
         feed.record(problems, results["pass_rate"], i)
-        extra = dict(feed.buffer.stats(),
-                     **time_split(start, start + seconds, referee.calls, reward_times))
-        referee.calls.clear()
-        reward_times.clear()
+        extra = dict(feed.buffer.stats(), **time_split(start, start + seconds,
+                                                       step.referee_times, step.reward_times))
+        step.referee_times.clear()
+        step.reward_times.clear()
         return iteration_flops(exp, sp, b, metrics), extra
 
-    return Phase(iteration, shardings, feed, next_batch, log)
+    return Phase(step.iteration, step.shardings, feed, next_batch, log)
 
 
 def run_selfplay(exp: experiment.Experiment, params: Params) -> tuple[RLState, bool]:

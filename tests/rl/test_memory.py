@@ -1,7 +1,7 @@
 """Memory planning: the RL iteration compiled ahead of time for a TPU topology (the TPU compiler,
 no TPU attached) and for GPUs (fake CPU devices), per-device memory against the chip's HBM."""
 
-from configs import smoke
+from configs import selfplay, smoke
 from o1jax import hardware
 from o1jax.hardware import parse_hardware
 from o1jax.rl import memory
@@ -41,3 +41,19 @@ def test_plan_on_fake_cpu_devices_and_a_config_that_does_not_fit(monkeypatch):
     assert not small["fits"]
     text = memory.format_plan(small)
     assert "DOES NOT FIT" in text and "rl.micro_batch" in text and "rl.vocab_chunk" in text
+
+
+def test_plan_of_a_selfplay_config_plans_the_selfplay_step():
+    """configs/selfplay.py plans its own step: the proposer's rollout and rows come on top of
+    the solver's, so it needs more than the same config as plain GRPO (which is what it was
+    planned as when lowering ignored selfplay.enabled)."""
+    hw = parse_hardware("h100x8")
+    devices, compiler = memory.target_devices(hw)
+    p = memory.plan(selfplay.get_config(), devices, compiler, hw)
+    assert p["fits"] and p["devices"] == 8
+    _parts_add_up(p)
+    cfg = selfplay.get_config()
+    cfg.selfplay.enabled = False
+    plain = memory.plan(cfg, devices, compiler, hw)
+    assert plain["parameters"] == p["parameters"] and plain["optimizer"] == p["optimizer"]
+    assert p["bytes_per_device"] > plain["bytes_per_device"]

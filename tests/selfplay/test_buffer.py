@@ -8,6 +8,7 @@ from o1jax.data.tasks import generate
 from o1jax.selfplay.buffer import (BUFFER_ID, ProblemBuffer, SelfPlayFeed,
                                    proposer_demonstrations)
 from o1jax.selfplay.config import SelfPlayConfig
+from o1jax.selfplay.iteration import selfplay_batch_shapes
 from o1jax.selfplay.problems import judge
 from o1jax.tokenizer import byte_tokenizer
 
@@ -74,6 +75,18 @@ def test_batch_layout_and_buffer_problems():
     for row, mask, i in zip(b["solve_tokens"], b["solve_mask"], b["solve_ids"]):
         text = TOK.decode(row[mask].tolist())[:-1]
         assert (text in buffered) == (i == BUFFER_ID)
+
+
+def test_the_batch_has_the_shapes_lowering_compiles_for():
+    """``selfplay_batch_shapes`` (what ``lower_rl_step`` lowers) is exactly the feed's batch,
+    with and without buffer problems."""
+    feed = _feed()
+    want = {k: (s.shape, np.dtype(s.dtype)) for k, s in
+            selfplay_batch_shapes(SP, batch_prompts=8, prompt_len=16).items()}
+    for i in range(2):
+        b = feed.next_batch(i)
+        assert {k: (v.shape, v.dtype) for k, v in b.items()} == want
+        feed.record(_accepted(4), np.full(4, 0.5), i)
 
 
 def test_every_process_computes_the_same_global_batch():

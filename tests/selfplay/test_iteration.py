@@ -10,6 +10,7 @@ import pytest
 from o1jax.models import Transformer, preset
 from o1jax.rl.advantages import grouped_advantages
 from o1jax.rl.config import RLConfig
+from o1jax.rl.stage import Programs
 from o1jax.rl.state import init_state
 from o1jax.selfplay.buffer import BUFFER_ID
 from o1jax.selfplay.config import SelfPlayConfig
@@ -99,8 +100,9 @@ def test_one_compiled_iteration_wires_roles_gate_and_rewards():
                    minibatches=2, policy_lr=1e-3, kl_coef=0.0, loss_agg="token_mean")
     sp = SelfPlayConfig(enabled=True, proposals=4, prompt_len=PP, proposal_tokens=2,
                         gate_low=0.25, gate_high=0.75, max_chars=Q_CHARS)
-    it, _ = make_selfplay_iteration(policy, cfg, sp, stub_referee, stub_reward, P,
-                                    stop_ids=(0,))
+    jitted, _ = make_selfplay_iteration(policy, cfg, sp, stub_referee, stub_reward, P,
+                                        stop_ids=(0,))
+    it = Programs(jitted)     # a compiled program refuses arguments of other types
     state = init_state(policy.init(jax.random.key(0)), cfg, jax.random.key(1))
     rng = np.random.RandomState(0)
     for i in range(3):
@@ -116,7 +118,7 @@ def test_one_compiled_iteration_wires_roles_gate_and_rewards():
         gated = accepted & ~((rate >= 0.25) & (rate <= 0.75))
         assert float(m["solver/gated_out"]) == gated.sum()
         assert np.isfinite(float(m["policy_loss"])) and float(m["skipped_updates"]) == 0
-    assert it._cache_size() == 1
+    assert len(it) == 1
     assert int(state.step) == 3
 
 

@@ -10,7 +10,8 @@ from o1jax.data.prompts import PromptFormat
 from o1jax.data.tasks import split_of
 from o1jax.rewards.pool import CheckPool
 from o1jax.rollout.sampler import Rollout
-from o1jax.selfplay.problems import CODE, Bounds
+from o1jax.selfplay import referee as referee_module
+from o1jax.selfplay.problems import CODE, Bounds, judge
 from o1jax.selfplay.referee import Referee, decode_question, make_referee_fn, trigram_entropy
 from o1jax.tokenizer import byte_tokenizer
 
@@ -57,7 +58,9 @@ def test_a_check_over_its_time_limit_is_a_rejection_not_a_crash():
 
 def test_referee_callback_inside_jit():
     referee = Referee(Bounds(), set())
-    fn = jax.jit(make_referee_fn(referee, TOK, PromptFormat(max_prompt_len=12), 24))
+    times = []
+    fn = jax.jit(make_referee_fn(referee, TOK, PromptFormat(max_prompt_len=12), 24,
+                                 call_times=times))
     texts = [_train("12+35=?"), "import os", _train("Solve 3x+4=13"), "12+35=?", "1/0=?",
              "99+1=?"]
     v = fn(_rollout(texts, [True, True, True, True, True, False]))
@@ -71,9 +74,37 @@ def test_referee_callback_inside_jit():
     assert np.all(np.asarray(v.features[1:]) == 0)
     assert float(v.diversity[0]) == 1 and float(v.diversity[1]) == 1
     assert float(v.diversity[2]) == pytest.approx(trigram_entropy(texts), rel=1e-6)
-    assert len(referee.calls) == 1
+    assert len(times) == 1 and times[0][0] <= times[0][1]   # one host call, timed
     # the accepted problem's question rides beside its prompt; the others' rows are empty
     assert [decode_question(q) for q in np.asarray(v.questions)] == ["12+35=?"] + [""] * 5
+
+
+class _Pool:
+    """A stand-in pool that records what it is asked to run."""
+
+    def __init__(self):
+        self.jobs = []
+
+    def map(self, fn, args, timeout):
+        self.jobs.append((fn, [a[0] for a in args], timeout))
+        return [judge(*a) for a in args]
+
+
+def test_the_pool_is_started_and_warmed_up_on_first_use_not_at_construction(monkeypatch):
+    """Building a referee (as lowering the iteration ahead of time does) starts no process;
+    its first judgement takes the pool and warms it up (untimed) once."""
+    def no_default_pool():
+        raise AssertionError("the default pool was taken at construction")
+    monkeypatch.setattr(referee_module, "default_pool", no_default_pool)
+    Referee(Bounds(), set())
+    pool = _Pool()
+    referee = Referee(Bounds(), set(), timeout=0.5, pool=pool)
+    assert pool.jobs == []
+    referee.judge([_train("12+35=?")], [True])
+    referee.judge([_train("21+47=?")], [True])
+    assert pool.jobs == [("o1jax.selfplay.problems:judge", ["1+2=?"], 120.0),
+                         ("o1jax.selfplay.problems:judge", ["12+35=?"], 0.5),
+                         ("o1jax.selfplay.problems:judge", ["21+47=?"], 0.5)]
 
 
 def test_trigram_entropy():
