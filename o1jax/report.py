@@ -1,5 +1,5 @@
 """``python -m o1jax.report``: the train-time curve with its fits, pass@k, the training metrics
-and the test-time curve as one static page (``o1jax/page.py``); the run's summary table."""
+and the test-time curve as one static page (``o1jax/page.py``)."""
 
 from __future__ import annotations
 
@@ -9,18 +9,6 @@ import sys
 from etils import epath
 
 from o1jax import curves, page
-
-
-def print_table(result: dict, maj_k: int) -> None:
-    """The run's headline figures (a run's summary dict) as a small table on stdout."""
-    rows = [("held-out greedy accuracy after SFT", result.get("sft_accuracy")),
-            ("held-out greedy accuracy after RL", result.get("rl_accuracy")),
-            (f"held-out maj@{maj_k} accuracy after RL", result.get(f"rl_maj{maj_k}_accuracy"))]
-    width = max(len(r[0]) for r in rows)
-    print("-" * (width + 10))
-    for name, v in rows:
-        print(f"{name:<{width}}  {'-' if v is None else f'{100 * v:5.1f}%'}")
-    print("-" * (width + 10))
 
 
 def main(argv=None) -> int:

@@ -26,7 +26,6 @@ from o1jax import workdir as wd
 from o1jax.curves import curve_path
 from o1jax.search.evaluation import evaluate_stage
 from o1jax.plots import plot_run, plot_selfplay
-from o1jax.report import print_table
 from o1jax.rewards.api import checks_done
 from o1jax.rl.stage import run_rl
 from o1jax.selfplay.buffer import proposer_mix
@@ -74,6 +73,18 @@ def run(cfg, workdir: str) -> dict:
         if selfplay.enabled and exp.rl.num_iterations > 0:
             result["selfplay_report"] = str(plot_selfplay(exp.workdir))
     return result
+
+
+def print_table(result: dict, maj_k: int) -> None:
+    """The run's headline figures (a run's summary dict) as a small table on stdout."""
+    rows = [("held-out greedy accuracy after SFT", result.get("sft_accuracy")),
+            ("held-out greedy accuracy after RL", result.get("rl_accuracy")),
+            (f"held-out maj@{maj_k} accuracy after RL", result.get(f"rl_maj{maj_k}_accuracy"))]
+    width = max(len(r[0]) for r in rows)
+    print("-" * (width + 10))
+    for name, v in rows:
+        print(f"{name:<{width}}  {'-' if v is None else f'{100 * v:5.1f}%'}")
+    print("-" * (width + 10))
 
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config file",

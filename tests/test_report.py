@@ -7,7 +7,6 @@ import matplotlib.image
 import pytest
 
 from o1jax.plots import plot_run
-from o1jax.report import print_table
 
 
 def test_plot_run_draws_the_workdir(tmp_path):
@@ -28,15 +27,6 @@ def test_plot_run_without_evaluations(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(json.dumps({"stage": "rl", "step": 1,
                                                         "reward_mean": 0.5}) + "\n")
     assert matplotlib.image.imread(plot_run(str(tmp_path), str(tmp_path / "r.png"))).size
-
-
-def test_print_table(capsys):
-    print_table({"sft_accuracy": 0.42, "rl_accuracy": 0.685, "rl_maj16_accuracy": None}, 16)
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[1].endswith(" 42.0%") and "after SFT" in lines[1]
-    assert lines[2].endswith(" 68.5%") and "after RL" in lines[2]
-    assert "maj@16" in lines[3] and lines[3].endswith("-")
-    assert lines[0] == lines[-1] and set(lines[0]) == {"-"}
 
 
 def test_test_time_plot_has_a_panel_per_bin_and_the_overall_one(tmp_path):

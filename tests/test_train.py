@@ -11,6 +11,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
+from o1jax.train import print_table
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "smoke.py")
 WALL_CLOCK = ("time/iteration_s", "tokens_per_s", "tokens_per_s_per_device",
@@ -259,3 +261,12 @@ def test_rl_rows_log_truncated_prompts_and_the_logprob_mismatch(smoke_run):
     for r in rl:   # f32: the sampler and the trainer agree closely; the ratio starts near 1
         assert 0 <= r["logprob_mismatch_mean"] <= r["logprob_mismatch_max"] < 1e-3
         assert r["logprob_mismatch_frac"] == 0 and r["first_ratio_max_dev"] < 1e-3
+
+
+def test_print_table(capsys):
+    print_table({"sft_accuracy": 0.42, "rl_accuracy": 0.685, "rl_maj16_accuracy": None}, 16)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].endswith(" 42.0%") and "after SFT" in lines[1]
+    assert lines[2].endswith(" 68.5%") and "after RL" in lines[2]
+    assert "maj@16" in lines[3] and lines[3].endswith("-")
+    assert lines[0] == lines[-1] and set(lines[0]) == {"-"}
