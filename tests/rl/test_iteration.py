@@ -10,6 +10,7 @@ from o1jax import sharding
 from o1jax.models import Transformer, preset
 from o1jax.rl.config import RLConfig
 from o1jax.rl.iteration import make_iteration
+from o1jax.rl.stage import Programs
 from o1jax.rl.state import init_state
 
 V, P = 16, 6
@@ -192,12 +193,12 @@ def test_buckets_compile_one_program_whatever_the_lengths():
     cfg = RLConfig(algorithm="grpo", batch_prompts=8, group_size=4, max_new_tokens=24,
                    micro_batch=4, length_buckets=4)
     state = init_state(policy.init(jax.random.key(0)), cfg, jax.random.key(1))
-    it, _ = make_iteration(policy, cfg, toy_reward, stop_ids=tuple(range(8)))
+    it = Programs(make_iteration(policy, cfg, toy_reward, stop_ids=tuple(range(8)))[0])
     fractions = set()
     for i in range(4):
         state, m, _ = it(state, _batch(i), jax.random.key(i))
         fractions.add(round(float(m["update_token_fraction"]), 6))
-    assert it._cache_size() == 1, "one compiled program serves every bucket"
+    assert len(it) == 1, "one compiled program serves every bucket"
     assert len(fractions) > 1 and max(fractions) < 1, fractions   # lengths differed
 
 
@@ -219,7 +220,7 @@ def test_a_vision_policy_learns_to_read_its_image():
         r = (roll.tokens[:, P] == jnp.where(example_ids == 1, 5, 6)).astype(jnp.float32)
         return r, {"accuracy": jnp.mean(r)}
 
-    it, _ = make_iteration(policy, cfg, reward, stop_ids=(0,))
+    it = Programs(make_iteration(policy, cfg, reward, stop_ids=(0,))[0])
     rewards, ratio_dev = [], []
     for i in range(30):
         rs = np.random.RandomState(100 + i)
@@ -235,7 +236,7 @@ def test_a_vision_policy_learns_to_read_its_image():
         ratio_dev.append(float(m["first_ratio_max_dev"]))
     assert np.mean(rewards[:3]) < 0.3
     assert np.mean(rewards[-4:]) > 0.8, rewards
-    assert it._cache_size() == 1
+    assert len(it) == 1
     # the sampler (image encoded in the prefill) and the trainer (per row) agree, even when the
     # policy samples the placeholder's id in a response
     assert max(ratio_dev) < 1e-4, ratio_dev
