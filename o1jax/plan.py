@@ -42,7 +42,7 @@ def main(argv) -> int:
         return 2
     _prepare_jax_env(hw)
     # why: jax reads XLA_FLAGS and JAX_PLATFORMS once, when it loads; _prepare_jax_env sets them
-    from o1jax.rl import memory
+    from o1jax.run import memory
     try:
         devices, compiler = memory.target_devices(hw)
         result = memory.plan(cfg, devices, compiler, hw)

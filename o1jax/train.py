@@ -27,10 +27,10 @@ from o1jax.curves import curve_path
 from o1jax.search.evaluation import evaluate_stage
 from o1jax.plots import plot_run, plot_selfplay
 from o1jax.rewards.api import checks_done
-from o1jax.rl.stage import run_rl
+from o1jax.run.rl import run_rl
 from o1jax.selfplay.buffer import proposer_mix
 from o1jax.selfplay.config import SelfPlayConfig
-from o1jax.selfplay.stage import run_selfplay
+from o1jax.run.selfplay import run_selfplay
 from o1jax.sft import run_sft
 
 

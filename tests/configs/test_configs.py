@@ -92,7 +92,7 @@ def test_an_out_of_range_override_fails_the_config_check():
 @pytest.mark.parametrize("name, devices", sorted(REAL.items()))
 def test_real_hardware_config_lowers_on_fake_devices(name, devices):
     code = (f"from configs import {name} as m\n"
-            "from o1jax.rl.stage import lower_rl_step\n"
+            "from o1jax.run.rl import lower_rl_step\n"
             "low = lower_rl_step(m.get_config()).lowered\n"
             "text = low.as_text()\n"
             "assert 'mhlo.sharding' in text or 'sdy.sharding' in text, 'no shardings'\n"
@@ -106,7 +106,7 @@ def test_real_hardware_config_lowers_on_fake_devices(name, devices):
 
 def test_real_config_on_wrong_device_count_is_a_clear_error():
     code = ("from configs import math_qwen7b_v5p64 as m\n"
-            "from o1jax.rl.stage import lower_rl_step\n"
+            "from o1jax.run.rl import lower_rl_step\n"
             "lower_rl_step(m.get_config())\n")
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,

@@ -10,7 +10,7 @@ from o1jax import sharding
 from o1jax.models import Transformer, preset
 from o1jax.rl.config import RLConfig
 from o1jax.rl.iteration import make_iteration
-from o1jax.rl.stage import Programs
+from o1jax.run.rl import Programs
 from o1jax.rl.state import init_state
 
 V, P = 16, 6

@@ -10,7 +10,7 @@ import pytest
 from o1jax.models import Transformer, preset
 from o1jax.rl.advantages import grouped_advantages
 from o1jax.rl.config import RLConfig
-from o1jax.rl.stage import Programs
+from o1jax.run.rl import Programs
 from o1jax.rl.state import init_state
 from o1jax.selfplay.buffer import BUFFER_ID
 from o1jax.selfplay.config import SelfPlayConfig

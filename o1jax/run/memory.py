@@ -14,7 +14,7 @@ from jax.experimental import topologies
 
 from o1jax import sharding
 from o1jax.hardware import GIB, Hardware
-from o1jax.rl.stage import lower_rl_step
+from o1jax.run.rl import lower_rl_step
 
 
 def target_devices(hw: Hardware) -> tuple[list, str]:

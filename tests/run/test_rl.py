@@ -9,7 +9,7 @@ import pytest
 from configs import selfplay
 from o1jax.rewards import api
 from o1jax.rewards.pool import CheckPool
-from o1jax.rl.stage import lower_rl_step
+from o1jax.run.rl import lower_rl_step
 from o1jax.selfplay.config import SelfPlayConfig
 
 

@@ -163,7 +163,7 @@ def lower_rl_step(cfg, devices: Sequence[jax.Device] | None = None) -> LoweredSt
     current ones; a TPU topology's devices need no TPU attached), all abstractly (nothing
     allocated, no checkpoint or data read, no worker process started): mesh, parameter and
     state shapes, batch shapes. A config check for real hardware run on CPU, and the input of
-    memory planning (``o1jax.rl.memory``)."""
+    memory planning (``o1jax.run.memory``)."""
     devices = list(jax.devices() if devices is None else devices)
     rl = experiment.check_config(cfg, len(devices))
     mesh = sharding.make_mesh(cfg.mesh_shape, devices)

@@ -4,7 +4,7 @@ no TPU attached) and for GPUs (fake CPU devices), per-device memory against the 
 from configs import selfplay, smoke
 from o1jax import hardware
 from o1jax.hardware import parse_hardware
-from o1jax.rl import memory
+from o1jax.run import memory
 
 
 def _parts_add_up(p):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from o1jax import experiment, flops, sharding
 from o1jax.data.pipeline import decode_example
 from o1jax.models.transformer import Params
-from o1jax.rl.stage import Phase, run_iterations
+from o1jax.run.rl import Phase, run_iterations
 from o1jax.rl.state import RLState
 from o1jax.selfplay.buffer import ProblemBuffer, SelfPlayFeed
 from o1jax.selfplay.config import SelfPlayConfig
@@ -83,6 +83,6 @@ def selfplay_phase(exp: experiment.Experiment) -> Phase:
 
 
 def run_selfplay(exp: experiment.Experiment, params: Params) -> tuple[RLState, bool]:
-    """Self-play's RL stage (``selfplay.enabled``): ``o1jax.rl.stage.run_iterations`` over
+    """Self-play's RL stage (``selfplay.enabled``): ``o1jax.run.rl.run_iterations`` over
     ``selfplay_phase``. Returns (final state, preempted)."""
     return run_iterations(exp, params, selfplay_phase(exp))
