@@ -46,6 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     ap.add_argument("--stage", choices=("rl", "sft"), default=None,
                     help="which checkpoints of the workdir (default: RL when there are any)")
+    ap.add_argument("--mesh-shape", default=None, help="data,fsdp,tensor, e.g. 1,1,-1: the "
+                    "parameters are read sharded onto it (default: one device)")
     ap.add_argument("--split", default="test", choices=("test", "train", "hard"),
                     help="hard: held-out synthetic problems above the training difficulty")
     ap.add_argument("--num-problems", "--num_problems", type=int, default=None,
@@ -144,11 +146,13 @@ def main(argv=None) -> int:
             beam_width=args.beam_width,
             step_tokens=args.step_tokens, probes=args.probes)
         spec.check()
+        mesh = policy_lib.command_mesh(args.mesh_shape)
         if args.workdir:  # the run's tokenizer and prompt format, chat template included
             (policy, tokenizer, prompt), params = policy_lib.load_policy(
-                args.workdir, args.step, stage=args.stage)
+                args.workdir, args.step, mesh=mesh, stage=args.stage)
         else:
-            policy, tokenizer, prompt = policy_lib.from_hf(args.model, template=cfg.data.template)
+            policy, tokenizer, prompt = policy_lib.from_hf(args.model, mesh=mesh,
+                                                           template=cfg.data.template)
             params = hf.load_params(args.model, policy)
         spec = dataclasses.replace(spec, prompt=prompt)
         examples = experiment.load_problems(cfg, wd.resolve(args.workdir or args.out),

@@ -182,6 +182,32 @@ def test_cli_defaults_fit_the_smoke_config(smoke_run, tmp_path, flags):
         assert budgets == [12, 16]   # of 4, 8, 12, 16: those above the 8 answer tokens
 
 
+def test_cli_reads_the_policy_onto_its_mesh(smoke_run, tmp_path, monkeypatch):
+    """--mesh-shape 1,2,4 (8 fake devices): the parameters arrive sharded as the mesh says, and
+    the greedy results equal those of one device."""
+    import o1jax.evaluate as cli
+    workdir, _ = smoke_run
+    seen = []
+    real = cli.evaluate
+    monkeypatch.setattr(cli, "evaluate", lambda policy, params, *a, **k: seen.append(
+        (policy, params)) or real(policy, params, *a, **k))
+    results = {}
+    for mesh in (None, "1,2,4"):
+        out = tmp_path / f"eval_{mesh}"
+        flags = ["--mesh-shape", mesh] if mesh else []
+        assert main(["--workdir", str(workdir), "--num-problems", "4", "--strategies",
+                     "greedy,majority", "--budgets", "2", "--out", str(out)] + flags) == 0
+        rows = map(json.loads, (out / "results.jsonl").read_text().splitlines())
+        results[mesh] = [(r["budget"], r["bin"], r["accuracy"], r["tokens"]) for r in rows
+                         if r["strategy"] == "greedy"]
+    assert results[None] == results["1,2,4"] and results[None]
+    policy, params = seen[-1]
+    assert dict(policy.mesh.shape) == {"data": 1, "fsdp": 2, "tensor": 4}
+    for leaf, want in zip(jax.tree.leaves(params), jax.tree.leaves(policy.shardings())):
+        assert leaf.sharding.is_equivalent_to(want, leaf.ndim)
+    assert len(jax.tree.leaves(params)[0].sharding.device_set) == 8
+
+
 def test_defaults_follow_the_run_lengths_and_given_values_are_checked():
     long = EvalSpec(max_prompt_len=12, max_new_tokens=256, strategies=("budget_forcing",))
     assert (long.answer_room, long.step_length) == (16, 32)
