@@ -129,8 +129,9 @@ def command_mesh(mesh_shape: str | None):
 
 def abstract_params(model: Transformer) -> Params:
     """``jax.ShapeDtypeStruct``s of the model's parameters with their shardings on
-    ``model.mesh`` (one device when it has none)."""
-    mesh = model.mesh or sharding.make_mesh((1, 1, 1), jax.devices()[:1])
+    ``model.mesh``; with none, on this process's first device (each process of a multi-host
+    command reads its own copy: the first global device belongs to process 0 alone)."""
+    mesh = model.mesh or sharding.make_mesh((1, 1, 1), jax.local_devices()[:1])
     placed = Transformer(model.cfg, model.head, mesh)
     return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
                         placed.param_shapes(), placed.shardings())
