@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from o1jax import policy as policy_lib
 from o1jax import workdir as wd
 from o1jax.models.config import ModelConfig
 from o1jax.models.transformer import Params, Transformer
@@ -56,12 +57,12 @@ def load(spec: str, policy: Transformer, workdir=None, step: int | None = None) 
     if kind == "critic":
         if workdir is None:
             raise ValueError("--verifier critic needs --workdir (the RL run whose critic it is)")
-        state = wd.load_state(workdir, step, stage="rl")
-        if state.get("critic") is None:
-            algorithm = wd.load_config(workdir).rl.algorithm
+        algorithm = wd.load_config(workdir).rl.algorithm
+        if algorithm != "ppo":
             raise ValueError(f"{workdir}: the RL run has no critic ({algorithm} trains none); "
                              "train a value model with python -m o1jax.train_verifier")
-        return ValueModel(kind, model, state["critic"], f"{workdir} (critic)")
+        critic = policy_lib.restore_params(workdir, model, step, "rl", "critic")[0]
+        return ValueModel(kind, model, critic, f"{workdir} (critic)")
     root = wd.resolve(path)
     if not (root / META).exists():
         raise ValueError(f"--verifier {spec}: {root} holds no value model ({META} missing); write "
@@ -77,10 +78,8 @@ def load(spec: str, policy: Transformer, workdir=None, step: int | None = None) 
         raise ValueError(f"--verifier {spec} was trained for another model (differs in "
                          f"{', '.join(diff)}); train one for this policy with python -m "
                          "o1jax.train_verifier")
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    abstract = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=device),
-                            model.param_shapes())
-    params = ocp.StandardCheckpointer().restore(root / "params", abstract)
+    params = ocp.StandardCheckpointer().restore(root / "params",
+                                                policy_lib.abstract_params(model))
     return ValueModel(kind, model, params, str(root))
 
 
