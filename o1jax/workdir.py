@@ -203,20 +203,3 @@ def restore_subtree(directory: epath.Path, step: int, target: dict) -> dict:
     return ocp.CheckpointManager(directory).restore(step, args=ocp.args.Composite(
         state=ocp.args.PyTreeRestore(item=target, restore_args=restore_args,
                                      partial_restore=True)))["state"]
-
-
-def load_state(path, step: int | None = None, stage: str | None = None) -> dict:
-    """The whole saved state of the latest (or ``step``) RL checkpoint, else SFT (``stage``: as
-    ``find_checkpoint``). A dict with ``"stage"`` and ``"step"`` added; arrays on this
-    process's first device (every process of a multi-host launch reads its own copy)."""
-    name, chosen, directory = find_checkpoint(path, step, stage)
-    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    state = ocp.CheckpointManager(directory).restore(chosen, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(fallback_sharding=device)))["state"]
-    return dict(jax.device_put(state, device), stage=name, step=chosen)
-
-
-def policy_params(state: dict):
-    """The policy's parameters in a ``load_state`` result (RL and SFT states name them
-    differently)."""
-    return state[POLICY_KEY[state["stage"]]]

@@ -167,8 +167,9 @@ def test_init_from_starts_from_another_runs_policy(tmp_path):
 
     import jax
     import numpy as np
+    import orbax.checkpoint as ocp
 
-    from o1jax import sharding, workdir
+    from o1jax import sharding
     from o1jax.experiment import initial_params
     from o1jax.policy import from_config
 
@@ -183,7 +184,10 @@ def test_init_from_starts_from_another_runs_policy(tmp_path):
     cfg.init_from = f"{tmp_path / 'a'}:sft"
     policy = from_config(cfg, sharding.make_mesh((-1, 1, 1))).model
     got = initial_params(cfg, policy)
-    want = workdir.policy_params(workdir.load_state(tmp_path / "a", stage="sft"))
+    # the whole saved SFT state, read by orbax itself
+    directory = tmp_path / "a" / "checkpoints" / "sft"
+    manager = ocp.CheckpointManager(directory)
+    want = manager.restore(manager.latest_step())["state"]["params"]
     for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
         np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
     assert jax.tree.leaves(got)[0].sharding == jax.tree.leaves(policy.shardings())[0]
