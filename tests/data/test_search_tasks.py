@@ -1,0 +1,127 @@
+"""Countdown as a stream of search: the solver against brute force, demonstrations that replay to
+their stated states, exact step labels."""
+
+import functools
+import itertools
+import json
+import random
+
+import pytest
+
+from o1jax.data import search_tasks as st
+from o1jax.rewards.countdown import countdown_score
+
+
+def _combine(a, b):
+    """Brute force's own rule: every value two positive integers make (positive integers)."""
+    out = {a + b, a * b}
+    if a != b:
+        out.add(abs(a - b))
+    if a % b == 0:
+        out.add(a // b)
+    if b % a == 0:
+        out.add(b // a)
+    return out
+
+
+@functools.lru_cache(maxsize=None)
+def _values(numbers: tuple) -> frozenset:
+    """Every value an expression using each of ``numbers`` exactly once makes, by splitting the
+    multiset into two non-empty parts in every way (a different algorithm from the solver's
+    move search)."""
+    if len(numbers) == 1:
+        return frozenset(numbers)
+    out = set()
+    idx = range(len(numbers))
+    for k in range(1, len(numbers)):
+        for left in itertools.combinations(idx, k):
+            lhs = tuple(sorted(numbers[i] for i in left))
+            rhs = tuple(sorted(numbers[i] for i in idx if i not in left))
+            for a in _values(lhs):
+                for b in _values(rhs):
+                    out |= _combine(a, b)
+    return frozenset(out)
+
+
+def _reachable(numbers) -> set:
+    """Values of expressions over any non-empty sub-multiset (each number at most once)."""
+    out = set()
+    for k in range(1, len(numbers) + 1):
+        for sub in itertools.combinations(sorted(numbers), k):
+            out |= _values(sub)
+    return out
+
+
+def test_solver_matches_brute_force_on_every_three_numbers():
+    for nums in itertools.combinations_with_replacement(range(1, 13), 3):
+        reach = _reachable(nums)
+        for target in range(1, 101):
+            assert st.solvable(nums, target) == (target in reach), (nums, target)
+
+
+def test_solver_matches_brute_force_on_generated_four_numbers():
+    rng = random.Random(0)
+    for _ in range(2000):
+        ex = st.countdown_search(rng, 2)
+        meta = json.loads(ex["meta"])
+        nums = tuple(sorted(meta["numbers"]))
+        assert len(nums) == 4 and meta["target"] in _reachable(nums)
+        other = rng.randint(1, 100)
+        assert st.solvable(nums, other) == (other in _reachable(nums)), (nums, other)
+
+
+@pytest.mark.parametrize("difficulty", [1, 2])
+def test_demonstrations_replay_to_their_stated_states(difficulty):
+    rng = random.Random(difficulty)
+    strategies, backups = set(), 0
+    for _ in range(300 if difficulty == 1 else 60):
+        ex = st.countdown_search(rng, difficulty)
+        meta = json.loads(ex["meta"])
+        steps = st.replay(meta["numbers"], meta["target"], ex["solution"])
+        assert steps[-1].kind == "answer"
+        assert all(s.valid for s in steps if s.kind in ("move", "back")), ex["solution"]
+        for s in steps:
+            if s.verdict == "dead":        # a stated dead end is one exactly
+                assert not s.solvable and len(s.state) == 1
+            if s.verdict == "goal":
+                assert meta["target"] in s.state
+            if s.kind == "back":           # backing up to a state on the solution's path
+                backups += 1
+        gave_up = st.search_stats(ex["solution"])["gave_up"]
+        score = countdown_score(ex["solution"], meta["numbers"], meta["target"])
+        assert (score == 1.0) == (not gave_up), ex["solution"]
+        strategies.add(meta["strategy"])
+    assert strategies == set(st.STRATEGIES) and backups > 0
+
+
+def test_step_labels_are_exact_on_random_states():
+    rng = random.Random(3)
+    for _ in range(300):
+        nums = sorted(rng.randint(1, 12) for _ in range(4))
+        target = rng.randint(10, 100)
+        a, op, b, r, new = rng.choice(st.moves(tuple(nums)))
+        (step,) = st.replay(nums, target, f"{a}{op}{b}={r} {st.fmt_state(new)}")
+        assert step.valid and step.state == new
+        assert step.solvable == (target in _reachable(new))
+
+
+def test_replay_rejects_wrong_moves():
+    nums, target = [3, 7, 12], 33
+    bad = ["12-7=6 (3 6)",        # wrong arithmetic
+           "12-7=5 (3 6)",        # wrong stated state
+           "9+3=12 (7 12)",       # 9 is not in the state
+           "7-12=-5 (3 5)",       # not a positive result, not the a >= b form
+           "back (1 2)"]          # not a state on the path
+    for line in bad:
+        (step,) = st.replay(nums, target, line)
+        assert not step.valid and not step.solvable, line
+    steps = st.replay(nums, target, "12-7=5 (3 5)\n5*3=15 (15) dead\nback (3 7 12)\n"
+                                    "7*3=21 (12 21)\n21+12=33 (33) goal\n\\boxed{(7*3)+12}")
+    assert [s.kind for s in steps] == ["move", "move", "back", "move", "move", "answer"]
+    assert all(s.valid for s in steps)
+    assert [s.solvable for s in steps[:5]] == [False, False, True, True, True]
+
+
+def test_hostile_text_is_parsed_in_bounded_time():
+    steps = st.replay([3, 7, 12], 33, ("9" * 5000 + "+1=2 (2)\n") * 50 + "back (" + "1 " * 9000)
+    assert not any(s.valid for s in steps)
