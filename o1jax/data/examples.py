@@ -20,6 +20,12 @@ def split_of(question: str) -> str:
     return "test" if h % 1000 < TEST_FRACTION * 1000 else "train"
 
 
+def split_of_example(ex: dict) -> str:
+    """The split of a generated example: its question's, or its meta's ``split_key`` (a problem
+    shown in several forms, e.g. its numbers in any order, keeps one split)."""
+    return split_of(json.loads(ex["meta"]).get("split_key") or ex["question"])
+
+
 def example(task, question, answer, solution, difficulty, meta=None) -> dict:
     return {"task": task, "question": question, "answer": str(answer), "solution": solution,
             "difficulty": int(difficulty), "meta": json.dumps(meta or {})}

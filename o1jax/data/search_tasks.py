@@ -6,16 +6,17 @@ positive integer; the result replaces them. The target is reached when it is one
 (each given number is used at most once, as ``o1jax.rewards.countdown`` scores it). A solution::
 
     12-7=5 (3 5)          a move, and the state it leads to
-    5*3=15 (15) dead      a leaf that is not the target: a dead end
-    5+3=8 (8) dead
+    5*3=15 dead           a last number that is not the target (the state is the result): a
+    5+3=8 dead            dead end
     back (3 7 12)         every move from (3 5) failed: back up to an earlier open state
     7*3=21 (12 21)
-    21+12=33 (33) goal    the target is reached
+    21+12=33 goal         the target is reached
     \\boxed{(7*3)+12}
 
 Demonstrations come from solvers with several strategies (``STRATEGIES``: best-first by distance
 to the target, depth-first in the listed order, random order, breadth-limited) and budgets (a
-line budget that runs out writes ``give up`` and boxes the closest value found), so that SFT
+line budget that runs out, or a breadth limit that leaves no move, writes ``stuck`` and boxes
+the closest value found), so that SFT
 teaches the search rather than the answer. Difficulty d has d + 2 numbers from 1..12; the
 target (10..100) needs at least two moves. ``solvable`` is the exact label of any state;
 ``replay`` parses a written search back into its steps (model text is hostile: regular
@@ -76,7 +77,7 @@ def search_trace(numbers, target: int, strategy: str, rng: random.Random,
     """A solver's search written as lines (the last one ``\\boxed{...}``), and whether it found
     the target. ``strategy`` orders the moves tried at each state (``STRATEGIES``);
     ``breadth_limited`` tries only the ``breadth`` best-first moves at each state;
-    ``max_lines``: a budget of move lines, after which it gives up."""
+    ``max_lines``: a budget of move lines, after which it is stuck."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; known: {STRATEGIES}")
     lines: list[str] = []
@@ -105,10 +106,10 @@ def search_trace(numbers, target: int, strategy: str, rng: random.Random,
             if abs(r - target) < closest[0]:
                 closest[:] = [abs(r - target), expr]
             if r == target:
-                lines.append(f"{a}{op}{b}={r} {fmt_state(new)} goal")
+                lines.append(f"{a}{op}{b}={r} goal")
                 return expr
             if len(new) == 1:
-                lines.append(f"{a}{op}{b}={r} {fmt_state(new)} dead")
+                lines.append(f"{a}{op}{b}={r} dead")
                 continue
             lines.append(f"{a}{op}{b}={r} {fmt_state(new)}")
             found = dfs(rest + [(r, expr)])
@@ -122,7 +123,7 @@ def search_trace(numbers, target: int, strategy: str, rng: random.Random,
     except _OutOfBudget:
         found = None
     if found is None:
-        lines.append("give up")
+        lines.append("stuck")
         return lines + [f"\\boxed{{{closest[1]}}}"], False
     return lines + [f"\\boxed{{{found}}}"], True
 
@@ -149,8 +150,10 @@ def countdown_search(rng: random.Random, difficulty: int) -> dict:
     shown = numbers[:]
     rng.shuffle(shown)
     question = f"Use {', '.join(map(str, shown))} to make {target}"
+    # the split follows the problem, not the order its numbers are shown in
     return example("countdown_search", question, target, "\n".join(lines), difficulty,
-                   {"numbers": shown, "target": target, "strategy": strategy})
+                   {"numbers": shown, "target": target, "strategy": strategy,
+                    "split_key": f"{fmt_state(numbers)} {target}"})
 
 
 class Step(NamedTuple):
@@ -167,7 +170,7 @@ class Step(NamedTuple):
     verdict: str
 
 
-_MOVE = re.compile(r"(\d{1,6})([-+*/])(\d{1,6})=(\d{1,7}) \(([\d ]{0,60})\)(?: (goal|dead))?")
+_MOVE = re.compile(r"(\d{1,6})([-+*/])(\d{1,6})=(\d{1,7})(?: \(([\d ]{0,60})\))?(?: (goal|dead))?")
 _BACK = re.compile(r"back \(([\d ]{0,60})\)")
 
 
@@ -189,9 +192,10 @@ def replay(numbers, target: int, text: str, max_lines: int = 4000) -> list[Step]
         m, b = _MOVE.fullmatch(line), _BACK.fullmatch(line)
         if m:
             a, op, bb, r = int(m[1]), m[2], int(m[3]), int(m[4])
-            stated = _numbers(m[5])
             legal = [mv for mv in moves(path[-1]) if mv[:4] == (a, op, bb, r)]
-            valid = bool(legal) and legal[0][4] == stated
+            stated = _numbers(m[5]) if m[5] is not None else legal[0][4] if legal else ()
+            # a verdict line may leave its state out; any other line must state it
+            valid = bool(legal) and legal[0][4] == stated and (m[5] is not None or bool(m[6]))
             label = valid and solvable(stated, target)
             steps.append(Step(end, "move", stated, valid, label, m[6] or ""))
             if valid and m[6] != "dead":   # a dead leaf is left at once: siblings follow
@@ -217,4 +221,4 @@ def search_stats(text: str) -> dict:
     return {"moves": sum(bool(_MOVE.fullmatch(ln.strip())) for ln in lines),
             "backups": sum(bool(_BACK.fullmatch(ln.strip())) for ln in lines),
             "dead_ends": sum(ln.strip().endswith(" dead") for ln in lines),
-            "gave_up": any(ln.strip() == "give up" for ln in lines)}
+            "gave_up": any(ln.strip() == "stuck" for ln in lines)}

@@ -12,25 +12,16 @@ whatever the seed, so train and test generators can never produce the same quest
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import random
 from typing import Callable, Iterator
 
 import sympy
 
-TEST_FRACTION = 0.1
-
-
-def split_of(question: str) -> str:
-    h = int(hashlib.sha256(question.encode()).hexdigest()[:8], 16)
-    return "test" if h % 1000 < TEST_FRACTION * 1000 else "train"
-
-
-def _example(task, question, answer, solution, difficulty, meta=None) -> dict:
-    return {"task": task, "question": question, "answer": str(answer), "solution": solution,
-            "difficulty": int(difficulty), "meta": json.dumps(meta or {})}
-
+from o1jax.data import search_tasks, sudoku
+# split_of and TEST_FRACTION keep their documented home here too
+from o1jax.data.examples import TEST_FRACTION, split_of, split_of_example  # noqa: F401
+from o1jax.data.examples import example as _example
 
 # --------------------------------------------------------------------------- arithmetic
 def _digits(n: int) -> list[int]:
@@ -181,7 +172,8 @@ def countdown(rng: random.Random, difficulty: int) -> dict:
 
 
 TASKS: dict[str, Callable[[random.Random, int], dict]] = {
-    "arithmetic": arithmetic, "linear": linear, "fractions": fractions, "countdown": countdown}
+    "arithmetic": arithmetic, "linear": linear, "fractions": fractions, "countdown": countdown,
+    "countdown_search": search_tasks.countdown_search, "sudoku": sudoku.sudoku}
 
 
 def check_slip_rate(task: str, slip_rate: float) -> None:
@@ -211,7 +203,7 @@ def generate(task: str, split: str, num: int, seed: int = 0, difficulty: int = 2
             raise ValueError(f"{task} at difficulty {difficulty} has fewer than {num} distinct "
                              f"{split} questions")
         ex = make(rng, difficulty)
-        if ex["question"] in seen or split_of(ex["question"]) != split:
+        if ex["question"] in seen or split_of_example(ex) != split:
             continue
         seen.add(ex["question"])
         yield ex

@@ -20,6 +20,7 @@ from o1jax.rewards.answers import last_boxed
 RewardFn = Callable[[Sequence[str], Sequence[dict], Sequence[bool], CheckPool], np.ndarray]
 REWARDS: dict[str, RewardFn] = {}
 COUNTDOWN = "o1jax.rewards.countdown:countdown_score"
+GRID = "o1jax.rewards.grid:grid_score"
 
 
 def register(name: str):
@@ -34,14 +35,20 @@ def register(name: str):
 
 @register("correctness")
 def correctness(responses, examples, finished, pool) -> np.ndarray:
-    """1 if the final answer is right (countdown: a valid expression reaching the target), else 0.
-    A truncated response earns nothing: an answer before the reasoning ended is not credited."""
+    """1 if the final answer is right (countdown: a valid expression reaching the target; a
+    grid: a valid completion of the puzzle), else 0. A truncated response earns nothing: an
+    answer before the reasoning ended is not credited."""
     jobs, fns = [], []
     for resp, ex in zip(responses, examples):
-        if datasets.answer_check(ex.get("task") or "") == "countdown":   # the registry's check
+        check = datasets.answer_check(ex.get("task") or "")   # the registry's check
+        if check == "countdown":
             meta = json.loads(ex["meta"])
             jobs.append((resp, meta["numbers"], meta["target"]))
             fns.append(COUNTDOWN)
+        elif check == "grid":
+            meta = json.loads(ex["meta"])
+            jobs.append((resp, meta["puzzle"], meta["size"]))
+            fns.append(GRID)
         else:
             jobs.append((resp, ex["answer"]))
             fns.append(EQUIVALENCE)

@@ -32,11 +32,17 @@ class BudgetForcing:
     For a multi-token marker (``\\boxed{`` in a byte tokenizer) its first token is the trigger:
     exact when that token starts nothing else (the synthetic tasks' format; a chat model's
     single ``</think>`` token).
+
+    With ``give_up_ids`` (the tokens a policy starts its give-up line with; a search's own way
+    to end without an answer), only a row that writes one of them before the minimum gets the
+    cue (e.g. one that resumes the search at an earlier state); the marker and stop tokens then
+    pass, so a search that found its answer may end.
     """
     min_tokens: int
     max_tokens: int
     marker_ids: tuple[int, ...]
     cue_ids: tuple[int, ...]
+    give_up_ids: tuple[int, ...] = ()
 
     def __post_init__(self):
         if not self.marker_ids or not self.cue_ids:
@@ -46,6 +52,7 @@ class BudgetForcing:
                              f"and the maximum {self.max_tokens}")
         object.__setattr__(self, "marker_ids", tuple(int(i) for i in self.marker_ids))
         object.__setattr__(self, "cue_ids", tuple(int(i) for i in self.cue_ids))
+        object.__setattr__(self, "give_up_ids", tuple(int(i) for i in self.give_up_ids))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,7 +227,12 @@ def force_tokens(forcing: BudgetForcing, state: dict, step: jax.Array, tok: jax.
     wants_stop = free & jnp.isin(tok, stop_ids)
     early = step < forcing.min_tokens
     marker = ~answered & ((step >= forcing.max_tokens) | (~early & (wants_marker | wants_stop)))
-    cue = ~marker & early & (wants_marker | wants_stop)
+    if forcing.give_up_ids:
+        cue = ~marker & early & free & jnp.isin(tok, jnp.asarray(forcing.give_up_ids))
+        marker = marker & ~(early & (wants_marker | wants_stop))
+        answered = answered | (early & wants_marker)    # its own answer: never forced again
+    else:
+        cue = ~marker & early & (wants_marker | wants_stop)
     pos = jnp.where(marker, n_cue, jnp.where(cue, 0, pos))
     end = jnp.where(marker, total, jnp.where(cue, n_cue, end))
     writing = pos >= 0

@@ -75,7 +75,8 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
         if "think_longer" in spec.strategies:
             plans.append((f"think_longer@{b}", 1, SamplingConfig(b, greedy=True, **common)))
         if "budget_forcing" in spec.strategies:
-            forcing = spec.forcing(b, enc(spec.answer_marker), enc(spec.cue))
+            forcing = spec.forcing(b, enc(spec.answer_marker), enc(spec.cue),
+                                   enc(spec.give_up) if spec.give_up else ())
             plans.append((f"budget_forcing@{b}", 1, SamplingConfig(b, greedy=True,
                                                                    forcing=forcing, **common)))
     searched = {}

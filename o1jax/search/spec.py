@@ -38,6 +38,7 @@ class EvalSpec:
     prompt: PromptFormat = PromptFormat()   # how prompts are rendered; cut at max_prompt_len
     answer_marker: str = "\\boxed{"
     cue: str = "Wait"
+    give_up: str = ""      # a search's give-up line: with it, only that line gets the cue
     min_thinking: int | None = None
     answer_tokens: int | None = None
     beam_width: int = 4
@@ -103,8 +104,9 @@ class EvalSpec:
                              f"exceeds the model's max_seq_len {model.cfg.max_seq_len}; lower "
                              "--max-new-tokens / --token-budgets")
 
-    def forcing(self, budget: int, marker_ids, cue_ids) -> BudgetForcing:
-        """Budget forcing at a token budget (marker and cue as token ids)."""
+    def forcing(self, budget: int, marker_ids, cue_ids, give_up_ids=()) -> BudgetForcing:
+        """Budget forcing at a token budget (marker, cue and the give-up line's first token as
+        token ids; see ``BudgetForcing``)."""
         answer = self.answer_room
         if answer < len(marker_ids):
             raise ValueError(f"--answer-tokens {answer} leaves no room for the answer marker "
@@ -120,7 +122,7 @@ class EvalSpec:
             raise ValueError(f"--min-thinking {lo} is above the maximum thinking length {hi} "
                              f"of token budget {budget} (budget - {answer} answer tokens); "
                              "lower --min-thinking or raise the token budgets")
-        return BudgetForcing(lo, hi, tuple(marker_ids), tuple(cue_ids))
+        return BudgetForcing(lo, hi, tuple(marker_ids), tuple(cue_ids), tuple(give_up_ids)[:1])
 
 
 def check_memory(model: Transformer, rows: int, length: int) -> None:

@@ -111,12 +111,13 @@ def test_replay_rejects_wrong_moves():
            "12-7=5 (3 6)",        # wrong stated state
            "9+3=12 (7 12)",       # 9 is not in the state
            "7-12=-5 (3 5)",       # not a positive result, not the a >= b form
+           "12-7=5",              # a move that is not a verdict must state its state
            "back (1 2)"]          # not a state on the path
     for line in bad:
         (step,) = st.replay(nums, target, line)
         assert not step.valid and not step.solvable, line
-    steps = st.replay(nums, target, "12-7=5 (3 5)\n5*3=15 (15) dead\nback (3 7 12)\n"
-                                    "7*3=21 (12 21)\n21+12=33 (33) goal\n\\boxed{(7*3)+12}")
+    steps = st.replay(nums, target, "12-7=5 (3 5)\n5*3=15 dead\nback (3 7 12)\n"
+                                    "7*3=21 (12 21)\n21+12=33 goal\n\\boxed{(7*3)+12}")
     assert [s.kind for s in steps] == ["move", "move", "back", "move", "move", "answer"]
     assert all(s.valid for s in steps)
     assert [s.solvable for s in steps[:5]] == [False, False, True, True, True]

@@ -91,13 +91,14 @@ def _model_that_always_writes(token: int):
                        lm_head=jnp.asarray(head))
 
 
-def _forced_texts(token, min_tokens, max_tokens, n=40):
+def _forced_texts(token, min_tokens, max_tokens, n=40, give_up=""):
     from o1jax.rollout import make_sampler
     from o1jax.rollout.decoding import BudgetForcing
     from o1jax.tokenizer import byte_tokenizer, response_texts
     tok = byte_tokenizer()
     enc = functools.partial(tok.encode, add_special_tokens=False)
-    forcing = BudgetForcing(min_tokens, max_tokens, tuple(enc("\\boxed{")), tuple(enc("Wait")))
+    forcing = BudgetForcing(min_tokens, max_tokens, tuple(enc("\\boxed{")), tuple(enc("Wait")),
+                            tuple(enc(give_up)[:1]))
     model, params = _model_that_always_writes(token)
     cfg = SamplingConfig(max_new_tokens=n, greedy=True, stop_ids=tok.stop_ids, pad_id=tok.pad_id,
                          forcing=forcing)
@@ -131,3 +132,18 @@ def test_budget_forcing_turns_an_early_stop_into_thinking_and_a_late_one_into_an
     texts, finished = _forced_texts(byte_tokenizer().stop_ids[0], 10, 30)
     assert finished.all()
     assert texts == ["WaitWaitWait\\boxed{"] * 2   # the cue until 12 >= 10 tokens, then the marker
+
+
+def test_budget_forcing_with_a_give_up_line_lets_an_answer_through_and_cues_a_give_up():
+    from o1jax.tokenizer import byte_tokenizer
+    # a search that wants to answer at once: its own marker passes before the minimum, and it
+    # is never forced again (one marker in the whole response)
+    texts, _ = _forced_texts(ord("\\"), 10, 30, give_up="stuck")
+    assert texts == ["\\" * 40] * 2
+    # a search that wants to give up: the cue until the minimum, then it may; the marker at
+    # the maximum
+    texts, _ = _forced_texts(ord("s"), 10, 30, give_up="stuck")
+    assert texts == ["WaitWaitWait" + "s" * 18 + "\\boxed{" + "s" * 3] * 2
+    # a stop before the minimum passes (the search ended itself), unlike without a give-up line
+    texts, finished = _forced_texts(byte_tokenizer().stop_ids[0], 10, 30, give_up="stuck")
+    assert finished.all() and texts == ["", ""]
