@@ -1,6 +1,8 @@
 """The train-time curve: where a run measures it (log-spaced held-out evaluations during RL,
 each with the FLOPs spent so far), and reading it back from one or several workdirs with the
-fits of ``o1jax.scaling`` per run and over runs (and pass@k of the SFT and RL checkpoints)."""
+fits of ``o1jax.scaling`` per run and over runs (and pass@k of the SFT and RL checkpoints);
+response length against accuracy, from the same evaluations and the evaluate command's
+samples."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from etils import epath
 from o1jax import scaling
 from o1jax import workdir as wd
 from o1jax.search.evaluation import evaluate_stage
+from o1jax.search.voting import wilson_interval
 
 PASS_AT_K_DIRS = {"SFT": ("passk_sft",), "RL": ("passk_rl", "eval")}
 
@@ -181,3 +184,47 @@ def pass_at_k(root: epath.Path) -> dict[str, list[tuple[int, float]]]:
                     out[label] = pts
                     break
     return out
+
+
+def held_out_lengths(root: epath.Path) -> list[tuple[int, float, float]]:
+    """(RL step, mean greedy response tokens, greedy accuracy) of each held-out evaluation a
+    run made: the SFT one (step 0, eval_sft.json) and the train-time curve's (curve/)."""
+    paths = [root / "eval_sft.json"] if (root / "eval_sft.json").exists() else []
+    if (root / "curve").exists():
+        paths += sorted((root / "curve").glob("step_*.json"))
+    out = []
+    for path in paths:
+        p = wd.read_json(path)
+        greedy = [r for r in p.get("rows", []) if r["strategy"] == "greedy" and r["bin"] == "all"
+                  and "tokens" in r]
+        if greedy:
+            step = 0 if path.name == "eval_sft.json" else int(p["step"])
+            out.append((step, float(greedy[0]["tokens"]), float(greedy[0]["accuracy"])))
+    return out
+
+
+def accuracy_by_length(samples: list[dict], bins: int = 6) -> tuple[str, list[dict]] | None:
+    """Accuracy against response length over the responses of the evaluate command's
+    samples.jsonl: the sampled ones ("sample") where it has them, else greedy. Up to ``bins``
+    bins of about equal counts (edges at quantiles of the token counts; a bin holds lo <=
+    tokens < hi, the last one its hi too); per bin {lo, hi, responses, accuracy, ci_low,
+    ci_high} (95% Wilson). Returns (the generation used, bins), or None without token counts.
+    Across problems, length and difficulty go together: a long response is often a hard
+    problem's, and a cut-off one (unfinished) is wrong."""
+    name = "sample" if samples and "sample" in samples[0]["responses"] else "greedy"
+    resp = [r for s in samples for r in s["responses"].get(name, []) if "tokens" in r]
+    if not resp:
+        return None
+    tokens = np.array([r["tokens"] for r in resp], float)
+    correct = np.array([bool(r["correct"]) for r in resp])
+    edges = np.unique(np.quantile(tokens, np.linspace(0, 1, bins + 1)))
+    which = np.minimum(np.searchsorted(edges, tokens, side="right") - 1, max(len(edges) - 2, 0))
+    out = []
+    for b in range(max(len(edges) - 1, 1)):
+        m = which == b
+        if m.any():
+            acc = float(correct[m].mean())
+            lo, hi = wilson_interval(acc, int(m.sum()))
+            out.append(dict(lo=float(edges[b]), hi=float(edges[min(b + 1, len(edges) - 1)]),
+                            responses=int(m.sum()), accuracy=acc, ci_low=lo, ci_high=hi))
+    return name, out

@@ -88,6 +88,37 @@ def _samples(root: epath.Path, out: epath.Path) -> str:
     return "".join(out_html)
 
 
+def _thinking(runs: list, out: epath.Path) -> list[str]:
+    """The search over RL of each run of a search task (one that logged ``search/*``): response
+    length, back-ups and accuracy against length (thinking_I.png); nothing for other runs."""
+    parts = []
+    for i, r in enumerate(runs):
+        if not any("search/backup_share" in row for row in r.rows):
+            continue
+        samples = r.workdir / "eval" / "samples.jsonl"
+        by_length = curves.accuracy_by_length(wd.read_jsonl(samples)) if samples.exists() \
+            else None
+        plots.plot_thinking(r.rows, curves.held_out_lengths(r.workdir), by_length,
+                            out / f"thinking_{i}.png")
+        parts += [f"<h3>{_esc(r.workdir)}</h3>", _img(f"thinking_{i}.png", f"thinking {i}")]
+        if by_length is None:
+            parts.append("<p>No per-response lengths (eval/samples.jsonl): run <code>python -m "
+                         f"o1jax.evaluate --workdir {_esc(r.workdir)}</code>; the held-out "
+                         "points are the evaluations during RL (mean greedy length).</p>")
+    if parts:
+        parts.insert(0, "<h2>Thinking: the search over RL</h2><p>The mean length (tokens) of "
+                     "the responses sampled at each RL iteration, and of the held-out greedy "
+                     "solutions at each evaluation; the share of sampled responses with at least "
+                     "one back-up, the share that gave up (<code>stuck</code>) and the back-ups "
+                     "per response; accuracy against response length: the evaluate command's "
+                     "held-out responses in bins of about equal counts (95% intervals) and the "
+                     "held-out greedy evaluations during RL (the RL step beside each). Across "
+                     "problems, length and difficulty go together and a cut-off response is "
+                     "wrong: thinking longer on the same problems is the test-time curve's "
+                     "budget forcing.</p>")
+    return parts
+
+
 def write_page(out: epath.Path, runs: list, fits, table: list[dict]) -> epath.Path:
     """Draws every image into ``out`` and writes ``out/index.html`` referencing only them."""
     out = epath.Path(out)
@@ -124,6 +155,7 @@ def write_page(out: epath.Path, runs: list, fits, table: list[dict]) -> epath.Pa
         name = f"training_{i}.png"
         plots.plot_training(r.rows, out / name)
         parts += [f"<h3>{_esc(r.workdir)}</h3>", _img(name, f"training metrics {i}")]
+    parts += _thinking(runs, out)
     traces = sorted((first / "traces").glob("*.json")) if (first / "traces").exists() else []
     parts.append("<h2>Inside the reasoning</h2>")
     for t in traces:

@@ -1,5 +1,7 @@
 """Plots, as PNG files (local or gs://): the run's report.png, the test-time and train-time
-curves, self-play's buffer, pass@k, the training metrics, attention maps; PNG bytes of images."""
+curves, self-play's buffer, pass@k, the training metrics, the search over RL (response length,
+back-ups, accuracy against length); PNG bytes of images. A trace's own figures (attention maps,
+the image heat map) are ``o1jax.traces.figures``."""
 
 from __future__ import annotations
 
@@ -63,10 +65,10 @@ def plot_run(workdir, out=None) -> epath.Path:
     for i, v in enumerate(values):
         axes[2].text(i, v + 0.02, f"{100 * v:.1f}%", ha="center")
     fig.tight_layout()
-    return _save(fig, out or workdir / "report.png")
+    return save_figure(fig, out or workdir / "report.png")
 
 
-def _save(fig, out) -> epath.Path:
+def save_figure(fig, out) -> epath.Path:
     """The figure as a PNG at ``out`` (local or gs://)."""
     out = epath.Path(out)
     buf = io.BytesIO()
@@ -110,7 +112,7 @@ def plot_test_time(rows: list[dict], out) -> epath.Path:
     axes[0][0].legend(fontsize=8, loc="lower right")
     fig.suptitle("test-time compute")
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def _rl_rows(workdir) -> list[dict]:
@@ -155,7 +157,7 @@ def plot_selfplay(workdir, out=None) -> epath.Path:
         ax.grid(alpha=0.3)
     ax2.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    return _save(fig, out or epath.Path(workdir) / "selfplay.png")
+    return save_figure(fig, out or epath.Path(workdir) / "selfplay.png")
 
 
 def plot_train_time(runs, fits, out) -> epath.Path:
@@ -191,7 +193,7 @@ def plot_train_time(runs, fits, out) -> epath.Path:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def plot_pass_at_k(curves: dict, out) -> epath.Path:
@@ -205,7 +207,7 @@ def plot_pass_at_k(curves: dict, out) -> epath.Path:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def plot_training(rows: list[dict], out) -> epath.Path:
@@ -232,20 +234,49 @@ def plot_training(rows: list[dict], out) -> epath.Path:
     ax.set(title="SFT loss", xlabel="step")
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
-def plot_attention(labels: list[str], matrix: np.ndarray, out, title: str) -> epath.Path:
-    """One attention map: rows attend (queries) to columns (keys), tokens as tick labels."""
-    n = len(labels)
-    fig, ax = plt.subplots(figsize=(min(8, 2 + 0.1 * n), min(8, 2 + 0.1 * n)))
-    ax.imshow(matrix[:n, :n], cmap="viridis", vmin=0, vmax=max(float(matrix.max()), 1e-6))
-    shown = [repr(t)[1:-1] for t in labels]
-    ax.set_xticks(range(n), shown, rotation=90, fontsize=5)
-    ax.set_yticks(range(n), shown, fontsize=5)
-    ax.set(title=title, xlabel="key", ylabel="query")
+def plot_thinking(rows: list[dict], held_out: list[tuple[int, float, float]],
+                  by_length: tuple[str, list[dict]] | None, out) -> epath.Path:
+    """thinking.png, a search task's run: the sampled responses' mean length (tokens) over RL
+    iterations with the held-out greedy mean at each evaluation (``held_out``: (step, tokens,
+    accuracy), ``curves.held_out_lengths``); the share of responses with a back-up, the share
+    stuck and the back-ups per response; accuracy against response length: ``by_length``
+    (``curves.accuracy_by_length``, 95% intervals) and the held-out evaluations."""
+    rl = [r for r in rows if r["stage"] == "rl"]
+    x = [r["step"] for r in rl]
+    series = lambda key: [_num(r.get(key)) for r in rl]  # noqa: E731
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    axes[0].plot(x, series("response_length_mean"), label="sampled (RL)")
+    axes[1].plot(x, series("search/backup_share"), label="share with a back-up")
+    axes[1].plot(x, series("search/stuck_share"), label="share stuck (gave up)")
+    twin = axes[1].twinx()
+    twin.plot(x, series("search/backups_mean"), "k:", label="back-ups per response")
+    twin.set(ylabel="back-ups per response", ylim=(0, None))
+    twin.legend(fontsize=7, loc="upper right")
+    if by_length:
+        name, bins = by_length
+        lo, hi, acc, ci_lo, ci_hi = (np.array([b[k] for b in bins]) for k in
+                                     ("lo", "hi", "accuracy", "ci_low", "ci_high"))
+        axes[2].errorbar((lo + hi) / 2, acc, xerr=(hi - lo) / 2, yerr=[acc - ci_lo, ci_hi - acc],
+                         fmt="o", capsize=3, label=f"held-out responses ({name}), binned")
+    if held_out:
+        steps, tokens, accuracy = zip(*held_out)
+        axes[0].plot(steps, tokens, "s--", label="held-out greedy")
+        axes[2].plot(tokens, accuracy, "s--", label="held-out greedy, at RL step")
+        for step, t, a in held_out:
+            axes[2].annotate(str(step), (t, a), xytext=(3, 3), textcoords="offset points")
+    axes[0].set(title="response length", xlabel="RL iteration", ylabel="tokens")
+    axes[1].set(title="the search in sampled responses", xlabel="RL iteration", ylim=(0, 1.02))
+    axes[2].set(title="accuracy against response length", xlabel="response tokens",
+                ylabel="accuracy", ylim=(0, 1.02))
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:
@@ -258,31 +289,6 @@ def png_bytes(pixels: np.ndarray) -> bytes:
 def read_png(path) -> np.ndarray:
     """A PNG file (local or gs://) as [H, W, 3] uint8."""
     return np.asarray(Image.open(io.BytesIO(epath.Path(path).read_bytes())).convert("RGB"))
-
-
-def upsample_heat(heat: np.ndarray, size: int) -> np.ndarray:
-    """A [G, G] grid as [size, size] (size a multiple of G): each cell repeated over its
-    size / G x size / G pixels (nearest neighbour)."""
-    r = size // heat.shape[0]
-    return np.repeat(np.repeat(heat, r, axis=0), r, axis=1)
-
-
-def plot_image_attention(image: np.ndarray, heat: np.ndarray, out, title: str) -> epath.Path:
-    """The image [S, S, 3] uint8, and beside it the image under a heat map of ``heat`` [G, G]
-    (G divides S; upsampled nearest, alpha over the image, scale from 0 to its largest value)."""
-    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.2))
-    axes[0].imshow(image, interpolation="nearest")
-    axes[0].set_title("image", fontsize=9)
-    axes[1].imshow(image, interpolation="nearest")
-    shown = axes[1].imshow(upsample_heat(heat, image.shape[0]), cmap="inferno", alpha=0.6,
-                           vmin=0, vmax=max(float(heat.max()), 1e-6), interpolation="nearest")
-    axes[1].set_title(title, fontsize=9)
-    fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.tight_layout()
-    return _save(fig, out)
 
 
 def _num(v) -> float:

@@ -10,6 +10,9 @@ For the run's policy's solution to a problem (greedy, or sampled with ``--temper
     attention    attention weights of chosen layers and heads over the whole sequence
     image        (a vision policy) the attention of the answer tokens to the image's tokens,
                  averaged over the chosen layers and heads, as a heat map over the image
+    search       (a search task: countdown_search, sudoku) each line replayed from the
+                 question's start: its state, its exact label (solvable or a dead end), the
+                 dead ends it states, back-ups and the line each returns to, invalid lines
 
 The problem is ``--problem`` (with ``--image PATH`` for a vision policy, read and resized as
 ``o1jax.data.builders.load_image`` does) or ``--example K``: held-out example K of the run's
@@ -38,6 +41,7 @@ from o1jax.policy import load_policy
 from o1jax.search import value_models
 from o1jax.selfplay.problems import judge
 from o1jax.traces.reasoning import trace
+from o1jax.traces.search import search_lines, summary
 from o1jax.traces.view import write_trace
 
 
@@ -123,12 +127,15 @@ def _run(args) -> int:
                k=args.samples, max_new=cfg.eval.max_new_tokens, temperature=args.temperature,
                greedy=not args.sample, layers=args.layers, heads=args.heads, seed=args.seed,
                solution=args.solution, image=image)
+    tr = tr._replace(search=search_lines(cfg.data.task, problem, tr.response))
     out = epath.Path(args.out) if args.out else wd.resolve(args.workdir) / "traces"
     out.mkdir(parents=True, exist_ok=True)
     name = write_trace(out, tr, image, problem)
     print(f"{'correct' if tr.correct else 'wrong'}: {tr.response!r}")
     for s, b, a in zip(tr.steps, tr.before, tr.after):
         print(f"  {a - b:+.2f}  ({b:.2f} -> {a:.2f})  {s}")
+    if tr.search is not None:
+        print("search: " + ", ".join(f"{k} {v}" for k, v in summary(tr.search).items()))
     print(f"trace: {out / name}.html")
     return 0
 

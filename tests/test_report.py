@@ -84,6 +84,7 @@ def test_report_says_what_is_missing(tmp_path, capsys):
     assert "no evaluations during RL" in out
     page = (w / "report" / "index.html").read_text()
     assert "No test-time results" in page and "No traces" in page
+    assert "Thinking" not in page and "thinking_0.png" not in page    # not a search task
 
 
 def test_report_refuses_mixed_tasks_and_needs_out_for_several(tmp_path, capsys):
@@ -158,3 +159,73 @@ def test_sampled_solutions_are_escaped_beside_their_images(tmp_path):
     assert shown.count("<img ") == 1 and 'alt="the image of test/&lt;1&gt;"' in shown
     assert not (out / "sample_0.png").exists()      # a text problem has no image
     np.testing.assert_array_equal(read_png(out / "sample_1.png"), image)
+
+
+# ---------------------------------------------------------------- search tasks: thinking
+def _samples(tokens, correct, greedy_tokens=None):
+    """samples.jsonl records: one problem per sampled response (and a greedy response)."""
+    return [dict(id=str(i), question="q", answer="a", responses={
+        "greedy": [dict(text="g", correct=False, tokens=greedy_tokens or t)],
+        "sample": [dict(text="s", correct=c, tokens=t)]}) for i, (t, c) in
+        enumerate(zip(tokens, correct))]
+
+
+def test_accuracy_by_length_bins_the_sampled_responses():
+    import numpy as np
+
+    from o1jax.curves import accuracy_by_length
+    tokens = list(range(1, 121))        # quartile edges 1, 30.75, 60.5, 90.25, 120
+    name, bins = accuracy_by_length(_samples(tokens, [t <= 60 for t in tokens], 5), bins=4)
+    assert name == "sample"
+    assert [(b["responses"], b["accuracy"]) for b in bins] == [(30, 1.0), (30, 1.0), (30, 0.0),
+                                                                (30, 0.0)]
+    assert all(b["ci_low"] <= b["accuracy"] <= b["ci_high"] for b in bins)
+    rng = np.random.RandomState(0)
+    tokens, correct = rng.randint(5, 300, 200), rng.rand(200) < 0.4
+    _, bins = accuracy_by_length(_samples(tokens.tolist(), correct.tolist()), bins=6)
+    assert sum(b["responses"] for b in bins) == 200 and len(bins) == 6
+    for i, b in enumerate(bins):
+        last = i == len(bins) - 1
+        m = (tokens >= b["lo"]) & ((tokens <= b["hi"]) if last else (tokens < b["hi"]))
+        assert b["responses"] == m.sum() and b["accuracy"] == pytest.approx(correct[m].mean())
+    (one,) = accuracy_by_length(_samples([7] * 5, [True, False] * 2 + [True]))[1]
+    assert (one["lo"], one["hi"], one["responses"], one["accuracy"]) == (7, 7, 5, 0.6)
+    assert accuracy_by_length([dict(responses={"greedy": [dict(correct=True)]})]) is None
+
+
+def _search_run(w, with_samples: bool):
+    """A countdown_search workdir with what the report reads: RL rows with the search metrics,
+    the SFT evaluation, two curve points and (optionally) the evaluate command's samples."""
+    w.mkdir()
+    (w / "config.json").write_text(json.dumps({"data": {"task": "countdown_search"},
+                                               "eval": {"maj_k": 4}}))
+    rows = [{"stage": "rl", "step": i, "reward_mean": 0.1 * i, "response_length_mean": 50 + i,
+             "search/backup_share": 0.1 * i, "search/backups_mean": 0.2 * i,
+             "search/stuck_share": 0.05} for i in range(1, 5)]
+    (w / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    row = lambda tokens, acc: [dict(strategy="greedy", budget=1, bin="all", problems=10,  # noqa
+                                    accuracy=acc, tokens=tokens)]
+    (w / "eval_sft.json").write_text(json.dumps(dict(greedy_accuracy=0.2, step=400,
+                                                     rows=row(40.0, 0.2))))
+    (w / "curve").mkdir()
+    for step, tokens, acc in ((1, 45.0, 0.3), (4, 60.0, 0.5)):
+        (w / "curve" / f"step_{step:06d}.json").write_text(json.dumps(dict(
+            greedy_accuracy=acc, step=step, train_flops=1e9 * step, rows=row(tokens, acc))))
+    if with_samples:
+        (w / "eval").mkdir()
+        (w / "eval" / "samples.jsonl").write_text("".join(
+            json.dumps(s) + "\n" for s in _samples(list(range(10, 40)), [True, False] * 15)))
+
+
+@pytest.mark.parametrize("with_samples", [True, False])
+def test_report_of_a_search_run_plots_its_search(tmp_path, with_samples):
+    from o1jax import curves
+    from o1jax.report import main
+    w = tmp_path / "w"
+    _search_run(w, with_samples)
+    assert curves.held_out_lengths(w) == [(0, 40.0, 0.2), (1, 45.0, 0.3), (4, 60.0, 0.5)]
+    assert main(["--workdir", str(w)]) == 0
+    page = (w / "report" / "index.html").read_text()
+    assert "<h2>Thinking: the search over RL</h2>" in page
+    assert "thinking_0.png" in _page_refs(page) and (w / "report" / "thinking_0.png").is_file()
+    assert ("No per-response lengths" in page) == (not with_samples)

@@ -14,11 +14,12 @@ from o1jax import workdir as wd
 from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids, render_prompt
 from o1jax.models import Transformer, positions_from_mask, preset
 from o1jax.models.layers.attention import attend, attention_probs
-from o1jax.plots import read_png, upsample_heat
+from o1jax.plots import read_png
 from o1jax.rollout.decoding import SamplingConfig
 from o1jax.policy import load_policy
 from o1jax.rollout.sampler import make_sampler
 from o1jax.search import value_models
+from o1jax.traces.figures import upsample_heat
 
 SOLUTION = "5+7=12, write 2, carry 1\n1+2+1=4, write 4\n\\boxed{42}"
 

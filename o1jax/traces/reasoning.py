@@ -41,7 +41,8 @@ class Trace(NamedTuple):
     [len(answer_tokens), N]: the attention weight of each answer token's query (the position
     whose output is that token) on each of the N image tokens, mean over the chosen layers and
     heads (a row sums to at most 1); and image_heat [G, G] (G patches per side): the mean over
-    the answer tokens, each patch holding its image token's weight (``image_heat``)."""
+    the answer tokens, each patch holding its image token's weight (``image_heat``). A solution
+    of a search task also has ``search``: its lines replayed (``traces.search.search_lines``)."""
     problem: str
     answer: str
     response: str
@@ -57,6 +58,7 @@ class Trace(NamedTuple):
     answer_span: str
     image_attention: list[list[float]] | None = None
     image_heat: list[list[float]] | None = None
+    search: list[dict] | None = None
 
     @property
     def importance(self) -> list[float]:

@@ -1,5 +1,6 @@
-"""A reasoning trace drawn: tokens coloured by value, steps with their importance, attention maps
-and the image view, as an HTML fragment (everything a model wrote escaped) and PNG files."""
+"""A reasoning trace drawn: tokens coloured by value, a search task's lines replayed, steps with
+their importance, attention maps and the image view, as an HTML fragment (everything a model
+wrote escaped) and PNG files."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import numpy as np
 from etils import epath
 
 from o1jax import workdir as wd
-from o1jax.plots import plot_attention, plot_image_attention, png_bytes, read_png
+from o1jax.plots import png_bytes, read_png
+from o1jax.traces.figures import plot_attention, plot_image_attention
+from o1jax.traces.search import search_html
 
 
 def _colour(v: float) -> str:
@@ -21,9 +24,10 @@ def _colour(v: float) -> str:
 
 
 def trace_html(tr: dict, images: dict[str, str], image_view: str | None = None) -> str:
-    """A trace (``Trace._asdict()``) as an HTML fragment: tokens coloured by value, the steps
-    with their importance, the attention images (``images``: "layer/head" -> file) and, for a
-    vision policy, ``image_view``: the file of the answer tokens' attention over the image."""
+    """A trace (``Trace._asdict()``) as an HTML fragment: tokens coloured by value, a search
+    task's lines replayed (their states, dead ends, back-ups), the steps with their importance,
+    the attention images (``images``: "layer/head" -> file) and, for a vision policy,
+    ``image_view``: the file of the answer tokens' attention over the image."""
     esc = lambda x: html.escape(str(x), quote=True)  # noqa: E731
     verdict = "correct" if tr["correct"] else "wrong"
     parts = [f"<h3>{esc(tr['problem'])} (answer {esc(tr['answer'])}): {verdict}</h3>"]
@@ -46,6 +50,8 @@ def trace_html(tr: dict, images: dict[str, str], image_view: str | None = None) 
     else:
         parts.append(f"<pre>{esc(tr['response'])}</pre><p>(no value model: the run has no "
                      "critic; pass --verifier)</p>")
+    if tr.get("search") is not None:
+        parts.append(search_html(tr["search"]))
     rows = "".join(f"<tr><td style='text-align:left'><code>{esc(s)}</code></td>"
                    f"<td>{b:.2f}</td><td>{a:.2f}</td><td>{a - b:+.2f}</td></tr>"
                    for s, b, a in zip(tr["steps"], tr["before"], tr["after"]))
