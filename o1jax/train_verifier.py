@@ -1,11 +1,15 @@
 """Train a value model (the verifier of search and best-of-N) on a run's policy:
 ``python -m o1jax.train_verifier --workdir DIR --kind orm``.
 
-Samples solutions to the run's training problems with its policy, labels them with the answer
-checker (ORM: the outcome at every response token; PRM: Math-Shepherd labels at step ends),
-trains a value model (from the run's critic when it has one, else from the policy's backbone)
-and writes it to ``--out`` (default WORKDIR/verifiers/KIND), for ``python -m o1jax.evaluate
---verifier KIND:PATH``. Prints the training loss and the value model's AUC on held-out samples.
+Samples solutions to the run's training problems with its policy, labels them (ORM: the
+outcome at every response token; PRM: Math-Shepherd labels at step ends, or with ``--labels
+exact`` the solver's label of each line of a written search), trains a value model (squared
+error, or for an ORM ``--loss pairwise``: right over wrong solutions of a problem) from the run's
+critic when it has one, else from the policy's backbone, or fresh in shapes of its own
+(``--model-size``), and writes it to ``--out`` (default WORKDIR/verifiers/KIND), for ``python -m
+o1jax.evaluate --verifier KIND:PATH``. Prints the training loss and the value model's AUC and
+within-problem AUC on held-out samples (and its step AUC against exact labels, where a task has
+them).
 """
 
 from __future__ import annotations
@@ -44,6 +48,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--hard-labels", "--hard_labels", action="store_true",
                     help="PRM: a step is good if any continuation ends correct (default: the "
                     "fraction that do)")
+    ap.add_argument("--labels", choices=("estimated", "exact"), default="estimated",
+                    help="PRM: estimated (Math-Shepherd continuations) or exact (whether the "
+                    "state a line leads to is still solvable, from the task's replay: "
+                    f"{', '.join(value_training.REPLAYS)})")
+    ap.add_argument("--loss", choices=value_training.LOSSES, default="squared",
+                    help="squared error on the labels, or (ORM) pairwise: Bradley-Terry over "
+                    "each problem's right and wrong samples (a logit-valued model)")
+    ap.add_argument("--model-size", "--model_size", default="policy",
+                    help="the value model's shapes: policy (its own, started from the critic or "
+                    "the policy's backbone), a preset name, or KEY=INT,... of "
+                    f"{', '.join(value_models.SHAPES)}; other shapes start fresh")
     ap.add_argument("--mixed-only", "--mixed_only", action="store_true",
                     help="train only on problems whose samples are partly right, partly wrong "
                     "(what a value model must tell apart to choose among samples)")
@@ -66,17 +81,24 @@ def main(argv=None) -> int:
         for name in ("num_problems", "samples", "continuations", "steps", "batch_size"):
             if getattr(args, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
+        if args.labels == "exact" and args.kind != "prm":
+            raise ValueError("--labels exact labels steps: use it with --kind prm")
+        if args.loss == "pairwise" and args.kind != "orm":
+            raise ValueError("--loss pairwise ranks outcomes: use it with --kind orm")
         if not wd.is_workdir(args.workdir):
             raise ValueError(f"--workdir {args.workdir} holds no training run")
         root = wd.resolve(args.workdir)
         cfg = wd.load_config(root)
         # the run's policy and prompt format (chat template included), its critic if any
         policy, tokenizer, fmt = policy_lib.from_workdir(root)
+        value_cfg = value_models.value_config(policy.cfg, args.model_size)
         params, stage, step = policy_lib.restore_params(root, policy, args.step)
         critic = policy_lib.restore_params(root, critic_model(policy), step, "rl", "critic")[0] \
             if stage == "rl" and cfg.rl.algorithm == "ppo" else None
         train = load_problems(cfg, root, "train", args.num_problems)
         held_out = load_problems(cfg, root, "test", args.held_out)
+        if args.labels == "exact":
+            value_training.check_replayable(train)
     except (ValueError, FileNotFoundError, sharding.DistributedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -90,6 +112,8 @@ def main(argv=None) -> int:
     log.info("%d solutions sampled, %.1f%% correct", gen.correct.size, 100 * gen.correct.mean())
     if args.kind == "orm":
         data = value_training.orm_labels(gen, p)
+    elif args.labels == "exact":
+        data = value_training.exact_labels(train, tokenizer, gen, p)
     else:
         data = value_training.math_shepherd_labels(
             policy, params, train, tokenizer, gen, p, args.continuations, n,
@@ -105,27 +129,37 @@ def main(argv=None) -> int:
         data = value_training.Labelled(*(x[keep] for x in data))
         log.info("%d rows of %d problems with mixed outcomes", int(keep.sum()),
                  int(keep.sum()) // args.samples)
-    init = critic if critic is not None else value_params_from_policy(
-        params, jax.random.key(args.seed))
-    value_model = Transformer(policy.cfg, head="value")
-    trained, losses = value_training.train_value(value_model, init, data, args.steps, args.lr,
-                                                 args.batch_size, args.seed)
+    value_model, key = Transformer(value_cfg, head="value"), jax.random.key(args.seed)
+    if value_cfg != policy.cfg:   # other shapes cannot start from the policy's weights
+        init, started = value_model.init(key), "fresh (shapes of its own)"
+    elif critic is not None:
+        init, started = critic, "critic"
+    else:
+        init, started = value_params_from_policy(params, key), "policy backbone"
+    try:
+        trained, losses = value_training.train_value(
+            value_model, init, data, args.steps, args.lr, args.batch_size, args.seed, args.loss,
+            args.samples)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    output = "logit" if args.loss == "pairwise" else "value"
     check = sample(held_out, args.seed + 2)
-    scores = value_models.outcome_scores(
-        value_models.ValueModel(args.kind, value_model, trained, ""), check.tokens, check.mask)
-    done = check.finished.reshape(-1)
-    auc = value_models.auc(scores[done], check.correct.reshape(-1)[done])
+    checked = value_training.held_out_report(
+        value_models.ValueModel(args.kind, value_model, trained, "", output), held_out,
+        tokenizer, check, p)
     first, last = float(np.mean(losses[:20])), float(np.mean(losses[-20:]))
     out = wd.resolve(args.out or root / "verifiers" / args.kind)
     info = dict(workdir=str(root), policy_stage=stage, policy_step=int(step),
                 problems=len(train), samples=args.samples, labelled_tokens=int(
-                    data.weights.sum()), continuations=args.continuations
-                if args.kind == "prm" else None, steps=args.steps, loss_first=first,
-                loss_last=last, held_out_auc=auc, mixed_only=args.mixed_only,
-                held_out_within_problem_auc=value_models.within_problem_auc(
-                    scores.reshape(check.correct.shape), check.correct, check.finished),
-                init="critic" if critic is not None else "policy backbone")
-    value_models.save(out, args.kind, policy.cfg, trained, info)
+                    data.weights.sum()), labels=args.labels if args.kind == "prm" else None,
+                continuations=args.continuations if args.kind == "prm" and
+                args.labels == "estimated" else None, loss=args.loss, steps=args.steps,
+                loss_first=first, loss_last=last, held_out_auc=checked["auc"],
+                held_out_within_problem_auc=checked["within_problem_auc"],
+                held_out_step_auc=checked.get("step_auc"), mixed_only=args.mixed_only,
+                init=started)
+    value_models.save(out, args.kind, policy.cfg, trained, info, value_cfg, output)
     if wd.is_writer():
         print(json.dumps(dict(out=str(out), **info)))
     return 0

@@ -7,8 +7,10 @@ on the policy's own samples labelled by the checker; a process reward model (PRM
 Math-Shepherd labels at step ends (``o1jax/search/value_training.py``). The value at a
 response's last token is its outcome score; at a step's end (a newline), the process score of
 the solution so far. ORM and PRM checkpoints are Orbax directories with a ``verifier.json``
-(the file name users' checkpoints already carry) naming their kind and the policy model they
-were trained for.
+(the file name users' checkpoints already carry) naming their kind, the policy model they were
+trained for, the value model's own shapes (``value_config``: the policy's, or larger) and its
+output: a value read clipped to [0, 1], or a logit read through a sigmoid (an ORM trained with
+the pairwise loss, whose scores only rank).
 """
 
 from __future__ import annotations
@@ -25,21 +27,54 @@ import orbax.checkpoint as ocp
 
 from o1jax import policy as policy_lib
 from o1jax import workdir as wd
-from o1jax.models.config import ModelConfig
+from o1jax.models.config import PRESETS, ModelConfig
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rollout.scoring import prefix_values
 
 KINDS = ("critic", "orm", "prm")
+OUTPUTS = ("value", "logit")
 META = "verifier.json"
+# the fields of a model's shapes that a value model may choose apart from its policy's; the
+# vocabulary, context length and numerics stay the policy's (it reads the policy's tokens)
+SHAPES = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim", "mlp_dim")
 
 
 class ValueModel(NamedTuple):
-    """kind: one of KINDS; model: the transformer (the policy's shapes, a scalar head);
-    params: its parameters; source: where it was read from (for messages)."""
+    """kind: one of KINDS; model: the transformer (a scalar head; the policy's shapes or its
+    own, ``value_config``); params: its parameters; source: where it was read from (for
+    messages); output: one of OUTPUTS, how its head's number becomes a score (``squash``)."""
     kind: str
     model: Transformer
     params: Params
     source: str
+    output: str = "value"
+
+
+def squash(output: str, raw):
+    """Scores in [0, 1] from a value head's numbers (numpy or jax arrays): "value" clipped,
+    "logit" through a sigmoid."""
+    if output == "logit":   # tanh: no overflow for large negative logits
+        return 0.5 + 0.5 * np.tanh(raw / 2) if isinstance(raw, np.ndarray) else jax.nn.sigmoid(raw)
+    return np.clip(raw, 0.0, 1.0) if isinstance(raw, np.ndarray) else jnp.clip(raw, 0.0, 1.0)
+
+
+def value_config(policy_cfg: ModelConfig, size: str | None) -> ModelConfig:
+    """The value model's shapes: the policy's (``size`` None or "policy"), a preset's
+    (``size`` a name of ``PRESETS``: its SHAPES only) or the policy's with some SHAPES replaced
+    (``size`` "num_layers=4,hidden_size=256"); ValueError naming the forms."""
+    if not size or size == "policy":
+        return policy_cfg
+    if size in PRESETS:
+        return policy_cfg.replace(**{k: getattr(PRESETS[size], k) for k in SHAPES})
+    shapes = {}
+    for item in size.split(","):
+        key, _, value = item.strip().partition("=")
+        if key not in SHAPES or not value.strip().isdigit():
+            raise ValueError(f"--model-size {size!r}: expected policy, a preset "
+                             f"({', '.join(sorted(PRESETS))}) or KEY=INT,... with KEY in "
+                             f"{', '.join(SHAPES)}")
+        shapes[key] = int(value)
+    return policy_cfg.replace(**shapes)
 
 
 def parse(spec: str) -> tuple[str, str]:
@@ -51,10 +86,11 @@ def parse(spec: str) -> tuple[str, str]:
 
 
 def load(spec: str, policy: Transformer, workdir=None, step: int | None = None) -> ValueModel:
-    """The value model ``spec`` names, checked against ``policy`` (the model it must score)."""
+    """The value model ``spec`` names, checked against ``policy`` (the model whose tokens it
+    scores), in the shapes it was saved with."""
     kind, path = parse(spec)
-    model = Transformer(policy.cfg, head="value", mesh=None)
     if kind == "critic":
+        model = Transformer(policy.cfg, head="value", mesh=None)
         if workdir is None:
             raise ValueError("--verifier critic needs --workdir (the RL run whose critic it is)")
         algorithm = wd.load_config(workdir).rl.algorithm
@@ -70,29 +106,42 @@ def load(spec: str, policy: Transformer, workdir=None, step: int | None = None) 
     meta = wd.read_json(root / META)
     if meta["kind"] != kind:
         raise ValueError(f"--verifier {spec}: {root} holds a {meta['kind']} value model")
+    # checkpoints written before value models had shapes of their own name only the policy's
     trained_for = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                 for k, v in meta["model"].items()})
+                                 for k, v in meta.get("policy", meta["model"]).items()})
     if trained_for != policy.cfg:
         diff = sorted(k for k, v in dataclasses.asdict(policy.cfg).items()
                       if getattr(trained_for, k) != v)
         raise ValueError(f"--verifier {spec} was trained for another model (differs in "
                          f"{', '.join(diff)}); train one for this policy with python -m "
                          "o1jax.train_verifier")
+    # only SHAPES may differ from the policy (value_config), so the policy's config with the
+    # saved shapes is the saved config, hashable as jit needs it
+    model = Transformer(policy.cfg.replace(**{k: meta["model"][k] for k in SHAPES}),
+                        head="value", mesh=None)
     params = ocp.StandardCheckpointer().restore(root / "params",
                                                 policy_lib.abstract_params(model))
-    return ValueModel(kind, model, params, str(root))
+    return ValueModel(kind, model, params, str(root), meta.get("output", "value"))
 
 
-def save(root, kind: str, policy_cfg: ModelConfig, params: Params, info: dict) -> None:
+def save(root, kind: str, policy_cfg: ModelConfig, params: Params, info: dict,
+         model_cfg: ModelConfig | None = None, output: str = "value") -> None:
     """Writes a value-model checkpoint (process 0 writes verifier.json; Orbax coordinates the
-    arrays)."""
+    arrays): its kind, the policy it scores, its own shapes (``model_cfg``, default the
+    policy's: ``value_config``) and its output (OUTPUTS)."""
+    model_cfg = model_cfg or policy_cfg
+    if output not in OUTPUTS or any(getattr(model_cfg, k) != getattr(policy_cfg, k)
+                                    for k in dataclasses.asdict(policy_cfg) if k not in SHAPES):
+        raise ValueError(f"a value model's output is one of {OUTPUTS} and only its {SHAPES} may "
+                         "differ from the policy's")
     root = wd.resolve(root)
     ckpt = ocp.StandardCheckpointer()
     ckpt.save(root / "params", params, force=True)
     ckpt.wait_until_finished()
     if wd.is_writer():
-        wd.write_text(root / META, json.dumps(dict(kind=kind, model=dataclasses.asdict(
-            policy_cfg), **info), indent=2))
+        wd.write_text(root / META, json.dumps(dict(
+            kind=kind, model=dataclasses.asdict(model_cfg), policy=dataclasses.asdict(policy_cfg),
+            output=output, **info), indent=2))
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -102,8 +151,8 @@ def _values(model: Transformer, params: Params, tokens: jax.Array, mask: jax.Arr
 
 def values(value_model: ValueModel, tokens: np.ndarray, mask: np.ndarray, batch: int = 64
            ) -> np.ndarray:
-    """V(prefix ending at each column) of sequences tokens, mask [R, T], clipped to [0, 1]
-    (the chance of ending correct), in batches of ``batch`` rows of one shape: [R, T] f32."""
+    """V(prefix ending at each column) of sequences tokens, mask [R, T], in [0, 1] (the chance
+    of ending correct; ``squash``), in batches of ``batch`` rows of one shape: [R, T] f32."""
     out = []
     for start in range(0, len(tokens), batch):
         t, m = tokens[start:start + batch], mask[start:start + batch]
@@ -113,7 +162,7 @@ def values(value_model: ValueModel, tokens: np.ndarray, mask: np.ndarray, batch:
             m = np.concatenate([m, np.repeat(m[-1:], batch - n, 0)])
         out.append(np.asarray(_values(value_model.model, value_model.params, jnp.asarray(t),
                                       jnp.asarray(m)))[:n])
-    return np.clip(np.concatenate(out), 0.0, 1.0)
+    return squash(value_model.output, np.concatenate(out))
 
 
 def outcome_scores(value_model: ValueModel, tokens: np.ndarray, mask: np.ndarray

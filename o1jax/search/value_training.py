@@ -1,5 +1,5 @@
 """Training value models (``o1jax.search.value_models``) on the policy's own samples,
-labelled by the answer checker (no human labels).
+labelled by the answer checker or, for written searches, the task's solver (no human labels).
 
 * ORM (outcome): every response token of a sampled solution is labelled with whether the
   solution ended correct (Cobbe et al. 2021); the value at the last token is its score.
@@ -8,27 +8,42 @@ labelled by the answer checker (no human labels).
   are drawn with the policy, and the step's label is the fraction of them that end correct
   (soft) or whether any does (hard); the last token is labelled with the solution's own
   outcome. Only step-end tokens are trained.
+* PRM, exact: for a task whose solution is a written search with a replay (``REPLAYS``:
+  Countdown and Sudoku as streams of search) the solver knows whether the state a line leads
+  to can still be solved; that is the step's label (no continuations drawn).
 
 Labels are generated batched on the rollout engine (``strategies.generate``); the value model
-is trained with a masked squared error by one jitted optax step.
+is trained by one jitted optax step, with a masked squared error on the labels or (ORM) the
+within-problem pairwise loss (Bradley-Terry: a problem's right solution should outscore its
+wrong ones), which leaves a logit-valued model (``value_models.squash``).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Sequence
+import json
+from typing import Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from o1jax.data import search_tasks, sudoku
 from o1jax.data.prompts import PromptFormat
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
 from o1jax.optim import make_optimizer
 from o1jax.rollout import SamplingConfig
-from o1jax.search import steps, strategies
+from o1jax.search import steps, strategies, value_models
 from o1jax.tokenizer import Tokenizer
+
+LOSSES = ("squared", "pairwise")
+# task -> (its example's meta, a response's text) -> the response's lines replayed
+REPLAYS: dict[str, Callable[[dict, str], list[search_tasks.Step]]] = {
+    "countdown_search": lambda meta, text: search_tasks.replay(meta["numbers"], meta["target"],
+                                                               text),
+    "sudoku": lambda meta, text: sudoku.replay(meta["puzzle"], text),
+}
 
 
 class Labelled(NamedTuple):
@@ -114,6 +129,71 @@ def math_shepherd_labels(policy: Transformer, params: Params, examples: Sequence
     return Labelled(gen.tokens, gen.mask, targets, weights)
 
 
+def check_replayable(examples: Sequence[dict]) -> None:
+    """ValueError unless every example's task has exact step labels (``REPLAYS``)."""
+    missing = sorted({e["task"] for e in examples} - set(REPLAYS))
+    if missing:
+        raise ValueError(f"--labels exact: {', '.join(missing)} has no replay of its steps "
+                         f"(exact step labels exist for {', '.join(REPLAYS)}); use --labels "
+                         "estimated (Math-Shepherd)")
+
+
+def exact_labels(examples: Sequence[dict], tokenizer: Tokenizer, gen: strategies.Generation,
+                 prompt_len: int) -> Labelled:
+    """Exact labels at the step ends of ``gen``'s responses (``examples``: their problems, G =
+    gen.correct.shape[1] responses each, every task in ``REPLAYS``): a step end is labelled
+    with ``Step.solvable`` of the last line it completes, from the task's replay of the
+    response's text: whether the state that line leads to can still be solved (0 for an invalid
+    line, stray text or a give-up); the last token with the solution's outcome (as
+    Math-Shepherd's). A step end that completes no line (a response opening with a newline) is
+    not trained."""
+    g = gen.correct.shape[1]
+    end_ids = steps.step_end_ids(tokenizer)
+    newlines = {i: tokenizer.decode([i]).count("\n") for i in end_ids}
+    targets = np.zeros(gen.tokens.shape, np.float32)
+    weights = np.zeros(gen.tokens.shape, np.float32)
+    for r in range(len(gen.tokens)):
+        ends = step_end_columns(gen.tokens[r], gen.mask[r], prompt_len, set(end_ids))
+        if not ends:
+            continue
+        targets[r, ends[-1]] = gen.correct.reshape(-1)[r]
+        weights[r, ends[-1]] = 1.0
+        example, text = examples[r // g], gen.texts[r // g][r % g]
+        lines = REPLAYS[example["task"]](json.loads(example["meta"]), text)
+        breaks = [i for i, ch in enumerate(text) if ch == "\n"]
+        # the newlines written up to each column; a step end completes every line before them
+        seen = np.cumsum([newlines.get(int(t), 0) for t in gen.tokens[r, prompt_len:ends[-1]]])
+        for c in ends[:-1]:
+            n = min(int(seen[c - prompt_len]), len(breaks))
+            done = [s for s in lines if s.end <= breaks[n - 1]] if n else []
+            if done:
+                targets[r, c] = float(done[-1].solvable)
+                weights[r, c] = 1.0
+    return Labelled(gen.tokens, gen.mask, targets, weights)
+
+
+def held_out_report(value_model: value_models.ValueModel, examples: Sequence[dict],
+                    tokenizer: Tokenizer, gen: strategies.Generation, prompt_len: int) -> dict:
+    """A trained value model on samples it never saw (``gen``, of ``examples``):
+    ``value_models.report`` of its outcome scores (AUC, within-problem AUC, mean scores) and,
+    when every task has a replay, ``step_auc``: the AUC of its values at step ends against the
+    exact labels (``exact_labels``; the last one's label is the outcome)."""
+    v = value_models.values(value_model, gen.tokens, gen.mask)
+    scores = v[np.arange(len(v)), np.asarray(last_columns(jnp.asarray(gen.mask)))]
+    out = value_models.report(value_model, scores.reshape(gen.correct.shape), gen.correct,
+                              gen.finished)
+    if {e["task"] for e in examples} <= set(REPLAYS):
+        labels = exact_labels(examples, tokenizer, gen, prompt_len)
+        at = labels.weights > 0
+        out["step_auc"] = value_models.auc(v[at], labels.targets[at])
+    return out
+
+
+def last_columns(mask: jax.Array) -> jax.Array:
+    """Each row's last real column: [R] int32 (mask [R, T])."""
+    return mask.shape[1] - 1 - jnp.argmax(mask[:, ::-1], axis=1)
+
+
 def value_loss(model: Transformer, params: Params, batch: Labelled) -> jax.Array:
     """Weighted mean squared error of the values against the targets."""
     values, _ = model.apply(params, batch.tokens, positions_from_mask(batch.mask), batch.mask)
@@ -121,24 +201,68 @@ def value_loss(model: Transformer, params: Params, batch: Labelled) -> jax.Array
     return jnp.sum(err) / jnp.maximum(jnp.sum(batch.weights), 1.0)
 
 
+def bradley_terry(scores: jax.Array, correct: jax.Array) -> jax.Array:
+    """Mean of -log sigmoid(s_right - s_wrong) over every pair of a right and a wrong solution
+    of one problem (scores, correct: [B, G], correct 1/0); 0 when no problem has a pair."""
+    right = correct > 0.5
+    pairs = right[:, :, None] & ~right[:, None, :]
+    margin = scores[:, :, None] - scores[:, None, :]
+    return jnp.sum(jnp.where(pairs, jax.nn.softplus(-margin), 0.0)) / jnp.maximum(
+        jnp.sum(pairs), 1)
+
+
+def pairwise_loss(model: Transformer, params: Params, batch: Labelled, group: int
+                  ) -> jax.Array:
+    """``bradley_terry`` on the outcome scores (the head's number at each row's last token,
+    unsquashed: a logit) of ORM rows (``orm_labels``) in problems of ``group`` consecutive
+    rows; a row is right when its last token's target is 1."""
+    values, _ = model.apply(params, batch.tokens, positions_from_mask(batch.mask), batch.mask)
+    rows, last = jnp.arange(len(values)), last_columns(batch.mask)
+    return bradley_terry(values[rows, last].reshape(-1, group),
+                         batch.targets[rows, last].reshape(-1, group))
+
+
+def _pairwise_problems(data: Labelled, group: int) -> np.ndarray:
+    """Indices of the problems (``group`` consecutive rows each) with a right and a wrong row."""
+    last = np.asarray(last_columns(jnp.asarray(data.mask)))
+    right = data.targets[np.arange(len(last)), last].reshape(-1, group) > 0.5
+    mixed = np.flatnonzero(right.any(axis=1) & ~right.all(axis=1))
+    if not mixed.size:
+        raise ValueError("the pairwise loss needs a problem with both right and wrong samples; "
+                         "none has (more problems or samples, or --loss squared)")
+    return mixed
+
+
 def train_value(model: Transformer, params: Params, data: Labelled, steps: int, lr: float,
-                batch_size: int, seed: int = 0) -> tuple[Params, list[float]]:
-    """``steps`` Adam steps on random minibatches of ``data``; returns (params, losses)."""
+                batch_size: int, seed: int = 0, loss: str = "squared", group: int = 1
+                ) -> tuple[Params, list[float]]:
+    """``steps`` Adam steps on random minibatches of ``data``; returns (params, losses).
+    ``loss`` "squared": ``value_loss`` on ``batch_size`` rows; "pairwise": ``pairwise_loss``
+    on max(1, batch_size // group) whole problems (``group`` rows each), drawn among those with
+    a pair."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss {loss!r}: one of {LOSSES}")
+    pairwise = loss == "pairwise"
+    objective = functools.partial(pairwise_loss, model, group=group) if pairwise else \
+        functools.partial(value_loss, model)
     opt = make_optimizer(lr, 1.0, b2=0.999, weight_decay=None)
 
     @functools.partial(jax.jit, donate_argnums=(0, 1))
     def step(params, opt_state, batch):
-        loss, grads = jax.value_and_grad(functools.partial(value_loss, model))(params, batch)
+        value, grads = jax.value_and_grad(objective)(params, batch)
         updates, opt_state = opt.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        return optax.apply_updates(params, updates), opt_state, value
 
+    # what a minibatch draws: rows, or (pairwise) whole problems of `group` rows
+    units = _pairwise_problems(data, group) if pairwise else np.arange(len(data.tokens))
+    size, width = (max(1, batch_size // group), group) if pairwise else (batch_size, 1)
     rng = np.random.default_rng(seed)
     opt_state = opt.init(params)
-    rows = len(data.tokens)
     losses = []
     for _ in range(steps):
-        idx = rng.choice(rows, size=batch_size, replace=rows < batch_size)
+        picked = rng.choice(units, size=size, replace=len(units) < size)
+        idx = (picked[:, None] * width + np.arange(width)).reshape(-1)
         batch = Labelled(*(jnp.asarray(x[idx]) for x in data))
-        params, opt_state, loss = step(params, opt_state, batch)
-        losses.append(float(loss))
+        params, opt_state, value = step(params, opt_state, batch)
+        losses.append(float(value))
     return params, losses

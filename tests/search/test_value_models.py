@@ -1,6 +1,9 @@
-"""Value-model checkpoints round-trip and refuse another model; AUC against counting pairs."""
+"""Value-model checkpoints round-trip (in the policy's shapes or their own, value- or
+logit-valued) and refuse another model; AUC against counting pairs."""
 
 import itertools
+import json
+import math
 
 import jax
 import numpy as np
@@ -47,3 +50,43 @@ def test_auc_counts_correct_over_wrong_pairs():
     c = np.array([[1, 0, 0], [1, 0, 1]])
     done = np.ones_like(c, bool)
     assert value_models.within_problem_auc(s, c, done) == pytest.approx((1 + 1 + 0 + 0.5) / 4)
+
+
+def test_a_value_model_of_its_own_shapes_and_logit_output_round_trips(tmp_path):
+    """Larger than its policy (other SHAPES, the policy's vocabulary and context): saved with
+    both configs, loaded in its own shapes, scored through a sigmoid; a checkpoint written
+    before value models had shapes of their own (no "policy", no "output") still loads."""
+    policy = Transformer(preset("tiny", vocab_size=320, max_seq_len=64, num_layers=1))
+    bigger = value_models.value_config(policy.cfg, "num_layers=3,hidden_size=96,mlp_dim=256")
+    assert (bigger.num_layers, bigger.hidden_size, bigger.mlp_dim) == (3, 96, 256)
+    assert bigger.replace(num_layers=1, hidden_size=64, mlp_dim=192) == policy.cfg
+    assert value_models.value_config(policy.cfg, "policy") == policy.cfg
+    assert value_models.value_config(policy.cfg, "small25m").hidden_size == 512
+    assert value_models.value_config(policy.cfg, "small25m").vocab_size == 320
+    for bad in ("vocab_size=9", "num_layers=two", "huge"):
+        with pytest.raises(ValueError, match="expected policy, a preset"):
+            value_models.value_config(policy.cfg, bad)
+    model = Transformer(bigger, head="value")
+    params = jax.jit(model.init)(jax.random.key(2))
+    value_models.save(tmp_path / "orm", "orm", policy.cfg, params, {}, bigger, "logit")
+    v = value_models.load(f"orm:{tmp_path / 'orm'}", policy)
+    assert v.model.cfg == bigger and v.output == "logit"
+    tokens = np.tile(np.arange(1, 9, dtype=np.int32), (3, 1))
+    mask = np.ones_like(tokens, bool)
+    raw = np.asarray(jax.jit(model.apply)(params, tokens, np.tile(np.arange(8), (3, 1)),
+                                          mask)[0])[:, -1]
+    np.testing.assert_allclose(value_models.outcome_scores(v, tokens, mask),
+                               [1 / (1 + math.exp(-x)) for x in raw], atol=1e-6)
+    with pytest.raises(ValueError, match="trained for another model .*num_layers"):
+        value_models.load(f"orm:{tmp_path / 'orm'}", Transformer(bigger))
+    with pytest.raises(ValueError, match="only its .* may differ"):
+        value_models.save(tmp_path / "x", "orm", policy.cfg, params, {},
+                          bigger.replace(vocab_size=512))
+    # as the checkpoint of a policy in the larger shapes was written before
+    meta = json.loads((tmp_path / "orm" / value_models.META).read_text())
+    (tmp_path / "orm" / value_models.META).write_text(json.dumps(dict(kind="orm",
+                                                                      model=meta["model"])))
+    v = value_models.load(f"orm:{tmp_path / 'orm'}", Transformer(bigger))
+    assert v.model.cfg == bigger and v.output == "value"
+    np.testing.assert_allclose(value_models.outcome_scores(v, tokens, mask),
+                               np.clip(raw, 0, 1), atol=1e-6)

@@ -1,0 +1,61 @@
+"""The train_verifier command end to end at toy sizes: a process verifier on exact step labels
+(countdown_search), in shapes larger than its policy's, saved and loaded back for the policy
+it scores; and the flag combinations it refuses."""
+
+import json
+
+import numpy as np
+import pytest
+
+from configs import base
+from o1jax import workdir as wd
+from o1jax.policy import from_workdir
+from o1jax.search import value_models
+from o1jax.train_verifier import main
+from tests.test_policy import make_workdir
+
+
+@pytest.fixture(scope="module")
+def search_run(tmp_path_factory):
+    """A workdir whose (untrained) policy has 1 layer of width 64, on countdown_search."""
+    cfg = base.get_config()
+    cfg.data.task, cfg.data.difficulty = "countdown_search", 1
+    cfg.data.num_train, cfg.data.num_test, cfg.data.max_prompt_len = 16, 8, 24
+    cfg.eval.max_new_tokens, cfg.eval.batch_prompts = 24, 4
+    root = tmp_path_factory.mktemp("search_run")
+    make_workdir(root, cfg, stage="sft")
+    return root
+
+
+def test_an_exact_label_prm_larger_than_its_policy_is_saved_and_loads(search_run, capsys):
+    out = search_run / "verifiers" / "big"
+    assert main(["--workdir", str(search_run), "--kind", "prm", "--labels", "exact",
+                 "--model-size", "num_layers=2,hidden_size=96", "--num-problems", "4",
+                 "--samples", "2", "--steps", "3", "--batch-size", "4", "--held-out", "4",
+                 "--out", str(out)]) == 0
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["labels"] == "exact" and info["continuations"] is None
+    assert info["init"] == "fresh (shapes of its own)" and info["loss"] == "squared"
+    assert info["labelled_tokens"] >= 8                   # at least each row's last token
+    for key in ("held_out_auc", "held_out_within_problem_auc", "held_out_step_auc"):
+        assert key in info                                # None when a class is empty
+    policy = from_workdir(search_run)[0]
+    v = value_models.load(f"prm:{out}", policy)
+    assert (v.model.cfg.num_layers, v.model.cfg.hidden_size) == (2, 96)
+    assert (policy.cfg.num_layers, policy.cfg.hidden_size) == (1, 64)
+    assert v.model.cfg.vocab_size == policy.cfg.vocab_size and v.output == "value"
+    tokens = np.arange(1, 17, dtype=np.int32).reshape(2, 8)
+    scores = value_models.outcome_scores(v, tokens, np.ones_like(tokens, bool))
+    assert scores.shape == (2,) and ((scores >= 0) & (scores <= 1)).all()
+    meta = wd.read_json(out / value_models.META)
+    assert meta["policy"]["num_layers"] == 1 and meta["model"]["num_layers"] == 2
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--kind", "orm", "--labels", "exact"], "--labels exact labels steps"),
+    (["--kind", "prm", "--loss", "pairwise"], "--loss pairwise ranks outcomes"),
+    (["--kind", "orm", "--model-size", "num_layers=x"], "expected policy, a preset"),
+])
+def test_flags_it_refuses(search_run, capsys, flags, message):
+    assert main(["--workdir", str(search_run), *flags]) == 2
+    assert message in capsys.readouterr().err
