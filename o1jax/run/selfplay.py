@@ -10,6 +10,7 @@ from o1jax.data.pipeline import decode_example
 from o1jax.models.transformer import Params
 from o1jax.run.rl import Phase, run_iterations
 from o1jax.rl.state import RLState
+from o1jax.selfplay import search_problems
 from o1jax.selfplay.buffer import ProblemBuffer, SelfPlayFeed
 from o1jax.selfplay.config import SelfPlayConfig
 from o1jax.selfplay.referee import decode_question
@@ -54,13 +55,15 @@ def selfplay_phase(exp: experiment.Experiment) -> Phase:
     """Self-play's part of the RL stage: the feed (buffer, proposer prompts, seed problems),
     the compiled step (``selfplay_step``: referee and reward callbacks, the iteration over
     ``selfplay_collect``), and what each iteration records (accepted problems into the buffer)
-    and logs."""
+    and logs: on a seed task with levels, the share of accepted proposals at each level."""
     cfg, rl, tok = exp.cfg, exp.rl, exp.tokenizer
     sp = SelfPlayConfig.from_config(cfg.selfplay)
     train = exp.sources["train"]
     buffer = ProblemBuffer(sp.buffer_size)   # owns and checkpoints the forms seen; referee reads
     step = selfplay_step(exp.policy, tok, exp.prompt, rl, sp, exp.mesh,
-                         lambda i: decode_example(train[i]), buffer.seen)
+                         lambda i: decode_example(train[i]), buffer.seen, cfg.data.task,
+                         cfg.data.difficulty)
+    leveled = cfg.data.task == search_problems.TASK
     referee = step.referee
     feed = SelfPlayFeed(train, tok, sp, rl.batch_prompts, exp.prompt, cfg.seed,
                         referee.register, referee.image_size, buffer=buffer)
@@ -75,6 +78,9 @@ def selfplay_phase(exp: experiment.Experiment) -> Phase:
         feed.record(problems, results["pass_rate"], i)
         extra = dict(feed.buffer.stats(), **time_split(start, start + seconds,
                                                        step.referee_times, step.reward_times))
+        if leveled:
+            extra.update(search_problems.level_shares(
+                [p.level for p in problems if p is not None]))
         step.referee_times.clear()
         step.reward_times.clear()
         return iteration_flops(exp, sp, b, metrics), extra

@@ -16,6 +16,8 @@ import numpy as np
 
 from o1jax.data.pipeline import PromptPipeline, decode_example
 from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids, truncate_prompt
+from o1jax.data.tasks import generate
+from o1jax.selfplay import search_problems
 from o1jax.selfplay.config import SelfPlayConfig
 from o1jax.selfplay.problems import Problem
 from o1jax.selfplay.referee import encode_questions
@@ -38,17 +40,19 @@ class ProblemBuffer:
                              "answer": problem.answer, "meta": problem.meta, "key": problem.key,
                              "pattern": problem.pattern, "digits": problem.digits,
                              "operators": problem.operators, "magnitude": problem.magnitude,
-                             "solve_rate": float(solve_rate), "iteration": int(iteration)})
+                             "level": problem.level, "solve_rate": float(solve_rate),
+                             "iteration": int(iteration)})
 
     def __len__(self) -> int:
         return len(self.entries)
 
     def stats(self) -> dict[str, float]:
-        """Size, mean difficulty (digits, operators, answer magnitude, solve rate when it
+        """Size, mean difficulty (digits, operators, answer magnitude, level, solve rate when it
         entered) and diversity (distinct operator patterns) of what the buffer holds."""
         out = {"buffer/size": float(len(self.entries)), "buffer/seen": float(len(self.seen))}
-        for name in ("digits", "operators", "magnitude", "solve_rate"):
-            out[f"buffer/{name}"] = (float(np.mean([e[name] for e in self.entries]))
+        for name in ("digits", "operators", "magnitude", "level", "solve_rate"):
+            # entries saved before levels existed have none: level 0
+            out[f"buffer/{name}"] = (float(np.mean([e.get(name, 0) for e in self.entries]))
                                      if self.entries else float("nan"))
         out["buffer/distinct_patterns"] = float(len({e["pattern"] for e in self.entries}))
         return out
@@ -74,17 +78,30 @@ def problem_text(example: dict, pictures: bool) -> str:
     return proposal_text(example) if pictures else example["question"]
 
 
+def harder_problems(task: str, difficulty: int, seed: int, num: int = 256) -> list[str]:
+    """``num`` questions of the train partition one level above ``difficulty`` for a seed task
+    with levels (``search_problems.TASK``), the proposer's hard demonstrations; none for any
+    other task."""
+    if task != search_problems.TASK:
+        return []
+    return [ex["question"] for ex in generate(task, "train", num, seed, difficulty + 1)]
+
+
 def proposer_demonstrations(examples: list[dict], source, sp: SelfPlayConfig,
-                            rng: np.random.Generator, pictures: bool = False) -> list[dict]:
+                            rng: np.random.Generator, pictures: bool = False,
+                            harder: Sequence[str] = ()) -> list[dict]:
     """SFT rows with ``sp.sft_fraction`` of them replaced by proposer demonstrations: a prompt
     of ``sp.examples`` seed problems -> another seed problem (all from ``source``, the train
-    split), so SFT teaches the proposer's format and the seed distribution. With ``pictures``
-    the demonstration's image is its first example's."""
+    split), so SFT teaches the proposer's format and the seed distribution; with ``harder``
+    (``harder_problems``) the problem written is one of them in ``sp.sft_hard_fraction`` of
+    the demonstrations. With ``pictures`` the demonstration's image is its first example's."""
     out = list(examples)
     for i in np.flatnonzero(rng.random(len(out)) < sp.sft_fraction):
         picks = [decode_example(source[int(j)])
                  for j in rng.choice(len(source), sp.examples + 1, replace=False)]
         texts = [problem_text(ex, pictures) for ex in picks]
+        if harder and rng.random() < sp.sft_hard_fraction:
+            texts[-1] = harder[int(rng.integers(len(harder)))]
         out[i] = {"question": proposer_question(sp.prompt_prefix, texts[:-1]),
                   "solution": texts[-1]}
         if pictures:
@@ -95,11 +112,13 @@ def proposer_demonstrations(examples: list[dict], source, sp: SelfPlayConfig,
 def proposer_mix(exp, sp: SelfPlayConfig):
     """The SFT stage's ``mix``: step -> examples with proposer demonstrations, seeded by the
     step and the process (resumable)."""
-    seed, pictures = exp.cfg.seed, bool(exp.policy.cfg.vision)
+    seed, pictures, data = exp.cfg.seed, bool(exp.policy.cfg.vision), exp.cfg.data
+    harder = harder_problems(data.task, data.difficulty, seed)
 
     def mix(step: int, examples: list[dict]) -> list[dict]:
         rng = np.random.default_rng([seed, step, jax.process_index(), 11])
-        return proposer_demonstrations(examples, exp.sources["train"], sp, rng, pictures)
+        return proposer_demonstrations(examples, exp.sources["train"], sp, rng, pictures,
+                                       harder)
     return mix
 
 

@@ -39,6 +39,12 @@ class SelfPlayConfig:
     # SFT: this fraction of each batch's rows become proposer demonstrations (a prompt of
     # examples -> another problem of the seed distribution), so the policy knows both roles
     sft_fraction: float = 0.25
+    # a seed task with levels (countdown_search): this fraction of the demonstrations write a
+    # problem one level above the training level, so the proposer knows that form exists
+    sft_hard_fraction: float = 0.25
+    # the proposer's reward x (1 + level_bonus * levels above the training level)
+    # (``iteration.level_weight``; 0: off; the arithmetic forms are all level 0)
+    level_bonus: float = 0.0
 
     def __post_init__(self):
         for msg in self._problems():
@@ -53,7 +59,8 @@ class SelfPlayConfig:
                      "max_chars", "max_digits", "max_operators"):
             if getattr(self, name) < 1:
                 yield bad(name, "must be >= 1")
-        for name in ("buffer_fraction", "gate_low", "gate_high", "sft_fraction"):
+        for name in ("buffer_fraction", "gate_low", "gate_high", "sft_fraction",
+                     "sft_hard_fraction"):
             if not 0 <= getattr(self, name) <= 1:
                 yield bad(name, "must be in [0, 1]")
         if self.gate_low > self.gate_high:
@@ -61,6 +68,8 @@ class SelfPlayConfig:
         for name in ("max_answer", "check_timeout"):
             if not getattr(self, name) > 0:
                 yield bad(name, "must be > 0")
+        if not self.level_bonus >= 0:
+            yield bad("level_bonus", "must be >= 0")
 
     @property
     def question_bytes(self) -> int:

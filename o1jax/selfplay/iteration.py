@@ -8,8 +8,9 @@ whole is one pure function, compiled once: (state, batch, key) -> (state, metric
                                                   one's place taken by a spare seed problem)
     reward   (Rollout)             -> Solved      host callback: rewards, correctness, pass rates
     roles    (...)                 -> Experience  both roles' rows, the proposer's rewards
-                                                  (validity x learnability), each role's
-                                                  baseline, the gate (gated rows do not train)
+                                                  (validity x learnability x level weight),
+                                                  each role's baseline, the gate (gated rows
+                                                  do not train)
 
 Targets (KL in the loss or the rewards), the update and its metrics are the RL iteration's, so
 every RL option means the same here. ``results`` are the per-proposal arrays the host records
@@ -55,6 +56,14 @@ def learnability(pass_rate: jax.Array, form: str = "absolute_zero") -> jax.Array
     raise ValueError(f"unknown learnability form {form!r}")
 
 
+def level_weight(level: jax.Array, train_level: int, bonus: float) -> jax.Array:
+    """The proposer's difficulty term: 1 + bonus * (levels above the solver's training level),
+    never below 1. It multiplies learnability, so a harder problem earns more only while the
+    solver can still learn from it (0 < p < 1): once the training level is mastered (p = 1
+    there), the proposer is paid for the level above."""
+    return 1.0 + bonus * jnp.maximum(level - train_level, 0.0)
+
+
 def role_groups(proposals: int, solver_rows: int, group_size: int, method: str
                 ) -> tuple[Group, Group]:
     """How the joint rows are baselined: the proposer's ``proposals`` rows normalised over
@@ -86,9 +95,10 @@ def joint_rollout(rolls: tuple[Rollout, ...], trains: tuple[jax.Array, ...], pad
 def selfplay_collect(state: RLState, batch: dict, key: jax.Array, *, policy: Transformer,
                      cfg: RLConfig, sp: SelfPlayConfig, propose_sampling: SamplingConfig,
                      solve_sampling: SamplingConfig, referee_fn: Callable[[Rollout], Verdicts],
-                     reward_fn, pad_id: int) -> Collected:
+                     reward_fn, pad_id: int, train_level: int = 0) -> Collected:
     """Self-play's collect phase: propose -> referee -> solve -> reward -> the proposer's
-    rewards and the gate. Pure; the RL iteration learns from what it returns."""
+    rewards and the gate. Pure; the RL iteration learns from what it returns.
+    ``train_level``: the seed task's difficulty, from which ``level_weight`` counts."""
     k_prop, k_solve = jax.random.split(key)
     g = solve_sampling.num_samples
 
@@ -121,7 +131,9 @@ def selfplay_collect(state: RLState, batch: dict, key: jax.Array, *, policy: Tra
 
     # ---- the proposer's rewards; the gate on proposed problems
     fresh_rate = pass_rate[n_old:]
-    proposer_reward = accepted * learnability(fresh_rate, sp.learnability)
+    level = verdicts.features[:, FEATURES.index("level")]
+    proposer_reward = (accepted * learnability(fresh_rate, sp.learnability) *
+                       level_weight(level, train_level, sp.level_bonus))
     gate = (pass_rate >= sp.gate_low) & (pass_rate <= sp.gate_high)
     problem_trains = ~proposed | gate
     joint = joint_rollout((proposals, roll), (jnp.ones_like(accepted),
@@ -175,10 +187,11 @@ def selfplay_metrics(proposals: Rollout, verdicts: Verdicts, roll: Rollout, solv
 
 def make_selfplay_iteration(policy: Transformer, cfg: RLConfig, sp: SelfPlayConfig,
                             referee_fn, reward_fn, prompt_len: int, stop_ids=(),
-                            pad_id: int = 0):
+                            pad_id: int = 0, train_level: int = 0):
     """``(step_fn, state_shardings)``: the RL iteration over ``selfplay_collect``
     (``o1jax.rl.iteration.compile_iteration``); step_fn(state, batch, key) -> (state, metrics,
-    results). ``prompt_len``: the solver's padded prompt length. The batch is
+    results). ``prompt_len``: the solver's padded prompt length; ``train_level``: the seed
+    task's difficulty (``level_weight``). The batch is
     ``SelfPlayFeed.next_batch``'s; a vision policy's also holds ``propose_images``,
     ``solve_images`` and ``spare_images`` (each part's [n, S, S, 3])."""
     solve = cfg.sampling(stop_ids, pad_id)
@@ -187,7 +200,8 @@ def make_selfplay_iteration(policy: Transformer, cfg: RLConfig, sp: SelfPlayConf
                              pad_id=pad_id)
     collect = functools.partial(selfplay_collect, policy=policy, cfg=cfg, sp=sp,
                                 propose_sampling=propose, solve_sampling=solve,
-                                referee_fn=referee_fn, reward_fn=reward_fn, pad_id=pad_id)
+                                referee_fn=referee_fn, reward_fn=reward_fn, pad_id=pad_id,
+                                train_level=train_level)
     vision = policy.cfg.vision
     return compile_iteration(collect, policy, cfg, functools.partial(
         selfplay_batch_shardings, sp=sp, batch_prompts=cfg.batch_prompts, prompt_len=prompt_len,

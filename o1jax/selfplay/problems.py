@@ -9,6 +9,9 @@ rationals. The forms are those of ``o1jax.data.tasks``:
     fractions    EXPR=?            the same with /, the answer a reduced fraction
     linear       Solve LHS=RHS     linear in x, integer coefficients, one rational solution
     countdown    Use a, b, c to make T   3 or 4 numbers, T reachable using each at most once
+
+``countdown_search`` writes the countdown text under Countdown's own rules (positive integer
+intermediates): that form is ``o1jax.selfplay.search_problems``'.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ STATUSES = ("accepted", "unfinished", "malformed", "unsafe", "enormous", "non_fi
             "empty", "overlap")      # the last two: pictures (``o1jax.selfplay.scenes``)
 CODE = {name: i for i, name in enumerate(STATUSES)}
 FORMS = ("arithmetic", "fractions", "linear", "countdown")
-FEATURES = ("digits", "operators", "answer_magnitude")
+FEATURES = ("digits", "operators", "answer_magnitude", "level")
 
 _EXPR = r"[0-9+\-*/() ]+"
 _ARITH = re.compile(rf"^(?P<expr>{_EXPR})=\s*\?$")
@@ -47,7 +50,8 @@ _IDENTITY = re.compile(r"(?<![\d)])0[+\-*]|[+\-*]0(?![\d(])|\*1(?![\d(])|(?<![\d
 class Problem(NamedTuple):
     """A judged proposal. ``status``: a name of STATUSES; for an accepted (or duplicate)
     problem ``question`` is its canonical text (what the solver sees), ``key`` its normalised
-    form (duplicates share it), ``pattern`` the question with every number as N."""
+    form (duplicates share it), ``pattern`` the question with every number as N, ``level`` its
+    difficulty level where the form has levels (``search_problems``: numbers - 2), else 0."""
     status: str
     task: str = ""
     question: str = ""
@@ -58,6 +62,7 @@ class Problem(NamedTuple):
     digits: int = 0
     operators: int = 0
     magnitude: float = 0.0
+    level: int = 0
 
     def example(self) -> dict:
         """The problem as a dataset example (what the reward functions take)."""
@@ -65,7 +70,8 @@ class Problem(NamedTuple):
                 "meta": self.meta}
 
     def features(self) -> list[float]:
-        return [float(self.digits), float(self.operators), float(self.magnitude)]
+        return [float(self.digits), float(self.operators), float(self.magnitude),
+                float(self.level)]
 
 
 class Bounds(NamedTuple):

@@ -30,6 +30,10 @@ from o1jax.tokenizer import Tokenizer, response_texts
 
 JUDGE = "o1jax.selfplay.problems:judge"
 SCENES = "o1jax.selfplay.scenes:judge"
+SEARCH = "o1jax.selfplay.search_problems:judge"
+# a seed task whose problems have a form of their own; any other text task proposes in the
+# forms of ``problems.judge``
+TASK_JUDGES = {"countdown_search": SEARCH}
 DIVERSITY = ("distinct_problems", "distinct_patterns", "trigram_entropy_bits")
 
 
@@ -39,7 +43,8 @@ class Verdicts(NamedTuple):
     status:    [P] int32   0 accepted, else the index of the reason in ``problems.STATUSES``
     tokens:    [P, L] int32 the solver's prompt for an accepted problem (left-padded)
     mask:      [P, L] bool
-    features:  [P, 3] f32  digits, operators, log10(1 + |answer|) (0 when rejected)
+    features:  [P, 4] f32  digits, operators, log10(1 + |answer|), level (0 when rejected;
+                           ``problems.FEATURES``)
     diversity: [3] f32     distinct accepted problems, distinct operator patterns among them,
                            entropy (bits) of the character trigrams of every proposal
     ids:       [P] int32   the reward's example id of each accepted problem: -1 (found by its

@@ -14,11 +14,12 @@ from o1jax.data.prompts import PromptFormat
 from o1jax.models.transformer import Transformer
 from o1jax.rewards.in_graph import make_reward_callback
 from o1jax.rl.config import RLConfig
+from o1jax.rl.search_metrics import with_search_metrics
 from o1jax.rl.state import RLState
 from o1jax.selfplay.config import SelfPlayConfig
 from o1jax.selfplay.iteration import make_selfplay_iteration
 from o1jax.selfplay.problems import Bounds
-from o1jax.selfplay.referee import JUDGE, SCENES, Referee, make_referee_fn
+from o1jax.selfplay.referee import JUDGE, SCENES, TASK_JUDGES, Referee, make_referee_fn
 from o1jax.tokenizer import Tokenizer
 
 
@@ -36,14 +37,17 @@ class SelfPlayStep(NamedTuple):
 
 def selfplay_step(policy: Transformer, tokenizer: Tokenizer, fmt: PromptFormat, rl: RLConfig,
                   sp: SelfPlayConfig, mesh: Mesh | None, example_at: Callable[[int], dict],
-                  seen: set[str]) -> SelfPlayStep:
+                  seen: set[str], task: str = "", train_level: int = 0) -> SelfPlayStep:
     """The self-play step of a run: solver prompts in the run's format ``fmt`` (padded to
     ``fmt.max_prompt_len``); ``example_at(i)``: dataset row i (a seed problem's answer);
-    ``seen``: the normalised forms accepted before (the buffer's, which it checkpoints). A
-    vision policy proposes pictures (``SCENES``) drawn at its encoder's image size."""
+    ``seen``: the normalised forms accepted before (the buffer's, which it checkpoints);
+    ``task``, ``train_level``: the seed task and its difficulty. A vision policy proposes
+    pictures (``SCENES``) drawn at its encoder's image size; a seed task with a form of its
+    own (``TASK_JUDGES``: countdown_search) proposes in that form, any other in the arithmetic
+    forms (``JUDGE``). A task written as a stream of search adds the solver's search metrics."""
     vision = policy.cfg.vision
     referee = Referee(Bounds(sp.max_chars, sp.max_digits, sp.max_operators, sp.max_answer),
-                      seen, sp.check_timeout, judge_fn=SCENES if vision else JUDGE,
+                      seen, sp.check_timeout, judge_fn=judge_of(task, bool(vision)),
                       image_size=vision.image_size if vision else 0)
     referee_times: list[tuple[float, float]] = []
     reward_times: list[tuple[float, float]] = []
@@ -51,9 +55,15 @@ def selfplay_step(policy: Transformer, tokenizer: Tokenizer, fmt: PromptFormat, 
         tokenizer, example_at, rl.reward_weights, mesh=mesh,
         problem_example=lambda q, i: referee.find(q, i).example(), with_correct=True,
         call_times=reward_times)
+    reward_fn = with_search_metrics(reward_fn, tokenizer, task, mesh)
     referee_fn = make_referee_fn(referee, tokenizer, fmt, sp.question_bytes,
                                  call_times=referee_times)
     iteration, shardings = make_selfplay_iteration(policy, rl, sp, referee_fn, reward_fn,
                                                    fmt.max_prompt_len, tokenizer.stop_ids,
-                                                   tokenizer.pad_id)
+                                                   tokenizer.pad_id, train_level)
     return SelfPlayStep(iteration, shardings, referee, referee_times, reward_times)
+
+
+def judge_of(task: str, pictures: bool) -> str:
+    """The referee's judge ("module:function") for self-play seeded by ``task``."""
+    return SCENES if pictures else TASK_JUDGES.get(task, JUDGE)

@@ -5,7 +5,8 @@ import numpy as np
 
 from o1jax.data.prompts import PromptFormat
 from o1jax.data.tasks import generate
-from o1jax.selfplay.buffer import (BUFFER_ID, ProblemBuffer, SelfPlayFeed,
+from o1jax.selfplay import search_problems
+from o1jax.selfplay.buffer import (BUFFER_ID, ProblemBuffer, SelfPlayFeed, harder_problems,
                                    proposer_demonstrations)
 from o1jax.selfplay.config import SelfPlayConfig
 from o1jax.selfplay.iteration import selfplay_batch_shapes
@@ -112,3 +113,20 @@ def test_proposer_demonstrations():
         shown = d["question"][len("New problem like "):].split("; ")
         assert len(shown) == 2 and set(shown) <= questions and d["solution"] in questions
         assert d["solution"] not in shown
+
+
+def test_countdown_search_demonstrations_write_some_hard_level_problems():
+    """On countdown_search (level 1) a quarter of the proposer demonstrations write a 4-number
+    problem of the train partition; the arithmetic task has no harder problems."""
+    source = list(generate("countdown_search", "train", 64, seed=0, difficulty=1))
+    harder = harder_problems("countdown_search", 1, seed=0, num=64)
+    assert len(set(harder)) == 64 and harder_problems("arithmetic", 2, seed=0) == []
+    for q in harder:
+        p = search_problems.judge(q)
+        assert (p.status, p.level) == ("accepted", 2), q
+    rows = [{"question": "q", "solution": "s"}] * 800
+    demos = [r for r in proposer_demonstrations(rows, source, SP, np.random.default_rng(0),
+                                                harder=harder) if r["question"] != "q"]
+    hard = [d for d in demos if d["solution"] in harder]
+    assert 0.17 < len(hard) / len(demos) < 0.33                   # sft_hard_fraction 0.25
+    assert {d["solution"] for d in demos} <= set(harder) | {ex["question"] for ex in source}

@@ -14,8 +14,9 @@ from o1jax.run.rl import Programs
 from o1jax.rl.state import init_state
 from o1jax.selfplay.buffer import BUFFER_ID
 from o1jax.selfplay.config import SelfPlayConfig
-from o1jax.selfplay.iteration import learnability, make_selfplay_iteration, role_groups
-from o1jax.selfplay.problems import CODE
+from o1jax.selfplay.iteration import (learnability, level_weight, make_selfplay_iteration,
+                                      role_groups)
+from o1jax.selfplay.problems import CODE, FEATURES
 from o1jax.selfplay.referee import Verdicts
 
 V, P, PP = 16, 4, 5
@@ -63,14 +64,27 @@ def test_advantages_per_role_match_plain_python(method):
     np.testing.assert_allclose(np.asarray(adv), rp + rs, atol=1e-5)
 
 
+LEVELS = np.array([0, 1, 2, 3])   # the stub's level of each proposal row
+
+
+@pytest.mark.parametrize("level, train_level, bonus, weight", [
+    (2, 1, 0.5, 1.5), (3, 1, 0.5, 2.0), (1, 1, 0.5, 1.0), (0, 1, 0.5, 1.0), (3, 1, 0.0, 1.0),
+    (0, 2, 1.0, 1.0)])   # the arithmetic forms: level 0 under any training level
+def test_level_weight(level, train_level, bonus, weight):
+    assert float(level_weight(jnp.float32(level), train_level, bonus)) == weight
+
+
 def stub_referee(roll):
-    """Accepts a proposal whose first token is even; its problem is the prompt [1, 2, 3, t]."""
+    """Accepts a proposal whose first token is even; its problem is the prompt [1, 2, 3, t],
+    its level ``LEVELS`` by row."""
     first = roll.tokens[:, PP]
     n = first.shape[0]
     status = jnp.where(first % 2 == 0, 0, CODE["malformed"]).astype(jnp.int32)
     tokens = jnp.stack([jnp.full(n, 1), jnp.full(n, 2), jnp.full(n, 3), first], 1)
+    features = jnp.zeros((n, len(FEATURES))).at[:, FEATURES.index("level")].set(
+        jnp.asarray(LEVELS[:n], jnp.float32))
     return Verdicts(status, tokens.astype(jnp.int32), jnp.ones((n, P), bool),
-                    jnp.zeros((n, 3)), jnp.zeros(3), jnp.full(n, -1, jnp.int32),
+                    features, jnp.zeros(3), jnp.full(n, -1, jnp.int32),
                     jnp.zeros((n, Q), jnp.uint8))
 
 
@@ -94,30 +108,38 @@ def _batch(rng):
 
 
 def test_one_compiled_iteration_wires_roles_gate_and_rewards():
-    """The buffer problem (id -1 like a proposal's) is neither counted as proposed nor gated."""
+    """The buffer problem (id -1 like a proposal's) is neither counted as proposed nor gated;
+    the proposer's reward is validity x learnability x the level weight (training level 1,
+    bonus 0.5: levels 0-3 weigh 1, 1, 1.5, 2)."""
     policy = Transformer(preset("tiny", vocab_size=V, max_seq_len=32))
     cfg = RLConfig(algorithm="grpo", batch_prompts=6, group_size=4, max_new_tokens=3,
                    minibatches=2, policy_lr=1e-3, kl_coef=0.0, loss_agg="token_mean")
     sp = SelfPlayConfig(enabled=True, proposals=4, prompt_len=PP, proposal_tokens=2,
-                        gate_low=0.25, gate_high=0.75, max_chars=Q_CHARS)
+                        gate_low=0.25, gate_high=0.75, max_chars=Q_CHARS, level_bonus=0.5)
     jitted, _ = make_selfplay_iteration(policy, cfg, sp, stub_referee, stub_reward, P,
-                                        stop_ids=(0,))
+                                        stop_ids=(0,), train_level=1)
     it = Programs(jitted)     # a compiled program refuses arguments of other types
     state = init_state(policy.init(jax.random.key(0)), cfg, jax.random.key(1))
     rng = np.random.RandomState(0)
+    weighted = 0.0
     for i in range(3):
         batch = _batch(rng)
         state, m, res = it(state, batch, jax.random.key(i))
         accepted = np.asarray(res["status"]) == 0
         rate = np.asarray(res["pass_rate"])
-        want_reward = np.where(accepted & (rate > 0) & (rate < 1), 1 - rate, 0.0)
+        weight = np.array([1.0, 1.0, 1.5, 2.0])
+        want_reward = np.where(accepted & (rate > 0) & (rate < 1), (1 - rate) * weight, 0.0)
         assert float(m["proposer/reward_mean"]) == pytest.approx(want_reward.mean(), abs=1e-6)
+        if accepted.any():
+            assert float(m["proposer/level"]) == pytest.approx(LEVELS[accepted].mean())
+        weighted += float(np.sum(want_reward * (weight > 1)))
         assert float(m["proposer/accept_rate"]) == pytest.approx(accepted.mean())
         # accepted proposals outside [0.25, 0.75] leave the solver's batch; seed ones never
         assert float(m["solver/proposed_problems"]) == accepted.sum()
         gated = accepted & ~((rate >= 0.25) & (rate <= 0.75))
         assert float(m["solver/gated_out"]) == gated.sum()
         assert np.isfinite(float(m["policy_loss"])) and float(m["skipped_updates"]) == 0
+    assert weighted > 0        # the bonus did weigh some learnable proposal
     assert len(it) == 1
     assert int(state.step) == 3
 

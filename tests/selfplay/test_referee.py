@@ -70,7 +70,7 @@ def test_referee_callback_inside_jit():
     # "Solve 3x+4=13\n" with <s> is 15 tokens: it does not fit 12, so it is rejected, not cut
     prompt = np.asarray(v.tokens[0])[np.asarray(v.mask[0])]
     assert TOK.decode(prompt.tolist()) == "12+35=?\n"
-    np.testing.assert_allclose(np.asarray(v.features[0]), [2, 1, np.log10(48)], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(v.features[0]), [2, 1, np.log10(48), 0], rtol=1e-6)
     assert np.all(np.asarray(v.features[1:]) == 0)
     assert float(v.diversity[0]) == 1 and float(v.diversity[1]) == 1
     assert float(v.diversity[2]) == pytest.approx(trigram_entropy(texts), rel=1e-6)

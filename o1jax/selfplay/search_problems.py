@@ -1,0 +1,76 @@
+"""Self-play's form for ``countdown_search`` (``o1jax.data.search_tasks``): the proposer writes
+``Use a, b, c to make T`` and the referee checks it exactly under that task's rules.
+
+    numbers   3 to 5 of them (level = numbers - 2: levels 1-3), each in 1..MAX_NUMBER
+    target    in TARGETS, not one of the numbers and not one move away (trivial), reachable
+              with positive integer intermediates (``search_tasks.solvable``)
+    held out  its split key (the sorted numbers and the target) in the test partition, by the
+              data's own rule (``examples.split_of_example``): the held-out and hard splits
+              come from that partition, so proposing it would train on them
+
+Pure and free of JAX (``judge`` runs in the verifier's worker processes); the text is matched
+by one strict pattern of bounded digit strings and nothing else touches it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Sequence
+
+from o1jax.data.examples import split_of_example
+from o1jax.data.search_tasks import MAX_NUMBER, TARGETS, fmt_state, moves, solvable
+from o1jax.selfplay.problems import Bounds, Problem
+
+TASK = "countdown_search"
+LEVELS = (1, 2, 3)       # 3, 4, 5 numbers
+
+_PROPOSAL = re.compile(r"^Use\s+(?P<nums>\d{1,4}(?:\s*,\s*\d{1,4}){0,9})\s+to\s+make\s+"
+                       r"(?P<target>\d{1,4})$")
+
+
+def judge(text: str, bounds=Bounds(), held_out_ok: bool = False) -> Problem:
+    """Checks one proposal (already stripped of its stop token). Never raises on any text.
+    ``bounds.max_chars`` bounds the text; the numbers' and the target's ranges are the task's.
+    ``held_out_ok``: a problem of the held-out partition is accepted (never for self-play)."""
+    try:
+        return _judge(text.strip(), Bounds(*bounds), held_out_ok)
+    except (ValueError, TypeError, RecursionError):
+        return Problem("malformed")
+
+
+def _judge(text: str, b: Bounds, held_out_ok: bool) -> Problem:
+    if len(text) > b.max_chars:
+        return Problem("enormous")
+    m = _PROPOSAL.match(text)
+    if not m:
+        return Problem("malformed")
+    numbers = [int(n) for n in re.findall(r"\d+", m["nums"])]
+    target = int(m["target"])
+    level = len(numbers) - 2
+    if level not in LEVELS:
+        return Problem("malformed")
+    if not (all(1 <= n <= MAX_NUMBER for n in numbers) and TARGETS[0] <= target <= TARGETS[1]):
+        return Problem("out_of_range")
+    state = tuple(sorted(numbers))
+    if target in state or any(r == target for *_, r, _ in moves(state)):
+        return Problem("trivial")
+    if not solvable(state, target):
+        return Problem("unsolvable")
+    question = f"Use {', '.join(map(str, numbers))} to make {target}"
+    key = f"{fmt_state(state)} {target}"
+    meta = json.dumps({"numbers": numbers, "target": target, "split_key": key})
+    if not held_out_ok and split_of_example({"question": question, "meta": meta}) == "test":
+        return Problem("held_out")
+    return Problem("accepted", TASK, question, str(target), meta, key,
+                   re.sub(r"\d+", "N", question), max(len(str(n)) for n in numbers + [target]),
+                   len(numbers) - 1, math.log10(1 + target), level)
+
+
+def level_shares(levels: Sequence[int]) -> dict[str, float]:
+    """``proposer/accepted_level_K`` for each of ``LEVELS``: the share of this iteration's
+    accepted proposals (their ``levels``) at level K; NaN when none was accepted."""
+    n = len(levels)
+    return {f"proposer/accepted_level_{k}": sum(x == k for x in levels) / n if n else math.nan
+            for k in LEVELS}
