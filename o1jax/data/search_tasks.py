@@ -5,13 +5,15 @@ The rules are Countdown's: combine two of the numbers with + - * /, every interm
 positive integer; the result replaces them. The target is reached when it is one of the numbers
 (each given number is used at most once, as ``o1jax.rewards.countdown`` scores it). A solution::
 
-    12-7=5 (3 5)          a move, and the state it leads to
-    5*3=15 dead           a last number that is not the target (the state is the result): a
-    5+3=8 dead            dead end
-    back (3 7 12)         every move from (3 5) failed: back up to an earlier open state
-    7*3=21 (12 21)
-    21+12=33 goal         the target is reached
+    12+7=19 (3 19): 22 16 57 dead    a move, the state it leads to and its check: with two
+    12-7=5 (3 5): 8 2 15 dead        numbers left, every value one more move makes; the
+    12*3=36 (7 36): 43 29 252 dead   target is not among them: a dead end
+    7*3=21 (12 21): 33 9 252 goal    the target is among them
     \\boxed{(7*3)+12}
+
+With more numbers, a move to a state of three or more is written with its state alone and the
+search goes on from there; when every move from it failed, ``back (3 7 9 12)`` returns to an
+earlier open state.
 
 Demonstrations come from solvers with several strategies (``STRATEGIES``: best-first by distance
 to the target, depth-first in the listed order, random order, breadth-limited) and budgets (a
@@ -36,14 +38,15 @@ MAX_NUMBER = 12
 TARGETS = (10, 100)
 STRATEGIES = ("best_first", "depth_first", "random", "breadth_limited")
 # how often each strategy writes a demonstration, and how often a line budget cuts it short
-MIX = {"best_first": 0.25, "depth_first": 0.25, "random": 0.35, "breadth_limited": 0.15}
+MIX = {"depth_first": 0.6, "best_first": 0.2, "random": 0.1, "breadth_limited": 0.1}
 BUDGET_CUT = 0.1
 OPS = "+-*/"
 
 
 def moves(state: tuple[int, ...]) -> list[tuple[int, str, int, int, tuple[int, ...]]]:
-    """Every legal move from ``state`` (sorted numbers): (a, op, b, result, new sorted state),
-    a >= b, results positive integers; x*1 and x/1 (which only drop the 1) are left out."""
+    """Every legal move from ``state`` (sorted numbers), each once: (a, op, b, result, new
+    sorted state), a >= b, results positive integers; x*1 and x/1 (which only drop the 1) are
+    left out."""
     out = []
     for i in range(len(state)):
         for j in range(i):
@@ -53,7 +56,9 @@ def moves(state: tuple[int, ...]) -> list[tuple[int, str, int, int, tuple[int, .
                 if op == "-" and a == b or op in "*/" and b == 1 or op == "/" and a % b:
                     continue
                 r = {"+": a + b, "-": a - b, "*": a * b, "/": a // max(b, 1)}[op]
-                out.append((a, op, b, r, tuple(sorted(rest + (r,)))))
+                move = (a, op, b, r, tuple(sorted(rest + (r,))))
+                if move not in out:            # equal numbers make the same move once
+                    out.append(move)
     return out
 
 
@@ -70,6 +75,13 @@ def fmt_state(state) -> str:
 def _compose(ea: str, op: str, eb: str) -> str:
     wrap = lambda e: e if e.isdigit() else f"({e})"   # noqa: E731
     return f"{wrap(ea)}{op}{wrap(eb)}"
+
+
+def check_line(state: tuple[int, ...], target: int) -> tuple[str, bool]:
+    """The check of a two-number state: every value one move makes, in ``moves``'s order,
+    and whether the target is among them (the state's exact label)."""
+    values = [r for _, _, _, r, _ in moves(state)]
+    return " ".join(map(str, values)), target in values
 
 
 def search_trace(numbers, target: int, strategy: str, rng: random.Random,
@@ -93,25 +105,43 @@ def search_trace(numbers, target: int, strategy: str, rng: random.Random,
                 ms = ms[:breadth]
         return ms
 
-    def dfs(items: dict) -> str | None:      # items: value -> expression (a multiset: list)
+    def take(items, a, b):
+        rest = list(items)
+        ea = rest.pop(next(k for k, (v, _) in enumerate(rest) if v == a))[1]
+        eb = rest.pop(next(k for k, (v, _) in enumerate(rest) if v == b))[1]
+        return ea, eb, rest
+
+    def note(value, expr):
+        if abs(value - target) < closest[0]:
+            closest[:] = [abs(value - target), expr]
+
+    def dfs(items: list) -> str | None:      # items: (value, expression) pairs, a multiset
         state = tuple(sorted(v for v, _ in items))
         for a, op, b, r, new in order(state):
             if max_lines is not None and sum(not ln.startswith("back") for ln in lines) >= \
                     max_lines:
                 raise _OutOfBudget
-            rest = list(items)
-            ea = rest.pop(next(k for k, (v, _) in enumerate(rest) if v == a))[1]
-            eb = rest.pop(next(k for k, (v, _) in enumerate(rest) if v == b))[1]
+            ea, eb, rest = take(items, a, b)
             expr = _compose(ea, op, eb)
-            if abs(r - target) < closest[0]:
-                closest[:] = [abs(r - target), expr]
+            note(r, expr)
+            move = f"{a}{op}{b}={r}"
             if r == target:
-                lines.append(f"{a}{op}{b}={r} goal")
+                lines.append(f"{move} goal")
                 return expr
             if len(new) == 1:
-                lines.append(f"{a}{op}{b}={r} dead")
+                lines.append(f"{move} dead")
                 continue
-            lines.append(f"{a}{op}{b}={r} {fmt_state(new)}")
+            if len(new) == 2:                  # one move from the end: check every value
+                values, hit = check_line(new, target)
+                lines.append(f"{move} {fmt_state(new)}: {values} {'goal' if hit else 'dead'}")
+                pair = rest + [(r, expr)]
+                for a2, op2, b2, r2, _ in moves(new):
+                    e2a, e2b, _ = take(pair, a2, b2)
+                    note(r2, _compose(e2a, op2, e2b))
+                    if r2 == target:
+                        return _compose(e2a, op2, e2b)
+                continue
+            lines.append(f"{move} {fmt_state(new)}")
             found = dfs(rest + [(r, expr)])
             if found:
                 return found
@@ -170,7 +200,8 @@ class Step(NamedTuple):
     verdict: str
 
 
-_MOVE = re.compile(r"(\d{1,6})([-+*/])(\d{1,6})=(\d{1,7})(?: \(([\d ]{0,60})\))?(?: (goal|dead))?")
+_MOVE = re.compile(r"(\d{1,6})([-+*/])(\d{1,6})=(\d{1,7})(?: \(([\d ]{0,60})\))?"
+                   r"(?:: ([\d ]{0,80}))?(?: (goal|dead))?")
 _BACK = re.compile(r"back \(([\d ]{0,60})\)")
 
 
@@ -178,11 +209,33 @@ def _numbers(text: str) -> tuple[int, ...]:
     return tuple(sorted(int(t) for t in text.split()))
 
 
+def _move_step(m: re.Match, path: list, target: int, end: int) -> Step:
+    """A move line replayed from ``path[-1]``: legal, its stated state (a verdict line may leave
+    it out) the one it leads to, its check (``check_line``) right, its verdict true."""
+    a, op, b, r = int(m[1]), m[2], int(m[3]), int(m[4])
+    legal = [mv for mv in moves(path[-1]) if mv[:4] == (a, op, b, r)]
+    new = legal[0][4] if legal else ()
+    stated = _numbers(m[5]) if m[5] is not None else new
+    valid = bool(legal) and stated == new and (m[5] is not None or bool(m[7]))
+    if m[6] is not None:
+        values, hit = check_line(new, target) if len(new) == 2 else ("", False)
+        valid = valid and len(new) == 2 and " ".join(m[6].split()) == values
+        reached = hit or target in new
+    else:
+        reached = target in new
+    if m[7]:
+        valid = valid and (m[7] == "goal") == reached and (reached or m[6] is not None or
+                                                            len(new) == 1)
+    label = valid and solvable(new, target)
+    return Step(end, "move", new if valid else stated, valid, label, m[7] or "")
+
+
 def replay(numbers, target: int, text: str, max_lines: int = 4000) -> list[Step]:
     """The steps of a written search from the start state ``numbers``. A move is valid when its
-    operands are in the current state, its result is right (a positive integer) and the stated
-    state is the one it leads to; a back-up is valid when it returns to a state visited on the
-    current path (which then becomes the current state)."""
+    operands are in the current state, its result is right (a positive integer), the stated
+    state is the one it leads to, a check lists that state's one-move values and a verdict is
+    true ("dead" only for a checked pair or a last number); a back-up is valid when it returns
+    to a state visited on the current path (which then becomes the current state)."""
     path = [tuple(sorted(numbers))]
     steps, pos = [], 0
     for line in text.split("\n")[:max_lines]:
@@ -191,15 +244,9 @@ def replay(numbers, target: int, text: str, max_lines: int = 4000) -> list[Step]
         line = line.strip()
         m, b = _MOVE.fullmatch(line), _BACK.fullmatch(line)
         if m:
-            a, op, bb, r = int(m[1]), m[2], int(m[3]), int(m[4])
-            legal = [mv for mv in moves(path[-1]) if mv[:4] == (a, op, bb, r)]
-            stated = _numbers(m[5]) if m[5] is not None else legal[0][4] if legal else ()
-            # a verdict line may leave its state out; any other line must state it
-            valid = bool(legal) and legal[0][4] == stated and (m[5] is not None or bool(m[6]))
-            label = valid and solvable(stated, target)
-            steps.append(Step(end, "move", stated, valid, label, m[6] or ""))
-            if valid and m[6] != "dead":   # a dead leaf is left at once: siblings follow
-                path.append(stated)
+            steps.append(_move_step(m, path, target, end))
+            if steps[-1].valid and not steps[-1].verdict:   # a verdict line is left at once
+                path.append(steps[-1].state)
         elif b:
             stated = _numbers(b[1])
             valid = stated in path[:-1]
@@ -215,10 +262,11 @@ def replay(numbers, target: int, text: str, max_lines: int = 4000) -> list[Step]
 
 
 def search_stats(text: str) -> dict:
-    """What a written search did, from its text alone (no replay): move lines, back-ups,
-    dead ends stated, and whether it gave up."""
-    lines = text.split("\n")
-    return {"moves": sum(bool(_MOVE.fullmatch(ln.strip())) for ln in lines),
-            "backups": sum(bool(_BACK.fullmatch(ln.strip())) for ln in lines),
-            "dead_ends": sum(ln.strip().endswith(" dead") for ln in lines),
-            "gave_up": any(ln.strip() == "stuck" for ln in lines)}
+    """What a written search did, from its text alone (no replay): move lines, back-ups (states
+    abandoned for an earlier one: a dead end, after which the search goes on from the state
+    before it, or a ``back`` line), dead ends stated, and whether it gave up."""
+    lines = [ln.strip() for ln in text.split("\n")]
+    dead = sum(ln.endswith(" dead") and bool(_MOVE.fullmatch(ln)) for ln in lines)
+    backs = sum(bool(_BACK.fullmatch(ln)) for ln in lines)
+    return {"moves": sum(bool(_MOVE.fullmatch(ln)) for ln in lines), "backups": dead + backs,
+            "dead_ends": dead, "gave_up": "stuck" in lines}

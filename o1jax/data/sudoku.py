@@ -289,10 +289,12 @@ def replay(puzzle: str, text: str, max_lines: int = 4000) -> list[Step]:
 
 
 def sudoku_stats(text: str) -> dict:
-    """What a written search did, from its text alone (no replay): move lines, back-ups,
-    dead ends stated, and whether it gave up (``search_tasks.search_stats``'s keys)."""
+    """What a written search did, from its text alone (no replay), with
+    ``search_tasks.search_stats``'s keys: move lines, back-ups (states abandoned for an earlier
+    one: a dead move, after which the search goes on from the grid before it, or a ``back``
+    line), dead ends stated, and whether it gave up."""
     lines = [ln.strip() for ln in text.split("\n")]
+    dead = sum(ln.endswith(" dead") and bool(_MOVE.fullmatch(ln)) for ln in lines)
     return {"moves": sum(bool(_MOVE.fullmatch(ln)) for ln in lines),
-            "backups": sum(bool(_BACK.fullmatch(ln)) for ln in lines),
-            "dead_ends": sum(ln.endswith(" dead") for ln in lines),
-            "gave_up": any(ln == "stuck" for ln in lines)}
+            "backups": dead + sum(bool(_BACK.fullmatch(ln)) for ln in lines),
+            "dead_ends": dead, "gave_up": "stuck" in lines}

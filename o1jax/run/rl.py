@@ -22,6 +22,7 @@ from o1jax.policy import from_config
 from o1jax.rewards.in_graph import make_reward_callback
 from o1jax.rl.config import RLConfig
 from o1jax.rl.iteration import make_iteration
+from o1jax.rl.search_metrics import with_search_metrics
 from o1jax.rl.state import RLState, init_state
 from o1jax.selfplay.config import SelfPlayConfig
 from o1jax.selfplay.iteration import selfplay_batch_shapes
@@ -91,11 +92,14 @@ def run_iterations(exp: experiment.Experiment, params: Params, phase: Phase
 
 
 def rl_step(policy: Transformer, tokenizer: Tokenizer, rl: RLConfig, mesh: Mesh | None,
-            example_at: Callable[[int], dict]) -> tuple[Callable, RLState | None]:
+            example_at: Callable[[int], dict], task: str = "") -> tuple[Callable, RLState | None]:
     """PPO/GRPO's compiled step, for training and lowering alike: the reward callback
-    (``example_at(i)``: dataset row i) and ``make_iteration``. Returns (iteration, the train
-    state's shardings)."""
-    reward_fn = make_reward_callback(tokenizer, example_at, rl.reward_weights, mesh=mesh)
+    (``example_at(i)``: dataset row i; a search ``task`` also logs ``search/*``,
+    ``rl.search_metrics``) and ``make_iteration``. Returns (iteration, the train state's
+    shardings)."""
+    reward_fn = with_search_metrics(
+        make_reward_callback(tokenizer, example_at, rl.reward_weights, mesh=mesh), tokenizer,
+        task, mesh)
     return make_iteration(policy, rl, reward_fn, tokenizer.stop_ids, tokenizer.pad_id)
 
 
@@ -119,7 +123,8 @@ def rl_phase(exp: experiment.Experiment) -> Phase:
     pipeline = PromptPipeline(train, tok, rl.batch_prompts, exp.prompt, seed=cfg.seed,
                               process_index=jax.process_index(),
                               process_count=jax.process_count())
-    iteration, shardings = rl_step(policy, tok, rl, exp.mesh, lambda i: decode_example(train[i]))
+    iteration, shardings = rl_step(policy, tok, rl, exp.mesh, lambda i: decode_example(train[i]),
+                                   cfg.data.task)
     cut = [0]   # prompts cut to data.max_prompt_len before the latest batch
 
     def next_batch(i):
@@ -176,7 +181,7 @@ def lower_rl_step(cfg, devices: Sequence[jax.Device] | None = None) -> LoweredSt
         iteration, shardings = step.iteration, step.shardings
         batch = selfplay_batch_shapes(sp, rl.batch_prompts, fmt.max_prompt_len, image_size)
     else:
-        iteration, shardings = rl_step(policy, tok, rl, mesh, no_data)
+        iteration, shardings = rl_step(policy, tok, rl, mesh, no_data, cfg.data.task)
         batch = rl_batch_shapes(rl.batch_prompts, fmt.max_prompt_len, image_size)
     state = jax.eval_shape(lambda p: init_state(p, rl, jax.random.key(1)), policy.param_shapes())
     key = jax.eval_shape(jax.random.key, 0)

@@ -27,9 +27,12 @@ def _responses(task: str, n: int) -> list[str]:
 
 
 def _is_backup(line: str, task: str) -> bool:
-    """A back-up line: "back " and the state it returns to (Countdown's numbers in
-    parentheses; a grid's digits, dots and slashes)."""
+    """A back-up: a move line that ends in a dead end (the search goes on from the state
+    before it), or "back " and the state it returns to (Countdown's numbers in parentheses; a
+    grid's digits, dots and slashes)."""
     line = line.strip()
+    if line.endswith(" dead") and line[:1].isalnum() and "=" in line:
+        return True
     rest = line[5:]
     if not line.startswith("back ") or not rest:
         return False
