@@ -110,6 +110,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.selfplay.max_answer = 1e6
     c.selfplay.check_timeout = 1.0
     c.selfplay.sft_fraction = 0.25
+    c.selfplay.sft_hard_fraction = 0.25   # countdown_search: proposer demos one level up
+    c.selfplay.level_bonus = 0.0     # proposer reward x (1 + bonus x levels above training)
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 1

@@ -177,7 +177,8 @@ def lower_rl_step(cfg, devices: Sequence[jax.Device] | None = None) -> LoweredSt
     image_size = policy.cfg.vision.image_size if policy.cfg.vision else 0
     if cfg.selfplay.enabled:
         sp = SelfPlayConfig.from_config(cfg.selfplay)
-        step = selfplay_step(policy, tok, fmt, rl, sp, mesh, no_data, set())
+        step = selfplay_step(policy, tok, fmt, rl, sp, mesh, no_data, set(), cfg.data.task,
+                             cfg.data.difficulty)
         iteration, shardings = step.iteration, step.shardings
         batch = selfplay_batch_shapes(sp, rl.batch_prompts, fmt.max_prompt_len, image_size)
     else:

@@ -73,13 +73,14 @@ def _append(seq, mask, step, step_mask):
     return joined[-length:], joined_mask[-length:]
 
 
-def _node_value(vmodel, vparams, seq, mask):
-    return jnp.clip(prefix_values(vmodel, vparams, seq, mask)[:, -1], 0.0, 1.0)
+def _node_value(vmodel, vparams, seq, mask, output):
+    return value_models.squash(output, prefix_values(vmodel, vparams, seq, mask)[:, -1])
 
 
 @functools.lru_cache(maxsize=4)
 def make_programs(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
-                  stop_ids: tuple[int, ...], simulations: int, depth: int):
+                  stop_ids: tuple[int, ...], simulations: int, depth: int,
+                  output: str = "value"):
     """Jitted ``start(params, seq, mask, key) -> root Node`` and ``move(params, vparams,
     root, key) -> (action [B], child Node, tree embeddings)``: one gumbel MuZero search at each
     root (``simulations``, at most ``depth`` levels), then the chosen child (a terminal root
@@ -92,7 +93,7 @@ def make_programs(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
         step, step_mask = take(node.cands), take(node.cand_mask)
         seq, mask = jax.vmap(_append)(node.seq, node.mask, step, step_mask)
         ended = take(node.cand_stops) | node.terminal
-        value = _node_value(vmodel, vparams, seq, mask)
+        value = _node_value(vmodel, vparams, seq, mask, output)
         cands, cmask, logp, cstops = _expand(policy, params, seq, mask, key, cfg, stops)
         full = jnp.sum(mask, axis=1) > seq.shape[1] - step.shape[1]  # no further step fits
         return Node(seq, mask, cands, cmask, logp, cstops, ended | full), value, ended
@@ -110,7 +111,7 @@ def make_programs(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
     @jax.jit
     def move(params, vparams, root: Node, key):
         k1, k2 = jax.random.split(key)
-        value = _node_value(vmodel, vparams, root.seq, root.mask)
+        value = _node_value(vmodel, vparams, root.seq, root.mask, output)
         out = mctx.gumbel_muzero_policy(
             (params, vparams), k1,
             mctx.RootFnOutput(prior_logits=jax.nn.log_softmax(root.cand_logp, axis=-1),
@@ -156,7 +157,8 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
     step_end = steps.step_end_ids(tokenizer)
     cfg = SamplingConfig(step_tokens, temperature, num_samples=width, stop_ids=stop + step_end,
                          pad_id=tokenizer.pad_id)
-    start, move = make_programs(policy, value_model.model, cfg, stop, simulations, depth)
+    start, move = make_programs(policy, value_model.model, cfg, stop, simulations, depth,
+                                value_model.output)
     prompts = [encode_prompt(e, tokenizer, fmt) for e in examples]
     n = len(examples)
     ledger = {k: np.zeros(n) for k in ("tokens", "prefill_flops", "decode_flops",

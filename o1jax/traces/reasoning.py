@@ -28,6 +28,7 @@ from o1jax.rewards.api import verify_batch
 from o1jax.rollout.decoding import SamplingConfig
 from o1jax.rollout.sampler import make_sampler
 from o1jax.rollout.scoring import prefix_values
+from o1jax.search import value_models
 from o1jax.search.steps import step_end_ids, step_ends
 
 
@@ -146,7 +147,8 @@ def trace(policy: Transformer, params: Params, tokenizer, problem: str, answer: 
           temperature: float = 1.0, greedy: bool = True, layers=(0,), heads=(0,),
           seed: int = 0, solution: str | None = None, image: np.ndarray | None = None) -> Trace:
     """The trace of the policy's solution to ``problem`` (see the module docstring), or of a
-    given ``solution`` text. ``image`` [S, S, 3] uint8: what a vision policy sees with the
+    given ``solution`` text. ``value``: (value model, its params[, "logit" for a pairwise-trained
+    one, read through a sigmoid]). ``image`` [S, S, 3] uint8: what a vision policy sees with the
     problem (every forward pass reads it: the solution, the continuations, the value model's
     and the attention maps' passes)."""
     if (image is None) != (policy.cfg.vision is None):
@@ -183,7 +185,9 @@ def trace(policy: Transformer, params: Params, tokenizer, problem: str, answer: 
 
     values = None
     if value is not None:
-        v = prefix_values(value[0], value[1], seq_arr, seq_mask, images)[0]
+        v = np.asarray(prefix_values(value[0], value[1], seq_arr, seq_mask, images)[0])
+        if value[2:] == ("logit",):     # a pairwise-trained model's scores are logits
+            v = value_models.squash("logit", v)
         values = [float(x) for x in v[len(prompt):len(prompt) + len(body)]]
 
     ends = step_ends(body, set(step_end_ids(tokenizer)))
