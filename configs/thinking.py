@@ -24,13 +24,13 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.data.task = "countdown_search"
     c.data.difficulty = 1             # 3 numbers; the hard split 4
-    c.data.num_train = 8000
+    c.data.num_train = 2400
     c.data.num_test = 200
     c.data.max_prompt_len = 32
 
-    c.sft.num_steps = 400
+    c.sft.num_steps = 800
     c.sft.batch_size = 32
-    c.sft.max_len = 384
+    c.sft.max_len = 192
     c.sft.lr = 3e-3
     c.sft.warmup_steps = 30
 
@@ -39,7 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.num_iterations = 60
     c.rl.batch_prompts = 16
     c.rl.group_size = 8
-    c.rl.max_new_tokens = 384
+    c.rl.max_new_tokens = 256
     c.rl.temperature = 1.0
     c.rl.epochs = 1
     c.rl.minibatches = 2
@@ -48,7 +48,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.rewards = ml_collections.ConfigDict({"correctness": 1.0})
 
     c.eval.num_examples = 200
-    c.eval.max_new_tokens = 384
+    c.eval.max_new_tokens = 256
     c.eval.maj_k = 8
     c.eval.batch_prompts = 100
     c.eval.curve_points = 4

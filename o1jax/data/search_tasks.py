@@ -2,7 +2,8 @@
 the search itself, one move per line, dead ends abandoned for an earlier state.
 
 The rules are Countdown's: combine two of the numbers with + - * /, every intermediate value a
-positive integer; the result replaces them. The target is reached when it is one of the numbers
+positive integer (here at most 99, so that the arithmetic stays what a small model learns in
+minutes); the result replaces them. The target is reached when it is one of the numbers
 (each given number is used at most once, as ``o1jax.rewards.countdown`` scores it). A solution::
 
     12+7=19 (3 19): 22 16 57 dead    a move, the state it leads to and its check: with two
@@ -20,7 +21,7 @@ to the target, depth-first in the listed order, random order, breadth-limited) a
 line budget that runs out, or a breadth limit that leaves no move, writes ``stuck`` and boxes
 the closest value found), so that SFT
 teaches the search rather than the answer. Difficulty d has d + 2 numbers from 1..12; the
-target (10..100) needs at least two moves. ``solvable`` is the exact label of any state;
+target (10..99) needs at least two moves. ``solvable`` is the exact label of any state;
 ``replay`` parses a written search back into its steps (model text is hostile: regular
 expressions over bounded integers, nothing evaluated).
 """
@@ -35,7 +36,8 @@ from typing import NamedTuple
 from o1jax.data.examples import example
 
 MAX_NUMBER = 12
-TARGETS = (10, 100)
+MAX_VALUE = 99          # every intermediate value too: the arithmetic a small model can learn
+TARGETS = (10, 99)
 STRATEGIES = ("best_first", "depth_first", "random", "breadth_limited")
 # how often each strategy writes a demonstration, and how often a line budget cuts it short
 MIX = {"depth_first": 0.6, "best_first": 0.2, "random": 0.1, "breadth_limited": 0.1}
@@ -45,8 +47,8 @@ OPS = "+-*/"
 
 def moves(state: tuple[int, ...]) -> list[tuple[int, str, int, int, tuple[int, ...]]]:
     """Every legal move from ``state`` (sorted numbers), each once: (a, op, b, result, new
-    sorted state), a >= b, results positive integers; x*1 and x/1 (which only drop the 1) are
-    left out."""
+    sorted state), a >= b, results positive integers up to MAX_VALUE; x*1 and x/1 (which
+    only drop the 1) are left out."""
     out = []
     for i in range(len(state)):
         for j in range(i):
@@ -56,6 +58,8 @@ def moves(state: tuple[int, ...]) -> list[tuple[int, str, int, int, tuple[int, .
                 if op == "-" and a == b or op in "*/" and b == 1 or op == "/" and a % b:
                     continue
                 r = {"+": a + b, "-": a - b, "*": a * b, "/": a // max(b, 1)}[op]
+                if r > MAX_VALUE:
+                    continue
                 move = (a, op, b, r, tuple(sorted(rest + (r,))))
                 if move not in out:            # equal numbers make the same move once
                     out.append(move)
@@ -163,7 +167,7 @@ class _OutOfBudget(Exception):
 
 
 def countdown_search(rng: random.Random, difficulty: int) -> dict:
-    """Countdown with ``difficulty + 2`` numbers from 1..12 and a target in 10..100 that needs
+    """Countdown with ``difficulty + 2`` numbers from 1..12 and a target in 10..99 that needs
     at least two moves; the solution a demonstrator's search (see the module docstring)."""
     n = max(1, difficulty) + 2
     while True:
@@ -177,10 +181,11 @@ def countdown_search(rng: random.Random, difficulty: int) -> dict:
     strategy = rng.choices(list(MIX), weights=list(MIX.values()))[0]
     budget = rng.randint(2, 12 * n) if rng.random() < BUDGET_CUT else None
     lines, _ = search_trace(numbers, target, strategy, rng, budget)
-    shown = numbers[:]
-    rng.shuffle(shown)
+    # shown in increasing order, the order every state lists them in (a small model copies
+    # them from the question; sorting them in its head first costs it much of SFT)
+    shown = numbers
     question = f"Use {', '.join(map(str, shown))} to make {target}"
-    # the split follows the problem, not the order its numbers are shown in
+    # the split follows the problem, whatever order its numbers are shown in
     return example("countdown_search", question, target, "\n".join(lines), difficulty,
                    {"numbers": shown, "target": target, "strategy": strategy,
                     "split_key": f"{fmt_state(numbers)} {target}"})

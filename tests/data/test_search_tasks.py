@@ -13,7 +13,8 @@ from o1jax.rewards.countdown import countdown_score
 
 
 def _combine(a, b):
-    """Brute force's own rule: every value two positive integers make (positive integers)."""
+    """Brute force's own rule: every value two positive integers make (positive integers up
+    to the task's largest value)."""
     out = {a + b, a * b}
     if a != b:
         out.add(abs(a - b))
@@ -21,7 +22,7 @@ def _combine(a, b):
         out.add(a // b)
     if b % a == 0:
         out.add(b // a)
-    return out
+    return {v for v in out if v <= st.MAX_VALUE}
 
 
 @functools.lru_cache(maxsize=None)

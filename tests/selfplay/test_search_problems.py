@@ -32,9 +32,11 @@ def _train(text):
 
 
 def _combine(a, b):
-    """Every positive integer two positive integers make with + - * /."""
+    """Every positive integer up to 99 (the task's largest value) two positive integers make
+    with + - * /."""
     out = {a + b, a * b, abs(a - b)} - {0}
-    return out | {x // y for x, y in ((a, b), (b, a)) if x % y == 0}
+    out |= {x // y for x, y in ((a, b), (b, a)) if x % y == 0}
+    return {v for v in out if v <= 99}
 
 
 @functools.lru_cache(maxsize=None)
@@ -56,7 +58,7 @@ def _reference(numbers, target) -> str:
     """The verdict by the rules as the task states them."""
     if not (3 <= len(numbers) <= 5):
         return "malformed"
-    if not (all(1 <= n <= 12 for n in numbers) and 10 <= target <= 100):
+    if not (all(1 <= n <= 12 for n in numbers) and 10 <= target <= 99):
         return "out_of_range"
     one_move = set().union(*(_combine(a, b) for a, b in itertools.combinations(numbers, 2)))
     if target in numbers or target in one_move:
