@@ -3,7 +3,7 @@ GRPO, with the RL stage replaced by self-play on its task (o1jax/selfplay/search
 
 The proposer writes ``Use a, b, c to make T`` with 3 to 5 numbers (levels 1-3; training is at
 level 1, the hard split at level 2); the referee checks it exactly under Countdown's rules
-(numbers 1..12, target 10..99, not one move away, solvable, not in the held-out partition by
+(numbers 1..20, target 10..99, not one move away, solvable, not in the held-out partition by
 its split key, not a duplicate). Proposer reward = validity x learnability x (1 + level_bonus x
 levels above 1): a harder problem pays more only while the solver still learns from it. A
 quarter of SFT's rows are proposer demonstrations, a quarter of those writing a 4-number

@@ -20,7 +20,7 @@ Demonstrations come from solvers with several strategies (``STRATEGIES``: best-f
 to the target, depth-first in the listed order, random order, breadth-limited) and budgets (a
 line budget that runs out, or a breadth limit that leaves no move, writes ``stuck`` and boxes
 the closest value found), so that SFT
-teaches the search rather than the answer. Difficulty d has d + 2 numbers from 1..12; the
+teaches the search rather than the answer. Difficulty d has d + 2 numbers from 1..20; the
 target (10..99) needs at least two moves. ``solvable`` is the exact label of any state;
 ``replay`` parses a written search back into its steps (model text is hostile: regular
 expressions over bounded integers, nothing evaluated).
@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 from o1jax.data.examples import example
 
-MAX_NUMBER = 12
+MAX_NUMBER = 20
 MAX_VALUE = 99          # every intermediate value too: the arithmetic a small model can learn
 TARGETS = (10, 99)
 STRATEGIES = ("best_first", "depth_first", "random", "breadth_limited")
@@ -167,7 +167,7 @@ class _OutOfBudget(Exception):
 
 
 def countdown_search(rng: random.Random, difficulty: int) -> dict:
-    """Countdown with ``difficulty + 2`` numbers from 1..12 and a target in 10..99 that needs
+    """Countdown with ``difficulty + 2`` numbers from 1..20 and a target in 10..99 that needs
     at least two moves; the solution a demonstrator's search (see the module docstring)."""
     n = max(1, difficulty) + 2
     while True:

@@ -58,7 +58,7 @@ def _reference(numbers, target) -> str:
     """The verdict by the rules as the task states them."""
     if not (3 <= len(numbers) <= 5):
         return "malformed"
-    if not (all(1 <= n <= 12 for n in numbers) and 10 <= target <= 99):
+    if not (all(1 <= n <= 20 for n in numbers) and 10 <= target <= 99):
         return "out_of_range"
     one_move = set().union(*(_combine(a, b) for a, b in itertools.combinations(numbers, 2)))
     if target in numbers or target in one_move:
@@ -82,7 +82,7 @@ def _reference(numbers, target) -> str:
     ("Use -3, 5, 7 to make 22", "malformed"),
     ("", "malformed"),
     ("Use 1, 1, 1, 1, 1, 1, 1, 1, 1, 1 to make 50", "enormous"),   # over max_chars
-    ("Use 3, 5, 13 to make 22", "out_of_range"),                    # a number over 12
+    ("Use 3, 5, 21 to make 22", "out_of_range"),                    # a number over 20
     ("Use 0, 5, 7 to make 22", "out_of_range"),
     ("Use 3, 5, 7 to make 9", "out_of_range"),                      # target under 10
     ("Use 3, 5, 7 to make 101", "out_of_range"),
