@@ -266,12 +266,18 @@ def replay(numbers, target: int, text: str, max_lines: int = 4000) -> list[Step]
     return steps
 
 
-def search_stats(text: str) -> dict:
-    """What a written search did, from its text alone (no replay): move lines, back-ups (states
-    abandoned for an earlier one: a dead end, after which the search goes on from the state
-    before it, or a ``back`` line), dead ends stated, and whether it gave up."""
+def stream_stats(text: str, move: re.Pattern, back: re.Pattern) -> dict:
+    """What a written search did, from its text alone (no replay), for a task whose move and
+    back-up lines match ``move`` and ``back``: move lines, back-ups (states abandoned for an
+    earlier one: a dead end, after which the search goes on from the state before it, or a
+    back-up line), dead ends stated, and whether it gave up (``stuck``)."""
     lines = [ln.strip() for ln in text.split("\n")]
-    dead = sum(ln.endswith(" dead") and bool(_MOVE.fullmatch(ln)) for ln in lines)
-    backs = sum(bool(_BACK.fullmatch(ln)) for ln in lines)
-    return {"moves": sum(bool(_MOVE.fullmatch(ln)) for ln in lines), "backups": dead + backs,
+    dead = sum(ln.endswith(" dead") and bool(move.fullmatch(ln)) for ln in lines)
+    return {"moves": sum(bool(move.fullmatch(ln)) for ln in lines),
+            "backups": dead + sum(bool(back.fullmatch(ln)) for ln in lines),
             "dead_ends": dead, "gave_up": "stuck" in lines}
+
+
+def search_stats(text: str) -> dict:
+    """``stream_stats`` of a written Countdown search."""
+    return stream_stats(text, _MOVE, _BACK)

@@ -44,7 +44,7 @@ import random
 import re
 
 from o1jax.data.examples import example
-from o1jax.data.search_tasks import Step
+from o1jax.data.search_tasks import Step, stream_stats
 from o1jax.rewards.grid import is_solution, parse_grid, units
 
 LEVELS = {1: (4, 10), 2: (4, 12), 3: (6, 18), 4: (6, 20), 5: (6, 22)}  # level -> size, blanks
@@ -289,12 +289,6 @@ def replay(puzzle: str, text: str, max_lines: int = 4000) -> list[Step]:
 
 
 def sudoku_stats(text: str) -> dict:
-    """What a written search did, from its text alone (no replay), with
-    ``search_tasks.search_stats``'s keys: move lines, back-ups (states abandoned for an earlier
-    one: a dead move, after which the search goes on from the grid before it, or a ``back``
-    line), dead ends stated, and whether it gave up."""
-    lines = [ln.strip() for ln in text.split("\n")]
-    dead = sum(ln.endswith(" dead") and bool(_MOVE.fullmatch(ln)) for ln in lines)
-    return {"moves": sum(bool(_MOVE.fullmatch(ln)) for ln in lines),
-            "backups": dead + sum(bool(_BACK.fullmatch(ln)) for ln in lines),
-            "dead_ends": dead, "gave_up": "stuck" in lines}
+    """``search_tasks.stream_stats`` of a written Sudoku search (a dead move: the search goes
+    on from the grid before it)."""
+    return stream_stats(text, _MOVE, _BACK)
