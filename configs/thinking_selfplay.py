@@ -30,5 +30,4 @@ def get_config() -> ml_collections.ConfigDict:
     c.selfplay.prompt_len = 96          # the prefix and two examples of up to 34 characters
     c.selfplay.proposal_tokens = 40
     c.selfplay.level_bonus = 1.0        # level 2 pays x2, level 3 x3 (learnable problems)
-    c.selfplay.sft_hard_fraction = 0.25
     return c

@@ -31,8 +31,7 @@ def test_the_config_is_thinkings_with_selfplay_and_its_comparison_passes_the_che
     base, sp = _flat(thinking.get_config()), _flat(thinking_selfplay.get_config())
     changed = {k for k in sp if base.get(k, object()) != sp[k]}
     assert changed == {"data.max_prompt_len", "selfplay.enabled", "selfplay.prompt_len",
-                       "selfplay.proposal_tokens", "selfplay.level_bonus",
-                       "selfplay.sft_hard_fraction"}
+                       "selfplay.proposal_tokens", "selfplay.level_bonus"}
     cfg = thinking_selfplay.get_config()
     check_config(cfg, 1)
     cfg.selfplay.enabled = False      # the fixed-data comparison
