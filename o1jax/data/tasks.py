@@ -12,7 +12,6 @@ whatever the seed, so train and test generators can never produce the same quest
 from __future__ import annotations
 
 import functools
-import json
 import random
 from typing import Callable, Iterator
 
