@@ -235,6 +235,15 @@ def _move_step(m: re.Match, path: list, target: int, end: int) -> Step:
     return Step(end, "move", new if valid else stated, valid, label, m[7] or "")
 
 
+def written_lines(text: str, max_lines: int):
+    """(end offset in ``text``, stripped line) of each of the first ``max_lines`` lines: the
+    walk every task's ``replay`` makes over a written search."""
+    pos = 0
+    for line in text.split("\n")[:max_lines]:
+        yield pos + len(line), line.strip()
+        pos += len(line) + 1
+
+
 def replay(numbers, target: int, text: str, max_lines: int = 4000) -> list[Step]:
     """The steps of a written search from the start state ``numbers``. A move is valid when its
     operands are in the current state, its result is right (a positive integer), the stated
@@ -242,11 +251,8 @@ def replay(numbers, target: int, text: str, max_lines: int = 4000) -> list[Step]
     true ("dead" only for a checked pair or a last number); a back-up is valid when it returns
     to a state visited on the current path (which then becomes the current state)."""
     path = [tuple(sorted(numbers))]
-    steps, pos = [], 0
-    for line in text.split("\n")[:max_lines]:
-        end = pos + len(line)
-        pos = end + 1
-        line = line.strip()
+    steps = []
+    for end, line in written_lines(text, max_lines):
         m, b = _MOVE.fullmatch(line), _BACK.fullmatch(line)
         if m:
             steps.append(_move_step(m, path, target, end))

@@ -44,7 +44,7 @@ import random
 import re
 
 from o1jax.data.examples import example
-from o1jax.data.search_tasks import Step, stream_stats
+from o1jax.data.search_tasks import Step, stream_stats, written_lines
 from o1jax.rewards.grid import is_solution, parse_grid, units
 
 LEVELS = {1: (4, 10), 2: (4, 12), 3: (6, 18), 4: (6, 20), 5: (6, 22)}  # level -> size, blanks
@@ -257,11 +257,8 @@ def replay(puzzle: str, text: str, max_lines: int = 4000) -> list[Step]:
     if start is None:
         raise ValueError(f"not a puzzle: {puzzle!r}")
     path = [start]
-    steps, pos = [], 0
-    for line in text.split("\n")[:max_lines]:
-        end = pos + len(line)
-        pos = end + 1
-        line = line.strip()
+    steps = []
+    for end, line in written_lines(text, max_lines):
         m, b = _MOVE.fullmatch(line), _BACK.fullmatch(line)
         if m:
             r, c, d = int(m[1]) - 1, int(m[2]) - 1, int(m[3])
