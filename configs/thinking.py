@@ -26,7 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.data.task = "countdown_search"
     c.data.difficulty = 1             # 3 numbers; the hard split 4
-    c.data.num_train = 6000
+    c.data.num_train = 8000
     c.data.num_test = 200
     c.data.max_prompt_len = 32
 

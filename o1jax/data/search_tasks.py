@@ -6,10 +6,10 @@ positive integer (here at most 99, so that the arithmetic stays what a small mod
 minutes); the result replaces them. The target is reached when it is one of the numbers
 (each given number is used at most once, as ``o1jax.rewards.countdown`` scores it). A solution::
 
-    12+7=19 (3 19): 22 16 57 dead    a move, the state it leads to and its check: with two
-    12-7=5 (3 5): 8 2 15 dead        numbers left, every value one more move makes; the
-    12*3=36 (7 36): 43 29 252 dead   target is not among them: a dead end
-    7*3=21 (12 21): 33 9 252 goal    the target is among them
+    12+7=19 (3 19): 22 16 57 | 33 dead   a move, the state it leads to and its check: with
+    12-7=5 (3 5): 8 2 15 | 33 dead       two numbers left, every value one more move makes,
+    12*3=36 (7 36): 43 29 | 33 dead      then the target restated beside them; the target
+    7*3=21 (12 21): 33 9 | 33 goal       is not among them (a dead end) or is
     \\boxed{(7*3)+12}
 
 With more numbers, a move to a state of three or more is written with its state alone and the
@@ -137,7 +137,10 @@ def search_trace(numbers, target: int, strategy: str, rng: random.Random,
                 continue
             if len(new) == 2:                  # one move from the end: check every value
                 values, hit = check_line(new, target)
-                lines.append(f"{move} {fmt_state(new)}: {values} {'goal' if hit else 'dead'}")
+                # the target restated next to the values, so that the verdict compares
+                # neighbouring tokens rather than values with a number in the question
+                lines.append(f"{move} {fmt_state(new)}: {values} | {target} "
+                             f"{'goal' if hit else 'dead'}")
                 pair = rest + [(r, expr)]
                 for a2, op2, b2, r2, _ in moves(new):
                     e2a, e2b, _ = take(pair, a2, b2)
@@ -206,7 +209,7 @@ class Step(NamedTuple):
 
 
 _MOVE = re.compile(r"(\d{1,6})([-+*/])(\d{1,6})=(\d{1,7})(?: \(([\d ]{0,60})\))?"
-                   r"(?:: ([\d ]{0,80}))?(?: (goal|dead))?")
+                   r"(?:: ([\d ]{0,80}?)(?: \| (\d{1,6}))?)?(?: (goal|dead))?")
 _BACK = re.compile(r"back \(([\d ]{0,60})\)")
 
 
@@ -216,23 +219,26 @@ def _numbers(text: str) -> tuple[int, ...]:
 
 def _move_step(m: re.Match, path: list, target: int, end: int) -> Step:
     """A move line replayed from ``path[-1]``: legal, its stated state (a verdict line may leave
-    it out) the one it leads to, its check (``check_line``) right, its verdict true."""
+    it out) the one it leads to, its check (``check_line``, then the target) right, its verdict true."""
     a, op, b, r = int(m[1]), m[2], int(m[3]), int(m[4])
     legal = [mv for mv in moves(path[-1]) if mv[:4] == (a, op, b, r)]
     new = legal[0][4] if legal else ()
     stated = _numbers(m[5]) if m[5] is not None else new
-    valid = bool(legal) and stated == new and (m[5] is not None or bool(m[7]))
+    verdict = m[8] or ""
+    valid = bool(legal) and stated == new and (m[5] is not None or bool(verdict))
     if m[6] is not None:
         values, hit = check_line(new, target) if len(new) == 2 else ("", False)
-        valid = valid and len(new) == 2 and " ".join(m[6].split()) == values
+        valid = (valid and len(new) == 2 and " ".join(m[6].split()) == values
+                 and m[7] is not None and int(m[7]) == target)
         reached = hit or target in new
     else:
+        valid = valid and m[7] is None
         reached = target in new
-    if m[7]:
-        valid = valid and (m[7] == "goal") == reached and (reached or m[6] is not None or
-                                                            len(new) == 1)
+    if verdict:
+        valid = valid and (verdict == "goal") == reached and (reached or m[6] is not None or
+                                                               len(new) == 1)
     label = valid and solvable(new, target)
-    return Step(end, "move", new if valid else stated, valid, label, m[7] or "")
+    return Step(end, "move", new if valid else stated, valid, label, verdict)
 
 
 def written_lines(text: str, max_lines: int):

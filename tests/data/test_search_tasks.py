@@ -115,6 +115,12 @@ def test_replay_rejects_wrong_moves():
            "9+3=12 (7 12)",       # 9 is not in the state
            "7-12=-5 (3 5)",       # not a positive result, not the a >= b form
            "12-7=5",              # a move that is not a verdict must state its state
+           "12-7=5 (3 5): 8 2 15 | 34 dead",   # the target restated wrong
+           "12-7=5 (3 5): 8 2 15 dead",        # the target not restated
+           "12-7=5 (3 5): 8 2 | 33 dead",      # a value left out of the check
+           "12-7=5 (3 5) | 33",                # a target without a check
+           "12+9=21 (12 21): 33 9 | 33 dead",  # 9 is not in the state
+           "7*3=21 (12 21): 33 9 | 33 dead",   # the target is among the values: a false verdict
            "back (1 2)"]          # not a state on the path
     for line in bad:
         (step,) = st.replay(nums, target, line)
@@ -124,6 +130,10 @@ def test_replay_rejects_wrong_moves():
     assert [s.kind for s in steps] == ["move", "move", "back", "move", "move", "answer"]
     assert all(s.valid for s in steps)
     assert [s.solvable for s in steps[:5]] == [False, False, True, True, True]
+    checked = st.replay(nums, target, "12-7=5 (3 5): 8 2 15 | 33 dead\n"
+                                      "7*3=21 (12 21): 33 9 | 33 goal\n\\boxed{(7*3)+12}")
+    assert [(s.valid, s.solvable, s.verdict) for s in checked[:2]] == [
+        (True, False, "dead"), (True, True, "goal")]
 
 
 def test_hostile_text_is_parsed_in_bounded_time():
