@@ -142,8 +142,13 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
                 pool, predicted, probe_cost)
             checked["compute_optimal"][k] = choices
     order = {s: i for i, s in enumerate(strategies.STRATEGIES + ("pass_at_k",))}
+    choosing = set(strategies.SELECTING + ("compute_optimal",)) - {"majority"}
+
+    def paired(s, b):   # a rule that chooses among k samples, against majority over k
+        return scored.get(("majority", b)) if s in choosing else None
+
     rows = [row for (s, b) in sorted(scored, key=lambda sb: (order[sb[0]], sb[1]))
-            for row in result_rows(s, b, scored[s, b], bins)]
+            for row in result_rows(s, b, scored[s, b], bins, paired(s, b))]
     samples = sample_records(examples, gens, bins)
     total = time.perf_counter() - start
     warmup = sum(g.warmup_seconds for g in gens.values())

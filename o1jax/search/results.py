@@ -30,9 +30,12 @@ def difficulty_bins(examples: Sequence[dict], pass_rates: np.ndarray | None
     return [f"level{1 + sum(p <= t for t in PASS_RATE_LEVELS)}" for p in pass_rates]
 
 
-def result_rows(strategy: str, budget: int, s: strategies.Scores, bins: list[str] | None
-                ) -> list[dict]:
-    """One row for all problems and one per bin (the keys of results.jsonl)."""
+def result_rows(strategy: str, budget: int, s: strategies.Scores, bins: list[str] | None,
+                majority: strategies.Scores | None = None) -> list[dict]:
+    """One row for all problems and one per bin (the keys of results.jsonl). With
+    ``majority`` (majority vote at the same budget, on the same problems) a row also has
+    ``vs_majority``: the accuracy difference, with its paired 95% bootstrap interval
+    (``vs_majority_low``, ``vs_majority_high``)."""
     out = []
     for name in ["all"] + sorted(set(bins or [])):
         m = np.ones(len(s.accuracy), bool) if name == "all" else np.asarray(bins) == name
@@ -45,6 +48,9 @@ def result_rows(strategy: str, budget: int, s: strategies.Scores, bins: list[str
                         flops=pre + dec + ver, seconds=float(s.seconds[m].mean()),
                         prompt_tokens=float(s.prompt_tokens[m].mean()), prefill_flops=pre,
                         decode_flops=dec, verifier_flops=ver))
+        if majority is not None:
+            d, lo, hi = voting.paired_bootstrap(s.accuracy[m], majority.accuracy[m])
+            out[-1].update(vs_majority=d, vs_majority_low=lo, vs_majority_high=hi)
     return out
 
 
@@ -81,7 +87,10 @@ def print_results(rows: list[dict]) -> None:
         if r["bin"] == "all":
             ci = f"{100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f}%"
             print(f"{r['strategy']:<15}{r['budget']:>7}{100 * r['accuracy']:>9.1f}%{ci:>16}"
-                  f"{r['tokens']:>9.1f}{r['flops'] / 1e9:>10.3f}{r['seconds']:>9.4f}")
+                  f"{r['tokens']:>9.1f}{r['flops'] / 1e9:>10.3f}{r['seconds']:>9.4f}" +
+                  (f"  vs majority {100 * r['vs_majority']:+.1f} points (paired 95% "
+                   f"{100 * r['vs_majority_low']:+.1f} to {100 * r['vs_majority_high']:+.1f})"
+                   if "vs_majority" in r else ""))
     bins = sorted({r["bin"] for r in rows} - {"all"})
     if bins:
         counts = {r["bin"]: r["problems"] for r in rows}

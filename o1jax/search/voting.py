@@ -13,6 +13,8 @@ import math
 import re
 from typing import Sequence
 
+import numpy as np
+
 from o1jax.rewards.answers import extract_answer
 from o1jax.rewards.pool import ERROR, TIMEOUT, CheckPool
 
@@ -116,3 +118,18 @@ def wilson_interval(p: float, n: int, z: float = 1.959964) -> tuple[float, float
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))  # p=0, 1: rounding
+
+
+def paired_bootstrap(a: Sequence[float], b: Sequence[float], resamples: int = 10000,
+                     seed: int = 0, confidence: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``a - b`` over the same problems (per-problem accuracies [N]) and its percentile
+    bootstrap interval: problems are resampled with replacement, each keeping its pair."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    if d.ndim != 1 or d.size == 0:
+        raise ValueError(f"paired_bootstrap needs two equal-length, non-empty [N] arrays, got "
+                         f"{np.shape(a)} and {np.shape(b)}")
+    idx = np.random.default_rng(seed).integers(0, d.size, (resamples, d.size))
+    means = d[idx].mean(axis=1)
+    tail = (1 - confidence) / 2 * 100
+    lo, hi = np.percentile(means, [tail, 100 - tail])
+    return float(d.mean()), float(lo), float(hi)

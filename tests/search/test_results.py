@@ -25,3 +25,18 @@ def test_rows_per_bin_average_their_problems():
     assert [(r["bin"], r["problems"], r["accuracy"], r["tokens"]) for r in rows] == [
         ("all", 4, 0.75, 2.5), ("a", 2, 1.0, 2.0), ("b", 2, 0.5, 3.0)]
     assert all(r["flops"] == 2.0 for r in rows)
+
+
+def test_rows_of_a_choosing_rule_carry_its_paired_difference_with_majority():
+    ones = np.ones(4)
+    scores = lambda acc: Scores(accuracy=np.array(acc), tokens=ones, prompt_tokens=ones,  # noqa
+                                prefill_flops=ones, decode_flops=ones, verifier_flops=0 * ones,
+                                seconds=0 * ones)
+    rows = result_rows("best_of_n", 16, scores([1.0, 1.0, 1.0, 0.0]), ["a", "a", "b", "b"],
+                       majority=scores([0.0, 1.0, 1.0, 0.0]))
+    by_bin = {r["bin"]: r for r in rows}
+    assert by_bin["all"]["vs_majority"] == 0.25 and by_bin["a"]["vs_majority"] == 0.5
+    assert by_bin["b"]["vs_majority"] == 0.0
+    # resampling 4 problems of which one differs by +1: the mean lies in 0..1
+    assert 0.0 <= by_bin["all"]["vs_majority_low"] <= 0.25 <= by_bin["all"]["vs_majority_high"]
+    assert "vs_majority" not in result_rows("greedy", 1, scores([1.0] * 4), None)[0]

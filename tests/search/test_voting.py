@@ -2,6 +2,7 @@
 
 import itertools
 import math
+import random
 
 import numpy as np
 import pytest
@@ -93,3 +94,23 @@ def test_wilson_interval_against_a_direct_solution_of_its_quadratic():
         for q in (lo, hi):
             assert abs(p - q) == pytest.approx(z * math.sqrt(q * (1 - q) / n), abs=1e-9)
         assert lo <= p <= hi
+
+
+def test_paired_bootstrap_against_a_plain_loop():
+    rng = random.Random(3)
+    a = [rng.random() < 0.6 for _ in range(120)]
+    b = [x if rng.random() < 0.7 else not x for x in a]
+    d, lo, hi = voting.paired_bootstrap(a, b, resamples=4000, seed=1)
+    assert d == pytest.approx(sum(a) / 120 - sum(b) / 120)
+    # the same interval from a plain-Python bootstrap (its own resampling)
+    means = []
+    for _ in range(4000):
+        idx = [rng.randrange(120) for _ in range(120)]
+        means.append(sum(a[i] - b[i] for i in idx) / 120)
+    means.sort()
+    assert lo == pytest.approx(means[100], abs=0.012) and hi == pytest.approx(means[3899], abs=0.012)
+    assert lo < d < hi
+    same = voting.paired_bootstrap(a, a)
+    assert same == (0.0, 0.0, 0.0)          # no difference: a zero-width interval
+    with pytest.raises(ValueError, match="equal-length"):
+        voting.paired_bootstrap([], [])
