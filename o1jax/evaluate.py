@@ -74,6 +74,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--give-up", "--give_up", default="",
                     help="budget forcing: the policy's give-up line (e.g. 'stuck' for "
                          "countdown_search); only it gets the cue before the minimum")
+    ap.add_argument("--answer-on-new-line", "--answer_on_new_line", action="store_true",
+                    help="budget forcing: a forced answer marker starts a line of its own (for "
+                         "policies that answer on their own line, as the search tasks do)")
     ap.add_argument("--beam-width", "--beam_width", type=int, default=4,
                     help="beam / dvts: candidate next steps sampled per beam (M)")
     ap.add_argument("--probes", type=int, default=4, help="compute_optimal: samples whose mean "
@@ -145,7 +148,7 @@ def main(argv=None) -> int:
             temperature=pick(args.temperature, cfg.eval.temperature),
             batch_prompts=pick(args.batch_prompts, cfg.eval.batch_prompts),
             seed=pick(args.seed, cfg.seed), answer_marker=args.answer_marker, cue=args.cue,
-            give_up=args.give_up,
+            give_up=args.give_up, answer_on_new_line=args.answer_on_new_line,
             min_thinking=args.min_thinking, answer_tokens=args.answer_tokens,
             beam_width=args.beam_width,
             step_tokens=args.step_tokens, probes=args.probes)

@@ -37,12 +37,17 @@ class BudgetForcing:
     to end without an answer), only a row that writes one of them before the minimum gets the
     cue (e.g. one that resumes the search at an earlier state); the marker and stop tokens then
     pass, so a search that found its answer may end.
+
+    ``break_ids`` (e.g. a newline) are written before a marker the rule forces, unless the row
+    has just written them: a policy that answers on a line of its own is not made to box its
+    answer in the middle of a step.
     """
     min_tokens: int
     max_tokens: int
     marker_ids: tuple[int, ...]
     cue_ids: tuple[int, ...]
     give_up_ids: tuple[int, ...] = ()
+    break_ids: tuple[int, ...] = ()
 
     def __post_init__(self):
         if not self.marker_ids or not self.cue_ids:
@@ -53,6 +58,7 @@ class BudgetForcing:
         object.__setattr__(self, "marker_ids", tuple(int(i) for i in self.marker_ids))
         object.__setattr__(self, "cue_ids", tuple(int(i) for i in self.cue_ids))
         object.__setattr__(self, "give_up_ids", tuple(int(i) for i in self.give_up_ids))
+        object.__setattr__(self, "break_ids", tuple(int(i) for i in self.break_ids))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,9 +90,11 @@ class SamplingConfig:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         object.__setattr__(self, "stop_ids", tuple(int(i) for i in self.stop_ids))
         f = self.forcing
-        if f is not None and f.max_tokens + len(f.marker_ids) > self.max_new_tokens:
-            raise ValueError(f"budget forcing writes the answer marker ({len(f.marker_ids)} "
-                             f"tokens) at {f.max_tokens} tokens: max_new_tokens "
+        if f is not None and f.max_tokens + len(f.break_ids + f.marker_ids) > \
+                self.max_new_tokens:
+            raise ValueError(f"budget forcing writes the answer marker "
+                             f"({len(f.break_ids + f.marker_ids)} tokens with its line break) "
+                             f"at {f.max_tokens} tokens: max_new_tokens "
                              f"{self.max_new_tokens} leaves no room; lower the maximum thinking "
                              "length or raise max_new_tokens")
 
@@ -209,18 +217,19 @@ def decode_step(model: Transformer, params: Params, cache: dict, last_token: jax
 
 
 def init_forcing(rows: int) -> dict:
-    """The per-row state of ``force_tokens``: the index into cue + marker being written (-1:
-    none), where that sequence ends, and whether the row has started its answer marker."""
+    """The per-row state of ``force_tokens``: the index into cue + break + marker being written
+    (-1: none), where that sequence ends, whether the row has started its answer marker, and
+    the last token it wrote."""
     return dict(pos=jnp.full((rows,), -1, jnp.int32), end=jnp.zeros((rows,), jnp.int32),
-                answered=jnp.zeros((rows,), bool))
+                answered=jnp.zeros((rows,), bool), last=jnp.full((rows,), -1, jnp.int32))
 
 
 def force_tokens(forcing: BudgetForcing, state: dict, step: jax.Array, tok: jax.Array,
                  stop_ids: jax.Array) -> tuple[jax.Array, dict]:
     """Budget forcing applied to the tokens tok [R] the model chose at response column ``step``
     (= tokens written so far): returns the tokens to write and the new ``init_forcing`` state."""
-    seq = jnp.asarray(forcing.cue_ids + forcing.marker_ids, jnp.int32)
-    n_cue, total = len(forcing.cue_ids), len(forcing.cue_ids) + len(forcing.marker_ids)
+    seq = jnp.asarray(forcing.cue_ids + forcing.break_ids + forcing.marker_ids, jnp.int32)
+    n_cue, total = len(forcing.cue_ids), len(seq)
     pos, end, answered = state["pos"], state["end"], state["answered"]
     free = (pos < 0) & ~answered
     wants_marker = free & (tok == forcing.marker_ids[0])
@@ -233,10 +242,14 @@ def force_tokens(forcing: BudgetForcing, state: dict, step: jax.Array, tok: jax.
         answered = answered | (early & wants_marker)    # its own answer: never forced again
     else:
         cue = ~marker & early & (wants_marker | wants_stop)
-    pos = jnp.where(marker, n_cue, jnp.where(cue, 0, pos))
+    # a marker the row started itself, or one right after the break, skips the break
+    broken = state["last"] == forcing.break_ids[-1] if forcing.break_ids else False
+    skip = wants_marker | broken
+    pos = jnp.where(marker, n_cue + jnp.where(skip, len(forcing.break_ids), 0),
+                    jnp.where(cue, 0, pos))
     end = jnp.where(marker, total, jnp.where(cue, n_cue, end))
     writing = pos >= 0
     tok = jnp.where(writing, seq[jnp.clip(pos, 0, total - 1)], tok)
     pos = jnp.where(writing, pos + 1, pos)
     pos = jnp.where(pos >= end, -1, pos)
-    return tok, dict(pos=pos, end=end, answered=answered | marker)
+    return tok, dict(pos=pos, end=end, answered=answered | marker, last=tok)

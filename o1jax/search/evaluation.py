@@ -76,7 +76,7 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
             plans.append((f"think_longer@{b}", 1, SamplingConfig(b, greedy=True, **common)))
         if "budget_forcing" in spec.strategies:
             forcing = spec.forcing(b, enc(spec.answer_marker), enc(spec.cue),
-                                   enc(spec.give_up) if spec.give_up else ())
+                                   enc(spec.give_up) if spec.give_up else (), enc("\n"))
             plans.append((f"budget_forcing@{b}", 1, SamplingConfig(b, greedy=True,
                                                                    forcing=forcing, **common)))
     searched = {}

@@ -39,6 +39,7 @@ class EvalSpec:
     answer_marker: str = "\\boxed{"
     cue: str = "Wait"
     give_up: str = ""      # a search's give-up line: with it, only that line gets the cue
+    answer_on_new_line: bool = False   # a forced answer marker starts a line of its own
     min_thinking: int | None = None
     answer_tokens: int | None = None
     beam_width: int = 4
@@ -104,14 +105,16 @@ class EvalSpec:
                              f"exceeds the model's max_seq_len {model.cfg.max_seq_len}; lower "
                              "--max-new-tokens / --token-budgets")
 
-    def forcing(self, budget: int, marker_ids, cue_ids, give_up_ids=()) -> BudgetForcing:
-        """Budget forcing at a token budget (marker, cue and the give-up line's first token as
-        token ids; see ``BudgetForcing``)."""
+    def forcing(self, budget: int, marker_ids, cue_ids, give_up_ids=(), newline_ids=()
+                ) -> BudgetForcing:
+        """Budget forcing at a token budget (marker, cue, the give-up line's first token and a
+        newline as token ids; see ``BudgetForcing``)."""
         answer = self.answer_room
-        if answer < len(marker_ids):
+        break_ids = tuple(newline_ids) if self.answer_on_new_line else ()
+        if answer < len(break_ids) + len(marker_ids):
             raise ValueError(f"--answer-tokens {answer} leaves no room for the answer marker "
-                             f"{self.answer_marker!r} ({len(marker_ids)} tokens); raise "
-                             "--answer-tokens")
+                             f"{self.answer_marker!r} ({len(break_ids) + len(marker_ids)} "
+                             "tokens with its line break); raise --answer-tokens")
         hi = budget - answer
         if hi < 1:
             raise ValueError(f"budget_forcing at {budget} tokens leaves no thinking before the "
@@ -122,7 +125,8 @@ class EvalSpec:
             raise ValueError(f"--min-thinking {lo} is above the maximum thinking length {hi} "
                              f"of token budget {budget} (budget - {answer} answer tokens); "
                              "lower --min-thinking or raise the token budgets")
-        return BudgetForcing(lo, hi, tuple(marker_ids), tuple(cue_ids), tuple(give_up_ids)[:1])
+        return BudgetForcing(lo, hi, tuple(marker_ids), tuple(cue_ids), tuple(give_up_ids)[:1],
+                             break_ids)
 
 
 def check_memory(model: Transformer, rows: int, length: int) -> None:

@@ -91,14 +91,14 @@ def _model_that_always_writes(token: int):
                        lm_head=jnp.asarray(head))
 
 
-def _forced_texts(token, min_tokens, max_tokens, n=40, give_up=""):
+def _forced_texts(token, min_tokens, max_tokens, n=40, give_up="", line_break=""):
     from o1jax.rollout import make_sampler
     from o1jax.rollout.decoding import BudgetForcing
     from o1jax.tokenizer import byte_tokenizer, response_texts
     tok = byte_tokenizer()
     enc = functools.partial(tok.encode, add_special_tokens=False)
     forcing = BudgetForcing(min_tokens, max_tokens, tuple(enc("\\boxed{")), tuple(enc("Wait")),
-                            tuple(enc(give_up)[:1]))
+                            tuple(enc(give_up)[:1]), tuple(enc(line_break)))
     model, params = _model_that_always_writes(token)
     cfg = SamplingConfig(max_new_tokens=n, greedy=True, stop_ids=tok.stop_ids, pad_id=tok.pad_id,
                          forcing=forcing)
@@ -125,6 +125,17 @@ def test_budget_forcing_writes_the_answer_marker_at_the_maximum():
         texts, _ = _forced_texts(ord("a"), lo, hi)
         for text in texts:
             assert text == "a" * hi + "\\boxed{" + "a" * (40 - hi - 7)
+
+
+def test_budget_forcing_starts_a_forced_answer_on_a_line_of_its_own():
+    texts, _ = _forced_texts(ord("a"), 5, 12, line_break="\n")
+    assert texts == ["a" * 12 + "\n\\boxed{" + "a" * (40 - 12 - 8)] * 2
+    # a row that has just ended a line is not given an empty one
+    texts, _ = _forced_texts(ord("\n"), 5, 12, line_break="\n")
+    assert texts == ["\n" * 12 + "\\boxed{" + "\n" * (40 - 12 - 7)] * 2
+    # nor is a row that starts the marker itself
+    texts, _ = _forced_texts(ord("\\"), 5, 12, line_break="\n")
+    assert texts == ["WaitWait\\boxed{" + "\\" * (40 - 15)] * 2   # the cue until 8 >= 5
 
 
 def test_budget_forcing_turns_an_early_stop_into_thinking_and_a_late_one_into_an_answer():
