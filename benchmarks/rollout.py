@@ -9,10 +9,18 @@ row generates all 128 tokens on both sides). Weights: our random init, exported 
 each, 80 new tokens): its rollout's tokens/s and the share of the rollout spent in the vision
 encoder (the encoder alone on the 16 images, timed apart). The last line printed is one JSON
 object.
+
+Long context (``--long`` runs only these rows; issue 34 item 3), small25m with ``max_seq_len``
+4,096: a decode step of 64 rows at position 128 of a 4,096-slot cache against one of a 256-slot
+cache (``decode_ratio``, target <= 1.5; a program of one step, as a search calls it, and a loop
+of 8 steps in one program, as the sampler runs them), and XLA's memory plan (temporaries +
+arguments + outputs) for the forward and backward of the log-prob loss on 8 x 4,096 tokens
+(target <= 8 GiB). Each beside today's code path (every attention one fused ``attend``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -22,13 +30,19 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from benchmarks.common import median_seconds, start  # noqa: E402
 from o1jax.models import Transformer, hf, preset  # noqa: E402
-from o1jax.rollout import SamplingConfig, make_sampler  # noqa: E402
+from o1jax.models.layers import attention  # noqa: E402
+from o1jax.rollout import SamplingConfig, decode_params, decode_step, make_sampler  # noqa: E402
+from o1jax.rollout.scoring import token_logprobs  # noqa: E402
 
 BATCH, PROMPT, NEW = 64, 32, 128
+LONG, SHORT, POSITION, LOOP = 4096, 256, 128, 8         # cache slots, decode position, loop steps
+SCORED, VOCAB_CHUNK = 8, 2048                           # rows of LONG tokens scored
+GIB = 2 ** 30
 
 
 def ours_tokens_per_s(model, params, prompts, repeats):
@@ -91,10 +105,111 @@ def visual_rollout(repeats):
     return b * rl.group_size * n / rollout_s, encoder_s / rollout_s, encoder_s, rollout_s
 
 
+@contextlib.contextmanager
+def todays_attention():
+    """Traces inside run today's code path: every attention one fused ``attend`` over [T, S]."""
+    saved = attention.LIVE_BLOCKS_FROM, attention.QUERY_BLOCKS_FROM
+    attention.LIVE_BLOCKS_FROM = attention.QUERY_BLOCKS_FROM = sys.maxsize
+    try:
+        yield
+    finally:
+        attention.LIVE_BLOCKS_FROM, attention.QUERY_BLOCKS_FROM = saved
+
+
+def decode_call(model, params, length, steps):
+    """A compiled call (its first run done) of a program of ``steps`` decode steps of BATCH rows,
+    each at position POSITION of a cache of ``length`` slots (POSITION real slots before it). The
+    cache is donated, so a step writes it in place."""
+    cfg = SamplingConfig(max_new_tokens=1)
+
+    def run(params, cache, last, key):   # a new function per call: traced under today's flags
+        def step(_, c):
+            new = decode_step(model, params, c, last, key, cfg)[0]
+            return dict(new, index=c["index"], positions=c["positions"])
+        return jax.lax.fori_loop(0, steps, step, cache)
+
+    cache = model.init_cache(BATCH, length)
+    state = {"cache": dict(cache, mask=cache["mask"].at[:, :POSITION].set(True),
+                           index=jnp.int32(POSITION),
+                           positions=jnp.full((BATCH,), POSITION, jnp.int32))}
+    compiled = jax.jit(run, donate_argnums=1)
+    last, key = jnp.zeros((BATCH,), jnp.int32), jax.random.key(0)
+
+    def call():
+        state["cache"] = compiled(params, state["cache"], last, key)
+        return state["cache"]["index"]
+    jax.block_until_ready(call())
+    return call
+
+
+def decode_seconds(model, params, steps, rounds):
+    """(short, long, today): seconds per decode step (``decode_call``) with a SHORT-slot cache,
+    a LONG-slot one and a LONG-slot one on today's code path, each the median over ``rounds``
+    rounds that time the three in turn (the machine's load drifts) of the median of 3 calls."""
+    calls = {"short": decode_call(model, params, SHORT, steps),
+             "long": decode_call(model, params, LONG, steps)}
+    with todays_attention():
+        calls["today"] = decode_call(model, params, LONG, steps)
+    times = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            times[name].append(median_seconds(call, repeats=3, warmup=0) / steps)
+    return tuple(float(np.median(times[name])) for name in ("short", "long", "today"))
+
+
+def scoring_bytes(model, rows, length, vocab_chunk):
+    """XLA's plan for the forward and backward of the log-prob loss (``token_logprobs``) on
+    [rows, length] tokens: temporaries + arguments + outputs, in bytes."""
+    def loss(params, tokens, mask):
+        logp, _ = token_logprobs(model, params, tokens, mask, vocab_chunk=vocab_chunk)
+        return -jnp.sum(jnp.where(mask, logp, 0.0))
+    tokens = jax.ShapeDtypeStruct((rows, length), jnp.int32)
+    mask = jax.ShapeDtypeStruct((rows, length), bool)
+    m = jax.jit(jax.grad(loss)).lower(model.param_shapes(), tokens, mask).compile()
+    m = m.memory_analysis()
+    return m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
+
+
+def long_context(rounds):
+    """The long-context rows: decode steps over a short and a long cache, and the memory plan of
+    scoring long sequences, each beside today's code path."""
+    model = Transformer(preset("small25m", max_seq_len=LONG))
+    params = decode_params(model, model.init(jax.random.key(0)))
+    out = {}
+    for label, steps in [("", 1), ("_loop", LOOP)]:
+        short, long, today = decode_seconds(model, params, steps, rounds)
+        print(f"decode step at position {POSITION}, {BATCH} rows, "
+              f"{'one step a program' if steps == 1 else f'{steps} steps a program'}: "
+              f"{SHORT}-slot cache {short * 1e3:.1f} ms, {LONG}-slot cache {long * 1e3:.1f} ms "
+              f"({long / short:.2f}x; target <= 1.5x), today's code path {today * 1e3:.1f} ms "
+              f"({today / short:.2f}x)")
+        out.update({f"decode{label}_short_s": short, f"decode{label}_long_s": long,
+                    f"decode{label}_ratio": long / short,
+                    f"decode{label}_todays_ratio": today / short})
+    remat = Transformer(preset("small25m", max_seq_len=LONG, remat=True))
+    for label, m, chunk in [("", remat, VOCAB_CHUNK), ("_no_remat", model, VOCAB_CHUNK),
+                            ("_whole_vocab", remat, 0)]:
+        new = scoring_bytes(m, SCORED, LONG, chunk)
+        with todays_attention():
+            today = scoring_bytes(m, SCORED, LONG, chunk)
+        print(f"log-prob loss, forward + backward, {SCORED} x {LONG} tokens, "
+              f"remat={m.cfg.remat}, vocab_chunk={chunk}: XLA plans {new / GIB:.2f} GiB "
+              f"(target <= 8), today's code path {today / GIB:.2f} GiB")
+        out.update({f"scoring{label}_gib": new / GIB, f"scoring{label}_todays_gib": today / GIB})
+    return out
+
+
 def main():
+    long_only = "--long" in sys.argv        # start() parses --quick only
+    if long_only:
+        sys.argv.remove("--long")
     quick, peak = start()
     repeats = 1 if quick else 5
     out = {"peak_flops_per_s": peak}
+    if long_only:
+        out.update(long_context(3 if quick else 5))
+        print(json.dumps(out))
+        return
     for label, name in [("tiny", "tiny"), ("medium", "small25m")]:
         model = Transformer(preset(name))
         params = model.init(jax.random.key(0))
@@ -115,6 +230,7 @@ def main():
           f"{tps:,.0f} tok/s; vision encoder {enc_s * 1e3:.1f} ms of the {roll_s * 1e3:.0f} ms "
           f"rollout = {share:.1%}")
     out.update(visual_tokens_per_s=tps, visual_encoder_share=share)
+    out.update(long_context(3 if quick else 5))
     print(json.dumps(out))
 
 

@@ -31,7 +31,8 @@ from jax.sharding import Mesh
 from o1jax import sharding
 import o1jax.models.vision as vision
 from o1jax.models.config import ModelConfig
-from o1jax.models.layers.attention import attend, output_projection, project_qkv
+from o1jax.models.layers.attention import (attend, causal_attention, output_projection,
+                                          project_qkv)
 from o1jax.models.layers.mlp import swiglu
 from o1jax.models.layers.norm import rms_norm
 from o1jax.models.layers.rope import inverse_frequencies, rope_angles
@@ -148,8 +149,10 @@ class Transformer:
                 "mask": ("act_batch", "cache_length"), "index": ()}
 
     # ---------------------------------------------------------------- forward
-    def _layer(self, x, p, rope, key_mask, k_cache=None, v_cache=None, start=0):
-        """One pre-norm block. With a cache, the new k, v are written at slot ``start``."""
+    def _layer(self, x, p, rope, attention, k_cache=None, v_cache=None, start=0):
+        """One pre-norm block. With a cache, the new k, v are written at slot ``start``.
+        ``attention``: the key mask [B, T, S] of a dense ``attend``, or a blocked attention
+        function (q, k, v) -> [B, T, H, Dh] (``causal_attention``)."""
         c = self.cfg
         h = rms_norm(x, p["attn_norm"], c.rms_norm_eps)
         q, k, v = project_qkv(h, p, rope, c.num_heads, self.mesh)
@@ -159,7 +162,8 @@ class Transformer:
             v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype),
                                                    (0, 0, start, 0))
             k, v = k_cache, v_cache
-        x = x + output_projection(attend(q, k, v, key_mask), p["wo"])
+        o = attention(q, k, v) if callable(attention) else attend(q, k, v, attention)
+        x = x + output_projection(o, p["wo"])
         h = rms_norm(x, p["mlp_norm"], c.rms_norm_eps)
         x = x + swiglu(h, p, self.mesh)
         x = sharding.constrain(x, self.mesh, ("act_batch", "act_length", "act_embed"))
@@ -213,18 +217,13 @@ class Transformer:
             x = vision.place_image_tokens(x, tokens, c.image_token_id, image_embeds)
         x = sharding.constrain(x, self.mesh, ("act_batch", "act_length", "act_embed"))
 
-        if cache is None:
-            key_mask = mask[:, None, :] & jnp.tril(jnp.ones((t, t), bool))[None]
-            start, kv_mask = 0, None
-        else:
-            start = cache["index"]
-            kv_mask = jax.lax.dynamic_update_slice(cache["mask"], mask, (0, start))
-            slots = jnp.arange(kv_mask.shape[1])
-            causal = slots[None, :] <= start + jnp.arange(t)[:, None]   # [T, S]
-            key_mask = kv_mask[:, None, :] & causal[None]
+        start = 0 if cache is None else cache["index"]
+        kv_mask = mask if cache is None else jax.lax.dynamic_update_slice(
+            cache["mask"], mask, (0, start))
+        attention = causal_attention(kv_mask, start, t, cached=cache is not None)
         rope = rope_angles(self.rope_positions(tokens, positions, mask, image_embeds is not None),
                            inv_freq, c.mrope_section)
-        layer = functools.partial(self._layer, rope=rope, key_mask=key_mask, start=start)
+        layer = functools.partial(self._layer, rope=rope, attention=attention, start=start)
         if c.remat:
             layer = jax.checkpoint(layer, prevent_cse=False)
 
