@@ -42,6 +42,8 @@ class ModelConfig:
     dtype: str = "float32"        # compute dtype: float32 or bfloat16
     param_dtype: str = "float32"  # master weights
     remat: bool = False           # recompute each layer's activations in the backward pass
+    scan_decode_from: int = 16    # decoding scans over layers from this depth, unrolls below
+                                  # (see Transformer.scans_decode, docs/performance.md)
     vision: VisionConfig | None = None   # a vision encoder whose image tokens take the places
     image_token_id: int = -1             # of this placeholder token in the input (one image
                                          # per row); see o1jax/models/vision.py

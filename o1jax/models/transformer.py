@@ -12,10 +12,14 @@ Parameters (f32 master weights; layers stacked on a leading axis and run with ``
 
 KV cache (see ``init_cache``)::
 
-    k      L-tuple of [B, KVH, Dh, S], compute dtype
-    v      L-tuple of [B, KVH, S, Dh] (layouts chosen for the decode matmuls, see attention.py)
+    k      L-tuple of [B, KVH, Dh, S], compute dtype; stacked [L, B, KVH, Dh, S] when the
+           decode loop scans over layers (``ModelConfig.scan_decode_from``)
+    v      L-tuple of [B, KVH, S, Dh], or stacked [L, B, KVH, S, Dh] (layouts chosen for the
+           decode matmuls, see attention.py)
     mask   [B, S] bool          slot holds a real (non-padding) token
     index  [] int32             next slot to write; every row writes the same slot (left padding)
+
+``hidden`` reads either cache form with either parameter layout and returns the form it got.
 """
 
 from __future__ import annotations
@@ -133,20 +137,30 @@ class Transformer:
         return jax.jit(self.init, out_shardings=self.shardings())(key)
 
     # ---------------------------------------------------------------- cache
+    @property
+    def scans_decode(self) -> bool:
+        """Whether decoding runs the layers with ``lax.scan`` over a stacked cache (one layer's
+        program at any depth) rather than unrolled over a tuple of per-layer caches."""
+        return self.cfg.num_layers >= self.cfg.scan_decode_from
+
     def init_cache(self, batch: int, length: int) -> dict:
+        """An empty cache of ``length`` slots, stacked when ``scans_decode``."""
         c = self.cfg
-        k = tuple(jnp.zeros((batch, c.num_kv_heads, c.head_dim, length), c.compute_dtype)
-                  for _ in range(c.num_layers))
-        v = tuple(jnp.zeros((batch, c.num_kv_heads, length, c.head_dim), c.compute_dtype)
-                  for _ in range(c.num_layers))
+        k = jnp.zeros((c.num_layers, batch, c.num_kv_heads, c.head_dim, length), c.compute_dtype)
+        v = jnp.zeros((c.num_layers, batch, c.num_kv_heads, length, c.head_dim), c.compute_dtype)
+        if not self.scans_decode:
+            k, v = tuple(k), tuple(v)
         return {"k": k, "v": v, "mask": jnp.zeros((batch, length), bool),
                 "index": jnp.zeros((), jnp.int32)}
 
     def cache_axes(self) -> dict:
-        n = self.cfg.num_layers
-        return {"k": (("act_batch", "act_kv_heads", None, "cache_length"),) * n,
-                "v": (("act_batch", "act_kv_heads", "cache_length", None),) * n,
-                "mask": ("act_batch", "cache_length"), "index": ()}
+        k, v = ("act_batch", "act_kv_heads", None, "cache_length"), \
+            ("act_batch", "act_kv_heads", "cache_length", None)
+        if self.scans_decode:
+            k, v = ("layers",) + k, ("layers",) + v
+        else:
+            k, v = (k,) * self.cfg.num_layers, (v,) * self.cfg.num_layers
+        return {"k": k, "v": v, "mask": ("act_batch", "cache_length"), "index": ()}
 
     # ---------------------------------------------------------------- forward
     def _layer(self, x, p, rope, attention, k_cache=None, v_cache=None, start=0):
@@ -196,9 +210,11 @@ class Transformer:
         the T tokens attend causally among themselves; with one they are written at slots
         ``cache["index"] ...`` and attend to every valid slot up to their own.
 
-        ``params["layers"]`` stacked (the stored layout) runs the layers with ``lax.scan``; a
-        tuple of per-layer dicts (``unstack_layers``) runs them unrolled, which lets a decode
-        loop update each layer's cache in place instead of re-stacking it every step.
+        ``params["layers"]`` stacked (the stored layout, or ``fuse_layers``'s) runs the layers
+        with ``lax.scan``, the stacked cache scanned in and out (a tuple cache is stacked for
+        it); a tuple of per-layer dicts (``unstack_layers``) runs them unrolled, which lets a
+        decode loop update each layer's cache in place. An unrolled decode step's program grows
+        with depth, a scanned one's does not (docs/performance.md has both forms' costs).
 
         ``image_embeds`` [B, N, D] (``encode_images``): the k-th image placeholder token of each
         row reads image token k instead of its embedding (a prefill; decode steps have none).
@@ -242,13 +258,17 @@ class Transformer:
             def step(x, xs):
                 x, k, v = layer(x, xs[0], k_cache=xs[1], v_cache=xs[2])
                 return x, (k, v)
-            x, (ks, vs) = jax.lax.scan(step, x, (params["layers"], jnp.stack(cache["k"]),
-                                                 jnp.stack(cache["v"])))
-            ks, vs = list(ks), list(vs)
+            stack = lambda a: jnp.stack(a) if isinstance(a, (tuple, list)) else a  # noqa: E731
+            x, (ks, vs) = jax.lax.scan(step, x, (params["layers"], stack(cache["k"]),
+                                                 stack(cache["v"])))
         x = rms_norm(x, params["final_norm"], c.rms_norm_eps)
         if cache is None:
             return x, None
-        return x, {"k": tuple(ks), "v": tuple(vs), "mask": kv_mask, "index": start + t}
+        if isinstance(cache["k"], (tuple, list)):
+            ks, vs = tuple(ks), tuple(vs)
+        elif isinstance(ks, list):
+            ks, vs = jnp.stack(ks), jnp.stack(vs)
+        return x, {"k": ks, "v": vs, "mask": kv_mask, "index": start + t}
 
     def unembedding(self, params: Params) -> jax.Array:
         """The policy head's matrix [D, V] (the embedding's transpose when tied)."""
@@ -270,22 +290,26 @@ class Transformer:
         return self.head_out(params, x), cache
 
 
-def unstack_layers(params: Params, fuse: bool = False) -> Params:
-    """The same params in the decode layout: ``layers`` a tuple of per-layer dicts, so a decode
-    loop slices the stacked weights once, not at every token. With ``fuse``, each layer's q/k/v
-    and gate/up weights are also concatenated (wqkv [D, H + 2 KVH, Dh], w_gate_up [D, 2, F]) so
+def fuse_layers(layers: Params) -> Params:
+    """Layer weights, one layer's or stacked [L, ...], with q/k/v and gate/up concatenated
+    (wqkv [(L,) D, H + 2 KVH, Dh], bqkv [(L,) H + 2 KVH, Dh], w_gate_up [(L,) D, 2, F]), so
     that a decode step runs two matmuls where it ran five."""
+    p = dict(layers)
+    lead = p["attn_norm"].ndim - 1           # 1 when stacked
+    p["wqkv"] = jnp.concatenate([p.pop("wq"), p.pop("wk"), p.pop("wv")], axis=lead + 1)
+    if "bq" in p:
+        p["bqkv"] = jnp.concatenate([p.pop("bq"), p.pop("bk"), p.pop("bv")], axis=lead)
+    p["w_gate_up"] = jnp.stack([p.pop("w_gate"), p.pop("w_up")], axis=lead + 1)
+    return p
+
+
+def unstack_layers(params: Params, fuse: bool = False) -> Params:
+    """The same params in the unrolled decode layout: ``layers`` a tuple of per-layer dicts, so
+    a decode loop slices the stacked weights once, not at every token; with ``fuse``, each
+    layer's weights ``fuse_layers``'d."""
     n = jax.tree.leaves(params["layers"])[0].shape[0]
-    layers = []
-    for i in range(n):
-        p = {k: v[i] for k, v in params["layers"].items()}
-        if fuse:
-            p["wqkv"] = jnp.concatenate([p.pop("wq"), p.pop("wk"), p.pop("wv")], axis=1)
-            if "bq" in p:
-                p["bqkv"] = jnp.concatenate([p.pop("bq"), p.pop("bk"), p.pop("bv")], axis=0)
-            p["w_gate_up"] = jnp.stack([p.pop("w_gate"), p.pop("w_up")], axis=1)
-        layers.append(p)
-    return dict(params, layers=tuple(layers))
+    layers = tuple({k: v[i] for k, v in params["layers"].items()} for i in range(n))
+    return dict(params, layers=tuple(map(fuse_layers, layers)) if fuse else layers)
 
 
 def value_params_from_policy(policy_params: Params, key: jax.Array) -> Params:

@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from o1jax import sharding
-from o1jax.models.transformer import Params, Transformer, positions_from_mask, unstack_layers
+from o1jax.models.transformer import (Params, Transformer, fuse_layers, positions_from_mask,
+                                      unstack_layers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,10 +161,13 @@ def choose_tokens(logp: jax.Array, key: jax.Array, cfg: SamplingConfig) -> jax.A
 
 
 def decode_params(model: Transformer, params: Params) -> Params:
-    """The decode layout of ``params`` (``unstack_layers``), built once per rollout or search.
-    Fusing q/k/v would mix head shards under tensor parallelism, so it is only done when heads
-    are not split."""
-    return unstack_layers(params, fuse=not sharding.splits_heads(model.mesh))
+    """The decode layout of ``params``, built once per rollout or search: stacked for a model
+    that ``scans_decode``, else ``unstack_layers``. Fusing q/k/v (``fuse_layers``) would mix
+    head shards under tensor parallelism, so it is only done when heads are not split."""
+    fuse = not sharding.splits_heads(model.mesh)
+    if not model.scans_decode:
+        return unstack_layers(params, fuse=fuse)
+    return dict(params, layers=fuse_layers(params["layers"])) if fuse else params
 
 
 def prefill(model: Transformer, params: Params, tokens: jax.Array, mask: jax.Array,
@@ -189,10 +193,12 @@ def prefill(model: Transformer, params: Params, tokens: jax.Array, mask: jax.Arr
 
 
 def repeat_cache(model: Transformer, cache: dict, g: int) -> dict:
-    """Each row's cache copied ``g`` times (copies adjacent): [B, ...] -> [B * g, ...]."""
+    """Each row's cache copied ``g`` times (copies adjacent): [B, ...] -> [B * g, ...] (the
+    batch axis of a stacked k/v [L, B, ...] is its second)."""
     if g > 1:
-        cache = dict(cache, **jax.tree.map(lambda a: jnp.repeat(a, g, axis=0),
-                                           {k: cache[k] for k in ("k", "v", "mask", "positions")}))
+        rows = {k: cache[k] for k in ("k", "v", "mask", "positions")}
+        repeat = lambda a: jnp.repeat(a, g, axis=max(a.ndim - 4, 0))  # noqa: E731
+        cache = dict(cache, **jax.tree.map(repeat, rows))
     axes = dict(model.cache_axes(), positions=("act_batch",))
     return jax.tree.map(lambda ax, c: sharding.constrain(c, model.mesh, ax), axes, cache,
                         is_leaf=sharding.is_axes)
