@@ -41,7 +41,7 @@ def project_qkv(x: jax.Array, p: dict, rope: tuple[jax.Array, jax.Array], num_he
     """Projects x: [B, T, D] to rotated q: [B, T, H, Dh], k: [B, KVH, Dh, T], v: [B, KVH, T, Dh].
 
     ``p`` holds wq/wk/wv (+ bq/bk/bv), or the fused decode layout wqkv [D, H + 2 KVH, Dh]
-    (+ bqkv) that ``fuse_layer`` builds: one matmul instead of three.
+    (+ bqkv) that ``fuse_layers`` builds: one matmul instead of three.
     """
     dt = x.dtype
     if "wqkv" in p:
