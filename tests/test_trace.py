@@ -13,6 +13,7 @@ from o1jax.traces import reasoning as trace_lib
 from o1jax import workdir as wd
 from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids, render_prompt
 from o1jax.models import Transformer, positions_from_mask, preset
+from o1jax.models.layouts import unstack_layers
 from o1jax.models.layers.attention import attend, attention_probs
 from o1jax.plots import read_png
 from o1jax.rollout.decoding import SamplingConfig
@@ -154,7 +155,7 @@ def test_attention_maps_are_the_forward_pass_s_with_an_image(monkeypatch, mrope_
         seen.append(np.asarray(attention_probs(q, k, key_mask)))
         return attend(q, k, v, key_mask)
     monkeypatch.setattr(transformer_lib, "attend", spy)
-    model.hidden(transformer_lib.unstack_layers(params), tokens, positions_from_mask(mask), mask,
+    model.hidden(unstack_layers(params), tokens, positions_from_mask(mask), mask,
                  image_embeds=model.encode_images(params, white))
     np.testing.assert_allclose(maps, np.stack(seen), rtol=1e-5, atol=1e-6)
     # the question's tokens attend differently after a black image

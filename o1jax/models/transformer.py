@@ -19,7 +19,7 @@ KV cache (see ``init_cache``)::
     mask   [B, S] bool          slot holds a real (non-padding) token
     index  [] int32             next slot to write; every row writes the same slot (left padding)
 
-``hidden`` reads either cache form with either parameter layout and returns the form it got.
+``hidden`` reads either cache form with either parameter layout (layouts.py), returns its form.
 """
 
 from __future__ import annotations
@@ -290,34 +290,11 @@ class Transformer:
         return self.head_out(params, x), cache
 
 
-def fuse_layers(layers: Params) -> Params:
-    """Layer weights, one layer's or stacked [L, ...], with q/k/v and gate/up concatenated
-    (wqkv [(L,) D, H + 2 KVH, Dh], bqkv [(L,) H + 2 KVH, Dh], w_gate_up [(L,) D, 2, F]), so
-    that a decode step runs two matmuls where it ran five."""
-    p = dict(layers)
-    lead = p["attn_norm"].ndim - 1           # 1 when stacked
-    p["wqkv"] = jnp.concatenate([p.pop("wq"), p.pop("wk"), p.pop("wv")], axis=lead + 1)
-    if "bq" in p:
-        p["bqkv"] = jnp.concatenate([p.pop("bq"), p.pop("bk"), p.pop("bv")], axis=lead)
-    p["w_gate_up"] = jnp.stack([p.pop("w_gate"), p.pop("w_up")], axis=lead + 1)
-    return p
-
-
-def unstack_layers(params: Params, fuse: bool = False) -> Params:
-    """The same params in the unrolled decode layout: ``layers`` a tuple of per-layer dicts, so
-    a decode loop slices the stacked weights once, not at every token; with ``fuse``, each
-    layer's weights ``fuse_layers``'d."""
-    n = jax.tree.leaves(params["layers"])[0].shape[0]
-    layers = tuple({k: v[i] for k, v in params["layers"].items()} for i in range(n))
-    return dict(params, layers=tuple(map(fuse_layers, layers)) if fuse else layers)
-
-
 def value_params_from_policy(policy_params: Params, key: jax.Array) -> Params:
     """Value-model parameters: a copy of the policy backbone plus a fresh scalar head."""
     backbone = {k: v for k, v in policy_params.items() if k != "lm_head"}
     d = policy_params["final_norm"].shape[0]
     dtype = policy_params["final_norm"].dtype
     backbone = jax.tree.map(jnp.copy, backbone)
-    backbone["value_head"] = {"w": 0.02 * jax.random.normal(key, (d,), dtype),
-                              "b": jnp.zeros((), dtype)}
-    return backbone
+    return dict(backbone, value_head={"w": 0.02 * jax.random.normal(key, (d,), dtype),
+                                      "b": jnp.zeros((), dtype)})

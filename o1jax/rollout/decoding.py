@@ -17,8 +17,8 @@ import jax
 import jax.numpy as jnp
 
 from o1jax import sharding
-from o1jax.models.transformer import (Params, Transformer, fuse_layers, positions_from_mask,
-                                      unstack_layers)
+from o1jax.models.layouts import fuse_layers, unstack_layers
+from o1jax.models.transformer import Params, Transformer, positions_from_mask
 
 
 @dataclasses.dataclass(frozen=True)

@@ -16,12 +16,8 @@ from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids
 from o1jax.models.layers.attention import attention_probs, project_qkv
 from o1jax.models.layers.norm import rms_norm
 from o1jax.models.layers.rope import inverse_frequencies, rope_angles
-from o1jax.models.transformer import (
-    Params,
-    Transformer,
-    positions_from_mask,
-    unstack_layers,
-)
+from o1jax.models.layouts import unstack_layers
+from o1jax.models.transformer import Params, Transformer, positions_from_mask
 from o1jax.models.vision import VisionConfig, patch_grid, place_image_tokens
 from o1jax.rewards.answers import all_boxed
 from o1jax.rewards.api import verify_batch

@@ -1,0 +1,32 @@
+"""Parameter layouts for decoding: the stored params (layers stacked on a leading axis) with
+q/k/v and gate/up fused, or unstacked into a tuple of per-layer dicts (``Transformer.hidden``
+runs either)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from o1jax.models.transformer import Params
+
+
+def fuse_layers(layers: Params) -> Params:
+    """Layer weights, one layer's or stacked [L, ...], with q/k/v and gate/up concatenated
+    (wqkv [(L,) D, H + 2 KVH, Dh], bqkv [(L,) H + 2 KVH, Dh], w_gate_up [(L,) D, 2, F]), so
+    that a decode step runs two matmuls where it ran five."""
+    p = dict(layers)
+    lead = p["attn_norm"].ndim - 1           # 1 when stacked
+    p["wqkv"] = jnp.concatenate([p.pop("wq"), p.pop("wk"), p.pop("wv")], axis=lead + 1)
+    if "bq" in p:
+        p["bqkv"] = jnp.concatenate([p.pop("bq"), p.pop("bk"), p.pop("bv")], axis=lead)
+    p["w_gate_up"] = jnp.stack([p.pop("w_gate"), p.pop("w_up")], axis=lead + 1)
+    return p
+
+
+def unstack_layers(params: Params, fuse: bool = False) -> Params:
+    """The same params in the unrolled decode layout: ``layers`` a tuple of per-layer dicts, so
+    a decode loop slices the stacked weights once, not at every token; with ``fuse``, each
+    layer's weights ``fuse_layers``'d."""
+    n = jax.tree.leaves(params["layers"])[0].shape[0]
+    layers = tuple({k: v[i] for k, v in params["layers"].items()} for i in range(n))
+    return dict(params, layers=tuple(map(fuse_layers, layers)) if fuse else layers)
