@@ -17,7 +17,7 @@ PLAIN_TEMPLATE = "{question}\n"
 REASONING_TEMPLATE = ("{question}\nPlease reason step by step, and put your final answer "
                       "within \\boxed{{}}.\n")
 IMAGE_TEMPLATE = "{question}\n<image>"     # the image right before the answer
-ANSWER_CHECKS = ("equivalence", "countdown", "grid")
+ANSWER_CHECKS = ("equivalence", "countdown", "grid", "code")
 _GENERATED_KEYS = ("difficulty", "num_train", "num_test", "seed", "hard_levels")
 _FILE_KEYS = ("train_path", "test_path")
 
@@ -55,6 +55,7 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
     _generated("countdown", answer_check="countdown"),
     _generated("countdown_search", answer_check="countdown"),
     _generated("sudoku", answer_check="grid"),
+    _generated("code_functions", answer_check="code"),
     Dataset("gsm8k", "gsm8k", template=REASONING_TEMPLATE, needs="manual_dir",
             needs_what=_OFFICIAL),
     Dataset("math", "math", template=REASONING_TEMPLATE, needs="manual_dir",

@@ -17,7 +17,7 @@ from typing import Callable, Iterator
 
 import sympy
 
-from o1jax.data import search_tasks, sudoku
+from o1jax.data import code_tasks, search_tasks, sudoku
 # split_of and TEST_FRACTION keep their documented home here too
 from o1jax.data.examples import TEST_FRACTION, split_of, split_of_example  # noqa: F401
 from o1jax.data.examples import example as _example
@@ -172,7 +172,8 @@ def countdown(rng: random.Random, difficulty: int) -> dict:
 
 TASKS: dict[str, Callable[[random.Random, int], dict]] = {
     "arithmetic": arithmetic, "linear": linear, "fractions": fractions, "countdown": countdown,
-    "countdown_search": search_tasks.countdown_search, "sudoku": sudoku.sudoku}
+    "countdown_search": search_tasks.countdown_search, "sudoku": sudoku.sudoku,
+    "code_functions": code_tasks.code_function}
 
 
 def check_slip_rate(task: str, slip_rate: float) -> None:

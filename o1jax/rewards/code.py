@@ -18,6 +18,8 @@ from typing import NamedTuple, Sequence
 from o1jax.rewards.sandbox import Limits, run_python
 
 MAX_CODE_CHARS = 20_000
+REASONS = ("passed", "failed", "no_code", "error", "timeout", "cpu", "memory", "output",
+           "killed")
 _FENCE = re.compile(r"```(?:python|py)?[ \t]*\n(.*?)```", re.DOTALL)
 _ENTRY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -96,10 +98,7 @@ def run_tests(response: str, tests: Sequence[str], entry_point: str,
     return CodeResult(passed, len(tests), "passed" if passed == len(tests) else "failed")
 
 
-def code_score(response: str, tests: Sequence[str], entry_point: str, partial: float = 0.0
-               ) -> tuple[float, str]:
-    """(reward, reason) for the pool: 1 when every test passes, else ``partial`` x the share
-    passed (``partial`` 0: all or nothing)."""
+def code_check(response: str, tests: Sequence[str], entry_point: str) -> tuple[float, str]:
+    """(share of the tests passed, reason): the check the reward functions run in the pool."""
     r = run_tests(response, tests, entry_point)
-    score = 1.0 if r.reason == "passed" else partial * r.passed / max(r.total, 1)
-    return score, r.reason
+    return r.passed / max(r.total, 1), r.reason

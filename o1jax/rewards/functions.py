@@ -21,6 +21,8 @@ RewardFn = Callable[[Sequence[str], Sequence[dict], Sequence[bool], CheckPool], 
 REWARDS: dict[str, RewardFn] = {}
 COUNTDOWN = "o1jax.rewards.countdown:countdown_score"
 GRID = "o1jax.rewards.grid:grid_score"
+CODE = "o1jax.rewards.code:code_check"
+CODE_TIMEOUT = 10.0    # the sandbox's own wall clock (5 s) and its start-up
 
 
 def register(name: str):
@@ -49,16 +51,49 @@ def correctness(responses, examples, finished, pool) -> np.ndarray:
             meta = json.loads(ex["meta"])
             jobs.append((resp, meta["puzzle"], meta["size"]))
             fns.append(GRID)
+        elif check == "code":
+            meta = json.loads(ex["meta"])
+            jobs.append((resp, meta["tests"], meta["entry_point"]))
+            fns.append(CODE)
         else:
             jobs.append((resp, ex["answer"]))
             fns.append(EQUIVALENCE)
     out = np.zeros(len(jobs), np.float32)
     for fn in set(fns):
         idx = [i for i, f in enumerate(fns) if f == fn]
-        results = pool.map(fn, [jobs[i] for i in idx])
+        if fn == CODE:
+            results = [share for share, _ in _code_checks(pool, [jobs[i] for i in idx])]
+        else:
+            results = pool.map(fn, [jobs[i] for i in idx])
         for i, r in zip(idx, results):
             value = 0.0 if r in (TIMEOUT, ERROR) else float(r)
             out[i] = 1.0 if value == 1.0 else 0.0
+    return out * np.asarray(finished, np.float32)
+
+
+def _code_checks(pool: CheckPool, jobs: list) -> list[tuple[float, str]]:
+    """(share of tests passed, reason) of each code job, run in the sandbox from the pool's
+    workers; each reason counted in ``pool.stats`` as ``code/REASON``."""
+    out = []
+    for r in pool.map(CODE, jobs, timeout=CODE_TIMEOUT):
+        share, reason = (0.0, "timeout" if r == TIMEOUT else "error") if isinstance(r, str) \
+            else r
+        pool.stats[f"code/{reason}"] = pool.stats.get(f"code/{reason}", 0) + 1
+        out.append((share, reason))
+    return out
+
+
+@register("tests_passed")
+def tests_passed(responses, examples, finished, pool) -> np.ndarray:
+    """The share of a code answer's tests it passes (partial credit; weight it beside
+    ``correctness``, which pays only when all pass). Code tasks only: 0 for other tasks."""
+    out = np.zeros(len(responses), np.float32)
+    idx = [i for i, ex in enumerate(examples)
+           if datasets.answer_check(ex.get("task") or "") == "code"]
+    metas = [json.loads(examples[i]["meta"]) for i in idx]
+    jobs = [(responses[i], m["tests"], m["entry_point"]) for i, m in zip(idx, metas)]
+    for i, (share, _) in zip(idx, _code_checks(pool, jobs)):
+        out[i] = share
     return out * np.asarray(finished, np.float32)
 
 
@@ -90,8 +125,9 @@ def reward_parts(responses: Sequence[str], examples: Sequence[dict], finished: S
     pool = pool or default_pool()
     before = dict(pool.stats)
     parts = {name: REWARDS[name](responses, examples, finished, pool) for name in names}
-    return parts, {"verifier/timeouts": float(pool.stats["timeouts"] - before["timeouts"]),
-                   "verifier/errors": float(pool.stats["errors"] - before["errors"])}
+    counts = {f"verifier/{k}": float(v - before.get(k, 0)) for k, v in pool.stats.items()
+              if k != "checks"}
+    return parts, counts
 
 
 def weighted_sum(parts: dict[str, np.ndarray], weights: dict[str, float], rows: int

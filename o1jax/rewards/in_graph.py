@@ -27,7 +27,8 @@ def make_reward_callback(tokenizer: Tokenizer, example_at: Callable[[int], dict]
                          mesh: Mesh | None = None,
                          problem_example: Callable[[str, int], dict] | None = None,
                          with_correct: bool = False,
-                         call_times: list[tuple[float, float]] | None = None):
+                         call_times: list[tuple[float, float]] | None = None,
+                         counted: tuple[str, ...] = ()):
     """A jittable ``(rollout, example_ids [R]) -> (rewards [R] f32, {metric: scalar})``, the
     reward function ``o1jax.rl.iteration`` takes. ``example_at(i)`` returns dataset row i
     (with ``answer``, ``task``, ``meta``); a row whose id is negative is a problem the caller
@@ -37,13 +38,15 @@ def make_reward_callback(tokenizer: Tokenizer, example_at: Callable[[int], dict]
     problems). ``with_correct`` adds a third output, the correctness reward [R] f32 of each
     row, whatever the weights. ``call_times``, if given, gets the (start, end)
     ``time.perf_counter()`` of every host call appended (the caller owns and clears it).
+    ``counted``: more of the pool's counters to log as ``verifier/NAME`` (a code task's
+    ``code/REASON``s, ``o1jax.rewards.code.REASONS``).
 
     With a ``mesh`` the callback runs once per device on the rows that device holds (split over
     every mesh axis that divides R, as the ``host_rows`` rule says), so each process verifies
     only its own rows with its own pool, and the reward scales with hosts.
     """
     means = [f"reward/{n}" for n in weights]
-    names = means + ["verifier/timeouts", "verifier/errors"]
+    names = means + [f"verifier/{c}" for c in ("timeouts", "errors") + tuple(counted)]
     checks = list(weights) + (["correctness"] if with_correct and "correctness" not in weights
                               else [])
 
@@ -63,8 +66,8 @@ def make_reward_callback(tokenizer: Tokenizer, example_at: Callable[[int], dict]
         examples = [example(int(i), q) for i, q in zip(ids, rows)]
         parts, counts = reward_parts(texts, examples, np.asarray(finished), checks, pool)
         rewards, mean = weighted_sum(parts, weights, len(texts))
-        vec = np.array([mean[n] for n in means] + [counts[n] for n in names[len(means):]],
-                       np.float32)
+        vec = np.array([mean[n] for n in means] + [counts.get(n, 0.0)
+                                                    for n in names[len(means):]], np.float32)
         if call_times is not None:
             call_times.append((start, time.perf_counter()))
         if with_correct:

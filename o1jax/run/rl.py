@@ -13,12 +13,14 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 
 from o1jax import experiment, flops, sharding
+from o1jax.config import datasets
 from o1jax.data.pipeline import PromptPipeline, decode_example
 from o1jax.curves import curve_evaluation
 from o1jax.loop import run_loop
 from o1jax.metrics import rl_log_row
 from o1jax.models.transformer import Params, Transformer
 from o1jax.policy import from_config
+from o1jax.rewards import code
 from o1jax.rewards.in_graph import make_reward_callback
 from o1jax.rl.config import RLConfig
 from o1jax.rl.iteration import make_iteration
@@ -97,9 +99,11 @@ def rl_step(policy: Transformer, tokenizer: Tokenizer, rl: RLConfig, mesh: Mesh 
     (``example_at(i)``: dataset row i; a search ``task`` also logs ``search/*``,
     ``rl.search_metrics``) and ``make_iteration``. Returns (iteration, the train state's
     shardings)."""
+    counted = tuple(f"code/{r}" for r in code.REASONS) \
+        if datasets.answer_check(task) == "code" else ()
     reward_fn = with_search_metrics(
-        make_reward_callback(tokenizer, example_at, rl.reward_weights, mesh=mesh), tokenizer,
-        task, mesh)
+        make_reward_callback(tokenizer, example_at, rl.reward_weights, mesh=mesh,
+                             counted=counted), tokenizer, task, mesh)
     return make_iteration(policy, rl, reward_fn, tokenizer.stop_ids, tokenizer.pad_id)
 
 

@@ -3,7 +3,7 @@ the ways a program could fake a pass earning nothing."""
 
 import pytest
 
-from o1jax.rewards.code import code_score, extract_code, run_tests
+from o1jax.rewards.code import code_check, extract_code, run_tests
 
 TESTS = ["assert add(1, 2) == 3", "assert add(-1, 1) == 0", "assert add(10, 5) == 15"]
 
@@ -23,9 +23,8 @@ def test_tests_passed_are_counted():
                                                                                     "passed")
     wrong = _answer("def add(a, b):\n    return a + b if a < 5 else 0")   # add(10, 5) fails
     assert run_tests(wrong, TESTS, "add") == (2, 3, "failed")
-    assert code_score(wrong, TESTS, "add") == (0.0, "failed")
-    assert code_score(wrong, TESTS, "add", partial=0.5) == (pytest.approx(1 / 3), "failed")
-    assert code_score("no code", TESTS, "add") == (0.0, "no_code")
+    assert code_check(wrong, TESTS, "add") == (pytest.approx(2 / 3), "failed")
+    assert code_check("no code", TESTS, "add") == (0.0, "no_code")
 
 
 def test_humaneval_style_check_of_the_candidate():

@@ -1,5 +1,7 @@
 """Reward functions: registry, weights, truncation, and the callback/in-graph versions."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -139,3 +141,19 @@ def test_suffix_match_on_task_answers():
     got = suffix_match_reward(jnp.asarray(tokens), jnp.asarray(mask), jnp.ones(4, bool),
                               jnp.asarray(aligned), jnp.asarray(tmask.sum(1)))
     assert np.asarray(got).tolist() == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_code_answers_are_rewarded_by_their_tests_in_the_sandbox():
+    tests = ["assert f(1) == 2", "assert f(2) == 4", "assert f(5) == 10"]
+    ex = {"task": "code_functions", "answer": "", "meta": json.dumps(
+        {"tests": tests, "entry_point": "f"})}
+    right = "```python\ndef f(x):\n    return 2 * x\n```"
+    partly = "```python\ndef f(x):\n    return x + 1 if x < 2 else 2 * x - 1\n```"  # 1 of 3
+    hang = "```python\nwhile True:\n    pass\n```"
+    parts, counts = functions.reward_parts([right, partly, hang, right], [ex] * 4,
+                                           [True, True, True, False],
+                                           ["correctness", "tests_passed"])
+    np.testing.assert_allclose(parts["correctness"], [1, 0, 0, 0])
+    np.testing.assert_allclose(parts["tests_passed"], [1, 1 / 3, 0, 0], atol=1e-6)
+    assert counts["verifier/code/passed"] == 4 and counts["verifier/code/failed"] == 2
+    assert counts.get("verifier/code/cpu", 0) + counts.get("verifier/code/timeout", 0) == 2
