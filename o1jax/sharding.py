@@ -40,6 +40,7 @@ LOGICAL_RULES: dict[str, tuple[str, ...]] = {
     "head_dim": (),
     "layers": (),
     "norm": (),
+    "lora_rank": (),      # a LoRA adapter's rank (o1jax/models/lora.py)
     "patch": (),          # the vision encoder's flattened patch pixels / merge windows
     # activations
     "act_batch": ("data", "fsdp"),
