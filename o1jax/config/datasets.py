@@ -26,7 +26,7 @@ _FILE_KEYS = ("train_path", "test_path")
 class Dataset:
     name: str
     builder: str                   # builders.py's family: tasks | visual | gsm8k | math |
-                                   # jsonl | image_qa
+                                   # jsonl | code_jsonl | image_qa
     keys: tuple[str, ...] = ()     # data.* settings given to its builder config when set ...
     keys_if_nonzero: tuple[str, ...] = ()   # ... and these only when nonzero (a zero would
                                    # rename the prepared files of earlier runs)
@@ -61,6 +61,8 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset("math", "math", template=REASONING_TEMPLATE, needs="manual_dir",
             needs_what=_OFFICIAL),
     Dataset("jsonl", "jsonl", _FILE_KEYS, needs="train_path", needs_what=" (and data.test_path)"),
+    Dataset("code_jsonl", "code_jsonl", _FILE_KEYS, answer_check="code", needs="train_path",
+            needs_what=" (and data.test_path): MBPP's or HumanEval's JSONL layout"),
     *(_generated(n, "visual", template=IMAGE_TEMPLATE, visual=True)
       for n in ("count", "chart", "pixel_sum")),
     Dataset("image_qa", "image_qa", _FILE_KEYS, template=REASONING_TEMPLATE, visual=True,

@@ -7,6 +7,7 @@
 * ``HendrycksMath``: MATH from the official ``MATH/{train,test}/<subject>/<id>.json`` files in a
   manual directory; the answer is the last ``\\boxed{}`` of the reference solution.
 * ``JsonlQA``: a user's own JSONL file with ``question`` and ``answer`` fields.
+* ``CodeJsonl``: code tasks with tests in MBPP's or HumanEval's JSONL layout.
 * ``VisualTasks``: the rendered tasks of ``o1jax.data.visual`` (count, chart, pixel_sum).
 * ``ImageQA``: a user's image dataset as JSONL or parquet (Geometry3K's layout).
 
@@ -28,8 +29,8 @@ from o1jax.config import datasets
 from o1jax.data import features
 from o1jax.data import tasks, visual
 # load_image keeps its documented name here (o1jax.data.builders.load_image)
-from o1jax.data.user_files import (ImageQA, ImageQAConfig, JsonlConfig, JsonlQA,  # noqa: F401
-                                   load_image)
+from o1jax.data.user_files import (CodeJsonl, ImageQA, ImageQAConfig, JsonlConfig,  # noqa: F401
+                                   JsonlQA, load_image)
 from o1jax.rewards.answers import last_boxed
 
 @dataclasses.dataclass
@@ -161,7 +162,8 @@ class VisualTasks(tfds.core.GeneratorBasedBuilder):
 # builders.py's families of the dataset registry (o1jax.config.datasets): generated ones have a
 # config per task and settings, files ones a config per hash of their paths
 _GENERATED = {"tasks": (O1jaxTasks, TaskConfig), "visual": (VisualTasks, VisualConfig)}
-_FILES = {"jsonl": (JsonlQA, JsonlConfig), "image_qa": (ImageQA, ImageQAConfig)}
+_FILES = {"jsonl": (JsonlQA, JsonlConfig), "code_jsonl": (CodeJsonl, JsonlConfig),
+          "image_qa": (ImageQA, ImageQAConfig)}
 _OFFICIAL = {"gsm8k": Gsm8kLocal, "math": HendrycksMath}
 
 

@@ -1,14 +1,17 @@
-"""Builders of a user's own files: ``JsonlQA`` (question/answer JSONL) and ``ImageQA`` (image
-question answering as JSONL or parquet, Geometry3K's layout), and the one rule that turns an
-image file into the policy's pixels (``load_image``)."""
+"""Builders of a user's own files: ``JsonlQA`` (question/answer JSONL), ``CodeJsonl`` (code tasks
+with tests, MBPP's and HumanEval's layouts) and ``ImageQA`` (image question answering as JSONL
+or parquet, Geometry3K's layout), and the one rule that turns an image file into the policy's
+pixels (``load_image``)."""
 
 from __future__ import annotations
 
 import base64
+import builtins
 import dataclasses
 import io
 import json
 import os
+import re
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -50,6 +53,60 @@ class JsonlQA(tfds.core.GeneratorBasedBuilder):
                 yield i, {"question": str(ex["question"]), "answer": str(ex["answer"]),
                           "solution": str(ex.get("solution", "")), "task": "jsonl",
                           "difficulty": int(ex.get("difficulty", 0)), "meta": "{}"}
+
+
+class CodeJsonl(JsonlQA):
+    """Code tasks as JSONL, one problem per line, checked by running their tests in the sandbox
+    (answer check ``code``). MBPP's layout: ``text`` (or sanitized MBPP's ``prompt``),
+    ``test_list`` of assert lines, optional ``test_setup_code`` / ``test_imports`` and ``code``
+    (the reference, the demonstration); the entry point is the function the first test calls.
+    HumanEval's: ``prompt`` (signature and docstring), ``test`` (defining ``check(candidate)``),
+    ``entry_point``, optional ``canonical_solution``."""
+
+    def _generate_examples(self, path):
+        for i, row in enumerate(_rows(path)):
+            yield i, code_example(row, f"{path}:{i + 1}")
+
+
+_CALLED = re.compile(r"(?<![\w.])([A-Za-z_]\w*)\(")
+
+
+def _entry_point(test: str, code: str) -> str | None:
+    """The function an MBPP test calls: the first name it calls that is not a builtin (``set``,
+    ``sorted``, ...) nor a module's (``math.isclose``), preferring one the reference defines."""
+    called = [n for n in _CALLED.findall(test) if not hasattr(builtins, n)]
+    defined = set(re.findall(r"^def\s+([A-Za-z_]\w*)", code, re.MULTILINE))
+    return next((n for n in called if n in defined), called[0] if called else None)
+
+
+def code_example(row: dict, where: str) -> dict:
+    """An example of the code task from an MBPP or a HumanEval row (``CodeJsonl``)."""
+    if "entry_point" in row and "test" in row:                     # HumanEval
+        entry, tests = row["entry_point"], [f"{row['test']}\ncheck({row['entry_point']})"]
+        question = str(row.get("prompt", ""))
+        code = question + str(row.get("canonical_solution", "")) \
+            if row.get("canonical_solution") else ""
+    elif "test_list" in row:                                         # MBPP
+        setup = "\n".join([str(row.get("test_setup_code") or "")] +
+                          [str(t) for t in row.get("test_imports") or []]).strip()
+        tests = [f"{setup}\n{t}" if setup else str(t) for t in row["test_list"]]
+        code = str(row.get("code") or "")
+        entry = _entry_point(str(row["test_list"][0]), code) if row["test_list"] else None
+        if entry is None:
+            raise ValueError(f"{where}: the first of test_list calls no function of its own "
+                             f"(assert f(...) ...); cannot tell the entry point")
+        text = str(row.get("text", row.get("prompt", "")))
+        question = f"{text}\nYour code should pass this test:\n{row['test_list'][0]}" \
+            if text.strip() else ""
+    else:
+        raise ValueError(f"{where}: neither MBPP's layout (text, test_list) nor HumanEval's "
+                         f"(prompt, test, entry_point)")
+    if not question.strip():
+        raise ValueError(f"{where}: the problem has no text")
+    return {"question": question, "answer": code, "task": "code_jsonl",
+            "solution": f"```python\n{code}\n```" if code else "",
+            "difficulty": int(row.get("difficulty") or 0),
+            "meta": json.dumps({"tests": tests, "entry_point": entry})}
 
 
 def load_image(data, size: int, where: str = "") -> np.ndarray:

@@ -13,7 +13,7 @@ def test_generated_entries_are_exactly_the_generators_tasks():
     assert datasets.names(generated=True, visual=False) == tuple(tasks.TASKS)
     assert datasets.names(generated=True, visual=True) == visual.TASKS
     assert set(datasets.DATASETS) == set(tasks.TASKS) | set(visual.TASKS) | {
-        "gsm8k", "math", "jsonl", "image_qa"}
+        "gsm8k", "math", "jsonl", "code_jsonl", "image_qa"}
     assert datasets.names(visual=True) == ("count", "chart", "pixel_sum", "image_qa")
 
 
