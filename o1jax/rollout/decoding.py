@@ -192,6 +192,12 @@ def prefill(model: Transformer, params: Params, tokens: jax.Array, mask: jax.Arr
     return cache, model.head_out(params, x[:, -1:])[:, 0]
 
 
+def _constrain_cache(model: Transformer, cache: dict) -> dict:
+    axes = dict(model.cache_axes(), positions=("act_batch",))
+    return jax.tree.map(lambda ax, c: sharding.constrain(c, model.mesh, ax), axes, cache,
+                        is_leaf=sharding.is_axes)
+
+
 def repeat_cache(model: Transformer, cache: dict, g: int) -> dict:
     """Each row's cache copied ``g`` times (copies adjacent): [B, ...] -> [B * g, ...] (the
     batch axis of a stacked k/v [L, B, ...] is its second)."""
@@ -199,9 +205,20 @@ def repeat_cache(model: Transformer, cache: dict, g: int) -> dict:
         rows = {k: cache[k] for k in ("k", "v", "mask", "positions")}
         repeat = lambda a: jnp.repeat(a, g, axis=max(a.ndim - 4, 0))  # noqa: E731
         cache = dict(cache, **jax.tree.map(repeat, rows))
-    axes = dict(model.cache_axes(), positions=("act_batch",))
-    return jax.tree.map(lambda ax, c: sharding.constrain(c, model.mesh, ax), axes, cache,
-                        is_leaf=sharding.is_axes)
+    return _constrain_cache(model, cache)
+
+
+def grow_cache(model: Transformer, cache: dict, length: int) -> dict:
+    """The cache with empty slots appended up to ``length`` slots: k [..., S] and mask [B, S]
+    padded on their last axis, v [..., S, Dh] on its second last; what it holds is unchanged."""
+    def pad(a, axis):
+        widths = [(0, 0)] * a.ndim
+        widths[axis] = (0, length - a.shape[axis])
+        return jnp.pad(a, widths)
+    cache = dict(cache, k=jax.tree.map(lambda a: pad(a, a.ndim - 1), cache["k"]),
+                 v=jax.tree.map(lambda a: pad(a, a.ndim - 2), cache["v"]),
+                 mask=pad(cache["mask"], 1))
+    return _constrain_cache(model, cache)
 
 
 def decode_step(model: Transformer, params: Params, cache: dict, last_token: jax.Array,

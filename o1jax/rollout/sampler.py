@@ -23,8 +23,15 @@ from o1jax import sharding
 from o1jax.models.transformer import Params, Transformer
 from o1jax.models.vision import check_placeholders
 from o1jax.rollout.decoding import (SamplingConfig, choose_tokens, decode_params, decode_step,
-                                    force_tokens, init_forcing, next_token_logprobs, prefill,
-                                    repeat_cache)
+                                    force_tokens, grow_cache, init_forcing, next_token_logprobs,
+                                    prefill, repeat_cache)
+
+# A rollout of an unrolled decode (``Transformer.scans_decode`` off) runs up to SEGMENTS decode
+# loops of at least SEGMENT_STEPS steps, each over a cache only as long as its own last step needs:
+# a decode step's attention reads the whole cache, and on CPU it is bound by that read. The empty
+# slots it skips add exact zeros, so only the order of the reductions' terms can change (log-probs
+# within an ulp or so). A scanned (deep) model keeps one loop: each loop compiles apart.
+SEGMENTS, SEGMENT_STEPS = 4, 32
 
 
 class Rollout(NamedTuple):
@@ -66,7 +73,8 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
     r = b * g
     prompt_mask = prompt_mask.astype(bool)
     params = decode_params(model, params)
-    cache, logits = prefill(model, params, prompt_tokens, prompt_mask, p + n, images)
+    ends = [n] if model.scans_decode else segment_ends(n)
+    cache, logits = prefill(model, params, prompt_tokens, prompt_mask, p + ends[0], images)
     cache = repeat_cache(model, cache, g)
     rep = lambda a: jnp.repeat(a, g, axis=0) if g > 1 else a  # noqa: E731
     stop_ids = jnp.asarray(cfg.stop_ids or (-1,), jnp.int32)
@@ -86,9 +94,6 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
                     logprobs=s["logprobs"].at[:, step].set(jnp.where(live, lp, 0.0)),
                     active=s["active"].at[:, step].set(live))
 
-    def cond(s):
-        return (s["step"] < n) & ~jnp.all(s["done"])
-
     def body(s):
         key, sub = jax.random.split(s["key"])
         cache, logp, tok = decode_step(model, params, s["cache"], s["last"], sub, cfg,
@@ -104,7 +109,11 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
     if cfg.forcing is not None:
         state["forcing"] = init_forcing(r)
     first = next_token_logprobs(rep(logits), cfg)
-    s = jax.lax.while_loop(cond, body, record(state, first, choose_tokens(first, sub, cfg)))
+    s = record(state, first, choose_tokens(first, sub, cfg))
+    for i, end in enumerate(ends):
+        if i:
+            s = dict(s, cache=grow_cache(model, s["cache"], p + end))
+        s = jax.lax.while_loop(lambda s, end=end: (s["step"] < end) & ~jnp.all(s["done"]), body, s)
 
     tokens = jnp.concatenate([rep(prompt_tokens.astype(jnp.int32)), s["tokens"]], axis=1)
     response_mask = jnp.concatenate([jnp.zeros((r, p), bool), s["active"]], axis=1)
@@ -113,6 +122,14 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
     return Rollout(tokens=tokens, mask=mask, response_mask=response_mask, logprobs=logprobs,
                    lengths=jnp.sum(s["active"], axis=1).astype(jnp.int32),
                    finished=s["done"], num_steps=s["step"])
+
+
+def segment_ends(n: int) -> list[int]:
+    """The response column each decode loop of ``sample`` stops before (its cache holds the
+    prompt and that many columns) for n = max_new_tokens: up to SEGMENTS loops of about equal
+    length, none under SEGMENT_STEPS steps, the last ending at n."""
+    k = max(1, min(SEGMENTS, n // SEGMENT_STEPS))
+    return [-(-n * j // k) for j in range(1, k + 1)]
 
 
 def check_prompts(prompt_mask: np.ndarray, model: Transformer, cfg: SamplingConfig) -> None:

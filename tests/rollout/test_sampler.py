@@ -11,6 +11,8 @@ from o1jax import sharding
 from o1jax.models import Transformer, hf, preset
 from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts, sample, token_logprobs
 from o1jax.rollout.decoding import filter_logits
+from o1jax.rollout import sampler as sampler_lib
+from o1jax.rollout.sampler import segment_ends
 
 PROMPTS = [[257, 49, 50, 43], [257, 55], [257, 104, 105, 32, 116, 104, 101, 114, 101], [257, 50]]
 
@@ -39,7 +41,8 @@ def test_greedy_equals_transformers_generate_with_mixed_length_prompts(llama_dir
     model, params = hf.load(llama_dir)
     ref = transformers.AutoModelForCausalLM.from_pretrained(llama_dir)
     tokens, mask = pad_prompts(PROMPTS, pad_id=256)
-    n = 20
+    n = 70                         # two decode loops (sampler.segment_ends), the cache grown once
+    assert len(segment_ends(n)) == 2
     r = make_sampler(model, SamplingConfig(max_new_tokens=n, greedy=True, pad_id=256))(
         params, tokens, mask, jax.random.key(0))
     with torch.no_grad():
@@ -128,6 +131,26 @@ def test_early_exit_runs_only_the_needed_steps():
     assert int(r.lengths[0]) == 3 and bool(r.finished[0])
     np.testing.assert_array_equal(np.asarray(r.tokens[0, 3:6]), gen)
     assert np.all(np.asarray(r.response_mask[0, 6:]) == 0)
+
+
+def test_decode_loops_over_growing_caches_equal_one_loop_over_the_whole_cache(monkeypatch):
+    """The sampler's decode loops (each over a cache as long as its steps need) give one loop
+    over the whole cache's tokens and, up to the order of the attention's sums, its log-probs:
+    rows that stop in different loops, G samples."""
+    model, params = _tiny_model()
+    tokens, mask = pad_prompts(PROMPTS, pad_id=0)
+    cfg = SamplingConfig(max_new_tokens=128, temperature=1.3, num_samples=2,
+                         stop_ids=tuple(range(1, 8)))
+    assert segment_ends(128) == [32, 64, 96, 128]
+    r = make_sampler(model, cfg)(params, tokens, mask, jax.random.key(5))
+    monkeypatch.setattr(sampler_lib, "SEGMENTS", 1)
+    ref = make_sampler(model, cfg)(params, tokens, mask, jax.random.key(5))
+    lengths = np.asarray(ref.lengths)
+    assert lengths.min() < 32 and np.any((lengths > 64) & (lengths < 128))   # stops in 3 loops
+    for name in ("tokens", "mask", "response_mask", "lengths", "finished", "num_steps"):
+        np.testing.assert_array_equal(np.asarray(getattr(r, name)), np.asarray(getattr(ref, name)))
+    np.testing.assert_allclose(np.asarray(r.logprobs), np.asarray(ref.logprobs), rtol=0,
+                               atol=2e-6)
 
 
 def test_deterministic_given_key():
