@@ -15,6 +15,7 @@ import re
 
 import numpy as np
 import tensorflow_datasets as tfds
+from etils import epath
 from PIL import Image, UnidentifiedImageError
 
 from o1jax.data import features, visual
@@ -42,17 +43,13 @@ class JsonlQA(tfds.core.GeneratorBasedBuilder):
         return {k: self._generate_examples(v) for k, v in splits.items() if v}
 
     def _generate_examples(self, path):
-        with open(path) as f:
-            for i, line in enumerate(f):
-                if not line.strip():
-                    continue
-                ex = json.loads(line)
-                missing = {"question", "answer"} - set(ex)
-                if missing:
-                    raise ValueError(f"{path}:{i + 1}: missing field(s) {sorted(missing)}")
-                yield i, {"question": str(ex["question"]), "answer": str(ex["answer"]),
-                          "solution": str(ex.get("solution", "")), "task": "jsonl",
-                          "difficulty": int(ex.get("difficulty", 0)), "meta": "{}"}
+        for i, ex in enumerate(_rows(path)):
+            missing = {"question", "answer"} - set(ex)
+            if missing:
+                raise ValueError(f"{path}:{i + 1}: missing field(s) {sorted(missing)}")
+            yield i, {"question": str(ex["question"]), "answer": str(ex["answer"]),
+                      "solution": str(ex.get("solution", "")), "task": "jsonl",
+                      "difficulty": int(ex.get("difficulty", 0)), "meta": "{}"}
 
 
 class CodeJsonl(JsonlQA):
@@ -175,11 +172,13 @@ class ImageQA(tfds.core.GeneratorBasedBuilder):
 
 
 def _rows(path: str):
+    """The rows of a user's JSONL or parquet file, local or gs:// (through ``etils.epath``)."""
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
-        yield from pq.read_table(path).to_pylist()
+        with epath.Path(path).open("rb") as f:
+            yield from pq.read_table(f).to_pylist()
         return
-    with open(path) as f:
+    with epath.Path(path).open() as f:
         for i, line in enumerate(f):
             if line.strip():
                 try:
