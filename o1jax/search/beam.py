@@ -1,46 +1,107 @@
-"""Step-level search guided by a value model (``--verifier``): beam search and DVTS.
+"""Step-level search guided by a value model (``--verifier``): beam search and DVTS, compiled.
 
 A step ends at a token with a newline (``o1jax.search.steps``). Each round, every live beam of a
-problem is continued with M sampled next steps (one compiled sampler call for all beams of all
-problems: the beam's prefix is the prompt, a step's end or a stop token ends the sample), every
-candidate is scored by the value model at its last token, and the best are kept: beam search keeps
-the top B of all B x M candidates of a problem; DVTS (diverse verifier tree search) keeps B
-independent subtrees, each its own best candidate. Finished beams are carried and compete by
-score; when every beam is finished (or out of tokens) the highest-scoring finished beam is the
-answer.
+problem is continued with M sampled next steps (a step's end or a stop token ends the sample),
+every candidate is scored by the value model at its last token, and the best are kept: beam
+search keeps the top B of all B x M candidates of a problem; DVTS (diverse verifier tree search)
+keeps B independent subtrees, each its own best candidate. Finished beams are carried and compete
+by score; when every beam is finished (or out of tokens) the highest-scoring finished beam is the
+answer. As before, a round's steps get at most ``min(step_tokens, max_new_tokens - longest live
+beam)`` tokens, and at the root the B beams are one prompt (B x M candidates).
 
-Prefixes are recomputed each round (the sampler prefills each beam's prefix once and shares it
-with its M samples), and the ledger counts that: prefill of every prefix, decode of every
-candidate token, and a value-model forward over every candidate (``verifier_flops``).
+One compiled program per (strategy, B, M, step length, token budget) runs every round
+(``lax.while_loop``) over B x M rows per problem, each holding its beam's KV caches
+(``o1jax.search.cached``): the prompt is prefilled once, each candidate's tokens are decoded from
+its beam's cache and read by the value model once, and the kept candidates' rows are copied M
+times for the next round. The ledger counts that: one prefill per problem (policy and value
+model), decode of every candidate token, the value model over every candidate's new tokens.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import time
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from o1jax import flops
 from o1jax.data.prompts import PromptFormat, encode_prompt, pad_prompts, truncate_prompt
 from o1jax.models.transformer import Params, Transformer
-from o1jax.rollout import SamplingConfig, make_sampler
-from o1jax.search import steps, strategies, value_models
+from o1jax.rollout import SamplingConfig, decode_params
+from o1jax.search import cached, steps, strategies, value_models
+from o1jax.search.spec import check_memory
 from o1jax.tokenizer import Tokenizer
 
 
-@dataclasses.dataclass
-class Beam:
-    tokens: list          # response tokens so far
-    score: float = 0.0
-    finished: bool = False  # ended with a stop token
-    dead: bool = False      # out of tokens without finishing
+@functools.lru_cache(maxsize=8)
+def make_program(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
+                 stop_ids: tuple[int, ...], beams: int, width: int, diverse: bool,
+                 max_new_tokens: int, output: str = "value"):
+    """Jitted ``(params, vparams, tokens, mask [n, P] left-padded prompts, key) -> (response
+    [n, N] of the chosen beam, right-padded; its length [n]; prefix [N, n * B * M] and written
+    [N, n * B * M]: each round's candidates' tokens before the step, prompt included, and
+    tokens written (0: no candidate))``. ``cfg``: the steps' sampling (max_new_tokens = S,
+    stop_ids a step's ends and ``stop_ids``)."""
+    b, m, n_new, s = beams, width, max_new_tokens, cfg.max_new_tokens
+    ends, stops = jnp.asarray(cfg.stop_ids, jnp.int32), jnp.asarray(stop_ids, jnp.int32)
 
+    @jax.jit
+    def run(params, vparams, tokens, mask, key):
+        n, p = tokens.shape
+        r = n * b * m
+        params, vparams = decode_params(policy, params), decode_params(vmodel, vparams)
+        rows = cached.start(policy, params, vmodel, vparams, tokens, mask, p + n_new, cfg,
+                            output, b * m)
+        prompt = jnp.repeat(jnp.sum(mask, axis=1).astype(jnp.int32), b * m)
+        first = jnp.arange(r) % m == 0         # a beam's first copy: it alone stands for it
 
-def _round_up(n: int, to: int = 16) -> int:
-    return -(-n // to) * to
+        def body(c):
+            length, done = c["length"], c["finished"] | c["dead"]
+            longest = jnp.max(jnp.where(done, 0, length))
+            room = jnp.minimum(s, n_new - longest)
+            # packed again only when the step would not fit: idle and dropped rows leave gaps
+            rows = jax.lax.cond(
+                c["rows"].policy["index"] + room > p + n_new,
+                lambda rows: cached.align(rows, jnp.max(jnp.where(done, 0, prompt + length))),
+                lambda rows: rows, c["rows"])
+            key, sub = jax.random.split(c["key"])
+            rows, step = cached.extend(policy, params, vmodel, vparams, rows, ~done, room, sub,
+                                       cfg, ends, stops, output)
+            cols = jnp.where(jnp.arange(s) < step.length[:, None],
+                             length[:, None] + jnp.arange(s), n_new)   # n_new: dropped
+            new = dict(
+                response=c["response"].at[jnp.arange(r)[:, None], cols].set(step.tokens,
+                                                                            mode="drop"),
+                length=length + step.length, finished=c["finished"] | step.stopped)
+            new["dead"] = c["dead"] | (~new["finished"] & (new["length"] >= n_new))
+            pool = jnp.where(~done | first, rows.score, -jnp.inf).reshape(n, b * m)
+            if diverse:   # per subtree its best candidate (a finished subtree: itself)
+                kept = jnp.arange(b) * m + jnp.argmax(pool.reshape(n, b, m), axis=2)
+            else:
+                kept = jax.lax.top_k(pool, b)[1]
+            parent = jnp.repeat((jnp.arange(n)[:, None] * b * m + kept).reshape(-1), m)
+            return dict(jax.tree.map(lambda a: a[parent], new),
+                        rows=cached.take_rows(rows, parent), key=key, round=c["round"] + 1,
+                        prefix=c["prefix"].at[c["round"]].set(
+                            jnp.where(done, 0, prompt + length)),
+                        written=c["written"].at[c["round"]].set(step.length))
+
+        c = jax.lax.while_loop(
+            lambda c: (c["round"] < n_new) & ~jnp.all(c["finished"] | c["dead"]), body,
+            dict(rows=rows, key=key, round=jnp.zeros((), jnp.int32),
+                 response=jnp.full((r, n_new), cfg.pad_id, jnp.int32),
+                 length=jnp.zeros(r, jnp.int32), finished=jnp.zeros(r, bool),
+                 dead=jnp.zeros(r, bool), prefix=jnp.zeros((n_new, r), jnp.int32),
+                 written=jnp.zeros((n_new, r), jnp.int32)))
+        beam_rows = jnp.arange(n)[:, None] * b * m + jnp.arange(b) * m            # [n, B]
+        rank = jnp.where(c["finished"], 2.0, 0.0) + c["rows"].score   # finished first
+        chosen = beam_rows[jnp.arange(n), jnp.argmax(rank[beam_rows], axis=1)]
+        return c["response"][chosen], c["length"][chosen], c["prefix"], c["written"]
+
+    return run
 
 
 def search(policy: Transformer, params: Params, examples: Sequence[dict], tokenizer: Tokenizer,
@@ -48,87 +109,42 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
            fmt: PromptFormat, max_new_tokens: int, step_tokens: int, temperature: float,
            batch_rows: int = 64, seed: int = 0) -> tuple[strategies.Generation, dict]:
     """Beam search (``diverse`` False) or DVTS (True) with ``beams`` beams (subtrees) of
-    ``width`` candidates each: (one chosen response per problem as a Generation, the ledger:
-    per-problem arrays tokens, prompt_tokens, prefill_flops, decode_flops, verifier_flops,
-    seconds)."""
+    ``width`` candidates each, about ``batch_rows`` rows (problems x beams x width) per
+    compiled call: (one chosen response per problem as a Generation, the ledger: per-problem
+    arrays tokens, prompt_tokens, prefill_flops, decode_flops, verifier_flops, seconds)."""
     if beams < 1 or width < 1:
         raise ValueError(f"beam search needs beams and width >= 1, got {beams} and {width}")
-    mcfg = policy.cfg
-    step_end = steps.step_end_ids(tokenizer)
+    mcfg, vcfg = policy.cfg, value_model.model.cfg
+    p = fmt.max_prompt_len
+    if p + max_new_tokens > mcfg.max_seq_len:
+        raise ValueError(f"beam search: prompt {p} + {max_new_tokens} new tokens exceeds "
+                         f"max_seq_len {mcfg.max_seq_len}")
     stop = tuple(tokenizer.stop_ids)
-    max_prompt_len = fmt.max_prompt_len
+    cfg = SamplingConfig(min(step_tokens, max_new_tokens), temperature,
+                         stop_ids=stop + steps.step_end_ids(tokenizer), pad_id=tokenizer.pad_id)
+    run = make_program(policy, value_model.model, cfg, stop, beams, width, diverse,
+                       max_new_tokens, value_model.output)
     prompts = [encode_prompt(e, tokenizer, fmt) for e in examples]
     n = len(examples)
-    state = [[Beam([]) for _ in range(beams)] for _ in range(n)]  # B x M candidates at the root
     ledger = {k: np.zeros(n) for k in ("tokens", "prefill_flops", "decode_flops",
                                        "verifier_flops")}
-    samplers: dict = {}
+    per = max(1, batch_rows // (beams * width))
+    check_memory(policy, 2 * per * beams * width, p + max_new_tokens)   # both models' caches
     key = jax.random.key(seed)
+    responses: list = []
     start = time.perf_counter()
-    for rnd in range(max_new_tokens):
-        live = [(i, b) for i in range(n) for b, beam in enumerate(state[i])
-                if not (beam.finished or beam.dead)]
-        if not live:
-            break
-        used = max(len(state[i][b].tokens) for i, b in live)
-        room = min(step_tokens, max_new_tokens - used)  # prompt + used + room <= max_seq_len
-        length = min(_round_up(max_prompt_len + used), mcfg.max_seq_len - room)
-        cfg = SamplingConfig(room, temperature, num_samples=width, stop_ids=stop + step_end,
-                             pad_id=tokenizer.pad_id)
-        if cfg not in samplers:  # one compiled sampler per step length, kept across rounds
-            samplers[cfg] = make_sampler(policy, cfg, gather=True)
-        sampler = samplers[cfg]
-        per = max(1, batch_rows // width)
-        cands: dict[tuple[int, int], list] = {}
-        for lo in range(0, len(live), per):
-            chunk = live[lo:lo + per]
-            rows = [truncate_prompt(prompts[i] + state[i][b].tokens, length) for i, b in chunk]
-            tokens, mask = pad_prompts(rows + [rows[-1]] * (per - len(rows)), tokenizer.pad_id,
-                                       length)
-            roll = sampler(params, tokens, mask, jax.random.fold_in(key, rnd * 100003 + lo))
-            for j, (i, b) in enumerate(chunk):
-                parent = state[i][b]
-                p = len(prompts[i]) + len(parent.tokens)
-                ledger["prefill_flops"][i] += flops.prefill_flops(mcfg, p)
-                for s in range(width):
-                    r = j * width + s
-                    new = roll.tokens[r][roll.response_mask[r]].tolist()
-                    ledger["tokens"][i] += len(new)
-                    ledger["decode_flops"][i] += flops.decode_flops(mcfg, p, len(new))
-                    ended = bool(new) and new[-1] in stop
-                    total = len(parent.tokens) + len(new)
-                    cands.setdefault((i, b), []).append(Beam(
-                        parent.tokens + new, finished=ended,
-                        dead=not ended and total >= max_new_tokens))
-        _score(value_model, prompts, cands, ledger)
-        for i in range(n):
-            state[i] = _select(state[i], {b: c for (k, b), c in cands.items() if k == i},
-                               beams, diverse)
-    chosen = [max(s, key=lambda b: (b.finished, b.score)).tokens for s in state]
-    return strategies.chosen_generation(examples, prompts, chosen, tokenizer, max_prompt_len,
+    for lo in range(0, n, per):
+        idx = list(range(lo, min(n, lo + per)))
+        rows = [truncate_prompt(prompts[i], p) for i in idx]
+        tokens, mask = pad_prompts(rows + [rows[-1]] * (per - len(idx)), tokenizer.pad_id, p)
+        resp, length, prefix, written = jax.tree.map(np.asarray, run(
+            params, value_model.params, tokens, mask, jax.random.fold_in(key, lo)))
+        responses += [resp[j, :length[j]].tolist() for j in range(len(idx))]
+        own = lambda a, j: a[:, j * beams * width:(j + 1) * beams * width]  # noqa: E731
+        for j, i in enumerate(idx):   # one prefill per problem, in both models
+            ledger["prefill_flops"][i] = flops.prefill_flops(mcfg, len(rows[j]))
+            ledger["verifier_flops"][i] = flops.verifier_flops(vcfg, len(rows[j]))
+            cached.count_steps(ledger, i, mcfg, vcfg, own(prefix, j), own(written, j))
+    return strategies.chosen_generation(examples, prompts, responses, tokenizer, p,
                                         time.perf_counter() - start, ledger)
 
-
-def _score(value_model, prompts, cands, ledger) -> None:
-    """Each candidate's value-model score at its last token (and its cost in the ledger)."""
-    flat = [(i, beam) for (i, _), group in cands.items() for beam in group]
-    if not flat:
-        return
-    width = min(_round_up(max(len(prompts[i]) + len(b.tokens) for i, b in flat)),
-                value_model.model.cfg.max_seq_len)
-    seqs = [truncate_prompt(prompts[i] + b.tokens, width) for i, b in flat]
-    tokens, mask = pad_prompts(seqs, 0, width)
-    for (i, _), seq in zip(flat, seqs):
-        ledger["verifier_flops"][i] += flops.verifier_flops(value_model.model.cfg, len(seq))
-    for (_, b), s in zip(flat, value_models.outcome_scores(value_model, tokens, mask)):
-        b.score = float(s)
-
-
-def _select(current: list, cands: dict, beams: int, diverse: bool) -> list:
-    """The beams kept: beam search the top ``beams`` of finished beams and all candidates;
-    DVTS per subtree its best candidate (a finished subtree stays)."""
-    if diverse:
-        return [max(cands[b], key=lambda c: c.score) if b in cands else beam
-                for b, beam in enumerate(current)]
-    pool = [b for b in current if b.finished or b.dead] + [c for g in cands.values() for c in g]
-    return sorted(pool, key=lambda c: -c.score)[:beams]

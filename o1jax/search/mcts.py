@@ -1,15 +1,18 @@
 """Monte-Carlo tree search over solution steps with mctx (``gumbel_muzero_policy``), compiled.
 
-A node is a partial solution (prompt + the steps so far, left-padded to L tokens); its K actions
-are K candidate next steps (each up to a token with a newline, ``o1jax.search.steps``, at most S
-tokens) sampled by the policy when the node is created, with prior logits their normalised
-sequence log-probabilities. Taking an action appends that step; the new node's value is the
-value model's score of it (``--verifier``). A step that ends with a stop token makes a terminal
-node: its transition reward is the value model's outcome score and its discount 0. mctx's
-``recurrent_fn`` cannot hold a KV cache per node (embeddings are stored for every node of the
-tree), so every node's prefix is recomputed by a prefill, and the ledger counts it. Decoding
-moves the root along the action the search prefers, one step per search, until every problem's
-solution has ended; the answer is checked on the host afterwards.
+A node is a partial solution (prompt + the steps so far); its K actions are K candidate next
+steps (each up to a token with a newline, ``o1jax.search.steps``, at most S tokens) sampled by
+the policy when the node is created, with prior logits their normalised sequence
+log-probabilities. Taking an action appends that step; the new node's value is the value model's
+score of it (``--verifier``). A step that ends with a stop token makes a terminal node: its
+transition reward is the value model's outcome score and its discount 0.
+
+Each node's mctx embedding holds the KV caches of its K candidates (``o1jax.search.cached``:
+prefix + candidate, in both the policy and the value model), so a child starts from its
+candidate's cache: no prefix is prefilled again, each candidate's tokens are decoded once and read
+by the value model once, which also gives the child's value. Decoding moves the root to the child
+the search prefers (the tree's node when the search made it, else made then), one step per
+search, until every problem's solution has ended; the answer is checked on the host afterwards.
 """
 
 from __future__ import annotations
@@ -24,24 +27,32 @@ import mctx
 import numpy as np
 
 from o1jax import flops
-from o1jax.data.prompts import PromptFormat, encode_prompt, pad_prompts
+from o1jax.data.prompts import PromptFormat, encode_prompt, pad_prompts, truncate_prompt
 from o1jax.models.transformer import Params, Transformer
-from o1jax.rollout import SamplingConfig, sample
-from o1jax.rollout.scoring import prefix_values
-from o1jax.search import steps, strategies, value_models
+from o1jax.rollout import SamplingConfig, decode_params
+from o1jax.search import cached, steps, strategies, value_models
+from o1jax.search.spec import check_memory
 from o1jax.tokenizer import Tokenizer
 
 
 class Node(NamedTuple):
-    """mctx embedding, per batch row: seq, mask [L] (left-padded prefix); cands, cand_mask
-    [K, S] (candidate steps, right-padded); cand_logp [K]; cand_stops [K] (the step ended with
-    a stop token); terminal []."""
-    seq: jax.Array
-    mask: jax.Array
+    """mctx embedding, per batch row: policy, value: its K candidates' caches (every leaf
+    [K, ...], the batch axis first); logp [K, V], score [K]: after each candidate's last token;
+    cands [K, S] (right-padded), cand_len [K], cand_logp [K] (summed), cand_stops [K] (ended with
+    a stop token); response [N], length [] (the steps so far); prefix [] (real tokens, prompt
+    included); node_value [] (its own value); terminal []."""
+    policy: dict
+    value: dict
+    logp: jax.Array
+    score: jax.Array
     cands: jax.Array
-    cand_mask: jax.Array
+    cand_len: jax.Array
     cand_logp: jax.Array
     cand_stops: jax.Array
+    response: jax.Array
+    length: jax.Array
+    prefix: jax.Array
+    node_value: jax.Array
     terminal: jax.Array
 
 
@@ -50,53 +61,67 @@ def max_simulations(width: int, depth: int) -> int:
     return sum(width ** d for d in range(1, depth + 1))
 
 
-def _expand(policy, params, seq, mask, key, cfg: SamplingConfig, stop_ids):
-    """K candidate steps from each prefix: (cands, cand_mask, cand_logp, cand_stops)."""
-    b, length = seq.shape
-    k = cfg.num_samples
-    roll = sample(policy, params, seq, mask, key, cfg)
-    cands = roll.tokens[:, length:].reshape(b, k, -1)
-    cmask = roll.response_mask[:, length:].reshape(b, k, -1)
-    logp = jnp.sum(roll.logprobs[:, length:], axis=1).reshape(b, k)
-    last = jnp.take_along_axis(roll.tokens[:, length:], jnp.maximum(roll.lengths - 1, 0)[:, None],
-                               axis=1)[:, 0]
-    stops = (jnp.isin(last, stop_ids) & (roll.lengths > 0)).reshape(b, k)
-    return cands, cmask, logp, stops
+def _to_nodes(cache: dict, k: int) -> dict:
+    """Cache rows [B * K] -> node leaves [B, K, ...] (batch axis first; ``index`` dropped)."""
+    def split(a):
+        a = jnp.moveaxis(a, cached.batch_axis(a), 0)
+        return a.reshape((-1, k) + a.shape[1:])
+    return jax.tree.map(split, {key: cache[key] for key in ("k", "v", "mask", "positions")})
 
 
-def _append(seq, mask, step, step_mask):
-    """Left-padded prefix + a right-padded step -> left-padded [L] (the step must fit)."""
-    length, s = seq.shape[0], step.shape[0]
-    shift = s - jnp.sum(step_mask)
-    joined = jnp.roll(jnp.concatenate([seq, step]), shift)
-    joined_mask = jnp.roll(jnp.concatenate([mask, step_mask]), shift)
-    return joined[-length:], joined_mask[-length:]
+def _pick(tree, action: jax.Array):
+    """Each batch row's candidate ``action`` [B] of node leaves [B, K, ...] -> [B, ...]."""
+    return jax.tree.map(lambda a: a[jnp.arange(a.shape[0]), action], tree)
 
 
-def _node_value(vmodel, vparams, seq, mask, output):
-    return value_models.squash(output, prefix_values(vmodel, vparams, seq, mask)[:, -1])
+def _from_nodes(leaves: dict) -> dict:
+    """Picked node leaves [B, ...] -> a cache's layout (``align`` sets its index)."""
+    return jax.tree.map(lambda a: jnp.moveaxis(a, 0, cached.batch_axis(a)), leaves)
 
 
 @functools.lru_cache(maxsize=4)
 def make_programs(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
-                  stop_ids: tuple[int, ...], simulations: int, depth: int,
+                  stop_ids: tuple[int, ...], simulations: int, depth: int, max_new_tokens: int,
                   output: str = "value"):
-    """Jitted ``start(params, seq, mask, key) -> root Node`` and ``move(params, vparams,
-    root, key) -> (action [B], child Node, tree embeddings)``: one gumbel MuZero search at each
-    root (``simulations``, at most ``depth`` levels), then the chosen child (a terminal root
-    stays as it is)."""
-    stops = jnp.asarray(stop_ids, jnp.int32)
+    """Jitted ``start(params, vparams, tokens, mask, key) -> root Node`` and ``move(params,
+    vparams, root, key) -> (child Node, made [B]: the child was made anew, tree prefix
+    [B, nodes] and cand_len [B, nodes, K] of the nodes the search made)``: one gumbel MuZero
+    search at each root (``simulations``, at most ``depth`` levels), then the chosen child (a
+    terminal root stays as it is)."""
+    k, s, n_new = cfg.num_samples, cfg.max_new_tokens, max_new_tokens
+    ends, stops = jnp.asarray(cfg.stop_ids, jnp.int32), jnp.asarray(stop_ids, jnp.int32)
+    step_cfg = SamplingConfig(s, cfg.temperature, stop_ids=cfg.stop_ids, pad_id=cfg.pad_id)
+
+    def expand(params, vparams, rows: cached.Rows, response, length, prefix, value, terminal,
+               key) -> Node:
+        """K candidate steps from each row of ``rows`` [B] (its caches hold the prefix)."""
+        t = rows.policy["mask"].shape[1]
+        rows = cached.align(rows, t - s)
+        copy = jnp.repeat(jnp.arange(response.shape[0]), k)
+        rows, step = cached.extend(policy, params, vmodel, vparams, cached.take_rows(rows, copy),
+                                   jnp.ones(copy.shape, bool), s, key, step_cfg, ends, stops,
+                                   output)
+        split = lambda a: a.reshape((-1, k) + a.shape[1:])  # noqa: E731
+        return Node(_to_nodes(rows.policy, k), _to_nodes(rows.value, k), split(rows.logp),
+                    split(rows.score), split(step.tokens), split(step.length),
+                    split(step.logp), split(step.stopped), response, length, prefix, value,
+                    terminal)
 
     def child(params, vparams, node: Node, action, key):
-        take = lambda a: jnp.take_along_axis(  # noqa: E731
-            a, action[:, None, None] if a.ndim == 3 else action[:, None], axis=1)[:, 0]
-        step, step_mask = take(node.cands), take(node.cand_mask)
-        seq, mask = jax.vmap(_append)(node.seq, node.mask, step, step_mask)
-        ended = take(node.cand_stops) | node.terminal
-        value = _node_value(vmodel, vparams, seq, mask, output)
-        cands, cmask, logp, cstops = _expand(policy, params, seq, mask, key, cfg, stops)
-        full = jnp.sum(mask, axis=1) > seq.shape[1] - step.shape[1]  # no further step fits
-        return Node(seq, mask, cands, cmask, logp, cstops, ended | full), value, ended
+        rows = cached.Rows(_from_nodes(_pick(node.policy, action)),
+                           _from_nodes(_pick(node.value, action)), _pick(node.logp, action),
+                           _pick(node.score, action))
+        g = _pick(node.cand_len, action)
+        cols = jnp.where(jnp.arange(s) < g[:, None], node.length[:, None] + jnp.arange(s), n_new)
+        response = node.response.at[jnp.arange(g.shape[0])[:, None], cols].set(
+            _pick(node.cands, action), mode="drop")
+        ended = _pick(node.cand_stops, action) | node.terminal
+        prefix = node.prefix + g
+        full = prefix > rows.policy["mask"].shape[1] - 2 * s   # no further step fits
+        value = _pick(node.score, action)
+        new = expand(params, vparams, rows, response, node.length + g, prefix, value,
+                     ended | full, key)
+        return new, value, ended
 
     def recurrent_fn(both, key, action, node: Node):
         params, vparams = both
@@ -110,24 +135,37 @@ def make_programs(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
 
     @jax.jit
     def move(params, vparams, root: Node, key):
+        params, vparams = decode_params(policy, params), decode_params(vmodel, vparams)
         k1, k2 = jax.random.split(key)
-        value = _node_value(vmodel, vparams, root.seq, root.mask, output)
         out = mctx.gumbel_muzero_policy(
             (params, vparams), k1,
             mctx.RootFnOutput(prior_logits=jax.nn.log_softmax(root.cand_logp, axis=-1),
-                              value=value, embedding=root),
+                              value=root.node_value, embedding=root),
             recurrent_fn, num_simulations=simulations, max_depth=depth,
-            max_num_considered_actions=root.cands.shape[1])
+            max_num_considered_actions=k)
+        tree = out.search_tree
         action = jnp.argmax(out.action_weights, axis=-1)
-        new, _, _ = child(params, vparams, root, action, k2)
+        rows = jnp.arange(action.shape[0])
+        index = tree.children_index[rows, tree.ROOT_INDEX, action]
+        made = index == tree.UNVISITED
+        new = jax.tree.map(lambda a: a[rows, jnp.maximum(index, 0)], tree.embeddings)
+        new = jax.lax.cond(jnp.any(made & ~root.terminal), lambda: jax.tree.map(
+            lambda a, b: jnp.where(made.reshape((-1,) + (1,) * (a.ndim - 1)), a, b),
+            child(params, vparams, root, action, k2)[0], new), lambda: new)
         keep = lambda a, b: jnp.where(  # noqa: E731
             root.terminal.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)
-        return action, jax.tree.map(keep, root, new), out.search_tree.embeddings
+        return (jax.tree.map(keep, root, new), made & ~root.terminal,
+                tree.embeddings.prefix[:, 1:], tree.embeddings.cand_len[:, 1:])
 
     @jax.jit
-    def start(params, seq, mask, key):
-        cands, cmask, logp, cstops = _expand(policy, params, seq, mask, key, cfg, stops)
-        return Node(seq, mask, cands, cmask, logp, cstops, jnp.zeros(seq.shape[0], bool))
+    def start(params, vparams, tokens, mask, key):
+        params, vparams = decode_params(policy, params), decode_params(vmodel, vparams)
+        b, p = tokens.shape
+        rows = cached.start(policy, params, vmodel, vparams, tokens, mask, p + n_new, step_cfg,
+                            output, 1)
+        return expand(params, vparams, rows, jnp.full((b, n_new), cfg.pad_id, jnp.int32),
+                      jnp.zeros(b, jnp.int32), jnp.sum(mask, axis=1).astype(jnp.int32),
+                      rows.score, jnp.zeros(b, bool), key)
 
     return start, move
 
@@ -138,8 +176,8 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
            seed: int = 0) -> tuple[strategies.Generation, dict]:
     """MCTS decoding of every problem: (the chosen solution per problem as a Generation, the
     ledger as ``beam.search`` returns it)."""
-    mcfg, max_prompt_len = policy.cfg, fmt.max_prompt_len
-    room = max_new_tokens - step_tokens  # the prefix never exceeds P + N - S columns
+    mcfg, vcfg, max_prompt_len = policy.cfg, value_model.model.cfg, fmt.max_prompt_len
+    room = max_new_tokens - step_tokens  # a prefix never holds more than P + N - S tokens
     depth = max(1, room // 2 + 1)
     if width < 1 or simulations < 1:
         raise ValueError(f"mcts needs width and simulations >= 1, got {width}, {simulations}")
@@ -149,64 +187,57 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
     if simulations > max_simulations(width, depth):
         raise ValueError(f"mcts: {simulations} simulations are more than a tree of {width} "
                          f"actions and depth {depth} can hold; lower the budget")
-    length = max_prompt_len + room
-    if length + step_tokens > mcfg.max_seq_len:
+    if max_prompt_len + max_new_tokens > mcfg.max_seq_len:
         raise ValueError(f"mcts: prompt {max_prompt_len} + {max_new_tokens} new tokens exceeds "
                          f"max_seq_len {mcfg.max_seq_len}")
     stop = tuple(tokenizer.stop_ids)
-    step_end = steps.step_end_ids(tokenizer)
-    cfg = SamplingConfig(step_tokens, temperature, num_samples=width, stop_ids=stop + step_end,
-                         pad_id=tokenizer.pad_id)
+    cfg = SamplingConfig(step_tokens, temperature, num_samples=width,
+                         stop_ids=stop + steps.step_end_ids(tokenizer), pad_id=tokenizer.pad_id)
     start, move = make_programs(policy, value_model.model, cfg, stop, simulations, depth,
-                                value_model.output)
+                                max_new_tokens, value_model.output)
     prompts = [encode_prompt(e, tokenizer, fmt) for e in examples]
     n = len(examples)
     ledger = {k: np.zeros(n) for k in ("tokens", "prefill_flops", "decode_flops",
                                        "verifier_flops")}
-    final_seq, final_mask = [], []
+    responses: list = []
     per = max(1, batch_rows // width)
+    # the tree holds the caches of every node's K candidates, in both models
+    check_memory(policy, 2 * per * (simulations + 1) * width, max_prompt_len + max_new_tokens)
     key = jax.random.key(seed)
     t0 = time.perf_counter()
     for lo in range(0, n, per):
         idx = list(range(lo, min(n, lo + per)))
-        rows = [prompts[i] for i in idx] + [prompts[idx[-1]]] * (per - len(idx))
-        seq, mask = pad_prompts(rows, tokenizer.pad_id, length)
-        node = start(params, seq, mask, jax.random.fold_in(key, lo))
-        _count(ledger, idx, mcfg, value_model.model.cfg, np.asarray(node.mask)[:len(idx), None],
-               np.asarray(node.cand_mask)[:len(idx), None])
+        rows = [truncate_prompt(prompts[i], max_prompt_len) for i in idx]
+        tokens, mask = pad_prompts(rows + [rows[-1]] * (per - len(idx)), tokenizer.pad_id,
+                                   max_prompt_len)
+        vparams = value_model.params
+        node = start(params, vparams, tokens, mask, jax.random.fold_in(key, lo))
+        for j, i in enumerate(idx):   # one prefill per problem, the root's candidates
+            ledger["prefill_flops"][i] = flops.prefill_flops(mcfg, len(rows[j]))
+            ledger["verifier_flops"][i] = flops.verifier_flops(vcfg, len(rows[j]))
+        _count(ledger, idx, mcfg, vcfg, node.prefix[:, None], node.cand_len[:, None])
         for turn in range(depth):
-            if bool(np.asarray(node.terminal)[:len(idx)].all()):
-                break
             live = ~np.asarray(node.terminal)[:len(idx)]
-            _, node, tree = move(params, value_model.params, node,
-                                 jax.random.fold_in(key, lo * 1000 + turn + 1))
-            # every node the search created (and the chosen child, created again): its
-            # value-model pass, its prefix prefill, its K candidates decoded
-            nodes_mask = np.asarray(tree.mask)[:len(idx), 1:]
-            nodes_cands = np.asarray(tree.cand_mask)[:len(idx), 1:]
-            _count(ledger, [i for i, alive in zip(idx, live) if alive], mcfg,
-                   value_model.model.cfg, nodes_mask[live], nodes_cands[live])
-            _count(ledger, [i for i, alive in zip(idx, live) if alive], mcfg,
-                   value_model.model.cfg, np.asarray(node.mask)[:len(idx), None][live],
-                   np.asarray(node.cand_mask)[:len(idx), None][live])
-        final_seq.append(np.asarray(node.seq)[:len(idx)])
-        final_mask.append(np.asarray(node.mask)[:len(idx)])
-    seconds = time.perf_counter() - t0
-    seqs, masks = np.concatenate(final_seq), np.concatenate(final_mask)
-    responses = [s[m][len(p):].tolist() for s, m, p in zip(seqs, masks, prompts)]
+            if not live.any():
+                break
+            node, made, prefix, cand_len = move(params, vparams, node,
+                                                jax.random.fold_in(key, lo * 1000 + turn + 1))
+            alive = [i for i, a in zip(idx, live) if a]
+            _count(ledger, alive, mcfg, vcfg, np.asarray(prefix)[:len(idx)][live],
+                   np.asarray(cand_len)[:len(idx)][live])
+            _count(ledger, idx, mcfg, vcfg, np.where(made, node.prefix, 0)[:, None],
+                   np.asarray(node.cand_len)[:, None])
+        length, response = np.asarray(node.length), np.asarray(node.response)
+        responses += [response[j, :length[j]].tolist() for j in range(len(idx))]
     return strategies.chosen_generation(examples, prompts, responses, tokenizer, max_prompt_len,
-                                        seconds, ledger)
+                                        time.perf_counter() - t0, ledger)
 
 
-def _count(ledger, idx, mcfg, vcfg, node_masks, cand_masks) -> None:
-    """Adds the cost of nodes (prefill, value model, decode): node_masks [n, nodes, L],
-    cand_masks [n, nodes, K, S]."""
+def _count(ledger, idx, mcfg, vcfg, prefix, cand_len) -> None:
+    """Adds the candidates of nodes to the problems ``idx``: prefix [>= len(idx), nodes] (0: no
+    node), cand_len [>= len(idx), nodes, K]."""
+    prefix, cand_len = np.asarray(prefix), np.asarray(cand_len)
     for row, i in enumerate(idx):
-        for m, c in zip(node_masks[row], cand_masks[row]):
-            p = int(m.sum())
-            ledger["prefill_flops"][i] += flops.prefill_flops(mcfg, p)
-            ledger["verifier_flops"][i] += flops.verifier_flops(vcfg, p)
-            for cand in c:
-                g = int(cand.sum())
-                ledger["tokens"][i] += g
-                ledger["decode_flops"][i] += flops.decode_flops(mcfg, p, g)
+        written = np.where(prefix[row][:, None] > 0, cand_len[row], 0)
+        cached.count_steps(ledger, i, mcfg, vcfg,
+                           np.broadcast_to(prefix[row][:, None], written.shape), written)

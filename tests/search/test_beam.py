@@ -1,6 +1,9 @@
 """Beam search and DVTS on a policy that writes random lines of a and b, with a hand-made value
 function that rewards one known path (lines of a only, the more a the better, any b ruins it):
-the search must find it, where sampling the same policy does not."""
+the search must find it, where sampling the same policy does not. At temperature near 0 they
+choose what the implementation before KV caches chose (recorded), with the ledger a brute force
+gives, from one compiled program; and the search caches score and continue a path exactly as a
+forward over the whole sequence does."""
 
 import dataclasses
 
@@ -9,9 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from o1jax.data.prompts import PromptFormat
+from o1jax import flops
+from o1jax.data.prompts import PromptFormat, encode_prompt, pad_prompts
 from o1jax.models import Transformer, preset
-from o1jax.search import beam, value_models
+from o1jax.models.transformer import positions_from_mask, value_params_from_policy
+from o1jax.rollout import SamplingConfig, decode_params
+from o1jax.search import beam, cached, steps, value_models
 from o1jax.tokenizer import byte_tokenizer
 
 A, B, NL = ord("a"), ord("b"), ord("\n")
@@ -35,23 +41,47 @@ def _random_lines_policy():
 
 
 @dataclasses.dataclass(frozen=True)
-class NoB:
-    """A hand-made value model: the count of a so far / 20 while the sequence holds no b, else 0."""
-    cfg: object
+class NoB(Transformer):
+    """A hand-made value model: the count of a so far / 20 while the sequence holds no b, else 0.
+    Its KV cache keeps the tokens themselves (in the first layer's keys)."""
 
-    def apply(self, params, tokens, positions, mask):
-        bad = jnp.cumsum((tokens == B) & mask, axis=1) > 0
-        a = jnp.cumsum((tokens == A) & mask, axis=1)
-        return jnp.where(bad, 0.0, jnp.minimum(a / 20, 1.0)), None
+    def hidden(self, params, tokens, positions, mask, cache=None, image_embeds=None):
+        mask = mask.astype(bool)
+        if cache is None:
+            return self._counts(tokens, mask), None
+        start, t = cache["index"], tokens.shape[1]
+        kv_mask = jax.lax.dynamic_update_slice(cache["mask"], mask, (0, start))
+        k0 = cache["k"][0]
+        ids = jnp.broadcast_to(tokens[:, None, None, :], k0.shape[:3] + (t,)).astype(k0.dtype)
+        k0 = jax.lax.dynamic_update_slice(k0, ids, (0, 0, 0, start))
+        counts = self._counts(k0[:, 0, 0].astype(jnp.int32), kv_mask)
+        new = dict(cache, k=(k0,) + tuple(cache["k"][1:]), mask=kv_mask, index=start + t)
+        return jax.lax.dynamic_slice_in_dim(counts, start, t, axis=1), new
+
+    @staticmethod
+    def _counts(tokens, mask):
+        """[B, T, 2]: a so far, b so far, of the real tokens."""
+        return jnp.stack([jnp.cumsum((tokens == A) & mask, axis=1),
+                          jnp.cumsum((tokens == B) & mask, axis=1)], -1).astype(jnp.float32)
+
+    def head_out(self, params, x):
+        return jnp.where(x[..., 1] > 0, 0.0, jnp.minimum(x[..., 0] / 20, 1.0))
+
+
+def _no_b(model):
+    vmodel = NoB(model.cfg, head="value")
+    return value_models.ValueModel("prm", vmodel, vmodel.init(jax.random.key(1)), "hand-made")
+
+
+def _problems(questions):
+    return [{"question": q, "answer": "0", "task": "arithmetic", "meta": "{}"} for q in questions]
 
 
 @pytest.mark.parametrize("diverse", [False, True])
 def test_search_finds_the_path_the_value_function_rewards(diverse):
     model, params, tok = _random_lines_policy()
-    verifier = value_models.ValueModel("prm", NoB(model.cfg), {}, "hand-made")
-    examples = [{"question": "?" * (i + 1), "answer": "0", "task": "arithmetic", "meta": "{}"}
-                for i in range(6)]
-    gen, ledger = beam.search(model, params, examples, tok, verifier, beams=3, width=4,
+    examples = _problems(["?" * (i + 1) for i in range(6)])
+    gen, ledger = beam.search(model, params, examples, tok, _no_b(model), beams=3, width=4,
                               diverse=diverse, fmt=PromptFormat(max_prompt_len=8),
                               max_new_tokens=40,
                               step_tokens=8, temperature=1.0, batch_rows=16, seed=0)
@@ -64,7 +94,7 @@ def test_search_finds_the_path_the_value_function_rewards(diverse):
 
 
 def test_plain_sampling_of_that_policy_writes_b():
-    from o1jax.rollout import SamplingConfig, make_sampler, pad_prompts
+    from o1jax.rollout import make_sampler
     model, params, tok = _random_lines_policy()
     tokens, mask = pad_prompts([[63] * 3] * 6, tok.pad_id)
     r = make_sampler(model, SamplingConfig(40, 1.0, stop_ids=tok.stop_ids, pad_id=tok.pad_id))(
@@ -77,32 +107,92 @@ def test_plain_sampling_of_that_policy_writes_b():
 
 def test_zero_beams_or_width_is_an_error():
     model, params, tok = _random_lines_policy()
-    verifier = value_models.ValueModel("prm", NoB(model.cfg), {}, "hand-made")
     with pytest.raises(ValueError, match="beams and width >= 1"):
-        beam.search(model, params, [], tok, verifier, 0, 4, False,
+        beam.search(model, params, [], tok, _no_b(model), 0, 4, False,
                     PromptFormat(max_prompt_len=8), 40, 8, 1.0)
 
 
-def test_mcts_finds_the_path_the_value_function_rewards():
-    from o1jax.search import mcts
-    model, params, tok = _random_lines_policy()
-    verifier = value_models.ValueModel("prm", NoB(model.cfg), {}, "hand-made")
-    examples = [{"question": "?" * (i + 1), "answer": "0", "task": "arithmetic", "meta": "{}"}
-                for i in range(6)]
-    gen, ledger = mcts.search(model, params, examples, tok, verifier, simulations=8, width=4,
-                              fmt=PromptFormat(max_prompt_len=8), max_new_tokens=40,
-                              step_tokens=8,
-                              temperature=1.0, batch_rows=16, seed=0)
-    texts = [t[0] for t in gen.texts]
-    assert all("b" not in t for t in texts) and gen.finished.sum() >= 4, texts
-    assert (ledger["prefill_flops"] > 0).all() and (ledger["verifier_flops"] > 0).all()
+def random_models():
+    """A tiny random policy (greedy: newlines, then runs of ";") and a random value model."""
+    model = Transformer(preset("tiny", vocab_size=320, max_seq_len=96))
+    params = model.init(jax.random.key(1))
+    vmodel = Transformer(model.cfg, head="value")
+    verifier = value_models.ValueModel("orm", vmodel,
+                                       value_params_from_policy(params, jax.random.key(2)), "rnd")
+    return model, params, byte_tokenizer(), verifier
 
 
-def test_more_simulations_than_the_tree_holds_is_an_error():
-    from o1jax.search import mcts
-    model, params, tok = _random_lines_policy()
-    verifier = value_models.ValueModel("prm", NoB(model.cfg), {}, "hand-made")
-    assert mcts.max_simulations(2, 3) == 2 + 4 + 8
-    with pytest.raises(ValueError, match="more than a tree of 1 actions"):
-        mcts.search(model, params, [], tok, verifier, 100, 1,
-                    PromptFormat(max_prompt_len=8), 40, 8, 1.0)
+QUESTIONS = ["1+2", "what?", "a\nb", "zz top", "9"]
+# beam.search(..., beams=2, width=3, max_new_tokens=40, step_tokens=8, temperature=1e-5) before
+# KV caches (commit 0380a43), DVTS the same: greedy decoding, whatever the value model says
+OLD_CHOSEN = [[NL] * 40, [NL] * 40, [NL] * 25 + [59] * 15, [NL] * 40, [NL] * 17 + [59] * 23]
+
+
+def _brute_force_ledger(mcfg, vcfg, prompt_len, response, candidates, n_new, s):
+    """Every round all ``candidates`` write the same step of ``response`` (near-greedy)."""
+    out = dict(tokens=0.0, decode_flops=0.0, verifier_flops=flops.verifier_flops(vcfg, prompt_len))
+    pos = 0
+    while pos < len(response):
+        window = response[pos:pos + min(s, n_new - pos)]
+        g = next((i + 1 for i, t in enumerate(window) if t == NL), len(window))
+        p = prompt_len + pos
+        out["tokens"] += candidates * g
+        out["decode_flops"] += candidates * flops.decode_flops(mcfg, p, g + 1)
+        out["verifier_flops"] += candidates * (flops.verifier_flops(vcfg, p + g)
+                                               - flops.verifier_flops(vcfg, p))
+        pos += g
+    return out
+
+
+@pytest.mark.parametrize("diverse", [False, True])
+def test_near_greedy_search_chooses_what_the_old_one_did_in_one_program(diverse):
+    model, params, tok, verifier = random_models()
+    fmt = PromptFormat(max_prompt_len=8)
+    run = lambda questions: beam.search(  # noqa: E731
+        model, params, _problems(questions), tok, verifier, 2, 3, diverse, fmt, 40, 8, 1e-5,
+        batch_rows=8)
+    gen, ledger = run(QUESTIONS)
+    assert [r[8:][m[8:]].tolist() for r, m in zip(gen.tokens, gen.mask)] == OLD_CHOSEN
+    for i, q in enumerate(QUESTIONS):
+        p = len(encode_prompt(_problems([q])[0], tok, fmt))
+        assert ledger["prefill_flops"][i] == flops.prefill_flops(model.cfg, p)  # once
+        want = _brute_force_ledger(model.cfg, verifier.model.cfg, p, OLD_CHOSEN[i], 6, 40, 8)
+        for k, v in want.items():
+            np.testing.assert_allclose(ledger[k][i], v, rtol=1e-12, err_msg=k)
+    run(["a much longer question", "?"])   # other prompt lengths, fewer problems
+    cfg = SamplingConfig(8, 1e-5, stop_ids=tok.stop_ids + steps.step_end_ids(tok),
+                         pad_id=tok.pad_id)
+    program = beam.make_program(model, verifier.model, cfg, tuple(tok.stop_ids), 2, 3, diverse,
+                                40, "value")
+    assert program._cache_size() == 1
+
+
+def test_cached_rows_continue_and_score_as_a_full_forward_does():
+    """Two sampled steps through ``cached`` (rows copied and shuffled between them, then packed)
+    against one forward of each whole sequence: next-token log-probs and value score."""
+    model, params, tok, verifier = random_models()
+    vmodel, vparams = verifier.model, verifier.params
+    cfg = SamplingConfig(6, 1.0, stop_ids=(NL, 258), pad_id=tok.pad_id)
+    ends = jnp.asarray(cfg.stop_ids)
+    tokens, mask = pad_prompts([[257, 50, 51], [257, 52], [257, 53, 54, 55]], tok.pad_id, 5)
+    dp, dv = decode_params(model, params), decode_params(vmodel, vparams)
+    rows = cached.start(model, dp, vmodel, dv, tokens, mask, 40, cfg, "value", 2)
+    seqs = [list(t[m]) for t, m in zip(tokens, mask) for _ in range(2)]
+    extend = jax.jit(lambda rows, key: cached.extend(model, dp, vmodel, dv, rows,  # noqa: E731
+                                                     jnp.ones(6, bool), 6, key, cfg, ends,
+                                                     ends, "value"))
+    for r, (order, end) in enumerate([(None, None), ([5, 0, 0, 3, 1, 4], 17)]):
+        if order is not None:
+            idx = jnp.asarray(order)
+            rows = cached.align(cached.take_rows(rows, idx), jnp.int32(end))
+            seqs = [list(seqs[i]) for i in order]
+        rows, step = extend(rows, jax.random.key(r))
+        for i, (t, g) in enumerate(zip(np.asarray(step.tokens), np.asarray(step.length))):
+            seqs[i] += t[:g].tolist()
+    full, fmask = pad_prompts(seqs, tok.pad_id)
+    logits, _ = model.apply(params, full, positions_from_mask(fmask), fmask)
+    want = jax.nn.log_softmax(logits[:, -1], axis=-1)
+    np.testing.assert_allclose(rows.logp, want, atol=2e-5)
+    values = value_models.squash("value", vmodel.apply(vparams, full, positions_from_mask(fmask),
+                                                       fmask)[0][:, -1])
+    np.testing.assert_allclose(rows.score, values, atol=2e-5)

@@ -1,0 +1,68 @@
+"""MCTS with KV caches per node: it finds the path a hand-made value function rewards, chooses
+at temperature near 0 what the implementation before KV caches chose (recorded), from one pair
+of compiled programs whatever the prompts."""
+
+import jax
+import numpy as np
+import pytest
+
+from o1jax import flops
+from o1jax.data.prompts import PromptFormat, encode_prompt
+from o1jax.rollout import SamplingConfig, pad_prompts
+from o1jax.search import mcts, steps
+from tests.search.test_beam import (NL, QUESTIONS, _no_b, _problems, _random_lines_policy,
+                                    random_models)
+
+# mcts.search(..., simulations=6, width=3, max_new_tokens=40, step_tokens=8, temperature=1e-5)
+# before KV caches (commit 0380a43): greedy decoding for 17 moves (the depth), one newline each
+OLD_CHOSEN = [[NL] * 17] * 5
+
+
+def test_mcts_finds_the_path_the_value_function_rewards():
+    model, params, tok = _random_lines_policy()
+    examples = _problems(["?" * (i + 1) for i in range(6)])
+    gen, ledger = mcts.search(model, params, examples, tok, _no_b(model), simulations=8,
+                              width=4, fmt=PromptFormat(max_prompt_len=8), max_new_tokens=40,
+                              step_tokens=8, temperature=1.0, batch_rows=16, seed=1)
+    texts = [t[0] for t in gen.texts]
+    assert all("b" not in t for t in texts) and gen.finished.sum() >= 4, texts
+    assert (ledger["prefill_flops"] > 0).all() and (ledger["verifier_flops"] > 0).all()
+
+
+def test_near_greedy_mcts_chooses_what_the_old_one_did_in_one_program():
+    model, params, tok, verifier = random_models()
+    fmt = PromptFormat(max_prompt_len=8)
+    run = lambda questions: mcts.search(  # noqa: E731
+        model, params, _problems(questions), tok, verifier, 6, 3, fmt, 40, 8, 1e-5,
+        batch_rows=6)
+    gen, ledger = run(QUESTIONS)
+    assert [r[8:][m[8:]].tolist() for r, m in zip(gen.tokens, gen.mask)] == OLD_CHOSEN
+    for i, q in enumerate(QUESTIONS):
+        p = len(encode_prompt(_problems([q])[0], tok, fmt))
+        assert ledger["prefill_flops"][i] == flops.prefill_flops(model.cfg, p)   # once
+        # the root's 3 candidates and 6 nodes x 3 per move (the chosen child is the tree's),
+        # each candidate one newline at most 17 + 1 tokens after the prompt
+        assert 3 * 18 <= ledger["tokens"][i] <= 3 * 18 + 17 * 6 * 3 * 8
+        assert ledger["decode_flops"][i] >= ledger["tokens"][i] * flops.decode_flops(
+            model.cfg, p, 2)
+    run(["a much longer question"])
+    cfg = SamplingConfig(8, 1e-5, num_samples=3, stop_ids=tok.stop_ids + steps.step_end_ids(tok),
+                         pad_id=tok.pad_id)
+    start, move = mcts.make_programs(model, verifier.model, cfg, tuple(tok.stop_ids), 6, 17, 40,
+                                     "value")
+    assert start._cache_size() == 1 and move._cache_size() == 1
+    # the chosen child is the tree's node, not made again: six simulations visit all 3 actions
+    tokens, mask = pad_prompts([[257, 50], [257, 51, 52]], tok.pad_id, 8)
+    root = start(params, verifier.params, tokens, mask, jax.random.key(0))
+    child, made, prefix, _ = move(params, verifier.params, root, jax.random.key(1))
+    assert not np.asarray(made).any() and (np.asarray(prefix) > 0).all()
+    assert (np.asarray(child.prefix) > np.asarray(root.prefix)).all()
+
+
+def test_more_simulations_than_the_tree_holds_is_an_error():
+    model, params, tok = _random_lines_policy()
+    assert mcts.max_simulations(2, 3) == 2 + 4 + 8
+    with pytest.raises(ValueError, match="more than a tree of 1 actions"):
+        mcts.search(model, params, [], tok, _no_b(model), 100, 1,
+                    PromptFormat(max_prompt_len=8), 40, 8, 1.0)
+
