@@ -91,6 +91,11 @@ def get_config() -> ml_collections.ConfigDict:
                                      # runs over the shortest of this many response lengths
                                      # that holds its rows (1: off); pair with rl.micro_batch
     c.rl.rewards = ml_collections.ConfigDict({"correctness": 1.0, "format": 0.1})
+    c.rl.oversample = 1.0            # DAPO's dynamic sampling: roll out this many x the prompts,
+                                     # train on the groups whose rewards differ (1: off)
+    c.rl.overlong_window = 0         # DAPO's over-long shaping over the budget's last tokens
+    c.rl.overlong_coef = 1.0
+    c.rl.mask_truncated = False      # truncated responses leave the loss
 
     c.selfplay = ml_collections.ConfigDict()   # o1jax/selfplay/config.py says what each is
     c.selfplay.enabled = False       # the RL stage becomes self-play: propose, referee, solve

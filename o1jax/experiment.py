@@ -86,6 +86,14 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
         raise ConfigError(f"rl.batch_prompts={rl.batch_prompts}: the prompt batch is split over "
                           f"the {data_par} data x fsdp devices of mesh_shape {mesh_shape}; use a "
                           "multiple of it")
+    if rl.oversample > 1 and selfplay:
+        raise ConfigError("rl.oversample > 1 (dynamic sampling) is PPO/GRPO's: self-play fills "
+                          "its batch with its own problems; set rl.oversample=1")
+    if rl.sampled_prompts % (data_par * jax.process_count()):
+        raise ConfigError(f"rl.oversample={rl.oversample} samples {rl.sampled_prompts} prompts, "
+                          f"which the {data_par} data x fsdp devices and {jax.process_count()} "
+                          "processes cannot split evenly; choose oversample so that "
+                          "oversample * rl.batch_prompts is a multiple of both")
     if rl.micro_batch % data_par:
         raise ConfigError(f"rl.micro_batch={rl.micro_batch}: each micro-batch is split over the "
                           f"{data_par} data x fsdp devices of mesh_shape {mesh_shape}; use a "

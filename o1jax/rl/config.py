@@ -29,6 +29,12 @@ class RLConfig:
     batch_prompts: int = 8          # prompts per iteration (global, over all processes)
     group_size: int = 2             # G samples per prompt
     rewards: tuple[tuple[str, float], ...] = (("correctness", 1.0), ("format", 0.1))
+    # DAPO's batch shaping (o1jax/rl/dapo.py)
+    oversample: float = 1.0         # dynamic sampling: roll out ceil(oversample * batch_prompts)
+                                    # prompts, train on batch_prompts groups, informative first
+    overlong_window: int = 0        # over-long shaping: a penalty falling to -overlong_coef
+    overlong_coef: float = 1.0      # over the budget's last overlong_window tokens (0: off)
+    mask_truncated: bool = False    # truncated responses leave the loss
     # rollout
     max_new_tokens: int = 16
     temperature: float = 1.0
@@ -118,6 +124,16 @@ class RLConfig:
             yield bad("kl_target", "None or > 0")
         if self.kl_target is not None and not self.kl_coef > 0:
             yield f"kl_target={self.kl_target} needs rl.kl_coef > 0 (the controller scales it)"
+        if self.oversample < 1:
+            yield bad("oversample", "must be >= 1 (1: no dynamic sampling)")
+        if self.oversample > 1 and self.uses_critic:
+            yield ("oversample > 1 (DAPO's dynamic sampling) drops groups whose rewards are all "
+                   "equal, which only a group baseline makes useless: use it with a critic-free "
+                   f"algorithm, not {self.algorithm}")
+        if not 0 <= self.overlong_window <= self.max_new_tokens:
+            yield bad("overlong_window", f"in 0..rl.max_new_tokens ({self.max_new_tokens})")
+        if self.overlong_coef < 0:
+            yield bad("overlong_coef", "must be >= 0")
         if self.algorithm != "ppo" and self.group_size < 2:
             yield f"algorithm={self.algorithm} needs rl.group_size >= 2, got {self.group_size}"
         if self.rows % self.minibatches:
@@ -143,6 +159,11 @@ class RLConfig:
     def rows(self) -> int:
         """Rollout rows per iteration: batch_prompts * group_size."""
         return self.batch_prompts * self.group_size
+
+    @property
+    def sampled_prompts(self) -> int:
+        """Prompts rolled out per iteration: batch_prompts, more with dynamic sampling."""
+        return -(-round(self.oversample * self.batch_prompts * 1000) // 1000)
 
     @property
     def uses_critic(self) -> bool:

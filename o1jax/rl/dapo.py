@@ -17,6 +17,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from o1jax.rollout.sampler import Rollout
+
 
 class GroupChoice(NamedTuple):
     """groups [B] int32: which of the P sampled groups fill the batch; keep [B] bool: the group
@@ -53,3 +55,37 @@ def truncation_mask(finished: jax.Array, response_mask: jax.Array) -> jax.Array:
     """The response mask [R, T] with the rows that did not finish (truncated at the budget)
     masked out of the loss: DAPO's over-long filtering."""
     return response_mask & finished[:, None]
+
+
+def shape_experience(roll: Rollout, rewards: jax.Array, images: jax.Array | None, cfg,
+                     group_size: int) -> tuple[Rollout, jax.Array, jax.Array | None, dict]:
+    """DAPO's shaping of a collected rollout of P = ``cfg.sampled_prompts`` groups of G rows
+    (``cfg``: an RLConfig): dynamic sampling keeps ``cfg.batch_prompts`` groups, informative by
+    the reward function's rewards (the fillers' rows carry no loss); the over-long penalty is
+    added to the rewards after; ``cfg.mask_truncated`` takes truncated rows out of the loss.
+    Returns the B * G rows (rollout, rewards [B * G], images) and the metrics."""
+    metrics = {}
+    p, b = cfg.sampled_prompts, cfg.batch_prompts
+    if p > b:
+        choice = choose_groups(rewards.reshape(p, group_size), b)
+        rows = (choice.groups[:, None] * group_size + jnp.arange(group_size)).reshape(-1)
+        n = rewards.shape[0]
+        roll = jax.tree.map(lambda x: x[rows] if x.ndim and x.shape[0] == n else x, roll)
+        rewards = rewards[rows]
+        images = None if images is None else images[rows]
+        keep = jnp.repeat(choice.keep, group_size)
+        roll = roll._replace(response_mask=roll.response_mask & keep[:, None])
+        trained = jnp.sum(choice.keep)
+        metrics.update({"dynamic/informative_groups": choice.informative,
+                        "dynamic/effective_batch": trained,
+                        "dynamic/filler_groups": b - trained,
+                        "dynamic/dropped_share": 1.0 - trained / p,
+                        "dynamic/rollout_cost": jnp.float32(p / b)})
+    if cfg.overlong_window:
+        penalty = overlong_penalty(roll.lengths, cfg.max_new_tokens, cfg.overlong_window)
+        rewards = rewards + cfg.overlong_coef * penalty
+        metrics["overlong_penalty_mean"] = jnp.mean(penalty)
+    if cfg.mask_truncated:
+        roll = roll._replace(response_mask=truncation_mask(roll.finished, roll.response_mask))
+        metrics["masked_truncated"] = 1.0 - jnp.mean(roll.finished.astype(jnp.float32))
+    return roll, rewards, images, metrics

@@ -37,6 +37,7 @@ from jax.sharding import Mesh
 from o1jax import sharding
 from o1jax.models.transformer import Transformer
 from o1jax.rl import advantages as adv_lib
+from o1jax.rl import dapo
 from o1jax.rl import losses
 from o1jax.rl.config import RLConfig
 from o1jax.rl.logprobs import old_logprobs
@@ -112,17 +113,20 @@ def rollout_metrics(roll: Rollout, scored: Scored, group_size: int) -> dict:
 
 def rl_collect(state: RLState, batch: dict, key: jax.Array, *, policy: Transformer,
                cfg: RLConfig, sampling: SamplingConfig, reward_fn: RewardFn) -> Collected:
-    """PPO/GRPO's collect phase: rollout -> reward; every row baselined in its prompt's group
-    of G."""
+    """PPO/GRPO's collect phase: rollout -> reward -> DAPO's shaping (``o1jax.rl.dapo``: the
+    batch's groups from ``rl.oversample`` x as many sampled, the over-long penalty); every row
+    baselined in its prompt's group of G."""
     g = sampling.num_samples
     roll = rollout(state, batch, key, policy=policy, sampling=sampling)
     scored = reward(roll, batch, reward_fn, g)
     images = batch.get("images")
     if images is not None:      # row i answers prompt i // G
         images = jnp.repeat(images, g, axis=0)
-    exp = Experience(roll, scored.rewards, (adv_lib.Group(cfg.rows, g, cfg.algorithm),),
+    metrics = rollout_metrics(roll, scored, g)   # over every sampled row
+    roll, rewards, images, shaped = dapo.shape_experience(roll, scored.rewards, images, cfg, g)
+    exp = Experience(roll, rewards, (adv_lib.Group(cfg.rows, g, cfg.algorithm),),
                      batch["tokens"].shape[1], images)
-    return Collected(exp, rollout_metrics(roll, scored, g), {})
+    return Collected(exp, {**metrics, **shaped}, {})
 
 
 def targets(state: RLState, exp: Experience, *, policy: Transformer, cfg: RLConfig,

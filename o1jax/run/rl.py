@@ -4,6 +4,7 @@ included, lowered ahead of time (shapes only) for checking a real-hardware confi
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Callable, NamedTuple, Sequence
 
@@ -124,7 +125,7 @@ def rl_phase(exp: experiment.Experiment) -> Phase:
     """PPO/GRPO: the prompt pipeline, the reward callback and ``make_iteration``."""
     cfg, rl, policy, tok = exp.cfg, exp.rl, exp.policy, exp.tokenizer
     train = exp.sources["train"]
-    pipeline = PromptPipeline(train, tok, rl.batch_prompts, exp.prompt, seed=cfg.seed,
+    pipeline = PromptPipeline(train, tok, rl.sampled_prompts, exp.prompt, seed=cfg.seed,
                               process_index=jax.process_index(),
                               process_count=jax.process_count())
     iteration, shardings = rl_step(policy, tok, rl, exp.mesh, lambda i: decode_example(train[i]),
@@ -147,6 +148,12 @@ def rl_phase(exp: experiment.Experiment) -> Phase:
         work = flops.rl_iteration_flops(policy.cfg, rl, float(prompt_tokens),
                                         float(metrics["generated_tokens"]), rl.rows,
                                         host["tokens"].shape[1] + rl.max_new_tokens)
+        if metrics.get("dynamic/filler_groups", 0) > 0:
+            logging.warning("iteration %d: dynamic sampling found %d informative groups of %d "
+                            "sampled, fewer than rl.batch_prompts=%d: %d masked groups complete "
+                            "the batch (raise rl.oversample)", i,
+                            int(metrics["dynamic/informative_groups"]), rl.sampled_prompts,
+                            rl.batch_prompts, int(metrics["dynamic/filler_groups"]))
         return work, {"prompt_tokens": float(prompt_tokens), "truncated_prompts": int(truncated)}
 
     return Phase(iteration, shardings, pipeline, next_batch, log)
@@ -187,7 +194,7 @@ def lower_rl_step(cfg, devices: Sequence[jax.Device] | None = None) -> LoweredSt
         batch = selfplay_batch_shapes(sp, rl.batch_prompts, fmt.max_prompt_len, image_size)
     else:
         iteration, shardings = rl_step(policy, tok, rl, mesh, no_data, cfg.data.task)
-        batch = rl_batch_shapes(rl.batch_prompts, fmt.max_prompt_len, image_size)
+        batch = rl_batch_shapes(rl.sampled_prompts, fmt.max_prompt_len, image_size)
     state = jax.eval_shape(lambda p: init_state(p, rl, jax.random.key(1)), policy.param_shapes())
     key = jax.eval_shape(jax.random.key, 0)
     return LoweredStep(iteration.lower(state, batch, key), policy, rl, state, shardings)

@@ -20,6 +20,8 @@ from o1jax.rl.config import RLConfig
     ("kl_horizon", 0.0, "rl.kl_horizon=0.0: must be > 0"),
     ("minibatches", 3, r"rl.minibatches=3 does not divide the 16 rollout rows"),
     ("rewards", {"corectness": 1.0}, r"rl.rewards: unknown \['corectness'\]"),
+    ("oversample", 0.5, r"rl.oversample=0.5: must be >= 1"),
+    ("overlong_window", 99, r"rl.overlong_window=99: in 0..rl.max_new_tokens \(16\)"),
 ])
 def test_bad_field_is_named(field, value, match):
     kw = dict(batch_prompts=8, group_size=2, **{field: value})
@@ -59,3 +61,11 @@ def test_reference_model_only_with_a_kl_term():
 def test_adaptive_kl_needs_a_starting_coefficient():
     with pytest.raises(ValueError, match="kl_target=0.1 needs rl.kl_coef > 0"):
         RLConfig(kl_coef=0.0, kl_target=0.1)
+
+
+def test_dynamic_sampling_needs_a_group_baseline_and_samples_more_prompts():
+    with pytest.raises(ValueError, match="use it with a critic-free algorithm, not ppo"):
+        RLConfig(algorithm="ppo", oversample=2.0)
+    assert RLConfig(algorithm="grpo", batch_prompts=8, oversample=1.5).sampled_prompts == 12
+    assert RLConfig(algorithm="grpo", batch_prompts=3, oversample=1.1).sampled_prompts == 4
+    assert RLConfig(algorithm="grpo", batch_prompts=8).sampled_prompts == 8

@@ -240,3 +240,29 @@ def test_a_vision_policy_learns_to_read_its_image():
     # the sampler (image encoded in the prefill) and the trainer (per row) agree, even when the
     # policy samples the placeholder's id in a response
     assert max(ratio_dev) < 1e-4, ratio_dev
+
+
+def test_dynamic_sampling_trains_on_informative_groups_first():
+    """Prompts with an even example id get the same reward in every sample (no GRPO signal);
+    odd ones alternate 0/1 over their samples. From 8 sampled prompts the batch of 4 is exactly
+    the 4 informative groups; with 2 informative of 8 sampled, 2 masked fillers complete it."""
+    def reward(roll, example_ids):
+        alternate = (jnp.arange(example_ids.shape[0]) % 2).astype(jnp.float32)
+        r = jnp.where(example_ids % 2 == 1, alternate, 1.0)
+        return r, {}
+
+    policy = Transformer(preset("tiny", vocab_size=V, max_seq_len=32))
+    cfg = RLConfig(algorithm="grpo", batch_prompts=4, oversample=2.0, group_size=4,
+                   max_new_tokens=3, overlong_window=2, mask_truncated=True)
+    state = init_state(policy.init(jax.random.key(0)), cfg, jax.random.key(1))
+    it, _ = make_iteration(policy, cfg, reward, stop_ids=(0,))
+    batch = _batch(0)
+    state, m, _ = it(state, batch, jax.random.key(2))     # the state is donated
+    assert (int(m["dynamic/informative_groups"]), int(m["dynamic/effective_batch"]),
+            int(m["dynamic/filler_groups"])) == (4, 4, 0)
+    assert float(m["dynamic/dropped_share"]) == 0.5 and float(m["dynamic/rollout_cost"]) == 2.0
+    # 3 new tokens with a 2-token window: a response of 2 tokens pays -0.5, of 3 tokens -1
+    assert -1.0 <= float(m["overlong_penalty_mean"]) <= 0.0
+    batch["example_ids"] = np.array([1, 3, 0, 2, 4, 6, 8, 10])
+    _, m, _ = it(state, batch, jax.random.key(3))
+    assert (int(m["dynamic/informative_groups"]), int(m["dynamic/filler_groups"])) == (2, 2)
