@@ -71,6 +71,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.clip_low = 0.2
     c.rl.clip_high = 0.2
     c.rl.dual_clip = ml_collections.FieldReference(None, field_type=float)
+    c.rl.importance_level = "token"  # sequence: GSPO's length-normalised ratio per row
     c.rl.value_clip = 0.2
     c.rl.gamma = 1.0
     c.rl.lam = 1.0

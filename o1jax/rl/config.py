@@ -19,6 +19,7 @@ from o1jax.rollout.decoding import SamplingConfig
 ALGORITHMS = ("ppo", "grpo", "dr_grpo", "rloo", "reinforce_pp")
 KL_ESTIMATORS = ("k1", "k2", "k3")
 OLD_LOGPROBS = ("auto", "rollout", "recompute")
+IMPORTANCE_LEVELS = ("token", "sequence")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +49,7 @@ class RLConfig:
     clip_low: float = 0.2
     clip_high: float = 0.2          # > clip_low: DAPO's clip-higher
     dual_clip: float | None = None  # e.g. 3.0
+    importance_level: str = "token"  # token: PPO's ratio per token; sequence: GSPO's per row
     value_clip: float | None = 0.2
     gamma: float = 1.0
     lam: float = 1.0
@@ -84,7 +86,8 @@ class RLConfig:
         def bad(name, allowed):
             return f"{name}={getattr(self, name)!r}: {allowed}"
         for name, options in (("algorithm", ALGORITHMS), ("loss_agg", losses.AGGREGATIONS),
-                              ("kl_estimator", KL_ESTIMATORS), ("old_logprobs", OLD_LOGPROBS)):
+                              ("kl_estimator", KL_ESTIMATORS), ("old_logprobs", OLD_LOGPROBS),
+                              ("importance_level", IMPORTANCE_LEVELS)):
             if getattr(self, name) not in options:
                 yield bad(name, f"one of {options}")
         for name in ("num_iterations", "critic_warmup", "micro_batch", "vocab_chunk"):

@@ -40,16 +40,27 @@ def aggregate(loss: jax.Array, mask: jax.Array, mode: str = "token_mean",
 def ppo_policy_loss(logp: jax.Array, old_logp: jax.Array, advantages: jax.Array,
                     mask: jax.Array, clip_low: float = 0.2, clip_high: float = 0.2,
                     dual_clip: float | None = None, agg: str = "token_mean",
-                    is_weights: jax.Array | None = None, totals: tuple | None = None
-                    ) -> tuple[jax.Array, dict]:
+                    is_weights: jax.Array | None = None, totals: tuple | None = None,
+                    importance_level: str = "token") -> tuple[jax.Array, dict]:
     """Clipped surrogate: -min(ratio * A, clip(ratio, 1 - clip_low, 1 + clip_high) * A).
 
     ``clip_high`` > ``clip_low`` is DAPO's clip-higher. ``dual_clip`` = c (> 1) also bounds the
     loss of negative-advantage tokens by -c * A. ``is_weights`` [R, T] (no gradient) multiply
     each token's loss: truncated importance sampling against the rollout engine's log-probs.
-    Returns the loss and {clip_frac, approx_kl}.
+    ``importance_level`` "sequence" is GSPO's (Zheng et al. 2025): every token of a row takes
+    the row's length-normalised ratio exp(mean_t log(pi / pi_old)), clipped as one, so a
+    token's gradient is the sequence ratio's (TRL's ``importance_sampling_level``; GSPO's own
+    clip ranges are about 1e-3, not 0.2). Returns the loss and {clip_frac, approx_kl}.
     """
     log_ratio = jnp.clip(logp - old_logp, -LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    kl_terms = 0.5 * jnp.square(log_ratio)
+    if importance_level == "sequence":
+        m = mask.astype(log_ratio.dtype)
+        seq = jnp.sum(log_ratio * m, axis=1, keepdims=True) / jnp.maximum(
+            jnp.sum(m, axis=1, keepdims=True), 1.0)
+        log_ratio = jnp.broadcast_to(seq, log_ratio.shape)
+    elif importance_level != "token":
+        raise ValueError(f"importance_level must be token or sequence, got {importance_level!r}")
     ratio = jnp.exp(log_ratio)
     surr1 = ratio * advantages
     surr2 = jnp.clip(ratio, 1.0 - clip_low, 1.0 + clip_high) * advantages
@@ -60,7 +71,7 @@ def ppo_policy_loss(logp: jax.Array, old_logp: jax.Array, advantages: jax.Array,
         loss = jax.lax.stop_gradient(is_weights) * loss
     clipped = (surr2 < surr1).astype(jnp.float32)
     stats = {"clip_frac": aggregate(clipped, mask, totals=totals),
-             "approx_kl": aggregate(0.5 * jnp.square(log_ratio), mask, totals=totals)}
+             "approx_kl": aggregate(kl_terms, mask, totals=totals)}
     return aggregate(loss, mask, agg, totals), stats
 
 

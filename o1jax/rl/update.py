@@ -52,7 +52,7 @@ def policy_loss(params, mb: Targets, totals: tuple, kl_coef: jax.Array, *, polic
     loss, stats = losses.ppo_policy_loss(logp, mb.old_logp, mb.advantages, mb.resp, cfg.clip_low,
                                          cfg.clip_high, cfg.dual_clip, cfg.loss_agg,
                                          mb.is_weights if cfg.tis_cap is not None else None,
-                                         totals)
+                                         totals, cfg.importance_level)
     stats["entropy"] = losses.aggregate(entropy, mb.resp, cfg.loss_agg, totals)
     if cfg.uses_reference and not cfg.kl_in_reward:
         kl = losses.aggregate(losses.kl_estimate(logp, mb.ref_logp, cfg.kl_estimator), mb.resp,

@@ -1,5 +1,7 @@
 """Each loss's gradient against central finite differences (float64), plus behaviour checks."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -109,3 +111,58 @@ def test_aggregation_modes_by_hand():
 def test_adaptive_kl_controller_moves_toward_target():
     assert float(L.adaptive_kl_coef(0.1, 0.2, 0.1, 100.0, 10)) > 0.1
     assert float(L.adaptive_kl_coef(0.1, 0.05, 0.1, 100.0, 10)) < 0.1
+
+
+def _gspo_reference(logp, old_logp, adv, mask, clip_low, clip_high):
+    """GSPO's objective (Zheng et al. 2025, eq. 5-7) in plain Python: per sequence the ratio
+    s_i = exp(mean over its tokens of log pi - log pi_old), loss_i = -min(s_i A_i,
+    clip(s_i, 1 - eps_low, 1 + eps_high) A_i), averaged over sequences."""
+    total = 0.0
+    for i in range(len(logp)):
+        toks = [t for t in range(len(logp[i])) if mask[i][t]]
+        s = math.exp(sum(logp[i][t] - old_logp[i][t] for t in toks) / len(toks))
+        a = adv[i]
+        total += -min(s * a, min(max(s, 1 - clip_low), 1 + clip_high) * a)
+    return total / len(logp)
+
+
+def test_gspo_sequence_ratio_matches_the_papers_formula_and_equals_grpo_on_policy():
+    rng = np.random.default_rng(0)
+    r, t = 5, 7
+    old = rng.normal(-2.0, 0.5, (r, t))
+    logp = old + rng.normal(0, 0.3, (r, t))
+    mask = np.ones((r, t), bool)
+    mask[1, 4:] = False
+    mask[3, :2] = False
+    adv = rng.normal(0, 1, r)
+    tok_adv = np.repeat(adv[:, None], t, 1)
+    loss, _ = L.ppo_policy_loss(jnp.asarray(logp), jnp.asarray(old), jnp.asarray(tok_adv),
+                                     jnp.asarray(mask), 0.1, 0.15, agg="seq_mean_token_mean",
+                                     importance_level="sequence")
+    want = _gspo_reference(logp.tolist(), old.tolist(), adv.tolist(), mask.tolist(), 0.1, 0.15)
+    np.testing.assert_allclose(float(loss), want, rtol=1e-5)
+
+    def seq(lp):
+        return L.ppo_policy_loss(lp, jnp.asarray(old), jnp.asarray(tok_adv),
+                                      jnp.asarray(mask), 0.1, 0.15, agg="seq_mean_token_mean",
+                                      importance_level="sequence")[0]
+    grad = np.asarray(jax.grad(seq)(jnp.asarray(logp)))
+    i, j, eps = 2, 3, 1e-3
+    bumped = [logp.copy(), logp.copy()]
+    bumped[0][i, j] += eps
+    bumped[1][i, j] -= eps
+    fd = (_gspo_reference(bumped[0].tolist(), old.tolist(), adv.tolist(), mask.tolist(), 0.1,
+                          0.15) -
+          _gspo_reference(bumped[1].tolist(), old.tolist(), adv.tolist(), mask.tolist(), 0.1,
+                          0.15)) / (2 * eps)
+    np.testing.assert_allclose(grad[i, j], fd, rtol=1e-3, atol=1e-7)
+    assert np.all(grad[~mask] == 0)
+
+    # on-policy the ratio is 1 and GSPO's loss and gradient are GRPO's
+    def at(level):
+        return jax.value_and_grad(lambda lp: L.ppo_policy_loss(
+            lp, jnp.asarray(old), jnp.asarray(tok_adv), jnp.asarray(mask),
+            agg="seq_mean_token_mean", importance_level=level)[0])(jnp.asarray(old))
+    (l_seq, g_seq), (l_tok, g_tok) = at("sequence"), at("token")
+    np.testing.assert_allclose(float(l_seq), float(l_tok), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(g_seq), np.asarray(g_tok), atol=1e-7)
