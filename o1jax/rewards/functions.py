@@ -71,15 +71,24 @@ def correctness(responses, examples, finished, pool) -> np.ndarray:
     return out * np.asarray(finished, np.float32)
 
 
+_last_code_checks: dict = {}   # the latest batch's results: correctness and tests_passed share
+
+
 def _code_checks(pool: CheckPool, jobs: list) -> list[tuple[float, str]]:
     """(share of tests passed, reason) of each code job, run in the sandbox from the pool's
-    workers; each reason counted in ``pool.stats`` as ``code/REASON``."""
-    out = []
-    for r in pool.map(CODE, jobs, timeout=CODE_TIMEOUT):
+    workers, each job once per batch whichever rewards ask (the latest batch's results are
+    kept); each reason counted in ``pool.stats`` as ``code/REASON``."""
+    global _last_code_checks
+    keys = [(r, tuple(t), e) for r, t, e in jobs]
+    todo = sorted({k for k in keys if k not in _last_code_checks})
+    done = {}
+    for k, r in zip(todo, pool.map(CODE, todo, timeout=CODE_TIMEOUT)):
         share, reason = (0.0, "timeout" if r == TIMEOUT else "error") if isinstance(r, str) \
             else r
         pool.stats[f"code/{reason}"] = pool.stats.get(f"code/{reason}", 0) + 1
-        out.append((share, reason))
+        done[k] = (share, reason)
+    out = [done.get(k) or _last_code_checks[k] for k in keys]
+    _last_code_checks = dict(zip(keys, out))
     return out
 
 
