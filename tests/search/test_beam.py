@@ -176,23 +176,27 @@ def test_cached_rows_continue_and_score_as_a_full_forward_does():
     ends = jnp.asarray(cfg.stop_ids)
     tokens, mask = pad_prompts([[257, 50, 51], [257, 52], [257, 53, 54, 55]], tok.pad_id, 5)
     dp, dv = decode_params(model, params), decode_params(vmodel, vparams)
-    rows = cached.start(model, dp, vmodel, dv, tokens, mask, 40, cfg, "value", 2)
+    order = jnp.asarray([5, 0, 0, 3, 1, 4])
+
+    @jax.jit
+    def two_steps(tokens, mask):
+        rows = cached.start(model, dp, vmodel, dv, tokens, mask, 40, cfg, "value", 2)
+        rows, first = cached.extend(model, dp, vmodel, dv, rows, jnp.ones(6, bool), 6,
+                                    jax.random.key(0), cfg, ends, ends, "value")
+        rows = cached.align(cached.take_rows(rows, order), jnp.int32(17))
+        rows, second = cached.extend(model, dp, vmodel, dv, rows, jnp.ones(6, bool), 6,
+                                     jax.random.key(1), cfg, ends, ends, "value")
+        return rows, first, second
+
+    rows, first, second = two_steps(tokens, mask)
     seqs = [list(t[m]) for t, m in zip(tokens, mask) for _ in range(2)]
-    extend = jax.jit(lambda rows, key: cached.extend(model, dp, vmodel, dv, rows,  # noqa: E731
-                                                     jnp.ones(6, bool), 6, key, cfg, ends,
-                                                     ends, "value"))
-    for r, (order, end) in enumerate([(None, None), ([5, 0, 0, 3, 1, 4], 17)]):
-        if order is not None:
-            idx = jnp.asarray(order)
-            rows = cached.align(cached.take_rows(rows, idx), jnp.int32(end))
-            seqs = [list(seqs[i]) for i in order]
-        rows, step = extend(rows, jax.random.key(r))
-        for i, (t, g) in enumerate(zip(np.asarray(step.tokens), np.asarray(step.length))):
-            seqs[i] += t[:g].tolist()
+    seqs = [seqs[i] + first.tokens[i, :first.length[i]].tolist() for i in order.tolist()]
+    seqs = [q + t[:g].tolist() for q, t, g in zip(seqs, np.asarray(second.tokens),
+                                                  np.asarray(second.length))]
     full, fmask = pad_prompts(seqs, tok.pad_id)
-    logits, _ = model.apply(params, full, positions_from_mask(fmask), fmask)
-    want = jax.nn.log_softmax(logits[:, -1], axis=-1)
+    forward = jax.jit(lambda m, p, t, k: m.apply(p, t, positions_from_mask(k), k)[0][:, -1],
+                      static_argnums=0)
+    want = jax.nn.log_softmax(forward(model, params, full, fmask), axis=-1)
     np.testing.assert_allclose(rows.logp, want, atol=2e-5)
-    values = value_models.squash("value", vmodel.apply(vparams, full, positions_from_mask(fmask),
-                                                       fmask)[0][:, -1])
+    values = value_models.squash("value", forward(vmodel, vparams, full, fmask))
     np.testing.assert_allclose(rows.score, values, atol=2e-5)
