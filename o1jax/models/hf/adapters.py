@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 
 import jax
 import numpy as np
@@ -20,6 +18,7 @@ from safetensors.numpy import save_file
 
 from o1jax.models.config import ModelConfig
 from o1jax.models.hf.names import layer_map
+from o1jax.models.hf.weights import written_whole
 from o1jax.models.lora import LoraConfig
 from o1jax.models.transformer import Params
 
@@ -58,19 +57,8 @@ def peft_config(cfg: LoraConfig, model: ModelConfig, base: str) -> dict:
 def save_peft(out_dir: str, adapters: Params, cfg: LoraConfig, model: ModelConfig,
               base: str) -> None:
     """Writes the PEFT adapter directory; it appears complete or not at all."""
-    if os.path.exists(out_dir) and os.listdir(out_dir):
-        raise FileExistsError(f"{out_dir} exists and is not empty")
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".adapter-", dir=parent)
-    try:
+    with written_whole(out_dir) as tmp:
         with open(os.path.join(tmp, "adapter_config.json"), "w") as f:
             json.dump(peft_config(cfg, model, base), f, indent=2)
         save_file(peft_tensors(adapters, model), os.path.join(tmp, "adapter_model.safetensors"),
                   metadata={"format": "pt"})
-        if os.path.exists(out_dir):
-            os.rmdir(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

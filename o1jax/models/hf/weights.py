@@ -10,6 +10,7 @@ patch map over its summed temporal weights; videos are not supported.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -175,6 +176,26 @@ def hf_tensors(params: Params, cfg: ModelConfig, dtype=np.float32) -> dict[str, 
     return out
 
 
+@contextlib.contextmanager
+def written_whole(out_dir: str):
+    """Yields a temporary sibling of ``out_dir`` to write into; on success it becomes
+    ``out_dir`` (which must be missing or empty), on any error it is removed: the directory
+    appears complete or not at all."""
+    if os.path.exists(out_dir) and os.listdir(out_dir):
+        raise FileExistsError(f"{out_dir} exists and is not empty")
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        yield tmp
+        if os.path.exists(out_dir):
+            os.rmdir(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def save_pretrained(out_dir: str, params: Params, cfg: ModelConfig, tokenizer=None) -> None:
     """Writes config.json, generation_config.json, model.safetensors (and a Qwen2.5-VL's
     preprocessor_config.json) and the tokenizer files.
@@ -189,12 +210,7 @@ def save_pretrained(out_dir: str, params: Params, cfg: ModelConfig, tokenizer=No
     if cfg.architecture == "qwen2_5_vl" and cfg.head_dim * cfg.num_heads != cfg.hidden_size:
         raise ValueError(f"Qwen2.5-VL in transformers needs head_dim x num_heads = hidden_size; "
                          f"got {cfg.head_dim} x {cfg.num_heads} != {cfg.hidden_size}")
-    if os.path.exists(out_dir) and os.listdir(out_dir):
-        raise FileExistsError(f"{out_dir} exists and is not empty")
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    try:
+    with written_whole(out_dir) as tmp:
         bos = tokenizer.token_id(tokenizer.bos_token) if tokenizer else None
         eos = list(tokenizer.stop_ids) if tokenizer else None
         eos = eos[0] if eos and len(eos) == 1 else eos
@@ -209,12 +225,6 @@ def save_pretrained(out_dir: str, params: Params, cfg: ModelConfig, tokenizer=No
                   metadata={"format": "pt"})
         if tokenizer is not None:
             tokenizer.save(tmp)
-        if os.path.exists(out_dir):
-            os.rmdir(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def load(path: str, mesh=None, **overrides) -> tuple[Transformer, Params]:
