@@ -4,6 +4,7 @@ data sources."""
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, NamedTuple
 
@@ -89,7 +90,7 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
     if rl.oversample > 1 and selfplay:
         raise ConfigError("rl.oversample > 1 (dynamic sampling) is PPO/GRPO's: self-play fills "
                           "its batch with its own problems; set rl.oversample=1")
-    if rl.sampled_prompts % (data_par * jax.process_count()):
+    if rl.oversample > 1 and rl.sampled_prompts % math.lcm(data_par, jax.process_count()):
         raise ConfigError(f"rl.oversample={rl.oversample} samples {rl.sampled_prompts} prompts, "
                           f"which the {data_par} data x fsdp devices and {jax.process_count()} "
                           "processes cannot split evenly; choose oversample so that "

@@ -119,6 +119,21 @@ def test_batches_must_divide_over_the_processes(field, monkeypatch):
         check_config(cfg, 12)
 
 
+def test_oversampled_prompts_must_split_over_devices_and_processes(monkeypatch):
+    """8 prompts over 8 devices on 2 processes split; 12 (oversample 1.5) do not."""
+    import jax
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    cfg = smoke.get_config()
+    cfg.rl.batch_prompts, cfg.rl.algorithm = 8, "grpo"
+    assert check_config(cfg, 8).sampled_prompts == 8
+    cfg.rl.oversample = 1.5
+    with pytest.raises(ConfigError, match="rl.oversample=1.5 samples 12 prompts, which the 8 "
+                                          "data x fsdp devices and 2 processes cannot split"):
+        check_config(cfg, 8)
+    cfg.rl.oversample = 2.0
+    assert check_config(cfg, 8).sampled_prompts == 16
+
+
 def test_a_gs_data_dir_is_refused_before_anything_runs():
     cfg = smoke.get_config()
     cfg.data.data_dir = "gs://bkt/tfds"
