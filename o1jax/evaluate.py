@@ -68,8 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--min-thinking", "--min_thinking", type=int, default=None,
                     help="budget forcing: thinking tokens before the answer may start "
                     "(default: half of each budget's thinking room)")
-    ap.add_argument("--answer-marker", "--answer_marker", default="\\boxed{",
-                    help="budget forcing: what starts the answer (a chat model: </think>)")
+    ap.add_argument("--answer-marker", "--answer_marker", default=None,
+                    help="budget forcing: what starts the answer (default: the tokenizer's "
+                    "end-of-thinking token, as Qwen3's </think>, where it has one, else \\boxed{)")
     ap.add_argument("--cue", default="Wait", help="budget forcing: the continuation cue")
     ap.add_argument("--give-up", "--give_up", default="",
                     help="budget forcing: the policy's give-up line (e.g. 'stuck' for "

@@ -15,6 +15,8 @@ import tokenizers
 from etils import epath
 from tokenizers import decoders, models, pre_tokenizers, processors
 
+END_OF_THINKING = "</think>"
+
 
 def _token_str(tok) -> str | None:
     """tokenizer_config.json stores special tokens as strings or AddedToken dicts."""
@@ -39,6 +41,12 @@ class Tokenizer:
         self.stop_ids = tuple(i for i in stop if i is not None)
         pad = self.token_id(pad_token) if pad_token else None
         self.pad_id = pad if pad is not None else (self.stop_ids[0] if self.stop_ids else 0)
+
+    @property
+    def end_of_thinking(self) -> str | None:
+        """The token that closes a thinking model's reasoning (Qwen3's ``</think>``) where the
+        vocabulary holds it as one token, else None."""
+        return END_OF_THINKING if self.token_id(END_OF_THINKING) is not None else None
 
     @property
     def image_id(self) -> int | None:

@@ -26,7 +26,8 @@ from o1jax import policy as policy_lib
 from o1jax import sharding
 from o1jax import workdir as wd
 from o1jax.experiment import load_problems
-from o1jax.models.transformer import Transformer, value_params_from_policy
+from o1jax.models.layouts import value_params_from_policy
+from o1jax.models.transformer import Transformer
 from o1jax.rl.state import critic_model
 from o1jax.rollout import SamplingConfig
 from o1jax.search import strategies, value_models, value_training

@@ -24,6 +24,13 @@ def qwen2_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def qwen3_dir(tmp_path_factory):
+    """A tiny random Qwen3 (untied, q/k norms, head_dim 24 != hidden / heads) saved by
+    transformers, with a tokenizer holding Qwen3's chat and thinking tokens and template."""
+    return hf_fixtures.save_tiny_model(tmp_path_factory.mktemp("qwen3"), "qwen3")
+
+
+@pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """One trained smoke run shared by the tests that read a workdir: SFT, PPO with a critic and
     a reference, 3 log-spaced evaluations during RL. Returns (workdir, metrics rows)."""

@@ -4,9 +4,29 @@ import numpy as np
 import torch
 import transformers
 
-from o1jax.tokenizer import byte_tokenizer
+from o1jax.tokenizer import Tokenizer, byte_tokenizer
 
 VOCAB = 259  # the byte tokenizer's size: every id decodes to text
+CHAT_TOKENS = ["<|im_start|>", "<|im_end|>", "<think>", "</think>"]   # ids 259-262
+CHAT_VOCAB = VOCAB + len(CHAT_TOKENS)
+# Qwen3's chat template, shortened to what a one-turn prompt uses (no tools, no history of
+# thinking): the user's turn, then the assistant's, which thinks unless enable_thinking=False.
+QWEN3_CHAT_TEMPLATE = (
+    "{%- for message in messages %}{{ '<|im_start|>' + message.role + '\\n' + message.content"
+    " + '<|im_end|>\\n' }}{%- endfor %}{%- if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\\n' }}{%- if enable_thinking is defined and enable_thinking is "
+    "false %}{{ '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}")
+
+
+def chat_tokenizer():
+    """The byte tokenizer with Qwen3's chat tokens (special) and thinking tokens (added, not
+    special: decoded text keeps them, as Qwen3's does), its chat template, and <|im_end|> as the
+    end of a turn (the stop token)."""
+    tok = byte_tokenizer()
+    tok.tok.add_special_tokens(CHAT_TOKENS[:2])
+    tok.tok.add_tokens(CHAT_TOKENS[2:])
+    return Tokenizer(tok.tok, bos_token="<s>", eos_token="<|im_end|>", pad_token="<pad>",
+                     chat_template=QWEN3_CHAT_TEMPLATE)
 
 
 def tiny_hf_model(arch: str, seed: int = 0, **overrides):
@@ -22,6 +42,10 @@ def tiny_hf_model(arch: str, seed: int = 0, **overrides):
         kw.update(tie_word_embeddings=True)
         kw.update(overrides)
         cfg, cls = transformers.Qwen2Config(**kw), transformers.Qwen2ForCausalLM
+    elif arch == "qwen3":   # head_dim 24, not hidden / heads = 16: Qwen3 states it explicitly
+        kw.update(vocab_size=CHAT_VOCAB, head_dim=24, tie_word_embeddings=False, eos_token_id=260)
+        kw.update(overrides)
+        cfg, cls = transformers.Qwen3Config(**kw), transformers.Qwen3ForCausalLM
     else:
         raise ValueError(arch)
     torch.manual_seed(seed)
@@ -88,7 +112,7 @@ def save_tiny_qwen25vl(path, **kw) -> str:
 def save_tiny_model(path, arch: str, **overrides) -> str:
     model = tiny_hf_model(arch, **overrides)
     model.save_pretrained(str(path))
-    byte_tokenizer().save(str(path))
+    (chat_tokenizer() if arch == "qwen3" else byte_tokenizer()).save(str(path))
     model.generation_config.save_pretrained(str(path))
     return str(path)
 

@@ -283,6 +283,18 @@ def test_cli_on_a_hugging_face_directory(llama_dir, tmp_path, capsys):
     assert "think_longer" in capsys.readouterr().out
 
 
+def test_budget_forcing_on_qwen3_forces_its_own_end_of_thinking(qwen3_dir, tmp_path):
+    """With no --answer-marker, a Qwen3 tokenizer's </think> (one token) is the marker."""
+    out = tmp_path / "eval"
+    assert main(["--model", qwen3_dir, "--task", "arithmetic", "--num-problems", "3",
+                 "--strategies", "budget_forcing", "--token-budgets", "20",
+                 "--max-new-tokens", "20", "--min-thinking", "3", "--answer-tokens", "6",
+                 "--data-dir", str(tmp_path / "tfds"), "--out", str(out)]) == 0
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    texts = [r["text"] for s in samples for r in s["responses"]["budget_forcing@20"]]
+    assert len(texts) == 3 and all("</think>" in t and "\\boxed{" not in t for t in texts)
+
+
 @pytest.mark.parametrize("extra,match", [
     (["--model", "/nonexistent"], "is not a Hugging Face model directory"),
     (["--workdir", "/nonexistent"], "holds no training run"),

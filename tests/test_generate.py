@@ -46,10 +46,13 @@ def test_cli_greedy_equals_transformers_subprocess(llama_dir):
     assert res.stdout == expected + "\n"
 
 
-@pytest.mark.parametrize("prompt", ["Q: 7*8?", "a"])
-def test_cli_greedy_equals_transformers_qwen2(qwen2_dir, prompt, capsys):
-    expected, _ = _hf_greedy(qwen2_dir, prompt, 20)
-    assert generate.main(["--model", qwen2_dir, "--prompt", prompt, "--max-new-tokens", "20",
+@pytest.mark.parametrize("arch,prompt", [("qwen2", "Q: 7*8?"), ("qwen2", "a"),
+                                         ("qwen3", "Q: 7*8?")])
+def test_cli_greedy_equals_transformers_qwen(arch, prompt, request, capsys):
+    path = request.getfixturevalue(f"{arch}_dir")
+    expected, ids = _hf_greedy(path, prompt, 20)
+    assert len(ids) > 5
+    assert generate.main(["--model", path, "--prompt", prompt, "--max-new-tokens", "20",
                           "--greedy"]) == 0
     assert capsys.readouterr().out == expected + "\n"
 

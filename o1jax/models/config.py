@@ -1,4 +1,4 @@
-"""Model shapes: a Llama/Qwen2-family decoder (optionally with a vision encoder, as in
+"""Model shapes: a Llama/Qwen2/Qwen3-family decoder (optionally with a vision encoder, as in
 Qwen2.5-VL), with size presets."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from o1jax.models.vision import VisionConfig
 
-ARCHITECTURES = ("llama", "qwen2", "qwen2_5_vl")
+ARCHITECTURES = ("llama", "qwen2", "qwen3", "qwen2_5_vl")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +20,9 @@ class ModelConfig:
     ``rope_scaling`` is None or a tuple of (key, value) pairs of a Llama-3 style scaling
     (rope_type="llama3", factor, low_freq_factor, high_freq_factor,
     original_max_position_embeddings); a tuple keeps the config hashable for ``jax.jit``.
+
+    ``qk_norm`` (Qwen3): q and k are RMS-normalised per head, over head_dim, before the rotary
+    embedding, each with its own [head_dim] weight per layer.
 
     ``mrope_section`` (Qwen2.5-VL, architecture "qwen2_5_vl"): the decoder's rotary frequencies
     split into (t, h, w) sections summing to head_dim / 2; with images, image tokens get 3-D
@@ -37,6 +40,7 @@ class ModelConfig:
     rope_scaling: tuple[tuple[str, Any], ...] | None = None
     rms_norm_eps: float = 1e-6
     qkv_bias: bool = False
+    qk_norm: bool = False
     tie_embeddings: bool = True
     max_seq_len: int = 2048
     dtype: str = "float32"        # compute dtype: float32 or bfloat16
@@ -73,6 +77,9 @@ class ModelConfig:
             if len(self.mrope_section) != 3 or sum(self.mrope_section) != self.head_dim // 2:
                 raise ValueError(f"mrope_section={self.mrope_section}: three sections (t, h, w) "
                                  f"summing to head_dim / 2 = {self.head_dim // 2}")
+        if self.qk_norm != (self.architecture == "qwen3"):
+            raise ValueError(f"architecture={self.architecture!r} with qk_norm={self.qk_norm}: "
+                             "Qwen3 (and only Qwen3) normalises q and k per head")
         if self.architecture == "qwen2_5_vl" and not (
                 self.vision and self.vision.bias and self.mrope_section and self.qkv_bias):
             raise ValueError("architecture='qwen2_5_vl' needs a vision encoder with bias=True, "
@@ -99,7 +106,7 @@ class ModelConfig:
         attn = d * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads)
         if self.qkv_bias:
             attn += self.head_dim * (self.num_heads + 2 * self.num_kv_heads)
-        per_layer = attn + 3 * d * f + 2 * d
+        per_layer = attn + 3 * d * f + 2 * d + (2 * self.head_dim if self.qk_norm else 0)
         head = 0 if (self.tie_embeddings or not with_lm_head) else d * self.vocab_size
         encoder = self.vision.num_params(d) if self.vision else 0
         return self.vocab_size * d + n_layers * per_layer + d + head + encoder
@@ -151,6 +158,15 @@ PRESETS: dict[str, ModelConfig] = {
                                 num_heads=32, num_kv_heads=8, head_dim=128, mlp_dim=14336,
                                 rope_theta=500000.0, rope_scaling=_LLAMA3_SCALING(8.0),
                                 rms_norm_eps=1e-5, tie_embeddings=False, max_seq_len=131072),
+    # Qwen/Qwen3-0.6B's and Qwen/Qwen3-8B's config.json
+    "qwen3-0.6b": ModelConfig(architecture="qwen3", vocab_size=151936, hidden_size=1024,
+                              num_layers=28, num_heads=16, num_kv_heads=8, head_dim=128,
+                              mlp_dim=3072, rope_theta=1e6, qk_norm=True, tie_embeddings=True,
+                              max_seq_len=40960),
+    "qwen3-8b": ModelConfig(architecture="qwen3", vocab_size=151936, hidden_size=4096,
+                            num_layers=36, num_heads=32, num_kv_heads=8, head_dim=128,
+                            mlp_dim=12288, rope_theta=1e6, qk_norm=True, tie_embeddings=False,
+                            max_seq_len=40960),
     # Qwen/Qwen2.5-VL-3B-Instruct's config.json; 448 x 448 images: 256 image tokens
     "qwen2.5-vl-3b": ModelConfig(
         architecture="qwen2_5_vl", vocab_size=151936, hidden_size=2048, num_layers=36,

@@ -1,6 +1,6 @@
-"""Parameter layouts for decoding: the stored params (layers stacked on a leading axis) with
-q/k/v and gate/up fused, or unstacked into a tuple of per-layer dicts (``Transformer.hidden``
-runs either)."""
+"""Parameter trees built from a model's stored params: layouts for decoding (layers stacked on a
+leading axis with q/k/v and gate/up fused, or unstacked into a tuple of per-layer dicts;
+``Transformer.hidden`` runs either), and a value model's params from a policy's."""
 
 from __future__ import annotations
 
@@ -30,3 +30,13 @@ def unstack_layers(params: Params, fuse: bool = False) -> Params:
     n = jax.tree.leaves(params["layers"])[0].shape[0]
     layers = tuple({k: v[i] for k, v in params["layers"].items()} for i in range(n))
     return dict(params, layers=tuple(map(fuse_layers, layers)) if fuse else layers)
+
+
+def value_params_from_policy(policy_params: Params, key: jax.Array) -> Params:
+    """Value-model parameters: a copy of the policy backbone plus a fresh scalar head."""
+    backbone = {k: v for k, v in policy_params.items() if k != "lm_head"}
+    d = policy_params["final_norm"].shape[0]
+    dtype = policy_params["final_norm"].dtype
+    backbone = jax.tree.map(jnp.copy, backbone)
+    return dict(backbone, value_head={"w": 0.02 * jax.random.normal(key, (d,), dtype),
+                                      "b": jnp.zeros((), dtype)})

@@ -1,10 +1,12 @@
-"""The decoder-only transformer (Llama / Qwen2 family) as pure functions over a parameter pytree.
+"""The decoder-only transformer (Llama / Qwen2 / Qwen3 family): pure functions over a parameter
+pytree.
 
 Parameters (f32 master weights; layers stacked on a leading axis and run with ``lax.scan``)::
 
     embed       [V, D]
     layers      attn_norm [L, D], wq [L, D, H, Dh], wk/wv [L, D, KVH, Dh], (bq [L, H, Dh],
-                bk/bv [L, KVH, Dh] for Qwen2), wo [L, H, Dh, D], mlp_norm [L, D],
+                bk/bv [L, KVH, Dh] for Qwen2), (q_norm/k_norm [L, Dh] for Qwen3),
+                wo [L, H, Dh, D], mlp_norm [L, D],
                 w_gate/w_up [L, D, F], w_down [L, F, D]
     final_norm  [D]
     lm_head     [D, V]          policy head, untied embeddings only
@@ -81,6 +83,8 @@ class Transformer:
         if self.cfg.qkv_bias:
             layers.update(bq=("layers", "heads", "head_dim"), bk=("layers", "kv_heads", "head_dim"),
                           bv=("layers", "kv_heads", "head_dim"))
+        if self.cfg.qk_norm:
+            layers.update(q_norm=("layers", "head_dim"), k_norm=("layers", "head_dim"))
         axes = {"embed": ("vocab", "embed"), "layers": layers, "final_norm": ("norm",)}
         if self.cfg.vision:
             axes["vision"] = vision.param_axes(self.cfg.vision)
@@ -113,10 +117,11 @@ class Transformer:
         layers = {name: normal(k, s) for (name, s), k in zip(shapes.items(), keys)}
         layers["attn_norm"] = jnp.ones((c.num_layers, c.hidden_size), pd)
         layers["mlp_norm"] = jnp.ones((c.num_layers, c.hidden_size), pd)
-        if c.qkv_bias:
-            layers["bq"] = jnp.zeros((c.num_layers, c.num_heads, c.head_dim), pd)
-            layers["bk"] = jnp.zeros((c.num_layers, c.num_kv_heads, c.head_dim), pd)
-            layers["bv"] = jnp.zeros((c.num_layers, c.num_kv_heads, c.head_dim), pd)
+        for name, heads in (("bq", c.num_heads), ("bk", c.num_kv_heads), ("bv", c.num_kv_heads)):
+            if c.qkv_bias:
+                layers[name] = jnp.zeros((c.num_layers, heads, c.head_dim), pd)
+        for name in ("q_norm", "k_norm") if c.qk_norm else ():
+            layers[name] = jnp.ones((c.num_layers, c.head_dim), pd)
         params = {"embed": normal(keys[-3], (c.vocab_size, c.hidden_size)), "layers": layers,
                   "final_norm": jnp.ones((c.hidden_size,), pd)}
         if c.vision:
@@ -169,7 +174,7 @@ class Transformer:
         function (q, k, v) -> [B, T, H, Dh] (``causal_attention``)."""
         c = self.cfg
         h = rms_norm(x, p["attn_norm"], c.rms_norm_eps)
-        q, k, v = project_qkv(h, p, rope, c.num_heads, self.mesh)
+        q, k, v = project_qkv(h, p, rope, c.num_heads, self.mesh, c.rms_norm_eps)
         if k_cache is not None:
             k_cache = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype),
                                                    (0, 0, 0, start))
@@ -289,12 +294,3 @@ class Transformer:
         x, cache = self.hidden(params, tokens, positions, mask, cache, image_embeds)
         return self.head_out(params, x), cache
 
-
-def value_params_from_policy(policy_params: Params, key: jax.Array) -> Params:
-    """Value-model parameters: a copy of the policy backbone plus a fresh scalar head."""
-    backbone = {k: v for k, v in policy_params.items() if k != "lm_head"}
-    d = policy_params["final_norm"].shape[0]
-    dtype = policy_params["final_norm"].dtype
-    backbone = jax.tree.map(jnp.copy, backbone)
-    return dict(backbone, value_head={"w": 0.02 * jax.random.normal(key, (d,), dtype),
-                                      "b": jnp.zeros((), dtype)})

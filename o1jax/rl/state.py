@@ -12,7 +12,8 @@ from flax import struct
 from jax.sharding import Mesh
 
 from o1jax import sharding
-from o1jax.models.transformer import Params, Transformer, value_params_from_policy
+from o1jax.models.layouts import value_params_from_policy
+from o1jax.models.transformer import Params, Transformer
 from o1jax.optim import make_optimizer
 from o1jax.rl.config import RLConfig
 

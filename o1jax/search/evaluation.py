@@ -49,6 +49,8 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
     """Runs every strategy of ``spec`` on ``examples`` (``verifier``: for the strategies that
     need one)."""
     start = time.perf_counter()
+    if spec.answer_marker is None:   # a chat model's own end-of-thinking token (Qwen3: </think>)
+        spec = dataclasses.replace(spec, answer_marker=tokenizer.end_of_thinking or "\\boxed{")
     spec.check(policy)
     needs = sorted(set(spec.strategies) & set(strategies.VERIFIED + strategies.SEARCHED +
                                               ("compute_optimal",)))

@@ -36,7 +36,7 @@ class EvalSpec:
     batch_prompts: int = 64
     seed: int = 0
     prompt: PromptFormat = PromptFormat()   # how prompts are rendered; cut at max_prompt_len
-    answer_marker: str = "\\boxed{"
+    answer_marker: str | None = None   # None: the tokenizer's end of thinking, else \boxed{
     cue: str = "Wait"
     give_up: str = ""      # a search's give-up line: with it, only that line gets the cue
     answer_on_new_line: bool = False   # a forced answer marker starts a line of its own

@@ -83,7 +83,7 @@ def attention_maps(model: Transformer, params: Params, tokens: jax.Array, mask: 
     for i, p in enumerate(unstack_layers(params)["layers"]):
         if i in layers:
             q, k, _ = project_qkv(rms_norm(x, p["attn_norm"], c.rms_norm_eps), p, rope,
-                                  c.num_heads)
+                                  c.num_heads, norm_eps=c.rms_norm_eps)
             out.append(attention_probs(q, k, key_mask))
         x, _, _ = model._layer(x, p, rope, key_mask)
     return jnp.stack(out)

@@ -8,6 +8,7 @@ from o1jax.data import tasks
 from o1jax.data.prompts import (PromptFormat, encode_prompt, fit, pad_prompts, prompt_ids,
                                 render_prompt, truncate_prompt)
 from o1jax.tokenizer import byte_tokenizer
+from tests import hf_fixtures
 
 
 def test_chat_template_is_rendered_in_a_sandbox():
@@ -22,6 +23,19 @@ def test_chat_template_is_rendered_in_a_sandbox():
         render_prompt("x", tok, PromptFormat(use_chat_template=True))
     with pytest.raises(ValueError, match="no chat_template"):
         render_prompt("x", byte_tokenizer(), PromptFormat(use_chat_template=True))
+
+
+def test_qwen3_chat_prompt_opens_the_assistant_turn_and_its_end_of_thinking_is_one_token():
+    """Qwen3's template (shortened, tests/hf_fixtures.py): the user's turn, then the assistant's,
+    left open for the model's <think>; </think> is one token of the vocabulary."""
+    tok = hf_fixtures.chat_tokenizer()
+    text = render_prompt("1+1?", tok, PromptFormat("Q: {question}\n", True))
+    assert text == "<|im_start|>user\nQ: 1+1?<|im_end|>\n<|im_start|>assistant\n"
+    ids = tok.encode(text, add_special_tokens=False)
+    assert ids[0] == tok.token_id("<|im_start|>") == 259 and ids.count(260) == 1
+    assert tok.end_of_thinking == "</think>" and tok.encode("</think>", False) == [262]
+    assert tok.decode([262]) == "</think>"          # not special: responses keep it
+    assert byte_tokenizer().end_of_thinking is None
 
 
 def test_a_format_is_a_frozen_value():

@@ -30,11 +30,13 @@ def _ours(path, tokens, mask, **overrides):
     return np.asarray(logits)
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_logits_match_transformers_with_padding(arch, llama_dir, qwen2_dir):
-    path = llama_dir if arch == "llama" else qwen2_dir
-    ref_model = getattr(transformers, {"llama": "LlamaForCausalLM",
-                                       "qwen2": "Qwen2ForCausalLM"}[arch]).from_pretrained(path)
+CLASSES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+
+
+@pytest.mark.parametrize("arch", sorted(CLASSES))
+def test_logits_match_transformers_with_padding(arch, request):
+    path = request.getfixturevalue(f"{arch}_dir")
+    ref_model = getattr(transformers, CLASSES[arch]).from_pretrained(path)
     tokens, mask = _batch()
     ours = _ours(path, tokens, mask)
     ref = hf_fixtures.hf_logits(ref_model, tokens, mask)
@@ -83,9 +85,9 @@ def test_sharded_index_checkpoint(tmp_path):
                                rtol=1e-4)
 
 
-@pytest.mark.parametrize("arch", ["llama", "qwen2"])
-def test_export_reloads_in_transformers(arch, llama_dir, qwen2_dir, tmp_path):
-    path = llama_dir if arch == "llama" else qwen2_dir
+@pytest.mark.parametrize("arch", sorted(CLASSES))
+def test_export_reloads_in_transformers(arch, request, tmp_path):
+    path = request.getfixturevalue(f"{arch}_dir")
     model, params = hf.load(path)
     out = tmp_path / "export"
     hf.save_pretrained(str(out), params, model.cfg, Tokenizer.from_dir(path))
@@ -95,8 +97,32 @@ def test_export_reloads_in_transformers(arch, llama_dir, qwen2_dir, tmp_path):
     ours = _ours(path, tokens, mask)
     np.testing.assert_allclose(hf_fixtures.hf_logits(reloaded, tokens, mask)[real], ours[real],
                                atol=1e-4, rtol=1e-4)
+    assert type(reloaded).__name__ == CLASSES[arch]
     tok = transformers.AutoTokenizer.from_pretrained(str(out))
     assert tok("7*8=").input_ids == Tokenizer.from_dir(path).encode("7*8=")
+
+
+def test_qwen3_config_reads_its_head_dim_and_norms(qwen3_dir, tmp_path):
+    """Qwen3 states head_dim (24 here, where hidden / heads = 16), has q/k norms per head and
+    no q/k/v biases; Qwen2 has biases and no norms."""
+    cfg = hf.load_config(qwen3_dir)
+    assert (cfg.architecture, cfg.head_dim, cfg.qk_norm, cfg.qkv_bias) == ("qwen3", 24, True,
+                                                                         False)
+    model, params = hf.load(qwen3_dir)
+    assert params["layers"]["q_norm"].shape == params["layers"]["k_norm"].shape == (2, 24)
+    assert "bq" not in params["layers"]
+    assert not hf.load_config(hf_fixtures.save_tiny_model(tmp_path, "qwen2")).qk_norm
+
+
+@pytest.mark.parametrize("key", ["attention_bias", "use_sliding_window"])
+def test_qwen3_options_it_does_not_compute_are_refused(qwen3_dir, tmp_path, key):
+    d = tmp_path / "m"
+    shutil.copytree(qwen3_dir, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg[key] = True
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(hf.CheckpointError, match=f"{key}=True"):
+        hf.load_config(str(d))
 
 
 def test_export_refuses_nonempty_dir_and_leaves_no_partial(llama_dir, tmp_path):

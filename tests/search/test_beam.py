@@ -15,7 +15,7 @@ import pytest
 from o1jax import flops
 from o1jax.data.prompts import PromptFormat, encode_prompt, pad_prompts
 from o1jax.models import Transformer, preset
-from o1jax.models.transformer import positions_from_mask, value_params_from_policy
+from o1jax.models import positions_from_mask, value_params_from_policy
 from o1jax.rollout import SamplingConfig, decode_params
 from o1jax.search import beam, cached, steps, value_models
 from o1jax.tokenizer import byte_tokenizer

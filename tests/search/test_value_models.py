@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from o1jax.models import Transformer, preset
-from o1jax.models.transformer import value_params_from_policy
+from o1jax.models.layouts import value_params_from_policy
 from o1jax.search import value_models
 
 

@@ -19,7 +19,7 @@ from o1jax import tokenizer as tokenizer_lib
 from o1jax.data import search_tasks, sudoku
 from o1jax.data.prompts import PromptFormat
 from o1jax.models import Transformer, preset
-from o1jax.models.transformer import positions_from_mask, value_params_from_policy
+from o1jax.models import positions_from_mask, value_params_from_policy
 from o1jax.rollout import SamplingConfig
 from o1jax.search import strategies, value_models, value_training
 from o1jax.search.value_training import Labelled

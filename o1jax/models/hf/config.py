@@ -1,4 +1,4 @@
-"""Hugging Face config.json / preprocessor_config.json <-> ModelConfig: Llama, Qwen2 and
+"""Hugging Face config.json / preprocessor_config.json <-> ModelConfig: Llama, Qwen2, Qwen3 and
 Qwen2.5-VL (its vision tower for still images of one square size, ``QWEN_VL_IMAGE_SIZE`` by
 default)."""
 
@@ -12,7 +12,7 @@ from o1jax.models.config import ModelConfig
 from o1jax.models.vision import VisionConfig
 
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
-                 "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl"}
+                 "Qwen3ForCausalLM": "qwen3", "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl"}
 HF_ARCHITECTURES = {v: k for k, v in ARCHITECTURES.items()}
 QWEN_VL_IMAGE_SIZE = 448   # a 16 x 16 grid of merged 28-pixel patches: 256 image tokens
 
@@ -42,8 +42,11 @@ def config_from_hf(hf: dict, preprocessor: dict | None = None, **overrides) -> M
                                   "not supported")
     if text.get("mlp_bias"):
         raise CheckpointError("mlp_bias=True is not supported")
-    if arch == "llama" and text.get("attention_bias"):
+    if arch in ("llama", "qwen3") and text.get("attention_bias"):
         raise CheckpointError("attention_bias=True (output projection bias) is not supported")
+    if arch == "qwen3" and text.get("use_sliding_window"):
+        raise CheckpointError("use_sliding_window=True (sliding-window decoder layers) is not "
+                              "supported")
     rope = dict(text.get("rope_parameters") or text.get("rope_scaling") or {})
     theta = rope.get("rope_theta", text.get("rope_theta", 10000.0))
     rope_type = rope.get("rope_type", rope.get("type", "default"))
@@ -60,7 +63,8 @@ def config_from_hf(hf: dict, preprocessor: dict | None = None, **overrides) -> M
         num_kv_heads=text.get("num_key_value_heads") or heads,
         head_dim=text.get("head_dim") or text["hidden_size"] // heads,
         mlp_dim=text["intermediate_size"], rope_theta=float(theta), rope_scaling=scaling,
-        rms_norm_eps=text.get("rms_norm_eps", 1e-6), qkv_bias=arch != "llama",
+        rms_norm_eps=text.get("rms_norm_eps", 1e-6), qkv_bias=arch in ("qwen2", "qwen2_5_vl"),
+        qk_norm=arch == "qwen3",
         tie_embeddings=bool(hf.get("tie_word_embeddings") or text.get("tie_word_embeddings")),
         max_seq_len=text.get("max_position_embeddings", 2048))
     if arch == "qwen2_5_vl":
@@ -127,8 +131,10 @@ def config_to_hf(cfg: ModelConfig, bos_id: int | None = None, eos_id: int | None
         "max_position_embeddings": cfg.max_seq_len, "torch_dtype": "float32",
         "bos_token_id": bos_id, "eos_token_id": eos_id,
     }
-    if cfg.architecture == "llama":
+    if cfg.architecture in ("llama", "qwen3"):
         out.update(attention_bias=False, mlp_bias=False)
+    if cfg.architecture == "qwen3":
+        out.update(use_sliding_window=False)
     if cfg.architecture == "qwen2_5_vl":
         v = cfg.vision
         del out["head_dim"]

@@ -31,6 +31,9 @@ def layer_map(cfg: ModelConfig) -> dict[str, tuple[str, Callable, tuple]]:
         "w_up": ("mlp.up_proj.weight", lambda w: w.T, (f, d)),
         "w_down": ("mlp.down_proj.weight", lambda w: w.T, (d, f)),
     }
+    if cfg.qk_norm:
+        m.update(q_norm=("self_attn.q_norm.weight", lambda w: w, (dh,)),
+                 k_norm=("self_attn.k_norm.weight", lambda w: w, (dh,)))
     if cfg.qkv_bias:
         m.update(bq=("self_attn.q_proj.bias", lambda b: b.reshape(h, dh), (h * dh,)),
                  bk=("self_attn.k_proj.bias", lambda b: b.reshape(kvh, dh), (kvh * dh,)),

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from o1jax import sharding
+from o1jax.models.layers.norm import rms_norm
 from o1jax.models.layers.rope import apply_rope
 
 NEG_INF = -1e30  # finite, so a row with no valid key gives a uniform (not NaN) softmax
@@ -37,11 +38,12 @@ QUERY_BLOCKS_FROM = 2048     # sequence length from which attention without a ca
 
 
 def project_qkv(x: jax.Array, p: dict, rope: tuple[jax.Array, jax.Array], num_heads: int,
-                mesh=None):
+                mesh=None, norm_eps: float = 1e-6):
     """Projects x: [B, T, D] to rotated q: [B, T, H, Dh], k: [B, KVH, Dh, T], v: [B, KVH, T, Dh].
 
     ``p`` holds wq/wk/wv (+ bq/bk/bv), or the fused decode layout wqkv [D, H + 2 KVH, Dh]
-    (+ bqkv) that ``fuse_layers`` builds: one matmul instead of three.
+    (+ bqkv) that ``fuse_layers`` builds: one matmul instead of three; with q_norm/k_norm [Dh]
+    (Qwen3), q and k are RMS-normalised per head (epsilon ``norm_eps``) before the rotation.
     """
     dt = x.dtype
     if "wqkv" in p:
@@ -56,6 +58,8 @@ def project_qkv(x: jax.Array, p: dict, rope: tuple[jax.Array, jax.Array], num_he
         v = jnp.einsum("btd,dhk->bthk", x, p["wv"].astype(dt))
         if "bq" in p:
             q, k, v = q + p["bq"].astype(dt), k + p["bk"].astype(dt), v + p["bv"].astype(dt)
+    if "q_norm" in p:
+        q, k = rms_norm(q, p["q_norm"], norm_eps), rms_norm(k, p["k_norm"], norm_eps)
     q = sharding.constrain(q, mesh, ("act_batch", "act_length", "act_heads", None))
     k = sharding.constrain(k, mesh, ("act_batch", "act_length", "act_kv_heads", None))
     v = sharding.constrain(v, mesh, ("act_batch", "act_length", "act_kv_heads", None))
