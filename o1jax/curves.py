@@ -14,6 +14,7 @@ from etils import epath
 
 from o1jax import scaling
 from o1jax import workdir as wd
+from o1jax.rl.state import sampling_params
 from o1jax.search.evaluation import evaluate_stage
 from o1jax.search.voting import wilson_interval
 
@@ -44,7 +45,7 @@ def curve_evaluation(exp):
 
     def after_step(state, step: int, metrics: dict) -> None:
         if step in steps:
-            evaluate_stage(exp, "rl", state.policy, cfg.eval.maj_k, step,
+            evaluate_stage(exp, "rl", sampling_params(state, exp.rl), cfg.eval.maj_k, step,
                            path=curve_path(exp.workdir, step),
                            extra={"train_flops": metrics["train_flops"]})
     return after_step

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import ml_collections
@@ -21,8 +21,8 @@ from o1jax.config.blocks import BLOCKS, RunConfig
 from o1jax.data import builders
 from o1jax.data.pipeline import decode_example
 from o1jax.data.prompts import PromptFormat
-from o1jax.models import Transformer, hf
-from o1jax.policy import ConfigError, from_config, model_shapes, restore_params
+from o1jax.models import Transformer
+from o1jax.policy import ConfigError, from_config, model_shapes
 from o1jax.rl.config import RLConfig
 from o1jax.selfplay.config import SelfPlayConfig
 from o1jax.tokenizer import Tokenizer
@@ -126,23 +126,6 @@ def _check_shapes(cfg, rl: RLConfig) -> None:
             raise ConfigError(f"data.max_prompt_len + {new} = {total} is above the model's "
                               f"max_seq_len={m.max_seq_len}: shorten one, or raise "
                               "model.overrides.max_seq_len")
-
-
-def initial_params(cfg, policy: Transformer) -> Any:
-    """The policy of another run's latest checkpoint (``init_from``: a workdir, optionally
-    ``WORKDIR:sft`` or ``WORKDIR:rl`` for that stage), the Hugging Face weights of
-    ``model.hf_path``, or a sharded random init; sharded on ``policy.mesh``."""
-    if cfg.get("init_from"):
-        path, _, stage = cfg.init_from.rpartition(":") if cfg.init_from.endswith(
-            (":sft", ":rl")) else (cfg.init_from, "", None)
-        try:
-            return restore_params(path, policy, stage=stage)[0]
-        except ValueError as e:
-            raise ConfigError(f"init_from={cfg.init_from!r}: {e}") from None
-    hf_path = cfg.model.get("hf_path", "")
-    if hf_path:
-        return hf.load_params(hf_path, policy)
-    return policy.init_sharded(jax.random.key(cfg.seed))
 
 
 def data_dir(cfg, workdir) -> str:

@@ -29,7 +29,10 @@ def abstract_like(tree: Any) -> Any:
 
 def run_loop(cfg, workdir: epath.Path, stage: str, state: Any, pipeline: PromptPipeline,
              step_fn: StepFn, num_steps: int,
-             after_step: Callable[[Any, int, dict], None] | None = None) -> tuple[Any, bool]:
+             after_step: Callable[[Any, int, dict], None] | None = None,
+             saved: Callable[[Any], Any] = lambda state: state,
+             unsaved: Callable[[Any, Any], Any] = lambda restored, state: restored
+             ) -> tuple[Any, bool]:
     """Runs ``state, metrics = step_fn(state, step)`` for steps [start, num_steps), where start
     is the step of the latest readable checkpoint of ``stage`` (state and ``pipeline`` position
     restored from it) or 0. ``state`` must be placed on its devices already.
@@ -39,15 +42,17 @@ def run_loop(cfg, workdir: epath.Path, stage: str, state: Any, pipeline: PromptP
     kept in the checkpoint so a resumed run counts on); the state is saved every
     ``checkpoint.every`` steps and after the last. A step that skipped a non-finite update
     raises with ``on_nonfinite="stop"``. ``after_step(state, step, metrics)`` runs after each
-    logged step, outside its timing (the train-time curve's evaluations). Returns (state,
-    preempted).
+    logged step, outside its timing (the train-time curve's evaluations). ``saved(state)`` is
+    what a checkpoint holds and ``unsaved(restored, state)`` the state rebuilt from it (LoRA's
+    frozen base stays out of checkpoints: its source rebuilds it). Returns (state, preempted).
     """
     ckpt = Checkpointer(workdir / "checkpoints" / stage, every=cfg.checkpoint.every,
                         keep=cfg.checkpoint.keep, async_save=cfg.checkpoint.async_save)
     start, total_flops = 0, 0.0
-    restored = ckpt.restore_latest(abstract_like(state))
+    restored = ckpt.restore_latest(abstract_like(saved(state)))
     if restored is not None:
-        start, state, extra = restored
+        start, restored_state, extra = restored
+        state = unsaved(restored_state, state)
         pipeline.restore(extra["pipeline"])
         total_flops = float(extra.get("flops", 0.0))
         log.info("resumed %s from step %d", stage.upper(), start)
@@ -67,7 +72,7 @@ def run_loop(cfg, workdir: epath.Path, stage: str, state: Any, pipeline: PromptP
             if after_step is not None:
                 after_step(state, step + 1, metrics)
             preempted = stop.agreed()
-            if ckpt.save(step + 1, state, {"pipeline": pipeline.state(), "flops": total_flops},
+            if ckpt.save(step + 1, saved(state), {"pipeline": pipeline.state(), "flops": total_flops},
                          force=preempted or step + 1 == num_steps):
                 writer.flush()
             if preempted:

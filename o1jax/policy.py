@@ -20,7 +20,7 @@ import ml_collections
 from o1jax import sharding
 from o1jax import workdir as wd
 from o1jax.data.prompts import PLAIN_TEMPLATE, PromptFormat
-from o1jax.models import ModelConfig, Transformer, hf, preset
+from o1jax.models import ModelConfig, Transformer, hf, layouts, lora, preset
 from o1jax.models.transformer import Params
 from o1jax.tokenizer import Tokenizer, byte_tokenizer
 
@@ -131,10 +131,42 @@ def abstract_params(model: Transformer) -> Params:
     """``jax.ShapeDtypeStruct``s of the model's parameters with their shardings on
     ``model.mesh``; with none, on this process's first device (each process of a multi-host
     command reads its own copy: the first global device belongs to process 0 alone)."""
+    return _abstract(model, model.param_axes(), model.param_shapes())
+
+
+def _abstract(model: Transformer, axes: Params, shapes: Params) -> Params:
+    """``shapes`` with shardings by their logical ``axes`` on ``model.mesh`` (as
+    ``abstract_params`` places them)."""
     mesh = model.mesh or sharding.make_mesh((1, 1, 1), jax.local_devices()[:1])
-    placed = Transformer(model.cfg, model.head, mesh)
     return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                        placed.param_shapes(), placed.shardings())
+                        shapes, sharding.tree_shardings(mesh, axes, shapes))
+
+
+def initial_params(cfg, policy: Transformer) -> Params:
+    """The policy of another run's latest checkpoint (``init_from``: a workdir, optionally
+    ``WORKDIR:sft`` or ``WORKDIR:rl`` for that stage), the Hugging Face weights of
+    ``model.hf_path``, or a sharded random init; sharded on ``policy.mesh``."""
+    if cfg.get("init_from"):
+        path, _, stage = cfg.init_from.rpartition(":") if cfg.init_from.endswith(
+            (":sft", ":rl")) else (cfg.init_from, "", None)
+        try:
+            return restore_params(path, policy, stage=stage)[0]
+        except ValueError as e:
+            raise ConfigError(f"init_from={cfg.init_from!r}: {e}") from None
+    hf_path = cfg.model.get("hf_path", "")
+    if hf_path:
+        return hf.load_params(hf_path, policy)
+    if policy.mesh is None:
+        return policy.init(jax.random.key(cfg.seed))
+    return policy.init_sharded(jax.random.key(cfg.seed))
+
+
+def run_lora(cfg) -> lora.LoraConfig | None:
+    """The adapters a run's RL trained (``rl.lora_rank`` > 0 in its config), or None."""
+    rl = cfg.get("rl") or {}
+    if not rl.get("lora_rank", 0):
+        return None
+    return lora.LoraConfig(rl.lora_rank, rl.lora_alpha, tuple(rl.lora_targets))
 
 
 def restore_params(path, model: Transformer, step: int | None = None, stage: str | None = None,
@@ -142,11 +174,43 @@ def restore_params(path, model: Transformer, step: int | None = None, stage: str
     """(parameters, stage, step) of the latest (or ``step``) RL checkpoint, else SFT
     (``stage``: that stage's only): only the policy's parameters (``name`` "critic": an RL
     checkpoint's value model), read into ``model``'s shardings; the optimizer state and
-    everything else stay on disk."""
+    everything else stay on disk. A LoRA run's RL checkpoint holds adapters only: they are
+    merged into its base, rebuilt from the base's source (the run's last SFT checkpoint, else
+    its initial parameters: ``init_from``, ``model.hf_path`` or its seed's init)."""
     stage, step, directory = wd.find_checkpoint(path, step, stage)
     key = wd.POLICY_KEY[stage] if name == "policy" else name
-    params = wd.restore_subtree(directory, step, {key: abstract_params(model)})[key]
-    return params, stage, step
+    if stage != "rl" or run_lora(wd.load_config(wd.resolve(path))) is None:
+        params = wd.restore_subtree(directory, step, {key: abstract_params(model)})[key]
+        return params, stage, step
+    base, trained, lc = restore_lora(path, model, step, name)
+    if name == "critic":
+        return dict(lora.merge(layouts.backbone(base), trained["lora"], lc),
+                    value_head=trained["value_head"]), stage, step
+    return lora.merge(base, trained, lc), stage, step
+
+
+def restore_lora(path, model: Transformer, step: int | None = None, name: str = "policy"
+                 ) -> tuple[Params, Params, lora.LoraConfig]:
+    """(base, adapters, their LoraConfig) of a LoRA run's latest (or ``step``) RL checkpoint
+    (``name`` "critic": the critic's {"lora", "value_head"}), on ``model.mesh``: the adapters
+    from the checkpoint, the base rebuilt from its source (the run's last SFT checkpoint, else
+    its initial parameters)."""
+    stage, step, directory = wd.find_checkpoint(path, step, "rl")
+    run_cfg = wd.load_config(wd.resolve(path))
+    lc = run_lora(run_cfg)
+    if lc is None:
+        raise ValueError(f"{path}: its RL stage trained every weight (rl.lora_rank=0), not "
+                         "LoRA adapters")
+    policy = Transformer(model.cfg, mesh=model.mesh)
+    shapes = jax.eval_shape(lambda: lora.init(jax.random.key(0), policy.param_shapes(), lc))
+    adapters = _abstract(policy, lora.adapter_axes(policy.param_axes(), lc), shapes)
+    if name == "critic":
+        value = Transformer(model.cfg, "value", model.mesh)
+        adapters = {"lora": adapters, "value_head": abstract_params(value)["value_head"]}
+    trained = wd.restore_subtree(directory, step, {name: adapters})[name]
+    base = (restore_params(path, policy, stage="sft")[0] if run_cfg.sft.num_steps > 0
+            else initial_params(run_cfg, policy))
+    return base, trained, lc
 
 
 def load_policy(path, step: int | None = None, mesh=None, stage: str | None = None,

@@ -26,7 +26,9 @@ from o1jax import workdir as wd
 from o1jax.curves import curve_path
 from o1jax.search.evaluation import evaluate_stage
 from o1jax.plots import plot_run, plot_selfplay
+from o1jax.policy import initial_params
 from o1jax.rewards.api import checks_done
+from o1jax.rl.state import sampling_params
 from o1jax.run.rl import run_rl
 from o1jax.selfplay.buffer import proposer_mix
 from o1jax.selfplay.config import SelfPlayConfig
@@ -38,7 +40,7 @@ def run(cfg, workdir: str) -> dict:
     """Runs every stage the config asks for; returns the summary (accuracies, steps, paths)."""
     # ---- setup: config and workdir checked before anything is written; mesh, model, data
     exp = experiment.setup(cfg, workdir)
-    params = experiment.initial_params(cfg, exp.policy)
+    params = initial_params(cfg, exp.policy)
     result = {"workdir": str(exp.workdir), "preempted": False}
     do_eval = cfg.eval.num_examples > 0
 
@@ -62,7 +64,7 @@ def run(cfg, workdir: str) -> dict:
         if do_eval:
             k = cfg.eval.maj_k
             step = int(state.step)   # the curve's last point, if any: reused, not run again
-            ev = evaluate_stage(exp, "rl", state.policy, k, step,
+            ev = evaluate_stage(exp, "rl", sampling_params(state, exp.rl), k, step,
                                 reuse=curve_path(exp.workdir, step))
             result["rl_accuracy"] = ev["greedy_accuracy"]
             result[f"rl_maj{k}_accuracy"] = ev.get(f"maj{k}_accuracy")

@@ -185,7 +185,7 @@ def test_init_from_starts_from_another_runs_policy(tmp_path):
     import orbax.checkpoint as ocp
 
     from o1jax import sharding
-    from o1jax.experiment import initial_params
+    from o1jax.policy import initial_params
     from o1jax.policy import from_config
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

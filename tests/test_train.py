@@ -270,3 +270,60 @@ def test_print_table(capsys):
     assert lines[2].endswith(" 68.5%") and "after RL" in lines[2]
     assert "maj@16" in lines[3] and lines[3].endswith("-")
     assert lines[0] == lines[-1] and set(lines[0]) == {"-"}
+
+
+def _dir_bytes(path):
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+
+
+def test_a_lora_run_checkpoints_adapters_resumes_and_exports_merged_and_peft(tmp_path):
+    """SFT -> PPO with rl.lora_rank: the RL checkpoints hold the adapters and the critic's, not
+    the base (a fraction of SFT's bytes); a rerun resumes on the base rebuilt from SFT's
+    checkpoint; ``export`` writes merged weights transformers loads with our merged logits, and
+    with ``--peft`` the base and a PEFT adapter directory that transformers + peft load on top
+    of it with the same logits."""
+    import numpy as np
+    import peft
+    import torch
+    import transformers
+    from o1jax import export
+    from o1jax.policy import load_policy
+    from tests import hf_fixtures
+
+    workdir = tmp_path / "run"
+    lora = ["--config.rl.lora_rank=4", "--config.rl.num_iterations=2",
+            "--config.eval.num_examples=0"]
+    res = subprocess.run(_cmd(workdir, *lora), capture_output=True, text=True, env=_env(),
+                         cwd=ROOT, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ckpts = workdir / "checkpoints"
+    assert _dir_bytes(ckpts / "rl" / "2") < 0.4 * _dir_bytes(ckpts / "sft" / "4")
+    res = subprocess.run(_cmd(workdir, *lora[:1], "--config.rl.num_iterations=3",
+                              "--config.eval.num_examples=0"),
+                         capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "resumed RL from step 2" in res.stderr
+    assert [r["step"] for r in _metrics(workdir) if r["stage"] == "rl"] == [1, 2, 3]
+
+    (model, _, _), merged = load_policy(str(workdir))
+    (_, _, _), sft = load_policy(str(workdir), stage="sft")
+    rng = np.random.RandomState(0)
+    tokens = rng.randint(0, hf_fixtures.VOCAB, (2, 12))
+    mask = np.ones_like(tokens)
+    ours = np.asarray(model.apply(merged, tokens, np.cumsum(mask, 1) - 1, mask)[0])
+    base = np.asarray(model.apply(sft, tokens, np.cumsum(mask, 1) - 1, mask)[0])
+    assert np.abs(ours - base).max() > 1e-4     # the adapters trained
+
+    assert export.main(["--workdir", str(workdir), "--out", str(tmp_path / "merged")]) == 0
+    full = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "merged"))
+    np.testing.assert_allclose(hf_fixtures.hf_logits(full, tokens, mask), ours, atol=1e-4,
+                               rtol=1e-4)
+    assert export.main(["--workdir", str(workdir), "--out", str(tmp_path / "peft"),
+                        "--peft"]) == 0
+    base_model = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path / "peft/base"))
+    np.testing.assert_allclose(hf_fixtures.hf_logits(base_model, tokens, mask), base,
+                               atol=1e-4, rtol=1e-4)
+    adapted = peft.PeftModel.from_pretrained(base_model, str(tmp_path / "peft/adapter"))
+    with torch.no_grad():
+        np.testing.assert_allclose(hf_fixtures.hf_logits(adapted, tokens, mask), ours,
+                                   atol=1e-4, rtol=1e-4)

@@ -32,11 +32,18 @@ def unstack_layers(params: Params, fuse: bool = False) -> Params:
     return dict(params, layers=tuple(map(fuse_layers, layers)) if fuse else layers)
 
 
+def backbone(params: Params) -> Params:
+    """A policy's params without its output head (``lm_head``, untied models only)."""
+    return {k: v for k, v in params.items() if k != "lm_head"}
+
+
+def value_head(policy_params: Params, key: jax.Array) -> Params:
+    """A fresh scalar value head for a policy's backbone: {w: [D] normal(0.02), b: 0}."""
+    d, dtype = policy_params["final_norm"].shape[0], policy_params["final_norm"].dtype
+    return {"w": 0.02 * jax.random.normal(key, (d,), dtype), "b": jnp.zeros((), dtype)}
+
+
 def value_params_from_policy(policy_params: Params, key: jax.Array) -> Params:
     """Value-model parameters: a copy of the policy backbone plus a fresh scalar head."""
-    backbone = {k: v for k, v in policy_params.items() if k != "lm_head"}
-    d = policy_params["final_norm"].shape[0]
-    dtype = policy_params["final_norm"].dtype
-    backbone = jax.tree.map(jnp.copy, backbone)
-    return dict(backbone, value_head={"w": 0.02 * jax.random.normal(key, (d,), dtype),
-                                      "b": jnp.zeros((), dtype)})
+    return dict(jax.tree.map(jnp.copy, backbone(policy_params)),
+                value_head=value_head(policy_params, key))

@@ -2,10 +2,13 @@
 parameters: the adapted weight is W + (alpha / rank) * A B, with A [in, r] and B [r, out] per
 layer, B zero at the start so that a fresh adapter changes nothing.
 
-``merge(params, adapters, cfg)`` returns the adapted parameters in the base's layout, so every
-model function (forward, decode, scoring) runs on them unchanged; ``jax.grad`` with respect to the
-adapters alone trains only them, and the base with no adapters is the KL reference (no second
-copy of the model). Adapters keep each projection's own axes (``wo``'s input is heads x head_dim),
+Two ways to run the adapted model, the same function either way: ``attach(params, adapters, cfg)``
+puts the adapters beside the frozen weights (``params["layers"]["lora"]``), where each projection
+adds its low-rank path x A B (``o1jax/models/layers/low_rank.py``): training's forward, whose
+backward forms only the adapters' gradients; ``merge(params, adapters, cfg)`` returns W + A B in
+the base's layout, one copy per RL iteration, for decoding (the sampler's fused and unrolled
+layouts run on it unchanged). ``jax.grad`` with respect to the adapters alone trains only them,
+and the base with no adapters is the KL reference (no second copy of the model). Adapters keep each projection's own axes (``wo``'s input is heads x head_dim),
 so they shard by the same logical names as the weights they adapt, plus ``lora_rank``.
 
 Why not qwix (Tunix's LoRA and quantisation library): it adapts a flax model by intercepting its
@@ -92,6 +95,14 @@ def delta(name: str, a: jax.Array, b: jax.Array) -> jax.Array:
     ins = "".join(next(letters) for _ in range(n_in))
     outs = "".join(next(letters) for _ in range(n_out))
     return jnp.einsum(f"l{ins}z,lz{outs}->l{ins}{outs}", a, b)
+
+
+def attach(params: Params, adapters: Params, cfg: LoraConfig) -> Params:
+    """The base params with the adapters beside its projections, ``layers["lora"]`` = {name:
+    {"a": A, "b": scale * B}}: the model adds x A B to each adapted projection."""
+    scaled = {name: {"a": ab["a"], "b": cfg.scale * ab["b"]}
+              for name, ab in adapters["layers"].items()}
+    return dict(params, layers=dict(params["layers"], lora=scaled))
 
 
 def merge(params: Params, adapters: Params, cfg: LoraConfig) -> Params:

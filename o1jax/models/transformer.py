@@ -7,7 +7,8 @@ Parameters (f32 master weights; layers stacked on a leading axis and run with ``
     layers      attn_norm [L, D], wq [L, D, H, Dh], wk/wv [L, D, KVH, Dh], (bq [L, H, Dh],
                 bk/bv [L, KVH, Dh] for Qwen2), (q_norm/k_norm [L, Dh] for Qwen3),
                 wo [L, H, Dh, D], mlp_norm [L, D],
-                w_gate/w_up [L, D, F], w_down [L, F, D]
+                w_gate/w_up [L, D, F], w_down [L, F, D], (lora: LoRA adapters beside the
+                projections, ``o1jax.models.lora.attach``)
     final_norm  [D]
     lm_head     [D, V]          policy head, untied embeddings only
     value_head  {w: [D], b: []} value model only
@@ -182,7 +183,7 @@ class Transformer:
                                                    (0, 0, start, 0))
             k, v = k_cache, v_cache
         o = attention(q, k, v) if callable(attention) else attend(q, k, v, attention)
-        x = x + output_projection(o, p["wo"])
+        x = x + output_projection(o, p["wo"], p.get("lora"))
         h = rms_norm(x, p["mlp_norm"], c.rms_norm_eps)
         x = x + swiglu(h, p, self.mesh)
         x = sharding.constrain(x, self.mesh, ("act_batch", "act_length", "act_embed"))

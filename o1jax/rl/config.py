@@ -12,6 +12,7 @@ from typing import Any, Mapping
 
 import jax.numpy as jnp
 
+from o1jax.models import lora as lora_lib
 from o1jax.rewards.functions import REWARDS
 from o1jax.rl import losses
 from o1jax.rollout.decoding import SamplingConfig
@@ -74,10 +75,16 @@ class RLConfig:
                                     # (rows grouped by length) each run over the shortest of
                                     # this many response lengths that holds their rows
                                     # (1: always max_new_tokens)
+    # LoRA (o1jax/models/lora.py): train rank-r adapters of the policy (and the critic) on the
+    # frozen base, which is also the KL reference; 0: train every weight
+    lora_rank: int = 0
+    lora_alpha: float = 16.0        # the update is scaled by lora_alpha / lora_rank
+    lora_targets: tuple[str, ...] = lora_lib.ATTENTION + lora_lib.MLP
 
     def __post_init__(self):
         object.__setattr__(self, "rewards", tuple((str(k), float(w)) for k, w in
                                                   dict(self.rewards).items()))
+        object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
         for msg in self._problems():
             raise ValueError(f"rl.{msg}")
 
@@ -90,14 +97,21 @@ class RLConfig:
                               ("importance_level", IMPORTANCE_LEVELS)):
             if getattr(self, name) not in options:
                 yield bad(name, f"one of {options}")
-        for name in ("num_iterations", "critic_warmup", "micro_batch", "vocab_chunk"):
+        if self.lora_rank > 0:
+            try:
+                self.lora
+            except ValueError as e:
+                yield f"lora_targets={self.lora_targets!r}: {e}"
+        for name in ("num_iterations", "critic_warmup", "micro_batch", "vocab_chunk",
+                     "lora_rank"):
             if getattr(self, name) < 0:
                 yield bad(name, "must be >= 0")
         for name in ("batch_prompts", "group_size", "max_new_tokens", "epochs", "minibatches",
                      "length_buckets"):
             if getattr(self, name) < 1:
                 yield bad(name, "must be >= 1")
-        for name in ("policy_lr", "value_lr", "max_grad_norm", "temperature", "kl_horizon"):
+        for name in ("policy_lr", "value_lr", "max_grad_norm", "temperature", "kl_horizon",
+                     "lora_alpha"):
             if not getattr(self, name) > 0:
                 yield bad(name, "must be > 0")
         for name in ("clip_low", "clip_high", "kl_coef", "entropy_coef"):
@@ -167,6 +181,13 @@ class RLConfig:
     def sampled_prompts(self) -> int:
         """Prompts rolled out per iteration: batch_prompts, more with dynamic sampling."""
         return -(-round(self.oversample * self.batch_prompts * 1000) // 1000)
+
+    @property
+    def lora(self) -> lora_lib.LoraConfig | None:
+        """The adapters RL trains (``lora_rank`` > 0), or None: every weight trains."""
+        if self.lora_rank <= 0:
+            return None
+        return lora_lib.LoraConfig(self.lora_rank, self.lora_alpha, self.lora_targets)
 
     @property
     def uses_critic(self) -> bool:

@@ -41,7 +41,8 @@ from o1jax.rl import dapo
 from o1jax.rl import losses
 from o1jax.rl.config import RLConfig
 from o1jax.rl.logprobs import old_logprobs
-from o1jax.rl.state import RLState, critic_model, state_shardings
+from o1jax.rl.state import (RLState, critic_model, critic_params, sampling_params,
+                            state_shardings)
 from o1jax.rl.update import Targets, shift_right, update, update_metrics
 from o1jax.rollout.decoding import SamplingConfig
 from o1jax.rollout.sampler import Rollout, sample
@@ -86,11 +87,11 @@ Collect = Callable[[RLState, dict, jax.Array], Collected]
 
 
 def rollout(state: RLState, batch: dict, key: jax.Array, *, policy: Transformer,
-            sampling: SamplingConfig) -> Rollout:
+            cfg: RLConfig, sampling: SamplingConfig) -> Rollout:
     """G samples per prompt from the current policy (each prompt's image, if any, encoded once
-    in the prefill)."""
-    return sample(policy, state.policy, batch["tokens"], batch["mask"], key, sampling,
-                  batch.get("images"))
+    in the prefill; LoRA's adapters merged into the base once)."""
+    return sample(policy, sampling_params(state, cfg), batch["tokens"], batch["mask"], key,
+                  sampling, batch.get("images"))
 
 
 def reward(roll: Rollout, batch: dict, reward_fn: RewardFn, group_size: int) -> Scored:
@@ -117,7 +118,7 @@ def rl_collect(state: RLState, batch: dict, key: jax.Array, *, policy: Transform
     batch's groups from ``rl.oversample`` x as many sampled, the over-long penalty); every row
     baselined in its prompt's group of G."""
     g = sampling.num_samples
-    roll = rollout(state, batch, key, policy=policy, sampling=sampling)
+    roll = rollout(state, batch, key, policy=policy, cfg=cfg, sampling=sampling)
     scored = reward(roll, batch, reward_fn, g)
     images = batch.get("images")
     if images is not None:      # row i answers prompt i // G
@@ -145,7 +146,8 @@ def targets(state: RLState, exp: Experience, *, policy: Transformer, cfg: RLConf
     kl_pen = state.kl_coef * kl if (cfg.uses_reference and cfg.kl_in_reward) else None
     if cfg.uses_critic:
         values = map_micro_batches(
-            lambda t, m, *im: prefix_values(critic_model(policy), state.critic, t, m, *im),
+            lambda t, m, *im: prefix_values(critic_model(policy), critic_params(state, cfg), t, m,
+                                            *im),
             cfg.micro_batch, roll.tokens, roll.mask, *extra, columns=columns)
         old_values = jnp.where(resp, shift_right(values), 0.0)
         tok_r = adv_lib.token_rewards(exp.rewards, resp, kl_pen)

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from o1jax.models.transformer import Transformer
 from o1jax.rl import losses
 from o1jax.rl.config import RLConfig
-from o1jax.rl.state import RLState
+from o1jax.rl.state import RLState, policy_params, reference_params
 from o1jax.rollout.scoring import map_micro_batches, token_logprobs
 
 MISMATCH_THRESHOLD = 0.01   # nats: a token's log-prob "differs" beyond this
@@ -63,9 +63,9 @@ def old_logprobs(state: RLState, tokens: jax.Array, mask: jax.Array, resp: jax.A
                               temperature=temperature, columns=columns, images=images)
     old, mismatch = rollout_logp, {}
     if cfg.recomputes_old_logprobs(policy.cfg.compute_dtype):
-        old = jnp.where(resp, score(state.policy), 0.0)
+        old = jnp.where(resp, score(policy_params(state, cfg)), 0.0)
         mismatch = logprob_mismatch(old, rollout_logp, resp)
-    ref = score(state.ref) if cfg.uses_reference else old
+    ref = score(reference_params(state)) if cfg.uses_reference else old
     weights = jnp.ones_like(old)
     if cfg.tis_cap is not None:
         log_w = jnp.clip(old - rollout_logp, -losses.LOG_RATIO_CLAMP, losses.LOG_RATIO_CLAMP)

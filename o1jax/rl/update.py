@@ -18,7 +18,7 @@ from o1jax.rl import advantages as adv_lib
 from o1jax.rl import losses
 from o1jax.rl.config import RLConfig
 from o1jax.rl.logprobs import MISMATCH_STATS, logged_mismatch, logprob_mismatch
-from o1jax.rl.state import RLState, critic_model, optimizers
+from o1jax.rl.state import RLState, critic_model, critic_params, optimizers, policy_params
 from o1jax.rollout.scoring import (length_grouped, on_columns, prefix_values, row_ends,
                                    split_micro_batches, token_logprobs)
 
@@ -119,9 +119,14 @@ def update(state: RLState, tg: Targets, key: jax.Array, *, policy: Transformer, 
     ``columns`` that holds its rows. The minibatches are the same rows either way, so the
     losses and gradients are those of the padded update (up to summation order)."""
     opt_p, opt_v = optimizers(cfg)
-    p_loss = functools.partial(policy_loss, kl_coef=state.kl_coef, policy=policy, cfg=cfg,
-                               temperature=temperature)
-    v_loss = functools.partial(critic_loss, policy=policy, cfg=cfg)
+    # the losses take the trained parameters only (LoRA: the adapters; the frozen base is
+    # closed over, so it neither rides through the scan nor gets a gradient)
+    frozen = state.replace(ref=None)
+    p_loss = lambda trained, mb, totals: policy_loss(  # noqa: E731
+        policy_params(frozen, cfg, trained), mb, totals, state.kl_coef, policy=policy, cfg=cfg,
+        temperature=temperature)
+    v_loss = lambda trained, mb, totals: critic_loss(  # noqa: E731
+        critic_params(frozen, cfg, trained), mb, totals, policy=policy, cfg=cfg)
     train_policy = state.step >= (cfg.critic_warmup if cfg.uses_critic else 0)
 
     def minibatch_step(s: RLState, mb: Targets):
@@ -153,14 +158,15 @@ def update(state: RLState, tg: Targets, key: jax.Array, *, policy: Transformer, 
                            tg)
         return jax.lax.scan(minibatch_step, s, mbs)
 
-    # the frozen reference does not ride through the scan
-    new_state, stats = jax.lax.scan(epoch, state.replace(ref=None),
+    # the frozen reference and base do not ride through the scan
+    new_state, stats = jax.lax.scan(epoch, state.replace(ref=None, base=None),
                                     jax.random.split(key, cfg.epochs))
     kl_coef = state.kl_coef
     if cfg.kl_target is not None:
         kl_coef = losses.adaptive_kl_coef(kl_coef, adv_lib.masked_mean(tg.kl, tg.resp),
                                           cfg.kl_target, cfg.kl_horizon, r)
-    return new_state.replace(ref=state.ref, step=state.step + 1, kl_coef=kl_coef), stats
+    return new_state.replace(ref=state.ref, base=state.base, step=state.step + 1,
+                             kl_coef=kl_coef), stats
 
 
 def update_metrics(stats: dict, mismatch: dict) -> dict:

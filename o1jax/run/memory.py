@@ -50,8 +50,8 @@ def plan(cfg, devices: list, compiler: str, hw: Hardware) -> dict:
     """Compiles the step ``cfg`` trains (``lower_rl_step``: self-play's too) for ``devices``
     and returns the per-device memory:
     compiler total (arguments + outputs + temporaries - donated), its parts (parameters,
-    optimizer state, rollout KV cache, activations = the rest of the temporaries), the chip's
-    HBM and whether it fits."""
+    reference policy (none with LoRA: the base is the reference), optimizer state, rollout KV
+    cache, activations = the rest of the temporaries), the chip's HBM and whether it fits."""
 
     step = lower_rl_step(cfg, devices)
     policy, rl, mesh = step.policy, step.rl, step.policy.mesh
@@ -60,7 +60,7 @@ def plan(cfg, devices: list, compiler: str, hw: Hardware) -> dict:
              - mem.alias_size_in_bytes)
     part = lambda name: _bytes_per_device(getattr(step.state, name),  # noqa: E731
                                           getattr(step.state_shardings, name))
-    params = part("policy") + part("critic") + part("ref")
+    params = part("policy") + part("critic") + part("base")   # LoRA: adapters + frozen base
     optimizer = part("policy_opt") + part("critic_opt")
     cache_shapes = jax.eval_shape(
         lambda: policy.init_cache(rl.rows, cfg.data.max_prompt_len + rl.max_new_tokens))
@@ -69,7 +69,8 @@ def plan(cfg, devices: list, compiler: str, hw: Hardware) -> dict:
     return {"config_hardware": hw.name, "compiler": compiler, "devices": len(devices),
             "mesh_shape": list(mesh.devices.shape), "bytes_per_device": float(total),
             "hbm_bytes_per_device": float(hw.hbm_bytes), "fits": bool(total <= hw.hbm_bytes),
-            "parameters": params, "optimizer": optimizer, "kv_cache": kv,
+            "parameters": params, "reference": part("ref"), "optimizer": optimizer,
+            "kv_cache": kv,
             "activations": max(0.0, mem.temp_size_in_bytes - kv)}
 
 
@@ -77,7 +78,7 @@ def format_plan(p: dict) -> str:
     gib = lambda b: f"{b / GIB:8.2f} GiB"  # noqa: E731
     lines = [f"{p['config_hardware']}: {p['devices']} devices, mesh {tuple(p['mesh_shape'])}, "
              f"compiled by the {p['compiler']} compiler; per device:"]
-    for key in ("parameters", "optimizer", "kv_cache", "activations"):
+    for key in ("parameters", "reference", "optimizer", "kv_cache", "activations"):
         lines.append(f"  {key.replace('_', ' '):<14}{gib(p[key])}")
     lines.append(f"  {'total':<14}{gib(p['bytes_per_device'])}  of {gib(p['hbm_bytes_per_device'])}"
                  f" HBM: {'fits' if p['fits'] else 'DOES NOT FIT'}")

@@ -91,7 +91,8 @@ def run_iterations(exp: experiment.Experiment, params: Params, phase: Phase
                            compiled_programs=len(programs))
 
     return run_loop(cfg, exp.workdir, "rl", state, phase.pipeline, step, rl.num_iterations,
-                    curve_evaluation(exp))
+                    curve_evaluation(exp), saved=lambda s: s.replace(base=None),
+                    unsaved=lambda restored, s: restored.replace(base=s.base))
 
 
 def rl_step(policy: Transformer, tokenizer: Tokenizer, rl: RLConfig, mesh: Mesh | None,

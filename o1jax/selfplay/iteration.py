@@ -30,7 +30,7 @@ from o1jax.models.transformer import Transformer
 from o1jax.rl.advantages import Group
 from o1jax.rl.config import RLConfig
 from o1jax.rl.iteration import Collected, Experience, Scored, compile_iteration, rollout_metrics
-from o1jax.rl.state import RLState
+from o1jax.rl.state import RLState, sampling_params
 from o1jax.rollout.decoding import SamplingConfig
 from o1jax.rollout.sampler import Rollout, sample
 from o1jax.selfplay.config import SelfPlayConfig
@@ -101,9 +101,10 @@ def selfplay_collect(state: RLState, batch: dict, key: jax.Array, *, policy: Tra
     ``train_level``: the seed task's difficulty, from which ``level_weight`` counts."""
     k_prop, k_solve = jax.random.split(key)
     g = solve_sampling.num_samples
+    params = sampling_params(state, cfg)     # LoRA's adapters merged once for both samplers
 
     # ---- propose, referee
-    proposals = sample(policy, state.policy, batch["propose_tokens"], batch["propose_mask"],
+    proposals = sample(policy, params, batch["propose_tokens"], batch["propose_mask"],
                        k_prop, propose_sampling, images=batch.get("propose_images"))
     verdicts = referee_fn(proposals)
     accepted = verdicts.status == 0
@@ -122,7 +123,7 @@ def selfplay_collect(state: RLState, batch: dict, key: jax.Array, *, policy: Tra
     proposed = jnp.concatenate([jnp.zeros(n_old, bool), accepted])
     images = None if verdicts.images is None else jnp.concatenate(
         [batch["solve_images"], fresh(verdicts.images, batch["spare_images"])])
-    roll = sample(policy, state.policy, prompts, prompt_mask, k_solve, solve_sampling,
+    roll = sample(policy, params, prompts, prompt_mask, k_solve, solve_sampling,
                   images=images)
     rewards, rmetrics, correct = reward_fn(roll, jnp.repeat(ids, g),
                                            jnp.repeat(questions, g, axis=0))

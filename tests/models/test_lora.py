@@ -64,6 +64,24 @@ def _check_projection(name, params, adapters, merged):
                                    atol=1e-5)
 
 
+@pytest.mark.parametrize("targets", [lora.ATTENTION + lora.MLP, ("wo", "w_down")])
+def test_attached_adapters_run_the_merged_model_scanned_and_unrolled(targets):
+    """The training forward's low-rank paths (``attach``) equal the merged weights' forward
+    (W + A B, checked by hand above), over the layer scan and unrolled."""
+    from o1jax.models.layouts import unstack_layers
+    cfg = lora.LoraConfig(rank=4, alpha=8.0, targets=targets)
+    model, params = _model_and_params()
+    adapters = _trained(lora.init(jax.random.key(5), params, cfg))
+    merged = _logits(model, lora.merge(params, adapters, cfg))
+    assert np.abs(merged - _logits(model, params)).max() > 1e-3   # the adapters matter
+    attached = lora.attach(params, adapters, cfg)
+    np.testing.assert_allclose(_logits(model, attached), merged, atol=2e-5, rtol=2e-5)
+    unrolled = dict(attached, layers=tuple(
+        dict(layer, lora=jax.tree.map(lambda x, i=i: x[i], attached["layers"]["lora"]))
+        for i, layer in enumerate(unstack_layers(params)["layers"])))
+    np.testing.assert_allclose(_logits(model, unrolled), merged, atol=2e-5, rtol=2e-5)
+
+
 def test_gradients_reach_only_the_adapters_and_match_finite_differences():
     model, params = _model_and_params()
     adapters = _trained(lora.init(jax.random.key(5), params, CFG))
@@ -71,7 +89,7 @@ def test_gradients_reach_only_the_adapters_and_match_finite_differences():
     mask = jnp.ones((2, 8), bool)
 
     def loss(adapters):
-        out, _ = model.apply(lora.merge(params, adapters, CFG), tokens,
+        out, _ = model.apply(lora.attach(params, adapters, CFG), tokens,
                              positions_from_mask(mask), mask)
         return jnp.mean(jax.nn.log_softmax(out.astype(jnp.float32))[..., 7])
 

@@ -57,3 +57,18 @@ def test_plan_of_a_selfplay_config_plans_the_selfplay_step():
     plain = memory.plan(cfg, devices, compiler, hw)
     assert plain["parameters"] == p["parameters"] and plain["optimizer"] == p["optimizer"]
     assert p["bytes_per_device"] > plain["bytes_per_device"]
+
+
+def test_a_lora_plan_holds_no_reference_and_optimizes_only_adapters():
+    """The same config with rl.lora_rank: the base is held once (it is the reference), and the
+    optimizer's moments are the adapters' only."""
+    hw = parse_hardware("h100x8")
+    devices, compiler = memory.target_devices(hw)
+    full = memory.plan(smoke.get_config(), devices, compiler, hw)
+    cfg = smoke.get_config()
+    cfg.rl.lora_rank = 4
+    p = memory.plan(cfg, devices, compiler, hw)
+    assert full["reference"] > 0 and p["reference"] == 0
+    assert p["optimizer"] < 0.2 * full["optimizer"]
+    assert p["parameters"] < full["parameters"]      # one base: no second critic backbone
+    assert p["bytes_per_device"] < full["bytes_per_device"]

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from o1jax import sharding
+from o1jax.models.layers.low_rank import plus_low_rank
 from o1jax.models.layers.norm import rms_norm
 from o1jax.models.layers.rope import apply_rope
 
@@ -42,7 +43,8 @@ def project_qkv(x: jax.Array, p: dict, rope: tuple[jax.Array, jax.Array], num_he
     """Projects x: [B, T, D] to rotated q: [B, T, H, Dh], k: [B, KVH, Dh, T], v: [B, KVH, T, Dh].
 
     ``p`` holds wq/wk/wv (+ bq/bk/bv), or the fused decode layout wqkv [D, H + 2 KVH, Dh]
-    (+ bqkv) that ``fuse_layers`` builds: one matmul instead of three; with q_norm/k_norm [Dh]
+    (+ bqkv) that ``fuse_layers`` builds: one matmul instead of three; with ``p["lora"]``, LoRA
+    adapters of wq/wk/wv (``low_rank.plus_low_rank``); with q_norm/k_norm [Dh]
     (Qwen3), q and k are RMS-normalised per head (epsilon ``norm_eps``) before the rotation.
     """
     dt = x.dtype
@@ -53,9 +55,8 @@ def project_qkv(x: jax.Array, p: dict, rope: tuple[jax.Array, jax.Array], num_he
         kvh = (qkv.shape[2] - num_heads) // 2
         q, k, v = jnp.split(qkv, [num_heads, num_heads + kvh], axis=2)
     else:
-        q = jnp.einsum("btd,dhk->bthk", x, p["wq"].astype(dt))
-        k = jnp.einsum("btd,dhk->bthk", x, p["wk"].astype(dt))
-        v = jnp.einsum("btd,dhk->bthk", x, p["wv"].astype(dt))
+        q, k, v = (plus_low_rank(jnp.einsum("btd,dhk->bthk", x, p[w].astype(dt)), x,
+                                 p.get("lora"), w) for w in ("wq", "wk", "wv"))
         if "bq" in p:
             q, k, v = q + p["bq"].astype(dt), k + p["bk"].astype(dt), v + p["bv"].astype(dt)
     if "q_norm" in p:
@@ -235,6 +236,7 @@ def query_blocks_attend(q: jax.Array, k: jax.Array, v: jax.Array, kv_mask: jax.A
     return jnp.moveaxis(out, 0, 1).reshape(b, n * QUERY_BLOCK, h, dh)[:, :t]
 
 
-def output_projection(o: jax.Array, wo: jax.Array) -> jax.Array:
-    """o: [B, T, H, Dh], wo: [H, Dh, D] -> [B, T, D]."""
-    return jnp.einsum("bthk,hkd->btd", o, wo.astype(o.dtype))
+def output_projection(o: jax.Array, wo: jax.Array, adapters: dict | None = None) -> jax.Array:
+    """o: [B, T, H, Dh], wo: [H, Dh, D] -> [B, T, D] (+ wo's LoRA path in ``adapters``)."""
+    return plus_low_rank(jnp.einsum("bthk,hkd->btd", o, wo.astype(o.dtype)), o, adapters, "wo",
+                         input_axes=2)
