@@ -41,6 +41,9 @@ LOGICAL_RULES: dict[str, tuple[str, ...]] = {
     "layers": (),
     "norm": (),
     "lora_rank": (),      # a LoRA adapter's rank (o1jax/models/lora.py)
+    "experts": ("fsdp",),  # a mixture of experts' expert axis (o1jax/models/layers/moe.py):
+                           # expert parallelism over the fsdp devices (the weights' "embed" axis
+                           # then stays whole: a mesh axis splits one axis of an array)
     "patch": (),          # the vision encoder's flattened patch pixels / merge windows
     # activations
     "act_batch": ("data", "fsdp"),

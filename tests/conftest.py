@@ -31,6 +31,13 @@ def qwen3_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def qwen3_moe_dir(tmp_path_factory):
+    """A tiny random Qwen3-MoE (4 experts, 2 per token, renormalised gates) saved by
+    transformers (each expert's tensors apart, as on the Hub), with the Qwen3 tokenizer."""
+    return hf_fixtures.save_tiny_model(tmp_path_factory.mktemp("qwen3_moe"), "qwen3_moe")
+
+
+@pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """One trained smoke run shared by the tests that read a workdir: SFT, PPO with a critic and
     a reference, 3 log-spaced evaluations during RL. Returns (workdir, metrics rows)."""

@@ -46,6 +46,12 @@ def tiny_hf_model(arch: str, seed: int = 0, **overrides):
         kw.update(vocab_size=CHAT_VOCAB, head_dim=24, tie_word_embeddings=False, eos_token_id=260)
         kw.update(overrides)
         cfg, cls = transformers.Qwen3Config(**kw), transformers.Qwen3ForCausalLM
+    elif arch == "qwen3_moe":   # 4 experts of 32 hidden units, 2 per token
+        kw.update(vocab_size=CHAT_VOCAB, head_dim=24, tie_word_embeddings=False, eos_token_id=260,
+                  num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32,
+                  norm_topk_prob=True)
+        kw.update(overrides)
+        cfg, cls = transformers.Qwen3MoeConfig(**kw), transformers.Qwen3MoeForCausalLM
     else:
         raise ValueError(arch)
     torch.manual_seed(seed)
@@ -112,7 +118,7 @@ def save_tiny_qwen25vl(path, **kw) -> str:
 def save_tiny_model(path, arch: str, **overrides) -> str:
     model = tiny_hf_model(arch, **overrides)
     model.save_pretrained(str(path))
-    (chat_tokenizer() if arch == "qwen3" else byte_tokenizer()).save(str(path))
+    (chat_tokenizer() if arch.startswith("qwen3") else byte_tokenizer()).save(str(path))
     model.generation_config.save_pretrained(str(path))
     return str(path)
 

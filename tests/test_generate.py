@@ -47,7 +47,7 @@ def test_cli_greedy_equals_transformers_subprocess(llama_dir):
 
 
 @pytest.mark.parametrize("arch,prompt", [("qwen2", "Q: 7*8?"), ("qwen2", "a"),
-                                         ("qwen3", "Q: 7*8?")])
+                                         ("qwen3", "Q: 7*8?"), ("qwen3_moe", "Q: 7*8?")])
 def test_cli_greedy_equals_transformers_qwen(arch, prompt, request, capsys):
     path = request.getfixturevalue(f"{arch}_dir")
     expected, ids = _hf_greedy(path, prompt, 20)

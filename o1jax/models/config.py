@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from o1jax.models.vision import VisionConfig
 
-ARCHITECTURES = ("llama", "qwen2", "qwen3", "qwen2_5_vl")
+ARCHITECTURES = ("llama", "qwen2", "qwen3", "qwen3_moe", "qwen2_5_vl")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +23,11 @@ class ModelConfig:
 
     ``qk_norm`` (Qwen3): q and k are RMS-normalised per head, over head_dim, before the rotary
     embedding, each with its own [head_dim] weight per layer.
+
+    ``num_experts`` > 0 (Qwen3-MoE, architecture "qwen3_moe"): every layer's MLP is routed, each
+    token to its ``experts_per_token`` of ``num_experts`` SwiGLU experts of ``moe_mlp_dim``
+    hidden units, gated by the router's probabilities (renormalised over the chosen ones with
+    ``norm_topk_prob``); ``mlp_dim`` is then unused.
 
     ``mrope_section`` (Qwen2.5-VL, architecture "qwen2_5_vl"): the decoder's rotary frequencies
     split into (t, h, w) sections summing to head_dim / 2; with images, image tokens get 3-D
@@ -41,6 +46,10 @@ class ModelConfig:
     rms_norm_eps: float = 1e-6
     qkv_bias: bool = False
     qk_norm: bool = False
+    num_experts: int = 0
+    experts_per_token: int = 0
+    moe_mlp_dim: int = 0
+    norm_topk_prob: bool = True
     tie_embeddings: bool = True
     max_seq_len: int = 2048
     dtype: str = "float32"        # compute dtype: float32 or bfloat16
@@ -77,9 +86,17 @@ class ModelConfig:
             if len(self.mrope_section) != 3 or sum(self.mrope_section) != self.head_dim // 2:
                 raise ValueError(f"mrope_section={self.mrope_section}: three sections (t, h, w) "
                                  f"summing to head_dim / 2 = {self.head_dim // 2}")
-        if self.qk_norm != (self.architecture == "qwen3"):
+        if self.qk_norm != (self.architecture in ("qwen3", "qwen3_moe")):
             raise ValueError(f"architecture={self.architecture!r} with qk_norm={self.qk_norm}: "
                              "Qwen3 (and only Qwen3) normalises q and k per head")
+        if bool(self.num_experts) != (self.architecture == "qwen3_moe"):
+            raise ValueError(f"architecture={self.architecture!r} with num_experts="
+                             f"{self.num_experts}: only qwen3_moe routes its MLP to experts")
+        if self.num_experts and not (0 < self.experts_per_token <= self.num_experts
+                                     and self.moe_mlp_dim > 0):
+            raise ValueError(f"experts_per_token={self.experts_per_token} must be in 1.."
+                             f"num_experts={self.num_experts} and moe_mlp_dim="
+                             f"{self.moe_mlp_dim} positive")
         if self.architecture == "qwen2_5_vl" and not (
                 self.vision and self.vision.bias and self.mrope_section and self.qkv_bias):
             raise ValueError("architecture='qwen2_5_vl' needs a vision encoder with bias=True, "
@@ -106,7 +123,9 @@ class ModelConfig:
         attn = d * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads)
         if self.qkv_bias:
             attn += self.head_dim * (self.num_heads + 2 * self.num_kv_heads)
-        per_layer = attn + 3 * d * f + 2 * d + (2 * self.head_dim if self.qk_norm else 0)
+        mlp = (self.num_experts * (3 * d * self.moe_mlp_dim + d) if self.num_experts
+               else 3 * d * f)
+        per_layer = attn + mlp + 2 * d + (2 * self.head_dim if self.qk_norm else 0)
         head = 0 if (self.tie_embeddings or not with_lm_head) else d * self.vocab_size
         encoder = self.vision.num_params(d) if self.vision else 0
         return self.vocab_size * d + n_layers * per_layer + d + head + encoder
@@ -116,8 +135,9 @@ class ModelConfig:
         output head; not the embedding lookup, norms or biases) plus attention over ``context``
         keys (QK^T and AV)."""
         d = self.hidden_size
-        per_layer = d * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads) + \
-            3 * d * self.mlp_dim
+        mlp = (self.experts_per_token * 3 * d * self.moe_mlp_dim + d * self.num_experts
+               if self.num_experts else 3 * d * self.mlp_dim)     # the experts a token runs
+        per_layer = d * self.head_dim * (2 * self.num_heads + 2 * self.num_kv_heads) + mlp
         matmul = self.num_layers * per_layer + d * self.vocab_size
         attn = 2 * 2 * self.num_layers * self.num_heads * self.head_dim * context
         return 2.0 * matmul + attn
@@ -167,6 +187,12 @@ PRESETS: dict[str, ModelConfig] = {
                             num_layers=36, num_heads=32, num_kv_heads=8, head_dim=128,
                             mlp_dim=12288, rope_theta=1e6, qk_norm=True, tie_embeddings=False,
                             max_seq_len=40960),
+    # Qwen/Qwen3-30B-A3B's config.json: 128 experts, 8 per token, 3.3B active parameters
+    "qwen3-30b-a3b": ModelConfig(architecture="qwen3_moe", vocab_size=151936, hidden_size=2048,
+                                 num_layers=48, num_heads=32, num_kv_heads=4, head_dim=128,
+                                 mlp_dim=6144, rope_theta=1e6, qk_norm=True, num_experts=128,
+                                 experts_per_token=8, moe_mlp_dim=768, tie_embeddings=False,
+                                 max_seq_len=40960),
     # Qwen/Qwen2.5-VL-3B-Instruct's config.json; 448 x 448 images: 256 image tokens
     "qwen2.5-vl-3b": ModelConfig(
         architecture="qwen2_5_vl", vocab_size=151936, hidden_size=2048, num_layers=36,

@@ -19,7 +19,8 @@ def fuse_layers(layers: Params) -> Params:
     p["wqkv"] = jnp.concatenate([p.pop("wq"), p.pop("wk"), p.pop("wv")], axis=lead + 1)
     if "bq" in p:
         p["bqkv"] = jnp.concatenate([p.pop("bq"), p.pop("bk"), p.pop("bv")], axis=lead)
-    p["w_gate_up"] = jnp.stack([p.pop("w_gate"), p.pop("w_up")], axis=lead + 1)
+    if "w_gate" in p:        # a dense MLP (a mixture of experts keeps its own layout)
+        p["w_gate_up"] = jnp.stack([p.pop("w_gate"), p.pop("w_up")], axis=lead + 1)
     return p
 
 
@@ -28,7 +29,7 @@ def unstack_layers(params: Params, fuse: bool = False) -> Params:
     a decode loop slices the stacked weights once, not at every token; with ``fuse``, each
     layer's weights ``fuse_layers``'d."""
     n = jax.tree.leaves(params["layers"])[0].shape[0]
-    layers = tuple({k: v[i] for k, v in params["layers"].items()} for i in range(n))
+    layers = tuple(jax.tree.map(lambda v, i=i: v[i], params["layers"]) for i in range(n))
     return dict(params, layers=tuple(map(fuse_layers, layers)) if fuse else layers)
 
 

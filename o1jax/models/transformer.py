@@ -7,8 +7,9 @@ Parameters (f32 master weights; layers stacked on a leading axis and run with ``
     layers      attn_norm [L, D], wq [L, D, H, Dh], wk/wv [L, D, KVH, Dh], (bq [L, H, Dh],
                 bk/bv [L, KVH, Dh] for Qwen2), (q_norm/k_norm [L, Dh] for Qwen3),
                 wo [L, H, Dh, D], mlp_norm [L, D],
-                w_gate/w_up [L, D, F], w_down [L, F, D], (lora: LoRA adapters beside the
-                projections, ``o1jax.models.lora.attach``)
+                w_gate/w_up [L, D, F], w_down [L, F, D] (a mixture of experts: moe, see
+                parameters.py), (lora: LoRA adapters beside the projections,
+                ``o1jax.models.lora.attach``)
     final_norm  [D]
     lm_head     [D, V]          policy head, untied embeddings only
     value_head  {w: [D], b: []} value model only
@@ -40,6 +41,8 @@ import o1jax.models.vision as vision
 from o1jax.models.config import ModelConfig
 from o1jax.models.layers.attention import (attend, causal_attention, output_projection,
                                           project_qkv)
+from o1jax.models import parameters
+from o1jax.models.layers import moe
 from o1jax.models.layers.mlp import swiglu
 from o1jax.models.layers.norm import rms_norm
 from o1jax.models.layers.rope import inverse_frequencies, rope_angles
@@ -69,70 +72,16 @@ class Transformer:
 
     # ---------------------------------------------------------------- parameters
     def param_axes(self) -> Params:
-        """Logical axis names of every parameter, same tree as ``init``."""
-        layers = {
-            "attn_norm": ("layers", "norm"),
-            "wq": ("layers", "embed", "heads", "head_dim"),
-            "wk": ("layers", "embed", "kv_heads", "head_dim"),
-            "wv": ("layers", "embed", "kv_heads", "head_dim"),
-            "wo": ("layers", "heads", "head_dim", "embed"),
-            "mlp_norm": ("layers", "norm"),
-            "w_gate": ("layers", "embed", "mlp"),
-            "w_up": ("layers", "embed", "mlp"),
-            "w_down": ("layers", "mlp", "embed"),
-        }
-        if self.cfg.qkv_bias:
-            layers.update(bq=("layers", "heads", "head_dim"), bk=("layers", "kv_heads", "head_dim"),
-                          bv=("layers", "kv_heads", "head_dim"))
-        if self.cfg.qk_norm:
-            layers.update(q_norm=("layers", "head_dim"), k_norm=("layers", "head_dim"))
-        axes = {"embed": ("vocab", "embed"), "layers": layers, "final_norm": ("norm",)}
-        if self.cfg.vision:
-            axes["vision"] = vision.param_axes(self.cfg.vision)
-        if self.head == "value":
-            axes["value_head"] = {"w": ("embed",), "b": ()}
-        elif not self.cfg.tie_embeddings:
-            axes["lm_head"] = ("embed", "vocab")
-        return axes
+        """Logical axis names of every parameter, same tree as ``init`` (parameters.py)."""
+        return parameters.param_axes(self.cfg, self.head)
 
     def param_shapes(self) -> Params:
         """``jax.ShapeDtypeStruct`` of every parameter (no memory allocated)."""
         return jax.eval_shape(self.init, jax.random.key(0))
 
     def init(self, key: jax.Array) -> Params:
-        """Random parameters: normal(0.02) matrices, unit norms, zero biases."""
-        c = self.cfg
-        pd = jnp.dtype(c.param_dtype)
-        shapes = {
-            "wq": (c.num_layers, c.hidden_size, c.num_heads, c.head_dim),
-            "wk": (c.num_layers, c.hidden_size, c.num_kv_heads, c.head_dim),
-            "wv": (c.num_layers, c.hidden_size, c.num_kv_heads, c.head_dim),
-            "wo": (c.num_layers, c.num_heads, c.head_dim, c.hidden_size),
-            "w_gate": (c.num_layers, c.hidden_size, c.mlp_dim),
-            "w_up": (c.num_layers, c.hidden_size, c.mlp_dim),
-            "w_down": (c.num_layers, c.mlp_dim, c.hidden_size),
-        }
-        # parameters added after the text ones take keys from fold_in: their keys stay put
-        keys = jax.random.split(key, len(shapes) + 3)
-        normal = lambda k, s: 0.02 * jax.random.normal(k, s, pd)  # noqa: E731
-        layers = {name: normal(k, s) for (name, s), k in zip(shapes.items(), keys)}
-        layers["attn_norm"] = jnp.ones((c.num_layers, c.hidden_size), pd)
-        layers["mlp_norm"] = jnp.ones((c.num_layers, c.hidden_size), pd)
-        for name, heads in (("bq", c.num_heads), ("bk", c.num_kv_heads), ("bv", c.num_kv_heads)):
-            if c.qkv_bias:
-                layers[name] = jnp.zeros((c.num_layers, heads, c.head_dim), pd)
-        for name in ("q_norm", "k_norm") if c.qk_norm else ():
-            layers[name] = jnp.ones((c.num_layers, c.head_dim), pd)
-        params = {"embed": normal(keys[-3], (c.vocab_size, c.hidden_size)), "layers": layers,
-                  "final_norm": jnp.ones((c.hidden_size,), pd)}
-        if c.vision:
-            params["vision"] = vision.init(c.vision, c.hidden_size, jax.random.fold_in(key, 1), pd)
-        if self.head == "value":
-            params["value_head"] = {"w": normal(keys[-2], (c.hidden_size,)),
-                                    "b": jnp.zeros((), pd)}
-        elif not c.tie_embeddings:
-            params["lm_head"] = normal(keys[-1], (c.hidden_size, c.vocab_size))
-        return params
+        """Random parameters: normal(0.02) matrices, unit norms, zero biases (parameters.py)."""
+        return parameters.init_params(self.cfg, self.head, key)
 
     def shardings(self) -> Params:
         """NamedShardings of every parameter on ``self.mesh``."""
@@ -185,7 +134,11 @@ class Transformer:
         o = attention(q, k, v) if callable(attention) else attend(q, k, v, attention)
         x = x + output_projection(o, p["wo"], p.get("lora"))
         h = rms_norm(x, p["mlp_norm"], c.rms_norm_eps)
-        x = x + swiglu(h, p, self.mesh)
+        if c.num_experts:
+            x = x + moe.moe_mlp(h, p["moe"], c.experts_per_token, c.norm_topk_prob,
+                                self.mesh)[0]
+        else:
+            x = x + swiglu(h, p, self.mesh)
         x = sharding.constrain(x, self.mesh, ("act_batch", "act_length", "act_embed"))
         return x, k_cache, v_cache
 

@@ -15,10 +15,12 @@ from ml_collections import config_flags
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ALL = ["smoke", "arithmetic_ppo", "arithmetic_grpo", "gsm8k_qwen05b_tpu", "math_qwen7b_v5p64",
        "gsm8k_h100x8", "selfplay", "visual_grpo", "visual_selfplay", "geo3k_qwen25vl_tpu",
-       "thinking", "thinking_selfplay", "thinking_sudoku", "code_grpo", "gsm8k_qwen3_lora_tpu"]
+       "thinking", "thinking_selfplay", "thinking_sudoku", "code_grpo", "gsm8k_qwen3_lora_tpu",
+       "math_qwen3moe_tpu"]
 REAL = {"gsm8k_qwen05b_tpu": 8, "math_qwen7b_v5p64": 32, "gsm8k_h100x8": 8,
-        "geo3k_qwen25vl_tpu": 4, "gsm8k_qwen3_lora_tpu": 8}
-DEVICES = {"math_qwen7b_v5p64": 32, "geo3k_qwen25vl_tpu": 4}   # the others: 8
+        "geo3k_qwen25vl_tpu": 4, "gsm8k_qwen3_lora_tpu": 8, "math_qwen3moe_tpu": 32}
+DEVICES = {"math_qwen7b_v5p64": 32, "geo3k_qwen25vl_tpu": 4,
+           "math_qwen3moe_tpu": 32}   # the others: 8
 
 
 def _parse(name: str, *overrides: str):
@@ -47,7 +49,7 @@ def _documented_overrides(name: str) -> list[str]:
 @pytest.mark.parametrize("name", ALL)
 def test_common_overrides_take_effect_and_pass_the_checks(name):
     from o1jax.experiment import check_config
-    mesh = "(2,4,4)" if name == "math_qwen7b_v5p64" else "(1,-1,1)"
+    mesh = "(2,4,4)" if DEVICES.get(name) == 32 else "(1,-1,1)"
     cfg = _parse(name, "--config.seed=5", "--config.sft.num_steps=3",
                  "--config.rl.num_iterations=2", "--config.rl.algorithm=dr_grpo",
                  f"--config.mesh_shape={mesh}", "--config.checkpoint.every=7",

@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -30,7 +31,8 @@ def _ours(path, tokens, mask, **overrides):
     return np.asarray(logits)
 
 
-CLASSES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}
+CLASSES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+           "qwen3_moe": "Qwen3MoeForCausalLM"}
 
 
 @pytest.mark.parametrize("arch", sorted(CLASSES))
@@ -177,3 +179,30 @@ def test_unknown_architecture_is_named(llama_dir, tmp_path):
 def test_not_a_model_dir(tmp_path):
     with pytest.raises(hf.CheckpointError, match="no config.json"):
         hf.load(str(tmp_path))
+
+
+@pytest.mark.parametrize("fsdp", [2, 4])
+def test_qwen3_moe_experts_sharded_over_devices_give_the_one_device_logits(qwen3_moe_dir, fsdp):
+    """The 4 experts split over 2 or 4 devices (logical axis "experts" on fsdp) compute what
+    one device does."""
+    from o1jax import sharding
+    tokens, mask = _batch(seed=5)
+    one = _ours(qwen3_moe_dir, tokens, mask)
+    mesh = sharding.make_mesh((1, fsdp, 1), jax.devices()[:fsdp])
+    model, params = hf.load(qwen3_moe_dir, mesh=mesh)
+    w_up = params["layers"]["moe"]["w_up"]
+    assert w_up.shape[1] == 4 and w_up.sharding.shard_shape(w_up.shape)[1] == 4 // fsdp
+    m = jnp.asarray(mask)
+    logits = jax.jit(model.apply)(params, jnp.asarray(tokens), positions_from_mask(m), m)[0]
+    real = mask.astype(bool)
+    np.testing.assert_allclose(np.asarray(logits)[real], one[real], atol=1e-5, rtol=1e-5)
+
+
+def test_qwen3_moe_layers_that_do_not_route_are_refused(qwen3_moe_dir, tmp_path):
+    d = tmp_path / "m"
+    shutil.copytree(qwen3_moe_dir, d)
+    cfg = json.loads((d / "config.json").read_text())
+    cfg["mlp_only_layers"] = [1]
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(hf.CheckpointError, match="mlp_only_layers"):
+        hf.load_config(str(d))

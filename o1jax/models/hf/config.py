@@ -12,7 +12,8 @@ from o1jax.models.config import ModelConfig
 from o1jax.models.vision import VisionConfig
 
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
-                 "Qwen3ForCausalLM": "qwen3", "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl"}
+                 "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe",
+                 "Qwen2_5_VLForConditionalGeneration": "qwen2_5_vl"}
 HF_ARCHITECTURES = {v: k for k, v in ARCHITECTURES.items()}
 QWEN_VL_IMAGE_SIZE = 448   # a 16 x 16 grid of merged 28-pixel patches: 256 image tokens
 
@@ -42,9 +43,14 @@ def config_from_hf(hf: dict, preprocessor: dict | None = None, **overrides) -> M
                                   "not supported")
     if text.get("mlp_bias"):
         raise CheckpointError("mlp_bias=True is not supported")
-    if arch in ("llama", "qwen3") and text.get("attention_bias"):
+    qwen3 = arch in ("qwen3", "qwen3_moe")
+    if (arch == "llama" or qwen3) and text.get("attention_bias"):
         raise CheckpointError("attention_bias=True (output projection bias) is not supported")
-    if arch == "qwen3" and text.get("use_sliding_window"):
+    if arch == "qwen3_moe" and (text.get("decoder_sparse_step", 1) != 1
+                                or text.get("mlp_only_layers")):
+        raise CheckpointError("decoder_sparse_step != 1 or mlp_only_layers (dense MLP layers "
+                              "among the routed ones) is not supported: every layer routes")
+    if qwen3 and text.get("use_sliding_window"):
         raise CheckpointError("use_sliding_window=True (sliding-window decoder layers) is not "
                               "supported")
     rope = dict(text.get("rope_parameters") or text.get("rope_scaling") or {})
@@ -64,9 +70,15 @@ def config_from_hf(hf: dict, preprocessor: dict | None = None, **overrides) -> M
         head_dim=text.get("head_dim") or text["hidden_size"] // heads,
         mlp_dim=text["intermediate_size"], rope_theta=float(theta), rope_scaling=scaling,
         rms_norm_eps=text.get("rms_norm_eps", 1e-6), qkv_bias=arch in ("qwen2", "qwen2_5_vl"),
-        qk_norm=arch == "qwen3",
+        qk_norm=qwen3,
         tie_embeddings=bool(hf.get("tie_word_embeddings") or text.get("tie_word_embeddings")),
         max_seq_len=text.get("max_position_embeddings", 2048))
+    if arch == "qwen3_moe":
+        # the Hub's configs say num_experts, transformers >= 5 writes num_local_experts
+        experts = text.get("num_experts", text.get("num_local_experts"))
+        cfg.update(num_experts=experts, experts_per_token=text["num_experts_per_tok"],
+                   moe_mlp_dim=text["moe_intermediate_size"],
+                   norm_topk_prob=bool(text.get("norm_topk_prob", False)))
     if arch == "qwen2_5_vl":
         if text.get("hidden_act", "silu") != "silu":
             raise CheckpointError(f"hidden_act={text['hidden_act']!r}: only silu is supported")
@@ -131,10 +143,14 @@ def config_to_hf(cfg: ModelConfig, bos_id: int | None = None, eos_id: int | None
         "max_position_embeddings": cfg.max_seq_len, "torch_dtype": "float32",
         "bos_token_id": bos_id, "eos_token_id": eos_id,
     }
-    if cfg.architecture in ("llama", "qwen3"):
+    if cfg.architecture in ("llama", "qwen3", "qwen3_moe"):
         out.update(attention_bias=False, mlp_bias=False)
-    if cfg.architecture == "qwen3":
+    if cfg.architecture in ("qwen3", "qwen3_moe"):
         out.update(use_sliding_window=False)
+    if cfg.architecture == "qwen3_moe":
+        out.update(num_experts=cfg.num_experts, num_experts_per_tok=cfg.experts_per_token,
+                   moe_intermediate_size=cfg.moe_mlp_dim, norm_topk_prob=cfg.norm_topk_prob,
+                   decoder_sparse_step=1, mlp_only_layers=[])
     if cfg.architecture == "qwen2_5_vl":
         v = cfg.vision
         del out["head_dim"]

@@ -11,9 +11,15 @@ from o1jax.models.config import ModelConfig
 from o1jax.models.vision import VisionConfig
 
 # ------------------------------------------------------------------------------ tensor map
-# An entry: (our param path, HF tensor names (one per layer for stacked ``layers`` params),
-# transform HF -> ours, HF shape). Several of ours may read one HF tensor (a fused qkv).
-Entry = tuple[tuple[str, ...], list[str], Callable, tuple]
+# An entry: (our param path, HF tensor names (one per layer for stacked ``layers`` params; a list
+# per layer, one per expert, for a mixture of experts' stacked experts), transform HF -> ours
+# (of one tensor), HF shape (of one tensor). Several of ours may read one HF tensor (a fused qkv).
+Entry = tuple[tuple[str, ...], list, Callable, tuple]
+
+
+def flat_names(names) -> list[str]:
+    """An entry's tensor names, its nesting (layers, experts) flattened."""
+    return [names] if isinstance(names, str) else [n for sub in names for n in flat_names(sub)]
 
 
 def layer_map(cfg: ModelConfig) -> dict[str, tuple[str, Callable, tuple]]:
@@ -31,6 +37,9 @@ def layer_map(cfg: ModelConfig) -> dict[str, tuple[str, Callable, tuple]]:
         "w_up": ("mlp.up_proj.weight", lambda w: w.T, (f, d)),
         "w_down": ("mlp.down_proj.weight", lambda w: w.T, (d, f)),
     }
+    if cfg.num_experts:       # routed: the experts' entries are ``expert_entries``
+        for name in ("w_gate", "w_up", "w_down"):
+            del m[name]
     if cfg.qk_norm:
         m.update(q_norm=("self_attn.q_norm.weight", lambda w: w, (dh,)),
                  k_norm=("self_attn.k_norm.weight", lambda w: w, (dh,)))
@@ -113,6 +122,24 @@ def prefixes(cfg: ModelConfig, names) -> tuple[str, str]:
     return "model.", "visual."
 
 
+EXPERT_MODULES = {"w_gate": "gate_proj", "w_up": "up_proj", "w_down": "down_proj"}
+
+
+def expert_entries(cfg: ModelConfig, prefix: str = "model.") -> list[Entry]:
+    """A Qwen3-MoE's routed MLP: the router ``mlp.gate.weight`` [E, D] per layer, and each
+    expert's ``mlp.experts.{j}.<module>.weight`` per layer (names nested [layer][expert]),
+    read into ``layers["moe"]`` (o1jax/models/layers/moe.py)."""
+    d, e, f = cfg.hidden_size, cfg.num_experts, cfg.moe_mlp_dim
+    layers = range(cfg.num_layers)
+    out = [(("layers", "moe", "router"), [f"{prefix}layers.{i}.mlp.gate.weight" for i in layers],
+            lambda w: w.T, (e, d))]
+    for ours, module in EXPERT_MODULES.items():
+        out.append((("layers", "moe", ours),
+                    [[f"{prefix}layers.{i}.mlp.experts.{j}.{module}.weight" for j in range(e)]
+                     for i in layers], lambda w: w.T, (d, f) if ours == "w_down" else (f, d)))
+    return out
+
+
 def entries(cfg: ModelConfig, names=()) -> list[Entry]:
     """Every parameter of the policy and where it is read from."""
     text, visual = prefixes(cfg, names)
@@ -120,6 +147,8 @@ def entries(cfg: ModelConfig, names=()) -> list[Entry]:
            for ours, (hf_name, fn, shape) in top_map(cfg, text).items()]
     out += [(("layers", ours), [f"{text}layers.{i}.{pattern}" for i in range(cfg.num_layers)],
              fn, shape) for ours, (pattern, fn, shape) in layer_map(cfg).items()]
+    if cfg.num_experts:
+        out += expert_entries(cfg, text)
     if cfg.architecture == "qwen2_5_vl":
         v = cfg.vision
         for ours, (name, fn, shape) in vision_top_map(v, cfg.hidden_size).items():

@@ -31,7 +31,8 @@ from o1jax.models.hf.config import (
     load_config,
     preprocessor_to_hf,
 )
-from o1jax.models.hf.names import entries, inverse, layer_map, top_map
+from o1jax.models.hf.names import (EXPERT_MODULES, entries, flat_names, inverse, layer_map,
+                                   top_map)
 from o1jax.models.transformer import Params, Transformer
 
 
@@ -80,7 +81,8 @@ def load_params(path: str, model: Transformer) -> Params:
         raise CheckpointError(f"{path}: a {cfg.architecture} checkpoint holds no vision encoder "
                               "of o1jax's own layout (only Qwen2.5-VL's loads)")
     params_from = entries(cfg, files)
-    expected = {name: shape for _, names, _, shape in params_from for name in names}
+    expected = {name: shape for _, names, _, shape in params_from
+                for name in flat_names(names)}
 
     missing = sorted(n for n in expected if n not in files)
     wrong = []
@@ -109,16 +111,18 @@ def load_params(path: str, model: Transformer) -> Params:
             else fh.get_tensor(name)
         return np.asarray(fn(w), dtype=pdtype)
 
+    def gather(names, fn, index) -> np.ndarray:
+        """The slice ``index`` of the array stacked from ``names`` (a tensor name, or a list
+        stacked on a leading axis: layers, then experts), reading only the tensors in it."""
+        if isinstance(names, str):
+            return read(names, fn)[index]
+        return np.stack([gather(names[i], fn, index[1:]) for i in range(len(names))[index[0]]])
+
     def build(key, names, fn):
         target, shard = _get(shapes, key), _get(shards, key)
-        if "layers" in key:
-            def cb(index):
-                return np.stack([read(names[i], fn)[index[1:]]
-                                 for i in range(len(names))[index[0]]])
-        else:
-            def cb(index):
-                return read(names[0], fn)[index]
-        return jax.make_array_from_callback(target.shape, shard, cb)
+        tree = names if "layers" in key else names[0]
+        return jax.make_array_from_callback(target.shape, shard,
+                                            lambda index: gather(tree, fn, index))
 
     params: Params = {}
     for key, names, fn, _ in params_from:
@@ -171,6 +175,14 @@ def hf_tensors(params: Params, cfg: ModelConfig, dtype=np.float32) -> dict[str, 
         for i in range(cfg.num_layers):
             out[f"model.layers.{i}.{pattern}"] = np.ascontiguousarray(
                 inverse(stacked[i], ours, cfg))
+    if cfg.num_experts:
+        moe = {k: np.asarray(jax.device_get(a), dtype) for k, a in params["layers"]["moe"].items()}
+        for i in range(cfg.num_layers):
+            out[f"model.layers.{i}.mlp.gate.weight"] = np.ascontiguousarray(moe["router"][i].T)
+            for ours, module in EXPERT_MODULES.items():
+                for j in range(cfg.num_experts):
+                    out[f"model.layers.{i}.mlp.experts.{j}.{module}.weight"] = \
+                        np.ascontiguousarray(moe[ours][i, j].T)
     if cfg.architecture == "qwen2_5_vl":
         out.update(_vision_tensors(params["vision"], cfg, dtype))
     return out
