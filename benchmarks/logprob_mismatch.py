@@ -5,7 +5,11 @@
 One GRPO iteration of the tiny model (random init, bf16 compute, 32 rows x 16 new tokens) with
 ``rl.old_logprobs`` = rollout (the sampler's log-probs, f32 decode attention) and = recompute
 (veRL's default, ours for bf16): the mismatch between the sampler's and the trainer's
-log-probs and the first minibatch's largest |ratio - 1|. Last line: JSON.
+log-probs and the first minibatch's largest |ratio - 1|. Then the same iteration of a tiny
+mixture of experts (Qwen3-MoE layout: 8 experts, 2 per token), with the sampler's log-probs,
+without and with routing replay (``rl.routing_replay``: the trainer routes each token to the
+experts the sampler chose): the share of (token, layer) routings the trainer would pick
+differently (``router_mismatch``) and the same mismatch figures. Last line: JSON.
 """
 
 import json
@@ -44,6 +48,21 @@ def main():
         print(f"{mode:>9}: mismatch mean {out[mode][KEYS[0]]:.4f}, max {out[mode][KEYS[1]]:.4f} "
               f"nats, {100 * out[mode][KEYS[2]]:.1f}% of tokens over 0.01; first-minibatch "
               f"max |ratio - 1| {out[mode][KEYS[3]]:.2e}")
+    moe = Transformer(preset("tiny", vocab_size=320, max_seq_len=64, dtype="bfloat16",
+                             architecture="qwen3_moe", qk_norm=True, num_experts=8,
+                             experts_per_token=2, moe_mlp_dim=48))
+    for replay in (False, True):
+        cfg = RLConfig(algorithm="grpo", batch_prompts=8, group_size=4, max_new_tokens=16,
+                       minibatches=2, old_logprobs="rollout", routing_replay=replay)
+        state = init_state(moe.init(jax.random.key(0)), cfg, jax.random.key(1))
+        it, _ = make_iteration(moe, cfg, constant_reward)
+        m = jax.device_get(it(state, batch, jax.random.key(2))[1])
+        name = "moe_replay" if replay else "moe"
+        out[name] = {k: float(m[k]) for k in KEYS + ("router_mismatch",)}
+        print(f"MoE, routing replay {'on ' if replay else 'off'}: router mismatch "
+              f"{100 * out[name]['router_mismatch']:.1f}% of (token, layer) routings; log-prob "
+              f"mismatch mean {out[name][KEYS[0]]:.4f}, max {out[name][KEYS[1]]:.4f} nats; "
+              f"first-minibatch max |ratio - 1| {out[name][KEYS[3]]:.2e}")
     print(json.dumps(out))
 
 

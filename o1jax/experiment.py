@@ -116,6 +116,9 @@ def _check_shapes(cfg, rl: RLConfig) -> None:
         if cfg.data.max_prompt_len <= need:
             raise ConfigError(f"data.max_prompt_len={cfg.data.max_prompt_len} leaves no room "
                               f"for the question after the image's {need - 1} tokens and <s>")
+    if rl.routing_replay and not m.num_experts:
+        raise ConfigError("rl.routing_replay replays a mixture of experts' routing; this model "
+                          "has a dense MLP (model.num_experts=0): set rl.routing_replay=False")
     if rl.vocab_chunk > m.vocab_size:
         raise ConfigError(f"rl.vocab_chunk={rl.vocab_chunk} is above the vocabulary "
                           f"({m.vocab_size}); use at most that, or 0")

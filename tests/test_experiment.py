@@ -209,3 +209,10 @@ def test_init_from_starts_from_another_runs_policy(tmp_path):
     cfg.init_from = f"{tmp_path / 'a'}:rl"
     with pytest.raises(ConfigError, match="init_from=.*no RL checkpoints"):
         initial_params(cfg, policy)
+
+
+def test_routing_replay_needs_a_mixture_of_experts():
+    cfg = smoke.get_config()
+    cfg.rl.routing_replay = True
+    with pytest.raises(ConfigError, match="rl.routing_replay replays a mixture of experts"):
+        check_config(cfg, 8)

@@ -105,8 +105,12 @@ class Transformer:
         v = jnp.zeros((c.num_layers, batch, c.num_kv_heads, length, c.head_dim), c.compute_dtype)
         if not self.scans_decode:
             k, v = tuple(k), tuple(v)
-        return {"k": k, "v": v, "mask": jnp.zeros((batch, length), bool),
-                "index": jnp.zeros((), jnp.int32)}
+        cache = {"k": k, "v": v, "mask": jnp.zeros((batch, length), bool),
+                 "index": jnp.zeros((), jnp.int32)}
+        if c.num_experts:      # each slot's experts in every layer: the rollout's routing
+            cache["experts"] = jnp.zeros((batch, length, c.num_layers, c.experts_per_token),
+                                         jnp.int32)
+        return cache
 
     def cache_axes(self) -> dict:
         k, v = ("act_batch", "act_kv_heads", None, "cache_length"), \
@@ -115,13 +119,18 @@ class Transformer:
             k, v = ("layers",) + k, ("layers",) + v
         else:
             k, v = (k,) * self.cfg.num_layers, (v,) * self.cfg.num_layers
-        return {"k": k, "v": v, "mask": ("act_batch", "cache_length"), "index": ()}
+        axes = {"k": k, "v": v, "mask": ("act_batch", "cache_length"), "index": ()}
+        if self.cfg.num_experts:
+            axes["experts"] = ("act_batch", "cache_length", None, None)
+        return axes
 
     # ---------------------------------------------------------------- forward
-    def _layer(self, x, p, rope, attention, k_cache=None, v_cache=None, start=0):
-        """One pre-norm block. With a cache, the new k, v are written at slot ``start``.
+    def _layer(self, x, p, rope, attention, k_cache=None, v_cache=None, start=0, route=None):
+        """One pre-norm block -> (x, k_cache, v_cache, the experts each token chose [B, T, k]
+        or None for a dense MLP). With a cache, the new k, v are written at slot ``start``.
         ``attention``: the key mask [B, T, S] of a dense ``attend``, or a blocked attention
-        function (q, k, v) -> [B, T, H, Dh] (``causal_attention``)."""
+        function (q, k, v) -> [B, T, H, Dh] (``causal_attention``). ``route`` [B, T, k]: a
+        mixture of experts runs these experts (routing replay) instead of its router's top-k."""
         c = self.cfg
         h = rms_norm(x, p["attn_norm"], c.rms_norm_eps)
         q, k, v = project_qkv(h, p, rope, c.num_heads, self.mesh, c.rms_norm_eps)
@@ -134,13 +143,15 @@ class Transformer:
         o = attention(q, k, v) if callable(attention) else attend(q, k, v, attention)
         x = x + output_projection(o, p["wo"], p.get("lora"))
         h = rms_norm(x, p["mlp_norm"], c.rms_norm_eps)
+        chosen = None
         if c.num_experts:
-            x = x + moe.moe_mlp(h, p["moe"], c.experts_per_token, c.norm_topk_prob,
-                                self.mesh)[0]
+            y, aux = moe.moe_mlp(h, p["moe"], c.experts_per_token, c.norm_topk_prob, self.mesh,
+                                 route)
+            x, chosen = x + y, aux["experts"]
         else:
             x = x + swiglu(h, p, self.mesh)
         x = sharding.constrain(x, self.mesh, ("act_batch", "act_length", "act_embed"))
-        return x, k_cache, v_cache
+        return x, k_cache, v_cache, chosen
 
     def encode_images(self, params: Params, images: jax.Array) -> jax.Array:
         """Images [B, S, S, 3] uint8 -> image tokens [B, N, D] (compute dtype) for ``hidden``'s
@@ -161,9 +172,10 @@ class Transformer:
         return vision.mrope_positions(c.vision, tokens, positions, mask, c.image_token_id)
 
     def hidden(self, params: Params, tokens: jax.Array, positions: jax.Array, mask: jax.Array,
-               cache: dict | None = None, image_embeds: jax.Array | None = None
-               ) -> tuple[jax.Array, dict | None]:
-        """Final-norm hidden states [B, T, D] (compute dtype) and the updated cache.
+               cache: dict | None = None, image_embeds: jax.Array | None = None,
+               experts: jax.Array | None = None, with_experts: bool = False) -> tuple:
+        """Final-norm hidden states [B, T, D] (compute dtype) and the updated cache (and with
+        ``with_experts``, a mixture of experts' choices [B, T, L, k] int32).
 
         tokens, positions: [B, T] int; mask: [B, T] (1 = real token, 0 = padding). Without a cache
         the T tokens attend causally among themselves; with one they are written at slots
@@ -181,6 +193,11 @@ class Transformer:
         model turns them into (t, h, w) positions (``rope_positions``); without, it reads them
         as text positions, so a decode step after an image feeds them already shifted (the
         ``prefill`` cache's ``positions``).
+
+        A mixture of experts (``num_experts``) runs the experts ``experts`` [B, T, L, k] names
+        (routing replay: the sampler's choices, so the trainer's forward routes as it did) or
+        else its routers' top-k; a cache with ``experts`` [L, B, S, k] records the choices at
+        the tokens' slots (the sampler's record of its routing).
         """
         c = self.cfg
         mask = mask.astype(bool)
@@ -201,33 +218,46 @@ class Transformer:
         layer = functools.partial(self._layer, rope=rope, attention=attention, start=start)
         if c.remat:
             layer = jax.checkpoint(layer, prevent_cse=False)
+        routes = None if experts is None else jnp.moveaxis(experts, 2, 0)   # [L, B, T, k]
 
         ks = vs = None
         if isinstance(params["layers"], (tuple, list)):
             if cache is not None:
                 ks, vs = list(cache["k"]), list(cache["v"])
+            chosen = []
             for i, p in enumerate(params["layers"]):
+                route = None if routes is None else routes[i]
                 if cache is None:
-                    x, _, _ = layer(x, p)
+                    x, _, _, e = layer(x, p, route=route)
                 else:
-                    x, ks[i], vs[i] = layer(x, p, k_cache=ks[i], v_cache=vs[i])
+                    x, ks[i], vs[i], e = layer(x, p, k_cache=ks[i], v_cache=vs[i], route=route)
+                chosen.append(e)
+            chosen = jnp.stack(chosen) if c.num_experts else None
         elif cache is None:
-            x, _ = jax.lax.scan(lambda x, p: (layer(x, p)[0], None), x, params["layers"])
+            def step(x, xs):
+                x, _, _, e = layer(x, xs[0], route=xs[1])
+                return x, e
+            x, chosen = jax.lax.scan(step, x, (params["layers"], routes))
         else:
             def step(x, xs):
-                x, k, v = layer(x, xs[0], k_cache=xs[1], v_cache=xs[2])
-                return x, (k, v)
+                x, k, v, e = layer(x, xs[0], k_cache=xs[1], v_cache=xs[2], route=xs[3])
+                return x, (k, v, e)
             stack = lambda a: jnp.stack(a) if isinstance(a, (tuple, list)) else a  # noqa: E731
-            x, (ks, vs) = jax.lax.scan(step, x, (params["layers"], stack(cache["k"]),
-                                                 stack(cache["v"])))
+            x, (ks, vs, chosen) = jax.lax.scan(step, x, (params["layers"], stack(cache["k"]),
+                                                         stack(cache["v"]), routes))
         x = rms_norm(x, params["final_norm"], c.rms_norm_eps)
-        if cache is None:
-            return x, None
-        if isinstance(cache["k"], (tuple, list)):
-            ks, vs = tuple(ks), tuple(vs)
-        elif isinstance(ks, list):
-            ks, vs = jnp.stack(ks), jnp.stack(vs)
-        return x, {"k": ks, "v": vs, "mask": kv_mask, "index": start + t}
+        chosen = None if chosen is None else jnp.moveaxis(chosen, 0, 2)    # [B, T, L, k]
+        if cache is not None:
+            if isinstance(cache["k"], (tuple, list)):
+                ks, vs = tuple(ks), tuple(vs)
+            elif isinstance(ks, list):
+                ks, vs = jnp.stack(ks), jnp.stack(vs)
+            new = {"k": ks, "v": vs, "mask": kv_mask, "index": start + t}
+            if "experts" in cache:
+                new["experts"] = jax.lax.dynamic_update_slice(
+                    cache["experts"], chosen.astype(jnp.int32), (0, start, 0, 0))
+            cache = new
+        return (x, cache, chosen) if with_experts else (x, cache)
 
     def unembedding(self, params: Params) -> jax.Array:
         """The policy head's matrix [D, V] (the embedding's transpose when tied)."""
@@ -245,6 +275,6 @@ class Transformer:
               cache: dict | None = None, image_embeds: jax.Array | None = None
               ) -> tuple[jax.Array, dict | None]:
         """Logits [B, T, V] (policy) or values [B, T] (value model), f32, and the new cache."""
-        x, cache = self.hidden(params, tokens, positions, mask, cache, image_embeds)
+        x, cache = self.hidden(params, tokens, positions, mask, cache, image_embeds)[:2]
         return self.head_out(params, x), cache
 

@@ -75,6 +75,8 @@ class RLConfig:
                                     # (rows grouped by length) each run over the shortest of
                                     # this many response lengths that holds their rows
                                     # (1: always max_new_tokens)
+    routing_replay: bool = False    # a mixture of experts: the trainer's forward passes route
+                                    # each token to the experts the sampler chose (R3)
     # LoRA (o1jax/models/lora.py): train rank-r adapters of the policy (and the critic) on the
     # frozen base, which is also the KL reference; 0: train every weight
     lora_rank: int = 0

@@ -40,9 +40,9 @@ from o1jax.rl import advantages as adv_lib
 from o1jax.rl import dapo
 from o1jax.rl import losses
 from o1jax.rl.config import RLConfig
-from o1jax.rl.logprobs import old_logprobs
-from o1jax.rl.state import (RLState, critic_model, critic_params, sampling_params,
-                            state_shardings)
+from o1jax.rl.logprobs import old_logprobs, router_mismatch
+from o1jax.rl.state import (RLState, critic_model, critic_params, policy_params,
+                            sampling_params, state_shardings)
 from o1jax.rl.update import Targets, shift_right, update, update_metrics
 from o1jax.rollout.decoding import SamplingConfig
 from o1jax.rollout.sampler import Rollout, sample
@@ -138,9 +138,17 @@ def targets(state: RLState, exp: Experience, *, policy: Transformer, cfg: RLConf
     (``scoring.map_micro_batches``)."""
     roll, images = exp.roll, exp.images
     resp = roll.response_mask
+    experts = roll.experts if cfg.routing_replay else None
+    if cfg.routing_replay and roll.experts is None:
+        raise ValueError("rl.routing_replay needs a mixture-of-experts policy whose rollout "
+                         "records its routing (model.num_experts > 0)")
     old_logp, ref_logp, is_weights, mismatch = old_logprobs(
         state, roll.tokens, roll.mask, resp, roll.logprobs, policy=policy, cfg=cfg,
-        temperature=temperature, columns=columns, images=images)
+        temperature=temperature, columns=columns, images=images, experts=experts)
+    if roll.experts is not None:      # how often the trainer would route otherwise
+        mismatch = dict(mismatch, router_mismatch=router_mismatch(
+            policy, policy_params(state, cfg), roll.tokens, roll.mask, resp, roll.experts,
+            cfg.micro_batch))
     extra = [] if images is None else [images]
     kl = jnp.where(resp, losses.kl_estimate(old_logp, ref_logp, "k1"), 0.0)
     kl_pen = state.kl_coef * kl if (cfg.uses_reference and cfg.kl_in_reward) else None
@@ -160,7 +168,7 @@ def targets(state: RLState, exp: Experience, *, policy: Transformer, cfg: RLConf
             adv_lib.grouped_advantages(seq_r, exp.groups), resp)
         old_values = returns = jnp.zeros_like(old_logp)
     return Targets(roll.tokens, roll.mask, resp, old_logp, ref_logp, advantages, old_values,
-                   returns, kl, is_weights, images), mismatch
+                   returns, kl, is_weights, images, experts), mismatch
 
 
 def learn_metrics(before: RLState, after: RLState, tg: Targets, stats: dict, mismatch: dict,

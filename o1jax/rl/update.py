@@ -36,6 +36,7 @@ class Targets(NamedTuple):
     kl: jax.Array           # f32, per-token k1 estimate of KL(policy || reference)
     is_weights: jax.Array   # f32, truncated importance weights (1 without rl.tis_cap)
     images: jax.Array | None = None   # [R, S, S, 3] uint8, each row's image (vision policies)
+    experts: jax.Array | None = None  # [R, T, L, k] int32, the sampler's routing (replayed)
 
 
 def shift_right(x: jax.Array) -> jax.Array:
@@ -48,7 +49,7 @@ def policy_loss(params, mb: Targets, totals: tuple, kl_coef: jax.Array, *, polic
     """Clipped surrogate (+ k-estimator KL term) - entropy bonus, and its statistics (with the
     log-prob mismatch to the old log-probs and the largest |ratio - 1|)."""
     logp, entropy = token_logprobs(policy, params, mb.tokens, mb.mask, temperature,
-                                   cfg.vocab_chunk, mb.images)
+                                   cfg.vocab_chunk, mb.images, mb.experts)
     loss, stats = losses.ppo_policy_loss(logp, mb.old_logp, mb.advantages, mb.resp, cfg.clip_low,
                                          cfg.clip_high, cfg.dual_clip, cfg.loss_agg,
                                          mb.is_weights if cfg.tis_cap is not None else None,

@@ -202,7 +202,7 @@ def repeat_cache(model: Transformer, cache: dict, g: int) -> dict:
     """Each row's cache copied ``g`` times (copies adjacent): [B, ...] -> [B * g, ...] (the
     batch axis of a stacked k/v [L, B, ...] is its second)."""
     if g > 1:
-        rows = {k: cache[k] for k in ("k", "v", "mask", "positions")}
+        rows = {k: cache[k] for k in ("k", "v", "mask", "positions", "experts") if k in cache}
         repeat = lambda a: jnp.repeat(a, g, axis=max(a.ndim - 4, 0))  # noqa: E731
         cache = dict(cache, **jax.tree.map(repeat, rows))
     return _constrain_cache(model, cache)
@@ -218,6 +218,8 @@ def grow_cache(model: Transformer, cache: dict, length: int) -> dict:
     cache = dict(cache, k=jax.tree.map(lambda a: pad(a, a.ndim - 1), cache["k"]),
                  v=jax.tree.map(lambda a: pad(a, a.ndim - 2), cache["v"]),
                  mask=pad(cache["mask"], 1))
+    if "experts" in cache:       # a mixture of experts' record of its routing [B, S, L, k]
+        cache["experts"] = pad(cache["experts"], 1)
     return _constrain_cache(model, cache)
 
 
@@ -233,7 +235,7 @@ def decode_step(model: Transformer, params: Params, cache: dict, last_token: jax
     """
     live = jnp.ones(last_token.shape, bool) if live is None else live
     logits, new = model.apply(params, last_token[:, None], cache["positions"][:, None],
-                              live[:, None], {k: cache[k] for k in ("k", "v", "mask", "index")})
+                              live[:, None], {k: v for k, v in cache.items() if k != "positions"})
     new["positions"] = cache["positions"] + 1
     logp = next_token_logprobs(logits[:, 0], cfg)
     return new, logp, choose_tokens(logp, key, cfg)

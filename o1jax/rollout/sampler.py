@@ -47,6 +47,9 @@ class Rollout(NamedTuple):
     lengths:       [R] int32     response lengths (stop token included)
     finished:      [R] bool      the response ended with a stop token (False: truncated at N)
     num_steps:     [] int32      tokens sampled per row by the loop (= the longest response)
+    experts:       [R, T, L, k] int32, a mixture of experts' routing of each token it fed (the
+                                 last column's, never fed, is 0), or None (a dense model):
+                                 what routing replay has the trainer reuse
     """
     tokens: jax.Array
     mask: jax.Array
@@ -55,6 +58,7 @@ class Rollout(NamedTuple):
     lengths: jax.Array
     finished: jax.Array
     num_steps: jax.Array
+    experts: jax.Array | None = None
 
 
 def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_mask: jax.Array,
@@ -121,7 +125,7 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
     logprobs = jnp.concatenate([jnp.zeros((r, p), jnp.float32), s["logprobs"]], axis=1)
     return Rollout(tokens=tokens, mask=mask, response_mask=response_mask, logprobs=logprobs,
                    lengths=jnp.sum(s["active"], axis=1).astype(jnp.int32),
-                   finished=s["done"], num_steps=s["step"])
+                   finished=s["done"], num_steps=s["step"], experts=s["cache"].get("experts"))
 
 
 def segment_ends(n: int) -> list[int]:
@@ -169,8 +173,10 @@ def make_sampler(model: Transformer, cfg: SamplingConfig, gather: bool = False):
         batch = sharding.batch_sharding(mesh, 2, batch_shape)
         out_rows = sharding.batch_sharding(mesh, 2, (batch_shape[0] * cfg.num_samples, 1))
         row = sharding.batch_sharding(mesh, 1, (batch_shape[0] * cfg.num_samples,))
+        routes = sharding.batch_sharding(mesh, 4, (batch_shape[0] * cfg.num_samples, 1, 1, 1))
         out = Rollout(tokens=out_rows, mask=out_rows, response_mask=out_rows, logprobs=out_rows,
-                      lengths=row, finished=row, num_steps=sharding.replicated(mesh))
+                      lengths=row, finished=row, num_steps=sharding.replicated(mesh),
+                      experts=routes if model.cfg.num_experts else None)
         images = sharding.batch_sharding(mesh, 4, batch_shape[:1] + (1, 1, 1))
         return jax.jit(fn, in_shardings=(model.shardings(), batch, batch,
                                          sharding.replicated(mesh), images),

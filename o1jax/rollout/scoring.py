@@ -13,7 +13,8 @@ from o1jax.models.transformer import Params, Transformer, positions_from_mask
 
 def token_logprobs(policy: Transformer, params: Params, tokens: jax.Array, mask: jax.Array,
                    temperature: float = 1.0, vocab_chunk: int = 0,
-                   images: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+                   images: jax.Array | None = None, experts: jax.Array | None = None
+                   ) -> tuple[jax.Array, jax.Array]:
     """log p(tokens[:, t] | tokens[:, :t]) under softmax(logits / temperature), and the entropy
     of that distribution, both [B, T] f32, aligned with ``tokens`` (column 0 is 0).
 
@@ -21,9 +22,10 @@ def token_logprobs(policy: Transformer, params: Params, tokens: jax.Array, mask:
     ``vocab_chunk`` = C > 0 the logits are made C vocabulary entries at a time (an online
     log-sum-exp, rematerialised in the backward pass): peak memory [B, T, C] f32, not [B, T, V].
     ``images`` [B, S, S, 3] uint8: each row's image, read at its placeholder tokens.
+    ``experts`` [B, T, L, k] int32: a mixture of experts routes as these say (routing replay).
     """
     x, _ = policy.hidden(params, tokens, positions_from_mask(mask), mask,
-                         **_image_embeds(policy, params, images))
+                         **_image_embeds(policy, params, images), experts=experts)
     x, targets = x[:, :-1], tokens[:, 1:]
     if vocab_chunk:
         taken, entropy = _chunked_logprobs(x, policy.unembedding(params), targets, temperature,
@@ -116,15 +118,21 @@ def length_grouped(ends: jax.Array, size: int) -> jax.Array:
     return jnp.argsort(ends).reshape(k, size).T.reshape(-1)
 
 
+def _per_column(x: jax.Array) -> bool:
+    """A leaf with a value per column: [rows, T], or a routing [rows, T, L, k] int32 (images,
+    [rows, S, S, 3] uint8, are per row)."""
+    return x.ndim == 2 or (x.ndim == 4 and x.dtype == jnp.int32)
+
+
 def on_columns(fn: Callable, columns: tuple[int, ...], ends: jax.Array, *args):
-    """``fn(*args)`` with every [rows, T] leaf of ``args`` (other leaves, e.g. images, pass
-    whole) cut to its first c columns, c
+    """``fn(*args)`` with every per-column leaf of ``args`` (``_per_column``; other leaves, e.g.
+    images, pass whole) cut to its first c columns, c
     the shortest of ``columns`` (ascending, the last T) that holds every row's end (``ends``,
     [rows]): one ``lax.switch`` branch per length, so one compiled program serves them all, and
     ``fn``'s outputs must have the same shapes for every c. Columns past a row's last real token
     are padding and attention is causal, so the real columns' results are those over all T."""
     def cut(c: int):
-        return lambda *a: fn(*jax.tree.map(lambda x: x[:, :c] if x.ndim == 2 else x, a))
+        return lambda *a: fn(*jax.tree.map(lambda x: x[:, :c] if _per_column(x) else x, a))
     bucket = jnp.searchsorted(jnp.asarray(columns), jnp.max(ends))   # first length >= it
     return jax.lax.switch(bucket, [cut(c) for c in columns], *args)
 

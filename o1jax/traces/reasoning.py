@@ -85,7 +85,7 @@ def attention_maps(model: Transformer, params: Params, tokens: jax.Array, mask: 
             q, k, _ = project_qkv(rms_norm(x, p["attn_norm"], c.rms_norm_eps), p, rope,
                                   c.num_heads, norm_eps=c.rms_norm_eps)
             out.append(attention_probs(q, k, key_mask))
-        x, _, _ = model._layer(x, p, rope, key_mask)
+        x = model._layer(x, p, rope, key_mask)[0]
     return jnp.stack(out)
 
 
