@@ -98,6 +98,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.overlong_coef = 1.0
     c.rl.mask_truncated = False      # truncated responses leave the loss
     c.rl.routing_replay = False      # MoE: the trainer reuses the sampler's expert choices
+    c.rl.router_aux_coef = 0.0       # MoE: load-balancing loss weight (always logged)
     c.rl.lora_rank = 0               # LoRA: rank-r adapters train, the base is frozen (0: off)
     c.rl.lora_alpha = 16.0
     c.rl.lora_targets = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")

@@ -125,9 +125,12 @@ class Transformer:
         return axes
 
     # ---------------------------------------------------------------- forward
-    def _layer(self, x, p, rope, attention, k_cache=None, v_cache=None, start=0, route=None):
-        """One pre-norm block -> (x, k_cache, v_cache, the experts each token chose [B, T, k]
-        or None for a dense MLP). With a cache, the new k, v are written at slot ``start``.
+    def _layer(self, x, p, rope, attention, k_cache=None, v_cache=None, start=0, route=None,
+               token_mask=None):
+        """One pre-norm block -> (x, k_cache, v_cache, routing): routing None for a dense MLP,
+        else (the experts each token chose [B, T, k], the layer's expert load (f, P) over the
+        real tokens ``token_mask`` [B, T], ``moe.expert_load``). With a cache, the new k, v are
+        written at slot ``start``.
         ``attention``: the key mask [B, T, S] of a dense ``attend``, or a blocked attention
         function (q, k, v) -> [B, T, H, Dh] (``causal_attention``). ``route`` [B, T, k]: a
         mixture of experts runs these experts (routing replay) instead of its router's top-k."""
@@ -147,7 +150,9 @@ class Transformer:
         if c.num_experts:
             y, aux = moe.moe_mlp(h, p["moe"], c.experts_per_token, c.norm_topk_prob, self.mesh,
                                  route)
-            x, chosen = x + y, aux["experts"]
+            x = x + y
+            chosen = (aux["experts"], moe.expert_load(aux["router_probs"], aux["experts"],
+                                                      token_mask, c.num_experts))
         else:
             x = x + swiglu(h, p, self.mesh)
         x = sharding.constrain(x, self.mesh, ("act_batch", "act_length", "act_embed"))
@@ -175,7 +180,9 @@ class Transformer:
                cache: dict | None = None, image_embeds: jax.Array | None = None,
                experts: jax.Array | None = None, with_experts: bool = False) -> tuple:
         """Final-norm hidden states [B, T, D] (compute dtype) and the updated cache (and with
-        ``with_experts``, a mixture of experts' choices [B, T, L, k] int32).
+        ``with_experts``, a mixture of experts' routing: {"experts": its choices [B, T, L, k]
+        int32, "balance_loss": the load-balancing loss, E sum_e f_e P_e with f and P averaged
+        over the layers, as transformers' ``load_balancing_loss_func`` computes it}).
 
         tokens, positions: [B, T] int; mask: [B, T] (1 = real token, 0 = padding). Without a cache
         the T tokens attend causally among themselves; with one they are written at slots
@@ -215,7 +222,8 @@ class Transformer:
         attention = causal_attention(kv_mask, start, t, cached=cache is not None)
         rope = rope_angles(self.rope_positions(tokens, positions, mask, image_embeds is not None),
                            inv_freq, c.mrope_section)
-        layer = functools.partial(self._layer, rope=rope, attention=attention, start=start)
+        layer = functools.partial(self._layer, rope=rope, attention=attention, start=start,
+                                  token_mask=mask)
         if c.remat:
             layer = jax.checkpoint(layer, prevent_cse=False)
         routes = None if experts is None else jnp.moveaxis(experts, 2, 0)   # [L, B, T, k]
@@ -232,7 +240,7 @@ class Transformer:
                 else:
                     x, ks[i], vs[i], e = layer(x, p, k_cache=ks[i], v_cache=vs[i], route=route)
                 chosen.append(e)
-            chosen = jnp.stack(chosen) if c.num_experts else None
+            chosen = jax.tree.map(lambda *a: jnp.stack(a), *chosen) if c.num_experts else None
         elif cache is None:
             def step(x, xs):
                 x, _, _, e = layer(x, xs[0], route=xs[1])
@@ -246,7 +254,10 @@ class Transformer:
             x, (ks, vs, chosen) = jax.lax.scan(step, x, (params["layers"], stack(cache["k"]),
                                                          stack(cache["v"]), routes))
         x = rms_norm(x, params["final_norm"], c.rms_norm_eps)
-        chosen = None if chosen is None else jnp.moveaxis(chosen, 0, 2)    # [B, T, L, k]
+        routing = None if chosen is None else {
+            "experts": jnp.moveaxis(chosen[0], 0, 2),
+            "balance_loss": c.num_experts * jnp.sum(jnp.mean(chosen[1][0], 0) *
+                                                    jnp.mean(chosen[1][1], 0))}
         if cache is not None:
             if isinstance(cache["k"], (tuple, list)):
                 ks, vs = tuple(ks), tuple(vs)
@@ -255,9 +266,9 @@ class Transformer:
             new = {"k": ks, "v": vs, "mask": kv_mask, "index": start + t}
             if "experts" in cache:
                 new["experts"] = jax.lax.dynamic_update_slice(
-                    cache["experts"], chosen.astype(jnp.int32), (0, start, 0, 0))
+                    cache["experts"], routing["experts"], (0, start, 0, 0))
             cache = new
-        return (x, cache, chosen) if with_experts else (x, cache)
+        return (x, cache, routing) if with_experts else (x, cache)
 
     def unembedding(self, params: Params) -> jax.Array:
         """The policy head's matrix [D, V] (the embedding's transpose when tied)."""

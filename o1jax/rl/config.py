@@ -77,6 +77,8 @@ class RLConfig:
                                     # (1: always max_new_tokens)
     routing_replay: bool = False    # a mixture of experts: the trainer's forward passes route
                                     # each token to the experts the sampler chose (R3)
+    router_aux_coef: float = 0.0    # a mixture of experts' load-balancing loss in the policy
+                                    # loss (Qwen3's router_aux_loss_coef 0.001); always logged
     # LoRA (o1jax/models/lora.py): train rank-r adapters of the policy (and the critic) on the
     # frozen base, which is also the KL reference; 0: train every weight
     lora_rank: int = 0
@@ -116,7 +118,7 @@ class RLConfig:
                      "lora_alpha"):
             if not getattr(self, name) > 0:
                 yield bad(name, "must be > 0")
-        for name in ("clip_low", "clip_high", "kl_coef", "entropy_coef"):
+        for name in ("clip_low", "clip_high", "kl_coef", "entropy_coef", "router_aux_coef"):
             if getattr(self, name) < 0:
                 yield bad(name, "must be >= 0")
         for name in ("gamma", "lam"):

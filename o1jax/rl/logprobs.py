@@ -56,7 +56,7 @@ def router_mismatch(policy: Transformer, params, tokens: jax.Array, mask: jax.Ar
     differently from the sampler's record ``experts`` [R, T, L, k], over the tokens whose
     routing the response's log-probs read (each response token's predecessor)."""
     def differs(t, m, e):
-        own = policy.hidden(params, t, positions_from_mask(m), m, with_experts=True)[2]
+        own = policy.hidden(params, t, positions_from_mask(m), m, with_experts=True)[2]["experts"]
         same = jnp.all(jnp.sort(own, axis=-1) == jnp.sort(e, axis=-1), axis=-1)   # [r, T, L]
         return jnp.mean(1.0 - same.astype(jnp.float32), axis=-1)
     per_token = map_micro_batches(differs, micro_batch or tokens.shape[0], tokens, mask,

@@ -46,15 +46,20 @@ def shift_right(x: jax.Array) -> jax.Array:
 
 def policy_loss(params, mb: Targets, totals: tuple, kl_coef: jax.Array, *, policy: Transformer,
                 cfg: RLConfig, temperature: float) -> tuple[jax.Array, dict]:
-    """Clipped surrogate (+ k-estimator KL term) - entropy bonus, and its statistics (with the
-    log-prob mismatch to the old log-probs and the largest |ratio - 1|)."""
-    logp, entropy = token_logprobs(policy, params, mb.tokens, mb.mask, temperature,
-                                   cfg.vocab_chunk, mb.images, mb.experts)
+    """Clipped surrogate (+ k-estimator KL term) - entropy bonus (+ a mixture of experts'
+    load-balancing loss x ``rl.router_aux_coef``, logged as ``router_balance_loss``), and its
+    statistics (with the log-prob mismatch to the old log-probs and the largest |ratio - 1|)."""
+    logp, entropy, balance = token_logprobs(policy, params, mb.tokens, mb.mask, temperature,
+                                            cfg.vocab_chunk, mb.images, mb.experts,
+                                            with_balance=True)
     loss, stats = losses.ppo_policy_loss(logp, mb.old_logp, mb.advantages, mb.resp, cfg.clip_low,
                                          cfg.clip_high, cfg.dual_clip, cfg.loss_agg,
                                          mb.is_weights if cfg.tis_cap is not None else None,
                                          totals, cfg.importance_level)
     stats["entropy"] = losses.aggregate(entropy, mb.resp, cfg.loss_agg, totals)
+    if policy.cfg.num_experts:   # a micro-batch's share of the minibatch's rows weighs its mean
+        stats["router_balance_loss"] = balance * (mb.tokens.shape[0] / totals[1])
+        loss = loss + cfg.router_aux_coef * stats["router_balance_loss"]
     if cfg.uses_reference and not cfg.kl_in_reward:
         kl = losses.aggregate(losses.kl_estimate(logp, mb.ref_logp, cfg.kl_estimator), mb.resp,
                               cfg.loss_agg, totals)

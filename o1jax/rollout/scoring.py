@@ -13,8 +13,8 @@ from o1jax.models.transformer import Params, Transformer, positions_from_mask
 
 def token_logprobs(policy: Transformer, params: Params, tokens: jax.Array, mask: jax.Array,
                    temperature: float = 1.0, vocab_chunk: int = 0,
-                   images: jax.Array | None = None, experts: jax.Array | None = None
-                   ) -> tuple[jax.Array, jax.Array]:
+                   images: jax.Array | None = None, experts: jax.Array | None = None,
+                   with_balance: bool = False) -> tuple:
     """log p(tokens[:, t] | tokens[:, :t]) under softmax(logits / temperature), and the entropy
     of that distribution, both [B, T] f32, aligned with ``tokens`` (column 0 is 0).
 
@@ -22,10 +22,12 @@ def token_logprobs(policy: Transformer, params: Params, tokens: jax.Array, mask:
     ``vocab_chunk`` = C > 0 the logits are made C vocabulary entries at a time (an online
     log-sum-exp, rematerialised in the backward pass): peak memory [B, T, C] f32, not [B, T, V].
     ``images`` [B, S, S, 3] uint8: each row's image, read at its placeholder tokens.
-    ``experts`` [B, T, L, k] int32: a mixture of experts routes as these say (routing replay).
+    ``experts`` [B, T, L, k] int32: a mixture of experts routes as these say (routing replay);
+    ``with_balance``: also its load-balancing loss (a scalar, averaged over layers).
     """
-    x, _ = policy.hidden(params, tokens, positions_from_mask(mask), mask,
-                         **_image_embeds(policy, params, images), experts=experts)
+    x, _, routing = policy.hidden(params, tokens, positions_from_mask(mask), mask,
+                                  **_image_embeds(policy, params, images), experts=experts,
+                                  with_experts=True)
     x, targets = x[:, :-1], tokens[:, 1:]
     if vocab_chunk:
         taken, entropy = _chunked_logprobs(x, policy.unembedding(params), targets, temperature,
@@ -35,7 +37,10 @@ def token_logprobs(policy: Transformer, params: Params, tokens: jax.Array, mask:
         taken = jnp.take_along_axis(logp, targets[..., None], axis=-1)[..., 0]
         entropy = -jnp.sum(jnp.exp(logp) * logp, axis=-1)
     pad = jnp.zeros_like(taken[:, :1])
-    return jnp.concatenate([pad, taken], 1), jnp.concatenate([pad, entropy], 1)
+    out = jnp.concatenate([pad, taken], 1), jnp.concatenate([pad, entropy], 1)
+    if with_balance:
+        return out + (routing["balance_loss"] if routing else jnp.zeros((), jnp.float32),)
+    return out
 
 
 def _chunked_logprobs(x: jax.Array, w: jax.Array, targets: jax.Array, temperature: float,

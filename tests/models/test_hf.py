@@ -206,3 +206,20 @@ def test_qwen3_moe_layers_that_do_not_route_are_refused(qwen3_moe_dir, tmp_path)
     (d / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(hf.CheckpointError, match="mlp_only_layers"):
         hf.load_config(str(d))
+
+
+def test_qwen3_moe_balance_loss_is_transformers_aux_loss(qwen3_moe_dir):
+    """The load-balancing loss our forward returns equals transformers' aux_loss of the same
+    left-padded batch (its load_balancing_loss_func over every layer's router)."""
+    import torch
+    tokens, mask = _batch(seed=7)
+    model, params = hf.load(qwen3_moe_dir)
+    m = jnp.asarray(mask)
+    routing = model.hidden(params, jnp.asarray(tokens), positions_from_mask(m), m,
+                           with_experts=True)[2]
+    ref = transformers.Qwen3MoeForCausalLM.from_pretrained(qwen3_moe_dir)
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+    with torch.no_grad():
+        out = ref(input_ids=torch.tensor(tokens), attention_mask=torch.tensor(mask),
+                  position_ids=torch.tensor(positions), output_router_logits=True)
+    np.testing.assert_allclose(float(routing["balance_loss"]), float(out.aux_loss), rtol=1e-5)

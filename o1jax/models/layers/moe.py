@@ -114,18 +114,27 @@ def moe_mlp(h: jax.Array, p: dict, k: int, norm_topk: bool, mesh=None,
     return out, {"router_probs": probs, "experts": experts, "gates": gates}
 
 
-def load_balancing_loss(router_probs: jax.Array, experts: jax.Array, mask: jax.Array | None,
-                        num_experts: int) -> jax.Array:
-    """Switch Transformer's auxiliary loss of one layer, as ``transformers``'
-    ``load_balancing_loss_func``: E * sum_e f_e * P_e over the real tokens, f_e the chosen
-    (token, choice) pairs of expert e per token (summing to k) and P_e the mean router probability
-    of e. router_probs [B, T, E] f32, experts [B, T, k], mask [B, T] (1 = real token; None: all)
-    -> f32 scalar (0 without a real token)."""
+def expert_load(router_probs: jax.Array, experts: jax.Array, mask: jax.Array | None,
+                num_experts: int) -> tuple[jax.Array, jax.Array]:
+    """(f, P), each [E]: the chosen (token, choice) pairs of each expert per real token (f sums
+    to k) and the mean router probability of each expert over the real tokens (P sums to 1);
+    the factors of ``load_balancing_loss`` (shapes as there)."""
     if mask is None:
         mask = jnp.ones(router_probs.shape[:2], jnp.float32)
     dt = _at_least_f32(router_probs.dtype)
     m = mask.astype(dt)
     rows = jnp.maximum(m.sum(), 1.0)
     counts = jnp.einsum("btke,bt->e", jax.nn.one_hot(experts, num_experts, dtype=dt), m)
-    mean_probs = jnp.einsum("bte,bt->e", router_probs.astype(dt), m)
-    return num_experts * jnp.sum(counts * mean_probs) / (rows * rows)
+    return counts / rows, jnp.einsum("bte,bt->e", router_probs.astype(dt), m) / rows
+
+
+def load_balancing_loss(router_probs: jax.Array, experts: jax.Array, mask: jax.Array | None,
+                        num_experts: int) -> jax.Array:
+    """Switch Transformer's auxiliary loss of one layer, as ``transformers``'
+    ``load_balancing_loss_func``: E * sum_e f_e * P_e over the real tokens, f_e the chosen
+    (token, choice) pairs of expert e per token (summing to k) and P_e the mean router probability
+    of e. router_probs [B, T, E] f32, experts [B, T, k], mask [B, T] (1 = real token; None: all)
+    -> f32 scalar (0 without a real token). Over several layers transformers averages f and P
+    over layers first (``Transformer.hidden``'s ``balance_loss``)."""
+    f, p = expert_load(router_probs, experts, mask, num_experts)
+    return num_experts * jnp.sum(f * p)
