@@ -31,11 +31,11 @@ def get_config() -> ml_collections.ConfigDict:
 
     c.rl.algorithm = "grpo"
     c.rl.num_iterations = 300
-    c.rl.batch_prompts = 32          # x 8 samples = 256 sequences per iteration
-    c.rl.group_size = 8
+    c.rl.batch_prompts = 16          # x 8 samples = 128 sequences per iteration (32 prompts
+    c.rl.group_size = 8              # plan to 16.5 GiB a chip: the KV cache alone is 5.6 GiB)
     c.rl.max_new_tokens = 1024
     c.rl.epochs = 1
-    c.rl.minibatches = 4             # 64 sequences per optimizer step
+    c.rl.minibatches = 2             # 64 sequences per optimizer step
     c.rl.micro_batch = 8             # 1 sequence per chip per forward/backward
     c.rl.vocab_chunk = 8192
     c.rl.policy_lr = 1e-5            # LoRA takes a larger step than full fine-tuning's 1e-6

@@ -72,3 +72,22 @@ def test_a_lora_plan_holds_no_reference_and_optimizes_only_adapters():
     assert p["optimizer"] < 0.2 * full["optimizer"]
     assert p["parameters"] < full["parameters"]      # one base: no second critic backbone
     assert p["bytes_per_device"] < full["bytes_per_device"]
+
+
+def test_a_compiler_that_refuses_for_memory_still_gets_the_state_breakdown(monkeypatch):
+    """The TPU compiler refuses a program whose temporaries exceed the HBM (RESOURCE_EXHAUSTED):
+    the plan then reports that refusal, does not fit, and still gives the state's parts."""
+    import jax
+    hw = parse_hardware("h100x8")
+    devices, compiler = memory.target_devices(hw)
+
+    def refuse(self):
+        raise RuntimeError("RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory "
+                           "required for HLO temporaries (25.03G) exceeds available HBM")
+    monkeypatch.setattr(jax.stages.Lowered, "compile", refuse)
+    p = memory.plan(smoke.get_config(), devices, compiler, hw)
+    assert not p["fits"] and "HLO temporaries (25.03G)" in p["compiler_error"]
+    assert p["parameters"] > 0 and p["optimizer"] > p["parameters"] and p["activations"] is None
+    assert p["bytes_per_device"] == p["parameters"] + p["reference"] + p["optimizer"]
+    text = memory.format_plan(p)
+    assert "the compiler refused" in text and "DOES NOT FIT" in text
