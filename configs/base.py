@@ -128,4 +128,11 @@ def get_config() -> ml_collections.ConfigDict:
     c.checkpoint.every = 1
     c.checkpoint.keep = 3
     c.checkpoint.async_save = True
+
+    c.tools = ml_collections.ConfigDict()   # <tool> programs run in the sandbox while decoding
+    c.tools.enabled = False
+    c.tools.max_calls = 2             # per response
+    c.tools.max_output_tokens = 24    # one call's output, its <output> markers included
+    c.tools.cpu_seconds = 1
+    c.tools.wall_seconds = 2.0
     return c

@@ -152,7 +152,19 @@ class CheckpointConfig(Block):
     async_save: bool = True
 
 
-BLOCKS = (DataConfig, EvalConfig, ModelChoice, SFTConfig, CheckpointConfig)
+@dataclasses.dataclass(frozen=True)
+class ToolsConfig(Block):
+    """Tool calls in the rollout (o1jax/rollout/tools.py): the policy's ``<tool>`` programs run
+    in the code sandbox during RL rollouts and evaluations."""
+    NAME: ClassVar[str] = "tools"
+    enabled: bool = False
+    max_calls: int = number(2, ">= 1")          # per response
+    max_output_tokens: int = number(24, ">= 1")   # one call's output, markers included
+    cpu_seconds: int = number(1, ">= 1")
+    wall_seconds: float = number(2.0, "> 0", integer=False)
+
+
+BLOCKS = (DataConfig, EvalConfig, ModelChoice, SFTConfig, CheckpointConfig, ToolsConfig)
 CHECKED_ELSEWHERE = ("rl", "selfplay")     # RLConfig, SelfPlayConfig
 
 

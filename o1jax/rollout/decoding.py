@@ -12,6 +12,7 @@ id of the next token of each row, so a caller only hands over the token to feed.
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +20,9 @@ import jax.numpy as jnp
 from o1jax import sharding
 from o1jax.models.layouts import fuse_layers, unstack_layers
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
+
+if TYPE_CHECKING:
+    from o1jax.rollout.tools import ToolCalls
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +70,8 @@ class BudgetForcing:
 class SamplingConfig:
     """How to sample. ``top_k=0`` and ``top_p=1`` switch those filters off; ``greedy`` takes the
     argmax and ignores temperature, top-k and top-p. ``num_samples`` (G) responses per prompt;
-    ``forcing``: budget forcing (``BudgetForcing``), off by default."""
+    ``forcing``: budget forcing (``BudgetForcing``), off by default; ``tools``: tool calls
+    (o1jax/rollout/tools.py ``ToolCalls``), off by default."""
     max_new_tokens: int
     temperature: float = 1.0
     top_k: int = 0
@@ -76,6 +81,7 @@ class SamplingConfig:
     stop_ids: tuple[int, ...] = ()
     pad_id: int = 0
     forcing: BudgetForcing | None = None
+    tools: "ToolCalls | None" = None
 
     def __post_init__(self):
         if self.max_new_tokens < 1:
@@ -91,6 +97,9 @@ class SamplingConfig:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
         object.__setattr__(self, "stop_ids", tuple(int(i) for i in self.stop_ids))
         f = self.forcing
+        if f is not None and self.tools is not None:
+            raise ValueError("budget forcing and tool calls both write tokens the policy did "
+                             "not choose; use one at a time")
         if f is not None and f.max_tokens + len(f.break_ids + f.marker_ids) > \
                 self.max_new_tokens:
             raise ValueError(f"budget forcing writes the answer marker "

@@ -25,6 +25,7 @@ from o1jax.models.vision import check_placeholders
 from o1jax.rollout.decoding import (SamplingConfig, choose_tokens, decode_params, decode_step,
                                     force_tokens, grow_cache, init_forcing, next_token_logprobs,
                                     prefill, repeat_cache)
+from o1jax.rollout import tools as tools_lib
 
 # A rollout of an unrolled decode (``Transformer.scans_decode`` off) runs up to SEGMENTS decode
 # loops of at least SEGMENT_STEPS steps, each over a cache only as long as its own last step needs:
@@ -39,17 +40,20 @@ class Rollout(NamedTuple):
 
     tokens:        [R, T] int32  prompt + response, pad_id elsewhere
     mask:          [R, T] bool   real tokens (prompt and response)
-    response_mask: [R, T] bool   response tokens, the stop token included (the policy's actions)
+    response_mask: [R, T] bool   response tokens the policy wrote, the stop token included (its
+                                 actions: a tool call's output is in ``mask``, not here)
     logprobs:      [R, T] f32    log p(token | prefix) of each response token under
                                  softmax(logits / temperature), *without* top-k/top-p filtering
                                  (temperature 1 when greedy); 0 outside the response. This is
                                  what the trainer recomputes, so PPO ratios start at exactly 1.
-    lengths:       [R] int32     response lengths (stop token included)
+    lengths:       [R] int32     response lengths (stop token and tool outputs included)
     finished:      [R] bool      the response ended with a stop token (False: truncated at N)
     num_steps:     [] int32      tokens sampled per row by the loop (= the longest response)
     experts:       [R, T, L, k] int32, a mixture of experts' routing of each token it fed (the
                                  last column's, never fed, is 0), or None (a dense model):
                                  what routing replay has the trainer reuse
+    tool_calls:    [R] int32     tool calls each row made (o1jax/rollout/tools.py), or None
+                                 (sampled without tools)
     """
     tokens: jax.Array
     mask: jax.Array
@@ -59,6 +63,7 @@ class Rollout(NamedTuple):
     finished: jax.Array
     num_steps: jax.Array
     experts: jax.Array | None = None
+    tool_calls: jax.Array | None = None
 
 
 def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_mask: jax.Array,
@@ -90,13 +95,23 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
         if cfg.forcing is not None:
             tok, forcing = force_tokens(cfg.forcing, s["forcing"], s["step"], tok, stop_ids)
             s = dict(s, forcing=forcing)
+        wrote = live
+        if cfg.tools is not None:     # a pending tool output is written, not sampled
+            tok, forced, tool_state = tools_lib.force_output(s["tools"], tok)
+            wrote = live & ~forced
+            s = dict(s, tools=tool_state)
         tok = jnp.where(live, tok, cfg.pad_id)
         lp = jnp.take_along_axis(logp, tok[:, None], axis=-1)[:, 0]
         step = s["step"]
-        return dict(s, done=s["done"] | (live & jnp.isin(tok, stop_ids)), step=step + 1,
-                    last=tok, live=live, tokens=s["tokens"].at[:, step].set(tok),
-                    logprobs=s["logprobs"].at[:, step].set(jnp.where(live, lp, 0.0)),
-                    active=s["active"].at[:, step].set(live))
+        s = dict(s, done=s["done"] | (wrote & jnp.isin(tok, stop_ids)), step=step + 1,
+                 last=tok, live=live, tokens=s["tokens"].at[:, step].set(tok),
+                 logprobs=s["logprobs"].at[:, step].set(jnp.where(wrote, lp, 0.0)),
+                 active=s["active"].at[:, step].set(live))
+        if cfg.tools is not None:
+            s["written"] = s["written"].at[:, step].set(wrote)
+            s["tools"] = tools_lib.call_closed(cfg.tools, s["tools"], s["tokens"], s["written"],
+                                               step, wrote, model.mesh)
+        return s
 
     def body(s):
         key, sub = jax.random.split(s["key"])
@@ -112,6 +127,9 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
         active=jnp.zeros((r, n), bool))
     if cfg.forcing is not None:
         state["forcing"] = init_forcing(r)
+    if cfg.tools is not None:
+        state["tools"] = tools_lib.init_state(cfg.tools, r)
+        state["written"] = jnp.zeros((r, n), bool)
     first = next_token_logprobs(rep(logits), cfg)
     s = record(state, first, choose_tokens(first, sub, cfg))
     for i, end in enumerate(ends):
@@ -120,12 +138,14 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
         s = jax.lax.while_loop(lambda s, end=end: (s["step"] < end) & ~jnp.all(s["done"]), body, s)
 
     tokens = jnp.concatenate([rep(prompt_tokens.astype(jnp.int32)), s["tokens"]], axis=1)
-    response_mask = jnp.concatenate([jnp.zeros((r, p), bool), s["active"]], axis=1)
+    written = s["written"] if cfg.tools is not None else s["active"]
+    response_mask = jnp.concatenate([jnp.zeros((r, p), bool), written], axis=1)
     mask = jnp.concatenate([rep(prompt_mask), s["active"]], axis=1)
     logprobs = jnp.concatenate([jnp.zeros((r, p), jnp.float32), s["logprobs"]], axis=1)
     return Rollout(tokens=tokens, mask=mask, response_mask=response_mask, logprobs=logprobs,
                    lengths=jnp.sum(s["active"], axis=1).astype(jnp.int32),
-                   finished=s["done"], num_steps=s["step"], experts=s["cache"].get("experts"))
+                   finished=s["done"], num_steps=s["step"], experts=s["cache"].get("experts"),
+                   tool_calls=s["tools"]["calls"] if cfg.tools is not None else None)
 
 
 def segment_ends(n: int) -> list[int]:
@@ -176,7 +196,8 @@ def make_sampler(model: Transformer, cfg: SamplingConfig, gather: bool = False):
         routes = sharding.batch_sharding(mesh, 4, (batch_shape[0] * cfg.num_samples, 1, 1, 1))
         out = Rollout(tokens=out_rows, mask=out_rows, response_mask=out_rows, logprobs=out_rows,
                       lengths=row, finished=row, num_steps=sharding.replicated(mesh),
-                      experts=routes if model.cfg.num_experts else None)
+                      experts=routes if model.cfg.num_experts else None,
+                      tool_calls=row if cfg.tools is not None else None)
         images = sharding.batch_sharding(mesh, 4, batch_shape[:1] + (1, 1, 1))
         return jax.jit(fn, in_shardings=(model.shardings(), batch, batch,
                                          sharding.replicated(mesh), images),
