@@ -16,6 +16,11 @@ cache (``decode_ratio``, target <= 1.5; a program of one step, as a search calls
 of 8 steps in one program, as the sampler runs them), and XLA's memory plan (temporaries +
 arguments + outputs) for the forward and backward of the log-prob loss on 8 x 4,096 tokens
 (target <= 8 GiB). Each beside today's code path (every attention one fused ``attend``).
+
+Tool calls (``--tools WORKDIR`` runs only these rows; issue 37 item 4): the policy of a
+configs/tool_grpo.py run, its 64 held-out prompts x 8 samples, sampled with its tool calls run
+in the sandbox and without (the same policy then writes its own "output"): tokens/s of each and
+their ratio, calls per response, the extra seconds per call.
 """
 
 from __future__ import annotations
@@ -103,6 +108,39 @@ def visual_rollout(repeats):
     encode = jax.jit(model.encode_images)
     encoder_s = median_seconds(lambda: encode(params, images), repeats=repeats)
     return b * rl.group_size * n / rollout_s, encoder_s / rollout_s, encoder_s, rollout_s
+
+
+def tool_rollout(workdir, repeats):
+    """A tool_grpo run's policy on its held-out prompts, sampled with and without tool calls."""
+    from o1jax import experiment
+    from o1jax import policy as policy_lib
+    from o1jax import workdir as wd
+    from o1jax.config.blocks import ToolsConfig
+    from o1jax.data.prompts import pad_prompts, prompt_ids
+    from o1jax.rollout import tools
+    cfg = wd.load_config(workdir)
+    (model, tok, fmt), params = policy_lib.load_policy(workdir)
+    problems = experiment.load_problems(cfg, wd.resolve(workdir), "test", 64)
+    prompts, mask = pad_prompts([prompt_ids(e, tok, fmt) for e in problems], tok.pad_id)
+    tool = tools.from_config(ToolsConfig.from_config(cfg.tools), tok)
+    out = {}
+    for name, t in (("plain", None), ("tools", tool)):
+        sampling = SamplingConfig(cfg.rl.max_new_tokens, num_samples=8, stop_ids=tok.stop_ids,
+                                  pad_id=tok.pad_id, tools=t)
+        sampler = make_sampler(model, sampling)
+        keys = iter(jax.random.split(jax.random.key(0), repeats + 2))
+        rolls = []
+        seconds = median_seconds(lambda: rolls.append(sampler(params, prompts, mask, next(keys)))
+                                 or rolls[-1], repeats=repeats)
+        roll = rolls[-1]
+        out[f"{name}_tokens_per_s"] = float(np.sum(roll.lengths)) / seconds
+        out[f"{name}_seconds"] = seconds
+        if t is not None:
+            calls = float(np.sum(roll.tool_calls))
+            out["tool_calls_per_response"] = calls / len(roll.lengths)
+            out["extra_seconds_per_call"] = (seconds - out["plain_seconds"]) / max(calls, 1)
+    out["tools_vs_plain"] = out["tools_tokens_per_s"] / out["plain_tokens_per_s"]
+    return out
 
 
 @contextlib.contextmanager
@@ -203,9 +241,23 @@ def main():
     long_only = "--long" in sys.argv        # start() parses --quick only
     if long_only:
         sys.argv.remove("--long")
+    tool_run = None
+    if "--tools" in sys.argv:
+        i = sys.argv.index("--tools")
+        tool_run = sys.argv[i + 1]
+        del sys.argv[i:i + 2]
     quick, peak = start()
     repeats = 1 if quick else 5
     out = {"peak_flops_per_s": peak}
+    if tool_run:
+        t = tool_rollout(tool_run, repeats)
+        print(f"tools ({tool_run}, 64 prompts x 8 samples): with tool calls "
+              f"{t['tools_tokens_per_s']:,.0f} tok/s, without {t['plain_tokens_per_s']:,.0f} "
+              f"tok/s: {t['tools_vs_plain']:.2f}x; {t['tool_calls_per_response']:.2f} calls per "
+              f"response, {t['extra_seconds_per_call'] * 1e3:.1f} ms more per call")
+        out.update(t)
+        print(json.dumps(out))
+        return
     if long_only:
         out.update(long_context(3 if quick else 5))
         print(json.dumps(out))

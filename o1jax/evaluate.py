@@ -29,6 +29,7 @@ from o1jax import experiment, sharding
 from o1jax import policy as policy_lib
 from o1jax import workdir as wd
 from o1jax.config import datasets
+from o1jax.config.blocks import ToolsConfig
 from o1jax.data.prompts import prompt_ids
 from o1jax.models import hf
 from o1jax.search import value_models
@@ -100,6 +101,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--max-prompt-len", "--max_prompt_len", type=int, default=None)
     ap.add_argument("--out", default=None, help="output directory (default: WORKDIR/eval)")
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--tools", choices=("on", "off"), default=None,
+                    help="run the policy's <tool> calls in the sandbox while sampling (default: "
+                         "as the run trained, its tools block; off for --model)")
     sharding.add_distributed_flags(ap)
     return ap.parse_args(argv)
 
@@ -132,6 +136,12 @@ def _run_config(args) -> ml_collections.ConfigDict:
         eval=dict(num_examples=200, max_new_tokens=256, temperature=1.0, batch_prompts=16)))
 
 
+def _tools(cfg, flag: str | None) -> ToolsConfig:
+    """The run's tools block, switched on or off by ``--tools``."""
+    tools = ToolsConfig.from_config(cfg.get("tools"))
+    return tools if flag is None else dataclasses.replace(tools, enabled=flag == "on")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -152,7 +162,8 @@ def main(argv=None) -> int:
             give_up=args.give_up, answer_on_new_line=args.answer_on_new_line,
             min_thinking=args.min_thinking, answer_tokens=args.answer_tokens,
             beam_width=args.beam_width,
-            step_tokens=args.step_tokens, probes=args.probes)
+            step_tokens=args.step_tokens, probes=args.probes,
+            tools=_tools(cfg, args.tools))
         spec.check()
         mesh = policy_lib.command_mesh(args.mesh_shape)
         if args.workdir:  # the run's tokenizer and prompt format, chat template included

@@ -60,6 +60,11 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
         RunConfig.from_config(cfg)
         for block in BLOCKS:
             block.from_config(cfg.get(block.NAME))
+        if cfg.get("tools") and cfg.tools.enabled and cfg.get("selfplay") and \
+                cfg.selfplay.enabled:
+            raise ConfigError("tools.enabled: tool calls run in PPO/GRPO's rollouts and "
+                              "evaluations; self-play's proposer and solver do not call tools "
+                              "yet (set tools.enabled=False or selfplay.enabled=False)")
     except (TypeError, ValueError) as e:
         raise ConfigError(str(e)) from None
     _check_shapes(cfg, rl)

@@ -13,6 +13,7 @@ from etils import epath
 import pytest
 
 from o1jax import flops
+from o1jax.config.blocks import ToolsConfig
 from o1jax.data.prompts import PromptFormat
 from o1jax.evaluate import main
 from o1jax.search.evaluation import evaluate, evaluate_stage
@@ -239,6 +240,8 @@ def test_defaults_follow_the_run_lengths_and_given_values_are_checked():
     (dict(strategies=("best_of_n",)), "best_of_n need a verifier"),
     (dict(strategies=("beam",), beam_width=0), "beam_width must be >= 1"),
     (dict(strategies=("compute_optimal",)), "compute_optimal chooses among"),
+    (dict(strategies=("greedy", "budget_forcing"), tools=ToolsConfig(enabled=True)),
+     "budget_forcing do not run tool calls"),
 ])
 def test_bad_settings_fail_before_compiling(answers_42, kw, match):
     model, params, tok = answers_42

@@ -152,6 +152,7 @@ def test_a_gs_data_dir_is_refused_before_anything_runs():
      "does not divide the 26 rows of a self-play iteration"),
     ({"data.task": "jsonl"}, "self-play proposes problems in the forms of the synthetic tasks"),
     ({"rl.micro_batch": 2}, "rl.micro_batch=2 does not divide the 9 rows of a self-play"),
+    ({"tools.enabled": True}, "self-play's proposer and solver do not call tools"),
 ])
 def test_bad_selfplay_settings_are_named(changes, match):
     cfg = smoke.get_config()

@@ -50,6 +50,7 @@ def _generated(name, builder="tasks", **kw) -> Dataset:
 _OFFICIAL = ": the directory of the official files (see README, 'Real data')"
 DATASETS: dict[str, Dataset] = {d.name: d for d in (
     _generated("arithmetic", keys_if_nonzero=("slip_rate",)),
+    _generated("multiplication"),
     _generated("linear"),
     _generated("fractions"),
     _generated("countdown", answer_check="countdown"),

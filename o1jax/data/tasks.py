@@ -102,6 +102,26 @@ def arithmetic(rng: random.Random, difficulty: int, slip_rate: float = 0.0) -> d
     return _example("arithmetic", question, result, solution, difficulty)
 
 
+TOOL_SHARE = 0.25     # multiplication's demonstrations that call the Python tool
+
+
+def multiplication(rng: random.Random, difficulty: int) -> dict:
+    """A ``difficulty``-digit number times a digit from 2 to 9: the tool-call demo's task
+    (configs/tool_grpo.py). A quarter of the solutions (chosen by the question) call the
+    Python tool, ``<tool>print(a*b)</tool><output>...</output>`` (the output is what the
+    rollout's tool writes, o1jax/rollout/tools.py); the others answer in one line, as the
+    arithmetic task writes its products."""
+    a = rng.randint(10 ** (max(1, difficulty) - 1), 10 ** max(1, difficulty) - 1)
+    b = rng.randint(2, 9)
+    question, result = f"{a}*{b}=?", a * b
+    if random.Random(f"tool-{question}").random() < TOOL_SHARE:
+        work = f"<tool>print({a}*{b})</tool><output>{result}</output>"
+    else:
+        work = f"{a}*{b}={result}"
+    return _example("multiplication", question, sympy.Integer(result),
+                    f"{work}\n\\boxed{{{result}}}", difficulty)
+
+
 # ------------------------------------------------------------------------------- linear
 def linear(rng: random.Random, difficulty: int) -> dict:
     """a*x + b = c with integer solution; coefficients grow with difficulty."""
@@ -171,7 +191,7 @@ def countdown(rng: random.Random, difficulty: int) -> dict:
 
 
 TASKS: dict[str, Callable[[random.Random, int], dict]] = {
-    "arithmetic": arithmetic, "linear": linear, "fractions": fractions, "countdown": countdown,
+    "arithmetic": arithmetic, "multiplication": multiplication, "linear": linear, "fractions": fractions, "countdown": countdown,
     "countdown_search": search_tasks.countdown_search, "sudoku": sudoku.sudoku,
     "code_functions": code_tasks.code_function}
 

@@ -214,8 +214,9 @@ class RLConfig:
     def reward_weights(self) -> dict[str, float]:
         return dict(self.rewards)
 
-    def sampling(self, stop_ids=(), pad_id: int = 0) -> SamplingConfig:
-        """The rollout's sampling settings (G = group_size samples per prompt)."""
+    def sampling(self, stop_ids=(), pad_id: int = 0, tools=None) -> SamplingConfig:
+        """The rollout's sampling settings (G = group_size samples per prompt; ``tools``: the
+        rollout's tool calls, o1jax/rollout/tools.py)."""
         return SamplingConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature,
                               top_p=self.top_p, num_samples=self.group_size,
-                              stop_ids=tuple(stop_ids), pad_id=pad_id)
+                              stop_ids=tuple(stop_ids), pad_id=pad_id, tools=tools)

@@ -46,6 +46,7 @@ from o1jax.rl.state import (RLState, critic_model, critic_params, policy_params,
 from o1jax.rl.update import Targets, shift_right, update, update_metrics
 from o1jax.rollout.decoding import SamplingConfig
 from o1jax.rollout.sampler import Rollout, sample
+from o1jax.rollout.tools import ToolCalls
 from o1jax.rollout.scoring import map_micro_batches, prefix_values
 
 RewardFn = Callable[[Rollout, jax.Array], tuple[jax.Array, dict]]
@@ -109,7 +110,15 @@ def rollout_metrics(roll: Rollout, scored: Scored, group_size: int) -> dict:
             "truncation_rate": 1.0 - jnp.mean(roll.finished.astype(jnp.float32)),
             "constant_reward_groups": jnp.mean((jnp.max(groups, 1) == jnp.min(groups, 1))
                                                .astype(jnp.float32)),
-            "generated_tokens": jnp.sum(lengths), **scored.metrics}
+            "generated_tokens": jnp.sum(lengths), **scored.metrics, **tool_metrics(roll)}
+
+
+def tool_metrics(roll: Rollout) -> dict:
+    """With tools: calls per response and the share of responses that call at least once."""
+    if roll.tool_calls is None:
+        return {}
+    calls = roll.tool_calls.astype(jnp.float32)
+    return {"tools/calls_mean": jnp.mean(calls), "tools/share": jnp.mean(calls > 0)}
 
 
 def rl_collect(state: RLState, batch: dict, key: jax.Array, *, policy: Transformer,
@@ -244,11 +253,12 @@ def rl_batch_shardings(mesh: Mesh, vision: bool = False) -> dict:
 
 
 def make_iteration(policy: Transformer, cfg: RLConfig, reward_fn: RewardFn,
-                   stop_ids=(), pad_id: int = 0):
-    """PPO/GRPO's iteration (``rl_collect``, sampling as ``cfg.sampling(stop_ids, pad_id)``
-    says), compiled by ``compile_iteration``: ``(step_fn, state_shardings)``, step_fn(state,
-    batch, key) -> (state, metrics, results = {})."""
+                   stop_ids=(), pad_id: int = 0, tools: ToolCalls | None = None):
+    """PPO/GRPO's iteration (``rl_collect``, sampling as ``cfg.sampling(stop_ids, pad_id,
+    tools)`` says), compiled by ``compile_iteration``: ``(step_fn, state_shardings)``,
+    step_fn(state, batch, key) -> (state, metrics, results = {})."""
     collect = functools.partial(rl_collect, policy=policy, cfg=cfg,
-                                sampling=cfg.sampling(stop_ids, pad_id), reward_fn=reward_fn)
+                                sampling=cfg.sampling(stop_ids, pad_id, tools),
+                                reward_fn=reward_fn)
     return compile_iteration(collect, policy, cfg, functools.partial(
         rl_batch_shardings, vision=bool(policy.cfg.vision)))

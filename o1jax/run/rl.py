@@ -15,6 +15,7 @@ from jax.sharding import Mesh
 
 from o1jax import experiment, flops, sharding
 from o1jax.config import datasets
+from o1jax.config.blocks import ToolsConfig
 from o1jax.data.pipeline import PromptPipeline, decode_example
 from o1jax.curves import curve_evaluation
 from o1jax.loop import run_loop
@@ -27,6 +28,8 @@ from o1jax.rl.config import RLConfig
 from o1jax.rl.iteration import make_iteration
 from o1jax.rl.search_metrics import with_search_metrics
 from o1jax.rl.state import RLState, init_state
+from o1jax.rollout import tools as tools_lib
+from o1jax.rollout.tools import ToolCalls
 from o1jax.selfplay.config import SelfPlayConfig
 from o1jax.selfplay.iteration import selfplay_batch_shapes
 from o1jax.selfplay.step import selfplay_step
@@ -96,17 +99,18 @@ def run_iterations(exp: experiment.Experiment, params: Params, phase: Phase
 
 
 def rl_step(policy: Transformer, tokenizer: Tokenizer, rl: RLConfig, mesh: Mesh | None,
-            example_at: Callable[[int], dict], task: str = "") -> tuple[Callable, RLState | None]:
+            example_at: Callable[[int], dict], task: str = "",
+            tools: ToolCalls | None = None) -> tuple[Callable, RLState | None]:
     """PPO/GRPO's compiled step, for training and lowering alike: the reward callback
     (``example_at(i)``: dataset row i; a search ``task`` also logs ``search/*``,
-    ``rl.search_metrics``) and ``make_iteration``. Returns (iteration, the train state's
-    shardings)."""
+    ``rl.search_metrics``) and ``make_iteration`` (``tools``: the rollout's tool calls).
+    Returns (iteration, the train state's shardings)."""
     counted = tuple(f"code/{r}" for r in code.REASONS) \
         if datasets.answer_check(task) == "code" else ()
     reward_fn = with_search_metrics(
         make_reward_callback(tokenizer, example_at, rl.reward_weights, mesh=mesh,
                              counted=counted), tokenizer, task, mesh)
-    return make_iteration(policy, rl, reward_fn, tokenizer.stop_ids, tokenizer.pad_id)
+    return make_iteration(policy, rl, reward_fn, tokenizer.stop_ids, tokenizer.pad_id, tools)
 
 
 def rl_batch_shapes(batch_prompts: int, prompt_len: int, image_size: int = 0) -> dict:
@@ -130,7 +134,8 @@ def rl_phase(exp: experiment.Experiment) -> Phase:
                               process_index=jax.process_index(),
                               process_count=jax.process_count())
     iteration, shardings = rl_step(policy, tok, rl, exp.mesh, lambda i: decode_example(train[i]),
-                                   cfg.data.task)
+                                   cfg.data.task, tools_lib.from_config(
+                                       ToolsConfig.from_config(cfg.get("tools")), tok))
     cut = [0]   # prompts cut to data.max_prompt_len before the latest batch
 
     def next_batch(i):
@@ -194,7 +199,9 @@ def lower_rl_step(cfg, devices: Sequence[jax.Device] | None = None) -> LoweredSt
         iteration, shardings = step.iteration, step.shardings
         batch = selfplay_batch_shapes(sp, rl.batch_prompts, fmt.max_prompt_len, image_size)
     else:
-        iteration, shardings = rl_step(policy, tok, rl, mesh, no_data, cfg.data.task)
+        iteration, shardings = rl_step(policy, tok, rl, mesh, no_data, cfg.data.task,
+                                       tools_lib.from_config(ToolsConfig.from_config(
+                                           cfg.get("tools")), tok))
         batch = rl_batch_shapes(rl.sampled_prompts, fmt.max_prompt_len, image_size)
     state = jax.eval_shape(lambda p: init_state(p, rl, jax.random.key(1)), policy.param_shapes())
     key = jax.eval_shape(jax.random.key, 0)

@@ -22,7 +22,9 @@ from o1jax import workdir as wd
 from o1jax.data.pipeline import decode_example
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rewards.api import default_pool
+from o1jax.config.blocks import ToolsConfig
 from o1jax.rollout import SamplingConfig
+from o1jax.rollout import tools as tools_lib
 from o1jax.search import beam, compute_optimal, mcts, strategies, value_models, voting
 from o1jax.search.spec import EvalSpec, check_memory
 from o1jax.search.results import difficulty_bins, result_rows, sample_records
@@ -61,7 +63,8 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
         raise ValueError(f"{', '.join(needs)} need a verifier: --verifier critic, orm:PATH or "
                          "prm:PATH")
     enc = lambda s: tokenizer.encode(s, add_special_tokens=False)  # noqa: E731
-    common = dict(stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id)
+    common = dict(stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id,
+                  tools=tools_lib.from_config(spec.tools, tokenizer))
     fmt = dataclasses.replace(spec.prompt, max_prompt_len=spec.max_prompt_len)
     run = lambda sampling, per_batch, seed: strategies.generate(  # noqa: E731
         policy, params, examples, tokenizer, sampling, fmt, per_batch, seed)
@@ -189,7 +192,8 @@ def evaluate_stage(exp, name: str, params: Params, maj_k: int, step: int,
                     max_new_tokens=cfg.eval.max_new_tokens,
                     strategies=("greedy", "sample", "majority") if maj_k else ("greedy",),
                     budgets=(maj_k,) if maj_k else (1,), temperature=cfg.eval.temperature,
-                    batch_prompts=cfg.eval.batch_prompts, seed=cfg.seed, prompt=exp.prompt)
+                    batch_prompts=cfg.eval.batch_prompts, seed=cfg.seed, prompt=exp.prompt,
+                    tools=ToolsConfig.from_config(cfg.get("tools")))
     # JSON's form (tuples as lists), as it reads back from the file
     key = json.loads(json.dumps(dict(step=step, problems=len(examples),
                                      spec=dataclasses.asdict(spec))))

@@ -9,6 +9,7 @@ import dataclasses
 import jax
 import numpy as np
 
+from o1jax.config.blocks import ToolsConfig
 from o1jax.data.prompts import PromptFormat
 from o1jax.models.transformer import Transformer
 from o1jax.rollout.decoding import BudgetForcing
@@ -45,6 +46,7 @@ class EvalSpec:
     beam_width: int = 4
     step_tokens: int | None = None
     probes: int = 4
+    tools: ToolsConfig = ToolsConfig()   # tool calls while sampling (o1jax/rollout/tools.py)
 
     @property
     def answer_room(self) -> int:
@@ -94,6 +96,10 @@ class EvalSpec:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        untooled = sorted(set(self.strategies) & set(strategies.SEARCHED + ("budget_forcing",)))
+        if self.tools.enabled and untooled:
+            raise ValueError(f"{', '.join(untooled)} do not run tool calls: evaluate them "
+                             "without tools (evaluate --tools off)")
         if "budget_forcing" in self.strategies:
             for b in self.token_budgets_or_default():
                 self.forcing(b, [0], [0])  # raises on a minimum above the maximum

@@ -12,7 +12,7 @@ from o1jax.rewards.api import default_pool
 N = 150
 
 
-@pytest.mark.parametrize("task", ["arithmetic", "linear", "fractions"])
+@pytest.mark.parametrize("task", ["arithmetic", "multiplication", "linear", "fractions"])
 def test_reference_solutions_verify_and_perturbed_answers_fail(task):
     exs = [ex for d in (1, 2, 3) for ex in tasks.generate(task, "train", N // 3, seed=d,
                                                            difficulty=d)]
@@ -108,3 +108,17 @@ def test_slip_rate_errors():
         next(tasks.generate("linear", "train", 1, slip_rate=0.1))
     with pytest.raises(ValueError, match="slip_rate must be in"):
         next(tasks.generate("arithmetic", "train", 1, slip_rate=1.5))
+
+
+def test_multiplication_calls_the_tool_in_a_quarter_of_its_demonstrations():
+    from o1jax.rollout import tools as tools_lib
+    exs = list(tasks.generate("multiplication", "train", 400, difficulty=2))
+    calls = [e for e in exs if "<tool>" in e["solution"]]
+    assert 0.18 < len(calls) / len(exs) < 0.32
+    for e in exs:
+        a, b = e["question"][:-2].split("*")
+        assert 10 <= int(a) <= 99 and 2 <= int(b) <= 9 and int(e["answer"]) == int(a) * int(b)
+    for e in calls:   # the program prints the product; the output shows it, as the tool would
+        work = e["solution"].split("<output>")[0]
+        assert tools_lib.program_of(work) == f"print({e['question'][:-2]})"
+        assert f"<output>{e['answer']}</output>" in e["solution"]

@@ -333,3 +333,30 @@ def test_a_mixture_of_experts_policy_trains_with_routing_replay():
         rewards.append(float(m["reward_mean"]))
     assert 0.0 <= float(m["router_mismatch"]) < 0.05
     assert np.mean(rewards[-3:]) > np.mean(rewards[:3]) + 0.2, rewards
+
+
+def test_grpo_learns_to_call_a_tool():
+    """Reward 1 for a response that calls the tool (token 3 closes a call; the tool writes 11):
+    the share of responses that call rises from chance, logged as tools/share. (That the
+    tool's tokens are left out of the loss is the rollout's response_mask, tests/rollout/
+    test_tools.py.)"""
+    from o1jax.rollout.tools import ToolCalls
+
+    def run(tokens, closed):
+        return np.full((len(closed), 1), 11, np.int32), closed.astype(np.int32)
+
+    def called(roll, example_ids):
+        r = (roll.tool_calls > 0).astype(jnp.float32)
+        return r, {"accuracy": jnp.mean(r)}
+
+    policy = Transformer(preset("tiny", vocab_size=V, max_seq_len=32))
+    cfg = RLConfig(algorithm="grpo", policy_lr=3e-3, epochs=2, minibatches=2, batch_prompts=8,
+                   group_size=8, max_new_tokens=3)
+    state = init_state(policy.init(jax.random.key(0)), cfg, jax.random.key(1))
+    it, _ = make_iteration(policy, cfg, called, stop_ids=(0,), tools=ToolCalls((3,), 1, 1, run))
+    shares = []
+    for i in range(12):
+        state, m, _ = it(state, _batch(i), jax.random.fold_in(jax.random.key(2), i))
+        shares.append(float(m["tools/share"]))
+        np.testing.assert_allclose(float(m["tools/calls_mean"]), shares[-1])   # one call at most
+    assert np.mean(shares[:2]) < 0.4 and np.mean(shares[-3:]) > 0.9, shares
