@@ -13,7 +13,6 @@ out of the policy loss and the KL, and rewards read only what the policy wrote.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import math
 from typing import Callable
@@ -25,7 +24,7 @@ from jax.sharding import Mesh, PartitionSpec as P
 
 from o1jax import sharding
 from o1jax.config.blocks import ToolsConfig
-from o1jax.rewards.sandbox import Limits, run_python
+from o1jax.rewards.sandbox import Limits, run_programs
 from o1jax.tokenizer import Tokenizer
 
 OPEN, CLOSE, OUTPUT_OPEN, OUTPUT_CLOSE = "<tool>", "</tool>", "<output>", "</output>"
@@ -56,16 +55,19 @@ def program_of(response: str) -> str:
     return "" if start < 0 else body[start + len(OPEN):]
 
 
-def tool_output(program: str, limits: Limits) -> str:
-    """What a call shows the policy: the program's stdout (stripped), or on failure its status
-    and the last line of its error (a traceback's exception)."""
-    if not program.strip():
-        return "error: no program"
-    outcome = run_python({"main.py": program}, "main.py", limits=limits)
-    if outcome.status == "ok":
-        return outcome.stdout.strip()
-    lines = outcome.stderr.strip().splitlines()
-    return f"{outcome.status}: {lines[-1] if lines else ''}".strip()
+def tool_outputs(programs: list[str], limits: Limits) -> list[str]:
+    """What each call shows the policy: the program's stdout (stripped), or on failure its
+    status and the last line of its error (a traceback's exception). The programs of one
+    decode step run in one sandbox, a forked child each (``sandbox.run_programs``)."""
+    todo = [i for i, p in enumerate(programs) if p.strip()]
+    outs = ["error: no program"] * len(programs)
+    for i, outcome in zip(todo, run_programs([programs[i] for i in todo], limits)):
+        if outcome.status == "ok":
+            outs[i] = outcome.stdout.strip()
+        else:
+            lines = outcome.stderr.strip().splitlines()
+            outs[i] = f"{outcome.status}: {lines[-1] if lines else ''}".strip()
+    return outs
 
 
 def python_tool(tokenizer: Tokenizer, cfg: ToolsConfig) -> ToolCalls:
@@ -79,22 +81,17 @@ def python_tool(tokenizer: Tokenizer, cfg: ToolsConfig) -> ToolCalls:
     limits = Limits(cpu_seconds=cfg.cpu_seconds, wall_seconds=cfg.wall_seconds,
                     output_bytes=16 << 10)
 
-    def output_ids(row: np.ndarray) -> list[int]:
-        text = tool_output(program_of(tokenizer.decode(row.tolist())), limits)
-        ids = enc(text.replace(OUTPUT_CLOSE, ""))[:k - len(opening) - len(closing)]
-        return opening + ids + closing
-
     def run(tokens, closed):
         tokens, closed = np.asarray(tokens), np.asarray(closed).astype(bool)
         out = np.full((len(tokens), k), tokenizer.pad_id, np.int32)
         lengths = np.zeros((len(tokens),), np.int32)
         rows = np.flatnonzero(closed)
-        if rows.size:
-            with concurrent.futures.ThreadPoolExecutor(min(8, rows.size)) as pool:
-                outputs = pool.map(lambda i: output_ids(tokens[i][tokens[i] != tokenizer.pad_id]),
-                                   rows)
-                for i, ids in zip(rows, outputs):
-                    out[i, :len(ids)], lengths[i] = ids, len(ids)
+        programs = [program_of(tokenizer.decode(tokens[i][tokens[i] != tokenizer.pad_id]
+                                                .tolist())) for i in rows]
+        for i, text in zip(rows, tool_outputs(programs, limits)):
+            ids = opening + enc(text.replace(OUTPUT_CLOSE, ""))[
+                :k - len(opening) - len(closing)] + closing
+            out[i, :len(ids)], lengths[i] = ids, len(ids)
         return out, lengths
 
     return ToolCalls(tuple(enc(CLOSE)), cfg.max_calls, k, run)

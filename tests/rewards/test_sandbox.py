@@ -9,7 +9,7 @@ import time
 import pytest
 
 from o1jax.rewards import sandbox
-from o1jax.rewards.sandbox import Limits, run_python
+from o1jax.rewards.sandbox import Limits, run_programs, run_python
 
 FAST = Limits(cpu_seconds=1, wall_seconds=3.0)
 
@@ -91,3 +91,20 @@ def test_without_bubblewrap_it_refuses_to_run(monkeypatch):
     monkeypatch.setattr(sandbox.shutil, "which", lambda n: None if n == "bwrap" else real(n))
     with pytest.raises(sandbox.SandboxMissing, match="apt-get install bubblewrap"):
         run_python({"main.py": "print(1)"}, "main.py")
+
+
+def test_programs_of_one_batch_run_apart_and_hostile_ones_fail_alone():
+    programs = ["print(6*7)", "while True:\n    pass", "import time\ntime.sleep(60)",
+                "x = bytearray(4 << 30)", "while True:\n    print('x' * 10000)",
+                "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n"
+                "        pass", "raise SystemExit(3)", "import sys\nprint(sys.argv)"]
+    t = time.monotonic()
+    out = run_programs(programs, FAST)
+    assert time.monotonic() - t < FAST.wall_seconds + 4
+    assert out[0].status == "ok" and out[1].status in ("cpu", "timeout")
+    assert out[0].stdout == "42\n"
+    assert out[2].status == "timeout" and out[3].status == "memory"
+    assert out[4].status == "output" and len(out[4].stdout) <= FAST.output_bytes
+    assert out[5].status in ("timeout", "cpu") and out[6].status == "error"
+    assert out[7] == ("ok", 0, "['main.py']\n", "")
+    assert run_programs(["print(1)"] * 16, FAST) == [("ok", 0, "1\n", "")] * 16
