@@ -5,7 +5,9 @@ bubblewrap: apt-get install bubblewrap).
 The thinking config's model, trained from scratch: SFT on demonstrations of level-2 problems
 (three operations, one per line), then GRPO with correctness (every test passes) and a small
 share for the tests passed, then the held-out split; the hard split has a parity branch (level
-3). Not yet measured: the task and its reward are tested, this run has not been made.
+3). Measured (docs/results.md, "Code checked by running it"): SFT 11.0% -> GRPO 14.0% held-out
+greedy in 19 minutes (300 SFT steps do not teach copying the constants); with 900 SFT steps
+97.0% -> 98.5%.
 
     python -m o1jax.train --config configs/code_grpo.py --workdir /tmp/code_grpo
 """
