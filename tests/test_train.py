@@ -272,8 +272,11 @@ def test_print_table(capsys):
     assert lines[0] == lines[-1] and set(lines[0]) == {"-"}
 
 
-def _dir_bytes(path):
-    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs)
+def _array_bytes(path):
+    """Bytes of a checkpoint's array data (Orbax's ``d/`` chunk files), without its metadata,
+    which on a tiny model weighs as much as the arrays and varies from run to run."""
+    return sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(path) for f in fs
+               if os.path.basename(d) == "d")
 
 
 def test_a_lora_run_checkpoints_adapters_resumes_and_exports_merged_and_peft(tmp_path):
@@ -297,7 +300,8 @@ def test_a_lora_run_checkpoints_adapters_resumes_and_exports_merged_and_peft(tmp
                          cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     ckpts = workdir / "checkpoints"
-    assert _dir_bytes(ckpts / "rl" / "2") < 0.4 * _dir_bytes(ckpts / "sft" / "4")
+    # SFT's arrays are the parameters and two Adam moments: a base copy alone would be a third
+    assert _array_bytes(ckpts / "rl" / "2") < 0.4 * _array_bytes(ckpts / "sft" / "4")
     res = subprocess.run(_cmd(workdir, *lora[:1], "--config.rl.num_iterations=3",
                               "--config.eval.num_examples=0"),
                          capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
