@@ -29,7 +29,6 @@ from o1jax.rl.iteration import make_iteration
 from o1jax.rl.search_metrics import with_search_metrics
 from o1jax.rl.state import RLState, init_state
 from o1jax.rollout import tools as tools_lib
-from o1jax.rollout.tools import ToolCalls
 from o1jax.selfplay.config import SelfPlayConfig
 from o1jax.selfplay.iteration import selfplay_batch_shapes
 from o1jax.selfplay.step import selfplay_step
@@ -100,17 +99,18 @@ def run_iterations(exp: experiment.Experiment, params: Params, phase: Phase
 
 def rl_step(policy: Transformer, tokenizer: Tokenizer, rl: RLConfig, mesh: Mesh | None,
             example_at: Callable[[int], dict], task: str = "",
-            tools: ToolCalls | None = None) -> tuple[Callable, RLState | None]:
+            tools: Any = None) -> tuple[Callable, RLState | None]:
     """PPO/GRPO's compiled step, for training and lowering alike: the reward callback
     (``example_at(i)``: dataset row i; a search ``task`` also logs ``search/*``,
-    ``rl.search_metrics``) and ``make_iteration`` (``tools``: the rollout's tool calls).
-    Returns (iteration, the train state's shardings)."""
+    ``rl.search_metrics``) and ``make_iteration`` (``tools``: the config's ``tools`` block, the
+    rollout's tool calls). Returns (iteration, the train state's shardings)."""
     counted = tuple(f"code/{r}" for r in code.REASONS) \
         if datasets.answer_check(task) == "code" else ()
     reward_fn = with_search_metrics(
         make_reward_callback(tokenizer, example_at, rl.reward_weights, mesh=mesh,
                              counted=counted), tokenizer, task, mesh)
-    return make_iteration(policy, rl, reward_fn, tokenizer.stop_ids, tokenizer.pad_id, tools)
+    return make_iteration(policy, rl, reward_fn, tokenizer.stop_ids, tokenizer.pad_id,
+                          tools_lib.from_config(ToolsConfig.from_config(tools), tokenizer))
 
 
 def rl_batch_shapes(batch_prompts: int, prompt_len: int, image_size: int = 0) -> dict:
@@ -134,8 +134,7 @@ def rl_phase(exp: experiment.Experiment) -> Phase:
                               process_index=jax.process_index(),
                               process_count=jax.process_count())
     iteration, shardings = rl_step(policy, tok, rl, exp.mesh, lambda i: decode_example(train[i]),
-                                   cfg.data.task, tools_lib.from_config(
-                                       ToolsConfig.from_config(cfg.get("tools")), tok))
+                                   cfg.data.task, cfg.get("tools"))
     cut = [0]   # prompts cut to data.max_prompt_len before the latest batch
 
     def next_batch(i):
@@ -200,8 +199,7 @@ def lower_rl_step(cfg, devices: Sequence[jax.Device] | None = None) -> LoweredSt
         batch = selfplay_batch_shapes(sp, rl.batch_prompts, fmt.max_prompt_len, image_size)
     else:
         iteration, shardings = rl_step(policy, tok, rl, mesh, no_data, cfg.data.task,
-                                       tools_lib.from_config(ToolsConfig.from_config(
-                                           cfg.get("tools")), tok))
+                                       cfg.get("tools"))
         batch = rl_batch_shapes(rl.sampled_prompts, fmt.max_prompt_len, image_size)
     state = jax.eval_shape(lambda p: init_state(p, rl, jax.random.key(1)), policy.param_shapes())
     key = jax.eval_shape(jax.random.key, 0)
