@@ -16,6 +16,7 @@ from o1jax.data.pipeline import PromptPipeline
 from o1jax.data.prompts import PromptFormat, prompt_ids
 from o1jax.loop import run_loop
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
+from o1jax.rollout.tools import split_outputs
 from o1jax.optim import apply_if_finite, make_optimizer, warmup_cosine
 from o1jax.tokenizer import Tokenizer
 
@@ -23,7 +24,9 @@ from o1jax.tokenizer import Tokenizer
 def encode_sft(examples: Sequence[dict], tokenizer: Tokenizer, length: int,
                fmt: PromptFormat = PromptFormat()) -> dict:
     """Right-padded [B, length] tokens of prompt (``fmt``, not cut) + solution + stop token,
-    with a loss mask on the solution and stop tokens only. Too-long rows are cut at
+    with a loss mask on the solution and stop tokens only, less its tool outputs
+    (``<output>...</output>``: the rollout's tool writes them, so the policy never learns to).
+    Too-long rows are cut at
     ``length``. With ``fmt.image_tokens`` (a vision policy) each prompt holds that many image
     placeholders and the batch has "images" [B, S, S, 3]."""
     b = len(examples)
@@ -32,12 +35,15 @@ def encode_sft(examples: Sequence[dict], tokenizer: Tokenizer, length: int,
     target = np.zeros((b, length), bool)
     for i, ex in enumerate(examples):
         prompt = prompt_ids(ex, tokenizer, fmt)
-        answer = tokenizer.encode(ex["solution"], add_special_tokens=False) + \
-            [tokenizer.stop_ids[0]]
-        ids = (prompt + answer)[:length]
+        answer, learnt = [], []
+        for text, by_policy in split_outputs(ex["solution"]):
+            ids = tokenizer.encode(text, add_special_tokens=False)
+            answer += ids
+            learnt += [by_policy] * len(ids)
+        ids = (prompt + answer + [tokenizer.stop_ids[0]])[:length]
         tokens[i, :len(ids)] = ids
         mask[i, :len(ids)] = True
-        target[i, len(prompt):len(ids)] = True
+        target[i, len(prompt):len(ids)] = (learnt + [True])[:len(ids) - len(prompt)]
     batch = {"tokens": tokens, "mask": mask, "target": target}
     if fmt.image_tokens:
         batch["images"] = np.stack([ex["image"] for ex in examples])

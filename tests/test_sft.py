@@ -33,6 +33,23 @@ def test_encode_sft_by_hand():
     assert tok.stop_ids[0] not in enc["tokens"][1].tolist()
 
 
+def test_tool_outputs_are_not_targets():
+    """A demonstration's <output>...</output> is what the rollout's tool writes: in the input,
+    never a target."""
+    tok = byte_tokenizer()
+    solution = "<tool>print(6*7)</tool><output>42</output>\n\\boxed{42}"
+    enc = encode_sft([{"question": "6*7=?", "solution": solution}], tok, length=64,
+                     fmt=PromptFormat("{question}\n"))
+    prompt = [257] + list(b"6*7=?\n")
+    ids = prompt + list(solution.encode()) + [tok.stop_ids[0]]
+    assert enc["tokens"][0, :len(ids)].tolist() == ids
+    start = len(prompt) + solution.index("<output>")
+    end = len(prompt) + solution.index("</output>") + len("</output>")
+    want = [False] * len(prompt) + [True] * (start - len(prompt)) + [False] * (end - start) + \
+        [True] * (len(ids) - end) + [False] * (64 - len(ids))
+    assert enc["target"][0].tolist() == want
+
+
 def _setup():
     tok = byte_tokenizer()
     model = Transformer(preset("tiny", vocab_size=320, max_seq_len=64))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Callable
 
 import jax
@@ -53,6 +54,17 @@ def program_of(response: str) -> str:
     body = response[:-len(CLOSE)] if response.endswith(CLOSE) else response
     start = body.rfind(OPEN)
     return "" if start < 0 else body[start + len(OPEN):]
+
+
+def split_outputs(solution: str) -> list[tuple[str, bool]]:
+    """``solution`` cut into consecutive pieces, each with whether the policy writes it: the
+    ``<output>...</output>`` spans (markers included) are the tool's, as in the rollout."""
+    pieces, at = [], 0
+    for m in re.finditer(re.escape(OUTPUT_OPEN) + ".*?" + re.escape(OUTPUT_CLOSE), solution,
+                         re.DOTALL):
+        pieces += [(solution[at:m.start()], True), (m.group(0), False)]
+        at = m.end()
+    return [(text, by_policy) for text, by_policy in pieces + [(solution[at:], True)] if text]
 
 
 def tool_outputs(programs: list[str], limits: Limits) -> list[str]:
