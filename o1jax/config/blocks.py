@@ -99,9 +99,9 @@ class DataConfig(Block):
             yield f"template={self.template!r} has no {{question}} field to put the problem in"
         if dataset.needs and not getattr(self, dataset.needs):
             yield f"task={self.task!r} needs data.{dataset.needs}{dataset.needs_what}"
-        sloppy = [n for n, d in datasets.DATASETS.items() if "slip_rate" in d.keys_if_nonzero]
-        if self.slip_rate and self.task not in sloppy:
-            yield (f"slip_rate={self.slip_rate!r}: a sloppy demonstrator exists for {sloppy} "
+        if self.slip_rate and self.task not in datasets.sloppy():
+            yield (f"slip_rate={self.slip_rate!r}: a sloppy demonstrator exists for "
+                   f"{datasets.sloppy()} "
                    f"only, not task={self.task!r}; use 0")
 
     @property

@@ -56,7 +56,7 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
     _generated("countdown", answer_check="countdown"),
     _generated("countdown_search", answer_check="countdown"),
     _generated("sudoku", answer_check="grid"),
-    _generated("code_functions", answer_check="code"),
+    _generated("code_functions", answer_check="code", keys_if_nonzero=("slip_rate",)),
     Dataset("gsm8k", "gsm8k", template=REASONING_TEMPLATE, needs="manual_dir",
             needs_what=_OFFICIAL),
     Dataset("math", "math", template=REASONING_TEMPLATE, needs="manual_dir",
@@ -70,6 +70,11 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
             needs="train_path", needs_what=" (and data.test_path): JSONL or parquet files (see "
                                            "o1jax/data/builders.py ImageQA)"),
 )}
+
+
+def sloppy() -> list[str]:
+    """The tasks with a sloppy demonstrator (their generators take ``data.slip_rate``)."""
+    return [n for n, d in DATASETS.items() if "slip_rate" in d.keys_if_nonzero]
 
 
 def get(name: str) -> Dataset:

@@ -39,13 +39,15 @@ class Op(NamedTuple):
     code: str                        # the statement: y from "{v}" (x, then y) and "{k}"
     apply: Callable[[int, int], int]
     constants: tuple[int, int]       # the constant's range
+    bug: str = ""                    # what a sloppy demonstrator writes instead, if anything
 
 
 OPS = (
     Op("plus {k}", "y = {v} + {k}", lambda y, k: y + k, (1, 9)),
-    Op("minus {k}", "y = {v} - {k}", lambda y, k: y - k, (1, 9)),
+    Op("minus {k}", "y = {v} - {k}", lambda y, k: y - k, (1, 9), "y = {k} - {v}"),
     Op("times {k}", "y = {v} * {k}", lambda y, k: y * k, (2, 5)),
-    Op("divided by {k} rounded down", "y = {v} // {k}", lambda y, k: y // k, (2, 5)),
+    Op("divided by {k} rounded down", "y = {v} // {k}", lambda y, k: y // k, (2, 5),
+       "y = int({v} / {k})"),         # rounds towards zero: wrong for negative y
     Op("modulo {k}", "y = {v} % {k}", lambda y, k: y % k, (2, 9)),
     Op("squared", "y = {v} * {v}", lambda y, k: y * y, (0, 0)),
 )
@@ -60,8 +62,9 @@ def _words(steps, start: str = "x") -> str:
                      [op.words.format(k=k) for op, k in steps[1:]])
 
 
-def _code(steps, indent: str) -> list[str]:
-    return [indent + op.code.format(v="y" if i else "x", k=k) for i, (op, k) in enumerate(steps)]
+def _code(steps, indent: str, slip: Callable[[], bool]) -> list[str]:
+    return [indent + (op.bug if op.bug and slip() else op.code).format(v="y" if i else "x", k=k)
+            for i, (op, k) in enumerate(steps)]
 
 
 def _run(steps, x: int) -> int:
@@ -71,21 +74,33 @@ def _run(steps, x: int) -> int:
     return y
 
 
-def code_function(rng: random.Random, difficulty: int) -> dict:
-    """A function-writing problem at level ``difficulty`` (see the module docstring)."""
+def code_function(rng: random.Random, difficulty: int, slip_rate: float = 0.0) -> dict:
+    """A function-writing problem at level ``difficulty`` (see the module docstring).
+
+    ``slip_rate`` > 0 makes the *solution* that of a sloppy demonstrator who writes each
+    subtraction with its operands swapped and each rounded-down division as ``int(y / k)``
+    with that probability (Op.bug); the tests stay those of the described function. The slips
+    come from their own stream seeded by the question, so the questions are the same at every
+    rate."""
     d = max(1, difficulty)
     if d <= 2:
         paths = [_pipeline(rng, d + 1)]
         question = f"Write f(x): {_words(paths[0])}."
-        body = _code(paths[0], "    ")
-        value = lambda x: _run(paths[0], x)   # noqa: E731
     else:
         paths = [_pipeline(rng, d - 1), _pipeline(rng, d - 1)]
         question = (f"Write f(x): if x is even, {_words(paths[0])}; otherwise "
                     f"{_words(paths[1])}.")
-        body = (["    if x % 2 == 0:"] + _code(paths[0], "        ") + ["    else:"]
-                + _code(paths[1], "        "))
-        value = lambda x: _run(paths[x % 2], x)   # noqa: E731
+    slips = random.Random(f"slips-{question}")
+
+    def slip() -> bool:
+        return slips.random() < slip_rate
+
+    if d <= 2:
+        body = _code(paths[0], "    ", slip)
+    else:
+        body = (["    if x % 2 == 0:"] + _code(paths[0], "        ", slip) + ["    else:"]
+                + _code(paths[1], "        ", slip))
+    value = lambda x: _run(paths[x % 2] if d > 2 else paths[0], x)   # noqa: E731
     xs = rng.sample(range(INPUTS[0], INPUTS[1] + 1), NUM_TESTS)
     tests = [f"assert f({x}) == {value(x)}" for x in xs]
     code = "\n".join(["def f(x):", *body, "    return y"])

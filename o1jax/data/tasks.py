@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 
 import sympy
 
+from o1jax.config import datasets
 from o1jax.data import code_tasks, search_tasks, sudoku
 # split_of and TEST_FRACTION keep their documented home here too
 from o1jax.data.examples import TEST_FRACTION, split_of, split_of_example  # noqa: F401
@@ -197,17 +198,19 @@ TASKS: dict[str, Callable[[random.Random, int], dict]] = {
 
 
 def check_slip_rate(task: str, slip_rate: float) -> None:
-    """ValueError unless ``slip_rate`` is in [0, 1] and, when nonzero, ``task`` is arithmetic."""
+    """ValueError unless ``slip_rate`` is in [0, 1] and, when nonzero, ``task`` has a sloppy
+    demonstrator (the registry's tasks that take a ``slip_rate``)."""
     if not 0.0 <= slip_rate <= 1.0:
         raise ValueError(f"slip_rate must be in [0, 1], got {slip_rate}")
-    if slip_rate and task != "arithmetic":
-        raise ValueError(f"slip_rate is defined for the arithmetic task only, not {task!r}")
+    if slip_rate and task not in datasets.sloppy():
+        raise ValueError(f"slip_rate is defined for the tasks {datasets.sloppy()} only, not "
+                         f"{task!r}")
 
 
 def generate(task: str, split: str, num: int, seed: int = 0, difficulty: int = 2,
              slip_rate: float = 0.0) -> Iterator[dict]:
     """``num`` distinct examples of ``task`` in ``split`` ("train" or "test"); ``slip_rate``:
-    see ``arithmetic`` (the only task with a sloppy demonstrator)."""
+    see ``arithmetic`` and ``code_tasks.code_function`` (the tasks with a sloppy demonstrator)."""
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; known: {sorted(TASKS)}")
     if split not in ("train", "test"):

@@ -99,7 +99,8 @@ def test_top_level_field_is_named(field, value, tail):
     ({"task": "image_qa"}, "data.task='image_qa' needs data.train_path"),
     ({"template": "Q:"}, "data.template='Q:' has no {question} field"),
     ({"task": "linear", "slip_rate": 0.5}, "data.slip_rate=0.5: a sloppy demonstrator exists "
-                                           "for ['arithmetic'] only, not task='linear'"),
+                                           "for ['arithmetic', 'code_functions'] only, not "
+                                           "task='linear'"),
 ])
 def test_data_rules(changes, match):
     block = dict(base.get_config().data.to_dict(), **changes)
