@@ -3,16 +3,21 @@ unit tests on it in the sandbox (``o1jax.rewards.code``).
 
 A problem describes an integer pipeline in words, one operation per clause; at higher levels a
 branch on the input's parity picks one of two pipelines. The demonstration writes the function one
-operation per line, so that a small model learns the mapping from clause to statement::
+operation per line, each under a comment that restates its clause, so that a small model copies
+the clause (the constant with it) from the question and translates it from the line above::
 
     Write f(x): if x is even, x times 3, plus 2; otherwise x minus 1, modulo 4.
     ```python
     def f(x):
         if x % 2 == 0:
+            # x times 3
             y = x * 3
+            # plus 2
             y = y + 2
         else:
+            # x minus 1
             y = x - 1
+            # modulo 4
             y = y % 4
         return y
     ```
@@ -63,8 +68,12 @@ def _words(steps, start: str = "x") -> str:
 
 
 def _code(steps, indent: str, slip: Callable[[], bool]) -> list[str]:
-    return [indent + (op.bug if op.bug and slip() else op.code).format(v="y" if i else "x", k=k)
-            for i, (op, k) in enumerate(steps)]
+    lines = []
+    for i, (op, k) in enumerate(steps):
+        clause = ("x " if i == 0 else "") + op.words.format(k=k)
+        statement = (op.bug if op.bug and slip() else op.code).format(v="y" if i else "x", k=k)
+        lines += [f"{indent}# {clause}", indent + statement]
+    return lines
 
 
 def _run(steps, x: int) -> int:
