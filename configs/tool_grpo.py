@@ -4,10 +4,11 @@ interpreter the policy may call inside its rollout (o1jax/rollout/tools.py; the 
 bubblewrap: apt-get install bubblewrap).
 
 The arithmetic demo's model trained from scratch: SFT on demonstrations of which a quarter call
-the tool (``<tool>print(37*6)</tool>``, then the sandbox's ``<output>222</output>``) and the
-rest answer in one line; then GRPO, whose rollouts run every call the policy closes and mask
-the outputs out of the loss; then the held-out split with the tools on (and, for the
-comparison in docs/results.md, ``evaluate --tools off``).
+the tool (``<tool>print(37*6)</tool>``, then the sandbox's ``<output>222</output>``, which SFT
+does not train the policy to write) and the rest answer in one line; then GRPO, whose rollouts
+run every call the policy closes and mask the outputs out of the loss; then the held-out split
+with the tools on (and, for the comparison in docs/results.md, ``evaluate --tools off``).
+Measured: SFT 14.1% -> GRPO 68.8% held-out greedy, calls in 97% of responses, 5.6 minutes.
 
     python -m o1jax.train --config configs/tool_grpo.py --workdir /tmp/tool_grpo
 """
