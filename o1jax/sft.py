@@ -16,8 +16,8 @@ from o1jax.data.pipeline import PromptPipeline
 from o1jax.data.prompts import PromptFormat, prompt_ids
 from o1jax.loop import run_loop
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
-from o1jax.rollout.tools import split_outputs
 from o1jax.optim import apply_if_finite, make_optimizer, warmup_cosine
+from o1jax.rollout.tools import split_outputs
 from o1jax.tokenizer import Tokenizer
 
 
@@ -26,8 +26,7 @@ def encode_sft(examples: Sequence[dict], tokenizer: Tokenizer, length: int,
     """Right-padded [B, length] tokens of prompt (``fmt``, not cut) + solution + stop token,
     with a loss mask on the solution and stop tokens only, less its tool outputs
     (``<output>...</output>``: the rollout's tool writes them, so the policy never learns to).
-    Too-long rows are cut at
-    ``length``. With ``fmt.image_tokens`` (a vision policy) each prompt holds that many image
+    Too-long rows are cut at ``length``. With ``fmt.image_tokens`` (a vision policy) each prompt holds that many image
     placeholders and the batch has "images" [B, S, S, 3]."""
     b = len(examples)
     tokens = np.full((b, length), tokenizer.pad_id, np.int32)

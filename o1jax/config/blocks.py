@@ -99,9 +99,9 @@ class DataConfig(Block):
             yield f"template={self.template!r} has no {{question}} field to put the problem in"
         if dataset.needs and not getattr(self, dataset.needs):
             yield f"task={self.task!r} needs data.{dataset.needs}{dataset.needs_what}"
-        if self.slip_rate and self.task not in datasets.sloppy():
-            yield (f"slip_rate={self.slip_rate!r}: a sloppy demonstrator exists for "
-                   f"{datasets.sloppy()} "
+        sloppy = datasets.sloppy()
+        if self.slip_rate and self.task not in sloppy:
+            yield (f"slip_rate={self.slip_rate!r}: a sloppy demonstrator exists for {sloppy} "
                    f"only, not task={self.task!r}; use 0")
 
     @property

@@ -33,7 +33,7 @@ from __future__ import annotations
 import random
 from typing import Callable, NamedTuple
 
-from o1jax.data.examples import example
+from o1jax.data.examples import example, slipper
 
 NUM_TESTS = 5
 INPUTS = (-20, 20)
@@ -99,11 +99,7 @@ def code_function(rng: random.Random, difficulty: int, slip_rate: float = 0.0) -
         paths = [_pipeline(rng, d - 1), _pipeline(rng, d - 1)]
         question = (f"Write f(x): if x is even, {_words(paths[0])}; otherwise "
                     f"{_words(paths[1])}.")
-    slips = random.Random(f"slips-{question}")
-
-    def slip() -> bool:
-        return slips.random() < slip_rate
-
+    slip = slipper(question, slip_rate)
     if d <= 2:
         body = _code(paths[0], "    ", slip)
     else:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
+from typing import Callable
 
 TEST_FRACTION = 0.1
 
@@ -29,3 +31,11 @@ def split_of_example(ex: dict) -> str:
 def example(task, question, answer, solution, difficulty, meta=None) -> dict:
     return {"task": task, "question": question, "answer": str(answer), "solution": solution,
             "difficulty": int(difficulty), "meta": json.dumps(meta or {})}
+
+
+def slipper(question: str, slip_rate: float) -> Callable[[], bool]:
+    """A sloppy demonstrator's coin: True with probability ``slip_rate``, from a stream seeded
+    by the question, so the questions (drawn from the task's own stream) are the same at every
+    rate."""
+    slips = random.Random(f"slips-{question}")
+    return lambda: slips.random() < slip_rate

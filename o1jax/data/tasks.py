@@ -21,7 +21,7 @@ from o1jax.config import datasets
 from o1jax.data import code_tasks, search_tasks, sudoku
 # split_of and TEST_FRACTION keep their documented home here too
 from o1jax.data.examples import TEST_FRACTION, split_of, split_of_example  # noqa: F401
-from o1jax.data.examples import example as _example
+from o1jax.data.examples import example as _example, slipper
 
 # --------------------------------------------------------------------------- arithmetic
 def _digits(n: int) -> list[int]:
@@ -81,11 +81,7 @@ def arithmetic(rng: random.Random, difficulty: int, slip_rate: float = 0.0) -> d
     result = sympy.Integer(a) + b if op == "+" else (sympy.Integer(a) - b if op == "-"
                                                        else sympy.Integer(a) * b)
     question = f"{a}{op}{b}=?"
-    slips = random.Random(f"slips-{question}")
-
-    def slip() -> bool:
-        return slips.random() < slip_rate
-
+    slip = slipper(question, slip_rate)
     written = result
     if op == "+":
         steps, written = _addition_steps(a, b, slip)
@@ -202,9 +198,9 @@ def check_slip_rate(task: str, slip_rate: float) -> None:
     demonstrator (the registry's tasks that take a ``slip_rate``)."""
     if not 0.0 <= slip_rate <= 1.0:
         raise ValueError(f"slip_rate must be in [0, 1], got {slip_rate}")
-    if slip_rate and task not in datasets.sloppy():
-        raise ValueError(f"slip_rate is defined for the tasks {datasets.sloppy()} only, not "
-                         f"{task!r}")
+    sloppy = datasets.sloppy()
+    if slip_rate and task not in sloppy:
+        raise ValueError(f"slip_rate is defined for the tasks {sloppy} only, not {task!r}")
 
 
 def generate(task: str, split: str, num: int, seed: int = 0, difficulty: int = 2,
