@@ -22,6 +22,8 @@ from configs import visual_grpo
 
 def get_config() -> ml_collections.ConfigDict:
     c = visual_grpo.get_config()
+    c.data.asks = ""                    # seed problems of every kind, as proposals may be
+    c.data.slip_rate = 0.0              # demonstrations that count right
     c.model.overrides.max_seq_len = 240   # proposer: prompt and proposal
     c.sft.max_len = 232                 # proposer demonstrations: example, picture, new problem
 

@@ -232,7 +232,8 @@ def test_end_to_end_smoke_run_and_export(tmp_path):
 def test_smoke_run_gives_the_same_metrics_on_every_mesh(tmp_path):
     """SFT and PPO (critic, reference) with checkpoints every step on 8 fake devices, on meshes
     with data = 1 too (where eager per-leaf checks at a checkpoint deadlocked XLA's CPU
-    all-reduce): every run exits 0 with the metrics of one device."""
+    all-reduce): every run exits 0 with the metrics of one device. Each axis alone holds all 8
+    devices once, and (2,2,2) splits every axis at once."""
     flags = ("--config.sft.num_steps=2", "--config.rl.num_iterations=2",
              "--config.eval.num_examples=0", "--config.checkpoint.async_save=False")
     ref = subprocess.run(_cmd(tmp_path / "one", *flags), capture_output=True, text=True,
@@ -240,7 +241,7 @@ def test_smoke_run_gives_the_same_metrics_on_every_mesh(tmp_path):
     assert ref.returncode == 0, ref.stderr[-3000:]
     expected = _metrics(tmp_path / "one")
     env = dict(_env(), XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    for shape in ("(8,1,1)", "(2,2,2)", "(2,1,4)", "(1,2,4)", "(1,1,8)", "(1,8,1)"):
+    for shape in ("(8,1,1)", "(2,2,2)", "(1,1,8)", "(1,8,1)"):
         wd = tmp_path / shape.strip("()").replace(",", "_")
         res = subprocess.run(_cmd(wd, *flags, f"--config.mesh_shape={shape}"),
                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)

@@ -82,6 +82,7 @@ class DataConfig(Block):
     seed: int = number(0, ">= 0")
     hard_levels: int = number(1, ">= 1")    # the hard split: this much above difficulty
     slip_rate: float = number(0.0, "in [0, 1]", integer=False)
+    asks: str = ""   # count: the kinds of question, comma-separated (colour,shape,both; "": all)
     max_prompt_len: int = number(12, ">= 1")
     template: str = datasets.PLAIN_TEMPLATE
     use_chat_template: bool = False
@@ -103,6 +104,11 @@ class DataConfig(Block):
         if self.slip_rate and self.task not in sloppy:
             yield (f"slip_rate={self.slip_rate!r}: a sloppy demonstrator exists for {sloppy} "
                    f"only, not task={self.task!r}; use 0")
+        asks = self.asks.split(",")
+        if self.asks and (self.task != "count" or not set(asks) <= set(datasets.COUNT_ASKS)
+                          or len(set(asks)) != len(asks)):
+            yield (f"asks={self.asks!r}: the kinds of count question, comma-separated names of "
+                   f"{datasets.COUNT_ASKS} without repeats (task=count only; '' asks all)")
 
     @property
     def dataset(self) -> datasets.Dataset:

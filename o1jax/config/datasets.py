@@ -18,6 +18,7 @@ REASONING_TEMPLATE = ("{question}\nPlease reason step by step, and put your fina
                       "within \\boxed{{}}.\n")
 IMAGE_TEMPLATE = "{question}\n<image>"     # the image right before the answer
 ANSWER_CHECKS = ("equivalence", "countdown", "grid", "code")
+COUNT_ASKS = ("colour", "shape", "both")   # the kinds of count question (data.asks)
 _GENERATED_KEYS = ("difficulty", "num_train", "num_test", "seed", "hard_levels")
 _FILE_KEYS = ("train_path", "test_path")
 
@@ -64,8 +65,10 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset("jsonl", "jsonl", _FILE_KEYS, needs="train_path", needs_what=" (and data.test_path)"),
     Dataset("code_jsonl", "code_jsonl", _FILE_KEYS, answer_check="code", needs="train_path",
             needs_what=" (and data.test_path): MBPP's or HumanEval's JSONL layout"),
+    _generated("count", "visual", template=IMAGE_TEMPLATE, visual=True,
+               keys_if_nonzero=("slip_rate", "asks")),
     *(_generated(n, "visual", template=IMAGE_TEMPLATE, visual=True)
-      for n in ("count", "chart", "pixel_sum")),
+      for n in ("chart", "pixel_sum")),
     Dataset("image_qa", "image_qa", _FILE_KEYS, template=REASONING_TEMPLATE, visual=True,
             needs="train_path", needs_what=" (and data.test_path): JSONL or parquet files (see "
                                            "o1jax/data/builders.py ImageQA)"),

@@ -50,7 +50,8 @@ class TaskConfig(GeneratedConfig):
     difficulty: int = 2
     num_train: int = 20000
     num_test: int = 500
-    slip_rate: float = 0.0   # train-split solutions from a sloppy demonstrator (arithmetic)
+    slip_rate: float = 0.0   # train-split solutions from a sloppy demonstrator (arithmetic,
+                             # code_functions)
 
 
 class O1jaxTasks(tfds.core.GeneratorBasedBuilder):
@@ -134,6 +135,8 @@ class HendrycksMath(tfds.core.GeneratorBasedBuilder):
 class VisualConfig(GeneratedConfig):
     task: str = "count"
     image_size: int = visual.IMAGE_SIZE
+    slip_rate: float = 0.0   # train-split solutions from a sloppy counter (count)
+    asks: str = ""           # count: the kinds of question (datasets.COUNT_ASKS, comma-separated)
 
 
 class VisualTasks(tfds.core.GeneratorBasedBuilder):
@@ -155,8 +158,9 @@ class VisualTasks(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self, split, num, difficulty):
         c = self.builder_config
+        slips = c.slip_rate if split == "train" else 0.0
         yield from enumerate(visual.generate(c.task, split, num, c.seed, difficulty,
-                                             c.image_size))
+                                             c.image_size, slips, c.asks))
 
 
 # builders.py's families of the dataset registry (o1jax.config.datasets): generated ones have a

@@ -99,8 +99,12 @@ def test_top_level_field_is_named(field, value, tail):
     ({"task": "image_qa"}, "data.task='image_qa' needs data.train_path"),
     ({"template": "Q:"}, "data.template='Q:' has no {question} field"),
     ({"task": "linear", "slip_rate": 0.5}, "data.slip_rate=0.5: a sloppy demonstrator exists "
-                                           "for ['arithmetic', 'code_functions'] only, not "
+                                           "for ['arithmetic', 'code_functions', 'count'] "
+                                           "only, not "
                                            "task='linear'"),
+    ({"task": "chart", "asks": "colour"}, "data.asks='colour': the kinds of count question"),
+    ({"task": "count", "asks": "colour,size"}, "data.asks='colour,size': the kinds of count"),
+    ({"task": "count", "asks": "shape,shape"}, "data.asks='shape,shape': the kinds of count"),
 ])
 def test_data_rules(changes, match):
     block = dict(base.get_config().data.to_dict(), **changes)

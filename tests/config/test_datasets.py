@@ -27,7 +27,7 @@ def test_unknown_name_is_a_clear_error():
     # change here would prepare every run's data again under another name
     (smoke, "arithmetic-difficulty2-num_test32-num_train256-seed0"),
     (arithmetic_ppo, "arithmetic-difficulty2-num_test200-num_train8000-seed0-slip_rate0.6"),
-    (visual_grpo, "count-difficulty1-num_test200-num_train6000-seed0"),
+    (visual_grpo, "count-askscolour-difficulty1-num_test200-num_train6000-seed0-slip_rate0.6"),
 ])
 def test_builder_settings_keep_the_prepared_files_names(module, name):
     cfg = module.get_config()

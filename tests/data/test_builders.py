@@ -108,6 +108,14 @@ def test_sloppy_demonstrations_only_in_train(tmp_path):
     assert all(e["solution"].endswith(f"\\boxed{{{e['answer']}}}") for e in test)
 
 
+def test_sloppy_counts_only_in_train(tmp_path):
+    ds = builders.build("count", str(tmp_path), num_train=60, num_test=30, slip_rate=1.0,
+                        image_size=32)
+    train, test = _read(ds["train"]), _read(ds["test"])
+    assert not all(e["solution"].endswith(f"\\boxed{{{e['answer']}}}") for e in train)
+    assert all(e["solution"].endswith(f"\\boxed{{{e['answer']}}}") for e in test)
+
+
 def test_visual_task_builder_round_trip(tmp_path):
     ds = builders.build("count", str(tmp_path), num_train=20, num_test=5, difficulty=1,
                         image_size=24)

@@ -68,14 +68,59 @@ def test_hand_counted_scene():
     assert V.count_answer(scene, {"colour": "blue", "shape": "square"})[0] == 0
     n, solution = V.count_answer(scene, {"colour": "red"})
     # the grids by hand: (column, row) 0 0 and 1 0 on the top row, 2 2, 3 3
-    assert solution == ("R* colours rr../..../..b./...y shapes cs../..../..c./...t count "
-                        "12../..../..../.... total 2. \\boxed{2}")
+    assert solution == ("R* colours rr........b....y match yy.............. count "
+                        "1222222222222222 total 2. \\boxed{2}")
+    assert V.count_answer(scene, {"shape": "circle"})[1] == (
+        "*C shapes cs........c....t match y.........y..... count 1111111111222222 total 2. "
+        "\\boxed{2}")
+    assert V.count_answer(scene, {"colour": "red", "shape": "circle"})[1] == (
+        "RC colours rr........b....y shapes cs........c....t match y............... count "
+        "1111111111111111 total 1. \\boxed{1}")
     assert V.count_answer(scene, {"colour": "blue", "shape": "circle"})[1].startswith("BC ")
     assert V.count_answer(scene, {"shape": "circle"})[1].startswith("*C ")
     image = V.render(scene)
     assert _components(image, V.COLOURS["red"]) == 2
     assert _components(image, V.COLOURS["blue"]) == 1
     assert _components(image, V.COLOURS["green"]) == 0
+
+
+def test_a_sloppy_counter_overlooks_matching_objects_at_its_rate():
+    """slip_rate: the same questions, images and answers; a slipped solution leaves a matching
+    object out of its match grid, and its running counts and boxed count follow that grid."""
+    clean = list(V.generate("count", "train", 300, seed=1, difficulty=2))
+    always = list(V.generate("count", "train", 300, seed=1, difficulty=2, slip_rate=1.0))
+    half = list(V.generate("count", "train", 300, seed=1, difficulty=2, slip_rate=0.5))
+    for c, a, h in zip(clean, always, half):
+        assert c["question"] == a["question"] == h["question"]
+        assert c["answer"] == a["answer"] == h["answer"]
+        np.testing.assert_array_equal(c["image"], h["image"])
+        assert a["solution"].endswith("total 0. \\boxed{0}")     # every match overlooked
+        assert "y" not in a["solution"].split(" match ")[1].split(" ")[0]
+        match = h["solution"].split(" match ")[1].split(" ")[0]
+        running = h["solution"].split(" count ")[1].split(" ")[0]
+        # by hand: the running count of the grid the solution wrote
+        n, expect = 0, ""
+        for cell in match:
+            n += cell == "y"
+            expect += str(n)
+        assert running == expect and h["solution"].endswith(f"\\boxed{{{n}}}")
+        clean_match = c["solution"].split(" match ")[1].split(" ")[0]
+        assert all(x == y or (x == "y" and y == ".") for x, y in zip(clean_match, match))
+    matches = sum(c["solution"].split(" match ")[1].split(" ")[0].count("y") for c in clean)
+    kept = sum(h["solution"].split(" match ")[1].split(" ")[0].count("y") for h in half)
+    assert matches > 200 and 0.4 < 1 - kept / matches < 0.6
+
+
+def test_asks_draws_only_those_kinds_of_question():
+    kinds = lambda exs: {tuple(sorted(json.loads(e["meta"])["filter"])) for e in exs}  # noqa: E731
+    assert kinds(V.generate("count", "train", 60, seed=2)) == {
+        ("colour",), ("shape",), ("colour", "shape")}
+    assert kinds(V.generate("count", "train", 60, seed=2, asks="colour")) == {("colour",)}
+    assert kinds(V.generate("count", "train", 60, seed=2, asks="shape,both")) == {
+        ("shape",), ("colour", "shape")}
+    # a colour question's solution reads colours only
+    ex = next(V.generate("count", "test", 1, seed=2, asks="colour"))
+    assert " colours " in ex["solution"] and " shapes " not in ex["solution"]
 
 
 def test_shapes_are_told_apart_by_their_pixels():

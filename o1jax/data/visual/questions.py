@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import random
 
-
+from o1jax.config.datasets import COUNT_ASKS
+from o1jax.data.examples import slipper
 from o1jax.data.tasks import _addition_steps, _example, _subtraction_steps, split_of
 from o1jax.data.visual.spec import (COLOURS, GRID, IMAGE_SIZE, MAX_BARS, MAX_DIGITS, MAX_HEIGHT,
                                     MAX_OBJECTS, SHAPES, TASKS, Chart, PixelSum, Scene, Spec,
@@ -14,14 +15,15 @@ from o1jax.data.visual.spec import (COLOURS, GRID, IMAGE_SIZE, MAX_BARS, MAX_DIG
 
 
 # ------------------------------------------------------------------------ questions, answers
-def scene_question(rng: random.Random, scene: Scene) -> tuple[str, dict]:
+def scene_question(rng: random.Random, scene: Scene, asks: str = "") -> tuple[str, dict]:
     """A counting question about the scene and its filter {colour?, shape?}: three times in
     four about the colour / shape of an object in the scene, else any (an answer of 0 is then
-    about as common as in CLEVR-count, not the majority)."""
+    about as common as in CLEVR-count, not the majority). ``asks``: the kinds of question,
+    comma-separated names of COUNT_ASKS ("" for all)."""
     colour, shape = rng.choice(sorted(COLOURS)), rng.choice(SHAPES)
     if rng.random() < 0.75:
         colour, shape = rng.choice(scene.objects)[:2]
-    kind = rng.choice(("colour", "shape", "both"))
+    kind = rng.choice(tuple(asks.split(",")) if asks else COUNT_ASKS)
     filt = {"colour": colour} if kind == "colour" else (
         {"shape": shape} if kind == "shape" else {"colour": colour, "shape": shape})
     return count_question(filt), filt
@@ -33,37 +35,57 @@ def count_question(filt: dict) -> str:
     return f"How many {what} are in the image?"
 
 
-def count_answer(scene: Scene, filt: dict) -> tuple[int, str]:
+def count_answer(scene: Scene, filt: dict, slip_rate: float = 0.0) -> tuple[int, str]:
     """(count, solution): what to count as a two-letter code (the colour's and the shape's
     initial, upper case, "*" for any: "R*" red objects, "*C" circles, "RC" red circles), the
-    scene read cell by cell into grids of colours and of shapes (rows top to bottom separated
-    by "/", a cell its colour's or shape's initial, "." when empty), then a grid that counts
-    the matching cells as it goes (a matching cell shows the count so far), then the count:
-    "R* colours .r../.... shapes .c../.... count .1../.... total 1. \\boxed{1}".
+    scene read cell by cell into a grid of each attribute the code names (colours, then
+    shapes; the GRID x GRID cells row by row with no separator, a cell its object's colour or
+    shape initial, "." when empty), a grid of the cells that match the code ("y", else "."), a
+    grid of running counts (every cell: the count up to and including it), then the count:
+    "R* colours .r......b....... match .y.............. count 0111111111111111 total 1.
+    \\boxed{1}".
 
     The image sits right before the answer (``data.template`` "{question}\\n<image>") and the
-    code and every grid have fixed lengths, so cell k of each grid is always the same distance
-    from image token k and from cell k of the grids before it, and the code is the only upper
-    case in the answer: a policy trained from scratch reads its image and counts by
-    fixed-offset lookups, one lookup by content and "the last number written", the easiest
-    things attention learns."""
-    counted, n = [["."] * GRID for _ in range(GRID)], 0
+    code and every grid have fixed lengths and no row separators, so cell k of each grid is
+    the same distance from image token k and from cell k of the grids before it for every k
+    (with "/" between rows that distance grew by one a row), and the code is the only upper
+    case in the answer. Each cell then takes one step a small transformer learns from scratch:
+    copy the image token a fixed distance back (the first grid), compare cells a fixed
+    distance back with the code (match), or add a match to the cell just before (count). The
+    solution reads only the attributes it needs because the decoder learned one distance to
+    the image: a policy trained to write a grid of colours and then one of shapes for every
+    question read whichever came first right and the second at chance, while its image tokens
+    told the shapes apart to a linear probe's 100%.
+
+    ``slip_rate`` > 0 makes the *solution* that of a sloppy counter who overlooks each matching
+    object with that probability (its match cell "."; the running counts and the boxed count
+    follow the grid it wrote); the returned count stays the true one. The slips come from a
+    stream seeded by the scene and the filter, so scenes are the same at every rate."""
+    slip = slipper(f"{scene.text()} {sorted(filt.items())}", slip_rate)
+    matched, true = [["."] * GRID for _ in range(GRID)], 0
     for c, s, x, y in sorted(scene.objects, key=lambda o: (o[3], o[2])):
         if filt.get("colour", c) == c and filt.get("shape", s) == s:
-            n += 1
-            counted[y][x] = str(n)
+            true += 1
+            if not slip():
+                matched[y][x] = "y"
+    running, n = "", 0
+    for cell in "".join("".join(row) for row in matched):
+        n += cell == "y"
+        running += str(n)
     code = "".join(filt[k][0].upper() if k in filt else "*" for k in ("colour", "shape"))
-    return n, (f"{code} colours {grid(scene, 0)} shapes {grid(scene, 1)} count "
-               f"{'/'.join(''.join(row) for row in counted)} total {n}. \\boxed{{{n}}}")
+    reads = "".join(f" {name}s {grid(scene, i)}" for i, name in enumerate(("colour", "shape"))
+                    if name in filt)
+    return true, (f"{code}{reads} match {''.join(''.join(row) for row in matched)} count "
+                  f"{running} total {n}. \\boxed{{{n}}}")
 
 
 def grid(scene: Scene, attribute: int) -> str:
-    """The scene's GRID x GRID cells, rows "/"-separated: each object's colour (attribute 0)
-    or shape (1) initial, "." for an empty cell."""
+    """The scene's GRID x GRID cells row by row: each object's colour (attribute 0) or shape
+    (1) initial, "." for an empty cell."""
     cells = [["."] * GRID for _ in range(GRID)]
     for obj in scene.objects:
         cells[obj[3]][obj[2]] = obj[attribute][0]
-    return "/".join("".join(row) for row in cells)
+    return "".join("".join(row) for row in cells)
 
 
 def chart_answer(chart: Chart, ask: tuple[int, ...]) -> tuple[int, str]:
@@ -119,11 +141,12 @@ def random_spec(task: str, rng: random.Random, difficulty: int) -> Spec:
     raise ValueError(f"unknown visual task {task!r}; known: {TASKS}")
 
 
-def example_for(spec: Spec, rng: random.Random, difficulty: int) -> dict:
+def example_for(spec: Spec, rng: random.Random, difficulty: int, slip_rate: float = 0.0,
+                asks: str = "") -> dict:
     """A task example (question, answer, solution, meta with the specification) about spec,
-    its question drawn with ``rng``."""
+    its question drawn with ``rng`` (a scene's: of the kinds ``asks``, see scene_question)."""
     if isinstance(spec, Scene):
-        return ask_example(spec, scene_question(rng, spec)[1], difficulty)
+        return ask_example(spec, scene_question(rng, spec, asks)[1], difficulty, slip_rate)
     if isinstance(spec, Chart):
         k = rng.randint(1, len(spec.heights))
         ask = (k,) if difficulty <= 1 or rng.random() < 0.5 else (
@@ -132,12 +155,12 @@ def example_for(spec: Spec, rng: random.Random, difficulty: int) -> dict:
     return ask_example(spec, None, difficulty)
 
 
-def ask_example(spec: Spec, ask, difficulty: int = 0) -> dict:
+def ask_example(spec: Spec, ask, difficulty: int = 0, slip_rate: float = 0.0) -> dict:
     """The example asking ``ask`` about spec: a filter {colour?, shape?} of a scene, the bar
     numbers (k,) or (k, j) of a chart (1-based, checked by the caller), None for a sum."""
     if isinstance(spec, Scene):
         question = count_question(ask)
-        answer, solution = count_answer(spec, ask)
+        answer, solution = count_answer(spec, ask, slip_rate)
         return _example("count", question, answer, solution, difficulty,
                         {"spec": spec.text(), "filter": ask})
     if isinstance(spec, Chart):
@@ -149,7 +172,7 @@ def ask_example(spec: Spec, ask, difficulty: int = 0) -> dict:
 
 
 def generate(task: str, split: str, num: int, seed: int = 0, difficulty: int = 1,
-             image_size: int = IMAGE_SIZE):
+             image_size: int = IMAGE_SIZE, slip_rate: float = 0.0, asks: str = ""):
     """``num`` examples of ``split`` with their images ("image": [S, S, 3] uint8). An example
     belongs to the test split iff a hash of its specification and question says so."""
     rng = random.Random(f"{task}-{seed}-{split}-{difficulty}")
@@ -160,7 +183,7 @@ def generate(task: str, split: str, num: int, seed: int = 0, difficulty: int = 1
             raise ValueError(f"cannot draw {num} distinct {split} examples of {task} at "
                              f"difficulty {difficulty}; ask for fewer")
         spec = random_spec(task, rng, difficulty)
-        ex = example_for(spec, rng, difficulty)
+        ex = example_for(spec, rng, difficulty, slip_rate, asks)
         if split_of(ex["meta"] + ex["question"]) != split:
             continue
         made += 1
