@@ -26,8 +26,8 @@ def encode_sft(examples: Sequence[dict], tokenizer: Tokenizer, length: int,
     """Right-padded [B, length] tokens of prompt (``fmt``, not cut) + solution + stop token,
     with a loss mask on the solution and stop tokens only, less its tool outputs
     (``<output>...</output>``: the rollout's tool writes them, so the policy never learns to).
-    Too-long rows are cut at ``length``. With ``fmt.image_tokens`` (a vision policy) each prompt holds that many image
-    placeholders and the batch has "images" [B, S, S, 3]."""
+    Too-long rows are cut at ``length``. With ``fmt.image_tokens`` (a vision policy) each
+    prompt holds that many image placeholders and the batch has "images" [B, S, S, 3]."""
     b = len(examples)
     tokens = np.full((b, length), tokenizer.pad_id, np.int32)
     mask = np.zeros((b, length), bool)

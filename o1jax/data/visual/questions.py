@@ -8,7 +8,8 @@ import random
 
 from o1jax.config.datasets import COUNT_ASKS
 from o1jax.data.examples import slipper
-from o1jax.data.tasks import _addition_steps, _example, _subtraction_steps, split_of
+from o1jax.data.tasks import (_addition_steps, _example, _subtraction_steps, check_slip_rate,
+                              split_of)
 from o1jax.data.visual.spec import (COLOURS, GRID, IMAGE_SIZE, MAX_BARS, MAX_DIGITS, MAX_HEIGHT,
                                     MAX_OBJECTS, SHAPES, TASKS, Chart, PixelSum, Scene, Spec,
                                     parse_spec, render)
@@ -62,30 +63,30 @@ def count_answer(scene: Scene, filt: dict, slip_rate: float = 0.0) -> tuple[int,
     follow the grid it wrote); the returned count stays the true one. The slips come from a
     stream seeded by the scene and the filter, so scenes are the same at every rate."""
     slip = slipper(f"{scene.text()} {sorted(filt.items())}", slip_rate)
-    matched, true = [["."] * GRID for _ in range(GRID)], 0
+    matched, true = ["."] * (GRID * GRID), 0
     for c, s, x, y in sorted(scene.objects, key=lambda o: (o[3], o[2])):
         if filt.get("colour", c) == c and filt.get("shape", s) == s:
             true += 1
             if not slip():
-                matched[y][x] = "y"
+                matched[y * GRID + x] = "y"
     running, n = "", 0
-    for cell in "".join("".join(row) for row in matched):
+    for cell in matched:
         n += cell == "y"
         running += str(n)
     code = "".join(filt[k][0].upper() if k in filt else "*" for k in ("colour", "shape"))
     reads = "".join(f" {name}s {grid(scene, i)}" for i, name in enumerate(("colour", "shape"))
                     if name in filt)
-    return true, (f"{code}{reads} match {''.join(''.join(row) for row in matched)} count "
+    return true, (f"{code}{reads} match {''.join(matched)} count "
                   f"{running} total {n}. \\boxed{{{n}}}")
 
 
 def grid(scene: Scene, attribute: int) -> str:
     """The scene's GRID x GRID cells row by row: each object's colour (attribute 0) or shape
     (1) initial, "." for an empty cell."""
-    cells = [["."] * GRID for _ in range(GRID)]
+    cells = ["."] * (GRID * GRID)
     for obj in scene.objects:
-        cells[obj[3]][obj[2]] = obj[attribute][0]
-    return "".join("".join(row) for row in cells)
+        cells[obj[3] * GRID + obj[2]] = obj[attribute][0]
+    return "".join(cells)
 
 
 def chart_answer(chart: Chart, ask: tuple[int, ...]) -> tuple[int, str]:
@@ -175,6 +176,7 @@ def generate(task: str, split: str, num: int, seed: int = 0, difficulty: int = 1
              image_size: int = IMAGE_SIZE, slip_rate: float = 0.0, asks: str = ""):
     """``num`` examples of ``split`` with their images ("image": [S, S, 3] uint8). An example
     belongs to the test split iff a hash of its specification and question says so."""
+    check_slip_rate(task, slip_rate)
     rng = random.Random(f"{task}-{seed}-{split}-{difficulty}")
     made, tries = 0, 0
     while made < num:
