@@ -11,11 +11,11 @@ straight into its sharding on the command's mesh.
 
 from __future__ import annotations
 
-import os
 from typing import NamedTuple
 
 import jax
 import ml_collections
+from etils import epath
 
 from o1jax import sharding
 from o1jax import workdir as wd
@@ -37,9 +37,16 @@ class Policy(NamedTuple):
 
 
 def model_shapes(cfg: ml_collections.ConfigDict, **extra) -> ModelConfig:
-    """The model's ModelConfig as the config names it (``model.preset`` + overrides, then
-    ``extra``; with ``model.hf_path`` the preset stands for the downloaded model's shapes)."""
+    """The model's ModelConfig as the config names it: ``model.hf_path``'s config.json where
+    that directory holds one, else ``model.preset`` (for a Hugging Face model it stands for
+    the checkpoint's shapes where the weights are not at hand, e.g. planning); then
+    ``model.overrides`` and ``extra``."""
     overrides = dict(cfg.model.get("overrides", {}), **extra)
+    if _hf_dir(cfg):
+        try:
+            return hf.load_config(cfg.model.hf_path, **overrides)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"model.hf_path={cfg.model.hf_path!r}: {e}") from None
     if overrides.get("vision") and "image_token_id" not in overrides:
         overrides["image_token_id"] = byte_tokenizer(image_token=True).image_id
     try:
@@ -61,12 +68,21 @@ def prompt_format(cfg: ml_collections.ConfigDict, tokenizer: Tokenizer, image_to
                         image_tokens=image_tokens)
 
 
+def _hf_dir(cfg: ml_collections.ConfigDict) -> bool:
+    """Whether ``model.hf_path`` is set and holds a Hugging Face config.json."""
+    path = cfg.model.get("hf_path", "")
+    return bool(path) and (epath.Path(path) / "config.json").exists()
+
+
 def _build(cfg, model_dir, mesh, dtype: str | None, chat: bool = True) -> Policy:
     """The policy of ``cfg`` with shapes and tokenizer from ``model_dir`` (a Hugging Face
     directory) or, when it is None, the preset and the byte tokenizer."""
     extra = {} if dtype is None else {"dtype": dtype}
     if model_dir is not None:
-        mcfg = hf.load_config(model_dir, **dict(cfg.model.get("overrides", {}), **extra))
+        try:
+            mcfg = hf.load_config(model_dir, **dict(cfg.model.get("overrides", {}), **extra))
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{model_dir}: {e}") from None
         tokenizer = Tokenizer.from_dir(model_dir)
     else:
         mcfg = model_shapes(cfg, **extra)
@@ -80,14 +96,18 @@ def _build(cfg, model_dir, mesh, dtype: str | None, chat: bool = True) -> Policy
 
 def from_config(cfg: ml_collections.ConfigDict, mesh=None, abstract: bool = False) -> Policy:
     """The policy a config trains. With ``model.hf_path`` the shapes and tokenizer come from
-    that Hugging Face directory; ``abstract`` (shape checks on CPU) uses the preset even then,
-    and leaves the chat template out (the byte tokenizer has none)."""
+    that Hugging Face directory; ``abstract`` (shape checks without the weights, e.g. planning)
+    takes the preset and the byte tokenizer where the directory is not there, and then leaves
+    the chat template out (the byte tokenizer has none)."""
     hf_path = cfg.model.get("hf_path", "")
+    if _hf_dir(cfg):
+        return _build(cfg, hf_path, mesh, None)
     if abstract:
         return _build(cfg, None, mesh, None, chat=False)
-    if hf_path and not os.path.isdir(hf_path):
-        raise ConfigError(f"model.hf_path={hf_path!r} is not a directory")
-    return _build(cfg, hf_path or None, mesh, None)
+    if hf_path:
+        raise ConfigError(f"model.hf_path={hf_path!r} is not a Hugging Face model directory "
+                          "(no config.json there)")
+    return _build(cfg, None, mesh, None)
 
 
 def from_workdir(path, mesh=None, dtype: str | None = None) -> Policy:

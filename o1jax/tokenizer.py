@@ -2,7 +2,9 @@
 
 A directory holds ``tokenizer.json`` and optionally ``tokenizer_config.json`` (special tokens,
 chat template), ``generation_config.json`` (stop token ids) and ``config.json`` (a
-vision-language model's ``image_token_id``: its image placeholder), as Hugging Face writes them.
+vision-language model's ``image_token_id``: its image placeholder, and ``vision_start_token_id``
+/ ``vision_end_token_id``: the markers around an image's placeholders), as Hugging Face writes
+them.
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ class Tokenizer:
     def __init__(self, tok: tokenizers.Tokenizer, *, bos_token: str | None = None,
                  eos_token: str | None = None, pad_token: str | None = None,
                  extra_stop_ids: Sequence[int] = (), chat_template: str | None = None,
-                 image_token: str | None = None):
+                 image_token: str | None = None, vision_markers: tuple[str, str] | None = None):
         self.tok = tok
         self.image_token = image_token   # the placeholder an image's tokens replace
+        self.vision_markers = vision_markers   # (start, end) around an image's placeholders
         self.bos_token, self.eos_token, self.pad_token = bos_token, eos_token, pad_token
         self.chat_template = chat_template
         stop = [self.token_id(eos_token)] if eos_token else []
@@ -51,6 +54,21 @@ class Tokenizer:
     @property
     def image_id(self) -> int | None:
         return self.token_id(self.image_token)
+
+    @property
+    def image_text(self) -> str | None:
+        """An image's place in prompt text: its placeholder between the vision markers (Qwen2.5-VL:
+        ``<|vision_start|><|image_pad|><|vision_end|>``), or the placeholder alone."""
+        if self.image_token is None:
+            return None
+        start, end = self.vision_markers or ("", "")
+        return start + self.image_token + end
+
+    @property
+    def vision_ids(self) -> tuple[int, ...]:
+        """The ids a vision prompt must keep when it is cut: the placeholder and the markers."""
+        names = (self.image_token,) + tuple(self.vision_markers or ())
+        return tuple(i for i in map(self.token_id, names) if i is not None)
 
     def token_id(self, token: str | None) -> int | None:
         return None if token is None else self.tok.token_to_id(token)
@@ -75,12 +93,18 @@ class Tokenizer:
         gen = _read_json(path / "generation_config.json")
         eos_ids = gen.get("eos_token_id", [])
         eos_ids = [eos_ids] if isinstance(eos_ids, int) else list(eos_ids)
-        image_id = _read_json(path / "config.json").get("image_token_id")
+        model = _read_json(path / "config.json")
+        image_id = model.get("image_token_id")
+        markers = [model.get(f"vision_{k}_token_id") for k in ("start", "end")]
+        markers = tuple(tok.id_to_token(i) for i in markers) if None not in markers else None
+        if image_id is None or markers is None or None in markers:
+            markers = None
         return cls(tok, bos_token=_token_str(cfg.get("bos_token")),
                    eos_token=_token_str(cfg.get("eos_token")),
                    pad_token=_token_str(cfg.get("pad_token")),
                    extra_stop_ids=eos_ids, chat_template=cfg.get("chat_template"),
-                   image_token=None if image_id is None else tok.id_to_token(image_id))
+                   image_token=None if image_id is None else tok.id_to_token(image_id),
+                   vision_markers=markers)
 
     def save(self, path: str) -> None:
         """Writes tokenizer.json and a tokenizer_config.json that transformers loads."""

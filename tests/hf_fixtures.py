@@ -70,27 +70,65 @@ def _randomize(model):
     return model
 
 
+# Qwen2.5-VL's chat template as its Hub checkpoints ship it (tokenizer_config.json): an image
+# part of a message is rendered as <|vision_start|><|image_pad|><|vision_end|>
+QWEN25VL_CHAT_TEMPLATE = (
+    "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}"
+    "{% for message in messages %}{% if loop.first and message['role'] != 'system' %}"
+    "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n{% if message['content'] is string %}"
+    "{{ message['content'] }}<|im_end|>\n{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'image' or 'image' in content or 'image_url' in content %}"
+    "{% set image_count.value = image_count.value + 1 %}{% if add_vision_id %}Picture "
+    "{{ image_count.value }}: {% endif %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif content['type'] == 'video' or 'video' in content %}"
+    "{% set video_count.value = video_count.value + 1 %}{% if add_vision_id %}Video "
+    "{{ video_count.value }}: {% endif %}<|vision_start|><|video_pad|><|vision_end|>"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+VL_CHAT_TOKENS = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+                  "<|image_pad|>"]
+VL_CHAT_IDS = {t: VOCAB + i for i, t in enumerate(VL_CHAT_TOKENS)}     # 259-263
+VL_CHAT_VOCAB = VOCAB + len(VL_CHAT_TOKENS)
+
+
+def vl_chat_tokenizer():
+    """The byte tokenizer with Qwen2.5-VL's chat and vision tokens (special), its chat
+    template and <|im_end|> as the end of a turn; saved beside ``tiny_qwen25vl(chat=True)``,
+    whose config.json names the image placeholder and the vision markers."""
+    tok = byte_tokenizer()
+    tok.tok.add_special_tokens(VL_CHAT_TOKENS)
+    return Tokenizer(tok.tok, bos_token="<s>", eos_token="<|im_end|>", pad_token="<pad>",
+                     chat_template=QWEN25VL_CHAT_TEMPLATE, image_token="<|image_pad|>",
+                     vision_markers=("<|vision_start|>", "<|vision_end|>"))
+
+
 VL_IMAGE_SIZE = 112   # 8 x 8 patches of 14 pixels: 4 x 4 = 16 image tokens
 VL_PIXEL_MEAN, VL_PIXEL_STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)   # not CLIP's: read from file
 
 
-def tiny_qwen25vl(seed: int = 0, window_size: int = 56, tie: bool = True):
+def tiny_qwen25vl(seed: int = 0, window_size: int = 56, tie: bool = True, chat: bool = False):
     """A tiny random Qwen2.5-VL: 2 decoder layers (M-RoPE sections 2, 3, 3), a 3-block vision
     tower whose blocks 0 and 2 attend within windows of ``window_size`` pixels (56: 2 x 2
     merged patches, four windows of a 112-pixel image; 84: 3 x 3, uneven windows) and block 1
-    fully; the byte tokenizer's ids plus <image> (259)."""
+    fully; the byte tokenizer's ids plus <image> (259), or with ``chat`` the ids of
+    ``vl_chat_tokenizer`` (Qwen2.5-VL's chat and vision tokens, <|im_end|> ending a turn)."""
+    vocab, image, eos = (VL_CHAT_VOCAB, VL_CHAT_IDS["<|image_pad|>"],
+                         VL_CHAT_IDS["<|im_end|>"]) if chat else (VOCAB + 1, VOCAB, 258)
+    markers = dict(vision_start_token_id=VL_CHAT_IDS["<|vision_start|>"],
+                   vision_end_token_id=VL_CHAT_IDS["<|vision_end|>"]) if chat else {}
     cfg = transformers.Qwen2_5_VLConfig(
-        text_config=dict(vocab_size=VOCAB + 1, hidden_size=64, intermediate_size=96,
+        text_config=dict(vocab_size=vocab, hidden_size=64, intermediate_size=96,
                          num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=256, rms_norm_eps=1e-5,
                          rope_parameters={"rope_type": "default", "rope_theta": 5000.0,
                                           "mrope_section": [2, 3, 3]},
-                         bos_token_id=257, eos_token_id=258, pad_token_id=256),
+                         bos_token_id=257, eos_token_id=eos, pad_token_id=256),
         vision_config=dict(depth=3, hidden_size=32, intermediate_size=48, num_heads=2,
                            patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
                            window_size=window_size, out_hidden_size=64,
                            fullatt_block_indexes=[1]),
-        image_token_id=VOCAB, tie_word_embeddings=tie)
+        image_token_id=image, tie_word_embeddings=tie, **markers)
     torch.manual_seed(seed)
     return _randomize(transformers.Qwen2_5_VLForConditionalGeneration(cfg).eval())
 
@@ -106,11 +144,12 @@ def vl_processor():
 
 def save_tiny_qwen25vl(path, **kw) -> str:
     """``tiny_qwen25vl`` saved by transformers with its preprocessor_config.json, the byte
-    tokenizer (with <image>) and a generation config."""
+    tokenizer (with <image>; with ``chat=True`` ``vl_chat_tokenizer``) and a generation
+    config."""
     model = tiny_qwen25vl(**kw)
     model.save_pretrained(str(path))
     vl_processor().save_pretrained(str(path))
-    byte_tokenizer(image_token=True).save(str(path))
+    (vl_chat_tokenizer() if kw.get("chat") else byte_tokenizer(image_token=True)).save(str(path))
     model.generation_config.save_pretrained(str(path))
     return str(path)
 

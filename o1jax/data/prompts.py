@@ -11,7 +11,7 @@ here.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Collection, Sequence
 
 import jinja2.sandbox
 import numpy as np
@@ -19,6 +19,7 @@ import numpy as np
 from o1jax.tokenizer import Tokenizer
 
 PLAIN_TEMPLATE = "{question}\n"
+IMAGE_MARK = "<image>"   # where a problem's figure goes in its text (Geometry3K's layout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,31 +40,63 @@ def render_prompt(question: str, tokenizer: Tokenizer, fmt: PromptFormat = Promp
                   ) -> str:
     """The prompt text for a question: the template with the question in it, or that text as
     the user's message in the tokenizer's own chat template (rendered in a Jinja sandbox, with
-    the generation prompt appended)."""
+    the generation prompt appended). A vision policy's prompt (``fmt.image_tokens``) holds the
+    image once, where the text marks it (the tokenizer's placeholder or Geometry3K's literal
+    ``<image>``), else first: between the tokenizer's vision markers, or as the chat template
+    renders an image part of the message."""
     text = fmt.template.format(question=question)
+    parts = _image_parts(text, tokenizer) if fmt.image_tokens else None
     if not fmt.use_chat_template:
-        return text
+        if parts is None or parts[0] is None:   # unmarked: prompt_ids puts it after <s>
+            return text
+        return parts[0] + tokenizer.image_text + parts[1]
     if not tokenizer.chat_template:
         raise ValueError("use_chat_template=True but the tokenizer has no chat_template")
+    content: str | list = text.strip()
+    if parts is not None:
+        before, after = parts if parts[0] is not None else ("", content)
+        content = ([{"type": "text", "text": before.lstrip()}] if before.strip() else []) + [
+            {"type": "image"}] + ([{"type": "text", "text": after.rstrip()}]
+                                  if after.strip() else [])
     env = jinja2.sandbox.ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
     messages = ([{"role": "system", "content": fmt.system}] if fmt.system else []) + [
-        {"role": "user", "content": text.strip()}]
-    return env.from_string(tokenizer.chat_template).render(
-        messages=messages, add_generation_prompt=True, bos_token=tokenizer.bos_token or "",
-        eos_token=tokenizer.eos_token or "")
+        {"role": "user", "content": content}]
+    try:
+        out = env.from_string(tokenizer.chat_template).render(
+            messages=messages, add_generation_prompt=True, bos_token=tokenizer.bos_token or "",
+            eos_token=tokenizer.eos_token or "")
+    except TypeError:   # a text model's template adds the message's parts to a string
+        if parts is None:
+            raise
+        out = ""
+    if parts is not None and tokenizer.image_token not in out:
+        raise ValueError(f"the tokenizer's chat template renders no image placeholder "
+                         f"({tokenizer.image_token}) for a message with an image part; use a "
+                         "vision-language model's template or data.use_chat_template=False")
+    return out
+
+
+def _image_parts(text: str, tokenizer: Tokenizer) -> tuple[str | None, str]:
+    """(text before, text after) the image's mark in ``text`` (the tokenizer's placeholder,
+    else the literal ``<image>``), or (None, text) where nothing marks it."""
+    for mark in (tokenizer.image_token, IMAGE_MARK):
+        if mark and mark in text:
+            before, _, after = text.partition(mark)
+            return before, after
+    return None, text
 
 
 def prompt_ids(example: dict, tokenizer: Tokenizer, fmt: PromptFormat = PromptFormat()
                ) -> list[int]:
     """An example's whole prompt token ids (not cut); with ``fmt.image_tokens`` = N (a vision
-    policy), N image placeholders where the image's tokens go: in place of the tokenizer's
-    image token where the rendered prompt (template or question) holds one, else right after
-    the beginning-of-sequence token."""
+    policy), N image placeholders where the image's tokens go: where ``render_prompt`` put the
+    image, else (a plain prompt whose text does not mark it) right after the
+    beginning-of-sequence token, between the vision markers where the tokenizer has them."""
+    if fmt.image_tokens and tokenizer.image_id is None:
+        raise ValueError("a vision model needs a tokenizer with an image placeholder token")
     ids = tokenizer.encode(render_prompt(example["question"], tokenizer, fmt))
     if not fmt.image_tokens:
         return ids
-    if tokenizer.image_id is None:
-        raise ValueError("a vision model needs a tokenizer with an image placeholder token")
     if "image" not in example:
         raise ValueError(f"the model reads images but example {example['question'][:40]!r} "
                          "has none: use a visual task (count, chart, pixel_sum, image_qa)")
@@ -71,29 +104,34 @@ def prompt_ids(example: dict, tokenizer: Tokenizer, fmt: PromptFormat = PromptFo
     if marks > 1:
         raise ValueError(f"prompt {example['question'][:40]!r} holds {marks} image tokens "
                          f"({tokenizer.image_token}); one image per prompt, marked once")
+    image = [tokenizer.image_id] * fmt.image_tokens
     if marks:
         k = ids.index(tokenizer.image_id)
-        return ids[:k] + [tokenizer.image_id] * fmt.image_tokens + ids[k + 1:]
+        return ids[:k] + image + ids[k + 1:]
+    start, end = ([tokenizer.token_id(m)] for m in tokenizer.vision_markers or (None, None))
     k = 1 if ids and tokenizer.bos_token and ids[0] == tokenizer.token_id(tokenizer.bos_token) \
         else 0
-    return ids[:k] + [tokenizer.image_id] * fmt.image_tokens + ids[k:]
+    if tokenizer.vision_markers:
+        image = start + image + end
+    return ids[:k] + image + ids[k:]
 
 
-def truncate_prompt(ids: Sequence[int], length: int, image_id: int | None = None) -> list[int]:
+def truncate_prompt(ids: Sequence[int], length: int, keep_ids: Collection[int] = ()
+                    ) -> list[int]:
     """The prompt cut to ``length`` tokens by dropping its earliest tokens after the first (the
-    question is asked last): the first token (beginning of sequence) and the image
-    placeholders (``image_id``) of a vision prompt always stay."""
+    question is asked last): the first token (beginning of sequence) and the ``keep_ids`` (a
+    vision prompt's image placeholders and markers, ``Tokenizer.vision_ids``) always stay."""
     ids = list(ids)
     if len(ids) <= length:
         return ids
-    keep = 1 + sum(t == image_id for t in ids[1:]) if image_id is not None else 1
+    keep = 1 + sum(t in keep_ids for t in ids[1:])
     if keep >= length:
         raise ValueError(f"a prompt of {keep} image and special tokens does not fit in "
                          f"{length} prompt tokens: raise data.max_prompt_len")
     drop = len(ids) - length
     out = ids[:1]
     for t in ids[1:]:
-        if drop and t != image_id:
+        if drop and t not in keep_ids:
             drop -= 1
             continue
         out.append(t)
@@ -105,7 +143,7 @@ def fit(ids: Sequence[int], tokenizer: Tokenizer, fmt: PromptFormat) -> list[int
     if fmt.max_prompt_len is None:
         return list(ids)
     return truncate_prompt(ids, fmt.max_prompt_len,
-                           tokenizer.image_id if fmt.image_tokens else None)
+                           tokenizer.vision_ids if fmt.image_tokens else ())
 
 
 def encode_prompt(example: dict, tokenizer: Tokenizer, fmt: PromptFormat) -> list[int]:

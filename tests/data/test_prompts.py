@@ -55,33 +55,98 @@ def test_image_placeholders_go_where_the_template_marks_them_else_after_bos():
         prompt_ids(ex, tok, PromptFormat("<image>{question}\n<image>", image_tokens=3))
 
 
-def _plain_cut(ids, length, image_id):
-    """The rule by hand: the first token, every image placeholder, and as many of the last
-    text tokens as fit, in their order."""
+@pytest.fixture(scope="module")
+def vl_chat_dir(tmp_path_factory):
+    """Qwen2.5-VL's tokenizer files in small (tests/hf_fixtures.py): its chat and vision tokens
+    and chat template, and a config.json naming the placeholder and the markers."""
+    import json
+    path = tmp_path_factory.mktemp("vl_tok")
+    hf_fixtures.vl_chat_tokenizer().save(str(path))
+    ids = hf_fixtures.VL_CHAT_IDS
+    (path / "config.json").write_text(json.dumps({
+        "image_token_id": ids["<|image_pad|>"], "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"]}))
+    return str(path)
+
+
+@pytest.mark.parametrize("question, parts", [
+    ("In the figure <image> find x.", ["In the figure ", None, " find x."]),   # Geometry3K's mark
+    ("<image>Find x.", [None, "Find x."]),
+    ("Find x.", [None, "Find x."])])                                    # unmarked: image first
+def test_a_qwen25vl_chat_prompt_equals_transformers(vl_chat_dir, question, parts):
+    """The checkpoint's own chat template with the image as a part of the user's message:
+    ours equals transformers' rendering (its tokenizer's apply_chat_template) with the image's
+    placeholder repeated as many times as transformers' image processor makes tokens of it."""
+    import transformers
+    from PIL import Image
+
+    from o1jax.tokenizer import Tokenizer
+    tok = Tokenizer.from_dir(vl_chat_dir)
+    assert tok.image_token == "<|image_pad|>"
+    assert tok.vision_markers == ("<|vision_start|>", "<|vision_end|>")
+    image = np.random.RandomState(0).randint(0, 256, (112, 112, 3)).astype(np.uint8)
+    ours = prompt_ids({"question": question, "image": image}, tok,
+                      PromptFormat("{question}", True, image_tokens=16))
+    theirs = transformers.AutoTokenizer.from_pretrained(vl_chat_dir)
+    content = [{"type": "image"} if p is None else {"type": "text", "text": p} for p in parts]
+    text = theirs.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
+                                      add_generation_prompt=True)
+    grid = hf_fixtures.vl_processor()(images=[Image.fromarray(image)],
+                                      return_tensors="np")["image_grid_thw"][0]
+    n = int(np.prod(grid)) // 4                                        # merged 2 x 2
+    assert n == 16 and "You are a helpful assistant." in text
+    assert ours == theirs(text.replace("<|image_pad|>", "<|image_pad|>" * n))["input_ids"]
+
+
+def test_plain_qwen25vl_prompts_put_the_image_between_its_markers(vl_chat_dir):
+    from o1jax.tokenizer import Tokenizer
+    tok = Tokenizer.from_dir(vl_chat_dir)
+    start, end = (hf_fixtures.VL_CHAT_IDS[t] for t in ("<|vision_start|>", "<|vision_end|>"))
+    img, bos = tok.image_id, tok.token_id("<s>")
+    fmt = PromptFormat("{question}", image_tokens=3)
+    text = tok.encode("Find x.", add_special_tokens=False)
+    image = [start, img, img, img, end]
+    assert prompt_ids({"question": "Find x.", "image": None}, tok, fmt) == [bos] + image + text
+    marked = prompt_ids({"question": "Find<image> x.", "image": None}, tok, fmt)
+    assert marked == [bos] + tok.encode("Find", False) + image + tok.encode(" x.", False)
+    cut = fit(marked, tok, PromptFormat("{question}", image_tokens=3, max_prompt_len=7))
+    assert cut == [bos] + image + tok.encode(".", False)        # markers stay with the image
+    plain = PromptFormat("{question}", True, image_tokens=3)
+    text_only = Tokenizer(tok.tok, bos_token="<s>", chat_template=hf_fixtures.chat_tokenizer()
+                          .chat_template, image_token="<|image_pad|>")
+    with pytest.raises(ValueError, match="renders no image placeholder"):
+        prompt_ids({"question": "Find x.", "image": None}, text_only, plain)
+
+
+def _plain_cut(ids, length, keep):
+    """The rule by hand: the first token, every kept token (image placeholders and markers),
+    and as many of the last text tokens as fit, in their order."""
     if len(ids) <= length:
         return list(ids)
-    rest = [(i, t) for i, t in enumerate(ids) if i > 0 and t != image_id]
-    room = length - 1 - sum(1 for t in ids[1:] if t == image_id)
+    rest = [(i, t) for i, t in enumerate(ids) if i > 0 and t not in keep]
+    room = length - 1 - sum(1 for t in ids[1:] if t in keep)
     kept = {i for i, _ in rest[len(rest) - room:]} if room > 0 else set()
-    return [t for i, t in enumerate(ids) if i == 0 or t == image_id or i in kept]
+    return [t for i, t in enumerate(ids) if i == 0 or t in keep or i in kept]
 
 
 def test_truncation_keeps_the_first_token_and_the_image_like_a_plain_loop():
     assert truncate_prompt([1, 5, 6, 7, 8], 3) == [1, 7, 8]        # text prompts keep <s> too
-    img = 99
+    img, start, end = 99, 97, 98
     rng = np.random.default_rng(0)
     for _ in range(300):
         n, n_img = int(rng.integers(2, 20)), int(rng.integers(0, 4))
+        marked = bool(rng.integers(2)) and n_img > 0
         ids = [1] + rng.integers(2, 50, n).tolist()
         at = int(rng.integers(1, len(ids) + 1))
-        ids = ids[:at] + [img] * n_img + ids[at:]
-        length = int(rng.integers(n_img + 2, len(ids) + 3))
-        for image_id in ((img,) if n_img else (None, img)):
-            got = truncate_prompt(ids, length, image_id)
-            assert got == _plain_cut(ids, length, image_id), (ids, length)
+        image = [start] * marked + [img] * n_img + [end] * marked
+        ids = ids[:at] + image + ids[at:]
+        length = int(rng.integers(len(image) + 2, len(ids) + 3))
+        for keep in (((img, start, end),) if n_img else ((), (img, start, end))):
+            got = truncate_prompt(ids, length, keep)
+            assert got == _plain_cut(ids, length, keep), (ids, length)
             assert len(got) == min(length, len(ids)) and got[0] == 1
     with pytest.raises(ValueError, match="does not fit"):
-        truncate_prompt([1, img, img, img, 5], 3, img)
+        truncate_prompt([1, img, img, img, 5], 3, (img,))
 
 
 def test_fit_cuts_to_the_format_length_and_keeps_the_image():
@@ -90,7 +155,7 @@ def test_fit_cuts_to_the_format_length_and_keeps_the_image():
     fmt = PromptFormat(image_tokens=4, max_prompt_len=10)
     whole = prompt_ids(ex, tok, fmt)
     got = encode_prompt(ex, tok, fmt)
-    assert got == fit(whole, tok, fmt) == _plain_cut(whole, 10, tok.image_id)
+    assert got == fit(whole, tok, fmt) == _plain_cut(whole, 10, tok.vision_ids)
     assert got[:5] == [tok.token_id("<s>")] + [tok.image_id] * 4
     assert fit(whole, tok, PromptFormat(image_tokens=4)) == whole    # no length: never cut
 

@@ -226,8 +226,12 @@ def save_pretrained(out_dir: str, params: Params, cfg: ModelConfig, tokenizer=No
         bos = tokenizer.token_id(tokenizer.bos_token) if tokenizer else None
         eos = list(tokenizer.stop_ids) if tokenizer else None
         eos = eos[0] if eos and len(eos) == 1 else eos
+        hf_cfg = config_to_hf(cfg, bos, eos)
+        if tokenizer is not None and tokenizer.vision_markers:
+            start, end = map(tokenizer.token_id, tokenizer.vision_markers)
+            hf_cfg.update(vision_start_token_id=start, vision_end_token_id=end)
         with open(os.path.join(tmp, "config.json"), "w") as f:
-            json.dump(config_to_hf(cfg, bos, eos), f, indent=2)
+            json.dump(hf_cfg, f, indent=2)
         with open(os.path.join(tmp, "generation_config.json"), "w") as f:
             json.dump({"bos_token_id": bos, "eos_token_id": eos}, f, indent=2)
         if cfg.architecture == "qwen2_5_vl":
