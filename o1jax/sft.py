@@ -26,14 +26,19 @@ def encode_sft(examples: Sequence[dict], tokenizer: Tokenizer, length: int,
     """Right-padded [B, length] tokens of prompt (``fmt``, not cut) + solution + stop token,
     with a loss mask on the solution and stop tokens only, less its tool outputs
     (``<output>...</output>``: the rollout's tool writes them, so the policy never learns to).
-    Too-long rows are cut at ``length``. With ``fmt.image_tokens`` (a vision policy) each
-    prompt holds that many image placeholders and the batch has "images" [B, S, S, 3]."""
+    Too-long rows are cut at ``length`` (a prompt must leave room for a solution token). With
+    ``fmt.image_tokens`` (a vision policy) each prompt holds that many image placeholders and
+    the batch has "images" [B, S, S, 3]."""
     b = len(examples)
     tokens = np.full((b, length), tokenizer.pad_id, np.int32)
     mask = np.zeros((b, length), bool)
     target = np.zeros((b, length), bool)
     for i, ex in enumerate(examples):
         prompt = prompt_ids(ex, tokenizer, fmt)
+        if len(prompt) >= length:
+            raise ValueError(f"a prompt of {len(prompt)} tokens ({ex['question'][:40]!r}) "
+                             f"leaves no room for its solution in sft.max_len={length}: raise "
+                             "sft.max_len")
         answer, learnt = [], []
         for text, by_policy in split_outputs(ex["solution"]):
             ids = tokenizer.encode(text, add_special_tokens=False)

@@ -6,6 +6,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from o1jax.data.prompts import PromptFormat
 from o1jax.models import Transformer, positions_from_mask, preset
@@ -31,6 +32,8 @@ def test_encode_sft_by_hand():
     # the second row is cut at 20 tokens: the stop token is gone, the cut solution is the target
     assert enc["mask"][1].all() and enc["target"][1, -1]
     assert tok.stop_ids[0] not in enc["tokens"][1].tolist()
+    with pytest.raises(ValueError, match="leaves no room for its solution in sft.max_len=10"):
+        encode_sft(EXAMPLES, tok, length=10, fmt=PromptFormat("Q: {question}\n"))
 
 
 def test_tool_outputs_are_not_targets():
