@@ -3,10 +3,12 @@
 PATH is a Hugging Face model directory (Llama, Qwen2 or Qwen2.5-VL with tokenizer.json; the
 prompt is encoded as given) or a training workdir (its latest checkpoint; the prompt is the
 user's text in the run's chat template when the run trained with one,
-``data.use_chat_template``). A vision-language model reads ``--image FILE`` with every prompt:
-the image is resized to the model's square size (``data.builders.load_image``: alpha over white,
-RGB, bicubic) and its placeholder tokens go right after the prompt's first
-(beginning-of-sequence) token, as training prompts have them (``data.prompts.prompt_ids``).
+``data.use_chat_template``). A vision-language model reads ``--image FILE`` with every prompt
+(``data.builders.load_image``: alpha over white, RGB, bicubic): a Hugging Face Qwen2.5-VL at
+the size its processor gives the image (aspect ratio kept, area within the
+preprocessor_config.json's min/max pixels), else (``--image-size``, or a workdir, whose policy
+trained on square images) resized to the model's square size; its placeholder tokens go where
+training prompts have them (``data.prompts.prompt_ids``).
 With one prompt and one sample the completion text alone is printed; with ``--prompts-file`` or
 ``--num-samples`` > 1 one JSON object per completion is printed: {"prompt", "completion",
 "finished"}.
@@ -26,6 +28,7 @@ from o1jax import sharding, workdir
 from o1jax.data.builders import load_image
 from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids
 from o1jax.models import ModelConfig, hf
+from o1jax.models.patches import Patches, native_tokens, patch_native
 from o1jax.models.transformer import Params
 from o1jax.policy import Policy, command_mesh, from_hf, load_policy
 from o1jax.rollout import SamplingConfig, make_sampler
@@ -43,9 +46,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--image", help="an image file every prompt is asked about (vision-language "
                     "models only, which need one)")
     ap.add_argument("--image-size", type=int, default=None,
-                    help="a Hugging Face vision-language model's square image size in pixels "
-                    "(a multiple of its patch x merge size; default: o1jax.models.hf."
-                    "QWEN_VL_IMAGE_SIZE); a workdir's policy reads the size it trained on")
+                    help="a Hugging Face vision-language model reads images squared to this "
+                    "many pixels (a multiple of its patch x merge size; default: each image at "
+                    "the size its processor gives it); a workdir's policy reads the size it "
+                    "trained on")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--greedy", action="store_true", help="argmax decoding")
     ap.add_argument("--temperature", type=float, default=1.0)
@@ -62,10 +66,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def prompt_inputs(prompts: list[str], image: str | None, cfg: ModelConfig, tokenizer: Tokenizer,
-                  fmt: PromptFormat) -> tuple[list[list[int]], np.ndarray | None]:
-    """Each prompt's token ids in ``fmt`` and, for a vision-language model, the image
-    [B, S, S, 3] uint8 (the same for every prompt) with its placeholders where ``fmt`` puts
-    them."""
+                  fmt: PromptFormat, native: bool = False
+                  ) -> tuple[list[list[int]], np.ndarray | Patches | None]:
+    """Each prompt's token ids in ``fmt`` and, for a vision-language model, the image (the same
+    for every prompt) with its placeholders where ``fmt`` puts them: [B, S, S, 3] uint8 at the
+    model's square size, or with ``native`` as ``Patches`` at the size the checkpoint's
+    processor gives it (its aspect ratio kept), with as many placeholders as it makes
+    tokens."""
     if cfg.vision is None:
         if image is not None:
             raise ValueError(f"--image {image}: this is a text-only model (no vision encoder)")
@@ -73,8 +80,15 @@ def prompt_inputs(prompts: list[str], image: str | None, cfg: ModelConfig, token
     if image is None:
         raise ValueError("this vision-language model reads an image with every prompt: give "
                          "--image FILE")
-    pixels = load_image(image, cfg.vision.image_size, where=f"--image {image}")
+    where = f"--image {image}"
+    if native:
+        pixels = load_image(image, cfg.vision, where)
+        fmt = dataclasses.replace(fmt, image_tokens=native_tokens(cfg.vision, *pixels.shape[:2]))
+    else:
+        pixels = load_image(image, cfg.vision.image_size, where)
     ids = [prompt_ids({"question": p, "image": pixels}, tokenizer, fmt) for p in prompts]
+    if native:
+        return ids, patch_native(cfg.vision, [pixels] * len(prompts))
     return ids, np.stack([pixels] * len(prompts))
 
 
@@ -111,7 +125,9 @@ def main(argv=None) -> int:
             max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
             top_k=args.top_k, greedy=args.greedy, num_samples=args.num_samples,
             stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id)
-        ids, images = prompt_inputs(prompts, args.image, model.cfg, tokenizer, fmt)
+        native = bool(not workdir.is_workdir(args.model) and args.image_size is None
+                      and model.cfg.vision and model.cfg.vision.max_pixels)
+        ids, images = prompt_inputs(prompts, args.image, model.cfg, tokenizer, fmt, native)
         tokens, mask = pad_prompts(ids, tokenizer.pad_id)
         sampler = make_sampler(model, cfg_sampling, gather=True)
         rollout = sampler(params, tokens, mask, jax.random.key(args.seed), images=images)

@@ -58,9 +58,8 @@ def sft_loss(policy: Transformer, params: Params, batch: dict) -> tuple[jax.Arra
     """Mean negative log-likelihood of the target tokens, and token accuracy."""
     tokens, mask = batch["tokens"], batch["mask"]
     images = batch.get("images")
-    embeds = None if images is None else policy.encode_images(params, images)
-    logits, _ = policy.apply(params, tokens, positions_from_mask(mask), mask,
-                             image_embeds=embeds)
+    extra = {} if images is None else policy.image_inputs(params, images)
+    logits, _ = policy.apply(params, tokens, positions_from_mask(mask), mask, **extra)
     logp = jax.nn.log_softmax(logits[:, :-1], axis=-1)
     nll = -jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)[..., 0]
     tgt = batch["target"][:, 1:].astype(jnp.float32)

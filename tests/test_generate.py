@@ -158,6 +158,31 @@ def test_cli_image_greedy_equals_transformers(vl_dir, tmp_path, capsys):
                                                for p in prompts]
 
 
+def test_cli_image_at_its_own_size_greedy_equals_transformers(vl_dir, tmp_path, capsys):
+    """Without --image-size a Qwen2.5-VL reads the image as its processor sizes it: a 90 x 70
+    RGBA image becomes 84 x 56 pixels, 3 x 2 = 6 image tokens, on both sides."""
+    from PIL import Image
+    image = _png(tmp_path / "wide.png", seed=4)
+    assert generate.main(["--model", vl_dir, "--image", image, "--greedy", "--max-new-tokens",
+                          "16", "--prompt", "How many?"]) == 0
+    got = capsys.readouterr().out
+    model = transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained(vl_dir).eval()
+    feats = transformers.AutoImageProcessor.from_pretrained(vl_dir)(
+        images=[Image.open(image)], return_tensors="pt")
+    assert feats["image_grid_thw"].tolist() == [[1, 4, 6]]
+    tok = Tokenizer.from_dir(vl_dir)
+    text = tok.encode("How many?")
+    ids = torch.tensor([text[:1] + [tok.image_id] * 6 + text[1:]])
+    with torch.no_grad():
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=16,
+                             do_sample=False, eos_token_id=list(tok.stop_ids),
+                             pad_token_id=tok.pad_id, pixel_values=feats["pixel_values"],
+                             image_grid_thw=feats["image_grid_thw"],
+                             mm_token_type_ids=(ids == tok.image_id).long())
+    new = [t for t in out[0, ids.shape[1]:].tolist() if t not in tok.stop_ids]
+    assert len(new) > 5 and got == tok.decode(new) + "\n"
+
+
 def test_cli_image_bad_input(vl_dir, llama_dir, tmp_path, capsys):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"not an image")

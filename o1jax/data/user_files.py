@@ -19,6 +19,8 @@ from etils import epath
 from PIL import Image, UnidentifiedImageError
 
 from o1jax.data import features, visual
+from o1jax.models.patches import native_size
+from o1jax.models.vision import VisionConfig
 
 
 @dataclasses.dataclass
@@ -106,10 +108,12 @@ def code_example(row: dict, where: str) -> dict:
             "meta": json.dumps({"tests": tests, "entry_point": entry})}
 
 
-def load_image(data, size: int, where: str = "") -> np.ndarray:
-    """An image file's bytes, or a path to one, as [size, size, 3] uint8. The rule: decode with
+def load_image(data, size: int | VisionConfig, where: str = "") -> np.ndarray:
+    """An image file's bytes, or a path to one, as [H, W, 3] uint8. The rule: decode with
     Pillow, composite any alpha over white, convert to RGB (grayscale and palette images too),
-    resize to size x size with bicubic filtering (the aspect ratio is not kept)."""
+    resize with bicubic filtering to ``size`` x ``size`` (an int: the aspect ratio is not kept)
+    or, for an encoder that reads images at their own sizes (a ``VisionConfig`` with
+    ``max_pixels``), to its ``patches.native_size`` as Qwen2.5-VL's processor does."""
     try:
         if isinstance(data, (bytes, bytearray)):
             img = Image.open(io.BytesIO(data))
@@ -124,8 +128,15 @@ def load_image(data, size: int, where: str = "") -> np.ndarray:
         white = Image.new("RGBA", img.size, (255, 255, 255, 255))
         img = Image.alpha_composite(white, img)
     img = img.convert("RGB")
-    if img.size != (size, size):
-        img = img.resize((size, size), Image.Resampling.BICUBIC)
+    if isinstance(size, int):
+        height, width = size, size
+    else:
+        try:
+            height, width = native_size(size, img.height, img.width)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+    if img.size != (width, height):
+        img = img.resize((width, height), Image.Resampling.BICUBIC)
     return np.asarray(img, np.uint8)
 
 

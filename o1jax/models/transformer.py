@@ -41,7 +41,7 @@ import o1jax.models.vision as vision
 from o1jax.models.config import ModelConfig
 from o1jax.models.layers.attention import (attend, causal_attention, output_projection,
                                           project_qkv)
-from o1jax.models import parameters
+from o1jax.models import parameters, patches
 from o1jax.models.layers import moe
 from o1jax.models.layers.mlp import swiglu
 from o1jax.models.layers.norm import rms_norm
@@ -158,27 +158,35 @@ class Transformer:
         x = sharding.constrain(x, self.mesh, ("act_batch", "act_length", "act_embed"))
         return x, k_cache, v_cache, chosen
 
-    def encode_images(self, params: Params, images: jax.Array) -> jax.Array:
-        """Images [B, S, S, 3] uint8 -> image tokens [B, N, D] (compute dtype) for ``hidden``'s
-        ``image_embeds``: run once per prompt, reused by every sample of it."""
+    def encode_images(self, params: Params, images) -> jax.Array:
+        """Images [B, S, S, 3] uint8 or ``patches.Patches`` -> image tokens [B, N, D] (compute
+        dtype) for ``hidden``'s ``image_embeds``: once per prompt, reused by its samples."""
         if not self.cfg.vision:
             raise ValueError("this model has no vision encoder (model.vision is None)")
         return vision.encode(self.cfg.vision, params["vision"], images, self.cfg.compute_dtype,
                              self.mesh)
 
+    def image_inputs(self, params: Params, images) -> dict:
+        """``hidden``'s image arguments (``encode_images``'s tokens; each row's merged grid)."""
+        return {"image_embeds": self.encode_images(params, images),
+                "image_grid": patches.merged_grid(self.cfg.vision, images)}
+
     def rope_positions(self, tokens: jax.Array, positions: jax.Array, mask: jax.Array,
-                       with_image: bool) -> jax.Array:
+                       with_image: bool, image_grid: jax.Array | None = None) -> jax.Array:
         """The positions the rotary embedding reads: ``positions`` [B, T] as given, or for an
         M-RoPE model (``mrope_section``, Qwen2.5-VL) reading each row's image, (t, h, w)
-        [B, T, 3] from them (``vision.mrope_positions``)."""
+        [B, T, 3] from them (``vision.mrope_positions``; ``image_grid`` [B, 2]: each row's
+        merged grid, None: the config's square one)."""
         c = self.cfg
         if not (with_image and c.mrope_section):
             return positions
-        return vision.mrope_positions(c.vision, tokens, positions, mask, c.image_token_id)
+        return vision.mrope_positions(c.vision, tokens, positions, mask, c.image_token_id,
+                                      image_grid)
 
     def hidden(self, params: Params, tokens: jax.Array, positions: jax.Array, mask: jax.Array,
                cache: dict | None = None, image_embeds: jax.Array | None = None,
-               experts: jax.Array | None = None, with_experts: bool = False) -> tuple:
+               experts: jax.Array | None = None, with_experts: bool = False,
+               image_grid: jax.Array | None = None) -> tuple:
         """Final-norm hidden states [B, T, D] (compute dtype) and the updated cache (and with
         ``with_experts``, a mixture of experts' routing: {"experts": its choices [B, T, L, k]
         int32, "balance_loss": the load-balancing loss, E sum_e f_e P_e with f and P averaged
@@ -194,8 +202,8 @@ class Transformer:
         decode loop update each layer's cache in place. An unrolled decode step's program grows
         with depth, a scanned one's does not (docs/performance.md has both forms' costs).
 
-        ``image_embeds`` [B, N, D] (``encode_images``): the k-th image placeholder token of each
-        row reads image token k instead of its embedding (a prefill; decode steps have none).
+        ``image_embeds`` [B, N, D] (and ``image_grid`` [B, 2]: ``image_inputs``): the k-th
+        image placeholder of each row reads image token k (a prefill; decode steps have none).
         positions count real tokens (``positions_from_mask``); with ``image_embeds`` an M-RoPE
         model turns them into (t, h, w) positions (``rope_positions``); without, it reads them
         as text positions, so a decode step after an image feeds them already shifted (the
@@ -220,8 +228,8 @@ class Transformer:
         kv_mask = mask if cache is None else jax.lax.dynamic_update_slice(
             cache["mask"], mask, (0, start))
         attention = causal_attention(kv_mask, start, t, cached=cache is not None)
-        rope = rope_angles(self.rope_positions(tokens, positions, mask, image_embeds is not None),
-                           inv_freq, c.mrope_section)
+        rope = rope_angles(self.rope_positions(tokens, positions, mask, image_embeds is not None,
+                                               image_grid), inv_freq, c.mrope_section)
         layer = functools.partial(self._layer, rope=rope, attention=attention, start=start,
                                   token_mask=mask)
         if c.remat:
@@ -283,9 +291,10 @@ class Transformer:
         return sharding.constrain(logits, self.mesh, ("act_batch", "act_length", "act_vocab"))
 
     def apply(self, params: Params, tokens: jax.Array, positions: jax.Array, mask: jax.Array,
-              cache: dict | None = None, image_embeds: jax.Array | None = None
-              ) -> tuple[jax.Array, dict | None]:
+              cache: dict | None = None, image_embeds: jax.Array | None = None,
+              image_grid: jax.Array | None = None) -> tuple[jax.Array, dict | None]:
         """Logits [B, T, V] (policy) or values [B, T] (value model), f32, and the new cache."""
-        x, cache = self.hidden(params, tokens, positions, mask, cache, image_embeds)[:2]
+        x, cache = self.hidden(params, tokens, positions, mask, cache, image_embeds,
+                               image_grid=image_grid)[:2]
         return self.head_out(params, x), cache
 

@@ -31,7 +31,7 @@ import numpy as np
 from o1jax.models.layers.attention import attend, output_projection, project_qkv
 from o1jax.models.layers.mlp import swiglu
 from o1jax.models.layers.norm import rms_norm
-from o1jax.models.layers.rope import inverse_frequencies
+from o1jax.models import patches
 
 # CLIP's pixel statistics (Qwen2.5-VL's image processor uses them too)
 PIXEL_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
@@ -56,6 +56,8 @@ class VisionConfig:
                                   # frame; only export reads it)
     pixel_mean: tuple[float, float, float] = tuple(PIXEL_MEAN.tolist())   # RGB, of [0, 1]
     pixel_std: tuple[float, float, float] = tuple(PIXEL_STD.tolist())     # pixel values
+    min_pixels: int = 0           # > 0 with max_pixels: images keep their own size and aspect
+    max_pixels: int = 0           # ratio, their area within these (``patches.native_size``)
 
     def __post_init__(self):
         for name in ("full_attention_layers", "pixel_mean", "pixel_std"):   # JSON lists
@@ -72,6 +74,12 @@ class VisionConfig:
         if self.image_size % (self.patch_size * self.merge_size):
             raise ValueError(f"vision.image_size={self.image_size} must be a multiple of "
                              f"patch_size x merge_size = {self.patch_size * self.merge_size}")
+        native = (self.patch_size * self.merge_size) ** 2 <= self.max_pixels and \
+            0 <= self.min_pixels <= self.max_pixels
+        if not (native or self.min_pixels == self.max_pixels == 0):
+            raise ValueError(f"vision.min_pixels={self.min_pixels}, max_pixels="
+                             f"{self.max_pixels}: 0 <= min_pixels <= max_pixels, and max_pixels "
+                             f"at least one merged patch ({self.patch_size * self.merge_size}^2)")
         if self.hidden_size % self.num_heads or (self.hidden_size // self.num_heads) % 4:
             raise ValueError(f"vision.hidden_size={self.hidden_size} / num_heads="
                              f"{self.num_heads} must be a multiple of 4 (2-D rotary positions)")
@@ -157,65 +165,22 @@ def init(cfg: VisionConfig, out_size: int, key: jax.Array, dtype=jnp.float32) ->
             "merger": merger}
 
 
-def patch_grid(cfg: VisionConfig) -> np.ndarray:
-    """[N, 2] (row, column) of each patch in encoder order: M x M merge windows, window by
-    window, row-major inside each."""
-    g, m = cfg.grid, cfg.merge_size
-    r, c = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
-    to_windows = lambda x: x.reshape(g // m, m, g // m, m).transpose(0, 2, 1, 3).reshape(-1)  # noqa: E731,E501
-    return np.stack([to_windows(r), to_windows(c)], axis=1)
-
-
-def patchify(cfg: VisionConfig, images: jax.Array) -> jax.Array:
-    """[B, S, S, 3] uint8 -> [B, N, P * P * 3] f32 normalised pixels, patches in encoder order."""
-    b, s = images.shape[0], images.shape[1]
-    if images.shape[1:] != (cfg.image_size, cfg.image_size, 3):
-        raise ValueError(f"images of shape {images.shape[1:]}; the encoder takes "
-                         f"{(cfg.image_size, cfg.image_size, 3)} (resize them with "
-                         "o1jax.data.builders.load_image)")
+def encode(cfg: VisionConfig, params: dict, images, dtype=jnp.float32, mesh=None) -> jax.Array:
+    """Images -> image tokens [B, N, D] in ``dtype``: square images [B, S, S, 3] uint8 give
+    N = (S / P / M)^2; ``patches.Patches`` (images at their own sizes) give N = the bucket's
+    count, row b's first (its grid's) tokens real."""
+    if isinstance(images, patches.Patches):
+        x = images.pixels
+        rope, masks = patches.native_layout(cfg, images.grid, x.shape[1])
+    else:
+        x = patches.patchify(cfg, images)
+        rope, masks = patches.square_layout(cfg)
     mean, std = np.asarray(cfg.pixel_mean, np.float32), np.asarray(cfg.pixel_std, np.float32)
-    x = (images.astype(jnp.float32) / 255.0 - mean) / std
-    p, g = cfg.patch_size, s // cfg.patch_size
-    x = x.reshape(b, g, p, g, p, 3).transpose(0, 1, 3, 2, 4, 5).reshape(b, g * g, p * p * 3)
-    rows, cols = patch_grid(cfg).T
-    return x[:, rows * g + cols]
-
-
-def rope_2d(cfg: VisionConfig) -> tuple[jax.Array, jax.Array]:
-    """cos, sin [1, N, 1, Dh / 2]: half of each head's rotary angles from the patch's row, half
-    from its column (Qwen2.5-VL's vision rotary embedding)."""
-    inv = inverse_frequencies(cfg.head_dim // 2, cfg.rope_theta)        # [Dh / 4]
-    grid = patch_grid(cfg).astype(np.float32)
-    angles = np.concatenate([grid[:, :1] * inv, grid[:, 1:] * inv], axis=1)   # [N, Dh / 2]
-    return (jnp.asarray(np.cos(angles))[None, :, None], jnp.asarray(np.sin(angles))[None, :, None])
-
-
-def attention_masks(cfg: VisionConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(masks [2, N, N] bool: full attention, then attention within windows; full [L] bool:
-    which of the two each block uses). A window is ``window_merged`` x ``window_merged`` merged
-    patches, windows tiling the merged grid from its top-left corner (the last row and column
-    of windows smaller when they do not divide it), as Qwen2.5-VL's get_vision_window_index.
-    Without ``window_size`` every block attends fully."""
-    n = cfg.grid ** 2
-    full = np.ones(cfg.num_layers, bool)
-    if not cfg.window_size:
-        return np.ones((2, n, n), bool), full
-    merged = patch_grid(cfg) // cfg.merge_size                      # [N, 2]
-    wins = merged // cfg.window_merged
-    win = wins[:, 0] * (cfg.grid // cfg.merge_size) + wins[:, 1]
-    full[:] = False
-    full[list(cfg.full_attention_layers)] = True
-    return np.stack([np.ones((n, n), bool), win[:, None] == win[None, :]]), full
-
-
-def encode(cfg: VisionConfig, params: dict, images: jax.Array, dtype=jnp.float32,
-           mesh=None) -> jax.Array:
-    """Images [B, S, S, 3] uint8 -> image tokens [B, (S / P / M)^2, D] in ``dtype``."""
-    x = patchify(cfg, images).astype(dtype) @ params["patch_embed"].astype(dtype)
-    rope = rope_2d(cfg)
+    x = ((x.astype(jnp.float32) / 255.0 - np.tile(mean, cfg.patch_size ** 2))
+         / np.tile(std, cfg.patch_size ** 2))
+    x = x.astype(dtype) @ params["patch_embed"].astype(dtype)
     n = x.shape[1]
-    masks, full = attention_masks(cfg)
-    masks = jnp.asarray(masks)[:, None]                     # [2, 1, N, N]: every image alike
+    masks = jnp.asarray(masks)
     bias = lambda p, name: p[name].astype(dtype) if cfg.bias else 0  # noqa: E731
 
     def block(x, xs):
@@ -226,7 +191,7 @@ def encode(cfg: VisionConfig, params: dict, images: jax.Array, dtype=jnp.float32
         x = x + output_projection(attend(q, k, v, mask), p["wo"]) + bias(p, "bo")
         return x + swiglu(rms_norm(x, p["mlp_norm"], cfg.norm_eps), p, mesh), None
 
-    x, _ = jax.lax.scan(block, x, (params["layers"], jnp.asarray(full)))
+    x, _ = jax.lax.scan(block, x, (params["layers"], jnp.asarray(patches.full_layers(cfg))))
     m = params["merger"]
     x = rms_norm(x, m["norm"], cfg.norm_eps)
     x = x.reshape(x.shape[0], n // cfg.merge_size ** 2, -1)                   # join windows
@@ -249,37 +214,45 @@ def place_image_tokens(x: jax.Array, tokens: jax.Array, image_token_id: int,
 
 
 def mrope_positions(cfg: VisionConfig, tokens: jax.Array, positions: jax.Array,
-                    mask: jax.Array, image_token_id: int) -> jax.Array:
+                    mask: jax.Array, image_token_id: int, grid: jax.Array | None = None
+                    ) -> jax.Array:
     """Qwen2.5-VL's multimodal rotary positions (M-RoPE) [B, T, 3] int32: (t, h, w) per token.
 
     positions: [B, T] sequential (``positions_from_mask``); each row holds one image, its
-    ``num_tokens`` tokens consecutive (the first that many real placeholders, as
-    ``place_image_tokens`` reads them). Text before the image has (p, p, p); image token k has
-    (s, s + k // g, s + k % g), s the position of the image's first token and g = grid / M the
-    merged grid's side; text after the image continues from s + g, i.e. (p + d, p + d, p + d)
-    with the constant d = g - num_tokens. A row without placeholders keeps (p, p, p). This is
-    transformers' ``get_rope_index`` for one still image per row."""
-    n, g = cfg.num_tokens, cfg.grid // cfg.merge_size
+    n = gh x gw tokens consecutive (the first n real placeholders, as ``place_image_tokens``
+    reads them), gh x gw its merged grid: ``grid`` [B, 2] per row (``patches.merged_grid``), or
+    with None the config's square one. Text before the image has (p, p, p); image token k has
+    (s, s + k // gw, s + k % gw), s the position of the image's first token; text after the
+    image continues from s + max(gh, gw), i.e. (p + d, p + d, p + d) with the constant
+    d = max(gh, gw) - n. A row without placeholders keeps (p, p, p). This is transformers'
+    ``get_rope_index`` for one still image per row."""
+    if grid is None:
+        gh = gw = cfg.grid // cfg.merge_size
+    else:
+        gh, gw = grid[:, :1], grid[:, 1:]                              # [B, 1]
+    n = gh * gw
     is_image = (tokens == image_token_id) & mask.astype(bool)
     k = jnp.cumsum(is_image.astype(jnp.int32), axis=1) - 1
     is_image = is_image & (k < n)
     start = jnp.min(jnp.where(is_image, positions, jnp.iinfo(jnp.int32).max), axis=1,
                     keepdims=True)
-    text = jnp.where(positions > start, positions + g - n, positions)
+    text = jnp.where(positions > start, positions + jnp.maximum(gh, gw) - n, positions)
     t = jnp.where(is_image, start, text)
-    h = jnp.where(is_image, start + k // g, text)
-    w = jnp.where(is_image, start + k % g, text)
+    h = jnp.where(is_image, start + k // gw, text)
+    w = jnp.where(is_image, start + k % gw, text)
     return jnp.stack([t, h, w], axis=-1).astype(jnp.int32)
 
 
 def check_placeholders(tokens: np.ndarray, mask: np.ndarray, image_token_id: int,
-                       num_tokens: int) -> None:
-    """Every row of a [B, T] prompt batch holds exactly ``num_tokens`` placeholders (one image
-    per row); raises naming the first row that does not."""
+                       num_tokens) -> None:
+    """Every row of a [B, T] prompt batch holds exactly ``num_tokens`` placeholders (an int, or
+    [B] per row for images at their own sizes), one image per row; raises naming the first row
+    that does not."""
     counts = np.sum((np.asarray(tokens) == image_token_id) & np.asarray(mask, bool), axis=1)
-    bad = np.nonzero(counts != num_tokens)[0]
+    want = np.broadcast_to(np.asarray(num_tokens), counts.shape)
+    bad = np.nonzero(counts != want)[0]
     if len(bad):
         raise ValueError(f"prompt row {int(bad[0])} holds {int(counts[bad[0]])} image "
-                         f"placeholder tokens (id {image_token_id}); each image needs exactly "
-                         f"{num_tokens}: render prompts with the tokenizer's image placeholder "
-                         "and one image per prompt")
+                         f"placeholder tokens (id {image_token_id}); its image needs exactly "
+                         f"{int(want[bad[0]])}: render prompts with the tokenizer's image "
+                         "placeholder and one image per prompt")

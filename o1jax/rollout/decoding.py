@@ -183,17 +183,19 @@ def prefill(model: Transformer, params: Params, tokens: jax.Array, mask: jax.Arr
             length: int, images: jax.Array | None = None) -> tuple[dict, jax.Array]:
     """Runs left-padded prompts tokens, mask: [B, P] through the model into a fresh cache of
     ``length`` slots (prompt plus everything that will be decoded). ``images`` [B, S, S, 3]
-    uint8: each prompt's image, encoded here once and read at its placeholder tokens.
+    uint8 or ``patches.Patches``: each prompt's image, encoded here once and read at its
+    placeholder tokens.
 
     Returns (cache, logits [B, V] f32 of the token after each prompt). ``params`` in either
     layout; ``decode_params`` is the fast one.
     """
     mask = mask.astype(bool)
     cache = model.init_cache(tokens.shape[0], length)
-    extra = {} if images is None else {"image_embeds": model.encode_images(params, images)}
+    extra = {} if images is None else model.image_inputs(params, images)
     positions = positions_from_mask(mask)
     x, cache = model.hidden(params, tokens, positions, mask, cache, **extra)
-    rope = model.rope_positions(tokens, positions, mask, images is not None)
+    rope = model.rope_positions(tokens, positions, mask, images is not None,
+                                extra.get("image_grid"))
     rope = rope.reshape(rope.shape[0], rope.shape[1], -1)               # [B, P, 1 or 3]
     # the next token's position: one past the largest so far (the row's length when text only)
     cache["positions"] = (jnp.max(jnp.where(mask[..., None], rope, -1), axis=(1, 2))

@@ -20,6 +20,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from o1jax import sharding
+from o1jax.models.patches import Patches
 from o1jax.models.transformer import Params, Transformer
 from o1jax.models.vision import check_placeholders
 from o1jax.rollout.decoding import (SamplingConfig, choose_tokens, decode_params, decode_step,
@@ -173,7 +174,7 @@ def check_prompts(prompt_mask: np.ndarray, model: Transformer, cfg: SamplingConf
 
 def make_sampler(model: Transformer, cfg: SamplingConfig, gather: bool = False):
     """A compiled ``(params, prompt_tokens, prompt_mask, key, images=None) -> Rollout``
-    (``images`` [B, S, S, 3] uint8, one per prompt, for a vision model).
+    (``images`` [B, S, S, 3] uint8 or ``Patches``, one per prompt, for a vision model).
 
     With ``model.mesh`` set, inputs and outputs carry explicit shardings: params as the model's
     rules say, the batch over the data axes. Inputs are checked on the host before compiling.
@@ -187,7 +188,7 @@ def make_sampler(model: Transformer, cfg: SamplingConfig, gather: bool = False):
     mesh = model.mesh
 
     @functools.lru_cache(maxsize=8)
-    def compiled(batch_shape):
+    def compiled(batch_shape, native: bool):
         if mesh is None:
             return jax.jit(fn)
         batch = sharding.batch_sharding(mesh, 2, batch_shape)
@@ -198,7 +199,9 @@ def make_sampler(model: Transformer, cfg: SamplingConfig, gather: bool = False):
                       lengths=row, finished=row, num_steps=sharding.replicated(mesh),
                       experts=routes if model.cfg.num_experts else None,
                       tool_calls=row if cfg.tools is not None else None)
-        images = sharding.batch_sharding(mesh, 4, batch_shape[:1] + (1, 1, 1))
+        images = Patches(sharding.batch_sharding(mesh, 3, batch_shape[:1] + (1, 1)),
+                         sharding.batch_sharding(mesh, 2, batch_shape[:1] + (1,))) if native \
+            else sharding.batch_sharding(mesh, 4, batch_shape[:1] + (1, 1, 1))
         return jax.jit(fn, in_shardings=(model.shardings(), batch, batch,
                                          sharding.replicated(mesh), images),
                        out_shardings=out)
@@ -208,17 +211,20 @@ def make_sampler(model: Transformer, cfg: SamplingConfig, gather: bool = False):
         if (images is None) != (model.cfg.vision is None):
             raise ValueError("a vision model samples with one image per prompt, a text model "
                              "without images")
+        native = isinstance(images, Patches)
         if images is not None:
             check_placeholders(prompt_tokens, prompt_mask, model.cfg.image_token_id,
-                               model.cfg.vision.num_tokens)
-        fn = compiled(tuple(np.shape(prompt_tokens)))
+                               np.prod(images.grid, axis=1) // model.cfg.vision.merge_size ** 2
+                               if native else model.cfg.vision.num_tokens)
+        fn = compiled(tuple(np.shape(prompt_tokens)), native)
         if not gather:
             return fn(params, prompt_tokens, prompt_mask, key, images)
         if mesh is None or jax.process_count() == 1:
             return jax.tree.map(np.asarray, fn(params, prompt_tokens, prompt_mask, key, images))
-        host = (prompt_tokens, prompt_mask) + (() if images is None else (images,))
+        host = (prompt_tokens, prompt_mask) + tuple(jax.tree.leaves(images))
         tokens, mask, *im = sharding.global_batch_from_host(mesh, host)
-        roll = fn(params, tokens, mask, key, *(im or [None]))
+        im = jax.tree.unflatten(jax.tree.structure(images), im)
+        roll = fn(params, tokens, mask, key, im)
         return jax.tree.map(
             lambda a: np.asarray(multihost_utils.process_allgather(a, tiled=True)), roll)
 

@@ -77,9 +77,9 @@ def _chunked_logprobs(x: jax.Array, w: jax.Array, targets: jax.Array, temperatur
 
 
 def _image_embeds(model: Transformer, params: Params, images: jax.Array | None) -> dict:
-    """{"image_embeds": ...} for a vision model's rows, else nothing (so any model with the
-    text-only signature scores text)."""
-    return {} if images is None else {"image_embeds": model.encode_images(params, images)}
+    """``image_inputs`` (image tokens and grid) for a vision model's rows, else nothing (so any
+    model with the text-only signature scores text)."""
+    return {} if images is None else model.image_inputs(params, images)
 
 
 def prefix_values(value_model: Transformer, params: Params, tokens: jax.Array,

@@ -191,3 +191,67 @@ def test_bfloat16_checkpoint_loads(tmp_path):
     got = _ours(*hf.load(str(tmp_path), vision={"image_size": SIZE}), tokens, mask, images)
     real = mask.astype(bool)
     np.testing.assert_allclose(got[real], want[real], atol=1e-4, rtol=1e-4)
+
+
+def test_images_at_their_own_sizes_match_transformers(vl_dir):
+    """Images of three sizes and aspect ratios, each resized by its own rule on each side (ours:
+    ``load_image`` to ``patches.native_size``; transformers' processor: smart_resize), in one
+    batch padded to one patch count: the grids, the image tokens, the logits, the M-RoPE
+    positions and where decoding continues all equal transformers'."""
+    import io
+
+    from PIL import Image
+
+    from o1jax.data.builders import load_image
+    from o1jax.models.patches import native_tokens, patch_native
+
+    ref = transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained(vl_dir).eval()
+    model, params = hf.load(vl_dir)
+    assert model.cfg.vision.max_pixels == 28 * 28 * 1280       # the preprocessor's bounds
+    rng = np.random.RandomState(3)
+    raw = [Image.fromarray(rng.randint(0, 256, (h, w, 3)).astype(np.uint8))
+           for h, w in ((70, 90), (150, 45), (60, 60))]
+    ours = []
+    for im in raw:
+        buf = io.BytesIO()
+        im.save(buf, "PNG")
+        ours.append(load_image(buf.getvalue(), model.cfg.vision))
+    feats = transformers.AutoImageProcessor.from_pretrained(vl_dir)(images=raw,
+                                                                    return_tensors="pt")
+    batch = patch_native(model.cfg.vision, ours)
+    np.testing.assert_array_equal(batch.grid, feats["image_grid_thw"].numpy()[:, 1:])
+    counts = [native_tokens(model.cfg.vision, *im.shape[:2]) for im in ours]
+    assert counts == [6, 10, 4] and batch.pixels.shape[1] == 10 * 4    # padded to the largest
+    text = lambda n: list(rng.randint(0, 256, n))  # noqa: E731
+    rows = [[257] + [IMAGE_ID] * counts[0] + text(9), [IMAGE_ID] * counts[1] + text(4),
+            text(5) + [IMAGE_ID] * counts[2] + text(2)]
+    t = max(map(len, rows))
+    tokens, mask = np.full((3, t), 256), np.zeros((3, t), np.int64)
+    for i, r in enumerate(rows):
+        tokens[i, t - len(r):], mask[i, t - len(r):] = r, 1
+    inputs = dict(input_ids=torch.tensor(tokens), attention_mask=torch.tensor(mask),
+                  pixel_values=feats["pixel_values"], image_grid_thw=feats["image_grid_thw"],
+                  mm_token_type_ids=torch.tensor((tokens == IMAGE_ID).astype(np.int64)))
+    with torch.no_grad():
+        want = ref(**inputs).logits.numpy()
+        vis = ref.model.get_image_features(inputs["pixel_values"],
+                                           inputs["image_grid_thw"]).pooler_output
+        want_pos, deltas = ref.model.get_rope_index(
+            inputs["input_ids"], mm_token_type_ids=inputs["mm_token_type_ids"],
+            image_grid_thw=inputs["image_grid_thw"], attention_mask=inputs["attention_mask"])
+    images = jax.tree.map(jnp.asarray, batch)
+    embeds = np.asarray(model.encode_images(params, images))
+    for i, n in enumerate(counts):
+        np.testing.assert_allclose(embeds[i, :n], vis[i].numpy(), atol=1e-5, rtol=1e-5)
+    m = jnp.asarray(mask)
+    extra = model.image_inputs(params, images)
+    got = np.asarray(model.apply(params, jnp.asarray(tokens), positions_from_mask(m), m,
+                                 **extra)[0])
+    real = mask.astype(bool)
+    np.testing.assert_allclose(got[real], want[real], atol=1e-4, rtol=1e-4)
+    pos = np.asarray(model.rope_positions(jnp.asarray(tokens), positions_from_mask(m), m, True,
+                                          extra["image_grid"]))
+    np.testing.assert_array_equal(pos.transpose(2, 0, 1)[:, real], want_pos.numpy()[:, real])
+    cache, _ = prefill(model, params, jnp.asarray(tokens), m, t + 4, images)
+    np.testing.assert_array_equal(np.asarray(cache["positions"]),
+                                  mask.sum(1) + deltas.numpy()[:, 0])

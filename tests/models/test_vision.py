@@ -73,13 +73,6 @@ def test_encoder_equals_a_numpy_vit():
                                    atol=2e-4)
 
 
-def test_patch_order_is_merge_windows():
-    grid = vision.patch_grid(CFG)
-    assert grid[:4].tolist() == [[0, 0], [0, 1], [1, 0], [1, 1]]
-    assert grid[4:8].tolist() == [[0, 2], [0, 3], [1, 2], [1, 3]]
-    assert sorted(map(tuple, grid.tolist())) == [(r, c) for r in range(4) for c in range(4)]
-
-
 def test_image_tokens_take_the_placeholders_in_order():
     rs = np.random.RandomState(1)
     tokens = rs.randint(4, 20, (3, 12))

@@ -1,6 +1,6 @@
 """Hugging Face config.json / preprocessor_config.json <-> ModelConfig: Llama, Qwen2, Qwen3 and
-Qwen2.5-VL (its vision tower for still images of one square size, ``QWEN_VL_IMAGE_SIZE`` by
-default)."""
+Qwen2.5-VL (its vision tower for still images: at their own sizes within the processor's
+min/max pixels, or squared to ``QWEN_VL_IMAGE_SIZE`` by default)."""
 
 from __future__ import annotations
 
@@ -122,6 +122,11 @@ def _vision_from_hf(v: dict, preprocessor: dict, out_size: int, override: dict |
     if "image_mean" in preprocessor:
         fields.update(pixel_mean=tuple(preprocessor["image_mean"]),
                       pixel_std=tuple(preprocessor["image_std"]))
+    size = preprocessor.get("size") or {}   # transformers >= 5 writes the bounds here
+    bounds = (preprocessor.get("min_pixels", size.get("shortest_edge")),
+              preprocessor.get("max_pixels", size.get("longest_edge")))
+    if preprocessor and None not in bounds:
+        fields.update(min_pixels=int(bounds[0]), max_pixels=int(bounds[1]))
     fields.update(override or {})
     try:
         return VisionConfig(**fields)
@@ -169,11 +174,15 @@ def config_to_hf(cfg: ModelConfig, bos_id: int | None = None, eos_id: int | None
 
 
 def preprocessor_to_hf(v: VisionConfig) -> dict:
-    """preprocessor_config.json of a Qwen2.5-VL export: the image processor's normalisation and
-    patching (its own resize keeps the aspect ratio; o1jax feeds S x S images)."""
-    return {"image_processor_type": "Qwen2VLImageProcessor", "image_mean": list(v.pixel_mean),
-            "image_std": list(v.pixel_std), "patch_size": v.patch_size,
-            "merge_size": v.merge_size, "temporal_patch_size": v.temporal_patch_size}
+    """preprocessor_config.json of a Qwen2.5-VL export: the image processor's normalisation,
+    patching and, where the model reads images at their own sizes, its pixel bounds."""
+    out = {"image_processor_type": "Qwen2VLImageProcessor", "image_mean": list(v.pixel_mean),
+           "image_std": list(v.pixel_std), "patch_size": v.patch_size,
+           "merge_size": v.merge_size, "temporal_patch_size": v.temporal_patch_size}
+    if v.max_pixels:
+        out.update(min_pixels=v.min_pixels, max_pixels=v.max_pixels,
+                   size={"shortest_edge": v.min_pixels, "longest_edge": v.max_pixels})
+    return out
 
 
 def _read_json(path) -> dict:
