@@ -116,8 +116,10 @@ def _check_shapes(cfg, rl: RLConfig) -> None:
             f"data.task={cfg.data.task!r} with a model " + ("with" if m.vision else "without") +
             " a vision encoder: visual tasks (" + ", ".join(datasets.names(visual=True)) +
             ") need model.overrides.vision (see configs/visual_grpo.py), text tasks a text model")
-    if m.vision:
-        need = (m.vision.num_tokens + 1) if visual else 0
+    if m.vision and visual:
+        native = m.vision.native   # images of their own sizes: at least min_pixels' tokens
+        need = 1 + (max(1, native.min_pixels // native.factor ** 2) if native
+                    else m.vision.num_tokens)
         if cfg.data.max_prompt_len <= need:
             raise ConfigError(f"data.max_prompt_len={cfg.data.max_prompt_len} leaves no room "
                               f"for the question after the image's {need - 1} tokens and <s>")
@@ -153,7 +155,10 @@ def load_data(cfg, workdir) -> dict:
     dataset = datasets.get(cfg.data.task)
     data_cfg = dataset.builder_config(cfg.data)
     if dataset.visual:
-        data_cfg["image_size"] = model_shapes(cfg).vision.image_size
+        v = model_shapes(cfg).vision
+        data_cfg["image_size"] = v.image_size
+        if v.native and cfg.data.task == "image_qa":   # the rendered tasks stay square
+            data_cfg.update(v.native._asdict())
 
     def build():
         return builders.build(cfg.data.task, data_dir(cfg, workdir),

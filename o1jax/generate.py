@@ -4,11 +4,10 @@ PATH is a Hugging Face model directory (Llama, Qwen2 or Qwen2.5-VL with tokenize
 prompt is encoded as given) or a training workdir (its latest checkpoint; the prompt is the
 user's text in the run's chat template when the run trained with one,
 ``data.use_chat_template``). A vision-language model reads ``--image FILE`` with every prompt
-(``data.builders.load_image``: alpha over white, RGB, bicubic): a Hugging Face Qwen2.5-VL at
-the size its processor gives the image (aspect ratio kept, area within the
-preprocessor_config.json's min/max pixels), else (``--image-size``, or a workdir, whose policy
-trained on square images) resized to the model's square size; its placeholder tokens go where
-training prompts have them (``data.prompts.prompt_ids``).
+(``data.builders.load_image``: alpha over white, RGB, bicubic): a Qwen2.5-VL at the size its
+processor gives the image (aspect ratio kept, area within the preprocessor_config.json's
+min/max pixels), else (``--image-size``, or o1jax's own encoder) resized to the model's square
+size; its placeholder tokens go where training prompts have them (``data.prompts.prompt_ids``).
 With one prompt and one sample the completion text alone is printed; with ``--prompts-file`` or
 ``--num-samples`` > 1 one JSON object per completion is printed: {"prompt", "completion",
 "finished"}.
@@ -26,9 +25,9 @@ import numpy as np
 
 from o1jax import sharding, workdir
 from o1jax.data.builders import load_image
-from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids
+from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids, stack_images
 from o1jax.models import ModelConfig, hf
-from o1jax.models.patches import Patches, native_tokens, patch_native
+from o1jax.models.patches import Patches
 from o1jax.models.transformer import Params
 from o1jax.policy import Policy, command_mesh, from_hf, load_policy
 from o1jax.rollout import SamplingConfig, make_sampler
@@ -66,13 +65,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def prompt_inputs(prompts: list[str], image: str | None, cfg: ModelConfig, tokenizer: Tokenizer,
-                  fmt: PromptFormat, native: bool = False
-                  ) -> tuple[list[list[int]], np.ndarray | Patches | None]:
+                  fmt: PromptFormat) -> tuple[list[list[int]], np.ndarray | Patches | None]:
     """Each prompt's token ids in ``fmt`` and, for a vision-language model, the image (the same
     for every prompt) with its placeholders where ``fmt`` puts them: [B, S, S, 3] uint8 at the
-    model's square size, or with ``native`` as ``Patches`` at the size the checkpoint's
-    processor gives it (its aspect ratio kept), with as many placeholders as it makes
-    tokens."""
+    model's square size, or ``Patches`` at the size the checkpoint's processor gives it (its
+    aspect ratio kept) where the model reads images at their own sizes."""
     if cfg.vision is None:
         if image is not None:
             raise ValueError(f"--image {image}: this is a text-only model (no vision encoder)")
@@ -80,16 +77,10 @@ def prompt_inputs(prompts: list[str], image: str | None, cfg: ModelConfig, token
     if image is None:
         raise ValueError("this vision-language model reads an image with every prompt: give "
                          "--image FILE")
-    where = f"--image {image}"
-    if native:
-        pixels = load_image(image, cfg.vision, where)
-        fmt = dataclasses.replace(fmt, image_tokens=native_tokens(cfg.vision, *pixels.shape[:2]))
-    else:
-        pixels = load_image(image, cfg.vision.image_size, where)
-    ids = [prompt_ids({"question": p, "image": pixels}, tokenizer, fmt) for p in prompts]
-    if native:
-        return ids, patch_native(cfg.vision, [pixels] * len(prompts))
-    return ids, np.stack([pixels] * len(prompts))
+    pixels = load_image(image, cfg.vision.native if fmt.image_patch else cfg.vision.image_size,
+                        where=f"--image {image}")
+    examples = [{"question": p, "image": pixels} for p in prompts]
+    return [prompt_ids(e, tokenizer, fmt) for e in examples], stack_images(examples, fmt)
 
 
 def load(args) -> tuple[Policy, Params]:
@@ -125,9 +116,7 @@ def main(argv=None) -> int:
             max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
             top_k=args.top_k, greedy=args.greedy, num_samples=args.num_samples,
             stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id)
-        native = bool(not workdir.is_workdir(args.model) and args.image_size is None
-                      and model.cfg.vision and model.cfg.vision.max_pixels)
-        ids, images = prompt_inputs(prompts, args.image, model.cfg, tokenizer, fmt, native)
+        ids, images = prompt_inputs(prompts, args.image, model.cfg, tokenizer, fmt)
         tokens, mask = pad_prompts(ids, tokenizer.pad_id)
         sampler = make_sampler(model, cfg_sampling, gather=True)
         rollout = sampler(params, tokens, mask, jax.random.key(args.seed), images=images)

@@ -55,7 +55,18 @@ def model_shapes(cfg: ml_collections.ConfigDict, **extra) -> ModelConfig:
         raise ConfigError(f"model: {e}") from None
 
 
-def prompt_format(cfg: ml_collections.ConfigDict, tokenizer: Tokenizer, image_tokens: int,
+def image_fields(mcfg: ModelConfig) -> dict:
+    """A PromptFormat's image fields for a model: none (text), the placeholders of its square
+    images, or the pixels per image token side where it reads images at their own sizes."""
+    v = mcfg.vision
+    if v is None:
+        return {}
+    if v.max_pixels:
+        return {"image_patch": (v.patch_size, v.merge_size)}
+    return {"image_tokens": v.num_tokens}
+
+
+def prompt_format(cfg: ml_collections.ConfigDict, tokenizer: Tokenizer, images: dict,
                   chat: bool = True) -> PromptFormat:
     """The run's prompt format from its ``data`` block (``chat`` False: never in the chat
     template)."""
@@ -65,7 +76,7 @@ def prompt_format(cfg: ml_collections.ConfigDict, tokenizer: Tokenizer, image_to
                           "template (the byte tokenizer never has one; use a model.hf_path "
                           "whose tokenizer_config.json has chat_template)")
     return PromptFormat(cfg.data.template, chat, max_prompt_len=cfg.data.max_prompt_len,
-                        image_tokens=image_tokens)
+                        **images)
 
 
 def _hf_dir(cfg: ml_collections.ConfigDict) -> bool:
@@ -91,7 +102,7 @@ def _build(cfg, model_dir, mesh, dtype: str | None, chat: bool = True) -> Policy
         raise ConfigError(f"model.vocab_size={mcfg.vocab_size} is smaller than the tokenizer's "
                           f"{tokenizer.vocab_size}")
     return Policy(Transformer(mcfg, mesh=mesh), tokenizer,
-                  prompt_format(cfg, tokenizer, mcfg.image_tokens, chat))
+                  prompt_format(cfg, tokenizer, image_fields(mcfg), chat))
 
 
 def from_config(cfg: ml_collections.ConfigDict, mesh=None, abstract: bool = False) -> Policy:
@@ -122,16 +133,15 @@ def from_workdir(path, mesh=None, dtype: str | None = None) -> Policy:
 
 def from_hf(path: str, mesh=None, dtype: str | None = None, image_size: int | None = None,
             template: str = PLAIN_TEMPLATE, max_prompt_len: int | None = None) -> Policy:
-    """A Hugging Face directory's policy (a vision-language model's encoder at ``image_size``,
-    default ``hf.QWEN_VL_IMAGE_SIZE``) with prompts of ``template``, never in the chat
-    template."""
+    """A Hugging Face directory's policy (a vision-language model's encoder reading images at
+    their own sizes, or squared to ``image_size``) with prompts of ``template``, never in the
+    chat template."""
     overrides = {} if dtype is None else {"dtype": dtype}
     if image_size is not None:
-        overrides["vision"] = {"image_size": image_size}
+        overrides["vision"] = {"image_size": image_size, "min_pixels": 0, "max_pixels": 0}
     mcfg = hf.load_config(path, **overrides)
     return Policy(Transformer(mcfg, mesh=mesh), Tokenizer.from_dir(path),
-                  PromptFormat(template, max_prompt_len=max_prompt_len,
-                               image_tokens=mcfg.image_tokens))
+                  PromptFormat(template, max_prompt_len=max_prompt_len, **image_fields(mcfg)))
 
 
 def command_mesh(mesh_shape: str | None):

@@ -13,7 +13,7 @@ import optax
 
 from o1jax import flops, sharding
 from o1jax.data.pipeline import PromptPipeline
-from o1jax.data.prompts import PromptFormat, prompt_ids
+from o1jax.data.prompts import PromptFormat, prompt_ids, stack_images
 from o1jax.loop import run_loop
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
 from o1jax.optim import apply_if_finite, make_optimizer, warmup_cosine
@@ -26,9 +26,9 @@ def encode_sft(examples: Sequence[dict], tokenizer: Tokenizer, length: int,
     """Right-padded [B, length] tokens of prompt (``fmt``, not cut) + solution + stop token,
     with a loss mask on the solution and stop tokens only, less its tool outputs
     (``<output>...</output>``: the rollout's tool writes them, so the policy never learns to).
-    Too-long rows are cut at ``length`` (a prompt must leave room for a solution token). With
-    ``fmt.image_tokens`` (a vision policy) each prompt holds that many image placeholders and
-    the batch has "images" [B, S, S, 3]."""
+    Too-long rows are cut at ``length`` (a prompt must leave room for a solution token). A
+    vision policy's prompts hold their image's placeholders and the batch has its "images"
+    (``prompts.stack_images``)."""
     b = len(examples)
     tokens = np.full((b, length), tokenizer.pad_id, np.int32)
     mask = np.zeros((b, length), bool)
@@ -49,8 +49,8 @@ def encode_sft(examples: Sequence[dict], tokenizer: Tokenizer, length: int,
         mask[i, :len(ids)] = True
         target[i, len(prompt):len(ids)] = (learnt + [True])[:len(ids) - len(prompt)]
     batch = {"tokens": tokens, "mask": mask, "target": target}
-    if fmt.image_tokens:
-        batch["images"] = np.stack([ex["image"] for ex in examples])
+    if fmt.reads_images:
+        batch["images"] = stack_images(examples, fmt, largest=jax.process_count() > 1)
     return batch
 
 

@@ -1,8 +1,10 @@
 """A Qwen2.5-VL checkpoint trained end to end through the CLIs: ``python -m o1jax.train`` with
 ``model.hf_path`` at a tiny random Qwen2.5-VL that transformers writes (its chat template and
-vision markers, tests/hf_fixtures.py) on an ``image_qa`` JSONL in Geometry3K's layout runs SFT
-and two GRPO iterations; the workdir exports to a directory transformers loads, and
-transformers' greedy completion of a chat prompt with an image equals o1jax's."""
+vision markers, tests/hf_fixtures.py) on an ``image_qa`` JSONL in Geometry3K's layout (images
+of three sizes, each read at its own size) runs SFT and two GRPO iterations, each stage
+compiling at most one program per image bucket; the workdir exports to a directory
+transformers loads, and transformers' greedy completion of a chat prompt with an image (its
+own processor sizing it) equals o1jax's."""
 
 import json
 import os
@@ -15,7 +17,6 @@ import pytest
 from tests import hf_fixtures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-IMAGE_SIZE = 56   # 4 x 4 patches of 14 pixels: 2 x 2 = 4 image tokens
 
 CONFIG = '''
 import ml_collections
@@ -24,7 +25,7 @@ from configs import smoke
 def get_config():
     c = smoke.get_config()
     c.model.hf_path = {model!r}
-    c.model.overrides = ml_collections.ConfigDict({{"vision": {{"image_size": {size}}}}})
+    c.model.overrides = ml_collections.ConfigDict()
     c.data.task = "image_qa"
     c.data.train_path, c.data.test_path = {train!r}, {test!r}
     c.data.use_chat_template = True
@@ -39,8 +40,11 @@ def get_config():
 
 
 def _png(path, seed):
+    """A random picture of one of three sizes (the model reads each at its own size: 4, 6 or
+    8 image tokens)."""
     from PIL import Image
-    rgb = np.random.RandomState(seed).randint(0, 256, (40, 64, 3)).astype(np.uint8)
+    shape = ((40, 64, 3), (100, 45, 3), (60, 60, 3))[seed % 3]
+    rgb = np.random.RandomState(seed).randint(0, 256, shape).astype(np.uint8)
     Image.fromarray(rgb).save(path)
     return os.path.basename(path)
 
@@ -78,9 +82,7 @@ def _hf_greedy(path, question, image_file, n):
     model = transformers.Qwen2_5_VLForConditionalGeneration.from_pretrained(path).eval()
     proc = transformers.AutoImageProcessor.from_pretrained(path)
     tok = transformers.AutoTokenizer.from_pretrained(path)
-    image = Image.open(image_file).convert("RGB").resize((IMAGE_SIZE, IMAGE_SIZE),
-                                                         Image.Resampling.BICUBIC)
-    feats = proc(images=[image], return_tensors="pt")
+    feats = proc(images=[Image.open(image_file)], return_tensors="pt")
     count = int(feats["image_grid_thw"][0].prod()) // 4
     text = tok.apply_chat_template(
         [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}],
@@ -104,7 +106,7 @@ def test_a_qwen25vl_checkpoint_trains_exports_and_generates_as_transformers(tmp_
     data.mkdir()
     train, test = _write_data(data)
     config = tmp_path / "config_qwen25vl.py"
-    config.write_text(CONFIG.format(model=model_dir, size=IMAGE_SIZE, train=train, test=test))
+    config.write_text(CONFIG.format(model=model_dir, train=train, test=test))
     workdir, out = tmp_path / "run", tmp_path / "hf"
     stdout = _run("o1jax.train", f"--config={config}", f"--workdir={workdir}",
                   "--config.progress_bar=False", timeout=600)
@@ -114,12 +116,19 @@ def test_a_qwen25vl_checkpoint_trains_exports_and_generates_as_transformers(tmp_
     assert [(r["stage"], r["step"]) for r in rows] == [("sft", 1), ("sft", 2), ("sft", 3),
                                                        ("rl", 1), ("rl", 2)]
     assert all(np.isfinite(v) for r in rows for v in r.values() if isinstance(v, float))
+    assert 1 <= max(r["compiled_programs"] for r in rows if r["stage"] == "rl") <= 4
     assert (workdir / "model" / "config.json").exists()        # the checkpoint's files, recorded
+    from o1jax.experiment import load_problems
+    from o1jax.policy import from_workdir
+    from o1jax.workdir import load_config
+    assert from_workdir(workdir).prompt.image_patch == (14, 2)   # images at their own sizes
+    shapes = {p["image"].shape for p in load_problems(load_config(workdir), workdir, "test", 4)}
+    assert shapes == {(56, 84, 3), (112, 56, 3), (56, 56, 3)}   # as the processor sizes them
 
     _run("o1jax.export", f"--workdir={workdir}", f"--out={out}")
     exported = json.loads((out / "config.json").read_text())
     assert exported["vision_start_token_id"] == hf_fixtures.VL_CHAT_IDS["<|vision_start|>"]
-    question, image = "How many sides has it?", str(data / "test1.png")
+    question, image = "How many sides has it?", str(data / "test0.png")   # 100 x 45
     ours = _run("o1jax.generate", "--model", str(workdir), "--image", image, "--prompt",
                 question, "--greedy", "--max-new-tokens", "12")
     assert len(ours.strip()) > 3          # a completion to compare, not an empty one

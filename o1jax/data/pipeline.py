@@ -13,18 +13,22 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from o1jax.data.prompts import PromptFormat, fit, pad_prompts, prompt_ids
+from o1jax.data.prompts import PromptFormat, fit, pad_prompts, prompt_ids, stack_images
 from o1jax.tokenizer import Tokenizer
 
 
 def decode_example(ex: dict) -> dict:
-    return {k: v.decode() if isinstance(v, bytes) else v for k, v in ex.items()}
+    """A data source's example: text fields as str, an image stored flat in its own shape."""
+    ex = {k: v.decode() if isinstance(v, bytes) else v for k, v in ex.items()}
+    if "image_shape" in ex:
+        ex["image"] = np.asarray(ex["image"]).reshape(tuple(ex.pop("image_shape")))
+    return ex
 
 
 @dataclasses.dataclass
 class Batch:
     """One process's share of a global batch. tokens, mask: [b, P]; indices: [b] dataset rows;
-    images: [b, S, S, 3] uint8 (a vision policy's prompts) or None."""
+    images: [b, S, S, 3] uint8 or ``Patches`` (a vision policy's prompts) or None."""
     tokens: np.ndarray
     mask: np.ndarray
     indices: np.ndarray
@@ -100,6 +104,6 @@ class PromptPipeline:
     def next_batch(self) -> Batch:
         mine, examples = self.next_examples()
         tokens, mask = self.encode(examples)
-        images = np.stack([ex["image"] for ex in examples]) if self.fmt.image_tokens else None
+        images = stack_images(examples, self.fmt, largest=self.process_count > 1)
         return Batch(tokens=tokens, mask=mask, indices=mine.astype(np.int64), examples=examples,
                      images=images)

@@ -16,6 +16,7 @@ from typing import Collection, Sequence
 import jinja2.sandbox
 import numpy as np
 
+from o1jax.models.patches import patch_native
 from o1jax.tokenizer import Tokenizer
 
 PLAIN_TEMPLATE = "{question}\n"
@@ -28,24 +29,38 @@ class PromptFormat:
     ``use_chat_template``: that text as the user's message in the tokenizer's chat template
     (``system``: an optional system message); ``max_prompt_len``: prompts are cut to this many
     tokens (None: never cut); ``image_tokens``: a vision policy's placeholders per prompt (0: a
-    text policy)."""
+    text policy); ``image_patch``: (patch size P, merge size M) of a policy that reads images at
+    their own sizes (``models.patches``): an [H, W, 3] image takes (H / PM) x (W / PM)
+    placeholders."""
     template: str = PLAIN_TEMPLATE
     use_chat_template: bool = False
     system: str | None = None
     max_prompt_len: int | None = None
     image_tokens: int = 0
+    image_patch: tuple[int, int] | tuple = ()
+
+    @property
+    def reads_images(self) -> bool:
+        return bool(self.image_tokens or self.image_patch)
+
+    def placeholders(self, image) -> int:
+        """How many image placeholders a prompt with ``image`` holds."""
+        if not self.image_patch:
+            return self.image_tokens
+        (h, w), side = np.shape(image)[:2], self.image_patch[0] * self.image_patch[1]
+        return (h // side) * (w // side)
 
 
 def render_prompt(question: str, tokenizer: Tokenizer, fmt: PromptFormat = PromptFormat()
                   ) -> str:
     """The prompt text for a question: the template with the question in it, or that text as
     the user's message in the tokenizer's own chat template (rendered in a Jinja sandbox, with
-    the generation prompt appended). A vision policy's prompt (``fmt.image_tokens``) holds the
+    the generation prompt appended). A vision policy's prompt (``fmt.reads_images``) holds the
     image once, where the text marks it (the tokenizer's placeholder or Geometry3K's literal
     ``<image>``), else first: between the tokenizer's vision markers, or as the chat template
     renders an image part of the message."""
     text = fmt.template.format(question=question)
-    parts = _image_parts(text, tokenizer) if fmt.image_tokens else None
+    parts = _image_parts(text, tokenizer) if fmt.reads_images else None
     if not fmt.use_chat_template:
         if parts is None or parts[0] is None:   # unmarked: prompt_ids puts it after <s>
             return text
@@ -88,14 +103,14 @@ def _image_parts(text: str, tokenizer: Tokenizer) -> tuple[str | None, str]:
 
 def prompt_ids(example: dict, tokenizer: Tokenizer, fmt: PromptFormat = PromptFormat()
                ) -> list[int]:
-    """An example's whole prompt token ids (not cut); with ``fmt.image_tokens`` = N (a vision
-    policy), N image placeholders where the image's tokens go: where ``render_prompt`` put the
-    image, else (a plain prompt whose text does not mark it) right after the
-    beginning-of-sequence token, between the vision markers where the tokenizer has them."""
-    if fmt.image_tokens and tokenizer.image_id is None:
+    """An example's whole prompt token ids (not cut); for a vision policy as many image
+    placeholders as ``fmt.placeholders`` says, where ``render_prompt`` put the image, else (a
+    plain prompt whose text does not mark it) right after the beginning-of-sequence token,
+    between the vision markers where the tokenizer has them."""
+    if fmt.reads_images and tokenizer.image_id is None:
         raise ValueError("a vision model needs a tokenizer with an image placeholder token")
     ids = tokenizer.encode(render_prompt(example["question"], tokenizer, fmt))
-    if not fmt.image_tokens:
+    if not fmt.reads_images:
         return ids
     if "image" not in example:
         raise ValueError(f"the model reads images but example {example['question'][:40]!r} "
@@ -104,7 +119,7 @@ def prompt_ids(example: dict, tokenizer: Tokenizer, fmt: PromptFormat = PromptFo
     if marks > 1:
         raise ValueError(f"prompt {example['question'][:40]!r} holds {marks} image tokens "
                          f"({tokenizer.image_token}); one image per prompt, marked once")
-    image = [tokenizer.image_id] * fmt.image_tokens
+    image = [tokenizer.image_id] * fmt.placeholders(example["image"])
     if marks:
         k = ids.index(tokenizer.image_id)
         return ids[:k] + image + ids[k + 1:]
@@ -143,7 +158,7 @@ def fit(ids: Sequence[int], tokenizer: Tokenizer, fmt: PromptFormat) -> list[int
     if fmt.max_prompt_len is None:
         return list(ids)
     return truncate_prompt(ids, fmt.max_prompt_len,
-                           tokenizer.vision_ids if fmt.image_tokens else ())
+                           tokenizer.vision_ids if fmt.reads_images else ())
 
 
 def encode_prompt(example: dict, tokenizer: Tokenizer, fmt: PromptFormat) -> list[int]:
@@ -170,3 +185,29 @@ def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int, length: int | Non
         tokens[i, length - len(pr):] = pr
         mask[i, length - len(pr):] = True
     return tokens, mask
+
+
+def image_buckets(max_prompt_len: int) -> tuple[int, ...]:
+    """The image-token capacities a batch of images at their own sizes is padded to: an eighth,
+    a quarter, a half and all of the prompt length (which any prompt's image fits in), so that
+    a stage compiles at most four programs."""
+    return tuple(sorted({-(-max_prompt_len // d) for d in (8, 4, 2, 1)}))
+
+
+def stack_images(examples: Sequence[dict], fmt: PromptFormat, largest: bool = False):
+    """The images of a batch of prompts in ``fmt`` as the policy reads them: [B, S, S, 3] uint8,
+    or (``fmt.image_patch``) ``Patches`` padded to the smallest of ``image_buckets`` that holds
+    the largest image (``largest``: to the largest bucket, a shape every process of a
+    multi-host batch agrees on without asking; without a prompt length: to the largest image);
+    None for a text policy."""
+    if not fmt.reads_images:
+        return None
+    images = [ex["image"] for ex in examples]
+    if not fmt.image_patch:
+        return np.stack(images)
+    most = max(fmt.placeholders(im) for im in images)
+    if fmt.max_prompt_len is None:
+        return patch_native(images, *fmt.image_patch, most)
+    buckets = image_buckets(fmt.max_prompt_len)
+    capacity = buckets[-1] if largest else next((b for b in buckets if b >= most), most)
+    return patch_native(images, *fmt.image_patch, capacity)

@@ -19,8 +19,7 @@ from etils import epath
 from PIL import Image, UnidentifiedImageError
 
 from o1jax.data import features, visual
-from o1jax.models.patches import native_size
-from o1jax.models.vision import VisionConfig
+from o1jax.models.patches import NativeSize, native_size
 
 
 @dataclasses.dataclass
@@ -108,12 +107,12 @@ def code_example(row: dict, where: str) -> dict:
             "meta": json.dumps({"tests": tests, "entry_point": entry})}
 
 
-def load_image(data, size: int | VisionConfig, where: str = "") -> np.ndarray:
+def load_image(data, size: int | NativeSize, where: str = "") -> np.ndarray:
     """An image file's bytes, or a path to one, as [H, W, 3] uint8. The rule: decode with
     Pillow, composite any alpha over white, convert to RGB (grayscale and palette images too),
     resize with bicubic filtering to ``size`` x ``size`` (an int: the aspect ratio is not kept)
-    or, for an encoder that reads images at their own sizes (a ``VisionConfig`` with
-    ``max_pixels``), to its ``patches.native_size`` as Qwen2.5-VL's processor does."""
+    or, for an encoder that reads images at their own sizes (``VisionConfig.native``), to its
+    ``patches.native_size`` as Qwen2.5-VL's processor does."""
     try:
         if isinstance(data, (bytes, bytearray)):
             img = Image.open(io.BytesIO(data))
@@ -142,9 +141,20 @@ def load_image(data, size: int | VisionConfig, where: str = "") -> np.ndarray:
 
 @dataclasses.dataclass
 class ImageQAConfig(tfds.core.BuilderConfig):
+    """image_size: the square images' side; with max_pixels > 0 images keep their own sizes
+    (``patches.native_size`` of factor, min_pixels, max_pixels) instead."""
     train_path: str = ""
     test_path: str = ""
     image_size: int = visual.IMAGE_SIZE
+    factor: int = 0
+    min_pixels: int = 0
+    max_pixels: int = 0
+
+    @property
+    def size(self) -> int | NativeSize:
+        if self.max_pixels:
+            return NativeSize(self.factor, self.min_pixels, self.max_pixels)
+        return self.image_size
 
 
 class ImageQA(tfds.core.GeneratorBasedBuilder):
@@ -157,7 +167,8 @@ class ImageQA(tfds.core.GeneratorBasedBuilder):
     BUILDER_CONFIGS = [ImageQAConfig(name="default")]
 
     def _info(self):
-        return features.info(self, self.__doc__, self.builder_config.image_size)
+        c = self.builder_config
+        return features.info(self, self.__doc__, -1 if c.max_pixels else c.image_size)
 
     def _split_generators(self, dl_manager):
         c = self.builder_config
@@ -175,11 +186,13 @@ class ImageQA(tfds.core.GeneratorBasedBuilder):
                                       ("image", image)) if v is None]
             if missing:
                 raise ValueError(f"{where}: missing field(s) {missing}")
+            pixels = load_image(_image_source(image, path, where), self.builder_config.size,
+                                where)
+            own = {"image": pixels.reshape(-1), "image_shape": np.array(pixels.shape, np.int32)}
             yield i, {"question": str(question), "answer": str(row["answer"]),
                       "solution": str(row.get("solution") or ""), "task": "image_qa",
                       "difficulty": int(row.get("difficulty") or 0), "meta": "{}",
-                      "image": load_image(_image_source(image, path, where),
-                                          self.builder_config.image_size, where)}
+                      **(own if self.builder_config.max_pixels else {"image": pixels})}
 
 
 def _rows(path: str):

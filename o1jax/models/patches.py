@@ -84,11 +84,19 @@ def full_layers(cfg: VisionConfig) -> np.ndarray:
 
 
 # ------------------------------------------------------------------- images at their own size
-def native_size(cfg: VisionConfig, height: int, width: int) -> tuple[int, int]:
+class NativeSize(NamedTuple):
+    """How images keep their own sizes: sides multiples of ``factor`` pixels (patch x merge),
+    the area within [min_pixels, max_pixels] (``VisionConfig.native``)."""
+    factor: int
+    min_pixels: int
+    max_pixels: int
+
+
+def native_size(cfg: NativeSize, height: int, width: int) -> tuple[int, int]:
     """(height, width) an image is resized to, as Qwen2.5-VL's processor does (its
-    ``smart_resize``): each side the nearest multiple of P x M, then scaled down (up) with the
-    aspect ratio kept when the area is above ``max_pixels`` (below ``min_pixels``)."""
-    f = cfg.patch_size * cfg.merge_size
+    ``smart_resize``): each side the nearest multiple of the factor, then scaled down (up) with
+    the aspect ratio kept when the area is above ``max_pixels`` (below ``min_pixels``)."""
+    f = cfg.factor
     if max(height, width) / min(height, width) > 200:
         raise ValueError(f"an image of {width} x {height} pixels: the aspect ratio must be below "
                          "200")
@@ -109,12 +117,11 @@ def native_tokens(cfg: VisionConfig, height: int, width: int) -> int:
                                                            // cfg.merge_size)
 
 
-def patch_native(cfg: VisionConfig, images: Sequence[np.ndarray], capacity: int | None = None
-                 ) -> Patches:
+def patch_native(images: Sequence[np.ndarray], patch_size: int, merge_size: int,
+                 capacity: int | None = None) -> Patches:
     """Images [H_i, W_i, 3] uint8, each at its ``native_size``, as one batch of ``Patches`` of
-    ``capacity`` image tokens per row (default: the largest image's; a few fixed capacities
-    keep the number of compiled programs small where sizes vary)."""
-    p, m = cfg.patch_size, cfg.merge_size
+    ``capacity`` image tokens per row (default: the largest image's)."""
+    p, m = patch_size, merge_size
     grids = np.array([(im.shape[0] // p, im.shape[1] // p) for im in images], np.int32)
     most = int(grids.prod(1).max()) // (m * m)
     bucket = most if capacity is None else capacity

@@ -85,6 +85,14 @@ class VisionConfig:
                              f"{self.num_heads} must be a multiple of 4 (2-D rotary positions)")
 
     @property
+    def native(self) -> patches.NativeSize | None:
+        """How images keep their own sizes, or None: images are ``image_size`` squares."""
+        if not self.max_pixels:
+            return None
+        return patches.NativeSize(self.patch_size * self.merge_size, self.min_pixels,
+                                  self.max_pixels)
+
+    @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
 

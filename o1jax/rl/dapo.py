@@ -72,7 +72,7 @@ def shape_experience(roll: Rollout, rewards: jax.Array, images: jax.Array | None
         n = rewards.shape[0]
         roll = jax.tree.map(lambda x: x[rows] if x.ndim and x.shape[0] == n else x, roll)
         rewards = rewards[rows]
-        images = None if images is None else images[rows]
+        images = jax.tree.map(lambda a: a[rows], images)
         keep = jnp.repeat(choice.keep, group_size)
         roll = roll._replace(response_mask=roll.response_mask & keep[:, None])
         trained = jnp.sum(choice.keep)

@@ -22,7 +22,7 @@ response-length bucket that holds its longest response); the losses are those of
 batch.
 
 PPO/GRPO's ``batch`` is {"tokens": [B, P], "mask": [B, P], "example_ids": [B]} (+ "images":
-[B, S, S, 3] uint8 for a vision policy, one image per prompt); rows R = B * G.
+[B, S, S, 3] uint8 or ``Patches`` for a vision policy, one image per prompt); rows R = B * G.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from o1jax import sharding
+from o1jax.models.patches import Patches
 from o1jax.models.transformer import Transformer
 from o1jax.rl import advantages as adv_lib
 from o1jax.rl import dapo
@@ -131,7 +132,7 @@ def rl_collect(state: RLState, batch: dict, key: jax.Array, *, policy: Transform
     scored = reward(roll, batch, reward_fn, g)
     images = batch.get("images")
     if images is not None:      # row i answers prompt i // G
-        images = jnp.repeat(images, g, axis=0)
+        images = jax.tree.map(lambda a: jnp.repeat(a, g, axis=0), images)
     metrics = rollout_metrics(roll, scored, g)   # over every sampled row
     roll, rewards, images, shaped = dapo.shape_experience(roll, scored.rewards, images, cfg, g)
     exp = Experience(roll, rewards, (adv_lib.Group(cfg.rows, g, cfg.algorithm),),
@@ -243,12 +244,14 @@ def compile_iteration(collect: Collect, policy: Transformer, cfg: RLConfig,
                    out_shardings=(st, rep, rep), donate_argnums=(0,)), st
 
 
-def rl_batch_shardings(mesh: Mesh, vision: bool = False) -> dict:
-    """PPO/GRPO's batch over the data axes (``images`` for a vision policy)."""
+def rl_batch_shardings(mesh: Mesh, vision: bool = False, native: bool = False) -> dict:
+    """PPO/GRPO's batch over the data axes (``images`` for a vision policy: ``Patches`` for
+    images at their own sizes, ``native``)."""
     batch = {"tokens": sharding.batch_sharding(mesh, 2), "mask": sharding.batch_sharding(mesh, 2),
              "example_ids": sharding.batch_sharding(mesh, 1)}
     if vision:
-        batch["images"] = sharding.batch_sharding(mesh, 4)
+        batch["images"] = Patches(sharding.batch_sharding(mesh, 3), sharding.batch_sharding(
+            mesh, 2)) if native else sharding.batch_sharding(mesh, 4)
     return batch
 
 
@@ -261,4 +264,5 @@ def make_iteration(policy: Transformer, cfg: RLConfig, reward_fn: RewardFn,
                                 sampling=cfg.sampling(stop_ids, pad_id, tools),
                                 reward_fn=reward_fn)
     return compile_iteration(collect, policy, cfg, functools.partial(
-        rl_batch_shardings, vision=bool(policy.cfg.vision)))
+        rl_batch_shardings, vision=bool(policy.cfg.vision),
+        native=bool(policy.cfg.vision and policy.cfg.vision.native)))

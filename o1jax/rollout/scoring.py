@@ -8,6 +8,7 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from o1jax.models.patches import Patches
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
 
 
@@ -125,7 +126,7 @@ def length_grouped(ends: jax.Array, size: int) -> jax.Array:
 
 def _per_column(x: jax.Array) -> bool:
     """A leaf with a value per column: [rows, T], or a routing [rows, T, L, k] int32 (images,
-    [rows, S, S, 3] uint8, are per row)."""
+    [rows, S, S, 3] uint8 or ``Patches``, are per row)."""
     return x.ndim == 2 or (x.ndim == 4 and x.dtype == jnp.int32)
 
 
@@ -137,7 +138,9 @@ def on_columns(fn: Callable, columns: tuple[int, ...], ends: jax.Array, *args):
     ``fn``'s outputs must have the same shapes for every c. Columns past a row's last real token
     are padding and attention is causal, so the real columns' results are those over all T."""
     def cut(c: int):
-        return lambda *a: fn(*jax.tree.map(lambda x: x[:, :c] if _per_column(x) else x, a))
+        return lambda *a: fn(*jax.tree.map(
+            lambda x: x[:, :c] if not isinstance(x, Patches) and _per_column(x) else x, a,
+            is_leaf=lambda x: isinstance(x, Patches)))
     bucket = jnp.searchsorted(jnp.asarray(columns), jnp.max(ends))   # first length >= it
     return jax.lax.switch(bucket, [cut(c) for c in columns], *args)
 

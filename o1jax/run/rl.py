@@ -17,10 +17,13 @@ from o1jax import experiment, flops, sharding
 from o1jax.config import datasets
 from o1jax.config.blocks import ToolsConfig
 from o1jax.data.pipeline import PromptPipeline, decode_example
+from o1jax.data.prompts import image_buckets
 from o1jax.curves import curve_evaluation
 from o1jax.loop import run_loop
 from o1jax.metrics import rl_log_row
+from o1jax.models.patches import Patches
 from o1jax.models.transformer import Params, Transformer
+from o1jax.models.vision import VisionConfig
 from o1jax.policy import from_config
 from o1jax.rewards import code
 from o1jax.rewards.in_graph import make_reward_callback
@@ -113,16 +116,24 @@ def rl_step(policy: Transformer, tokenizer: Tokenizer, rl: RLConfig, mesh: Mesh 
                           tools_lib.from_config(ToolsConfig.from_config(tools), tokenizer))
 
 
-def rl_batch_shapes(batch_prompts: int, prompt_len: int, image_size: int = 0) -> dict:
+def rl_batch_shapes(batch_prompts: int, prompt_len: int, vision: VisionConfig | None = None
+                    ) -> dict:
     """The shapes and dtypes of PPO/GRPO's global batch (``jax.ShapeDtypeStruct``s, as
-    ``rl_phase`` feeds it): tokens, mask [B, P], example_ids [B], images [B, S, S, 3] with an
-    ``image_size``."""
+    ``rl_phase`` feeds it): tokens, mask [B, P], example_ids [B], and for a ``vision`` policy
+    images [B, S, S, 3], or ``Patches`` of the largest image bucket where images keep their own
+    sizes (``prompts.image_buckets``)."""
     b, p = batch_prompts, prompt_len
     batch = {"tokens": jax.ShapeDtypeStruct((b, p), np.int32),
              "mask": jax.ShapeDtypeStruct((b, p), bool),
              "example_ids": jax.ShapeDtypeStruct((b,), np.int32)}
-    if image_size:
-        batch["images"] = jax.ShapeDtypeStruct((b, image_size, image_size, 3), np.uint8)
+    if vision is not None and vision.native:
+        n = image_buckets(p)[-1] * vision.merge_size ** 2
+        batch["images"] = Patches(
+            jax.ShapeDtypeStruct((b, n, 3 * vision.patch_size ** 2), np.uint8),
+            jax.ShapeDtypeStruct((b, 2), np.int32))
+    elif vision is not None:
+        s = vision.image_size
+        batch["images"] = jax.ShapeDtypeStruct((b, s, s, 3), np.uint8)
     return batch
 
 
@@ -200,7 +211,7 @@ def lower_rl_step(cfg, devices: Sequence[jax.Device] | None = None) -> LoweredSt
     else:
         iteration, shardings = rl_step(policy, tok, rl, mesh, no_data, cfg.data.task,
                                        cfg.get("tools"))
-        batch = rl_batch_shapes(rl.sampled_prompts, fmt.max_prompt_len, image_size)
+        batch = rl_batch_shapes(rl.sampled_prompts, fmt.max_prompt_len, policy.cfg.vision)
     state = jax.eval_shape(lambda p: init_state(p, rl, jax.random.key(1)), policy.param_shapes())
     key = jax.eval_shape(jax.random.key, 0)
     return LoweredStep(iteration.lower(state, batch, key), policy, rl, state, shardings)

@@ -37,7 +37,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from o1jax import flops
-from o1jax.data.prompts import PromptFormat, encode_prompt, pad_prompts, truncate_prompt
+from o1jax.data.prompts import (PromptFormat, encode_prompt, pad_prompts, stack_images,
+                                truncate_prompt)
 from o1jax.models.config import ModelConfig
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rewards.api import default_pool
@@ -123,12 +124,11 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
     (cut to and left-padded to ``fmt.max_prompt_len``), or ``prompts``: token lists to use
     instead (continuations of partial solutions). A vision policy's prompts carry their
     example's image (placeholders where ``prompt_ids`` puts them)."""
-    if fmt.image_tokens != policy.cfg.image_tokens:
-        raise ValueError(f"the prompt format has {fmt.image_tokens} image placeholders, the "
-                         f"policy reads {policy.cfg.image_tokens}: build both with o1jax.policy")
+    if fmt.reads_images != bool(policy.cfg.vision):
+        raise ValueError("the prompt format and the policy disagree on images: build both with "
+                         "o1jax.policy")
     sampler = make_sampler(policy, sampling, gather=True)
     g = sampling.num_samples
-    n_image = fmt.image_tokens
     if prompts is None:
         prompts = [encode_prompt(e, tokenizer, fmt) for e in examples]
     key = jax.random.key(seed)
@@ -141,10 +141,8 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
             n = len(chunk)
             tokens, mask = pad_prompts(chunk + [chunk[-1]] * (batch_prompts - n),
                                        tokenizer.pad_id, fmt.max_prompt_len)
-            images = None
-            if n_image:
-                part = list(examples[start:start + n])
-                images = np.stack([e["image"] for e in part + [part[-1]] * (batch_prompts - n)])
+            part = list(examples[start:start + n])
+            images = stack_images(part + [part[-1]] * (batch_prompts - n), fmt)
             if start == 0:  # compile outside the timed calls
                 t = time.perf_counter()
                 jax.block_until_ready(sampler(params, tokens, mask, key, images))

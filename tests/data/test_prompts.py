@@ -187,3 +187,28 @@ def test_the_demo_prompts_are_the_ids_the_old_encoder_gave():
         assert len(old) <= cfg.data.max_prompt_len
         assert encode_prompt(ex, tok, fmt) == old
         assert old == [257] + list(cfg.data.template.format(question=ex["question"]).encode())
+
+
+def test_images_at_their_own_sizes_fill_at_most_four_buckets():
+    """Batches of images of random sizes (Qwen2.5-VL's 28-pixel image tokens): each prompt has
+    as many placeholders as its image makes tokens, and every batch is padded to one of at most
+    four capacities, the largest the prompt length."""
+    from o1jax.data.prompts import image_buckets, stack_images
+    fmt = PromptFormat("{question}", image_patch=(14, 2), max_prompt_len=100)
+    assert image_buckets(100) == (13, 25, 50, 100)
+    tok = byte_tokenizer(image_token=True)
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(40):
+        sides = rng.integers(1, 8, (int(rng.integers(1, 5)), 2)) * 28
+        examples = [{"question": "x?", "image": np.zeros((h, w, 3), np.uint8)} for h, w in sides]
+        batch = stack_images(examples, fmt)
+        counts = [prompt_ids(e, tok, fmt).count(tok.image_id) for e in examples]
+        assert counts == [(h // 28) * (w // 28) for h, w in sides]
+        assert batch.grid.tolist() == [[h // 14, w // 14] for h, w in sides]
+        capacity = batch.pixels.shape[1] // 4
+        assert capacity == min(b for b in image_buckets(100) if b >= max(counts))
+        seen.add(capacity)
+    assert len(seen) > 1 and seen <= set(image_buckets(100))
+    largest = stack_images(examples, fmt, largest=True)
+    assert largest.pixels.shape[1] == 100 * 4

@@ -31,17 +31,17 @@ def test_native_size_equals_transformers_smart_resize():
             [tuple(rng.randint(10, 600, 2)) for _ in range(300)]:
         if max(h, w) / min(h, w) > 200:
             continue
-        assert patches.native_size(NATIVE, h, w) == smart_resize(
+        assert patches.native_size(NATIVE.native, h, w) == smart_resize(
             h, w, 28, NATIVE.min_pixels, NATIVE.max_pixels), (h, w)
     with pytest.raises(ValueError, match="aspect ratio must be below 200"):
-        patches.native_size(NATIVE, 10, 2500)
+        patches.native_size(NATIVE.native, 10, 2500)
 
 
 def test_native_patches_of_a_square_image_are_the_square_layout():
     """A 56 x 56 image: its native patches, rotary angles and masks equal the square path's,
     so both encode it alike."""
     image = np.random.RandomState(1).randint(0, 256, (56, 56, 3)).astype(np.uint8)
-    batch = patches.patch_native(NATIVE, [image])
+    batch = patches.patch_native([image], 14, 2)
     np.testing.assert_array_equal(batch.pixels, np.asarray(patches.patchify(NATIVE, image[None])))
     (cos, sin), masks = patches.native_layout(NATIVE, batch.grid, 16)
     (cos0, sin0), masks0 = patches.square_layout(NATIVE)
@@ -58,12 +58,12 @@ def test_a_padded_batch_encodes_each_image_as_alone():
     rng = np.random.RandomState(2)
     images = [rng.randint(0, 256, (h, w, 3)).astype(np.uint8)
               for h, w in ((56, 84), (112, 56), (84, 84))]
-    together = np.asarray(vision.encode(NATIVE, params, patches.patch_native(NATIVE, images)))
+    together = np.asarray(vision.encode(NATIVE, params, patches.patch_native(images, 14, 2)))
     assert together.shape == (3, 9, 8)
     for i, image in enumerate(images):
-        alone = np.asarray(vision.encode(NATIVE, params, patches.patch_native(NATIVE, [image])))
+        alone = np.asarray(vision.encode(NATIVE, params, patches.patch_native([image], 14, 2)))
         n = patches.native_tokens(NATIVE, *image.shape[:2])
         assert alone.shape[1] == n
         np.testing.assert_allclose(together[i, :n], alone[0], atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="multiples of 28 pixels"):
-        patches.patch_native(NATIVE, [images[0][:50]])
+        patches.patch_native([images[0][:50]], 14, 2)

@@ -215,10 +215,10 @@ def test_images_at_their_own_sizes_match_transformers(vl_dir):
     for im in raw:
         buf = io.BytesIO()
         im.save(buf, "PNG")
-        ours.append(load_image(buf.getvalue(), model.cfg.vision))
+        ours.append(load_image(buf.getvalue(), model.cfg.vision.native))
     feats = transformers.AutoImageProcessor.from_pretrained(vl_dir)(images=raw,
                                                                     return_tensors="pt")
-    batch = patch_native(model.cfg.vision, ours)
+    batch = patch_native(ours, 14, 2)
     np.testing.assert_array_equal(batch.grid, feats["image_grid_thw"].numpy()[:, 1:])
     counts = [native_tokens(model.cfg.vision, *im.shape[:2]) for im in ours]
     assert counts == [6, 10, 4] and batch.pixels.shape[1] == 10 * 4    # padded to the largest
