@@ -1,10 +1,14 @@
 """GRPO on Geometry3K with Qwen2.5-VL-3B-Instruct on a TPU v5p-8 (4 chips), veRL's
-``geo3k`` recipe in one compiled program per iteration: the image's 256 tokens (448 x 448) go
-with every sample, the vision tower runs once per prompt.
+``geo3k`` recipe in one compiled program per image bucket: each figure is read at the size the
+checkpoint's processor gives it (aspect ratio kept, at most 448 image tokens: max_pixels
+below), a batch padded to one of four image-token capacities up to ``data.max_prompt_len``;
+the vision tower runs once per prompt. Prompts are the checkpoint's chat template, the figure
+between its vision markers where the problem's "<image>" puts it.
 
 Data: Geometry3K in its common layout (hiyouga/geometry3k's parquet files, or JSONL): a
-``problem`` (with a literal "<image>" where the figure goes, else after the start), an
+``problem`` (with a literal "<image>" where the figure goes, else before the text), an
 ``answer``, and ``images`` (bytes or paths). The answer checker is the LaTeX one (math-verify).
+Without the checkpoint directory (planning on a laptop) the preset's shapes stand in.
 
     python scripts/tpu.py train --name geo --zone us-east5-a --config configs/geo3k_qwen25vl_tpu.py \\
         --workdir gs://BUCKET/runs/geo3k
@@ -23,13 +27,17 @@ def get_config() -> ml_collections.ConfigDict:
     c.model.preset = "qwen2.5-vl-3b"  # shapes, for abstract checks; weights come from hf_path
     c.model.hf_path = "/data/Qwen2.5-VL-3B-Instruct"
     c.model.overrides = ml_collections.ConfigDict({"dtype": "bfloat16", "remat": True,
-                                                   "max_seq_len": 2048})
+                                                   "max_seq_len": 2048,
+                                                   # a figure of at most 448 image tokens
+                                                   "vision": {"min_pixels": 56 * 56,
+                                                              "max_pixels": 448 * 28 * 28}})
 
     c.data.task = "image_qa"
     c.data.train_path = "/data/geometry3k/train.parquet"
     c.data.test_path = "/data/geometry3k/test.parquet"
-    c.data.max_prompt_len = 512       # 256 image tokens and the problem
+    c.data.max_prompt_len = 512       # the figure's tokens (at most 511) and the problem
     c.data.template = base.REASONING_TEMPLATE
+    c.data.use_chat_template = True   # the instruct model's own turns (a system prompt too)
 
     c.sft.num_steps = 0               # the instruct model answers in the format
 
