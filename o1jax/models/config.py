@@ -207,6 +207,11 @@ PRESETS: dict[str, ModelConfig] = {
 
 
 def preset(name: str, **overrides) -> ModelConfig:
+    """A preset with ``overrides``; a ``vision`` mapping updates the preset's own encoder (a
+    preset without one: it is the whole encoder config)."""
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; known: {sorted(PRESETS)}")
-    return PRESETS[name].replace(**overrides)
+    base, vision = PRESETS[name], overrides.get("vision")
+    if base.vision is not None and vision is not None and not isinstance(vision, VisionConfig):
+        overrides["vision"] = dataclasses.replace(base.vision, **dict(vision))
+    return base.replace(**overrides)
