@@ -317,7 +317,7 @@ def test_cli_bad_input(llama_dir, tmp_path, capsys, extra, match):
 def test_verifier_strategies_refuse_a_vision_policy_before_sampling(strategy):
     """Search and verifier strategies do not carry images yet: a clear error, not a policy
     that silently reads its image placeholders as text."""
-    from o1jax.models.vision import VisionConfig
+    from o1jax.models.vision_config import VisionConfig
     tok = byte_tokenizer(image_token=True)
     vis = VisionConfig(image_size=8, patch_size=2, hidden_size=16, num_layers=1, num_heads=2,
                        mlp_dim=32, merge_size=2)

@@ -116,7 +116,7 @@ def test_cli_errors_are_clear(smoke_run, capsys):
 # ------------------------------------------------------------------ vision policies
 @pytest.mark.parametrize("image_size,patch,merge", [(32, 4, 2), (32, 2, 4), (12, 2, 3)])
 def test_image_heat_lights_only_the_window_of_its_image_token(image_size, patch, merge):
-    from o1jax.models.vision import VisionConfig
+    from o1jax.models.vision_config import VisionConfig
     cfg = VisionConfig(image_size=image_size, patch_size=patch, merge_size=merge, hidden_size=16,
                        num_heads=1)
     per_side = image_size // patch // merge          # image tokens per row, row-major
@@ -139,7 +139,7 @@ def test_attention_maps_are_the_forward_pass_s_with_an_image(monkeypatch, mrope_
     """The weights the model's own forward pass (``hidden``, layers unrolled) attends with,
     image tokens in place and, for an M-RoPE model, its multimodal positions."""
     import o1jax.models.transformer as transformer_lib
-    from o1jax.models.vision import VisionConfig
+    from o1jax.models.vision_config import VisionConfig
     vis = VisionConfig(image_size=8, patch_size=2, hidden_size=16, num_layers=1, num_heads=2,
                        mlp_dim=32, merge_size=2)
     model = Transformer(preset("tiny", vocab_size=64, max_seq_len=32, vision=vis,

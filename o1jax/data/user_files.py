@@ -19,7 +19,8 @@ from etils import epath
 from PIL import Image, UnidentifiedImageError
 
 from o1jax.data import features, visual
-from o1jax.models.patches import NativeSize, native_size
+from o1jax.models.patches import native_size
+from o1jax.models.vision_config import NativeSize
 
 
 @dataclasses.dataclass

@@ -8,7 +8,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from o1jax.models.vision import VisionConfig
+from o1jax.models.vision_config import VisionConfig
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3", "qwen3_moe", "qwen2_5_vl")
 

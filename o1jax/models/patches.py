@@ -13,16 +13,14 @@ program from each row's grid, so a program serves every image size of its patch 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from o1jax.models.layers.rope import inverse_frequencies
-
-if TYPE_CHECKING:
-    from o1jax.models.vision import VisionConfig
+from o1jax.models.vision_config import NativeSize, VisionConfig
 
 
 class Patches(NamedTuple):
@@ -84,14 +82,6 @@ def full_layers(cfg: VisionConfig) -> np.ndarray:
 
 
 # ------------------------------------------------------------------- images at their own size
-class NativeSize(NamedTuple):
-    """How images keep their own sizes: sides multiples of ``factor`` pixels (patch x merge),
-    the area within [min_pixels, max_pixels] (``VisionConfig.native``)."""
-    factor: int
-    min_pixels: int
-    max_pixels: int
-
-
 def native_size(cfg: NativeSize, height: int, width: int) -> tuple[int, int]:
     """(height, width) an image is resized to, as Qwen2.5-VL's processor does (its
     ``smart_resize``): each side the nearest multiple of the factor, then scaled down (up) with

@@ -23,7 +23,7 @@ from o1jax.loop import run_loop
 from o1jax.metrics import rl_log_row
 from o1jax.models.patches import Patches
 from o1jax.models.transformer import Params, Transformer
-from o1jax.models.vision import VisionConfig
+from o1jax.models.vision_config import VisionConfig
 from o1jax.policy import from_config
 from o1jax.rewards import code
 from o1jax.rewards.in_graph import make_reward_callback

@@ -19,7 +19,8 @@ from o1jax.models.layers.rope import inverse_frequencies, rope_angles
 from o1jax.models.layouts import unstack_layers
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
 from o1jax.models.patches import patch_grid
-from o1jax.models.vision import VisionConfig, place_image_tokens
+from o1jax.models.vision import place_image_tokens
+from o1jax.models.vision_config import VisionConfig
 from o1jax.rewards.answers import all_boxed
 from o1jax.rewards.api import verify_batch
 from o1jax.rollout.decoding import SamplingConfig

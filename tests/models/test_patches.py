@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from o1jax.models import patches, vision
-from o1jax.models.vision import VisionConfig
+from o1jax.models.vision_config import VisionConfig
 
 CFG = VisionConfig(image_size=16, patch_size=2, hidden_size=16, num_layers=2, num_heads=2,
                    mlp_dim=32, merge_size=2)

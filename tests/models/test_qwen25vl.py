@@ -20,7 +20,7 @@ import transformers
 from safetensors.numpy import load_file, save_file
 
 from o1jax.models import hf, positions_from_mask
-from o1jax.models.vision import PIXEL_MEAN
+from o1jax.models.vision_config import PIXEL_MEAN
 from o1jax.rollout.decoding import prefill
 from o1jax.tokenizer import Tokenizer
 from tests import hf_fixtures

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from o1jax.models import Transformer, positions_from_mask, preset
-from o1jax.models import vision
-from o1jax.models.vision import VisionConfig
+from o1jax.models import vision, vision_config
+from o1jax.models.vision_config import VisionConfig
 
 CFG = VisionConfig(image_size=16, patch_size=4, hidden_size=32, num_layers=2, num_heads=2,
                    mlp_dim=48, merge_size=2)
@@ -27,7 +27,7 @@ def _rotate(x, angles):
 def _numpy_encoder(cfg, p, image):
     p = jax.tree.map(lambda a: np.asarray(a, np.float64), p)
     P, g, m = cfg.patch_size, cfg.grid, cfg.merge_size
-    pix = (image.astype(np.float64) / 255 - vision.PIXEL_MEAN) / vision.PIXEL_STD
+    pix = (image.astype(np.float64) / 255 - vision_config.PIXEL_MEAN) / vision_config.PIXEL_STD
     order = [(wr * m + i, wc * m + j) for wr in range(g // m) for wc in range(g // m)
              for i in range(m) for j in range(m)]
     x = np.stack([pix[r * P:(r + 1) * P, c * P:(c + 1) * P].reshape(-1) for r, c in order])

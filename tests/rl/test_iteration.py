@@ -208,7 +208,7 @@ def test_a_vision_policy_learns_to_read_its_image():
     reward pays token 5 after a white image and 6 after a black one, so a policy blind to the
     image earns at most 0.5. GRPO with images encoded inside the one compiled iteration (the
     rollout's prefill and every scoring and update pass) gets past that."""
-    from o1jax.models.vision import VisionConfig
+    from o1jax.models.vision_config import VisionConfig
     vis = VisionConfig(image_size=8, patch_size=2, hidden_size=16, num_layers=1, num_heads=2,
                        mlp_dim=32, merge_size=2)
     policy = Transformer(preset("tiny", vocab_size=V, max_seq_len=32, vision=vis,

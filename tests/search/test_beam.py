@@ -45,7 +45,8 @@ class NoB(Transformer):
     """A hand-made value model: the count of a so far / 20 while the sequence holds no b, else 0.
     Its KV cache keeps the tokens themselves (in the first layer's keys)."""
 
-    def hidden(self, params, tokens, positions, mask, cache=None, image_embeds=None):
+    def hidden(self, params, tokens, positions, mask, cache=None, image_embeds=None,
+               image_grid=None):
         mask = mask.astype(bool)
         if cache is None:
             return self._counts(tokens, mask), None

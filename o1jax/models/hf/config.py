@@ -9,7 +9,7 @@ import json
 from etils import epath
 
 from o1jax.models.config import ModelConfig
-from o1jax.models.vision import VisionConfig
+from o1jax.models.vision_config import VisionConfig
 
 ARCHITECTURES = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2",
                  "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3_moe",

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 
 from o1jax.models.config import ModelConfig
-from o1jax.models.vision import VisionConfig
+from o1jax.models.vision_config import VisionConfig
 
 # ------------------------------------------------------------------------------ tensor map
 # An entry: (our param path, HF tensor names (one per layer for stacked ``layers`` params; a list
