@@ -19,7 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-TEST_COMMAND = "bash scripts/setup.sh --test && .venv/bin/python -m pytest -q -n 2 --dist loadfile tests"
+TEST_COMMAND = ("bash scripts/setup.sh --test && "
+                ".venv/bin/python -m pytest -q -n 2 --dist loadfile tests")
 MAX_README_LINES = 250
 
 FENCE = re.compile(r"^(```|~~~).*?^\1[^\n]*$", re.M | re.S)
