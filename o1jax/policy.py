@@ -43,10 +43,7 @@ def model_shapes(cfg: ml_collections.ConfigDict, **extra) -> ModelConfig:
     ``model.overrides`` and ``extra``."""
     overrides = dict(cfg.model.get("overrides", {}), **extra)
     if _hf_dir(cfg):
-        try:
-            return hf.load_config(cfg.model.hf_path, **overrides)
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"model.hf_path={cfg.model.hf_path!r}: {e}") from None
+        return _hf_shapes(cfg.model.hf_path, overrides, f"model.hf_path={cfg.model.hf_path!r}")
     if overrides.get("vision") and "image_token_id" not in overrides:
         overrides["image_token_id"] = byte_tokenizer(image_token=True).image_id
     try:
@@ -61,7 +58,7 @@ def image_fields(mcfg: ModelConfig) -> dict:
     v = mcfg.vision
     if v is None:
         return {}
-    if v.max_pixels:
+    if v.native:
         return {"image_patch": (v.patch_size, v.merge_size)}
     return {"image_tokens": v.num_tokens}
 
@@ -79,6 +76,14 @@ def prompt_format(cfg: ml_collections.ConfigDict, tokenizer: Tokenizer, images: 
                         **images)
 
 
+def _hf_shapes(path, overrides: dict, where: str) -> ModelConfig:
+    """A Hugging Face directory's ModelConfig with ``overrides``; ConfigError naming ``where``."""
+    try:
+        return hf.load_config(path, **overrides)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
 def _hf_dir(cfg: ml_collections.ConfigDict) -> bool:
     """Whether ``model.hf_path`` is set and holds a Hugging Face config.json."""
     path = cfg.model.get("hf_path", "")
@@ -90,10 +95,8 @@ def _build(cfg, model_dir, mesh, dtype: str | None, chat: bool = True) -> Policy
     directory) or, when it is None, the preset and the byte tokenizer."""
     extra = {} if dtype is None else {"dtype": dtype}
     if model_dir is not None:
-        try:
-            mcfg = hf.load_config(model_dir, **dict(cfg.model.get("overrides", {}), **extra))
-        except (ValueError, TypeError) as e:
-            raise ConfigError(f"{model_dir}: {e}") from None
+        mcfg = _hf_shapes(model_dir, dict(cfg.model.get("overrides", {}), **extra),
+                          str(model_dir))
         tokenizer = Tokenizer.from_dir(model_dir)
     else:
         mcfg = model_shapes(cfg, **extra)

@@ -95,10 +95,11 @@ class Tokenizer:
         eos_ids = [eos_ids] if isinstance(eos_ids, int) else list(eos_ids)
         model = _read_json(path / "config.json")
         image_id = model.get("image_token_id")
-        markers = [model.get(f"vision_{k}_token_id") for k in ("start", "end")]
-        markers = tuple(tok.id_to_token(i) for i in markers) if None not in markers else None
-        if image_id is None or markers is None or None in markers:
-            markers = None
+        names = tuple(tok.id_to_token(i) for i in (model.get("vision_start_token_id"),
+                                                   model.get("vision_end_token_id"))
+                      if i is not None)
+        markers = names if image_id is not None and len(names) == 2 and None not in names \
+            else None
         return cls(tok, bos_token=_token_str(cfg.get("bos_token")),
                    eos_token=_token_str(cfg.get("eos_token")),
                    pad_token=_token_str(cfg.get("pad_token")),

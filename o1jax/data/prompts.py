@@ -205,9 +205,8 @@ def stack_images(examples: Sequence[dict], fmt: PromptFormat, largest: bool = Fa
     images = [ex["image"] for ex in examples]
     if not fmt.image_patch:
         return np.stack(images)
-    most = max(fmt.placeholders(im) for im in images)
-    if fmt.max_prompt_len is None:
-        return patch_native(images, *fmt.image_patch, most)
-    buckets = image_buckets(fmt.max_prompt_len)
-    capacity = buckets[-1] if largest else next((b for b in buckets if b >= most), most)
+    capacity = None                   # patch_native's default: the largest image's tokens
+    if fmt.max_prompt_len is not None:
+        buckets, most = image_buckets(fmt.max_prompt_len), max(map(fmt.placeholders, images))
+        capacity = buckets[-1] if largest else next((b for b in buckets if b >= most), most)
     return patch_native(images, *fmt.image_patch, capacity)

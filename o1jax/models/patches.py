@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from o1jax import sharding
 from o1jax.models.layers.rope import inverse_frequencies
 from o1jax.models.vision_config import NativeSize, VisionConfig
 
@@ -157,3 +158,14 @@ def merged_grid(cfg: VisionConfig, images) -> jax.Array | None:
     if not isinstance(images, Patches):
         return None
     return images.grid // cfg.merge_size
+
+
+def batch_shardings(mesh, native: bool, rows: int | None = None):
+    """The shardings of a batch's images over the data axes: ``Patches`` of images at their own
+    sizes (``native``), else square images [B, S, S, 3] (``rows``: the batch's, for a batch the
+    data axes may not divide, as ``sharding.batch_sharding`` says)."""
+    shape = lambda ndim: None if rows is None else (rows,) + (1,) * (ndim - 1)  # noqa: E731
+    if native:
+        return Patches(sharding.batch_sharding(mesh, 3, shape(3)),
+                       sharding.batch_sharding(mesh, 2, shape(2)))
+    return sharding.batch_sharding(mesh, 4, shape(4))

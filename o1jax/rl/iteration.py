@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from jax.sharding import Mesh
 
 from o1jax import sharding
-from o1jax.models.patches import Patches
+from o1jax.models import patches
 from o1jax.models.transformer import Transformer
 from o1jax.rl import advantages as adv_lib
 from o1jax.rl import dapo
@@ -250,8 +250,7 @@ def rl_batch_shardings(mesh: Mesh, vision: bool = False, native: bool = False) -
     batch = {"tokens": sharding.batch_sharding(mesh, 2), "mask": sharding.batch_sharding(mesh, 2),
              "example_ids": sharding.batch_sharding(mesh, 1)}
     if vision:
-        batch["images"] = Patches(sharding.batch_sharding(mesh, 3), sharding.batch_sharding(
-            mesh, 2)) if native else sharding.batch_sharding(mesh, 4)
+        batch["images"] = patches.batch_shardings(mesh, native)
     return batch
 
 

@@ -20,7 +20,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from o1jax import sharding
-from o1jax.models.patches import Patches
+from o1jax.models import patches
 from o1jax.models.transformer import Params, Transformer
 from o1jax.models.vision import check_placeholders
 from o1jax.rollout.decoding import (SamplingConfig, choose_tokens, decode_params, decode_step,
@@ -199,9 +199,7 @@ def make_sampler(model: Transformer, cfg: SamplingConfig, gather: bool = False):
                       lengths=row, finished=row, num_steps=sharding.replicated(mesh),
                       experts=routes if model.cfg.num_experts else None,
                       tool_calls=row if cfg.tools is not None else None)
-        images = Patches(sharding.batch_sharding(mesh, 3, batch_shape[:1] + (1, 1)),
-                         sharding.batch_sharding(mesh, 2, batch_shape[:1] + (1,))) if native \
-            else sharding.batch_sharding(mesh, 4, batch_shape[:1] + (1, 1, 1))
+        images = patches.batch_shardings(mesh, native, batch_shape[0])
         return jax.jit(fn, in_shardings=(model.shardings(), batch, batch,
                                          sharding.replicated(mesh), images),
                        out_shardings=out)
@@ -211,10 +209,10 @@ def make_sampler(model: Transformer, cfg: SamplingConfig, gather: bool = False):
         if (images is None) != (model.cfg.vision is None):
             raise ValueError("a vision model samples with one image per prompt, a text model "
                              "without images")
-        native = isinstance(images, Patches)
+        native = isinstance(images, patches.Patches)
         if images is not None:
             check_placeholders(prompt_tokens, prompt_mask, model.cfg.image_token_id,
-                               np.prod(images.grid, axis=1) // model.cfg.vision.merge_size ** 2
+                               np.prod(patches.merged_grid(model.cfg.vision, images), axis=1)
                                if native else model.cfg.vision.num_tokens)
         fn = compiled(tuple(np.shape(prompt_tokens)), native)
         if not gather:

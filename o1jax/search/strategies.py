@@ -41,6 +41,7 @@ from o1jax.data.prompts import (PromptFormat, encode_prompt, pad_prompts, stack_
                                 truncate_prompt)
 from o1jax.models.config import ModelConfig
 from o1jax.models.transformer import Params, Transformer
+from o1jax.policy import image_fields
 from o1jax.rewards.api import default_pool
 from o1jax.rewards.functions import correctness
 from o1jax.rollout import SamplingConfig, make_sampler
@@ -124,9 +125,12 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
     (cut to and left-padded to ``fmt.max_prompt_len``), or ``prompts``: token lists to use
     instead (continuations of partial solutions). A vision policy's prompts carry their
     example's image (placeholders where ``prompt_ids`` puts them)."""
-    if fmt.reads_images != bool(policy.cfg.vision):
-        raise ValueError("the prompt format and the policy disagree on images: build both with "
-                         "o1jax.policy")
+    reads = image_fields(policy.cfg)
+    if (fmt.image_tokens, fmt.image_patch) != (reads.get("image_tokens", 0),
+                                               reads.get("image_patch", ())):
+        raise ValueError(f"the prompt format's images ({fmt.image_tokens} placeholders, "
+                         f"patch {fmt.image_patch}) are not the policy's ({reads or 'none'}): "
+                         "build both with o1jax.policy")
     sampler = make_sampler(policy, sampling, gather=True)
     g = sampling.num_samples
     if prompts is None:
