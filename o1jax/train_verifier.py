@@ -120,6 +120,7 @@ def main(argv=None) -> int:
             policy, params, train, tokenizer, gen, p, args.continuations, n,
             cfg.eval.temperature, soft=not args.hard_labels,
             batch_prompts=cfg.eval.batch_prompts, seed=args.seed + 1)
+    data = data._replace(images=value_training.row_images(train, fmt, args.samples))
     if args.mixed_only:
         rate = gen.correct.mean(axis=1)
         keep = np.repeat((rate > 0) & (rate < 1), args.samples)
@@ -127,7 +128,7 @@ def main(argv=None) -> int:
             print("error: no problem has both right and wrong samples; drop --mixed-only",
                   file=sys.stderr)
             return 2
-        data = value_training.Labelled(*(x[keep] for x in data))
+        data = jax.tree.map(lambda x: x[keep], data)
         log.info("%d rows of %d problems with mixed outcomes", int(keep.sum()),
                  int(keep.sum()) // args.samples)
     value_model, key = Transformer(value_cfg, head="value"), jax.random.key(args.seed)
@@ -148,7 +149,7 @@ def main(argv=None) -> int:
     check = sample(held_out, args.seed + 2)
     checked = value_training.held_out_report(
         value_models.ValueModel(args.kind, value_model, trained, "", output), held_out,
-        tokenizer, check, p)
+        tokenizer, check, fmt)
     first, last = float(np.mean(losses[:20])), float(np.mean(losses[-20:]))
     out = wd.resolve(args.out or root / "verifiers" / args.kind)
     info = dict(workdir=str(root), policy_stage=stage, policy_step=int(step),

@@ -313,17 +313,23 @@ def test_cli_bad_input(llama_dir, tmp_path, capsys, extra, match):
     assert match in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("strategy", ["best_of_n", "beam", "mcts"])
-def test_verifier_strategies_refuse_a_vision_policy_before_sampling(strategy):
-    """Search and verifier strategies do not carry images yet: a clear error, not a policy
-    that silently reads its image placeholders as text."""
-    from o1jax.models.vision_config import VisionConfig
-    tok = byte_tokenizer(image_token=True)
-    vis = VisionConfig(image_size=8, patch_size=2, hidden_size=16, num_layers=1, num_heads=2,
-                       mlp_dim=32, merge_size=2)
-    policy = Transformer(preset("tiny", vocab_size=260, vision=vis, image_token_id=tok.image_id))
-    spec = EvalSpec(max_prompt_len=24, max_new_tokens=4, strategies=(strategy,), budgets=(2,))
-    ex = {"question": "How many?", "answer": "1", "task": "count", "meta": "{}",
-          "image": np.zeros((8, 8, 3), np.uint8)}
-    with pytest.raises(ValueError, match="do not carry images yet"):
-        evaluate(policy, None, [ex], tok, spec, verifier=None)
+def test_every_strategy_runs_on_a_vision_policy():
+    """Sampling, the verifier's choices, beam search, DVTS, MCTS and compute-optimal all read
+    each problem's picture (``tests/search``: each against a forward with the image); here
+    they run together through ``evaluate``, verifier FLOPs counted where a verifier reads."""
+    from o1jax.search import strategies
+    from tests.search.test_beam import vision_models, vision_problems
+    policy, params, verifier = vision_models()
+    names = ("greedy", "majority", "best_of_n", "weighted_majority", "beam", "dvts", "mcts",
+             "compute_optimal")
+    spec = EvalSpec(max_prompt_len=24, max_new_tokens=16, strategies=names, budgets=(2,),
+                    beam_width=2, step_tokens=8, batch_prompts=4, probes=2,
+                    prompt=PromptFormat(image_tokens=4))
+    result = evaluate(policy, params, vision_problems(3), byte_tokenizer(image_token=True),
+                      spec, verifier)
+    rows = {r["strategy"]: r for r in result.rows if r["bin"] == "all"}
+    assert set(names) <= set(rows)
+    for name in names:
+        assert 0.0 <= rows[name]["accuracy"] <= 1.0
+        reads = name in strategies.VERIFIED + strategies.SEARCHED + ("compute_optimal",)
+        assert (rows[name]["verifier_flops"] > 0) == reads, (name, rows[name])

@@ -1,6 +1,8 @@
 """The train_verifier command end to end at toy sizes: a process verifier on exact step labels
 (countdown_search), in shapes larger than its policy's, saved and loaded back for the policy
-it scores; and the flag combinations it refuses."""
+it scores; a process verifier of a vision policy (Math-Shepherd continuations from each step
+end, with the picture), then every search strategy of ``evaluate`` guided by it and by the
+run's critic; and the flag combinations it refuses."""
 
 import json
 
@@ -8,6 +10,7 @@ import numpy as np
 import pytest
 
 from configs import base
+from o1jax import evaluate
 from o1jax import workdir as wd
 from o1jax.policy import from_workdir
 from o1jax.search import value_models
@@ -59,3 +62,22 @@ def test_an_exact_label_prm_larger_than_its_policy_is_saved_and_loads(search_run
 def test_flags_it_refuses(search_run, capsys, flags, message):
     assert main(["--workdir", str(search_run), *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_vision_policy_s_prm_and_critic_guide_every_search(visual_run, tmp_path, capsys):
+    out = tmp_path / "prm"
+    assert main(["--workdir", str(visual_run), "--kind", "prm", "--num-problems", "3",
+                 "--samples", "2", "--continuations", "2", "--steps", "3", "--batch-size", "4",
+                 "--held-out", "2", "--out", str(out)]) == 0, capsys.readouterr().err
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["labels"] == "estimated" and info["labelled_tokens"] >= 6
+    names = ["best_of_n", "weighted_majority", "beam", "dvts", "mcts", "compute_optimal"]
+    for verifier in (f"prm:{out}", "critic"):
+        results = tmp_path / verifier.split(":")[0]
+        assert evaluate.main(["--workdir", str(visual_run), "--verifier", verifier,
+                              "--strategies", ",".join(names), "--budgets", "2",
+                              "--beam-width", "2", "--step-tokens", "8", "--num-problems", "2",
+                              "--out", str(results)]) == 0, capsys.readouterr().err
+        rows = [json.loads(line) for line in open(results / "results.jsonl")]
+        assert set(names) <= {r["strategy"] for r in rows}
+        assert all(r["verifier_flops"] > 0 for r in rows if r["strategy"] in names)

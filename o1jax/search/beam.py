@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from o1jax import flops
-from o1jax.data.prompts import PromptFormat, encode_prompt, pad_prompts, truncate_prompt
+from o1jax.data.prompts import (PromptFormat, encode_prompt, pad_prompts, stack_images,
+                                truncate_prompt)
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rollout import SamplingConfig, decode_params
 from o1jax.search import cached, steps, strategies, value_models
@@ -40,7 +41,7 @@ from o1jax.tokenizer import Tokenizer
 def make_program(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
                  stop_ids: tuple[int, ...], beams: int, width: int, diverse: bool,
                  max_new_tokens: int, output: str = "value"):
-    """Jitted ``(params, vparams, tokens, mask [n, P] left-padded prompts, key) -> (response
+    """Jitted ``(params, vparams, tokens, mask [n, P] left-padded prompts, key, images) -> (response
     [n, N] of the chosen beam, right-padded; its length [n]; prefix [N, n * B * M] and written
     [N, n * B * M]: each round's candidates' tokens before the step, prompt included, and
     tokens written (0: no candidate))``. ``cfg``: the steps' sampling (max_new_tokens = S,
@@ -49,12 +50,12 @@ def make_program(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
     ends, stops = jnp.asarray(cfg.stop_ids, jnp.int32), jnp.asarray(stop_ids, jnp.int32)
 
     @jax.jit
-    def run(params, vparams, tokens, mask, key):
+    def run(params, vparams, tokens, mask, key, images=None):
         n, p = tokens.shape
         r = n * b * m
         params, vparams = decode_params(policy, params), decode_params(vmodel, vparams)
         rows = cached.start(policy, params, vmodel, vparams, tokens, mask, p + n_new, cfg,
-                            output, b * m)
+                            output, b * m, images)
         prompt = jnp.repeat(jnp.sum(mask, axis=1).astype(jnp.int32), b * m)
         first = jnp.arange(r) % m == 0         # a beam's first copy: it alone stands for it
 
@@ -137,8 +138,10 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
         idx = list(range(lo, min(n, lo + per)))
         rows = [truncate_prompt(prompts[i], p) for i in idx]
         tokens, mask = pad_prompts(rows + [rows[-1]] * (per - len(idx)), tokenizer.pad_id, p)
+        part = [examples[i] for i in idx]
+        images = stack_images(part + [part[-1]] * (per - len(idx)), fmt, largest=True)
         resp, length, prefix, written = jax.tree.map(np.asarray, run(
-            params, value_model.params, tokens, mask, jax.random.fold_in(key, lo)))
+            params, value_model.params, tokens, mask, jax.random.fold_in(key, lo), images))
         responses += [resp[j, :length[j]].tolist() for j in range(len(idx))]
         own = lambda a, j: a[:, j * beams * width:(j + 1) * beams * width]  # noqa: E731
         for j, i in enumerate(idx):   # one prefill per problem, in both models

@@ -89,12 +89,13 @@ def align(rows: Rows, end: jax.Array) -> Rows:
 
 def start(policy: Transformer, params: Params, vmodel: Transformer, vparams: Params,
           tokens: jax.Array, mask: jax.Array, length: int, cfg: SamplingConfig,
-          output: str, copies: int) -> Rows:
+          output: str, copies: int, images=None) -> Rows:
     """Left-padded prompts tokens, mask [B, P] prefilled once into both models' caches of
     ``length`` slots, each row then copied ``copies`` times (copies adjacent): B * copies rows.
-    Params in the decode layout (``decode_params``)."""
-    pcache, logits = prefill(policy, params, tokens, mask, length)
-    vcache, values = prefill(vmodel, vparams, tokens, mask, length)
+    Params in the decode layout (``decode_params``). ``images``: a vision policy's prompt
+    images (``prefill``'s), each read by both models' own encoders."""
+    pcache, logits = prefill(policy, params, tokens, mask, length, images)
+    vcache, values = prefill(vmodel, vparams, tokens, mask, length, images)
     rep = lambda a: jnp.repeat(a, copies, axis=0)  # noqa: E731
     return Rows(repeat_cache(policy, pcache, copies), repeat_cache(vmodel, vcache, copies),
                 rep(next_token_logprobs(logits, cfg)), rep(squash(output, values)))

@@ -20,6 +20,7 @@ from typing import NamedTuple, Sequence
 from o1jax import sharding
 from o1jax import workdir as wd
 from o1jax.data.pipeline import decode_example
+from o1jax.data.prompts import stack_images
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rewards.api import default_pool
 from o1jax.config.blocks import ToolsConfig
@@ -56,9 +57,6 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
     spec.check(policy)
     needs = sorted(set(spec.strategies) & set(strategies.VERIFIED + strategies.SEARCHED +
                                               ("compute_optimal",)))
-    if needs and policy.cfg.vision:
-        raise ValueError(f"{', '.join(needs)} do not carry images yet: evaluate a vision policy "
-                         "with greedy, sample, majority, think_longer or budget_forcing")
     if needs and verifier is None:
         raise ValueError(f"{', '.join(needs)} need a verifier: --verifier critic, orm:PATH or "
                          "prm:PATH")
@@ -119,8 +117,9 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
         voted = {"majority", "weighted_majority"} & set(spec.strategies)
         classes = voting.group_answers(sampled.answers, default_pool()) if voted else None
         if set(needs) & set(strategies.VERIFIED + ("compute_optimal",)):
-            scores = value_models.outcome_scores(verifier, sampled.tokens, sampled.mask).reshape(
-                sampled.correct.shape)
+            scores = value_models.outcome_scores(
+                verifier, sampled.tokens, sampled.mask, stack_images(examples, fmt, largest=True),
+                sampled.correct.shape[1]).reshape(sampled.correct.shape)
             checked = value_models.report(verifier, scores, sampled.correct, sampled.finished)
         for strategy in [s for s in strategies.SAMPLED if s in spec.strategies] + ["pass_at_k"]:
             for k in spec.budgets:

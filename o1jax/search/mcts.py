@@ -27,7 +27,8 @@ import mctx
 import numpy as np
 
 from o1jax import flops
-from o1jax.data.prompts import PromptFormat, encode_prompt, pad_prompts, truncate_prompt
+from o1jax.data.prompts import (PromptFormat, encode_prompt, pad_prompts, stack_images,
+                                truncate_prompt)
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rollout import SamplingConfig, decode_params
 from o1jax.search import cached, steps, strategies, value_models
@@ -83,11 +84,11 @@ def _from_nodes(leaves: dict) -> dict:
 def make_programs(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
                   stop_ids: tuple[int, ...], simulations: int, depth: int, max_new_tokens: int,
                   output: str = "value"):
-    """Jitted ``start(params, vparams, tokens, mask, key) -> root Node`` and ``move(params,
-    vparams, root, key) -> (child Node, made [B]: the child was made anew, tree prefix
-    [B, nodes] and cand_len [B, nodes, K] of the nodes the search made)``: one gumbel MuZero
-    search at each root (``simulations``, at most ``depth`` levels), then the chosen child (a
-    terminal root stays as it is)."""
+    """Jitted ``start(params, vparams, tokens, mask, key, images) -> root Node`` and
+    ``move(params, vparams, root, key) -> (child Node, made [B]: the child was made anew, tree
+    prefix [B, nodes] and cand_len [B, nodes, K] of the nodes the search made)``: one gumbel
+    MuZero search at each root (``simulations``, at most ``depth`` levels), then the chosen
+    child (a terminal root stays as it is)."""
     k, s, n_new = cfg.num_samples, cfg.max_new_tokens, max_new_tokens
     ends, stops = jnp.asarray(cfg.stop_ids, jnp.int32), jnp.asarray(stop_ids, jnp.int32)
     step_cfg = SamplingConfig(s, cfg.temperature, stop_ids=cfg.stop_ids, pad_id=cfg.pad_id)
@@ -158,11 +159,11 @@ def make_programs(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
                 tree.embeddings.prefix[:, 1:], tree.embeddings.cand_len[:, 1:])
 
     @jax.jit
-    def start(params, vparams, tokens, mask, key):
+    def start(params, vparams, tokens, mask, key, images=None):
         params, vparams = decode_params(policy, params), decode_params(vmodel, vparams)
         b, p = tokens.shape
         rows = cached.start(policy, params, vmodel, vparams, tokens, mask, p + n_new, step_cfg,
-                            output, 1)
+                            output, 1, images)
         return expand(params, vparams, rows, jnp.full((b, n_new), cfg.pad_id, jnp.int32),
                       jnp.zeros(b, jnp.int32), jnp.sum(mask, axis=1).astype(jnp.int32),
                       rows.score, jnp.zeros(b, bool), key)
@@ -211,7 +212,9 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
         tokens, mask = pad_prompts(rows + [rows[-1]] * (per - len(idx)), tokenizer.pad_id,
                                    max_prompt_len)
         vparams = value_model.params
-        node = start(params, vparams, tokens, mask, jax.random.fold_in(key, lo))
+        part = [examples[i] for i in idx]
+        images = stack_images(part + [part[-1]] * (per - len(idx)), fmt, largest=True)
+        node = start(params, vparams, tokens, mask, jax.random.fold_in(key, lo), images)
         for j, i in enumerate(idx):   # one prefill per problem, the root's candidates
             ledger["prefill_flops"][i] = flops.prefill_flops(mcfg, len(rows[j]))
             ledger["verifier_flops"][i] = flops.verifier_flops(vcfg, len(rows[j]))

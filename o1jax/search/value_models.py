@@ -145,30 +145,30 @@ def save(root, kind: str, policy_cfg: ModelConfig, params: Params, info: dict,
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def _values(model: Transformer, params: Params, tokens: jax.Array, mask: jax.Array):
-    return prefix_values(model, params, tokens, mask)
+def _values(model: Transformer, params: Params, tokens: jax.Array, mask: jax.Array, images):
+    return prefix_values(model, params, tokens, mask, images)
 
 
-def values(value_model: ValueModel, tokens: np.ndarray, mask: np.ndarray, batch: int = 64
-           ) -> np.ndarray:
+def values(value_model: ValueModel, tokens: np.ndarray, mask: np.ndarray, batch: int = 64,
+           images=None, group: int = 1) -> np.ndarray:
     """V(prefix ending at each column) of sequences tokens, mask [R, T], in [0, 1] (the chance
-    of ending correct; ``squash``), in batches of ``batch`` rows of one shape: [R, T] f32."""
+    of ending correct; ``squash``), in batches of ``batch`` rows of one shape: [R, T] f32.
+    ``images``: a vision policy's images, [R / group, ...] (square images, or ``Patches`` of one
+    shape), row r reading image r // group."""
     out = []
     for start in range(0, len(tokens), batch):
-        t, m = tokens[start:start + batch], mask[start:start + batch]
-        n = len(t)
-        if n < batch:  # one compiled shape
-            t = np.concatenate([t, np.repeat(t[-1:], batch - n, 0)])
-            m = np.concatenate([m, np.repeat(m[-1:], batch - n, 0)])
-        out.append(np.asarray(_values(value_model.model, value_model.params, jnp.asarray(t),
-                                      jnp.asarray(m)))[:n])
+        rows = np.arange(start, start + batch).clip(max=len(tokens) - 1)  # one compiled shape
+        read = None if images is None else jax.tree.map(lambda a: a[rows // group], images)
+        out.append(np.asarray(_values(value_model.model, value_model.params,
+                                      jnp.asarray(tokens[rows]), jnp.asarray(mask[rows]),
+                                      read))[:len(tokens) - start])
     return squash(value_model.output, np.concatenate(out))
 
 
-def outcome_scores(value_model: ValueModel, tokens: np.ndarray, mask: np.ndarray
-                   ) -> np.ndarray:
-    """The value at each row's last real token: [R]."""
-    v = values(value_model, tokens, mask)
+def outcome_scores(value_model: ValueModel, tokens: np.ndarray, mask: np.ndarray,
+                   images=None, group: int = 1) -> np.ndarray:
+    """The value at each row's last real token: [R] (``images``, ``group``: as ``values``)."""
+    v = values(value_model, tokens, mask, images=images, group=group)
     last = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
     return v[np.arange(len(v)), last]
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -30,10 +30,12 @@ import numpy as np
 import optax
 
 from o1jax.data import search_tasks, sudoku
-from o1jax.data.prompts import PromptFormat
-from o1jax.models.transformer import Params, Transformer, positions_from_mask
+from o1jax.data.prompts import PromptFormat, stack_images
+from o1jax.models.transformer import Params, Transformer
 from o1jax.optim import make_optimizer
+from o1jax.policy import image_fields
 from o1jax.rollout import SamplingConfig
+from o1jax.rollout.scoring import prefix_values
 from o1jax.search import steps, strategies, value_models
 from o1jax.tokenizer import Tokenizer
 
@@ -48,11 +50,20 @@ REPLAYS: dict[str, Callable[[dict, str], list[search_tasks.Step]]] = {
 
 class Labelled(NamedTuple):
     """Training rows for a value model: tokens, mask [R, T]; targets [R, T] f32 in [0, 1];
-    weights [R, T] f32 (1 where a target counts)."""
+    weights [R, T] f32 (1 where a target counts); images: a vision policy's, each row's
+    (``row_images``), or None."""
     tokens: np.ndarray
     mask: np.ndarray
     targets: np.ndarray
     weights: np.ndarray
+    images: Any = None
+
+
+def row_images(examples: Sequence[dict], fmt: PromptFormat, group: int):
+    """Each of ``group`` rows per example reads its example's image (one shape for all: the
+    largest image bucket): [R, ...] or ``Patches``, or None for a text policy."""
+    images = stack_images(examples, fmt, largest=True)
+    return jax.tree.map(lambda a: np.repeat(a, group, axis=0), images)
 
 
 def response_span(mask: np.ndarray, prompt_len: int) -> tuple[int, int]:
@@ -118,7 +129,8 @@ def math_shepherd_labels(policy: Transformer, params: Params, examples: Sequence
         sampling = SamplingConfig(room, temperature, num_samples=continuations,
                                   stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id)
         cont = strategies.generate(policy, params, problems, tokenizer, sampling,
-                                   PromptFormat(max_prompt_len=length),
+                                   PromptFormat(max_prompt_len=length,
+                                                **image_fields(policy.cfg)),
                                    max(1, batch_prompts // continuations), seed + length,
                                    prompts=[prefixes[j] for j in members])
         reached = cont.correct.mean(axis=1) if soft else cont.correct.max(axis=1)
@@ -173,12 +185,16 @@ def exact_labels(examples: Sequence[dict], tokenizer: Tokenizer, gen: strategies
 
 
 def held_out_report(value_model: value_models.ValueModel, examples: Sequence[dict],
-                    tokenizer: Tokenizer, gen: strategies.Generation, prompt_len: int) -> dict:
-    """A trained value model on samples it never saw (``gen``, of ``examples``):
+                    tokenizer: Tokenizer, gen: strategies.Generation, fmt: PromptFormat
+                    ) -> dict:
+    """A trained value model on samples it never saw (``gen``, of ``examples`` in ``fmt``):
     ``value_models.report`` of its outcome scores (AUC, within-problem AUC, mean scores) and,
     when every task has a replay, ``step_auc``: the AUC of its values at step ends against the
     exact labels (``exact_labels``; the last one's label is the outcome)."""
-    v = value_models.values(value_model, gen.tokens, gen.mask)
+    prompt_len = fmt.max_prompt_len
+    v = value_models.values(value_model, gen.tokens, gen.mask,
+                            images=stack_images(examples, fmt, largest=True),
+                            group=gen.correct.shape[1])
     scores = v[np.arange(len(v)), np.asarray(last_columns(jnp.asarray(gen.mask)))]
     out = value_models.report(value_model, scores.reshape(gen.correct.shape), gen.correct,
                               gen.finished)
@@ -196,7 +212,7 @@ def last_columns(mask: jax.Array) -> jax.Array:
 
 def value_loss(model: Transformer, params: Params, batch: Labelled) -> jax.Array:
     """Weighted mean squared error of the values against the targets."""
-    values, _ = model.apply(params, batch.tokens, positions_from_mask(batch.mask), batch.mask)
+    values = prefix_values(model, params, batch.tokens, batch.mask, batch.images)
     err = (values - batch.targets) ** 2 * batch.weights
     return jnp.sum(err) / jnp.maximum(jnp.sum(batch.weights), 1.0)
 
@@ -216,7 +232,7 @@ def pairwise_loss(model: Transformer, params: Params, batch: Labelled, group: in
     """``bradley_terry`` on the outcome scores (the head's number at each row's last token,
     unsquashed: a logit) of ORM rows (``orm_labels``) in problems of ``group`` consecutive
     rows; a row is right when its last token's target is 1."""
-    values, _ = model.apply(params, batch.tokens, positions_from_mask(batch.mask), batch.mask)
+    values = prefix_values(model, params, batch.tokens, batch.mask, batch.images)
     rows, last = jnp.arange(len(values)), last_columns(batch.mask)
     return bradley_terry(values[rows, last].reshape(-1, group),
                          batch.targets[rows, last].reshape(-1, group))
@@ -262,7 +278,7 @@ def train_value(model: Transformer, params: Params, data: Labelled, steps: int, 
     for _ in range(steps):
         picked = rng.choice(units, size=size, replace=len(units) < size)
         idx = (picked[:, None] * width + np.arange(width)).reshape(-1)
-        batch = Labelled(*(jnp.asarray(x[idx]) for x in data))
+        batch = jax.tree.map(lambda x: jnp.asarray(x[idx]), data)
         params, opt_state, value = step(params, opt_state, batch)
         losses.append(float(value))
     return params, losses

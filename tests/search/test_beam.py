@@ -201,3 +201,84 @@ def test_cached_rows_continue_and_score_as_a_full_forward_does():
     np.testing.assert_allclose(rows.logp, want, atol=2e-5)
     values = value_models.squash("value", forward(vmodel, vparams, full, fmask))
     np.testing.assert_allclose(rows.score, values, atol=2e-5)
+
+
+def vision_models(mrope_section=None):
+    """A tiny random vision policy (8 x 8 images: 4 image tokens, the byte tokenizer's
+    placeholder 259) and a random value model started from it (its own copy of the encoder)."""
+    from o1jax.models.vision_config import VisionConfig
+    vis = VisionConfig(image_size=8, patch_size=2, hidden_size=16, num_layers=1, num_heads=2,
+                       mlp_dim=32, merge_size=2)
+    model = Transformer(preset("tiny", vocab_size=320, max_seq_len=96, vision=vis,
+                               image_token_id=259, mrope_section=mrope_section,
+                               tie_embeddings=False))
+    params = model.init(jax.random.key(3))
+    verifier = value_models.ValueModel(
+        "orm", Transformer(model.cfg, head="value"),
+        value_params_from_policy(params, jax.random.key(4)), "rnd")
+    return model, params, verifier
+
+
+@pytest.mark.parametrize("mrope_section", [None, (2, 3, 3)])
+def test_cached_rows_read_the_prompt_images_as_a_full_forward_does(mrope_section):
+    """Prompts with an image each, prefilled into both caches and continued one step: the
+    policy's next-token log-probs and the value model's score equal one forward of each whole
+    sequence with its image, and another image gives another score."""
+    model, params, verifier = vision_models(mrope_section)
+    vmodel, vparams = verifier.model, verifier.params
+    cfg = SamplingConfig(6, 1.0, stop_ids=(NL, 258), pad_id=0)
+    ends = jnp.asarray(cfg.stop_ids)
+    tokens, mask = pad_prompts([[257, 259, 259, 259, 259, 50], [257, 52] + [259] * 4 + [53]],
+                               0, 8)
+    images = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3)).astype(np.uint8)
+    dp, dv = decode_params(model, params), decode_params(vmodel, vparams)
+
+    @jax.jit
+    def one_step(tokens, mask, images):
+        rows = cached.start(model, dp, vmodel, dv, tokens, mask, 40, cfg, "logit", 1, images)
+        return cached.extend(model, dp, vmodel, dv, rows, jnp.ones(2, bool), 6,
+                             jax.random.key(0), cfg, ends, ends, "logit")
+
+    rows, step = one_step(tokens, mask, images)
+    seqs = [list(t[m]) + s[:g].tolist() for t, m, s, g in zip(
+        tokens, mask, np.asarray(step.tokens), np.asarray(step.length))]
+    full, fmask = pad_prompts(seqs, 0)
+
+    def forward(m, p, imgs):
+        out, _ = m.apply(p, full, positions_from_mask(fmask), fmask, **m.image_inputs(p, imgs))
+        return out[:, -1]
+    want = jax.nn.log_softmax(forward(model, params, images), axis=-1)
+    np.testing.assert_allclose(rows.logp, want, atol=3e-5)
+    values = value_models.squash("logit", forward(vmodel, vparams, images))   # not clipped
+    np.testing.assert_allclose(rows.score, values, atol=3e-5)
+    other = value_models.squash("logit", forward(vmodel, vparams, 255 - images))
+    assert np.abs(np.asarray(other) - np.asarray(values)).max() > 1e-3
+
+
+def vision_problems(n):
+    """``n`` counting questions, each with a random 8 x 8 picture of its own."""
+    rng = np.random.default_rng(5)
+    return [dict(_problems(["How many?"])[0], image=rng.integers(0, 256, (8, 8, 3), np.uint8))
+            for _ in range(n)]
+
+
+@pytest.mark.parametrize("strategy", ["beam", "dvts", "mcts"])
+def test_a_near_greedy_search_of_one_path_writes_the_greedy_sample_of_each_image(strategy):
+    """One beam of one candidate (one MCTS action) at temperature near 0 is greedy decoding:
+    it must write, problem by problem, what the sampler writes greedily with the same image
+    (and the pictures make the greedy samples differ, so a search that lost them would not)."""
+    from o1jax.search import mcts, strategies
+    model, params, verifier = vision_models()
+    tok = byte_tokenizer(image_token=True)
+    examples = vision_problems(6)
+    fmt = PromptFormat(max_prompt_len=24, image_tokens=4)
+    greedy = strategies.generate(model, params, examples, tok, SamplingConfig(
+        24, greedy=True, stop_ids=tok.stop_ids, pad_id=tok.pad_id), fmt, 3)
+    if strategy == "mcts":
+        gen, _ = mcts.search(model, params, examples, tok, verifier, 1, 1, fmt, 24, 8, 1e-5,
+                             batch_rows=3)
+    else:
+        gen, _ = beam.search(model, params, examples, tok, verifier, 1, 1, strategy == "dvts",
+                             fmt, 24, 8, 1e-5, batch_rows=3)
+    assert len({t[0] for t in greedy.texts}) > 1, greedy.texts
+    assert [t[0] for t in gen.texts] == [t[0] for t in greedy.texts]

@@ -90,3 +90,32 @@ def test_a_value_model_of_its_own_shapes_and_logit_output_round_trips(tmp_path):
     assert v.model.cfg == bigger and v.output == "value"
     np.testing.assert_allclose(value_models.outcome_scores(v, tokens, mask),
                                np.clip(raw, 0, 1), atol=1e-6)
+
+
+def test_values_read_each_rows_own_image_as_one_forward_per_row_does():
+    """G = 3 rows per picture, scored in batches of 4 (rows of different pictures in one batch,
+    the last batch padded): each row's last value equals one forward of that row alone with its
+    picture; ``outcome_scores`` (one batch) agrees."""
+    from o1jax.models import positions_from_mask
+    from o1jax.rollout import pad_prompts
+    from tests.search.test_beam import vision_models
+    _, _, verifier = vision_models()
+    verifier = verifier._replace(output="logit")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 8, 8, 3)).astype(np.uint8)
+    rows = [[257] + [259] * 4 + rng.integers(60, 120, size=rng.integers(1, 6)).tolist()
+            for _ in range(9)]
+    tokens, mask = pad_prompts(rows, 0)
+    got = value_models.values(verifier, tokens, mask, 4, images, group=3)[:, -1]  # left-padded
+    want = []
+    for r, row in enumerate(rows):
+        t, m = pad_prompts([row], 0)
+        model, params = verifier.model, verifier.params
+        out, _ = model.apply(params, t, positions_from_mask(m), m,
+                             **model.image_inputs(params, images[r // 3:r // 3 + 1]))
+        want.append(value_models.squash("logit", np.asarray(out[0, -1])))
+    np.testing.assert_allclose(got, want, atol=3e-5)
+    np.testing.assert_allclose(value_models.outcome_scores(verifier, tokens, mask, images, 3),
+                               want, atol=3e-5)
+    blind = value_models.outcome_scores(verifier, tokens, mask, images[::-1], group=3)
+    assert np.abs(blind - got).max() > 1e-3          # another picture, another score

@@ -42,6 +42,32 @@ def test_value_loss_falls_when_the_label_is_a_function_of_the_prefix():
     assert np.mean(losses[-10:]) < 0.3 * np.mean(losses[:10]), (losses[:3], losses[-3:])
 
 
+
+def test_value_training_learns_a_label_only_the_picture_holds():
+    """Rows alike in their tokens, labelled 1 where their picture is bright and 0 where dark:
+    only a model that reads each row's image can fit it (the labels' variance is 0.25)."""
+    from tests.search.test_beam import vision_models
+    _, _, verifier = vision_models()
+    rng = np.random.default_rng(0)
+    bright = rng.integers(0, 2, 128)
+    images = np.where(bright[:, None, None, None], 200, 40) + rng.integers(
+        0, 40, (128, 8, 8, 3))
+    tokens = np.tile(np.asarray([[257] + [259] * 4 + [72, 63]], np.int32), (128, 1))
+    targets = np.repeat(bright[:, None], tokens.shape[1], 1).astype(np.float32)
+    weights = np.zeros_like(targets)
+    weights[:, -1] = 1.0
+    data = Labelled(tokens, np.ones_like(tokens, bool), targets, weights,
+                    images.astype(np.uint8))
+    start = jax.tree.map(jnp.copy, verifier.params)      # train_value donates its params
+    _, losses = value_training.train_value(verifier.model, start, data, steps=120,
+                                           lr=3e-3, batch_size=32)
+    assert np.mean(losses[-10:]) < 0.05, (losses[:3], losses[-3:])
+    blind = data._replace(images=np.full_like(data.images, 120))     # the same grey for all
+    _, losses = value_training.train_value(verifier.model, verifier.params, blind, steps=120,
+                                           lr=3e-3, batch_size=32)
+    assert np.mean(losses[-10:]) > 0.15, losses[-3:]
+
+
 def _branching_policy():
     """A bigram policy (layers off, orthonormal embeddings, the head rigged per token): after
     "?" it writes "7\\n\\boxed{4", then "2" or "1" with probability 1/2 each, then "}</s>".
