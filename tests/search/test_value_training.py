@@ -272,7 +272,7 @@ def test_pairwise_loss_reads_each_rows_last_token_and_training_ranks_within_a_pr
              for b in range(rows // g) for i in range(g) for j in range(g)
              if right[b * g + i] and not right[b * g + j]]
     got = jax.jit(functools.partial(value_training.pairwise_loss, model, group=g))(
-        params, Labelled(*map(jnp.asarray, data)))
+        params, jax.tree.map(jnp.asarray, data))
     assert float(got) == pytest.approx(np.mean(terms), rel=1e-4)
     trained, losses = value_training.train_value(model, params, data, steps=30, lr=1e-2,
                                                  batch_size=32, loss="pairwise", group=g)
