@@ -14,8 +14,9 @@ For the run's policy's solution to a problem (greedy, or sampled with ``--temper
                  question's start: its state, its exact label (solvable or a dead end), the
                  dead ends it states, back-ups and the line each returns to, invalid lines
 
-The problem is ``--problem`` (with ``--image PATH`` for a vision policy, read and resized as
-``o1jax.data.builders.load_image`` does) or ``--example K``: held-out example K of the run's
+The problem is ``--problem`` (with ``--image PATH`` for a vision policy, read as
+``o1jax.data.builders.load_image`` does: squared to the encoder's size, or at the size a
+Qwen2.5-VL's processor gives it) or ``--example K``: held-out example K of the run's
 task, image and answer included::
 
     python -m o1jax.trace --workdir DIR --example 3
@@ -51,7 +52,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", required=True, help="a training workdir (local or gs://)")
     ap.add_argument("--problem", default=None, help="the question, as the task writes it")
     ap.add_argument("--image", default=None, help="with --problem, for a vision policy: the "
-                    "image file it asks about (resized to the encoder's size)")
+                    "image file it asks about (resized as the policy reads images)")
     ap.add_argument("--example", type=int, default=None, help="instead of --problem: held-out "
                     "example K of the run's task (its image and answer too)")
     ap.add_argument("--answer", default=None, help="the reference answer (default: the "
@@ -107,7 +108,8 @@ def _run(args) -> int:
         problem, image = example["question"], example.get("image")
         answer = answer if answer is not None else example["answer"]
     elif args.image:
-        image = load_image(args.image, policy.cfg.vision.image_size, f"--image {args.image}")
+        image = load_image(args.image, policy.cfg.vision.native if fmt.image_patch else
+                           policy.cfg.vision.image_size, f"--image {args.image}")
     if answer is None:
         p = judge(problem, (200, 12, 8, 1e30), held_out_ok=True)
         if p.status != "accepted":

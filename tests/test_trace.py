@@ -128,10 +128,35 @@ def test_image_heat_lights_only_the_window_of_its_image_token(image_size, patch,
         np.testing.assert_array_equal(heat, expected)
     # drawn over the image: each patch cell covers its patch x patch pixels
     heat = np.arange((image_size // patch) ** 2, dtype=float).reshape(image_size // patch, -1)
-    pixels = upsample_heat(heat, image_size)
+    pixels = upsample_heat(heat, (image_size, image_size))
     for y in range(image_size):
         for x in range(image_size):
             assert pixels[y, x] == heat[y // patch, x // patch]
+
+
+@pytest.mark.parametrize("height,width,patch,merge", [(24, 40, 4, 2), (36, 12, 2, 3)])
+def test_image_heat_of_an_image_at_its_own_size_follows_the_encoder_s_patch_order(
+        height, width, patch, merge):
+    """Each pixel coloured by its patch's index; ``patch_native`` (what the encoder reads) puts
+    patches M x M at a time into image tokens: every patch of image token k must hold k's
+    weight in the heat map, and the map drawn over the image covers each patch's pixels."""
+    from o1jax.models.patches import patch_native
+    from o1jax.models.vision_config import VisionConfig
+    cfg = VisionConfig(image_size=24, patch_size=patch, merge_size=merge, hidden_size=16,
+                       num_heads=1, min_pixels=0, max_pixels=4096)
+    gh, gw = height // patch, width // patch
+    index = np.arange(gh * gw).reshape(gh, gw)
+    image = np.repeat(np.repeat(index, patch, 0), patch, 1)
+    rgb = np.stack([image // 256, image % 256, np.zeros_like(image)], -1).astype(np.uint8)
+    read = patch_native([rgb], patch, merge).pixels[0].reshape(-1, patch * patch, 3)
+    owner = np.zeros((gh, gw), int)            # image token each patch went into
+    for slot, p in enumerate(read[:gh * gw]):
+        i = int(p[0, 0]) * 256 + int(p[0, 1])
+        owner[i // gw, i % gw] = slot // merge ** 2
+    weights = np.random.default_rng(0).random(gh * gw // merge ** 2)
+    heat = trace_lib.image_heat(cfg, weights, (gh, gw))
+    np.testing.assert_array_equal(heat, weights[owner].astype(np.float32))
+    np.testing.assert_array_equal(upsample_heat(heat, (height, width))[::patch, ::patch], heat)
 
 
 @pytest.mark.parametrize("mrope_section", [None, (2, 3, 3)])
@@ -161,6 +186,48 @@ def test_attention_maps_are_the_forward_pass_s_with_an_image(monkeypatch, mrope_
     # the question's tokens attend differently after a black image
     other = np.asarray(trace_lib.attention_maps(model, params, tokens, mask, [0, 1], black))
     assert not np.allclose(maps[..., 5:, :], other[..., 5:, :])
+
+
+def test_trace_of_an_image_at_its_own_size(monkeypatch):
+    """A policy that reads images at their own sizes (M-RoPE, as Qwen2.5-VL): a 12 x 24 picture
+    is 6 x 12 patches of 2 pixels, merged 2 x 2 into 18 image tokens. The trace's image
+    attention has a column per image token, its heat map is the picture's own 6 x 12 patch
+    grid, and its attention maps are those of the model's forward pass over the picture's
+    patches."""
+    import o1jax.models.transformer as transformer_lib
+    from o1jax.models.patches import patch_native
+    from o1jax.models.vision_config import VisionConfig
+    from o1jax.tokenizer import byte_tokenizer
+    monkeypatch.setattr(trace_lib, "verify_batch", fake_verify)
+    vis = VisionConfig(image_size=8, patch_size=2, hidden_size=16, num_layers=1, num_heads=2,
+                       mlp_dim=32, merge_size=2, min_pixels=16, max_pixels=4096)
+    policy = Transformer(preset("tiny", vocab_size=320, max_seq_len=96, vision=vis,
+                                image_token_id=259, mrope_section=(2, 3, 3)))
+    params = policy.init(jax.random.key(0))
+    tok = byte_tokenizer(image_token=True)
+    image = np.random.default_rng(0).integers(0, 256, (12, 24, 3)).astype(np.uint8)
+    fmt = PromptFormat("{question}", image_patch=(2, 2))
+    tr = trace_lib.trace(policy, params, tok, "How many?", "2", fmt, k=2, max_new=8,
+                         solution="\\boxed{2}", layers=(0,), heads=(0, 1), image=image)
+    assert np.asarray(tr.image_attention).shape == (len(tr.answer_tokens), 18)
+    assert np.asarray(tr.image_heat).shape == (6, 12)
+    np.testing.assert_allclose(tr.image_heat, trace_lib.image_heat(
+        vis, np.asarray(tr.image_attention).mean(0), (6, 12)), rtol=1e-6)
+    prompt = prompt_ids({"question": "How many?", "image": image}, tok, fmt)
+    assert prompt.count(259) == 18
+    seq = jnp.asarray([prompt + tok.encode("\\boxed{2}", False) + [tok.stop_ids[0]]])
+    mask = jnp.ones_like(seq, bool)
+    patches = patch_native([image], 2, 2)
+    seen = []
+
+    def spy(q, k, v, key_mask):
+        seen.append(np.asarray(attention_probs(q, k, key_mask)))
+        return attend(q, k, v, key_mask)
+    monkeypatch.setattr(transformer_lib, "attend", spy)
+    policy.hidden(unstack_layers(params), seq, positions_from_mask(mask), mask,
+                  **policy.image_inputs(params, patches))
+    np.testing.assert_allclose(np.stack([tr.attention["0/0"], tr.attention["0/1"]]),
+                               seen[0][0, :2], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("tokens,expected", [

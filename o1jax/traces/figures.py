@@ -22,21 +22,22 @@ def plot_attention(labels: list[str], matrix: np.ndarray, out, title: str) -> ep
     return save_figure(fig, out)
 
 
-def upsample_heat(heat: np.ndarray, size: int) -> np.ndarray:
-    """A [G, G] grid as [size, size] (size a multiple of G): each cell repeated over its
-    size / G x size / G pixels (nearest neighbour)."""
-    r = size // heat.shape[0]
-    return np.repeat(np.repeat(heat, r, axis=0), r, axis=1)
+def upsample_heat(heat: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A [Gh, Gw] grid as ``shape`` [H, W] pixels (multiples of Gh and Gw): each cell repeated
+    over its H / Gh x W / Gw pixels (nearest neighbour)."""
+    return np.repeat(np.repeat(heat, shape[0] // heat.shape[0], axis=0),
+                     shape[1] // heat.shape[1], axis=1)
 
 
 def plot_image_attention(image: np.ndarray, heat: np.ndarray, out, title: str) -> epath.Path:
-    """The image [S, S, 3] uint8, and beside it the image under a heat map of ``heat`` [G, G]
-    (G divides S; upsampled nearest, alpha over the image, scale from 0 to its largest value)."""
+    """The image [H, W, 3] uint8, and beside it the image under a heat map of ``heat`` [Gh, Gw]
+    (dividing H and W; upsampled nearest, alpha over the image, scale from 0 to its largest
+    value)."""
     fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.2))
     axes[0].imshow(image, interpolation="nearest")
     axes[0].set_title("image", fontsize=9)
     axes[1].imshow(image, interpolation="nearest")
-    shown = axes[1].imshow(upsample_heat(heat, image.shape[0]), cmap="inferno", alpha=0.6,
+    shown = axes[1].imshow(upsample_heat(heat, image.shape[:2]), cmap="inferno", alpha=0.6,
                            vmin=0, vmax=max(float(heat.max()), 1e-6), interpolation="nearest")
     axes[1].set_title(title, fontsize=9)
     fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04)

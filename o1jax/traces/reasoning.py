@@ -12,13 +12,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids
+from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids, stack_images
 from o1jax.models.layers.attention import attention_probs, project_qkv
 from o1jax.models.layers.norm import rms_norm
 from o1jax.models.layers.rope import inverse_frequencies, rope_angles
 from o1jax.models.layouts import unstack_layers
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
-from o1jax.models.patches import patch_grid
+from o1jax.models.patches import Patches
 from o1jax.models.vision import place_image_tokens
 from o1jax.models.vision_config import VisionConfig
 from o1jax.rewards.answers import all_boxed
@@ -39,8 +39,9 @@ class Trace(NamedTuple):
     every token, when there is none). A vision policy's trace also has image_attention
     [len(answer_tokens), N]: the attention weight of each answer token's query (the position
     whose output is that token) on each of the N image tokens, mean over the chosen layers and
-    heads (a row sums to at most 1); and image_heat [G, G] (G patches per side): the mean over
-    the answer tokens, each patch holding its image token's weight (``image_heat``). A solution
+    heads (a row sums to at most 1); and image_heat [Gh, Gw] (the image's patches per column
+    and per row): the mean over the answer tokens, each patch holding its image token's weight
+    (``image_heat``). A solution
     of a search task also has ``search``: its lines replayed (``traces.search.search_lines``)."""
     problem: str
     answer: str
@@ -68,19 +69,22 @@ def attention_maps(model: Transformer, params: Params, tokens: jax.Array, mask: 
                    layers: list[int], images: jax.Array | None = None) -> jax.Array:
     """Attention weights [len(layers), B, H, T, T] of a forward pass over ``tokens``, the
     model's own layer code run one layer at a time (weights taken at the chosen layers).
-    ``images`` [B, S, S, 3] uint8 (a vision model): each row's image, read at its
-    placeholders, with the rotary positions (M-RoPE's too) ``Transformer.hidden`` gives it."""
+    ``images`` [B, S, S, 3] uint8 or ``Patches`` (a vision model): each row's image, read at
+    its placeholders, with the rotary positions (M-RoPE's too) ``Transformer.hidden`` gives
+    it."""
     c = model.cfg
     mask = mask.astype(bool)
     t = tokens.shape[1]
     inv = inverse_frequencies(c.head_dim, c.rope_theta,
                               dict(c.rope_scaling) if c.rope_scaling else None)
-    positions = model.rope_positions(tokens, positions_from_mask(mask), mask, images is not None)
+    extra = {} if images is None else model.image_inputs(params, images)
+    positions = model.rope_positions(tokens, positions_from_mask(mask), mask, images is not None,
+                                     extra.get("image_grid"))
     rope = rope_angles(positions, inv, c.mrope_section)
     key_mask = mask[:, None, :] & jnp.tril(jnp.ones((t, t), bool))[None]
     x = jnp.take(params["embed"], tokens, axis=0).astype(c.compute_dtype)
     if images is not None:
-        x = place_image_tokens(x, tokens, c.image_token_id, model.encode_images(params, images))
+        x = place_image_tokens(x, tokens, c.image_token_id, extra["image_embeds"])
     out = []
     for i, p in enumerate(unstack_layers(params)["layers"]):
         if i in layers:
@@ -107,14 +111,16 @@ def answer_token_span(tokens: list[str]) -> tuple[list[int], str]:
         "boxed"
 
 
-def image_heat(cfg: VisionConfig, weights: np.ndarray) -> np.ndarray:
-    """Weights [N] of the image tokens on the patch grid: [G, G], G = image_size / patch_size,
-    each patch holding the weight of the image token its merge window became (the encoder joins
-    patches ``patch_grid`` order, merge_size^2 at a time, into image token k)."""
-    rows, cols = patch_grid(cfg).T
-    heat = np.zeros((cfg.grid, cfg.grid), np.float32)
-    heat[rows, cols] = np.asarray(weights)[np.arange(len(rows)) // cfg.merge_size ** 2]
-    return heat
+def image_heat(cfg: VisionConfig, weights: np.ndarray, grid: tuple[int, int] | None = None
+               ) -> np.ndarray:
+    """Weights [N] of the image tokens on the patch grid: [Gh, Gw] (``grid``: the image's
+    patches per column and per row; default the square image_size / patch_size), each patch
+    holding the weight of the image token its merge window became (the encoder reads M x M
+    merge windows row-major, window k becoming image token k)."""
+    gh, gw = grid or (cfg.grid, cfg.grid)
+    m = cfg.merge_size
+    rows, cols = np.meshgrid(np.arange(gh), np.arange(gw), indexing="ij")
+    return np.asarray(weights, np.float32)[(rows // m) * (gw // m) + cols // m]
 
 
 def continuation_rates(policy: Transformer, params: Params, prefixes: list[list[int]],
@@ -147,13 +153,14 @@ def trace(policy: Transformer, params: Params, tokenizer, problem: str, answer: 
     """The trace of the policy's solution to ``problem`` (see the module docstring), or of a
     given ``solution`` text. ``value``: (value model, its params[, "logit" for a pairwise-trained
     one, read through a sigmoid]). ``image`` [S, S, 3] uint8: what a vision policy sees with the
-    problem (every forward pass reads it: the solution, the continuations, the value model's
-    and the attention maps' passes)."""
+    problem, at its own size for a policy that reads images so (every forward pass reads it:
+    the solution, the continuations, the value model's and the attention maps' passes)."""
     if (image is None) != (policy.cfg.vision is None):
         raise ValueError("the run's policy reads an image with each problem: give --image PATH "
                          "or --example K" if image is None else "--image: the run's policy "
                          "reads no images (a text-only model): leave --image out")
-    images = None if image is None else np.asarray(image, np.uint8)[None]
+    images = stack_images([{"image": np.asarray(image, np.uint8)}], fmt) if image is not None \
+        else None
     prompt = prompt_ids({"question": problem, "image": image}, tokenizer, fmt)
     room = policy.cfg.max_seq_len - len(prompt)
     if room < 2:
@@ -219,6 +226,8 @@ def trace(policy: Transformer, params: Params, tokenizer, problem: str, answer: 
         queries = [len(prompt) + i - 1 for i in answer_tokens]
         weights = maps.mean(axis=(0, 1))[np.ix_(queries, keys)]        # [answers, N]
         image_attention = weights.tolist()
-        heat = image_heat(policy.cfg.vision, weights.mean(axis=0)).tolist() if queries else None
+        grid = tuple(images.grid[0]) if isinstance(images, Patches) else None
+        heat = image_heat(policy.cfg.vision, weights.mean(axis=0), grid).tolist() \
+            if queries else None
     return Trace(problem, answer, response, bool(correct), tokens, values, steps, before, after,
                  labels, attention, answer_tokens, answer_span, image_attention, heat)
