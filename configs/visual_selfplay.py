@@ -6,12 +6,11 @@ the picture it cannot read the specification of. Proposer reward = validity x le
 solver reward = correctness; one compiled program per iteration.
 
 The proposer's prompt shows one example problem: its specification and its picture. SFT is
-visual_grpo's with a quarter of its rows proposer demonstrations, or, from a visual_grpo run's
-SFT policy, a short role warm-up (below). The comparison at equal training FLOPs (README):
+visual_grpo's (800 steps, from scratch) with a quarter of its rows proposer demonstrations; a
+150-step role warm-up of a visual_grpo SFT policy taught too little of the grammar (2.3% of
+proposals valid, docs/results.md). The comparison at equal training FLOPs (docs/results.md):
 
-    python -m o1jax.train --config configs/visual_selfplay.py --workdir W \
-        --config.init_from=VISUAL_GRPO_WORKDIR:sft --config.sft.num_steps=150 \
-        --config.sft.batch_size=16 --config.sft.lr=1e-3 --config.selfplay.sft_fraction=0.5
+    python -m o1jax.train --config configs/visual_selfplay.py --workdir W
     python scripts/selfplay_comparison.py --config configs/visual_selfplay.py --workdir W
 """
 
@@ -37,7 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.selfplay.proposals = 8
     c.selfplay.examples = 1             # one picture and its specification
     c.selfplay.prompt_len = 136         # <s>, prefix, an example of up to 96 characters, image
-    c.selfplay.proposal_tokens = 72
+    c.selfplay.proposal_tokens = 100    # max_chars and the stop token
     c.selfplay.max_chars = 96
     c.selfplay.gate_low = 0.1
     c.selfplay.gate_high = 0.9

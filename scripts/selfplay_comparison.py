@@ -6,10 +6,12 @@ equal training FLOPs, each evaluated greedy and maj@16 on the held-out and the h
     python scripts/selfplay_comparison.py --config configs/visual_selfplay.py --workdir W
 
 The baseline (B, default W_fixed) is trained here if it is not already: the same config (and
-seed; ``--config``, default configs/selfplay.py) with ``selfplay.enabled=False``, from W's SFT checkpoint, checkpointing every 4
-iterations; the checkpoint whose cumulative FLOPs (metrics.jsonl's ``flops``) come closest to
-the self-play run's total is the one compared. Writes comparison.json and comparison.md under --out
-(default W/comparison) and prints the table.
+seed; ``--config``, default configs/selfplay.py) with ``selfplay.enabled=False``, from W's SFT
+checkpoint, checkpointing every 4 iterations, and resumed until its FLOPs pass the self-play
+run's; the checkpoint whose cumulative FLOPs (metrics.jsonl's ``flops``) come closest to the
+self-play run's total is the one compared. Evaluations already made (the same command) are
+reused. Writes comparison.json and comparison.md under --out (default W/comparison) and prints
+the table.
 """
 
 from __future__ import annotations
@@ -64,7 +66,11 @@ def evaluate(workdir: str, stage: str, step: int | None, split: str, out: str) -
            "--num-problems=200", f"--out={out}"]
     if step is not None:
         cmd.append(f"--step={step}")
-    run(cmd)
+    done = os.path.join(out, "command.json")   # an evaluation already made is reused
+    if not os.path.exists(done) or json.load(open(done)) != cmd[1:]:
+        run(cmd)
+        with open(done, "w") as f:
+            json.dump(cmd[1:], f)
     with open(os.path.join(out, "results.jsonl")) as f:
         rows = [r for r in map(json.loads, f) if r["bin"] == "all"]
     pick = lambda s: next(r for r in rows if r["strategy"] == s)  # noqa: E731
@@ -88,6 +94,10 @@ def main() -> None:
     if not os.path.isdir(os.path.join(baseline, "checkpoints", "rl")):
         # the fixed-distribution iteration costs a little less (no proposals): ~15% spare
         train_baseline(args.config, workdir, baseline, math.ceil(1.15 * len(sp_rows)))
+    rows = rl_rows(baseline)
+    if sum(r["flops"] for r in rows) < sp_flops:   # resumed until its FLOPs pass self-play's
+        per = sum(r["flops"] for r in rows) / len(rows)
+        train_baseline(args.config, workdir, baseline, math.ceil(sp_flops / per) + 1)
     step, base_flops = equal_flops_step(baseline, sp_flops)
     models = {"SFT start": (workdir, "sft", None, 0.0),
               "self-play": (workdir, "rl", sp_rows[-1]["step"], sp_flops),
