@@ -159,11 +159,24 @@ def test_image_heat_of_an_image_at_its_own_size_follows_the_encoder_s_patch_orde
     np.testing.assert_array_equal(upsample_heat(heat, (height, width))[::patch, ::patch], heat)
 
 
+def forward_attention(monkeypatch, model, params, tokens, mask, **image_inputs) -> np.ndarray:
+    """The attention weights [L, B, H, T, T] the model's own forward pass (``hidden``, layers
+    unrolled) attends with, caught at every call of ``attend``."""
+    import o1jax.models.transformer as transformer_lib
+    seen = []
+
+    def spy(q, k, v, key_mask):
+        seen.append(np.asarray(attention_probs(q, k, key_mask)))
+        return attend(q, k, v, key_mask)
+    monkeypatch.setattr(transformer_lib, "attend", spy)
+    model.hidden(unstack_layers(params), tokens, positions_from_mask(mask), mask, **image_inputs)
+    return np.stack(seen)
+
+
 @pytest.mark.parametrize("mrope_section", [None, (2, 3, 3)])
 def test_attention_maps_are_the_forward_pass_s_with_an_image(monkeypatch, mrope_section):
     """The weights the model's own forward pass (``hidden``, layers unrolled) attends with,
     image tokens in place and, for an M-RoPE model, its multimodal positions."""
-    import o1jax.models.transformer as transformer_lib
     from o1jax.models.vision_config import VisionConfig
     vis = VisionConfig(image_size=8, patch_size=2, hidden_size=16, num_layers=1, num_heads=2,
                        mlp_dim=32, merge_size=2)
@@ -174,15 +187,9 @@ def test_attention_maps_are_the_forward_pass_s_with_an_image(monkeypatch, mrope_
     mask = jnp.ones_like(tokens, bool)
     white, black = (np.full((1, 8, 8, 3), v, np.uint8) for v in (255, 0))
     maps = np.asarray(trace_lib.attention_maps(model, params, tokens, mask, [0, 1], white))
-    seen = []
-
-    def spy(q, k, v, key_mask):
-        seen.append(np.asarray(attention_probs(q, k, key_mask)))
-        return attend(q, k, v, key_mask)
-    monkeypatch.setattr(transformer_lib, "attend", spy)
-    model.hidden(unstack_layers(params), tokens, positions_from_mask(mask), mask,
-                 image_embeds=model.encode_images(params, white))
-    np.testing.assert_allclose(maps, np.stack(seen), rtol=1e-5, atol=1e-6)
+    seen = forward_attention(monkeypatch, model, params, tokens, mask,
+                             image_embeds=model.encode_images(params, white))
+    np.testing.assert_allclose(maps, seen, rtol=1e-5, atol=1e-6)
     # the question's tokens attend differently after a black image
     other = np.asarray(trace_lib.attention_maps(model, params, tokens, mask, [0, 1], black))
     assert not np.allclose(maps[..., 5:, :], other[..., 5:, :])
@@ -194,7 +201,6 @@ def test_trace_of_an_image_at_its_own_size(monkeypatch):
     attention has a column per image token, its heat map is the picture's own 6 x 12 patch
     grid, and its attention maps are those of the model's forward pass over the picture's
     patches."""
-    import o1jax.models.transformer as transformer_lib
     from o1jax.models.patches import patch_native
     from o1jax.models.vision_config import VisionConfig
     from o1jax.tokenizer import byte_tokenizer
@@ -217,15 +223,8 @@ def test_trace_of_an_image_at_its_own_size(monkeypatch):
     assert prompt.count(259) == 18
     seq = jnp.asarray([prompt + tok.encode("\\boxed{2}", False) + [tok.stop_ids[0]]])
     mask = jnp.ones_like(seq, bool)
-    patches = patch_native([image], 2, 2)
-    seen = []
-
-    def spy(q, k, v, key_mask):
-        seen.append(np.asarray(attention_probs(q, k, key_mask)))
-        return attend(q, k, v, key_mask)
-    monkeypatch.setattr(transformer_lib, "attend", spy)
-    policy.hidden(unstack_layers(params), seq, positions_from_mask(mask), mask,
-                  **policy.image_inputs(params, patches))
+    seen = forward_attention(monkeypatch, policy, params, seq, mask,
+                             **policy.image_inputs(params, patch_native([image], 2, 2)))
     np.testing.assert_allclose(np.stack([tr.attention["0/0"], tr.attention["0/1"]]),
                                seen[0][0, :2], rtol=1e-5, atol=1e-6)
 
