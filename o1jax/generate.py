@@ -77,8 +77,7 @@ def prompt_inputs(prompts: list[str], image: str | None, cfg: ModelConfig, token
     if image is None:
         raise ValueError("this vision-language model reads an image with every prompt: give "
                          "--image FILE")
-    pixels = load_image(image, cfg.vision.native if fmt.image_patch else cfg.vision.image_size,
-                        where=f"--image {image}")
+    pixels = load_image(image, cfg.vision.read_size, where=f"--image {image}")
     examples = [{"question": p, "image": pixels} for p in prompts]
     return [prompt_ids(e, tokenizer, fmt) for e in examples], stack_images(examples, fmt)
 

@@ -108,8 +108,7 @@ def _run(args) -> int:
         problem, image = example["question"], example.get("image")
         answer = answer if answer is not None else example["answer"]
     elif args.image:
-        image = load_image(args.image, policy.cfg.vision.native if fmt.image_patch else
-                           policy.cfg.vision.image_size, f"--image {args.image}")
+        image = load_image(args.image, policy.cfg.vision.read_size, f"--image {args.image}")
     if answer is None:
         p = judge(problem, (200, 12, 8, 1e30), held_out_ok=True)
         if p.status != "accepted":

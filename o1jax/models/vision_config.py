@@ -77,6 +77,12 @@ class VisionConfig:
         return NativeSize(self.patch_size * self.merge_size, self.min_pixels, self.max_pixels)
 
     @property
+    def read_size(self) -> int | NativeSize:
+        """What ``load_image`` resizes an image to for this encoder: its own size within the
+        pixel bounds (``native``), else the ``image_size`` square."""
+        return self.native or self.image_size
+
+    @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
 

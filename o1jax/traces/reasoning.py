@@ -41,8 +41,8 @@ class Trace(NamedTuple):
     whose output is that token) on each of the N image tokens, mean over the chosen layers and
     heads (a row sums to at most 1); and image_heat [Gh, Gw] (the image's patches per column
     and per row): the mean over the answer tokens, each patch holding its image token's weight
-    (``image_heat``). A solution
-    of a search task also has ``search``: its lines replayed (``traces.search.search_lines``)."""
+    (``image_heat``). A solution of a search task also has ``search``: its lines replayed
+    (``traces.search.search_lines``)."""
     problem: str
     answer: str
     response: str
