@@ -1,9 +1,10 @@
-"""Cross-modal self-play on rendered counting scenes: the policy (configs/visual_grpo.py's VLM)
-proposes problems as text, a scene specification and a question ("scene: red circle 0 1;
-blue square 2 3 ? red objects"); the referee parses and bounds it, draws the picture and
-computes the answer from the specification (o1jax/selfplay/scenes.py); the policy then solves
-the picture it cannot read the specification of. Proposer reward = validity x learnability,
-solver reward = correctness; one compiled program per iteration.
+"""Cross-modal self-play on rendered counting scenes and bar charts: the policy
+(configs/visual_grpo.py's VLM) proposes problems as text, a picture's specification and a
+question ("scene: red circle 0 1; blue square 2 3 ? red objects", "chart: 3 5 2 ? bar 2");
+the referee parses and bounds it, draws the picture and computes the answer from the
+specification (o1jax/selfplay/scenes.py); the policy then solves the picture it cannot read
+the specification of. Proposer reward = validity x learnability, solver reward =
+correctness; one compiled program per iteration.
 
 The proposer's prompt shows one example problem: its specification and its picture. SFT is
 visual_grpo's (800 steps, from scratch) with a quarter of its rows proposer demonstrations; a
@@ -21,11 +22,15 @@ from configs import visual_grpo
 
 def get_config() -> ml_collections.ConfigDict:
     c = visual_grpo.get_config()
+    c.data.task = "count_chart"         # counting scenes and bar charts, half each
     c.data.asks = ""                    # seed problems of every kind, as proposals may be
+    c.data.max_prompt_len = 72          # <s>, a question of up to 53 tokens, 16 image tokens
     c.data.slip_rate = 0.0              # demonstrations that count right
     c.model.overrides.max_seq_len = 240   # proposer: prompt and proposal
     c.sft.max_len = 232                 # proposer demonstrations: example, picture, new problem
 
+    # a colour-and-shape count's solution is 117 tokens (reads both grids), then the end
+    c.rl.max_new_tokens = c.eval.max_new_tokens = 120
     c.rl.loss_agg = "token_mean"        # rows the gate leaves out have no tokens to average
     c.rl.batch_prompts = 16             # solver problems an iteration, proposals included
     c.rl.minibatches = 2                # (16 x 8 solver + 8 proposer rows) / 2

@@ -105,10 +105,12 @@ class DataConfig(Block):
             yield (f"slip_rate={self.slip_rate!r}: a sloppy demonstrator exists for {sloppy} "
                    f"only, not task={self.task!r}; use 0")
         asks = self.asks.split(",")
-        if self.asks and (self.task != "count" or not set(asks) <= set(datasets.COUNT_ASKS)
+        if self.asks and (self.task not in datasets.ASKING
+                          or not set(asks) <= set(datasets.COUNT_ASKS)
                           or len(set(asks)) != len(asks)):
             yield (f"asks={self.asks!r}: the kinds of count question, comma-separated names of "
-                   f"{datasets.COUNT_ASKS} without repeats (task=count only; '' asks all)")
+                   f"{datasets.COUNT_ASKS} without repeats (task one of {datasets.ASKING}; '' "
+                   f"asks all)")
 
     @property
     def dataset(self) -> datasets.Dataset:

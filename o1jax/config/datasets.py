@@ -19,6 +19,7 @@ REASONING_TEMPLATE = ("{question}\nPlease reason step by step, and put your fina
 IMAGE_TEMPLATE = "{question}\n<image>"     # the image right before the answer
 ANSWER_CHECKS = ("equivalence", "countdown", "grid", "code")
 COUNT_ASKS = ("colour", "shape", "both")   # the kinds of count question (data.asks)
+ASKING = ("count", "count_chart")         # the tasks whose count questions data.asks picks
 _GENERATED_KEYS = ("difficulty", "num_train", "num_test", "seed", "hard_levels")
 _FILE_KEYS = ("train_path", "test_path")
 
@@ -69,6 +70,9 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
                keys_if_nonzero=("slip_rate", "asks")),
     *(_generated(n, "visual", template=IMAGE_TEMPLATE, visual=True)
       for n in ("chart", "pixel_sum")),
+    # counting scenes and bar charts, half each (visual self-play's seed problems)
+    _generated("count_chart", "visual", template=IMAGE_TEMPLATE, visual=True,
+               keys_if_nonzero=("asks",)),
     Dataset("image_qa", "image_qa", _FILE_KEYS, template=REASONING_TEMPLATE, visual=True,
             needs="train_path", needs_what=" (and data.test_path): JSONL or parquet files (see "
                                            "o1jax/data/builders.py ImageQA)"),

@@ -14,7 +14,8 @@ def test_generated_entries_are_exactly_the_generators_tasks():
     assert datasets.names(generated=True, visual=True) == visual.TASKS
     assert set(datasets.DATASETS) == set(tasks.TASKS) | set(visual.TASKS) | {
         "gsm8k", "math", "jsonl", "code_jsonl", "image_qa"}
-    assert datasets.names(visual=True) == ("count", "chart", "pixel_sum", "image_qa")
+    assert datasets.names(visual=True) == ("count", "chart", "pixel_sum", "count_chart",
+                                            "image_qa")
 
 
 def test_unknown_name_is_a_clear_error():

@@ -132,32 +132,57 @@ def test_shapes_are_told_apart_by_their_pixels():
         (V.COLOURS["green"], "circle")])
 
 
+def _counted(ex) -> int:
+    """A count example's answer counted back from its image's pixels."""
+    filt = json.loads(ex["meta"])["filter"]
+    return sum((c == V.COLOURS[filt["colour"]] if "colour" in filt else True) and
+               (s == filt["shape"] if "shape" in filt else True)
+               for c, s in _objects(ex["image"]))
+
+
+def _read_chart(ex) -> tuple[list[int], int]:
+    """A chart example's bar heights and answer read back from its image's pixels."""
+    unit = (V.IMAGE_SIZE - 2) // V.MAX_HEIGHT
+    slot = V.IMAGE_SIZE // V.MAX_BARS
+    ink = np.all(ex["image"][:-1] == 60, axis=-1)           # bars, above the axis row
+    heights = [int(ink[:, i * slot + 2].sum()) // unit for i in range(V.MAX_BARS)]
+    ask = json.loads(ex["meta"])["ask"]
+    return heights, heights[ask[0] - 1] - (heights[ask[1] - 1] if len(ask) == 2 else 0)
+
+
 def test_count_answers_match_the_pixels_on_fixed_seeds():
     """Every answer (colour, shape or both asked) is the number of objects counted back from the
     image's pixels."""
     asked = set()
     for seed in range(3):
         for ex in V.generate("count", "train", 20, seed=seed, difficulty=3):
-            filt = json.loads(ex["meta"])["filter"]
-            asked.add(tuple(sorted(filt)))
-            counted = sum((c == V.COLOURS[filt["colour"]] if "colour" in filt else True) and
-                          (s == filt["shape"] if "shape" in filt else True)
-                          for c, s in _objects(ex["image"]))
-            assert counted == int(ex["answer"]), (V.spec_of(ex), ex["question"])
+            asked.add(tuple(sorted(json.loads(ex["meta"])["filter"])))
+            assert _counted(ex) == int(ex["answer"]), (V.spec_of(ex), ex["question"])
     assert asked == {("colour",), ("shape",), ("colour", "shape")}   # every kind of question
 
 
 def test_chart_answers_match_the_bar_heights_in_pixels():
-    unit = (V.IMAGE_SIZE - 2) // V.MAX_HEIGHT
-    slot = V.IMAGE_SIZE // V.MAX_BARS
     for ex in V.generate("chart", "train", 30, seed=1, difficulty=3):
-        ink = np.all(ex["image"][:-1] == 60, axis=-1)           # bars, above the axis row
-        heights = [int(ink[:, i * slot + 2].sum()) // unit for i in range(V.MAX_BARS)]
-        spec = V.spec_of(ex)
-        assert heights[:len(spec.heights)] == list(spec.heights)
-        ask = json.loads(ex["meta"])["ask"]
-        expected = heights[ask[0] - 1] - (heights[ask[1] - 1] if len(ask) == 2 else 0)
-        assert int(ex["answer"]) == expected
+        heights, answer = _read_chart(ex)
+        assert heights[:len(V.spec_of(ex).heights)] == list(V.spec_of(ex).heights)
+        assert int(ex["answer"]) == answer
+
+
+def test_count_chart_mixes_scenes_and_charts_each_checked_by_its_pixels():
+    """count_chart: each example a counting scene or a bar chart, about half each, its task
+    field naming its kind (the answer check and metrics are that kind's); data.asks still
+    picks the count questions."""
+    exs = list(V.generate("count_chart", "train", 200, seed=0, difficulty=2, asks="colour"))
+    kinds = [ex["task"] for ex in exs]
+    assert set(kinds) == {"count", "chart"} and 70 < kinds.count("chart") < 130
+    for ex in exs:
+        if ex["task"] == "count":
+            assert set(json.loads(ex["meta"])["filter"]) == {"colour"}
+            assert _counted(ex) == int(ex["answer"])
+        else:
+            assert _read_chart(ex)[1] == int(ex["answer"])
+    assert [ex["question"] for ex in V.generate("count_chart", "test", 20, seed=0)] != [
+        ex["question"] for ex in V.generate("count", "test", 20, seed=0)]
 
 
 def test_pixel_sum_answers_and_glyphs():

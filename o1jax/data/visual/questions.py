@@ -11,7 +11,7 @@ from o1jax.data.examples import slipper
 from o1jax.data.tasks import (_addition_steps, _example, _subtraction_steps, check_slip_rate,
                               split_of)
 from o1jax.data.visual.spec import (COLOURS, GRID, IMAGE_SIZE, MAX_BARS, MAX_DIGITS, MAX_HEIGHT,
-                                    MAX_OBJECTS, SHAPES, TASKS, Chart, PixelSum, Scene, Spec,
+                                    MAX_OBJECTS, MIXES, SHAPES, TASKS, Chart, PixelSum, Scene, Spec,
                                     parse_spec, render)
 
 
@@ -126,7 +126,10 @@ def sum_solution(s: PixelSum) -> str:
 
 # ------------------------------------------------------------------------------ generation
 def random_spec(task: str, rng: random.Random, difficulty: int) -> Spec:
-    """A random specification; difficulty 1.. raises the object count, bar count, digits."""
+    """A random specification; difficulty 1.. raises the object count, bar count, digits. A
+    mixed task (MIXES) draws which kind first."""
+    if task in MIXES:
+        task = rng.choice(MIXES[task])
     if task == "count":
         n = rng.randint(1, min(MAX_OBJECTS, 2 + 2 * difficulty))
         cells = rng.sample([(x, y) for x in range(GRID) for y in range(GRID)], n)

@@ -31,7 +31,10 @@ SHAPES = ("circle", "square", "triangle")
 MAX_BARS, MAX_HEIGHT = 6, 9
 MAX_DIGITS = 3
 BACKGROUND = (255, 255, 255)
-TASKS = ("count", "chart", "pixel_sum")
+TASKS = ("count", "chart", "pixel_sum", "count_chart")
+# a task that mixes others: each example is one of these, drawn uniformly (its "task" field
+# names the kind it is, so its answer check and metrics are that kind's)
+MIXES = {"count_chart": ("count", "chart")}
 
 # 3x5 bitmap digits and signs, rows top to bottom ("#" = ink)
 GLYPHS = {
