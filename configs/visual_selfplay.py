@@ -26,8 +26,8 @@ def get_config() -> ml_collections.ConfigDict:
     c.data.asks = ""                    # seed problems of every kind, as proposals may be
     c.data.max_prompt_len = 72          # <s>, a question of up to 53 tokens, 16 image tokens
     c.data.slip_rate = 0.0              # demonstrations that count right
-    c.model.overrides.max_seq_len = 240   # proposer: prompt and proposal
-    c.sft.max_len = 232                 # proposer demonstrations: example, picture, new problem
+    c.model.overrides.max_seq_len = 300   # proposer: prompt and proposal
+    c.sft.max_len = 296                 # proposer demonstrations: example, picture, new problem
 
     # a colour-and-shape count's solution is 117 tokens (reads both grids), then the end
     c.rl.max_new_tokens = c.eval.max_new_tokens = 120
@@ -40,9 +40,10 @@ def get_config() -> ml_collections.ConfigDict:
     c.selfplay.enabled = True
     c.selfplay.proposals = 8
     c.selfplay.examples = 1             # one picture and its specification
-    c.selfplay.prompt_len = 136         # <s>, prefix, an example of up to 96 characters, image
-    c.selfplay.proposal_tokens = 100    # max_chars and the stop token
-    c.selfplay.max_chars = 96
+    c.selfplay.prompt_len = 168         # <s>, prefix, an example of up to 128 characters, image
+    c.selfplay.proposal_tokens = 132    # max_chars and the stop token
+    c.selfplay.max_chars = 128          # a scene of 5 objects (the hard split's level 2)
+    c.selfplay.level_bonus = 1.0        # a level-2 picture pays x2 while the solver learns
     c.selfplay.gate_low = 0.1
     c.selfplay.gate_high = 0.9
     return c

@@ -10,11 +10,11 @@ from o1jax.data.pipeline import decode_example
 from o1jax.models.transformer import Params
 from o1jax.run.rl import Phase, run_iterations
 from o1jax.rl.state import RLState
-from o1jax.selfplay import search_problems
 from o1jax.selfplay.buffer import ProblemBuffer, SelfPlayFeed
 from o1jax.selfplay.config import SelfPlayConfig
 from o1jax.selfplay.referee import decode_question
-from o1jax.selfplay.step import selfplay_step
+from o1jax.selfplay.problems import level_shares
+from o1jax.selfplay.step import levels_of, selfplay_step
 
 
 def iteration_flops(exp: experiment.Experiment, sp: SelfPlayConfig, batch: dict,
@@ -63,7 +63,7 @@ def selfplay_phase(exp: experiment.Experiment) -> Phase:
     step = selfplay_step(exp.policy, tok, exp.prompt, rl, sp, exp.mesh,
                          lambda i: decode_example(train[i]), buffer.seen, cfg.data.task,
                          cfg.data.difficulty)
-    leveled = cfg.data.task == search_problems.TASK
+    levels = levels_of(cfg.data.task, bool(exp.policy.cfg.vision))
     referee = step.referee
     feed = SelfPlayFeed(train, tok, sp, rl.batch_prompts, exp.prompt, cfg.seed,
                         referee.register, referee.image_size, buffer=buffer)
@@ -78,9 +78,8 @@ def selfplay_phase(exp: experiment.Experiment) -> Phase:
         feed.record(problems, results["pass_rate"], i)
         extra = dict(feed.buffer.stats(), **time_split(start, start + seconds,
                                                        step.referee_times, step.reward_times))
-        if leveled:
-            extra.update(search_problems.level_shares(
-                [p.level for p in problems if p is not None]))
+        if levels:
+            extra.update(level_shares([p.level for p in problems if p is not None], levels))
         step.referee_times.clear()
         step.reward_times.clear()
         return iteration_flops(exp, sp, b, metrics), extra

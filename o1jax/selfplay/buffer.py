@@ -9,6 +9,7 @@ the copies agree.
 from __future__ import annotations
 
 import collections
+import json
 from typing import Callable, Sequence
 
 import jax
@@ -16,6 +17,7 @@ import numpy as np
 
 from o1jax.data.pipeline import PromptPipeline, decode_example
 from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids, truncate_prompt
+from o1jax.data import visual
 from o1jax.data.tasks import generate
 from o1jax.selfplay import search_problems
 from o1jax.selfplay.config import SelfPlayConfig
@@ -78,10 +80,17 @@ def problem_text(example: dict, pictures: bool) -> str:
     return proposal_text(example) if pictures else example["question"]
 
 
-def harder_problems(task: str, difficulty: int, seed: int, num: int = 256) -> list[str]:
-    """``num`` questions of the train partition one level above ``difficulty`` for a seed task
-    with levels (``search_problems.TASK``), the proposer's hard demonstrations; none for any
-    other task."""
+def harder_problems(task: str, difficulty: int, seed: int, num: int = 256,
+                    pictures: bool = False, max_chars: int = 0) -> list[str]:
+    """The problems of the train partition one level above ``difficulty`` (of ``num`` drawn
+    there), as the proposer writes them, for a seed task with levels: ``search_problems.TASK``'s questions, or with
+    ``pictures`` a visual task's specifications and questions of at most ``max_chars``
+    characters (the referee's bound; longer ones are dropped). None for any other task."""
+    if pictures and task in visual.TASKS:
+        drawn = visual.generate(task, "train", num, seed, difficulty + 1)
+        texts = (proposal_text(ex) for ex in drawn if visual.level_of(
+            visual.spec_of(ex), json.loads(ex["meta"]).get("ask")) == difficulty + 1)
+        return [t for t in texts if len(t) <= max_chars]
     if task != search_problems.TASK:
         return []
     return [ex["question"] for ex in generate(task, "train", num, seed, difficulty + 1)]
@@ -113,7 +122,8 @@ def proposer_mix(exp, sp: SelfPlayConfig):
     """The SFT stage's ``mix``: step -> examples with proposer demonstrations, seeded by the
     step and the process (resumable)."""
     seed, pictures, data = exp.cfg.seed, bool(exp.policy.cfg.vision), exp.cfg.data
-    harder = harder_problems(data.task, data.difficulty, seed)
+    harder = harder_problems(data.task, data.difficulty, seed, pictures=pictures,
+                             max_chars=sp.max_chars)
 
     def mix(step: int, examples: list[dict]) -> list[dict]:
         rng = np.random.default_rng([seed, step, jax.process_index(), 11])

@@ -39,8 +39,9 @@ class SelfPlayConfig:
     # SFT: this fraction of each batch's rows become proposer demonstrations (a prompt of
     # examples -> another problem of the seed distribution), so the policy knows both roles
     sft_fraction: float = 0.25
-    # a seed task with levels (countdown_search): this fraction of the demonstrations write a
-    # problem one level above the training level, so the proposer knows that form exists
+    # a seed task with levels (countdown_search, a picture task): this fraction of the
+    # demonstrations write a problem one level above the training level, so the proposer knows
+    # that form exists
     sft_hard_fraction: float = 0.25
     # the proposer's reward x (1 + level_bonus * levels above the training level)
     # (``iteration.level_weight``; 0: off; the arithmetic forms are all level 0)

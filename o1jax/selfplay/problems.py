@@ -20,7 +20,7 @@ import itertools
 import json
 import math
 import re
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import sympy
 
@@ -230,3 +230,11 @@ def _countdown(numbers: list[int], target: int, b: Bounds, held_out_ok: bool) ->
                    json.dumps({"numbers": numbers, "target": target}), key,
                    re.sub(r"\d+", "N", question), _max_digits(question), len(numbers) - 1,
                    _magnitude(sympy.Integer(target)))
+
+
+def level_shares(levels: Sequence[int], known: Sequence[int]) -> dict[str, float]:
+    """``proposer/accepted_level_K`` for each level K of ``known`` (the form's): the share of
+    this iteration's accepted proposals (their ``levels``) at level K; NaN when none was."""
+    n = len(levels)
+    return {f"proposer/accepted_level_{k}": sum(x == k for x in levels) / n if n else math.nan
+            for k in known}

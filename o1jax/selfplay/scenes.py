@@ -12,7 +12,8 @@ regular expressions and ``int`` on short digit strings touch the text. A specifi
 is a counted rejection by its reason; the difficulty features the metrics report under the
 text forms' names are: ``digits`` the picture's size (objects, bars, or the sum's digits),
 ``operators`` the question's conditions (filter terms, bars compared, 1 for a sum),
-``answer_magnitude`` log10(1 + |answer|).
+``answer_magnitude`` log10(1 + |answer|), ``level`` the difficulty that draws such a picture
+(``visual.level_of``: the hard split's pictures are one level above the training ones).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from o1jax.data import visual
 from o1jax.data.tasks import split_of
 from o1jax.selfplay.problems import Bounds, Problem
 
+LEVELS = (1, 2, 3, 4)     # visual.level_of's: up to 8 objects, 6 bars, 3 digits
 # SpecError reason -> the referee's status
 _REASONS = {"malformed": "malformed", "empty": "empty", "too_many": "enormous",
             "out_of_bounds": "out_of_range", "overlap": "overlap"}
@@ -83,7 +85,7 @@ def _judge(text: str, b: Bounds, held_out_ok: bool) -> Problem:
     canonical = proposal_text(example)
     return Problem("accepted", example["task"], example["question"], example["answer"],
                    example["meta"], canonical, re.sub(r"\d+", "N", canonical), size,
-                   conditions, math.log10(1 + abs(answer)))
+                   conditions, math.log10(1 + abs(answer)), visual.level_of(spec, ask))
 
 
 def _ask(spec, text: str):

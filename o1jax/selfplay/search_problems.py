@@ -17,8 +17,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Sequence
-
 from o1jax.data.examples import split_of_example
 from o1jax.data.search_tasks import MAX_NUMBER, TARGETS, fmt_state, moves, solvable
 from o1jax.selfplay.problems import Bounds, Problem
@@ -66,11 +64,3 @@ def _judge(text: str, b: Bounds, held_out_ok: bool) -> Problem:
     return Problem("accepted", TASK, question, str(target), meta, key,
                    re.sub(r"\d+", "N", question), max(len(str(n)) for n in numbers + [target]),
                    len(numbers) - 1, math.log10(1 + target), level)
-
-
-def level_shares(levels: Sequence[int]) -> dict[str, float]:
-    """``proposer/accepted_level_K`` for each of ``LEVELS``: the share of this iteration's
-    accepted proposals (their ``levels``) at level K; NaN when none was accepted."""
-    n = len(levels)
-    return {f"proposer/accepted_level_{k}": sum(x == k for x in levels) / n if n else math.nan
-            for k in LEVELS}

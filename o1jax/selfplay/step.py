@@ -16,6 +16,7 @@ from o1jax.rewards.in_graph import make_reward_callback
 from o1jax.rl.config import RLConfig
 from o1jax.rl.search_metrics import with_search_metrics
 from o1jax.rl.state import RLState
+from o1jax.selfplay import scenes, search_problems
 from o1jax.selfplay.config import SelfPlayConfig
 from o1jax.selfplay.iteration import make_selfplay_iteration
 from o1jax.selfplay.problems import Bounds
@@ -62,6 +63,13 @@ def selfplay_step(policy: Transformer, tokenizer: Tokenizer, fmt: PromptFormat, 
                                                    fmt.max_prompt_len, tokenizer.stop_ids,
                                                    tokenizer.pad_id, train_level)
     return SelfPlayStep(iteration, shardings, referee, referee_times, reward_times)
+
+
+def levels_of(task: str, pictures: bool) -> tuple[int, ...]:
+    """The difficulty levels of the proposals' form (() when it has none): pictures' (scenes),
+    countdown_search's (search_problems)."""
+    return scenes.LEVELS if pictures else (
+        search_problems.LEVELS if task == search_problems.TASK else ())
 
 
 def judge_of(task: str, pictures: bool) -> str:

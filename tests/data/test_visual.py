@@ -185,6 +185,22 @@ def test_count_chart_mixes_scenes_and_charts_each_checked_by_its_pixels():
         ex["question"] for ex in V.generate("count", "test", 20, seed=0)]
 
 
+def test_level_of_is_the_difficulty_that_draws_a_problem():
+    """Every problem drawn at difficulty d has level <= d, and the largest at d are level d
+    (hand-checked ends: 4 objects is level 1, 5 is 2; a chart of 3 bars asking two is 2)."""
+    for task, top in (("count", 3), ("chart", 4), ("pixel_sum", 3)):
+        for d in range(1, top + 1):
+            levels = [V.level_of(V.spec_of(ex), json.loads(ex["meta"]).get("ask"))
+                      for ex in V.generate(task, "train", 60, seed=d, difficulty=d)]
+            assert max(levels) == d and min(levels) >= 1, (task, d, sorted(set(levels)))
+    scene = lambda n: V.parse_spec("scene: " + "; ".join(  # noqa: E731
+        f"red circle {i % 4} {i // 4}" for i in range(n)))
+    assert [V.level_of(scene(n), {"colour": "red"}) for n in (1, 4, 5, 6, 7, 8)] == [
+        1, 1, 2, 2, 3, 3]
+    chart = V.parse_spec("chart: 3 5 2")
+    assert V.level_of(chart, (1,)) == 1 and V.level_of(chart, (1, 2)) == 2
+
+
 def test_pixel_sum_answers_and_glyphs():
     assert V.parse_spec("sum: 23 + 45").value == 68 and V.parse_spec("sum: 7 - 19").value == -12
     ex = next(V.generate("pixel_sum", "train", 1, seed=0, difficulty=2))

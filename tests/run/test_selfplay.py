@@ -116,6 +116,10 @@ def test_cross_modal_selfplay_cli_draws_proposed_pictures_in_one_compiled_progra
     assert all(r["compiled_programs"] == 1 for r in rows)
     assert sum(r["proposer/accept_rate"] for r in rows) > 0
     assert rows[-1]["buffer/size"] > 0
+    # the pictures' levels (scenes.LEVELS): shares of the accepted proposals, summing to 1
+    shares = [[r[f"proposer/accepted_level_{k}"] for k in (1, 2, 3, 4)] for r in rows
+              if r["proposer/accept_rate"] > 0]
+    assert shares and all(sum(s) == pytest.approx(1.0) for s in shares)
     for r in rows:
         _finite(r, ["policy_loss", "grad_norm", "reward_mean", "proposer/reward_mean",
                     "proposer/accept_rate", "proposer/trigram_entropy_bits",

@@ -5,12 +5,12 @@ import numpy as np
 
 from o1jax.data.prompts import PromptFormat
 from o1jax.data.tasks import generate
-from o1jax.selfplay import search_problems
+from o1jax.selfplay import scenes, search_problems
 from o1jax.selfplay.buffer import (BUFFER_ID, ProblemBuffer, SelfPlayFeed, harder_problems,
                                    proposer_demonstrations)
 from o1jax.selfplay.config import SelfPlayConfig
 from o1jax.selfplay.iteration import selfplay_batch_shapes
-from o1jax.selfplay.problems import judge
+from o1jax.selfplay.problems import Bounds, judge
 from o1jax.tokenizer import byte_tokenizer
 
 TOK = byte_tokenizer()
@@ -130,3 +130,16 @@ def test_countdown_search_demonstrations_write_some_hard_level_problems():
     hard = [d for d in demos if d["solution"] in harder]
     assert 0.17 < len(hard) / len(demos) < 0.33                   # sft_hard_fraction 0.25
     assert {d["solution"] for d in demos} <= set(harder) | {ex["question"] for ex in source}
+
+
+def test_picture_demonstrations_write_hard_level_pictures_the_referee_accepts():
+    """For a picture task the harder problems are specifications one level up (5-6 objects,
+    4 bars) within the referee's character bound, each accepted by the scene referee at
+    level 2; a count_chart seed gives both kinds."""
+    harder = harder_problems("count_chart", 1, seed=0, num=64, pictures=True, max_chars=128)
+    assert 20 <= len(harder) <= 64 and all(len(t) <= 128 for t in harder)
+    assert {t.split(":")[0] for t in harder} == {"scene", "chart"}
+    for t in harder:
+        p = scenes.judge(t, Bounds(max_chars=128), held_out_ok=True)
+        assert (p.status, p.level) == ("accepted", 2), t
+    assert harder_problems("image_qa", 1, seed=0, pictures=True, max_chars=128) == []

@@ -3,12 +3,13 @@ countdown search against a plain brute force."""
 
 import itertools
 import json
+import math
 from fractions import Fraction
 
 import pytest
 
 from o1jax.data.tasks import generate, split_of
-from o1jax.selfplay.problems import STATUSES, Bounds, judge, reachable
+from o1jax.selfplay.problems import STATUSES, Bounds, judge, level_shares, reachable
 
 
 def _train(question):
@@ -115,3 +116,11 @@ def test_never_raises_on_garbage():
     for text in ["((((((((((1", ")=?", "=?", "Solve =", "Use , , to make", "\x00\xff=?",
                  "1e999999=?", "2**99999=?", "9" * 10000]:
         assert judge(text).status in STATUSES
+
+
+def test_level_shares():
+    assert level_shares([1, 2, 2, 1, 3, 2, 1, 1], (1, 2, 3)) == {
+        "proposer/accepted_level_1": 0.5, "proposer/accepted_level_2": 0.375,
+        "proposer/accepted_level_3": 0.125}
+    assert level_shares([4, 1], (1, 2, 3, 4))["proposer/accepted_level_4"] == 0.5
+    assert all(math.isnan(v) for v in level_shares([], (1, 2, 3)).values())

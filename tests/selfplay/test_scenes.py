@@ -65,6 +65,19 @@ def test_accepted_answers_equal_hand_counts(text, task, answer):
     assert json.loads(p.meta)["spec"] not in p.question and ":" not in p.question
 
 
+@pytest.mark.parametrize("text, level", [
+    ("scene: red circle 0 1; blue square 2 3 ? red objects", 1),
+    ("scene: red circle 0 0; red circle 1 0; red circle 2 0; red circle 3 0; "
+     "red circle 0 1 ? circles", 2),                       # 5 objects: the hard split's
+    ("chart: 3 5 2 ? bar 2", 1),
+    ("chart: 3 5 2 ? bar 1 - bar 2", 2),                   # two bars compared
+    ("chart: 3 5 2 7 1 4 ? bar 2", 4),
+    ("sum: 123 + 4", 3),
+])
+def test_an_accepted_picture_has_its_difficulty_level(text, level):
+    assert _accepted(text).level == level
+
+
 def test_same_problem_same_key_whatever_the_spelling():
     a = _accepted("scene: red circle 0 1;blue square 2 3 ?  red   objects")
     b = _accepted("scene: red circle 0 1; blue square 2 3 ? red objects")

@@ -6,7 +6,6 @@ import functools
 import importlib
 import itertools
 import json
-import math
 import random
 
 import pytest
@@ -16,7 +15,7 @@ from o1jax.data.tasks import generate
 from o1jax.selfplay import problems
 from o1jax.selfplay.problems import Bounds
 from o1jax.selfplay.referee import SEARCH, Referee
-from o1jax.selfplay.search_problems import judge, level_shares
+from o1jax.selfplay.search_problems import judge
 from o1jax.selfplay.step import judge_of
 
 
@@ -180,10 +179,3 @@ def test_duplicates_by_numbers_and_target_in_any_order():
                                        "trivial"]
     # the reward finds the accepted problem by its question, as a countdown_search example
     assert referee.problem("Use 3, 5, 7 to make 22").example()["task"] == "countdown_search"
-
-
-def test_level_shares():
-    assert level_shares([1, 2, 2, 1, 3, 2, 1, 1]) == {
-        "proposer/accepted_level_1": 0.5, "proposer/accepted_level_2": 0.375,
-        "proposer/accepted_level_3": 0.125}
-    assert all(math.isnan(v) for v in level_shares([]).values())

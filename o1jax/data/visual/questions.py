@@ -145,6 +145,18 @@ def random_spec(task: str, rng: random.Random, difficulty: int) -> Spec:
     raise ValueError(f"unknown visual task {task!r}; known: {TASKS}")
 
 
+def level_of(spec: Spec, ask=None) -> int:
+    """A specification's difficulty level, with its ask: the lowest difficulty whose draws
+    (``random_spec``, ``example_for``) are as large. A scene's object count (difficulty d
+    draws up to 2 + 2d), a chart's bars (2 + d; two bars compared from difficulty 2), a sum's
+    digits (d). Self-play's proposer earns a bonus per level above the training one."""
+    if isinstance(spec, Scene):
+        return max(1, -(-(len(spec.objects) - 2) // 2))
+    if isinstance(spec, Chart):
+        return max(1, len(spec.heights) - 2, 2 if ask is not None and len(ask) == 2 else 1)
+    return max(1, len(str(abs(spec.a))), len(str(abs(spec.b))))
+
+
 def example_for(spec: Spec, rng: random.Random, difficulty: int, slip_rate: float = 0.0,
                 asks: str = "") -> dict:
     """A task example (question, answer, solution, meta with the specification) about spec,
