@@ -83,9 +83,10 @@ def problem_text(example: dict, pictures: bool) -> str:
 def harder_problems(task: str, difficulty: int, seed: int, num: int = 256,
                     pictures: bool = False, max_chars: int = 0) -> list[str]:
     """The problems of the train partition one level above ``difficulty`` (of ``num`` drawn
-    there), as the proposer writes them, for a seed task with levels: ``search_problems.TASK``'s questions, or with
-    ``pictures`` a visual task's specifications and questions of at most ``max_chars``
-    characters (the referee's bound; longer ones are dropped). None for any other task."""
+    there), as the proposer writes them, for a seed task with levels: ``search_problems.TASK``'s
+    questions, or with ``pictures`` a visual task's specifications and questions of at most
+    ``max_chars`` characters (the referee's bound; longer ones are dropped). None for any other
+    task."""
     if pictures and task in visual.TASKS:
         drawn = visual.generate(task, "train", num, seed, difficulty + 1)
         texts = (proposal_text(ex) for ex in drawn if visual.level_of(

@@ -98,7 +98,8 @@ def test_image_is_the_specifications_rendering():
     p = _accepted("scene: green triangle 1 2 ? triangles")
     img = image_of(p, 32)
     assert img.shape == (32, 32, 3) and img.dtype == np.uint8
-    np.testing.assert_array_equal(img, visual.render(visual.parse_spec("scene: green triangle 1 2")))
+    np.testing.assert_array_equal(
+        img, visual.render(visual.parse_spec("scene: green triangle 1 2")))
 
 
 def test_hostile_text_never_raises():
