@@ -197,71 +197,48 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
     start, move = make_programs(policy, value_model.model, cfg, stop, simulations, depth,
                                 max_new_tokens, value_model.output)
     prompts = [encode_prompt(e, tokenizer, fmt) for e in examples]
-    rows = [truncate_prompt(p, max_prompt_len) for p in prompts]
     n = len(examples)
     ledger = {k: np.zeros(n) for k in ("tokens", "prefill_flops", "decode_flops",
                                        "verifier_flops")}
-    responses: list = [None] * n
+    responses: list = []
     per = max(1, batch_rows // width)
     # the tree holds the caches of every node's K candidates, in both models
     check_memory(policy, 2 * per * (simulations + 1) * width, max_prompt_len + max_new_tokens)
-    (k_start, k_move), vparams = jax.random.split(jax.random.key(seed)), value_model.params
-    # slots: the batch's rows; a slot whose problem has ended takes the next one, so the
-    # searches run full batches until the last problems (finished trees are searched and not
-    # counted while any problem in the batch is live)
-    problem, moves = np.full(per, -1), np.zeros(per, int)
-    queue, node, turn = iter(range(n)), None, 0
+    key = jax.random.key(seed)
     t0 = time.perf_counter()
-    while True:
-        new = [(s, i) for s, i in zip(np.flatnonzero(problem < 0), queue)]
-        if new:
-            node = _refill(start, params, vparams, node, new, per, rows, examples, tokenizer,
-                           fmt, jax.random.fold_in(k_start, turn))
-            for s, i in new:
-                problem[s], moves[s] = i, 0
-                ledger["prefill_flops"][i] = flops.prefill_flops(mcfg, len(rows[i]))
-                ledger["verifier_flops"][i] = flops.verifier_flops(vcfg, len(rows[i]))
-            slots = [s for s, _ in new]   # the roots' candidates
-            _count(ledger, problem[slots], mcfg, vcfg, np.asarray(node.prefix)[slots, None],
-                   np.asarray(node.cand_len)[slots, None])
-        live = np.flatnonzero(problem >= 0)
-        if not live.size:
-            break
-        node, made, prefix, cand_len = move(params, vparams, node,
-                                            jax.random.fold_in(k_move, turn))
-        turn += 1
-        moves[live] += 1
-        _count(ledger, problem[live], mcfg, vcfg, np.asarray(prefix)[live],
-               np.asarray(cand_len)[live])
-        _count(ledger, problem[live], mcfg, vcfg,
-               np.where(made, node.prefix, 0)[live, None], np.asarray(node.cand_len)[live, None])
-        ended = np.asarray(node.terminal)[live] | (moves[live] >= depth)
+    for lo in range(0, n, per):
+        idx = list(range(lo, min(n, lo + per)))
+        rows = [truncate_prompt(prompts[i], max_prompt_len) for i in idx]
+        tokens, mask = pad_prompts(rows + [rows[-1]] * (per - len(idx)), tokenizer.pad_id,
+                                   max_prompt_len)
+        vparams = value_model.params
+        part = [examples[i] for i in idx]
+        images = stack_images(part + [part[-1]] * (per - len(idx)), fmt, largest=True)
+        node = start(params, vparams, tokens, mask, jax.random.fold_in(key, lo), images)
+        for j, i in enumerate(idx):   # one prefill per problem, the root's candidates
+            ledger["prefill_flops"][i] = flops.prefill_flops(mcfg, len(rows[j]))
+            ledger["verifier_flops"][i] = flops.verifier_flops(vcfg, len(rows[j]))
+        _count(ledger, idx, mcfg, vcfg, node.prefix[:, None], node.cand_len[:, None])
+        for turn in range(depth):
+            live = ~np.asarray(node.terminal)[:len(idx)]
+            if not live.any():
+                break
+            node, made, prefix, cand_len = move(params, vparams, node,
+                                                jax.random.fold_in(key, lo * 1000 + turn + 1))
+            alive = [i for i, a in zip(idx, live) if a]
+            _count(ledger, alive, mcfg, vcfg, np.asarray(prefix)[:len(idx)][live],
+                   np.asarray(cand_len)[:len(idx)][live])
+            _count(ledger, idx, mcfg, vcfg, np.where(made, node.prefix, 0)[:, None],
+                   np.asarray(node.cand_len)[:, None])
         length, response = np.asarray(node.length), np.asarray(node.response)
-        for s in live[ended]:
-            responses[problem[s]] = response[s, :length[s]].tolist()
-            problem[s] = -1
+        responses += [response[j, :length[j]].tolist() for j in range(len(idx))]
     return strategies.chosen_generation(examples, prompts, responses, tokenizer, max_prompt_len,
                                         time.perf_counter() - t0, ledger)
 
 
-def _refill(start, params, vparams, node, new, per, rows, examples, tokenizer, fmt, key):
-    """``node`` with the slots of ``new`` [(slot, problem)] holding those problems' roots
-    (``start`` over a full batch, its other rows discarded); the first roots when None."""
-    fill = dict(new)
-    pick = [fill.get(s, new[0][1]) for s in range(per)]
-    tokens, mask = pad_prompts([rows[i] for i in pick], tokenizer.pad_id, fmt.max_prompt_len)
-    fresh = start(params, vparams, tokens, mask, key,
-                  stack_images([examples[i] for i in pick], fmt, largest=True))
-    if node is None:
-        return fresh
-    take = np.isin(np.arange(per), list(fill))
-    return jax.tree.map(lambda a, b: jnp.where(take.reshape((-1,) + (1,) * (a.ndim - 1)), a, b),
-                        fresh, node)
-
-
 def _count(ledger, idx, mcfg, vcfg, prefix, cand_len) -> None:
-    """Adds the candidates of nodes to the problems ``idx``: prefix [len(idx), nodes] (0: no
-    node), cand_len [len(idx), nodes, K]."""
+    """Adds the candidates of nodes to the problems ``idx``: prefix [>= len(idx), nodes] (0: no
+    node), cand_len [>= len(idx), nodes, K]."""
     prefix, cand_len = np.asarray(prefix), np.asarray(cand_len)
     for row, i in enumerate(idx):
         written = np.where(prefix[row][:, None] > 0, cand_len[row], 0)

@@ -19,15 +19,13 @@ OLD_CHOSEN = [[NL] * 17] * 5
 
 
 def test_mcts_finds_the_path_the_value_function_rewards():
-    """12 problems through 4 slots (each refilled as its problem ends): at most a quarter of
-    the solutions hold a b, where plain sampling writes one in most (test_beam)."""
     model, params, tok = _random_lines_policy()
-    examples = _problems(["?" * (i % 7 + 1) for i in range(12)])
+    examples = _problems(["?" * (i + 1) for i in range(6)])
     gen, ledger = mcts.search(model, params, examples, tok, _no_b(model), simulations=8,
                               width=4, fmt=PromptFormat(max_prompt_len=8), max_new_tokens=40,
                               step_tokens=8, temperature=1.0, batch_rows=16, seed=1)
     texts = [t[0] for t in gen.texts]
-    assert sum("b" in t for t in texts) <= 3 and gen.finished.sum() >= 10, texts
+    assert all("b" not in t for t in texts) and gen.finished.sum() >= 4, texts
     assert (ledger["prefill_flops"] > 0).all() and (ledger["verifier_flops"] > 0).all()
 
 
