@@ -15,9 +15,9 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
+from o1jax.data import visual
 from o1jax.data.pipeline import PromptPipeline, decode_example
 from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids, truncate_prompt
-from o1jax.data import visual
 from o1jax.data.tasks import generate
 from o1jax.selfplay import search_problems
 from o1jax.selfplay.config import SelfPlayConfig

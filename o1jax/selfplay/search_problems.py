@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import re
+
 from o1jax.data.examples import split_of_example
 from o1jax.data.search_tasks import MAX_NUMBER, TARGETS, fmt_state, moves, solvable
 from o1jax.selfplay.problems import Bounds, Problem
