@@ -43,7 +43,7 @@ def main() -> None:
     args = ap.parse_args()
     cfg = wd.load_config(args.workdir)
     (policy, tok, fmt), params = load_policy(args.workdir)
-    verifier = value_models.load(args.verifier, policy, args.workdir)
+    verifier = value_models.load(args.verifier, policy, args.workdir, steps=True)
     examples = load_problems(cfg, wd.resolve(args.workdir), "test", args.problems)
     n = cfg.eval.max_new_tokens
     runs = {

@@ -122,7 +122,7 @@ def _run(args) -> int:
     value = None
     spec = args.verifier or ("critic" if cfg.rl.algorithm == "ppo" else None)
     if spec:
-        v = value_models.load(spec, policy, args.workdir, args.step)
+        v = value_models.load(spec, policy, args.workdir, args.step, steps=True)
         value = (v.model, v.params, v.output)
     tr = trace(policy, params, tok, problem, answer, fmt, value,
                k=args.samples, max_new=cfg.eval.max_new_tokens, temperature=args.temperature,

@@ -58,8 +58,13 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
     needs = sorted(set(spec.strategies) & set(strategies.VERIFIED + strategies.SEARCHED +
                                               ("compute_optimal",)))
     if needs and verifier is None:
-        raise ValueError(f"{', '.join(needs)} need a verifier: --verifier critic, orm:PATH or "
-                         "prm:PATH")
+        raise ValueError(f"{', '.join(needs)} need a verifier: --verifier critic, confidence, "
+                         "orm:PATH or prm:PATH")
+    searched_by = sorted(set(spec.strategies) & set(strategies.SEARCHED))
+    if verifier is not None and verifier.model is None and searched_by:
+        raise ValueError(f"{', '.join(searched_by)} score partial solutions, which --verifier "
+                         f"{verifier.kind} cannot: give orm:PATH, prm:PATH or critic")
+    vcfg = None if verifier is None or verifier.model is None else verifier.model.cfg
     enc = lambda s: tokenizer.encode(s, add_special_tokens=False)  # noqa: E731
     common = dict(stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id,
                   tools=tools_lib.from_config(spec.tools, tokenizer))
@@ -117,14 +122,17 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
         voted = {"majority", "weighted_majority"} & set(spec.strategies)
         classes = voting.group_answers(sampled.answers, default_pool()) if voted else None
         if set(needs) & set(strategies.VERIFIED + ("compute_optimal",)):
-            scores = value_models.outcome_scores(
-                verifier, sampled.tokens, sampled.mask, stack_images(examples, fmt, largest=True),
-                sampled.correct.shape[1]).reshape(sampled.correct.shape)
+            scores = sampled.confidence
+            if verifier.model is not None:
+                scores = value_models.outcome_scores(
+                    verifier, sampled.tokens, sampled.mask,
+                    stack_images(examples, fmt, largest=True),
+                    sampled.correct.shape[1]).reshape(sampled.correct.shape)
             checked = value_models.report(verifier, scores, sampled.correct, sampled.finished)
         for strategy in [s for s in strategies.SAMPLED if s in spec.strategies] + ["pass_at_k"]:
             for k in spec.budgets:
                 scored[strategy, k] = strategies.score(
-                    strategy, k, sampled, mcfg, classes, scores, verifier and verifier.model.cfg)
+                    strategy, k, sampled, mcfg, classes, scores, vcfg)
     for name, (gen, ledger) in searched.items():
         strategy, budget = name.split("@")
         scored[strategy, int(budget)] = strategies.Scores(accuracy=gen.correct[:, 0], **ledger)
@@ -136,8 +144,7 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
     if "compute_optimal" in spec.strategies:
         probes = min(spec.probes, sampled.correct.shape[1])
         predicted = compute_optimal.predicted_bins(scores, probes)
-        probe_cost = strategies.score("best_of_n", probes, sampled, mcfg, None, scores,
-                                      verifier.model.cfg)
+        probe_cost = strategies.score("best_of_n", probes, sampled, mcfg, None, scores, vcfg)
         checked["compute_optimal"] = {}
         for k in spec.budgets:
             pool = {s: sc for (s, b), sc in scored.items() if b == k and s in

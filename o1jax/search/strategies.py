@@ -66,7 +66,8 @@ class Generation(NamedTuple):
     sampler returned them (for value models); correct: [N, G] 0/1; finished: [N, G] bool;
     lengths: [N, G] generated tokens (stop token included); prompt_lengths: [N] real prompt
     tokens; seconds: wall time of the sampler calls; warmup_seconds: the untimed first call
-    (compilation and one batch)."""
+    (compilation and one batch); confidence: [N, G] each response's geometric-mean token
+    probability as sampled, exp(mean log-prob) (the ``confidence`` verifier), or None."""
     texts: list
     answers: list
     tokens: np.ndarray
@@ -77,6 +78,7 @@ class Generation(NamedTuple):
     prompt_lengths: np.ndarray
     seconds: float
     warmup_seconds: float
+    confidence: np.ndarray | None = None
 
 
 class Scores(NamedTuple):
@@ -137,7 +139,7 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
         prompts = [encode_prompt(e, tokenizer, fmt) for e in examples]
     key = jax.random.key(seed)
     texts, finished, lengths, checks, seconds = [], [], [], [], 0.0
-    tokens_out, masks = [], []
+    tokens_out, masks, confidence = [], [], []
     overlap = jax.process_count() == 1
     with concurrent.futures.ThreadPoolExecutor(1) as checker:
         for start in range(0, len(examples), batch_prompts):
@@ -165,6 +167,9 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
             tokens_out.append(np.asarray(roll.tokens)[:n * g])
             masks.append(np.asarray(roll.mask)[:n * g])
             lengths += roll.lengths.tolist()[:n * g]
+            wrote = np.asarray(roll.response_mask)[:n * g]
+            confidence.append(np.exp((np.asarray(roll.logprobs)[:n * g] * wrote).sum(axis=1) /
+                                     np.maximum(wrote.sum(axis=1), 1)))
         if overlap:
             results = [c.result() for c in checks]
             correct = np.concatenate([r[0] for r in results])
@@ -178,7 +183,7 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
                       finished=np.asarray(finished, bool).reshape(-1, g),
                       lengths=np.asarray(lengths, np.int64).reshape(-1, g),
                       prompt_lengths=np.asarray([len(p) for p in prompts]), seconds=seconds,
-                      warmup_seconds=warmup)
+                      warmup_seconds=warmup, confidence=np.concatenate(confidence).reshape(-1, g))
 
 
 def rows_of(prompts: Sequence[Sequence[int]], responses: Sequence[Sequence[int]],

@@ -10,7 +10,10 @@ the solution so far. ORM and PRM checkpoints are Orbax directories with a ``veri
 (the file name users' checkpoints already carry) naming their kind, the policy model they were
 trained for, the value model's own shapes (``value_config``: the policy's, or larger) and its
 output: a value read clipped to [0, 1], or a logit read through a sigmoid (an ORM trained with
-the pairwise loss, whose scores only rank).
+the pairwise loss, whose scores only rank). A fourth kind needs no model: ``confidence``, the
+policy's own geometric-mean probability of a finished sample's tokens as it drew them (the
+signal of DeepConf and self-certainty), free to compute, for the strategies that choose among
+finished samples; it cannot score a partial solution, so step-level search refuses it.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from o1jax.models.config import PRESETS, ModelConfig
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rollout.scoring import prefix_values
 
-KINDS = ("critic", "orm", "prm")
+KINDS = ("critic", "orm", "prm", "confidence")
 OUTPUTS = ("value", "logit")
+SAMPLE_RULES = "best_of_n, weighted_majority, compute_optimal"   # what confidence can serve
 META = "verifier.json"
 # the fields of a model's shapes that a value model may choose apart from its policy's; the
 # vocabulary, context length and numerics stay the policy's (it reads the policy's tokens)
@@ -41,8 +45,9 @@ SHAPES = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim", 
 
 class ValueModel(NamedTuple):
     """kind: one of KINDS; model: the transformer (a scalar head; the policy's shapes or its
-    own, ``value_config``); params: its parameters; source: where it was read from (for
-    messages); output: one of OUTPUTS, how its head's number becomes a score (``squash``)."""
+    own, ``value_config``; None for ``confidence``); params: its parameters; source: where it
+    was read from (for messages); output: one of OUTPUTS, how its head's number becomes a
+    score (``squash``)."""
     kind: str
     model: Transformer
     params: Params
@@ -78,17 +83,26 @@ def value_config(policy_cfg: ModelConfig, size: str | None) -> ModelConfig:
 
 
 def parse(spec: str) -> tuple[str, str]:
-    """``critic`` | ``orm:PATH`` | ``prm:PATH`` -> (kind, path); ValueError naming the forms."""
+    """``critic`` | ``confidence`` | ``orm:PATH`` | ``prm:PATH`` -> (kind, path); ValueError
+    naming the forms."""
     kind, _, path = spec.partition(":")
-    if kind not in KINDS or (kind == "critic") != (path == ""):
-        raise ValueError(f"--verifier {spec!r}: expected critic, orm:PATH or prm:PATH")
+    if kind not in KINDS or (kind in ("critic", "confidence")) != (path == ""):
+        raise ValueError(f"--verifier {spec!r}: expected critic, confidence, orm:PATH or "
+                         "prm:PATH")
     return kind, path
 
 
-def load(spec: str, policy: Transformer, workdir=None, step: int | None = None) -> ValueModel:
+def load(spec: str, policy: Transformer, workdir=None, step: int | None = None,
+         steps: bool = False) -> ValueModel:
     """The value model ``spec`` names, checked against ``policy`` (the model whose tokens it
-    scores), in the shapes it was saved with."""
+    scores), in the shapes it was saved with. ``steps``: the caller scores partial solutions
+    (step-level search, traces), which ``confidence`` cannot."""
     kind, path = parse(spec)
+    if kind == "confidence":
+        if steps:
+            raise ValueError(f"--verifier confidence scores finished samples only ({SAMPLE_RULES})"
+                             "; step-level search and traces need orm:PATH, prm:PATH or critic")
+        return ValueModel(kind, None, None, "the policy's own token probabilities")
     if kind == "critic":
         model = Transformer(policy.cfg, head="value", mesh=None)
         if workdir is None:

@@ -124,3 +124,34 @@ def test_chosen_generation_lays_out_and_verifies_what_a_search_chose():
     np.testing.assert_array_equal(out["tokens"], np.arange(4.0))
     np.testing.assert_array_equal(out["prompt_tokens"], [3, 2, 5, 1])
     np.testing.assert_array_equal(out["seconds"], np.full(4, 2.0))
+
+
+def test_confidence_is_each_samples_geometric_mean_token_probability():
+    """``generate``'s confidence (the ``confidence`` verifier's scores) against a full forward
+    pass over each sampled row, its log-softmax taken in numpy: exp(mean log p) of the tokens
+    the policy wrote, stop token included, padding and prompt left out."""
+    import jax
+    from o1jax.data.prompts import PromptFormat
+    from o1jax.models import Transformer
+    from o1jax.rollout import SamplingConfig
+    from o1jax.tokenizer import byte_tokenizer
+    tok = byte_tokenizer()
+    model = Transformer(preset("tiny", vocab_size=320, max_seq_len=64))
+    params = model.init(jax.random.key(1))
+    examples = [{"question": q, "answer": "4", "task": "arithmetic", "meta": "{}"}
+                for q in ("2+2", "1+3", "30+1")]
+    sampling = SamplingConfig(12, 1.0, num_samples=3, stop_ids=tok.stop_ids, pad_id=tok.pad_id)
+    fmt = PromptFormat(max_prompt_len=8)
+    gen = strategies.generate(model, params, examples, tok, sampling, fmt, batch_prompts=2)
+    assert gen.confidence.shape == (3, 3)
+    mask = gen.mask.astype(bool)
+    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+    logits = np.asarray(model.apply(params, gen.tokens, positions, mask)[0], np.float64)
+    logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) \
+        - logits.max(-1, keepdims=True)
+    for r in range(9):
+        wrote = [t for t in range(8, mask.shape[1]) if mask[r, t]]
+        assert len(wrote) == gen.lengths.reshape(-1)[r]
+        mean = np.mean([logp[r, t - 1, gen.tokens[r, t]] for t in wrote])
+        assert gen.confidence.reshape(-1)[r] == pytest.approx(np.exp(mean), rel=1e-4)
+    assert len(set(np.round(gen.confidence.reshape(-1), 6))) > 1   # the rows differ

@@ -31,7 +31,7 @@ def test_a_saved_value_model_loads_for_its_policy_and_refuses_another(tmp_path):
         value_models.load(f"prm:{tmp_path / 'orm'}", policy)
     with pytest.raises(ValueError, match="holds no value model"):
         value_models.load(f"prm:{tmp_path}", policy)
-    with pytest.raises(ValueError, match="expected critic, orm:PATH or prm:PATH"):
+    with pytest.raises(ValueError, match="expected critic, confidence, orm:PATH or prm:PATH"):
         value_models.load("orm", policy)
     with pytest.raises(ValueError, match="needs --workdir"):
         value_models.load("critic", policy)
@@ -119,3 +119,21 @@ def test_values_read_each_rows_own_image_as_one_forward_per_row_does():
                                want, atol=3e-5)
     blind = value_models.outcome_scores(verifier, tokens, mask, images[::-1], group=3)
     assert np.abs(blind - got).max() > 1e-3          # another picture, another score
+
+
+def test_the_confidence_verifier_needs_no_model_and_refuses_partial_solutions():
+    from o1jax.search.evaluation import evaluate
+    from o1jax.search.spec import EvalSpec
+    from o1jax.tokenizer import byte_tokenizer
+    policy = Transformer(preset("tiny", vocab_size=320))
+    v = value_models.load("confidence", policy)
+    assert v.kind == "confidence" and v.model is None
+    for bad in ("confidence:/tmp/x", "orm", "judge"):
+        with pytest.raises(ValueError, match="expected critic, confidence"):
+            value_models.parse(bad)
+    with pytest.raises(ValueError, match="finished samples only"):
+        value_models.load("confidence", policy, steps=True)
+    spec = EvalSpec(max_prompt_len=8, max_new_tokens=8, strategies=("beam",), budgets=(4,))
+    example = {"question": "1+1", "answer": "2", "task": "arithmetic", "meta": "{}"}
+    with pytest.raises(ValueError, match="beam score partial solutions"):
+        evaluate(policy, policy.init(jax.random.key(0)), [example], byte_tokenizer(), spec, v)
