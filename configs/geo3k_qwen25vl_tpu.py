@@ -49,7 +49,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.temperature = 1.0
     c.rl.epochs = 1
     c.rl.minibatches = 4              # 160 sequences per optimizer step
-    c.rl.micro_batch = 40
+    c.rl.micro_batch = 8              # 2 sequences per chip per forward/backward (plan: fits;
+                                      # at 40 the compiler needs 221 GB of temporaries)
+    c.rl.vocab_chunk = 8192           # log-probs over 8k of the 152k vocabulary at a time
     c.rl.length_buckets = 4           # padding-free update: most answers are short
     c.rl.policy_lr = 1e-6
     c.rl.kl_coef = 0.01               # veRL geo3k: low-variance KL to the reference, 0.01

@@ -2,17 +2,24 @@
 move per line, the state it leads to, dead ends abandoned for an earlier state.
 
 A grid is written row by row, rows separated by "/", "." for a blank (``o1jax.rewards.grid``).
-A move puts one digit in one cell and writes the whole grid after it::
+A move is the grid with one more digit in one blank, then a word for the state it leads to, so
+that every line of a 4x4 search is 24 characters::
 
     Sudoku 4x4: ..../.41./..32/....    the question
-    r1c1=1 1.../.41./..32/....         a move (row 1, column 1, digit 1), and the grid after it
-    r1c2=2 12../.41./..32/....
-    r1c3=4 124./.41./..32/.... dead    a blank is left with no candidate (r4c3): a dead end
-    back 1.../.41./..32/....           every digit of r1c3 failed: back up to an earlier grid
-    r1c2=3 13../.41./..32/....
+    1.../.41./..32/.... open           a move (a 1 in row 1, column 1): the grid after it
+    12../.41./..32/.... open
+    124./.41./..32/.... dead           a blank is left with no candidate (r4c3): a dead end
+    1.../.41./..32/.... back           every digit of r1c3 failed: back up to an earlier grid
+    13../.41./..32/.... open
     ...
-    r4c4=1 1324/2413/4132/3241 goal    the grid is full
+    1324/2413/4132/3241 goal           the grid is full
     \\boxed{1324/2413/4132/3241}
+
+The move is stated by the grid rather than by coordinates (an earlier format, ``r1c1=1`` before
+the grid, left the policy to turn a cell's row and column into its place in the grid above:
+after SFT it wrote digits into given cells and solved nothing, docs/results.md). Here a line is
+the one above copied at a fixed distance with one blank filled, and a digit's row, column and
+box lie at fixed offsets in that grid.
 
 Demonstrations come from solvers with several strategies (``STRATEGIES``: the blank with the
 fewest candidates first, blanks in reading order, random blanks and digits) that try only digits
@@ -165,18 +172,18 @@ def search_trace(puzzle: Grid, size: int, strategy: str, rng: random.Random,
                 raise _OutOfBudget(grid)
             n_moves[0] += 1
             new = grid[:cell] + (d,) + grid[cell + 1:]
-            move = f"r{cell // size + 1}c{cell % size + 1}={d} {fmt_grid(new, size)}"
+            move = fmt_grid(new, size)
             if 0 not in new:
                 lines.append(move + " goal")
                 return new
             if _dead(new, size):
                 lines.append(move + " dead")
                 continue
-            lines.append(move)
+            lines.append(move + " open")
             found = dfs(new)
             if found:
                 return found
-            lines.append(f"back {fmt_grid(grid, size)}")
+            lines.append(f"{fmt_grid(grid, size)} back")
         return None
 
     try:
@@ -242,15 +249,14 @@ def sudoku(rng: random.Random, difficulty: int) -> dict:
                    {"puzzle": shown, "size": size, "strategy": strategy})
 
 
-_MOVE = re.compile(r"r([1-9])c([1-9])=([1-9]) ([1-9./]{1,80})(?: (goal|dead))?")
-_BACK = re.compile(r"back ([1-9./]{1,80})")
+_MOVE = re.compile(r"([1-9./]{1,80}) (open|goal|dead)")
+_BACK = re.compile(r"([1-9./]{1,80}) back")
 
 
 def replay(puzzle: str, text: str, max_lines: int = 4000) -> list[Step]:
     """The steps of a written search from the question's grid ``puzzle``. A move is valid when
-    its cell is blank in the current grid, its digit clashes with nothing and the stated grid is
-    the current one with that digit placed; it becomes the current grid unless it says
-    ``dead`` (the search stays where it was). A back-up is valid when it returns to a grid on the
+    its grid is the current one with one blank filled by a digit that clashes with nothing; it
+    becomes the current grid unless it says ``dead`` (the search stays where it was). A back-up is valid when it returns to a grid on the
     current path (which then becomes the current grid). ``Step.state``: the grid's cells."""
     size = puzzle.count("/") + 1
     start = parse_grid(puzzle, size)
@@ -261,15 +267,14 @@ def replay(puzzle: str, text: str, max_lines: int = 4000) -> list[Step]:
     for end, line in written_lines(text, max_lines):
         m, b = _MOVE.fullmatch(line), _BACK.fullmatch(line)
         if m:
-            r, c, d = int(m[1]) - 1, int(m[2]) - 1, int(m[3])
-            stated = parse_grid(m[4], size)
-            cur, cell = path[-1], r * size + c
-            valid = (stated is not None and r < size and c < size and not cur[cell] and
-                     d in candidates(cur, size, cell) and
-                     stated == cur[:cell] + (d,) + cur[cell + 1:])
-            label = valid and solvable(m[4], size)
-            steps.append(Step(end, "move", stated or cur, valid, label, m[5] or ""))
-            if valid and m[5] != "dead":
+            stated, cur = parse_grid(m[1], size), path[-1]
+            changed = [i for i, (a, b) in enumerate(zip(cur, stated or ())) if a != b]
+            valid = (stated is not None and len(changed) == 1 and not cur[changed[0]] and
+                     stated[changed[0]] in candidates(cur, size, changed[0]))
+            label = valid and solvable(m[1], size)
+            verdict = "" if m[2] == "open" else m[2]
+            steps.append(Step(end, "move", stated or cur, valid, label, verdict))
+            if valid and verdict != "dead":
                 path.append(stated)
         elif b:
             stated = parse_grid(b[1], size)

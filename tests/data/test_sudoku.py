@@ -168,18 +168,18 @@ def test_demonstrations_replay_to_their_stated_grids(difficulty, n):
 
 def test_replay_rejects_what_breaks_the_rules():
     puzzle = "1.../..../..../...."
-    start = "r1c2=2 12../..../..../...."
+    start = "12../..../..../.... open"
     text = "\n".join([
         start,                               # valid
-        "r1c3=3 1.3./..../..../....",        # states a grid that drops the 2: invalid
-        "r1c2=4 14../..../..../....",        # r1c2 is no longer blank: invalid
-        "r2c1=1 12../1.../..../....",        # 1 clashes in its column: invalid
-        "r2c1=3 12../3.../..../.... dead",   # valid, claims dead: the search stays at 12..
-        "r2c1=4 12../4.../..../....",        # valid from 12.. (the dead line was left)
-        "back 12../3.../..../....",          # not on the path: invalid
-        "back 1.../..../..../....",          # the start: valid
-        "r5c1=1 1.../..../..../1...",        # outside a 4x4 grid: invalid
-        "r1c2=2 12../..../....",             # a grid of the wrong shape: invalid
+        "1.3./..../..../.... open",          # drops the 2 for a 3: invalid
+        "14../..../..../.... open",          # r1c2 is no longer blank: invalid
+        "12../1.../..../.... open",          # 1 clashes in its column: invalid
+        "12../3.../..../.... dead",          # valid, claims dead: the search stays at 12..
+        "12../4.../..../.... open",          # valid from 12.. (the dead line was left)
+        "12../3.../..../.... back",          # not on the path: invalid
+        "1.../..../..../.... back",          # the start: valid
+        "1.../..../..../.... open",          # fills no blank: invalid
+        "12../..../.... open",               # a grid of the wrong shape: invalid
         "x" * 10_000,                        # hostile text: another kind of line
         "\\boxed{1234/3412/2143/4321}"])
     steps = S.replay(puzzle, text)

@@ -23,7 +23,7 @@ def _valid_4x4(rows) -> bool:
 
 @pytest.mark.parametrize("response,score", [
     (f"\\boxed{{{SOLVED}}}", 1.0),
-    (f"r4c4=1 {SOLVED} goal\n\\boxed{{{SOLVED}}}", 1.0),
+    (f"{SOLVED} goal\n\\boxed{{{SOLVED}}}", 1.0),
     (f"\\boxed{{ {SOLVED} }}", 1.0),                           # spaces around the grid
     ("\\boxed{1234/3421/2143/4312}", 1.0),                      # the other solution
     (f"\\boxed{{1234/3412/2143/4312}} then \\boxed{{{SOLVED}}}", 1.0),   # the last box counts

@@ -22,23 +22,23 @@ def _responses(task: str, n: int) -> list[str]:
     rng = random.Random(0)
     make = search_tasks.countdown_search if task == "countdown_search" else sudoku.sudoku
     texts = [make(rng, 1 + i % 2)["solution"] for i in range(n - 2)]
-    back = "back (3 4)" if task == "countdown_search" else "back 12../..../..../...."
+    back = "back (3 4)" if task == "countdown_search" else "12../..../..../.... back"
     return texts + ["back up (1 2)\nI am stuck\n\\boxed{3}", f"  stuck  \n{back}\n{back}"]
 
 
 def _is_backup(line: str, task: str) -> bool:
     """A back-up: a move line that ends in a dead end (the search goes on from the state
-    before it), or "back " and the state it returns to (Countdown's numbers in parentheses; a
-    grid's digits, dots and slashes)."""
+    before it), or a back-up line naming the state it returns to (Countdown: "back " and
+    numbers in parentheses; Sudoku: a grid's digits, dots and slashes, then " back")."""
     line = line.strip()
+    if task == "sudoku":
+        grid, _, word = line.rpartition(" ")
+        return word in ("dead", "back") and bool(grid) and set(grid) <= set("123456789./")
     if line.endswith(" dead") and line[:1].isalnum() and "=" in line:
         return True
     rest = line[5:]
-    if not line.startswith("back ") or not rest:
-        return False
-    if task == "countdown_search":
-        return rest[0] + rest[-1] == "()" and set(rest[1:-1]) <= set("0123456789 ")
-    return set(rest) <= set("123456789./")
+    return (line.startswith("back ") and bool(rest) and rest[0] + rest[-1] == "()"
+            and set(rest[1:-1]) <= set("0123456789 "))
 
 
 def _reference(texts: list[str], task: str) -> dict:

@@ -161,24 +161,23 @@ CASES = [
      True, 0, [0, 0, 0, 1, 0, 0]),
     (COUNTDOWN, "12-7=5 (3 5)\n5*3=1", False, 0, [0]),            # cut off by the budget
     (COUNTDOWN, "", True, 0, []),
-    (SUDOKU, "r2c1=3 ...4/3..2/2..3/.42.\nr4c4=1 ...4/3..2/2..3/.421 dead\n"
-     "back ...4/...2/2..3/.42.\nr2c1=4 ...4/4..2/2..3/.42.\nr1c3=3 ..34/4..2/2..3/.42.\n"
-     "r4c1=3 ..34/4..2/2..3/342.\nr3c2=1 ..34/4..2/21.3/342.\nr4c4=1 ..34/4..2/21.3/3421\n"
-     "r2c3=1 ..34/4.12/21.3/3421\nr1c2=2 .234/4.12/21.3/3421\nr3c3=4 .234/4.12/2143/3421\n"
-     "r1c1=1 1234/4.12/2143/3421\nr2c2=3 1234/4312/2143/3421 goal\n"
-     "\\boxed{1234/4312/2143/3421}", True, 1, [0, 0] + [1] * 11),
-    # a digit that clashes, a valid move, a back-up to the puzzle, a cell off the grid
-    (SUDOKU, "r1c1=4 4..4/...2/2..3/.42.\nr2c1=4 ...4/4..2/2..3/.42.\nback ...4/...2/2..3/.42.\n"
-     "r9c9=1 ...4/...2/2..3/.42.\n\\boxed{1234/4312/2143/3421}", True, 0, [0, 1, 1, 0]),
+    (SUDOKU, "...4/3..2/2..3/.42. open\n...4/3..2/2..3/.421 dead\n...4/...2/2..3/.42. back\n"
+     "...4/4..2/2..3/.42. open\n..34/4..2/2..3/.42. open\n..34/4..2/2..3/342. open\n"
+     "..34/4..2/21.3/342. open\n..34/4..2/21.3/3421 open\n..34/4.12/21.3/3421 open\n"
+     ".234/4.12/21.3/3421 open\n.234/4.12/2143/3421 open\n1234/4.12/2143/3421 open\n"
+     "1234/4312/2143/3421 goal\n\\boxed{1234/4312/2143/3421}", True, 1, [0, 0] + [1] * 11),
+    # a digit that clashes, a valid move, a back-up to the puzzle, a line that fills no blank
+    (SUDOKU, "4..4/...2/2..3/.42. open\n...4/4..2/2..3/.42. open\n...4/...2/2..3/.42. back\n"
+     "...4/...2/2..3/.42. open\n\\boxed{1234/4312/2143/3421}", True, 0, [0, 1, 1, 0]),
 ]
 
 
 def _merging_tokenizer():
     """A byte-level BPE whose merges put a newline inside longer tokens: ")\\n" (a step end
-    that ends a line), "\\nr" (one that starts the next line too) and "\\n\\n" (two lines)."""
+    that ends a line), "\\n." (one that starts the next line too) and "\\n\\n" (two lines)."""
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet(), key=tokenizer_lib._byte_of)
-    vocab = {ch: i for i, ch in enumerate(alphabet + ["Ċr", "ĊĊ", ")Ċ"])}
-    tok = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=[("Ċ", "r"), ("Ċ", "Ċ"),
+    vocab = {ch: i for i, ch in enumerate(alphabet + ["Ċ.", "ĊĊ", ")Ċ"])}
+    tok = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=[("Ċ", "."), ("Ċ", "Ċ"),
                                                                (")", "Ċ")]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     tok.decoder = decoders.ByteLevel()
