@@ -1,16 +1,17 @@
 """Thinking that pays, on the task where sequential search is expected to win: mini Sudoku
 written as a stream of search (o1jax/data/sudoku.py), configs/thinking.py's model and stages.
 
-A 4x4 puzzle with 10 blanks (level 1; the hard split has 12): one digit per line with the whole
-grid after it, ``dead`` when a blank is left with no candidate, ``back GRID`` to an earlier grid,
-the solved grid boxed. Searches are about 3x Countdown's length (median 334 characters), so SFT
-reads 448-token rows and RL writes up to 512 tokens; the sequential-against-parallel comparison
-(one long search against majority over samples at equal FLOPs) is README command 4's
-evaluation with ``--strategies greedy,majority``.
+A 4x4 puzzle with 10 blanks (level 1; the hard split has 12): each line is the grid with one
+more digit, then ``open``, ``dead`` (a blank has no candidate left) or ``goal``; a back-up is an
+earlier grid then ``back``; the solved grid boxed. Responses run about 270-340 tokens
+(Countdown's about 90-130), so SFT reads 448-token rows and RL writes up to 512 tokens.
+Sequential against parallel (one long search against majority over samples, at equal FLOPs):
+``python -m o1jax.evaluate --workdir W --strategies greedy,sample,majority --budgets
+1,2,4,8,16 --temperature 0.7``.
 
-Measured (seed 0, docs/results.md): after SFT's 500 steps the policy solves no held-out puzzle
-(greedy 0/200, pass@8 0/100); it copies grids but writes digits into given cells, so RL has no
-reward to learn from. It is not yet a working demo.
+Measured (seed 0, 29 minutes on 2 cores, docs/results.md): SFT 28.0% held-out greedy, GRPO
+33.5% (maj@8 34.5%); the sampled training reward rises from 27% to 45% over the 20 iterations.
+RL samples at 0.7: at 1.0 the SFT policy's samples rarely finish a valid search.
 
     python -m o1jax.train --config configs/thinking_sudoku.py --workdir /tmp/thinking_sudoku
 """
@@ -24,16 +25,17 @@ def get_config() -> ml_collections.ConfigDict:
     c = thinking.get_config()
     c.data.task = "sudoku"
     c.data.difficulty = 1             # 4x4 with 10 blanks; the hard split 12
-    c.data.num_train = 4000
+    c.data.num_train = 8000
     c.data.max_prompt_len = 40        # "Sudoku 4x4: ..../.41./..32/...." and the template
 
-    c.sft.num_steps = 500
+    c.sft.num_steps = 800
     c.sft.batch_size = 16
     c.sft.max_len = 448
 
     c.rl.num_iterations = 20
     c.rl.batch_prompts = 8
     c.rl.max_new_tokens = 512
+    c.rl.temperature = 0.7            # at 1.0 an earlier SFT policy's samples solved 1-3%
 
     c.eval.max_new_tokens = 512
     c.eval.curve_points = 2
