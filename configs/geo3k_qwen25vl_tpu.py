@@ -10,8 +10,8 @@ Data: Geometry3K in its common layout (hiyouga/geometry3k's parquet files, or JS
 ``answer``, and ``images`` (bytes or paths). The answer checker is the LaTeX one (math-verify).
 Without the checkpoint directory (planning on a laptop) the preset's shapes stand in.
 
-    python scripts/tpu.py train --name geo --zone us-east5-a --config configs/geo3k_qwen25vl_tpu.py \\
-        --workdir gs://BUCKET/runs/geo3k
+    python scripts/tpu.py train --name geo --zone us-east5-a \\
+        --config configs/geo3k_qwen25vl_tpu.py --workdir gs://BUCKET/runs/geo3k
     python -m o1jax.plan --config configs/geo3k_qwen25vl_tpu.py      # memory, before renting
 """
 

@@ -38,9 +38,8 @@ levels 1-2 and 500 at 3-5 (seed 0; most_constrained never backs up at any level)
     with a dead end          50%    64%    65%    74%    75%
     stuck (budget ran out)    5%     6%     4%     6%     7%
 
-Reading order is the commonest strategy (``MIX``): with random blanks in most demonstrations
-(an earlier mix, 55%), each blank is filled at a low probability, so a greedy decode copied the
-grid without filling any.
+Reading order is the commonest strategy (``MIX``): with random blanks in 55% (an earlier mix),
+each blank was filled at a low probability and greedy decoding copied the grid unfilled.
 
 ``solvable`` is the exact label of any partial grid; ``replay`` parses a written search back
 into ``search_tasks.Step``s (model text is hostile: regular expressions over bounded sizes,
@@ -260,8 +259,9 @@ _BACK = re.compile(r"([1-9./]{1,80}) back")
 def replay(puzzle: str, text: str, max_lines: int = 4000) -> list[Step]:
     """The steps of a written search from the question's grid ``puzzle``. A move is valid when
     its grid is the current one with one blank filled by a digit that clashes with nothing; it
-    becomes the current grid unless it says ``dead`` (the search stays where it was). A back-up is valid when it returns to a grid on the
-    current path (which then becomes the current grid). ``Step.state``: the grid's cells."""
+    becomes the current grid unless it says ``dead`` (the search stays where it was). A back-up
+    is valid when it returns to a grid on the current path (which then becomes the current
+    grid). ``Step.state``: the grid's cells."""
     size = puzzle.count("/") + 1
     start = parse_grid(puzzle, size)
     if start is None:
