@@ -11,6 +11,7 @@ import jax.numpy as jnp
 from o1jax.models.vision_config import VisionConfig
 
 ARCHITECTURES = ("llama", "qwen2", "qwen3", "qwen3_moe", "qwen2_5_vl")
+ATTENTION_BACKENDS = ("auto", "xla", "gpu", "tpu")   # o1jax/models/layers/kernels.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,8 @@ class ModelConfig:
     dtype: str = "float32"        # compute dtype: float32 or bfloat16
     param_dtype: str = "float32"  # master weights
     remat: bool = False           # recompute each layer's activations in the backward pass
+    attention: str = "auto"       # attention backend: auto (kernels on GPU and TPU), xla, gpu,
+                                  # tpu (o1jax/models/layers/kernels.py)
     scan_decode_from: int = 16    # decoding scans over layers from this depth, unrolls below
                                   # (see Transformer.scans_decode, docs/performance.md)
     vision: VisionConfig | None = None   # a vision encoder whose image tokens take the places
@@ -101,6 +104,8 @@ class ModelConfig:
                 self.vision and self.vision.bias and self.mrope_section and self.qkv_bias):
             raise ValueError("architecture='qwen2_5_vl' needs a vision encoder with bias=True, "
                              "mrope_section and qkv_bias=True (hf.config_from_hf builds one)")
+        if self.attention not in ATTENTION_BACKENDS:
+            raise ValueError(f"attention={self.attention!r}: use one of {ATTENTION_BACKENDS}")
         for name in ("dtype", "param_dtype"):
             if getattr(self, name) not in ("float32", "bfloat16", "float16"):
                 raise ValueError(f"{name}={getattr(self, name)!r}: use float32, bfloat16 or "

@@ -14,16 +14,8 @@ Parameters (f32 master weights; layers stacked on a leading axis and run with ``
     lm_head     [D, V]          policy head, untied embeddings only
     value_head  {w: [D], b: []} value model only
 
-KV cache (see ``init_cache``)::
-
-    k      L-tuple of [B, KVH, Dh, S], compute dtype; stacked [L, B, KVH, Dh, S] when the
-           decode loop scans over layers (``ModelConfig.scan_decode_from``)
-    v      L-tuple of [B, KVH, S, Dh], or stacked [L, B, KVH, S, Dh] (layouts chosen for the
-           decode matmuls, see attention.py)
-    mask   [B, S] bool          slot holds a real (non-padding) token
-    index  [] int32             next slot to write; every row writes the same slot (left padding)
-
-``hidden`` reads either cache form with either parameter layout (layouts.py), returns its form.
+The KV cache: o1jax/models/cache.py. ``hidden`` reads either cache form (stacked, a tuple) with
+either parameter layout (layouts.py) and returns its form.
 """
 
 from __future__ import annotations
@@ -39,10 +31,9 @@ from jax.sharding import Mesh
 from o1jax import sharding
 import o1jax.models.vision as vision
 from o1jax.models.config import ModelConfig
-from o1jax.models.layers.attention import (attend, causal_attention, output_projection,
-                                          project_qkv)
-from o1jax.models import parameters, patches
-from o1jax.models.layers import moe
+from o1jax.models.layers.attention import attend, output_projection, project_qkv
+from o1jax.models import cache as cache_lib, parameters, patches
+from o1jax.models.layers import kernels, moe
 from o1jax.models.layers.mlp import swiglu
 from o1jax.models.layers.norm import rms_norm
 from o1jax.models.layers.rope import inverse_frequencies, rope_angles
@@ -91,7 +82,22 @@ class Transformer:
         """``init`` compiled with sharded outputs: each device only ever holds its own shards."""
         return jax.jit(self.init, out_shardings=self.shardings())(key)
 
-    # ---------------------------------------------------------------- cache
+    # ---------------------------------------------------------------- attention and cache
+    @property
+    def platform(self) -> str:
+        """Where the model runs: its mesh's devices' platform, else JAX's default backend."""
+        return self.mesh.devices.flat[0].platform if self.mesh else jax.default_backend()
+
+    @property
+    def attention(self) -> str:
+        """The attention backend ``cfg.attention`` resolves to here (kernels.resolve)."""
+        return kernels.resolve(self.cfg.attention, self.platform, self.cfg.dtype)
+
+    @property
+    def key_slot_axis(self) -> int:
+        """The slot axis of a cache's keys: -1 ([..., Dh, S], ``xla``), -2 ([..., S, Dh])."""
+        return -2 if self.attention == "gpu" else -1
+
     @property
     def scans_decode(self) -> bool:
         """Whether decoding runs the layers with ``lax.scan`` over a stacked cache (one layer's
@@ -99,30 +105,13 @@ class Transformer:
         return self.cfg.num_layers >= self.cfg.scan_decode_from
 
     def init_cache(self, batch: int, length: int) -> dict:
-        """An empty cache of ``length`` slots, stacked when ``scans_decode``."""
-        c = self.cfg
-        k = jnp.zeros((c.num_layers, batch, c.num_kv_heads, c.head_dim, length), c.compute_dtype)
-        v = jnp.zeros((c.num_layers, batch, c.num_kv_heads, length, c.head_dim), c.compute_dtype)
-        if not self.scans_decode:
-            k, v = tuple(k), tuple(v)
-        cache = {"k": k, "v": v, "mask": jnp.zeros((batch, length), bool),
-                 "index": jnp.zeros((), jnp.int32)}
-        if c.num_experts:      # each slot's experts in every layer: the rollout's routing
-            cache["experts"] = jnp.zeros((batch, length, c.num_layers, c.experts_per_token),
-                                         jnp.int32)
-        return cache
+        """An empty KV cache of ``length`` slots (o1jax/models/cache.py)."""
+        return cache_lib.init_cache(self.cfg, batch, length, self.key_slot_axis,
+                                    self.scans_decode)
 
     def cache_axes(self) -> dict:
-        k, v = ("act_batch", "act_kv_heads", None, "cache_length"), \
-            ("act_batch", "act_kv_heads", "cache_length", None)
-        if self.scans_decode:
-            k, v = ("layers",) + k, ("layers",) + v
-        else:
-            k, v = (k,) * self.cfg.num_layers, (v,) * self.cfg.num_layers
-        axes = {"k": k, "v": v, "mask": ("act_batch", "cache_length"), "index": ()}
-        if self.cfg.num_experts:
-            axes["experts"] = ("act_batch", "cache_length", None, None)
-        return axes
+        """Logical axis names of ``init_cache``'s tree."""
+        return cache_lib.cache_axes(self.cfg, self.key_slot_axis, self.scans_decode)
 
     # ---------------------------------------------------------------- forward
     def _layer(self, x, p, rope, attention, k_cache=None, v_cache=None, start=0, route=None,
@@ -136,10 +125,12 @@ class Transformer:
         mixture of experts runs these experts (routing replay) instead of its router's top-k."""
         c = self.cfg
         h = rms_norm(x, p["attn_norm"], c.rms_norm_eps)
-        q, k, v = project_qkv(h, p, rope, c.num_heads, self.mesh, c.rms_norm_eps)
+        q, k, v = project_qkv(h, p, rope, c.num_heads, self.mesh, c.rms_norm_eps,
+                              slots_major=self.key_slot_axis == -2)
         if k_cache is not None:
-            k_cache = jax.lax.dynamic_update_slice(k_cache, k.astype(k_cache.dtype),
-                                                   (0, 0, 0, start))
+            k_cache = jax.lax.dynamic_update_slice(
+                k_cache, k.astype(k_cache.dtype), (0, 0, start, 0) if self.key_slot_axis == -2
+                else (0, 0, 0, start))
             v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype),
                                                    (0, 0, start, 0))
             k, v = k_cache, v_cache
@@ -227,7 +218,8 @@ class Transformer:
         start = 0 if cache is None else cache["index"]
         kv_mask = mask if cache is None else jax.lax.dynamic_update_slice(
             cache["mask"], mask, (0, start))
-        attention = causal_attention(kv_mask, start, t, cached=cache is not None)
+        attention = kernels.attention_for(self.attention, self.platform, kv_mask, start, t,
+                                          cached=cache is not None, mesh=self.mesh)
         rope = rope_angles(self.rope_positions(tokens, positions, mask, image_embeds is not None,
                                                image_grid), inv_freq, c.mrope_section)
         layer = functools.partial(self._layer, rope=rope, attention=attention, start=start,

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from o1jax import sharding
+from o1jax.models.cache import cache_slots
 from o1jax.models.layouts import fuse_layers, unstack_layers
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
 
@@ -220,13 +221,16 @@ def repeat_cache(model: Transformer, cache: dict, g: int) -> dict:
 
 
 def grow_cache(model: Transformer, cache: dict, length: int) -> dict:
-    """The cache with empty slots appended up to ``length`` slots: k [..., S] and mask [B, S]
-    padded on their last axis, v [..., S, Dh] on its second last; what it holds is unchanged."""
+    """The cache with empty slots appended up to ``length`` slots (``init_cache``'s rounding):
+    k on its slot axis (``model.key_slot_axis``), v [..., S, Dh] on its second last, mask
+    [B, S] on its last; what it holds is unchanged."""
+    length = cache_slots(length, model.key_slot_axis)
     def pad(a, axis):
         widths = [(0, 0)] * a.ndim
         widths[axis] = (0, length - a.shape[axis])
         return jnp.pad(a, widths)
-    cache = dict(cache, k=jax.tree.map(lambda a: pad(a, a.ndim - 1), cache["k"]),
+    key_axis = lambda a: a.ndim + model.key_slot_axis  # noqa: E731
+    cache = dict(cache, k=jax.tree.map(lambda a: pad(a, key_axis(a)), cache["k"]),
                  v=jax.tree.map(lambda a: pad(a, a.ndim - 2), cache["v"]),
                  mask=pad(cache["mask"], 1))
     if "experts" in cache:       # a mixture of experts' record of its routing [B, S, L, k]

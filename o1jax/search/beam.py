@@ -66,7 +66,8 @@ def make_program(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
             # packed again only when the step would not fit: idle and dropped rows leave gaps
             rows = jax.lax.cond(
                 c["rows"].policy["index"] + room > p + n_new,
-                lambda rows: cached.align(rows, jnp.max(jnp.where(done, 0, prompt + length))),
+                lambda rows: cached.align(policy, vmodel, rows,
+                                          jnp.max(jnp.where(done, 0, prompt + length))),
                 lambda rows: rows, c["rows"])
             key, sub = jax.random.split(c["key"])
             rows, step = cached.extend(policy, params, vmodel, vparams, rows, ~done, room, sub,

@@ -66,7 +66,7 @@ def take_rows(rows: Rows, idx: jax.Array) -> Rows:
                 rows.score[idx])
 
 
-def align(rows: Rows, end: jax.Array) -> Rows:
+def align(policy: Transformer, vmodel: Transformer, rows: Rows, end: jax.Array) -> Rows:
     """Every row's real slots moved, in order, to end just before slot ``end`` (an int32 scalar
     >= each decoding row's count of real slots; a longer row's cache is lost), in both caches
     (their masks are the same); the next token is written at ``end``."""
@@ -79,12 +79,12 @@ def align(rows: Rows, end: jax.Array) -> Rows:
         shape[batch_axis(a)], shape[slot_axis % a.ndim] = src.shape
         return jnp.take_along_axis(a, src.reshape(shape), axis=slot_axis)
 
-    def cache(c):
-        return dict(c, k=jax.tree.map(lambda a: move(a, -1), c["k"]),
+    def cache(c, model):
+        return dict(c, k=jax.tree.map(lambda a: move(a, model.key_slot_axis), c["k"]),
                     v=jax.tree.map(lambda a: move(a, -2), c["v"]),
                     mask=jnp.take_along_axis(mask, src, axis=1),
                     index=jnp.asarray(end, jnp.int32))
-    return rows._replace(policy=cache(rows.policy), value=cache(rows.value))
+    return rows._replace(policy=cache(rows.policy, policy), value=cache(rows.value, vmodel))
 
 
 def start(policy: Transformer, params: Params, vmodel: Transformer, vparams: Params,

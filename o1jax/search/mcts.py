@@ -97,7 +97,7 @@ def make_programs(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
                key) -> Node:
         """K candidate steps from each row of ``rows`` [B] (its caches hold the prefix)."""
         t = rows.policy["mask"].shape[1]
-        rows = cached.align(rows, t - s)
+        rows = cached.align(policy, vmodel, rows, t - s)
         copy = jnp.repeat(jnp.arange(response.shape[0]), k)
         rows, step = cached.extend(policy, params, vmodel, vparams, cached.take_rows(rows, copy),
                                    jnp.ones(copy.shape, bool), s, key, step_cfg, ends, stops,

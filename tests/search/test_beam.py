@@ -184,7 +184,7 @@ def test_cached_rows_continue_and_score_as_a_full_forward_does():
         rows = cached.start(model, dp, vmodel, dv, tokens, mask, 40, cfg, "value", 2)
         rows, first = cached.extend(model, dp, vmodel, dv, rows, jnp.ones(6, bool), 6,
                                     jax.random.key(0), cfg, ends, ends, "value")
-        rows = cached.align(cached.take_rows(rows, order), jnp.int32(17))
+        rows = cached.align(model, vmodel, cached.take_rows(rows, order), jnp.int32(17))
         rows, second = cached.extend(model, dp, vmodel, dv, rows, jnp.ones(6, bool), 6,
                                      jax.random.key(1), cfg, ends, ends, "value")
         return rows, first, second

@@ -39,8 +39,9 @@ QUERY_BLOCKS_FROM = 2048     # sequence length from which attention without a ca
 
 
 def project_qkv(x: jax.Array, p: dict, rope: tuple[jax.Array, jax.Array], num_heads: int,
-                mesh=None, norm_eps: float = 1e-6):
-    """Projects x: [B, T, D] to rotated q: [B, T, H, Dh], k: [B, KVH, Dh, T], v: [B, KVH, T, Dh].
+                mesh=None, norm_eps: float = 1e-6, slots_major: bool = False):
+    """Projects x: [B, T, D] to rotated q: [B, T, H, Dh], k: [B, KVH, Dh, T] (with
+    ``slots_major``: [B, KVH, T, Dh], the kernels' layout), v: [B, KVH, T, Dh].
 
     ``p`` holds wq/wk/wv (+ bq/bk/bv), or the fused decode layout wqkv [D, H + 2 KVH, Dh]
     (+ bqkv) that ``fuse_layers`` builds: one matmul instead of three; with ``p["lora"]``, LoRA
@@ -65,7 +66,8 @@ def project_qkv(x: jax.Array, p: dict, rope: tuple[jax.Array, jax.Array], num_he
     k = sharding.constrain(k, mesh, ("act_batch", "act_length", "act_kv_heads", None))
     v = sharding.constrain(v, mesh, ("act_batch", "act_length", "act_kv_heads", None))
     k = apply_rope(k, *rope)
-    return apply_rope(q, *rope), k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)
+    k = k.transpose(0, 2, 1, 3) if slots_major else k.transpose(0, 2, 3, 1)
+    return apply_rope(q, *rope), k, v.transpose(0, 2, 1, 3)
 
 
 def attention_probs(q: jax.Array, k: jax.Array, key_mask: jax.Array) -> jax.Array:
