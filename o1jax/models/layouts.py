@@ -48,3 +48,13 @@ def value_params_from_policy(policy_params: Params, key: jax.Array) -> Params:
     """Value-model parameters: a copy of the policy backbone plus a fresh scalar head."""
     return dict(jax.tree.map(jnp.copy, backbone(policy_params)),
                 value_head=value_head(policy_params, key))
+
+
+def in_compute_dtype(params: Params, dtype) -> Params:
+    """The decoder's floating weights (embedding, layers, untied head) cast to the compute dtype,
+    once per rollout rather than at every decode step: every use in the decoder casts them to it
+    (``.astype(x.dtype)``), so the numbers are the same, and a bf16 step reads half the bytes of
+    the f32 master weights. A vision encoder and a value head stay as they are."""
+    cast = lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a  # noqa: E731
+    return dict(params, **{k: jax.tree.map(cast, params[k])
+                           for k in ("embed", "layers", "lm_head") if k in params})

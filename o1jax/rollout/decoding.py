@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from o1jax import sharding
 from o1jax.models.cache import cache_slots
-from o1jax.models.layouts import fuse_layers, unstack_layers
+from o1jax.models.layouts import fuse_layers, in_compute_dtype, unstack_layers
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
 
 if TYPE_CHECKING:
@@ -171,10 +171,12 @@ def choose_tokens(logp: jax.Array, key: jax.Array, cfg: SamplingConfig) -> jax.A
 
 
 def decode_params(model: Transformer, params: Params) -> Params:
-    """The decode layout of ``params``, built once per rollout or search: stacked for a model
-    that ``scans_decode``, else ``unstack_layers``. Fusing q/k/v (``fuse_layers``) would mix
-    head shards under tensor parallelism, so it is only done when heads are not split."""
+    """The decode layout of ``params``, built once per rollout or search: the decoder's weights
+    in the compute dtype (``in_compute_dtype``), stacked for a model that ``scans_decode``, else
+    ``unstack_layers``. Fusing q/k/v (``fuse_layers``) would mix head shards under tensor
+    parallelism, so it is only done when heads are not split."""
     fuse = not sharding.splits_heads(model.mesh)
+    params = in_compute_dtype(params, model.cfg.compute_dtype)
     if not model.scans_decode:
         return unstack_layers(params, fuse=fuse)
     return dict(params, layers=fuse_layers(params["layers"])) if fuse else params
