@@ -20,7 +20,7 @@ Random weights of the preset's shapes, bf16 compute, f32 master weights (as trai
     the prefill's MFU, then 128 greedy decode steps of the rollout engine (``decode_step`` over
     ``decode_params``) timed alone; the bound is one read of the bf16 weights and of the mean live
     KV cache per step (bandwidth / bytes per step x batch).
---quick: the 1k rows only. The last line printed is one JSON object (also written to --out).
+--quick: the 1k rows only; --only: the rows whose names start so. The last line printed is one JSON object (also written to --out).
 """
 
 from __future__ import annotations
@@ -168,6 +168,9 @@ def main():
     ap.add_argument("--preset", default="qwen2.5-0.5b")
     ap.add_argument("--backends", default="xla,auto")
     ap.add_argument("--out", default="")
+    ap.add_argument("--only", default="", help="comma-separated prefixes of the rows to run")
+    ap.add_argument("--scan-decode-from", type=int, default=16,
+                    help="ModelConfig.scan_decode_from (a larger value unrolls decode layers)")
     args = ap.parse_args()
     repeats = 3 if args.quick else 5
     on_cpu = jax.default_backend() == "cpu"
@@ -178,7 +181,8 @@ def main():
            "copy_bytes_per_s": bandwidth, "rows": {}}
     print(f"{device}: bf16 matmul peak {peak / 1e12:.0f} TFLOP/s, copy bandwidth "
           f"{bandwidth / 1e12:.2f} TB/s", flush=True)
-    base = preset(args.preset, dtype="bfloat16", remat=True, max_seq_len=16384)
+    base = preset(args.preset, dtype="bfloat16", remat=True, max_seq_len=16384,
+                  scan_decode_from=args.scan_decode_from)
     models = {}
     for name in args.backends.split(","):
         model = Transformer(base.replace(attention=name))
@@ -191,6 +195,8 @@ def main():
         serves.append(("8k", 2, 512) if on_cpu else ("8k", 8, 8192))
 
     def row(key, fn):
+        if args.only and not any(key.startswith(p) for p in args.only.split(",")):
+            return
         try:
             res["rows"][key] = fn()
             print(f"{key}: " + ", ".join(f"{k} {v:.4g}" for k, v in res["rows"][key].items()),

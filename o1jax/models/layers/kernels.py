@@ -39,7 +39,7 @@ from o1jax import sharding
 from o1jax.models.config import ATTENTION_BACKENDS as BACKENDS
 from o1jax.models.layers import attention, decode_kernel
 
-CACHE_SLOT_MULTIPLE = 16 * decode_kernel.SPLITS   # the decode kernel's parts: 16 slots or more
+CACHE_SLOT_MULTIPLE = decode_kernel.SLOT_MULTIPLE   # the decode kernel's parts divide it
 TPU_BLOCK = 128               # the TPU flash kernel's blocks; sequences are padded to a multiple
 
 

@@ -48,7 +48,7 @@ def _loop_decode(q, k, v, mask, end):
 
 
 @pytest.mark.parametrize("s,h,kvh,dh,end", [(256, 4, 2, 16, 200), (512, 7, 1, 32, 512),
-                                            (256, 4, 4, 64, 17)])
+                                            (256, 4, 4, 64, 17), (1280, 2, 1, 16, 1100)])
 def test_decode_kernel_matches_a_plain_loop(s, h, kvh, dh, end):
     q, k, v = _qkv(0, 3, 1, h, kvh, dh, s)
     mask = np.random.RandomState(s).rand(3, s) < 0.8
