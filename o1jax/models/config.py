@@ -59,7 +59,7 @@ class ModelConfig:
     attention: str = "auto"       # attention backend: auto (kernels on GPU and TPU), xla, gpu,
                                   # tpu (o1jax/models/layers/kernels.py)
     scan_decode_from: int = 16    # decoding scans over layers from this depth, unrolls below
-                                  # (see Transformer.scans_decode, docs/performance.md)
+                                  # (CPU, TPU; a GPU unrolls: Transformer.scans_decode)
     vision: VisionConfig | None = None   # a vision encoder whose image tokens take the places
     image_token_id: int = -1             # of this placeholder token in the input (one image
                                          # per row); see o1jax/models/vision.py
