@@ -22,8 +22,11 @@ def _tiny_model(vocab=512, **kw):
     return model, model.init(jax.random.key(0))
 
 
-def test_rollout_logprobs_equal_full_forward_at_every_position():
-    model, params = _tiny_model()
+@pytest.mark.parametrize("attention", ["xla", "gpu"])
+def test_rollout_logprobs_equal_full_forward_at_every_position(attention):
+    """(``gpu``: its cache layout, the decode kernel in interpret mode, grown segment by
+    segment, against XLA's form of the cuDNN call.)"""
+    model, params = _tiny_model(attention=attention)
     tokens, mask = pad_prompts(PROMPTS, pad_id=0)
     cfg = SamplingConfig(max_new_tokens=12, temperature=0.7, num_samples=3, stop_ids=(7,))
     r = make_sampler(model, cfg)(params, tokens, mask, jax.random.key(1))
@@ -165,9 +168,11 @@ def test_deterministic_given_key():
     assert not np.array_equal(a.tokens, c.tokens)
 
 
-@pytest.mark.parametrize("shape", [(8, 1, 1), (2, 2, 2), (1, 2, 4)])
-def test_sharded_rollout_equals_single_device(shape):
-    cfg_m = preset("tiny", num_heads=8, num_kv_heads=4, head_dim=8)
+@pytest.mark.parametrize("shape,attention", [((8, 1, 1), "xla"), ((2, 2, 2), "xla"),
+                                             ((1, 2, 4), "xla"), ((2, 2, 2), "gpu")])
+def test_sharded_rollout_equals_single_device(shape, attention):
+    """(``gpu``: the kernels per device under shard_map, rows and heads split.)"""
+    cfg_m = preset("tiny", num_heads=8, num_kv_heads=4, head_dim=8, attention=attention)
     single = Transformer(cfg_m)
     params = single.init(jax.random.key(0))
     tokens, mask = pad_prompts(PROMPTS * 2, pad_id=0)

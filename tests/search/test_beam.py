@@ -113,9 +113,9 @@ def test_zero_beams_or_width_is_an_error():
                     PromptFormat(max_prompt_len=8), 40, 8, 1.0)
 
 
-def random_models():
+def random_models(attention="xla"):
     """A tiny random policy (greedy: newlines, then runs of ";") and a random value model."""
-    model = Transformer(preset("tiny", vocab_size=320, max_seq_len=96))
+    model = Transformer(preset("tiny", vocab_size=320, max_seq_len=96, attention=attention))
     params = model.init(jax.random.key(1))
     vmodel = Transformer(model.cfg, head="value")
     verifier = value_models.ValueModel("orm", vmodel,
@@ -168,10 +168,11 @@ def test_near_greedy_search_chooses_what_the_old_one_did_in_one_program(diverse)
     assert program._cache_size() == 1
 
 
-def test_cached_rows_continue_and_score_as_a_full_forward_does():
+@pytest.mark.parametrize("attention", ["xla", "gpu"])
+def test_cached_rows_continue_and_score_as_a_full_forward_does(attention):
     """Two sampled steps through ``cached`` (rows copied and shuffled between them, then packed)
     against one forward of each whole sequence: next-token log-probs and value score."""
-    model, params, tok, verifier = random_models()
+    model, params, tok, verifier = random_models(attention)
     vmodel, vparams = verifier.model, verifier.params
     cfg = SamplingConfig(6, 1.0, stop_ids=(NL, 258), pad_id=tok.pad_id)
     ends = jnp.asarray(cfg.stop_ids)
