@@ -9,7 +9,9 @@ log-probs and the first minibatch's largest |ratio - 1|. Then the same iteration
 mixture of experts (Qwen3-MoE layout: 8 experts, 2 per token), with the sampler's log-probs,
 without and with routing replay (``rl.routing_replay``: the trainer routes each token to the
 experts the sampler chose): the share of (token, layer) routings the trainer would pick
-differently (``router_mismatch``) and the same mismatch figures. Last line: JSON.
+differently (``router_mismatch``) and the same mismatch figures. The rollout-mode iteration is
+also run with the ``gpu`` attention backend (on a CPU: its decode kernel in interpret mode).
+Last line: JSON.
 """
 
 import json
@@ -48,6 +50,18 @@ def main():
         print(f"{mode:>9}: mismatch mean {out[mode][KEYS[0]]:.4f}, max {out[mode][KEYS[1]]:.4f} "
               f"nats, {100 * out[mode][KEYS[2]]:.1f}% of tokens over 0.01; first-minibatch "
               f"max |ratio - 1| {out[mode][KEYS[3]]:.2e}")
+    # the same rollout-mode iteration with the gpu attention backend: its cache layout and decode
+    # kernel (interpret mode on a CPU) and, for training, XLA's form of the cuDNN call
+    kernel_policy = Transformer(policy.cfg.replace(attention="gpu"))
+    cfg = RLConfig(algorithm="grpo", batch_prompts=8, group_size=4, max_new_tokens=16,
+                   minibatches=2, old_logprobs="rollout")
+    it, _ = make_iteration(kernel_policy, cfg, constant_reward)
+    state = init_state(kernel_policy.init(jax.random.key(0)), cfg, jax.random.key(1))
+    m = jax.device_get(it(state, batch, jax.random.key(2))[1])
+    out["rollout_gpu_attention"] = {k: float(m[k]) for k in KEYS}
+    print(f"rollout, gpu attention: mismatch mean {m[KEYS[0]]:.4f}, max {m[KEYS[1]]:.4f} nats; "
+          f"first-minibatch max |ratio - 1| {m[KEYS[3]]:.2e} "
+          f"({m[KEYS[1]] / out['rollout'][KEYS[1]]:.2f}x xla's max)")
     moe = Transformer(preset("tiny", vocab_size=320, max_seq_len=64, dtype="bfloat16",
                              architecture="qwen3_moe", qk_norm=True, num_experts=8,
                              experts_per_token=2, moe_mlp_dim=48))
