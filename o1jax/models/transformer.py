@@ -91,7 +91,7 @@ class Transformer:
     @property
     def attention(self) -> str:
         """The attention backend ``cfg.attention`` resolves to here (kernels.resolve)."""
-        return kernels.resolve(self.cfg.attention, self.platform, self.cfg.dtype)
+        return kernels.resolve(self.cfg, self.platform)
 
     @property
     def key_slot_axis(self) -> int:

@@ -43,22 +43,36 @@ CACHE_SLOT_MULTIPLE = decode_kernel.SLOT_MULTIPLE   # the decode kernel's parts 
 TPU_BLOCK = 128               # the TPU flash kernel's blocks; sequences are padded to a multiple
 
 
-def resolve(backend: str, platform: str, dtype) -> str:
-    """The backend ``auto`` means on ``platform`` (``gpu`` for bf16/f16 compute on a GPU,
-    ``tpu`` on a TPU, else ``xla``), or ``backend`` itself; a clear error for a backend the
-    platform or dtype cannot run, before anything compiles."""
+def resolve(cfg, platform: str) -> str:
+    """The backend ``cfg.attention`` (a ``ModelConfig``'s) means on ``platform``: for ``auto``,
+    ``gpu`` on a GPU where its kernels take the model (``gpu_misfit``), ``tpu`` on a TPU, else
+    ``xla``; a named backend itself, or a clear error where it cannot run, before anything
+    compiles. A CPU runs any backend (tests: Pallas in interpret mode)."""
+    backend, misfit = cfg.attention, gpu_misfit(cfg)
     if backend not in BACKENDS:
         raise ValueError(f"model.attention={backend!r}: use one of {BACKENDS}")
-    half = jnp.dtype(dtype) in (jnp.bfloat16, jnp.float16)
     if backend == "auto":
-        return {"gpu": "gpu" if half else "xla", "tpu": "tpu"}.get(platform, "xla")
-    if backend == "gpu" and not half and platform != "cpu":   # a CPU (tests) runs f32 too
-        raise ValueError(f"model.attention='gpu' needs model.dtype bfloat16 or float16 (cuDNN's "
-                         f"fused attention), got {jnp.dtype(dtype).name}: set model.dtype="
-                         "bfloat16 or model.attention='xla'")
+        return {"gpu": "xla" if misfit else "gpu", "tpu": "tpu"}.get(platform, "xla")
+    if backend == "gpu" and misfit and platform != "cpu":
+        raise ValueError(f"model.attention='gpu' cannot run this model: {misfit}; set "
+                         "model.attention='xla'")
     if backend != "xla" and platform not in (backend, "cpu"):
         raise ValueError(f"model.attention={backend!r} cannot run on {platform}: use 'auto'")
     return backend
+
+
+def gpu_misfit(cfg) -> str:
+    """Why the ``gpu`` kernels cannot run a model ('' where they can): cuDNN's fused attention
+    takes bf16/f16 with head_dim a multiple of 8 up to 256, the decode kernel up to 16 query
+    heads per KV head."""
+    if jnp.dtype(cfg.dtype) not in (jnp.bfloat16, jnp.float16):
+        return f"model.dtype={cfg.dtype} (cuDNN's fused attention takes bfloat16 or float16)"
+    if cfg.head_dim % 8 or cfg.head_dim > 256:
+        return f"head_dim={cfg.head_dim} (cuDNN: a multiple of 8, at most 256)"
+    if cfg.num_heads // cfg.num_kv_heads > decode_kernel.QUERY_ROWS:
+        return (f"{cfg.num_heads // cfg.num_kv_heads} query heads per KV head (the decode "
+                f"kernel: at most {decode_kernel.QUERY_ROWS})")
+    return ""
 
 
 def attention_for(backend: str, platform: str, kv_mask: jax.Array, start, t: int, cached: bool,

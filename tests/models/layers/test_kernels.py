@@ -120,14 +120,18 @@ def test_tpu_flash_matches_attend_in_outputs_and_gradients(t, h, kvh):
 
 
 def test_backends_resolve_per_platform_and_refuse_what_cannot_run():
-    assert kernels.resolve("auto", "cpu", jnp.bfloat16) == "xla"
-    assert kernels.resolve("auto", "gpu", jnp.bfloat16) == "gpu"
-    assert kernels.resolve("auto", "gpu", jnp.float32) == "xla"     # cuDNN: half precision only
-    assert kernels.resolve("auto", "tpu", jnp.float32) == "tpu"
-    with pytest.raises(ValueError, match="needs model.dtype bfloat16"):
-        kernels.resolve("gpu", "gpu", jnp.float32)
+    bf16, f32 = preset("qwen2.5-0.5b", dtype="bfloat16"), preset("qwen2.5-0.5b")
+    assert kernels.resolve(bf16, "cpu") == "xla"
+    assert kernels.resolve(bf16, "gpu") == "gpu"
+    assert kernels.resolve(f32, "gpu") == "xla"            # cuDNN: half precision only
+    assert kernels.resolve(bf16.replace(head_dim=20), "gpu") == "xla"
+    assert kernels.resolve(f32, "tpu") == "tpu"
+    with pytest.raises(ValueError, match="takes bfloat16 or float16"):
+        kernels.resolve(f32.replace(attention="gpu"), "gpu")
+    with pytest.raises(ValueError, match="query heads per KV head"):
+        kernels.resolve(bf16.replace(attention="gpu", num_heads=34, num_kv_heads=2), "gpu")
     with pytest.raises(ValueError, match="cannot run on tpu"):
-        kernels.resolve("gpu", "tpu", jnp.bfloat16)
+        kernels.resolve(bf16.replace(attention="gpu"), "tpu")
     with pytest.raises(ValueError, match="use one of"):
         preset("tiny", attention="flash")
 
