@@ -20,7 +20,9 @@ Random weights of the preset's shapes, bf16 compute, f32 master weights (as trai
     the prefill's MFU, then 128 greedy decode steps of the rollout engine (``decode_step`` over
     ``decode_params``) timed alone; the bound is one read of the bf16 weights and of the mean live
     KV cache per step (bandwidth / bytes per step x batch).
---quick: the 1k rows only; --only: the rows whose names start so. The last line printed is one JSON object (also written to --out).
+--quick: the 1k rows only; --only: the rows whose names start so. The last line printed is one
+JSON object (also written to --out). On a GPU a decode unrolls its layers at any depth
+(``Transformer.scans_decode``); --scan-decode-from sets where a CPU starts scanning them.
 """
 
 from __future__ import annotations
