@@ -137,11 +137,14 @@ def _dot_product(q, k, v, cudnn: bool, **kw) -> jax.Array:
 def causal_attend(q, k, v, slots, inverse, count, cudnn: bool) -> jax.Array:
     """Causal attention of T tokens without a cache: q [B, T, H, Dh], k, v [B, KVH, T, Dh];
     slots, inverse, count from ``real_first`` (the mask's). Returns [B, T, H, Dh] in q's dtype
-    (rows at padding: whatever the kernel leaves there, never read by a real token)."""
+    (finite everywhere; rows at padding are never read by a real token)."""
     take = lambda a, axis: jnp.take_along_axis(  # noqa: E731
         a, jnp.expand_dims(slots, [d for d in range(a.ndim) if d not in (0, axis)]), axis=axis)
+    # every query row stays a query (a padding one reads the real keys before it, as in
+    # ``attend``): no row of cuDNN's output or gradient is left to its padding semantics; a row
+    # of padding alone reads its first slot
     out = _dot_product(take(q, 1), take(k, 2), take(v, 2), cudnn, is_causal=True,
-                       query_seq_lengths=count, key_value_seq_lengths=count)
+                       key_value_seq_lengths=jnp.maximum(count, 1))
     return jnp.take_along_axis(out, inverse[:, :, None, None], axis=1).astype(q.dtype)
 
 

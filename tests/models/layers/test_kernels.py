@@ -74,8 +74,8 @@ def _reference(q, k, v, mask):
 def test_cudnn_call_matches_attend_in_outputs_and_gradients(t, h, kvh):
     """The real tokens' outputs of ``causal_attend`` (rows moved real-first, causal with
     sequence lengths) and their gradients equal ``attend``'s under the padded mask."""
-    q, k, v = _qkv(1, 3, t, h, kvh, 16)
-    mask = _padded_mask(t, [(0, 0), (t // 4, 0), (5, t // 5)])
+    q, k, v = _qkv(1, 4, t, h, kvh, 16)
+    mask = _padded_mask(t, [(0, 0), (t // 4, 0), (t, 0), (5, t // 5)])    # row 2: padding
     order = kernels.real_first(mask)
     weight = mask[:, :, None, None].astype(jnp.float32)
 
@@ -85,6 +85,7 @@ def test_cudnn_call_matches_attend_in_outputs_and_gradients(t, h, kvh):
     ours = lambda q, k, v: kernels.causal_attend(q, k, v, *order, cudnn=False)  # noqa: E731
     ref = lambda q, k, v: _reference(q, k, v, mask)  # noqa: E731
     real = np.asarray(mask)
+    assert np.isfinite(np.asarray(ours(q, k, v))).all()
     np.testing.assert_allclose(np.asarray(ours(q, k, v))[real], np.asarray(ref(q, k, v))[real],
                                atol=2e-5)
     for g_ours, g_ref in zip(jax.grad(lambda *a: loss(ours, *a), argnums=(0, 1, 2))(q, k, v),
