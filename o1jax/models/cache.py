@@ -21,7 +21,7 @@ from o1jax.models.layers.kernels import CACHE_SLOT_MULTIPLE
 def cache_slots(length: int, key_slot_axis: int) -> int:
     """The slots a cache for ``length`` tokens has: ``length``, or with keys slots-major
     (``key_slot_axis`` -2) the next multiple of CACHE_SLOT_MULTIPLE (the decode kernel splits
-    the cache into 16 parts of a multiple of 16 slots)."""
+    the cache into parts of a power-of-two size, ``decode_kernel.split_size``)."""
     m = CACHE_SLOT_MULTIPLE if key_slot_axis == -2 else 1
     return -(-length // m) * m
 

@@ -126,11 +126,11 @@ class Transformer:
         mixture of experts runs these experts (routing replay) instead of its router's top-k."""
         c = self.cfg
         h = rms_norm(x, p["attn_norm"], c.rms_norm_eps)
-        q, k, v = project_qkv(h, p, rope, c.num_heads, self.mesh, c.rms_norm_eps,
-                              slots_major=self.key_slot_axis == -2)
+        slots_major = self.key_slot_axis == -2
+        q, k, v = project_qkv(h, p, rope, c.num_heads, self.mesh, c.rms_norm_eps, slots_major)
         if k_cache is not None:
             k_cache = jax.lax.dynamic_update_slice(
-                k_cache, k.astype(k_cache.dtype), (0, 0, start, 0) if self.key_slot_axis == -2
+                k_cache, k.astype(k_cache.dtype), (0, 0, start, 0) if slots_major
                 else (0, 0, 0, start))
             v_cache = jax.lax.dynamic_update_slice(v_cache, v.astype(v_cache.dtype),
                                                    (0, 0, start, 0))

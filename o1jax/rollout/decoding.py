@@ -231,8 +231,7 @@ def grow_cache(model: Transformer, cache: dict, length: int) -> dict:
         widths = [(0, 0)] * a.ndim
         widths[axis] = (0, length - a.shape[axis])
         return jnp.pad(a, widths)
-    key_axis = lambda a: a.ndim + model.key_slot_axis  # noqa: E731
-    cache = dict(cache, k=jax.tree.map(lambda a: pad(a, key_axis(a)), cache["k"]),
+    cache = dict(cache, k=jax.tree.map(lambda a: pad(a, model.key_slot_axis), cache["k"]),
                  v=jax.tree.map(lambda a: pad(a, a.ndim - 2), cache["v"]),
                  mask=pad(cache["mask"], 1))
     if "experts" in cache:       # a mixture of experts' record of its routing [B, S, L, k]

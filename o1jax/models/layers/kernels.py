@@ -36,7 +36,6 @@ import jax
 import jax.numpy as jnp
 
 from o1jax import sharding
-from o1jax.models.config import ATTENTION_BACKENDS as BACKENDS
 from o1jax.models.layers import attention, decode_kernel
 
 CACHE_SLOT_MULTIPLE = decode_kernel.SLOT_MULTIPLE   # the decode kernel's parts divide it
@@ -48,9 +47,7 @@ def resolve(cfg, platform: str) -> str:
     ``gpu`` on a GPU where its kernels take the model (``gpu_misfit``), ``tpu`` on a TPU, else
     ``xla``; a named backend itself, or a clear error where it cannot run, before anything
     compiles. A CPU runs any backend (tests: Pallas in interpret mode)."""
-    backend, misfit = cfg.attention, gpu_misfit(cfg)
-    if backend not in BACKENDS:
-        raise ValueError(f"model.attention={backend!r}: use one of {BACKENDS}")
+    backend, misfit = cfg.attention, gpu_misfit(cfg)     # a known name: ModelConfig checks it
     if backend == "auto":
         return {"gpu": "xla" if misfit else "gpu", "tpu": "tpu"}.get(platform, "xla")
     if backend == "gpu" and misfit and platform != "cpu":
@@ -115,8 +112,8 @@ def _per_device(kernel, mesh, extra: tuple, extra_axes: tuple, q, k, v) -> jax.A
         kv_spec = sharding.logical_to_spec(kv_axes + (None, None), k.shape, mesh)
     specs = (q_spec, kv_spec, kv_spec) + tuple(
         sharding.logical_to_spec(ax, jnp.shape(a), mesh) for ax, a in zip(extra_axes, extra))
-    return jax.shard_map(lambda q, k, v, *e: kernel(q, k, v, *e), mesh=mesh, in_specs=specs,
-                         out_specs=q_spec, check_vma=False)(q, k, v, *extra)
+    return jax.shard_map(kernel, mesh=mesh, in_specs=specs, out_specs=q_spec,
+                         check_vma=False)(q, k, v, *extra)
 
 
 def real_first(mask: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
