@@ -3,13 +3,13 @@
 
 Samples solutions to the run's training problems with its policy, labels them (ORM: the
 outcome at every response token; PRM: Math-Shepherd labels at step ends, or with ``--labels
-exact`` the solver's label of each line of a written search), trains a value model (squared
-error, or for an ORM ``--loss pairwise``: right over wrong solutions of a problem) from the run's
-critic when it has one, else from the policy's backbone, or fresh in shapes of its own
-(``--model-size``), and writes it to ``--out`` (default WORKDIR/verifiers/KIND), for ``python -m
-o1jax.evaluate --verifier KIND:PATH``. Prints the training loss and the value model's AUC and
-within-problem AUC on held-out samples (and its step AUC against exact labels, where a task has
-them).
+exact`` the solver's label of each line of a written search, with ``--labels valid`` whether
+every line so far is valid), trains a value model (squared error, or for an ORM ``--loss
+pairwise``: right over wrong solutions of a problem) from the run's critic when it has one, else
+from the policy's backbone, or fresh in shapes of its own (``--model-size``), and writes it to
+``--out`` (default WORKDIR/verifiers/KIND), for ``python -m o1jax.evaluate --verifier
+KIND:PATH``. Prints the training loss and the value model's AUC and within-problem AUC on
+held-out samples (and its step AUC against exact labels, where a task has them).
 """
 
 from __future__ import annotations
@@ -49,10 +49,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--hard-labels", "--hard_labels", action="store_true",
                     help="PRM: a step is good if any continuation ends correct (default: the "
                     "fraction that do)")
-    ap.add_argument("--labels", choices=("estimated", "exact"), default="estimated",
-                    help="PRM: estimated (Math-Shepherd continuations) or exact (whether the "
-                    "state a line leads to is still solvable, from the task's replay: "
-                    f"{', '.join(value_training.REPLAYS)})")
+    ap.add_argument("--labels", choices=("estimated", *value_training.STEP_RULES),
+                    default="estimated",
+                    help="PRM: estimated (Math-Shepherd continuations), exact (whether the "
+                    "state a line leads to is still solvable) or valid (whether every line so "
+                    "far is: no slip yet), the last two from the task's replay: "
+                    f"{', '.join(value_training.REPLAYS)}")
     ap.add_argument("--loss", choices=value_training.LOSSES, default="squared",
                     help="squared error on the labels, or (ORM) pairwise: Bradley-Terry over "
                     "each problem's right and wrong samples (a logit-valued model)")
@@ -82,8 +84,9 @@ def main(argv=None) -> int:
         for name in ("num_problems", "samples", "continuations", "steps", "batch_size"):
             if getattr(args, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 1")
-        if args.labels == "exact" and args.kind != "prm":
-            raise ValueError("--labels exact labels steps: use it with --kind prm")
+        exact = args.labels in value_training.STEP_RULES
+        if exact and args.kind != "prm":
+            raise ValueError(f"--labels {args.labels} labels steps: use it with --kind prm")
         if args.loss == "pairwise" and args.kind != "orm":
             raise ValueError("--loss pairwise ranks outcomes: use it with --kind orm")
         if not wd.is_workdir(args.workdir):
@@ -98,7 +101,7 @@ def main(argv=None) -> int:
             if stage == "rl" and cfg.rl.algorithm == "ppo" else None
         train = load_problems(cfg, root, "train", args.num_problems)
         held_out = load_problems(cfg, root, "test", args.held_out)
-        if args.labels == "exact":
+        if exact:
             value_training.check_replayable(train)
     except (ValueError, FileNotFoundError, sharding.DistributedError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -113,8 +116,8 @@ def main(argv=None) -> int:
     log.info("%d solutions sampled, %.1f%% correct", gen.correct.size, 100 * gen.correct.mean())
     if args.kind == "orm":
         data = value_training.orm_labels(gen, p)
-    elif args.labels == "exact":
-        data = value_training.exact_labels(train, tokenizer, gen, p)
+    elif exact:
+        data = value_training.exact_labels(train, tokenizer, gen, p, args.labels)
     else:
         data = value_training.math_shepherd_labels(
             policy, params, train, tokenizer, gen, p, args.continuations, n,
@@ -149,14 +152,14 @@ def main(argv=None) -> int:
     check = sample(held_out, args.seed + 2)
     checked = value_training.held_out_report(
         value_models.ValueModel(args.kind, value_model, trained, "", output), held_out,
-        tokenizer, check, fmt)
+        tokenizer, check, fmt, args.labels if exact else "exact")
     first, last = float(np.mean(losses[:20])), float(np.mean(losses[-20:]))
     out = wd.resolve(args.out or root / "verifiers" / args.kind)
     info = dict(workdir=str(root), policy_stage=stage, policy_step=int(step),
                 problems=len(train), samples=args.samples, labelled_tokens=int(
                     data.weights.sum()), labels=args.labels if args.kind == "prm" else None,
                 continuations=args.continuations if args.kind == "prm" and
-                args.labels == "estimated" else None, loss=args.loss, steps=args.steps,
+                not exact else None, loss=args.loss, steps=args.steps,
                 loss_first=first, loss_last=last, held_out_auc=checked["auc"],
                 held_out_within_problem_auc=checked["within_problem_auc"],
                 held_out_step_auc=checked.get("step_auc"), mixed_only=args.mixed_only,

@@ -56,6 +56,7 @@ def test_an_exact_label_prm_larger_than_its_policy_is_saved_and_loads(search_run
 
 @pytest.mark.parametrize("flags, message", [
     (["--kind", "orm", "--labels", "exact"], "--labels exact labels steps"),
+    (["--kind", "orm", "--labels", "valid"], "--labels valid labels steps"),
     (["--kind", "prm", "--loss", "pairwise"], "--loss pairwise ranks outcomes"),
     (["--kind", "orm", "--model-size", "num_layers=x"], "expected policy, a preset"),
 ])

@@ -10,7 +10,10 @@ labelled by the answer checker or, for written searches, the task's solver (no h
   outcome. Only step-end tokens are trained.
 * PRM, exact: for a task whose solution is a written search with a replay (``REPLAYS``:
   Countdown and Sudoku as streams of search) the solver knows whether the state a line leads
-  to can still be solved; that is the step's label (no continuations drawn).
+  to can still be solved; that is the step's label (no continuations drawn). Or, with the
+  ``valid`` rule, whether every line so far is valid (legal, its arithmetic, stated state,
+  check and verdict right): a search may walk into dead ends and still be right, but a line
+  with a slip in it (the policy's commonest error, docs/results.md) makes the search wrong.
 
 Labels are generated batched on the rollout engine (``strategies.generate``); the value model
 is trained by one jitted optax step, with a masked squared error on the labels or (ORM) the
@@ -45,6 +48,13 @@ REPLAYS: dict[str, Callable[[dict, str], list[search_tasks.Step]]] = {
     "countdown_search": lambda meta, text: search_tasks.replay(meta["numbers"], meta["target"],
                                                                text),
     "sudoku": lambda meta, text: sudoku.replay(meta["puzzle"], text),
+}
+
+
+# a step rule: the replayed lines a step end completes -> its label
+STEP_RULES: dict[str, Callable[[list[search_tasks.Step]], float]] = {
+    "exact": lambda done: float(done[-1].solvable),
+    "valid": lambda done: float(all(s.valid for s in done)),
 }
 
 
@@ -151,14 +161,16 @@ def check_replayable(examples: Sequence[dict]) -> None:
 
 
 def exact_labels(examples: Sequence[dict], tokenizer: Tokenizer, gen: strategies.Generation,
-                 prompt_len: int) -> Labelled:
+                 prompt_len: int, rule: str = "exact") -> Labelled:
     """Exact labels at the step ends of ``gen``'s responses (``examples``: their problems, G =
-    gen.correct.shape[1] responses each, every task in ``REPLAYS``): a step end is labelled
-    with ``Step.solvable`` of the last line it completes, from the task's replay of the
-    response's text: whether the state that line leads to can still be solved (0 for an invalid
-    line, stray text or a give-up); the last token with the solution's outcome (as
-    Math-Shepherd's). A step end that completes no line (a response opening with a newline) is
-    not trained."""
+    gen.correct.shape[1] responses each, every task in ``REPLAYS``), from the task's replay of
+    the response's text. ``rule`` (``STEP_RULES``): "exact", ``Step.solvable`` of the last line
+    a step end completes (whether the state that line leads to can still be solved; 0 for an
+    invalid line, stray text or a give-up); "valid", whether every line it completes so far is
+    valid (0 from the first slip, stray line or give-up on). The last token takes the
+    solution's outcome (as Math-Shepherd's). A step end that completes no line (a response
+    opening with a newline) is not trained."""
+    label = STEP_RULES[rule]
     g = gen.correct.shape[1]
     end_ids = steps.step_end_ids(tokenizer)
     newlines = {i: tokenizer.decode([i]).count("\n") for i in end_ids}
@@ -179,18 +191,18 @@ def exact_labels(examples: Sequence[dict], tokenizer: Tokenizer, gen: strategies
             n = min(int(seen[c - prompt_len]), len(breaks))
             done = [s for s in lines if s.end <= breaks[n - 1]] if n else []
             if done:
-                targets[r, c] = float(done[-1].solvable)
+                targets[r, c] = label(done)
                 weights[r, c] = 1.0
     return Labelled(gen.tokens, gen.mask, targets, weights)
 
 
 def held_out_report(value_model: value_models.ValueModel, examples: Sequence[dict],
-                    tokenizer: Tokenizer, gen: strategies.Generation, fmt: PromptFormat
-                    ) -> dict:
+                    tokenizer: Tokenizer, gen: strategies.Generation, fmt: PromptFormat,
+                    rule: str = "exact") -> dict:
     """A trained value model on samples it never saw (``gen``, of ``examples`` in ``fmt``):
     ``value_models.report`` of its outcome scores (AUC, within-problem AUC, mean scores) and,
     when every task has a replay, ``step_auc``: the AUC of its values at step ends against the
-    exact labels (``exact_labels``; the last one's label is the outcome)."""
+    exact labels (``exact_labels`` by ``rule``; the last one's label is the outcome)."""
     prompt_len = fmt.max_prompt_len
     v = value_models.values(value_model, gen.tokens, gen.mask,
                             images=stack_images(examples, fmt, largest=True),
@@ -199,7 +211,7 @@ def held_out_report(value_model: value_models.ValueModel, examples: Sequence[dic
     out = value_models.report(value_model, scores.reshape(gen.correct.shape), gen.correct,
                               gen.finished)
     if {e["task"] for e in examples} <= set(REPLAYS):
-        labels = exact_labels(examples, tokenizer, gen, prompt_len)
+        labels = exact_labels(examples, tokenizer, gen, prompt_len, rule)
         at = labels.weights > 0
         out["step_auc"] = value_models.auc(v[at], labels.targets[at])
     return out

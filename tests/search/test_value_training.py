@@ -1,8 +1,8 @@
 """Value-model training: the loss falls where the label is a known function of the prefix;
 Math-Shepherd labels equal a plain loop's, continuation by continuation, on a policy whose
-continuations disagree; exact step labels equal the replay of each step end's complete lines,
-on hand-written searches and with tokens that merge a newline with its neighbours; the pairwise
-loss equals a loop over right/wrong pairs."""
+continuations disagree; exact step labels (solvable; no slip so far) equal the replay of each
+step end's complete lines, on hand-written searches and with tokens that merge a newline with
+its neighbours; the pairwise loss equals a loop over right/wrong pairs."""
 
 import functools
 import json
@@ -198,10 +198,10 @@ def _generation(tok, cases, g, prompt_len):
         responses
 
 
-def _replayed_labels(case, tok, ids):
+def _replayed_labels(case, tok, ids, rule="exact"):
     """(response index, label) at each step end, the plain way: decode the response up to the
-    step end, keep its complete lines, replay them, take the last line's label; the last token
-    gets the outcome."""
+    step end, keep its complete lines, replay them, take the last line's label (rule "exact")
+    or whether no line so far is invalid ("valid"); the last token gets the outcome."""
     problem, _, _, outcome, _ = case
     meta = json.loads(problem["meta"])
     out = []
@@ -213,8 +213,10 @@ def _replayed_labels(case, tok, ids):
             lines = prefix[:prefix.rfind("\n") + 1]
             replayed = search_tasks.replay(meta["numbers"], meta["target"], lines) \
                 if problem["task"] == "countdown_search" else sudoku.replay(meta["puzzle"], lines)
-            if replayed:
+            if replayed and rule == "exact":
                 out.append((i, float(replayed[-1].solvable)))
+            elif replayed:
+                out.append((i, 0.0 if any(not s.valid for s in replayed) else 1.0))
     return out
 
 
@@ -230,6 +232,14 @@ def test_exact_labels_are_the_replays_verdict_on_each_line_a_step_end_completes(
             if tok.vocab_size == 259:   # one token per character: the hand-written labels
                 assert [y for _, y in got] == case[4] + [case[3]], case[1]
         assert labels.weights[:, :p].sum() == 0
+        valid = value_training.exact_labels([c[0] for c in CASES[::2]], tok, gen, p, "valid")
+        for r, (case, ids) in enumerate(zip(CASES, responses)):
+            got = [(c - p, float(valid.targets[r, c])) for c in np.flatnonzero(valid.weights[r])]
+            assert got == _replayed_labels(case, tok, ids, "valid"), (tok.vocab_size, case[1])
+            if tok.vocab_size == 259 and r == 1:   # dead ends and a back-up, no slip
+                assert [y for _, y in got] == [1.0] * 7
+            if tok.vocab_size == 259 and r == 3:   # a slip on the first line: 0 from there on
+                assert [y for _, y in got] == [0.0] * 7
     with pytest.raises(ValueError, match="arithmetic has no replay .*countdown_search, sudoku"):
         value_training.check_replayable([COUNTDOWN, EXAMPLES[0]])
 
