@@ -16,6 +16,7 @@ from o1jax import flops
 from o1jax.config.blocks import ToolsConfig
 from o1jax.data.prompts import PromptFormat
 from o1jax.evaluate import main
+from o1jax.search import value_models
 from o1jax.search.evaluation import evaluate, evaluate_stage
 from o1jax.search.spec import EvalSpec, check_memory
 from o1jax.experiment import Experiment
@@ -87,6 +88,23 @@ def test_every_strategy_on_a_known_policy(answers_42):
     assert all(len(s["responses"]["sample"]) == 4 for s in samples)
     assert np.mean([s["responses"]["greedy"][0]["correct"] for s in samples]) == 0.6
     assert {s["responses"]["greedy"][0]["answer"] for s in samples} == {"42"}
+
+
+def test_verifier_guided_rows_face_the_cheapest_vote_that_costs_as_much(answers_42):
+    """best_of_n with the confidence verifier (no verifier FLOPs) costs what majority over the
+    same k costs, so each of its rows is paired with that vote; a row with no costlier vote in
+    the run has no such field."""
+    model, params, tok = answers_42
+    spec = _spec(strategies=("majority", "best_of_n"), budgets=(1, 2, 4))
+    rows = evaluate(model, params, EXAMPLES, tok, spec,
+                    value_models.ValueModel("confidence", None, None, "test"))[0]
+    rows = [r for r in rows if r["bin"] == "all"]
+    votes = sorted((r["flops"], r["budget"]) for r in rows if r["strategy"] == "majority")
+    for r in (r for r in rows if r["strategy"] == "best_of_n"):
+        cheapest = next((k for f, k in votes if f >= r["flops"]), None)
+        assert cheapest == r["budget"] == r.get("vs_majority_at_flops_budget"), (r, votes)
+        assert r["vs_majority_at_flops"] == r["vs_majority"]
+    assert not any("vs_majority_at_flops" in r for r in rows if r["strategy"] == "majority")
 
 
 def _stage_experiment(answers_42, tmp_path, **eval_cfg):

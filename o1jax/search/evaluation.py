@@ -26,7 +26,8 @@ from o1jax.rewards.api import default_pool
 from o1jax.config.blocks import ToolsConfig
 from o1jax.rollout import SamplingConfig
 from o1jax.rollout import tools as tools_lib
-from o1jax.search import beam, compute_optimal, mcts, strategies, value_models, voting
+from o1jax.search import (beam, compute_optimal, mcts, results, strategies, value_models,
+                          voting)
 from o1jax.search.spec import EvalSpec, check_memory
 from o1jax.search.results import difficulty_bins, result_rows, sample_records
 from o1jax.tokenizer import Tokenizer
@@ -158,8 +159,16 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
     def paired(s, b):   # a rule that chooses among k samples, against majority over k
         return scored.get(("majority", b)) if s in choosing else None
 
+    votes = sorted((results.flops(sc), b, sc) for (s, b), sc in scored.items() if s == "majority")
+
+    def costlier(s, b):   # a verifier-guided strategy against the cheapest vote costing more
+        if s not in strategies.VERIFIED + strategies.SEARCHED + ("compute_optimal",):
+            return None
+        spent = results.flops(scored[s, b])
+        return next(((k, sc) for f, k, sc in votes if f >= spent), None)
+
     rows = [row for (s, b) in sorted(scored, key=lambda sb: (order[sb[0]], sb[1]))
-            for row in result_rows(s, b, scored[s, b], bins, paired(s, b))]
+            for row in result_rows(s, b, scored[s, b], bins, paired(s, b), costlier(s, b))]
     samples = sample_records(examples, gens, bins)
     total = time.perf_counter() - start
     warmup = sum(g.warmup_seconds for g in gens.values())

@@ -30,12 +30,21 @@ def difficulty_bins(examples: Sequence[dict], pass_rates: np.ndarray | None
     return [f"level{1 + sum(p <= t for t in PASS_RATE_LEVELS)}" for p in pass_rates]
 
 
+def flops(s: strategies.Scores) -> float:
+    """Mean FLOPs per problem of a strategy's scores (prefill, decode and verifier)."""
+    return float(np.mean(s.prefill_flops + s.decode_flops + s.verifier_flops))
+
+
 def result_rows(strategy: str, budget: int, s: strategies.Scores, bins: list[str] | None,
-                majority: strategies.Scores | None = None) -> list[dict]:
+                majority: strategies.Scores | None = None,
+                costlier: tuple[int, strategies.Scores] | None = None) -> list[dict]:
     """One row for all problems and one per bin (the keys of results.jsonl). With
     ``majority`` (majority vote at the same budget, on the same problems) a row also has
     ``vs_majority``: the accuracy difference, with its paired 95% bootstrap interval
-    (``vs_majority_low``, ``vs_majority_high``)."""
+    (``vs_majority_low``, ``vs_majority_high``); with ``costlier`` (budget, scores) of the
+    cheapest majority vote that spends at least this strategy's FLOPs, the same against it
+    (``vs_majority_at_flops``, ``_low``, ``_high`` and ``_budget``): a verifier pays for
+    reading the samples, so at equal compute it must beat a larger vote."""
     out = []
     for name in ["all"] + sorted(set(bins or [])):
         m = np.ones(len(s.accuracy), bool) if name == "all" else np.asarray(bins) == name
@@ -51,6 +60,10 @@ def result_rows(strategy: str, budget: int, s: strategies.Scores, bins: list[str
         if majority is not None:
             d, lo, hi = voting.paired_bootstrap(s.accuracy[m], majority.accuracy[m])
             out[-1].update(vs_majority=d, vs_majority_low=lo, vs_majority_high=hi)
+        if costlier is not None:
+            d, lo, hi = voting.paired_bootstrap(s.accuracy[m], costlier[1].accuracy[m])
+            out[-1].update(vs_majority_at_flops=d, vs_majority_at_flops_low=lo,
+                           vs_majority_at_flops_high=hi, vs_majority_at_flops_budget=costlier[0])
     return out
 
 
@@ -78,6 +91,14 @@ def write_results(out: epath.Path, rows: list[dict], samples: list[dict]) -> Non
     plot_test_time(rows, out / "test_time_compute.png")
 
 
+def _versus(row: dict, key: str, label: str) -> str:
+    """A row's paired difference ``key`` as printed ("" when the row has none)."""
+    if key not in row:
+        return ""
+    return (f"{label} {100 * row[key]:+.1f} points (paired 95% {100 * row[key + '_low']:+.1f}"
+            f" to {100 * row[key + '_high']:+.1f})")
+
+
 def print_results(rows: list[dict]) -> None:
     """The overall rows as a table, then accuracy per bin."""
     head = f"{'strategy':<15}{'budget':>7}{'accuracy':>10}{'95% CI':>16}{'tokens':>9}" \
@@ -88,9 +109,9 @@ def print_results(rows: list[dict]) -> None:
             ci = f"{100 * r['ci_low']:.1f}-{100 * r['ci_high']:.1f}%"
             print(f"{r['strategy']:<15}{r['budget']:>7}{100 * r['accuracy']:>9.1f}%{ci:>16}"
                   f"{r['tokens']:>9.1f}{r['flops'] / 1e9:>10.3f}{r['seconds']:>9.4f}" +
-                  (f"  vs majority {100 * r['vs_majority']:+.1f} points (paired 95% "
-                   f"{100 * r['vs_majority_low']:+.1f} to {100 * r['vs_majority_high']:+.1f})"
-                   if "vs_majority" in r else ""))
+                  _versus(r, "vs_majority", "  vs majority") +
+                  _versus(r, "vs_majority_at_flops", f"; vs majority@"
+                          f"{r.get('vs_majority_at_flops_budget')} (at least its FLOPs)"))
     bins = sorted({r["bin"] for r in rows} - {"all"})
     if bins:
         counts = {r["bin"]: r["problems"] for r in rows}

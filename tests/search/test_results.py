@@ -40,3 +40,18 @@ def test_rows_of_a_choosing_rule_carry_its_paired_difference_with_majority():
     # resampling 4 problems of which one differs by +1: the mean lies in 0..1
     assert 0.0 <= by_bin["all"]["vs_majority_low"] <= 0.25 <= by_bin["all"]["vs_majority_high"]
     assert "vs_majority" not in result_rows("greedy", 1, scores([1.0] * 4), None)[0]
+
+
+def test_a_verifier_guided_row_is_paired_with_the_cheapest_vote_that_costs_as_much():
+    ones = np.ones(4)
+    scores = lambda acc, f: Scores(accuracy=np.array(acc), tokens=ones,  # noqa: E731
+                                   prompt_tokens=ones, prefill_flops=f * ones,
+                                   decode_flops=f * ones, verifier_flops=f * ones,
+                                   seconds=0 * ones)
+    vote = scores([0.0, 0.0, 1.0, 1.0], 2.0)
+    row = result_rows("best_of_n", 8, scores([1.0, 1.0, 1.0, 1.0], 1.0), None,
+                      costlier=(16, vote))[0]
+    assert row["flops"] == 3.0 and row["vs_majority_at_flops_budget"] == 16
+    assert row["vs_majority_at_flops"] == 0.5
+    assert 0.0 <= row["vs_majority_at_flops_low"] <= 0.5 <= row["vs_majority_at_flops_high"]
+    assert "vs_majority_at_flops" not in result_rows("best_of_n", 8, vote, None)[0]
