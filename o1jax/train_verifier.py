@@ -30,7 +30,7 @@ from o1jax.models.layouts import value_params_from_policy
 from o1jax.models.transformer import Transformer
 from o1jax.rl.state import critic_model
 from o1jax.rollout import SamplingConfig
-from o1jax.search import slips, strategies, value_models, value_training
+from o1jax.search import strategies, synthetic, value_models, value_training
 
 log = logging.getLogger("o1jax.train_verifier")
 
@@ -57,7 +57,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                     f"{', '.join(value_training.REPLAYS)}")
     ap.add_argument("--slips", type=int, default=0,
                     help="PRM with exact or valid labels: add this many copies of each sample "
-                    "cut after a line with one digit changed (o1jax/search/slips.py)")
+                    "cut after a line with one digit changed (o1jax/search/synthetic.py)")
+    ap.add_argument("--swaps", type=int, default=0,
+                    help="ORM, squared loss: add this many copies of each sample with its boxed "
+                    "answer swapped for another sample's to the same problem, of the other "
+                    "outcome where there is one (o1jax/search/synthetic.py)")
     ap.add_argument("--loss", choices=value_training.LOSSES, default="squared",
                     help="squared error on the labels, or (ORM) pairwise: Bradley-Terry over "
                     "each problem's right and wrong samples (a logit-valued model)")
@@ -92,8 +96,10 @@ def main(argv=None) -> int:
             raise ValueError(f"--labels {args.labels} labels steps: use it with --kind prm")
         if args.slips and not exact:
             raise ValueError("--slips needs replayed labels: add --labels exact or valid")
-        if args.slips < 0:
-            raise ValueError("--slips must be >= 0")
+        if args.slips < 0 or args.swaps < 0:
+            raise ValueError("--slips and --swaps must be >= 0")
+        if args.swaps and (args.kind != "orm" or args.loss != "squared"):
+            raise ValueError("--swaps adds outcome rows: use it with --kind orm --loss squared")
         if args.loss == "pairwise" and args.kind != "orm":
             raise ValueError("--loss pairwise ranks outcomes: use it with --kind orm")
         if not wd.is_workdir(args.workdir):
@@ -133,11 +139,8 @@ def main(argv=None) -> int:
     data = data._replace(images=value_training.row_images(train, fmt, args.samples))
     rate = gen.correct.mean(axis=1)
     problems = (rate > 0) & (rate < 1) if args.mixed_only else np.ones_like(rate, bool)
-    if args.slips:   # after the labels' images: replayed tasks are text tasks
-        slipped = slips.slipped_generation(train, tokenizer, gen, p, args.slips, args.seed + 3)
-        extra = value_training.exact_labels(train, tokenizer, slipped, p, args.labels)
-        extra = jax.tree.map(lambda x: x[np.repeat(problems, args.samples * args.slips)], extra)
-        log.info("%d slipped copies", len(extra.tokens))
+    extra = synthetic.labelled_rows(train, tokenizer, gen, p, problems, slips=args.slips,
+                                    swaps=args.swaps, rule=args.labels, seed=args.seed + 3)
     if args.mixed_only:
         keep = np.repeat(problems, args.samples)
         if not keep.any():
@@ -147,8 +150,8 @@ def main(argv=None) -> int:
         data = jax.tree.map(lambda x: x[keep], data)
         log.info("%d rows of %d problems with mixed outcomes", int(keep.sum()),
                  int(keep.sum()) // args.samples)
-    if args.slips:
-        data = slips.concat(data, extra, tokenizer.pad_id)
+    if extra is not None:   # text rows: slips need replayed tasks, swaps a text ORM
+        data = synthetic.concat(data, extra, tokenizer.pad_id)
     value_model, key = Transformer(value_cfg, head="value"), jax.random.key(args.seed)
     if value_cfg != policy.cfg:   # other shapes cannot start from the policy's weights
         init, started = value_model.init(key), "fresh (shapes of its own)"
@@ -178,7 +181,7 @@ def main(argv=None) -> int:
                 loss_first=first, loss_last=last, held_out_auc=checked["auc"],
                 held_out_within_problem_auc=checked["within_problem_auc"],
                 held_out_step_auc=checked.get("step_auc"), mixed_only=args.mixed_only,
-                init=started, slips=args.slips)
+                init=started, slips=args.slips, swaps=args.swaps)
     value_models.save(out, args.kind, policy.cfg, trained, info, value_cfg, output)
     if wd.is_writer():
         print(json.dumps(dict(out=str(out), **info)))

@@ -1,6 +1,7 @@
-"""Synthetic slips: each copy is a sampled search's valid prefix up to a move line with exactly
-one digit changed, cut there; its labels are the replay's (a plain loop's), and on Countdown
-the slipped line is always invalid."""
+"""Synthetic rows for verifiers. Slips: each copy is a sampled search's valid prefix up to a
+move line with exactly one digit changed, cut there; its labels are the replay's (a plain
+loop's), and on Countdown the slipped line is always invalid. Answer swaps: the other outcome's
+answer in the box, checked again by the answer checker."""
 
 import itertools
 import json
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from o1jax.data import search_tasks
-from o1jax.search import slips, value_training
+from o1jax.search import synthetic, value_training
 from o1jax.tokenizer import byte_tokenizer
 from tests.search.test_value_training import CASES, _generation, _replayed_labels
 
@@ -18,19 +19,19 @@ def test_slip_line_changes_one_digit_of_the_line_and_cuts_after_it():
     rng = np.random.default_rng(0)
     text = "12-7=5 (3 5)\n5*3=15 dead\nrest"
     for _ in range(50):
-        out = slips.slip_line(text, 13, 24, rng)
+        out = synthetic.slip_line(text, 13, 24, rng)
         assert out.endswith("\n") and out[:13] == text[:13] and len(out) == 25
         diff = [i for i in range(24) if out[i] != text[i]]
         assert len(diff) == 1 and 13 <= diff[0] < 24 and out[diff[0]].isdigit()
     with pytest.raises(ValueError, match="no digit"):
-        slips.slip_line("back (x)\n", 0, 8, rng)
+        synthetic.slip_line("back (x)\n", 0, 8, rng)
 
 
 def test_slipped_copies_are_valid_prefixes_with_one_slip_labelled_by_the_replay():
     tok, p, copies = byte_tokenizer(), 32, 3
     gen, _ = _generation(tok, CASES, 2, p)
     problems = [c[0] for c in CASES[::2]]
-    got = slips.slipped_generation(problems, tok, gen, p, copies, seed=1)
+    got = synthetic.slipped_generation(problems, tok, gen, p, copies, seed=1)
     assert got.correct.shape == (len(problems), 2 * copies) and not got.correct.any()
     labels = value_training.exact_labels(problems, tok, got, p, "valid")
     empty = 0
@@ -64,6 +65,29 @@ def test_concat_pads_rows_to_one_width():
     a = value_training.Labelled(np.ones((2, 3), np.int32), np.ones((2, 3), bool),
                                 np.ones((2, 3), np.float32), np.ones((2, 3), np.float32))
     b = value_training.Labelled(*(np.asarray(x)[:1, :2] for x in a[:4]))
-    c = slips.concat(a, b, pad_id=7)
+    c = synthetic.concat(a, b, pad_id=7)
     assert c.tokens.shape == (3, 3) and c.tokens[2].tolist() == [1, 1, 7]
     assert c.mask[2].tolist() == [True, True, False] and c.weights[2, 2] == 0
+
+
+def test_answer_swaps_box_the_other_outcomes_answer_and_are_checked_again():
+    tok, p = byte_tokenizer(), 32
+    cases = [CASES[0], CASES[2]]                      # one Countdown problem: right, wrong
+    gen, _ = _generation(tok, cases, 2, p)
+    gen = gen._replace(answers=[["(7*3)+12", "19+3"]])
+    got = synthetic.answer_swaps([cases[0][0]], tok, gen, p, copies=2, seed=0)
+    assert got.texts == [[CASES[0][1].replace("{(7*3)+12}", "{19+3}")] * 2 +
+                         [CASES[2][1].replace("{19+3}", "{(7*3)+12}")] * 2]
+    assert got.correct.tolist() == [[0, 0, 1, 1]] and got.finished.all()
+    ids = tok.encode(got.texts[0][2], add_special_tokens=False) + [tok.stop_ids[0]]
+    assert got.tokens[2, p:p + len(ids)].tolist() == ids and got.mask[2].sum() == \
+        got.mask[2, :p].sum() + len(ids)
+    labels = synthetic.labelled_rows([cases[0][0]], tok, gen, p, np.array([True]), swaps=2)
+    assert (labels.targets[2][labels.weights[2] > 0] == 1).all()
+    assert (labels.targets[0][labels.weights[0] > 0] == 0).all()
+    none = synthetic.labelled_rows([cases[0][0]], tok, gen, p, np.array([False]), swaps=2)
+    assert len(none.tokens) == 0
+    # one distinct answer: nothing to swap
+    same = synthetic.answer_swaps([cases[0][0]], tok, gen._replace(
+        answers=[["19+3", "19+3"]]), p, copies=1)
+    assert same.texts == [["", ""]] and not same.finished.any()
