@@ -28,8 +28,7 @@ import jax
 import numpy as np
 
 from o1jax.rewards.answers import last_boxed
-from o1jax.search import strategies
-from o1jax.search import value_training
+from o1jax.search import strategies, value_training
 from o1jax.search.value_training import REPLAYS, Labelled
 from o1jax.tokenizer import Tokenizer
 
@@ -56,7 +55,7 @@ def slipped_generation(examples: Sequence[dict], tokenizer: Tokenizer,
     move line gets empty copies (no step end, so no label)."""
     rng = np.random.default_rng(seed)
     n, g = gen.correct.shape
-    texts, prompts = [], []
+    texts = []
     for r in range(n * g):
         example, text = examples[r // g], gen.texts[r // g][r % g]
         lines = REPLAYS[example["task"]](json.loads(example["meta"]), text)
@@ -67,20 +66,30 @@ def slipped_generation(examples: Sequence[dict], tokenizer: Tokenizer,
                 break
             if step.kind == "move":
                 moves.append((start, step.end))
-        for _ in range(copies):
-            texts.append(slip_line(text, *moves[int(rng.integers(len(moves)))], rng)
-                         if moves else "")
-        prompt = gen.tokens[r, :prompt_len][gen.mask[r, :prompt_len]]
-        prompts += [prompt.tolist()] * copies
+        texts += [slip_line(text, *moves[int(rng.integers(len(moves)))], rng) if moves else ""
+                  for _ in range(copies)]
+    return _copies(gen, tokenizer, prompt_len, texts, np.zeros(len(texts)),
+                   np.zeros(len(texts), bool))
+
+
+def _copies(gen: strategies.Generation, tokenizer: Tokenizer, prompt_len: int,
+            texts: list[str], correct: np.ndarray, finished: np.ndarray
+            ) -> strategies.Generation:
+    """A Generation of ``texts`` (K copies of each of ``gen``'s rows, in its order) after the
+    prompts of the rows they copy; a finished copy ends with a stop token as sampled ones do."""
+    n, g = gen.correct.shape
+    k = len(texts) // n
+    prompts = [gen.tokens[r, :prompt_len][gen.mask[r, :prompt_len]].tolist()
+               for r in range(n * g) for _ in range(k // g)]
     tokens, mask = strategies.rows_of(
-        prompts, [tokenizer.encode(t, add_special_tokens=False) for t in texts], prompt_len,
+        prompts, [tokenizer.encode(t, add_special_tokens=False) + list(tokenizer.stop_ids[:int(
+            done)]) if t else [] for t, done in zip(texts, finished)], prompt_len,
         tokenizer.pad_id)
-    k = g * copies
-    grouped = [texts[i * k:(i + 1) * k] for i in range(n)]
-    zeros = np.zeros((n, k))
-    return strategies.Generation(grouped, [[None] * k for _ in range(n)], tokens, mask, zeros,
-                                 zeros.astype(bool), np.asarray(mask[:, prompt_len:].sum(
-                                     axis=1)).reshape(n, k), gen.prompt_lengths, 0.0, 0.0)
+    return strategies.Generation(
+        [texts[i * k:(i + 1) * k] for i in range(n)], [[None] * k for _ in range(n)], tokens,
+        mask, np.asarray(correct, np.float64).reshape(n, k), np.asarray(finished).reshape(n, k),
+        np.asarray(mask[:, prompt_len:].sum(axis=1)).reshape(n, k), gen.prompt_lengths, 0.0,
+        0.0)
 
 
 def concat(a: Labelled, b: Labelled, pad_id: int) -> Labelled:
@@ -111,7 +120,7 @@ def answer_swaps(examples: Sequence[dict], tokenizer: Tokenizer, gen: strategies
     box, or a problem with one distinct answer, gets empty copies."""
     rng = np.random.default_rng(seed)
     n, g = gen.correct.shape
-    texts, prompts, finished = [], [], []
+    texts, finished = [], []
     for r in range(n * g):
         i, j = divmod(r, g)
         text = gen.texts[i][j]
@@ -125,18 +134,9 @@ def answer_swaps(examples: Sequence[dict], tokenizer: Tokenizer, gen: strategies
             texts.append(text[:span[0]] + pool[int(rng.integers(len(pool)))] + text[span[1]:]
                          if ok else "")
             finished.append(bool(ok))
-        prompt = gen.tokens[r, :prompt_len][gen.mask[r, :prompt_len]]
-        prompts += [prompt.tolist()] * copies
-    k = g * copies
-    correct = strategies.verify(texts, [e for e in examples for _ in range(k)], finished)
-    tokens, mask = strategies.rows_of(
-        prompts, [tokenizer.encode(t, add_special_tokens=False) + list(tokenizer.stop_ids[:1])
-                  if t else [] for t in texts], prompt_len, tokenizer.pad_id)
-    return strategies.Generation(
-        [texts[i * k:(i + 1) * k] for i in range(n)], [[None] * k for _ in range(n)], tokens,
-        mask, np.asarray(correct, np.float64).reshape(n, k), np.asarray(finished).reshape(n, k),
-        np.asarray(mask[:, prompt_len:].sum(axis=1)).reshape(n, k), gen.prompt_lengths, 0.0,
-        0.0)
+    correct = strategies.verify(texts, [e for e in examples for _ in range(g * copies)],
+                                finished)
+    return _copies(gen, tokenizer, prompt_len, texts, correct, np.asarray(finished))
 
 
 def labelled_rows(examples: Sequence[dict], tokenizer: Tokenizer, gen: strategies.Generation,
