@@ -146,6 +146,8 @@ def _tools(cfg, flag: str | None) -> ToolsConfig:
 def main(argv=None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("o1jax").setLevel(logging.INFO)   # basicConfig is a no-op once some import
+    # has given the root logger a handler (at WARNING): progress would go unseen
     try:
         sharding.initialize_from_flags(args)
         cfg = _run_config(args)
