@@ -118,6 +118,8 @@ def main(argv=None) -> int:
         held_out = load_problems(cfg, root, "test", args.held_out)
         if exact:
             value_training.check_replayable(train)
+        if args.swaps and fmt.reads_images:   # synthetic rows are text rows
+            raise ValueError("--swaps makes text rows: a vision policy's ORM trains without it")
     except (ValueError, FileNotFoundError, sharding.DistributedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -152,7 +154,7 @@ def main(argv=None) -> int:
         data = jax.tree.map(lambda x: x[keep], data)
         log.info("%d rows of %d problems with mixed outcomes", int(keep.sum()),
                  int(keep.sum()) // args.samples)
-    if extra is not None:   # text rows: slips need replayed tasks, swaps a text ORM
+    if extra is not None:   # text rows: slips need replayed (text) tasks, swaps a text policy
         data = synthetic.concat(data, extra, tokenizer.pad_id)
     value_model, key = Transformer(value_cfg, head="value"), jax.random.key(args.seed)
     if value_cfg != policy.cfg:   # other shapes cannot start from the policy's weights

@@ -65,6 +65,11 @@ def test_flags_it_refuses(search_run, capsys, flags, message):
     assert message in capsys.readouterr().err
 
 
+def test_swaps_refuse_a_vision_policy_before_sampling(visual_run, capsys):
+    assert main(["--workdir", str(visual_run), "--kind", "orm", "--swaps", "1"]) == 2
+    assert "--swaps makes text rows" in capsys.readouterr().err
+
+
 def test_a_vision_policy_s_prm_and_critic_guide_every_search(visual_run, tmp_path, capsys):
     out = tmp_path / "prm"
     assert main(["--workdir", str(visual_run), "--kind", "prm", "--num-problems", "3",

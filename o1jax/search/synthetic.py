@@ -93,7 +93,10 @@ def _copies(gen: strategies.Generation, tokenizer: Tokenizer, prompt_len: int,
 
 
 def concat(a: Labelled, b: Labelled, pad_id: int) -> Labelled:
-    """The rows of ``a`` then ``b`` (text rows, no images), right-padded to one width."""
+    """The rows of ``a`` then ``b`` (text rows: ValueError for rows with images, which it
+    would drop), right-padded to one width."""
+    if a.images is not None or b.images is not None:
+        raise ValueError("synthetic rows are text rows; these carry images")
     width = max(a.tokens.shape[1], b.tokens.shape[1])
     pad = lambda x, value: np.pad(x, ((0, 0), (0, width - x.shape[1])),  # noqa: E731
                                   constant_values=value)

@@ -68,6 +68,8 @@ def test_concat_pads_rows_to_one_width():
     c = synthetic.concat(a, b, pad_id=7)
     assert c.tokens.shape == (3, 3) and c.tokens[2].tolist() == [1, 1, 7]
     assert c.mask[2].tolist() == [True, True, False] and c.weights[2, 2] == 0
+    with pytest.raises(ValueError, match="text rows"):
+        synthetic.concat(a._replace(images=np.zeros((2, 4, 4, 3), np.uint8)), b, pad_id=7)
 
 
 def test_answer_swaps_box_the_other_outcomes_answer_and_are_checked_again():
