@@ -56,7 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--strategies", default="greedy,sample,majority,think_longer,budget_forcing")
     ap.add_argument("--verifier", default=None, help="the value model for best_of_n, "
                     "weighted_majority and search: critic (the RL run's), orm:PATH or prm:PATH; "
-                    "or confidence (the policy's own token probabilities; not for search)")
+                    "or confidence (the policy's own token probabilities) or genrm:PATH (a "
+                    "generative verifier of Countdown answers), neither for search")
     ap.add_argument("--budgets", type=ints, default=(1, 2, 4, 8, 16),
                     help="samples per problem (sample, majority, pass@k)")
     ap.add_argument("--token-budgets", "--token_budgets", type=ints, default=(),

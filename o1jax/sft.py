@@ -4,6 +4,7 @@ the solution tokens given the prompt)."""
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Callable, Sequence
 
 import jax
@@ -19,6 +20,8 @@ from o1jax.models.transformer import Params, Transformer, positions_from_mask
 from o1jax.optim import apply_if_finite, make_optimizer, warmup_cosine
 from o1jax.rollout.tools import split_outputs
 from o1jax.tokenizer import Tokenizer
+
+log = logging.getLogger("o1jax.sft")
 
 
 def encode_sft(examples: Sequence[dict], tokenizer: Tokenizer, length: int,
@@ -115,3 +118,23 @@ def run_sft(exp, params: Params, mix: Callable[[int, list], list] | None = None
     state, preempted = run_loop(cfg, exp.workdir, "sft", state, pipeline, step,
                                 cfg.sft.num_steps)
     return state["params"], preempted
+
+
+def fit(model: Transformer, params: Params, next_examples: Callable[[int], list],
+        tokenizer: Tokenizer, fmt: PromptFormat, length: int, steps: int, lr: float,
+        warmup: int = 30, log_every: int = 100) -> tuple[Params, list[float]]:
+    """Teacher forcing outside a training run: ``steps`` optax steps (``warmup_cosine``) on
+    ``next_examples(step)``'s rows ({"question", "solution"}, encoded as ``encode_sft``, at
+    ``length`` tokens): what a generative verifier trains with (``o1jax/search/genrm.py``).
+    Returns the parameters and each step's loss."""
+    opt = make_optimizer(warmup_cosine(lr, steps, min(warmup, steps // 2)))
+    step_fn = jax.jit(functools.partial(sft_step, policy=model, opt=opt), donate_argnums=(0,))
+    state, losses = init_sft_state(params, opt), []
+    for i in range(steps):
+        batch = encode_sft(next_examples(i), tokenizer, length, fmt)
+        state, metrics = step_fn(state, batch)
+        losses.append(float(metrics["loss"]))
+        if (i + 1) % log_every == 0 or i + 1 == steps:
+            log.info("step %d/%d: loss %.4f, token accuracy %.4f", i + 1, steps, losses[-1],
+                     float(metrics["token_accuracy"]))
+    return state["params"], losses

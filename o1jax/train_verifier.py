@@ -9,7 +9,10 @@ pairwise``: right over wrong solutions of a problem) from the run's critic when 
 from the policy's backbone, or fresh in shapes of its own (``--model-size``), and writes it to
 ``--out`` (default WORKDIR/verifiers/KIND), for ``python -m o1jax.evaluate --verifier
 KIND:PATH``. Prints the training loss and the value model's AUC and within-problem AUC on
-held-out samples (and its step AUC against exact labels, where a task has them).
+held-out samples (and its step AUC against exact labels, where a task has them). ``--kind
+genrm`` trains a generative verifier of Countdown answers instead (``o1jax/search/genrm.py``):
+next-token prediction on synthetic rows, no samples to label; the policy's samples of held-out
+problems measure it.
 """
 
 from __future__ import annotations
@@ -17,20 +20,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import sys
 
 import jax
 import numpy as np
 
 from o1jax import policy as policy_lib
-from o1jax import sharding
+from o1jax import sft, sharding
 from o1jax import workdir as wd
 from o1jax.experiment import load_problems
 from o1jax.models.layouts import value_params_from_policy
 from o1jax.models.transformer import Transformer
 from o1jax.rl.state import critic_model
 from o1jax.rollout import SamplingConfig
-from o1jax.search import strategies, synthetic, value_models, value_training
+from o1jax.search import genrm, strategies, synthetic, value_models, value_training
 
 log = logging.getLogger("o1jax.train_verifier")
 
@@ -39,7 +43,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m o1jax.train_verifier",
                                  description=" ".join(__doc__.split("\n")[:2]))
     ap.add_argument("--workdir", required=True, help="a training workdir (local or gs://)")
-    ap.add_argument("--kind", required=True, choices=("orm", "prm"))
+    ap.add_argument("--kind", required=True, choices=("orm", "prm", "genrm"),
+                    help="genrm: a causal LM that checks Countdown answers in writing, trained "
+                    "on synthetic rows (o1jax/search/genrm.py), not on the policy's samples")
     ap.add_argument("--step", type=int, default=None, help="policy checkpoint (default: latest)")
     ap.add_argument("--num-problems", "--num_problems", type=int, default=512,
                     help="training problems to sample solutions to")
@@ -72,6 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--mixed-only", "--mixed_only", action="store_true",
                     help="train only on problems whose samples are partly right, partly wrong "
                     "(what a value model must tell apart to choose among samples)")
+    ap.add_argument("--hard-share", "--hard_share", type=float, default=0.2,
+                    help="GenRM: the share of its rows one difficulty above the run's")
     ap.add_argument("--steps", type=int, default=400, help="optimizer steps")
     ap.add_argument("--batch-size", "--batch_size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-4)
@@ -120,15 +128,16 @@ def main(argv=None) -> int:
             value_training.check_replayable(train)
         if args.swaps and fmt.reads_images:   # synthetic rows are text rows
             raise ValueError("--swaps makes text rows: a vision policy's ORM trains without it")
+        if args.kind == "genrm":
+            genrm.check_tasks(train)
     except (ValueError, FileNotFoundError, sharding.DistributedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.kind == "genrm":
+        return _train_genrm(args, root, cfg, policy, params, value_cfg, tokenizer, fmt,
+                            held_out, stage, step)
     p, n = fmt.max_prompt_len, cfg.eval.max_new_tokens
-    sampling = SamplingConfig(n, cfg.eval.temperature, num_samples=args.samples,
-                              stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id)
-    sample = lambda problems, seed: strategies.generate(  # noqa: E731
-        policy, params, problems, tokenizer, sampling, fmt,
-        max(1, cfg.eval.batch_prompts // args.samples), seed)
+    sample = _sampler(args, cfg, policy, params, tokenizer, fmt)
     gen = sample(train, args.seed)
     log.info("%d solutions sampled, %.1f%% correct", gen.correct.size, 100 * gen.correct.mean())
     if args.kind == "orm":
@@ -187,6 +196,47 @@ def main(argv=None) -> int:
                 held_out_step_auc=checked.get("step_auc"), mixed_only=args.mixed_only,
                 init=started, slips=args.slips, swaps=args.swaps)
     value_models.save(out, args.kind, policy.cfg, trained, info, value_cfg, output)
+    if wd.is_writer():
+        print(json.dumps(dict(out=str(out), **info)))
+    return 0
+
+
+def _sampler(args, cfg, policy, params, tokenizer, fmt):
+    sampling = SamplingConfig(cfg.eval.max_new_tokens, cfg.eval.temperature,
+                              num_samples=args.samples, stop_ids=tokenizer.stop_ids,
+                              pad_id=tokenizer.pad_id)
+    return lambda problems, seed: strategies.generate(
+        policy, params, problems, tokenizer, sampling, fmt,
+        max(1, cfg.eval.batch_prompts // args.samples), seed)
+
+
+def _train_genrm(args, root, cfg, policy, params, value_cfg, tokenizer, fmt, held_out, stage,
+                 step) -> int:
+    """A GenRM on synthetic rows, from the policy's weights in its shapes (it already reads
+    these questions) or fresh in its own; measured on the policy's samples of held-out
+    problems."""
+    model = Transformer(value_cfg, head="policy")
+    if value_cfg == policy.cfg:
+        init, started = params, "policy"
+    else:
+        init, started = model.init(jax.random.key(args.seed)), "fresh (shapes of its own)"
+    rng = random.Random(args.seed)
+    trained, losses = sft.fit(
+        model, init, lambda _: genrm.synthetic_batch(rng, args.batch_size, cfg.data.difficulty,
+                                                     args.hard_share),
+        tokenizer, genrm.FORMAT, genrm.MAX_ROW, args.steps, args.lr)
+    check = _sampler(args, cfg, policy, params, tokenizer, fmt)(held_out, args.seed + 2)
+    scores = genrm.scores(model, trained, tokenizer, [e["question"] for e in held_out],
+                          check.answers)
+    checked = value_models.report(value_models.ValueModel("genrm", model, trained, ""), scores,
+                                  check.correct, check.finished)
+    out = wd.resolve(args.out or root / "verifiers" / "genrm")
+    info = dict(workdir=str(root), policy_stage=stage, policy_step=int(step),
+                rows=args.steps * args.batch_size, hard_share=args.hard_share, steps=args.steps,
+                loss_first=float(np.mean(losses[:20])), loss_last=float(np.mean(losses[-20:])),
+                held_out_auc=checked["auc"],
+                held_out_within_problem_auc=checked["within_problem_auc"], init=started)
+    value_models.save(out, "genrm", policy.cfg, trained, info, value_cfg)
     if wd.is_writer():
         print(json.dumps(dict(out=str(out), **info)))
     return 0

@@ -87,3 +87,32 @@ def test_a_vision_policy_s_prm_and_critic_guide_every_search(visual_run, tmp_pat
         rows = [json.loads(line) for line in open(results / "results.jsonl")]
         assert set(names) <= {r["strategy"] for r in rows}
         assert all(r["verifier_flops"] > 0 for r in rows if r["strategy"] in names)
+
+
+def test_a_genrm_trains_on_synthetic_rows_and_chooses_among_samples(search_run, tmp_path,
+                                                                    capsys):
+    out = tmp_path / "genrm"
+    assert main(["--workdir", str(search_run), "--kind", "genrm", "--steps", "3",
+                 "--batch-size", "4", "--samples", "2", "--held-out", "4",
+                 "--out", str(out)]) == 0, capsys.readouterr().err
+    info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert info["init"] == "policy" and info["rows"] == 12 and info["steps"] == 3
+    policy = from_workdir(search_run)[0]
+    v = value_models.load(f"genrm:{out}", policy)
+    assert v.kind == "genrm" and v.model.head == "policy" and v.model.cfg == policy.cfg
+    with pytest.raises(ValueError, match="scores finished samples only"):
+        value_models.load(f"genrm:{out}", policy, steps=True)
+    names = ["best_of_n", "weighted_majority"]
+    results = tmp_path / "results"
+    assert evaluate.main(["--workdir", str(search_run), "--verifier", f"genrm:{out}",
+                          "--strategies", ",".join(names + ["majority"]), "--budgets", "2",
+                          "--num-problems", "2", "--out", str(results)]) == 0, \
+        capsys.readouterr().err
+    rows = [json.loads(line) for line in open(results / "results.jsonl")]
+    assert set(names) <= {r["strategy"] for r in rows}
+    assert all(r["verifier_flops"] > 0 for r in rows if r["strategy"] in names)
+    assert json.load(open(results / "verifier.json"))["kind"] == "genrm"
+    assert evaluate.main(["--workdir", str(search_run), "--verifier", f"genrm:{out}",
+                          "--strategies", "beam", "--budgets", "2", "--num-problems", "2",
+                          "--out", str(tmp_path / "beam")]) == 2
+    assert "which --verifier genrm cannot" in capsys.readouterr().err

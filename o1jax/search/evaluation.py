@@ -26,8 +26,8 @@ from o1jax.rewards.api import default_pool
 from o1jax.config.blocks import ToolsConfig
 from o1jax.rollout import SamplingConfig
 from o1jax.rollout import tools as tools_lib
-from o1jax.search import (beam, compute_optimal, mcts, results, strategies, value_models,
-                          voting)
+from o1jax.search import (beam, compute_optimal, genrm, mcts, results, strategies,
+                          value_models, voting)
 from o1jax.search.spec import EvalSpec, check_memory
 from o1jax.search.results import difficulty_bins, result_rows, sample_records
 from o1jax.tokenizer import Tokenizer
@@ -62,9 +62,11 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
         raise ValueError(f"{', '.join(needs)} need a verifier: --verifier critic, confidence, "
                          "orm:PATH or prm:PATH")
     searched_by = sorted(set(spec.strategies) & set(strategies.SEARCHED))
-    if verifier is not None and verifier.model is None and searched_by:
+    if verifier is not None and verifier.kind in value_models.ANSWER_ONLY and searched_by:
         raise ValueError(f"{', '.join(searched_by)} score partial solutions, which --verifier "
                          f"{verifier.kind} cannot: give orm:PATH, prm:PATH or critic")
+    if verifier is not None and verifier.kind == "genrm":
+        genrm.check_tasks(examples)
     vcfg = None if verifier is None or verifier.model is None else verifier.model.cfg
     enc = lambda s: tokenizer.encode(s, add_special_tokens=False)  # noqa: E731
     common = dict(stop_ids=tokenizer.stop_ids, pad_id=tokenizer.pad_id,
@@ -118,13 +120,17 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
     scored: dict[tuple[str, int], strategies.Scores] = {}  # (strategy, budget) -> per problem
     if "greedy" in gens:
         scored["greedy", 1] = strategies.score("greedy", 1, gens["greedy"], mcfg)
-    checked, scores = None, None
+    checked, scores, costs = None, None, None
     if sampled is not None:
         voted = {"majority", "weighted_majority"} & set(spec.strategies)
         classes = voting.group_answers(sampled.answers, default_pool()) if voted else None
         if set(needs) & set(strategies.VERIFIED + ("compute_optimal",)):
-            scores = sampled.confidence
-            if verifier.model is not None:
+            if verifier.kind == "genrm":   # its check costs its own prefill and decode
+                scores, costs = genrm.scores(verifier.model, verifier.params, tokenizer,
+                                             [e["question"] for e in examples], sampled.answers)
+            else:
+                scores, costs = sampled.confidence, strategies.verifier_costs(vcfg, sampled)
+            if verifier.kind not in value_models.ANSWER_ONLY:
                 scores = value_models.outcome_scores(
                     verifier, sampled.tokens, sampled.mask,
                     stack_images(examples, fmt, largest=True),
@@ -133,7 +139,7 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
         for strategy in [s for s in strategies.SAMPLED if s in spec.strategies] + ["pass_at_k"]:
             for k in spec.budgets:
                 scored[strategy, k] = strategies.score(
-                    strategy, k, sampled, mcfg, classes, scores, vcfg)
+                    strategy, k, sampled, mcfg, classes, scores, costs)
     for name, (gen, ledger) in searched.items():
         strategy, budget = name.split("@")
         scored[strategy, int(budget)] = strategies.Scores(accuracy=gen.correct[:, 0], **ledger)
@@ -145,7 +151,7 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
     if "compute_optimal" in spec.strategies:
         probes = min(spec.probes, sampled.correct.shape[1])
         predicted = compute_optimal.predicted_bins(scores, probes)
-        probe_cost = strategies.score("best_of_n", probes, sampled, mcfg, None, scores, vcfg)
+        probe_cost = strategies.score("best_of_n", probes, sampled, mcfg, None, scores, costs)
         checked["compute_optimal"] = {}
         for k in spec.budgets:
             pool = {s: sc for (s, b), sc in scored.items() if b == k and s in

@@ -227,20 +227,28 @@ def chosen_generation(examples: Sequence[dict], prompts: Sequence[Sequence[int]]
 
 
 def _ledger(model: ModelConfig, gen: Generation, samples: float,
-            verifier: ModelConfig | None = None) -> dict:
+            verifier_cost: np.ndarray | None = None) -> dict:
     """Mean cost per problem of ``samples`` responses like the generation's (prefill once: the
     sampler prefills a prompt once and copies its cache to every sample), and with
-    ``verifier`` one verifier forward over each response with its prompt."""
+    ``verifier_cost`` ([N, G] FLOPs of checking each sample, ``verifier_costs``) their checks."""
     p = gen.prompt_lengths
     decode = np.array([[flops.decode_flops(model, int(p[i]), int(n)) for n in row]
                        for i, row in enumerate(gen.lengths)])
-    checked = np.zeros(len(p)) if verifier is None else samples * np.array(
-        [np.mean([flops.verifier_flops(verifier, int(p[i] + n)) for n in row])
-         for i, row in enumerate(gen.lengths)])
+    checked = np.zeros(len(p)) if verifier_cost is None else \
+        samples * np.asarray(verifier_cost).mean(axis=1)
     return dict(tokens=samples * gen.lengths.mean(axis=1), prompt_tokens=p.astype(float),
                 prefill_flops=np.array([flops.prefill_flops(model, int(n)) for n in p]),
                 decode_flops=samples * decode.mean(axis=1), verifier_flops=checked,
                 seconds=np.full(len(p), gen.seconds / len(p) * samples / gen.lengths.shape[1]))
+
+
+def verifier_costs(verifier: ModelConfig | None, gen: Generation) -> np.ndarray:
+    """[N, G] FLOPs of a value model's forward over each sample with its prompt (zeros without
+    one: ``confidence`` is read off the sampling)."""
+    if verifier is None:
+        return np.zeros(gen.lengths.shape)
+    return np.array([[flops.verifier_flops(verifier, int(gen.prompt_lengths[i] + n))
+                      for n in row] for i, row in enumerate(gen.lengths)])
 
 
 def _by_blocks(budget: int, gen: Generation, pick) -> np.ndarray:
@@ -258,11 +266,11 @@ def _by_blocks(budget: int, gen: Generation, pick) -> np.ndarray:
 
 def score(strategy: str, budget: int, gen: Generation, model: ModelConfig,
           classes: list[list[int]] | None = None, verifier_scores: np.ndarray | None = None,
-          verifier: ModelConfig | None = None) -> Scores:
+          verifier_cost: np.ndarray | None = None) -> Scores:
     """Per-problem ``Scores`` of ``strategy`` at ``budget`` (see the module docstring) from
     ``gen``; ``majority`` and ``weighted_majority`` need ``classes``, the answers'
     ``voting.group_answers``; ``best_of_n`` and ``weighted_majority`` the verifier's outcome
-    score of every sample, [N, G], and its model shapes (for the ledger)."""
+    score of every sample, [N, G], and the FLOPs of each check, [N, G] (for the ledger)."""
     n = gen.correct.shape[1]
     if strategy in ("greedy",) + TOKEN_BUDGETED:
         return Scores(accuracy=gen.correct[:, 0], **_ledger(model, gen, 1))
@@ -288,7 +296,7 @@ def score(strategy: str, budget: int, gen: Generation, model: ModelConfig,
     else:
         raise ValueError(f"unknown strategy {strategy!r}; known: {STRATEGIES}")
     return Scores(accuracy=acc, **_ledger(model, gen, budget,
-                                          verifier if strategy in VERIFIED else None))
+                                          verifier_cost if strategy in VERIFIED else None))
 
 
 def _offset(j: int | None, lo: int) -> int | None:

@@ -13,7 +13,9 @@ output: a value read clipped to [0, 1], or a logit read through a sigmoid (an OR
 the pairwise loss, whose scores only rank). A fourth kind needs no model: ``confidence``, the
 policy's own geometric-mean probability of a finished sample's tokens as it drew them (the
 signal of DeepConf and self-certainty), free to compute, for the strategies that choose among
-finished samples; it cannot score a partial solution, so step-level search refuses it.
+finished samples; it cannot score a partial solution, so step-level search refuses it. A fifth,
+``genrm``, is a causal LM that checks a Countdown answer in writing (``o1jax/search/genrm.py``):
+a finished answer's score, refused by step-level search like ``confidence``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from o1jax.models.config import PRESETS, ModelConfig
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rollout.scoring import prefix_values
 
-KINDS = ("critic", "orm", "prm", "confidence")
+KINDS = ("critic", "orm", "prm", "confidence", "genrm")
+ANSWER_ONLY = ("confidence", "genrm")   # score finished answers, not partial solutions
 OUTPUTS = ("value", "logit")
 SAMPLE_RULES = "best_of_n, weighted_majority, compute_optimal"   # what confidence can serve
 META = "verifier.json"
@@ -44,10 +47,10 @@ SHAPES = ("hidden_size", "num_layers", "num_heads", "num_kv_heads", "head_dim", 
 
 
 class ValueModel(NamedTuple):
-    """kind: one of KINDS; model: the transformer (a scalar head; the policy's shapes or its
-    own, ``value_config``; None for ``confidence``); params: its parameters; source: where it
-    was read from (for messages); output: one of OUTPUTS, how its head's number becomes a
-    score (``squash``)."""
+    """kind: one of KINDS; model: the transformer (a scalar head, or a GenRM's next-token head;
+    the policy's shapes or its own, ``value_config``; None for ``confidence``); params: its
+    parameters; source: where it was read from (for messages); output: one of OUTPUTS, how its
+    head's number becomes a score (``squash``)."""
     kind: str
     model: Transformer
     params: Params
@@ -83,12 +86,12 @@ def value_config(policy_cfg: ModelConfig, size: str | None) -> ModelConfig:
 
 
 def parse(spec: str) -> tuple[str, str]:
-    """``critic`` | ``confidence`` | ``orm:PATH`` | ``prm:PATH`` -> (kind, path); ValueError
-    naming the forms."""
+    """``critic`` | ``confidence`` | ``orm:PATH`` | ``prm:PATH`` | ``genrm:PATH`` -> (kind,
+    path); ValueError naming the forms."""
     kind, _, path = spec.partition(":")
     if kind not in KINDS or (kind in ("critic", "confidence")) != (path == ""):
-        raise ValueError(f"--verifier {spec!r}: expected critic, confidence, orm:PATH or "
-                         "prm:PATH")
+        raise ValueError(f"--verifier {spec!r}: expected critic, confidence, orm:PATH, "
+                         "prm:PATH or genrm:PATH")
     return kind, path
 
 
@@ -98,10 +101,10 @@ def load(spec: str, policy: Transformer, workdir=None, step: int | None = None,
     scores), in the shapes it was saved with. ``steps``: the caller scores partial solutions
     (step-level search, traces), which ``confidence`` cannot."""
     kind, path = parse(spec)
+    if kind in ANSWER_ONLY and steps:
+        raise ValueError(f"--verifier {kind} scores finished samples only ({SAMPLE_RULES}); "
+                         "step-level search and traces need orm:PATH, prm:PATH or critic")
     if kind == "confidence":
-        if steps:
-            raise ValueError(f"--verifier confidence scores finished samples only ({SAMPLE_RULES})"
-                             "; step-level search and traces need orm:PATH, prm:PATH or critic")
         return ValueModel(kind, None, None, "the policy's own token probabilities")
     if kind == "critic":
         model = Transformer(policy.cfg, head="value", mesh=None)
@@ -132,7 +135,7 @@ def load(spec: str, policy: Transformer, workdir=None, step: int | None = None,
     # only SHAPES may differ from the policy (value_config), so the policy's config with the
     # saved shapes is the saved config, hashable as jit needs it
     model = Transformer(policy.cfg.replace(**{k: meta["model"][k] for k in SHAPES}),
-                        head="value", mesh=None)
+                        head="policy" if kind == "genrm" else "value", mesh=None)
     params = ocp.StandardCheckpointer().restore(root / "params",
                                                 policy_lib.abstract_params(model))
     return ValueModel(kind, model, params, str(root), meta.get("output", "value"))

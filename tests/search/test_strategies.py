@@ -25,11 +25,13 @@ def test_best_of_n_with_a_perfect_verifier_is_pass_at_n():
     gen = _generation(correct)
     cfg = preset("tiny")
     for k in (1, 2, 4, 8):
-        best = strategies.score("best_of_n", k, gen, cfg, verifier_scores=correct, verifier=cfg)
+        best = strategies.score("best_of_n", k, gen, cfg, verifier_scores=correct,
+                                verifier_cost=strategies.verifier_costs(cfg, gen))
         # k divides 8: every sample is in one block; a block is solved iff it holds a correct one
         blocks = correct.reshape(40, 8 // k, k).max(axis=2).mean(axis=1)
         np.testing.assert_allclose(best.accuracy, blocks)
-    full = strategies.score("best_of_n", 8, gen, cfg, verifier_scores=correct, verifier=cfg)
+    full = strategies.score("best_of_n", 8, gen, cfg, verifier_scores=correct,
+                            verifier_cost=strategies.verifier_costs(cfg, gen))
     want = [voting.pass_at_k(8, int(c), 8) for c in correct.sum(axis=1)]
     np.testing.assert_allclose(full.accuracy, want)
     assert (full.verifier_flops > 0).all()
@@ -80,11 +82,12 @@ def test_majority_and_weighted_majority_against_a_plain_loop():
         plain = strategies.score("majority", k, gen, cfg, classes)
         np.testing.assert_allclose(plain.accuracy, _block_vote_reference(
             classes, correct, np.ones((60, 8)), k))
-        weighted = strategies.score("weighted_majority", k, gen, cfg, classes, weights, cfg)
+        weighted = strategies.score("weighted_majority", k, gen, cfg, classes, weights,
+                                    strategies.verifier_costs(cfg, gen))
         np.testing.assert_allclose(weighted.accuracy, _block_vote_reference(
             classes, correct, weights, k))
         equal = strategies.score("weighted_majority", k, gen, cfg, classes,
-                                 np.full((60, 8), 0.7), cfg)
+                                 np.full((60, 8), 0.7), strategies.verifier_costs(cfg, gen))
         np.testing.assert_allclose(equal.accuracy, plain.accuracy)
 
 
