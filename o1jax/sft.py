@@ -129,7 +129,8 @@ def fit(model: Transformer, params: Params, next_examples: Callable[[int], list]
     Returns the parameters and each step's loss."""
     opt = make_optimizer(warmup_cosine(lr, steps, min(warmup, steps // 2)))
     step_fn = jax.jit(functools.partial(sft_step, policy=model, opt=opt), donate_argnums=(0,))
-    state, losses = init_sft_state(params, opt), []
+    # a copy: the step donates its state, and the caller may still need ``params``
+    state, losses = init_sft_state(jax.tree.map(jnp.copy, params), opt), []
     for i in range(steps):
         batch = encode_sft(next_examples(i), tokenizer, length, fmt)
         state, metrics = step_fn(state, batch)

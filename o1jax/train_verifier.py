@@ -130,6 +130,7 @@ def main(argv=None) -> int:
             raise ValueError("--swaps makes text rows: a vision policy's ORM trains without it")
         if args.kind == "genrm":
             genrm.check_tasks(train)
+            genrm.check_model(value_cfg)
     except (ValueError, FileNotFoundError, sharding.DistributedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -226,8 +227,8 @@ def _train_genrm(args, root, cfg, policy, params, value_cfg, tokenizer, fmt, hel
                                                      args.hard_share),
         tokenizer, genrm.FORMAT, genrm.MAX_ROW, args.steps, args.lr)
     check = _sampler(args, cfg, policy, params, tokenizer, fmt)(held_out, args.seed + 2)
-    scores = genrm.scores(model, trained, tokenizer, [e["question"] for e in held_out],
-                          check.answers)
+    scores, _ = genrm.scores(model, trained, tokenizer, [e["question"] for e in held_out],
+                             check.answers)
     checked = value_models.report(value_models.ValueModel("genrm", model, trained, ""), scores,
                                   check.correct, check.finished)
     out = wd.resolve(args.out or root / "verifiers" / "genrm")

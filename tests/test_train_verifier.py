@@ -20,11 +20,13 @@ from tests.test_policy import make_workdir
 
 @pytest.fixture(scope="module")
 def search_run(tmp_path_factory):
-    """A workdir whose (untrained) policy has 1 layer of width 64, on countdown_search."""
+    """A workdir whose (untrained) policy has 1 layer of width 64 and a context of 128 tokens,
+    on countdown_search."""
     cfg = base.get_config()
     cfg.data.task, cfg.data.difficulty = "countdown_search", 1
     cfg.data.num_train, cfg.data.num_test, cfg.data.max_prompt_len = 16, 8, 24
     cfg.eval.max_new_tokens, cfg.eval.batch_prompts = 24, 4
+    cfg.model.overrides.max_seq_len = 128      # a GenRM's rows (genrm.MAX_ROW)
     root = tmp_path_factory.mktemp("search_run")
     make_workdir(root, cfg, stage="sft")
     return root

@@ -170,6 +170,16 @@ def check_tasks(examples: Sequence[dict]) -> None:
                          f"{', '.join(map(str, other))}: use orm:PATH, prm:PATH or confidence")
 
 
+def check_model(cfg) -> None:
+    """ValueError unless a GenRM of shapes ``cfg`` (a ModelConfig) holds its rows: MAX_ROW
+    tokens to train on, and when scoring a question with an answer of up to MAX_ANSWER
+    characters followed by a check of MAX_CHECK tokens (under MAX_ROW in all)."""
+    if cfg.max_seq_len < MAX_ROW:
+        raise ValueError(f"a GenRM's rows take up to {MAX_ROW} tokens, and the policy's "
+                         f"max_seq_len (which a verifier keeps) is {cfg.max_seq_len}: use "
+                         "orm:PATH or prm:PATH for this policy")
+
+
 def _evaluate(leaves, steps) -> Fraction | None:
     values = [Fraction(n) for n in leaves]
     for a, op, b in steps:
