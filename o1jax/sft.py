@@ -125,7 +125,8 @@ def fit(model: Transformer, params: Params, next_examples: Callable[[int], list]
         warmup: int = 30, log_every: int = 100) -> tuple[Params, list[float]]:
     """Teacher forcing outside a training run: ``steps`` optax steps (``warmup_cosine``) on
     ``next_examples(step)``'s rows ({"question", "solution"}, encoded as ``encode_sft``, at
-    ``length`` tokens): what a generative verifier trains with (``o1jax/search/genrm.py``).
+    most ``length`` tokens): what a generative verifier trains with
+    (``o1jax/search/genrm.py``).
     Returns the parameters and each step's loss."""
     opt = make_optimizer(warmup_cosine(lr, steps, min(warmup, steps // 2)))
     step_fn = jax.jit(functools.partial(sft_step, policy=model, opt=opt), donate_argnums=(0,))
@@ -133,7 +134,11 @@ def fit(model: Transformer, params: Params, next_examples: Callable[[int], list]
     state, losses = init_sft_state(jax.tree.map(jnp.copy, params), opt), []
     for i in range(steps):
         batch = encode_sft(next_examples(i), tokenizer, length, fmt)
-        state, metrics = step_fn(state, batch)
+        # cut to the longest row, in multiples of 16 tokens: a few compiled shapes, little
+        # padding (a GenRM's rows are half MAX_ROW on average)
+        longest = int(batch["mask"].any(axis=0).nonzero()[0].max()) + 1
+        cut = min(length, -(-longest // 16) * 16)
+        state, metrics = step_fn(state, {k: v[:, :cut] for k, v in batch.items()})
         losses.append(float(metrics["loss"]))
         if (i + 1) % log_every == 0 or i + 1 == steps:
             log.info("step %d/%d: loss %.4f, token accuracy %.4f", i + 1, steps, losses[-1],
