@@ -1,28 +1,33 @@
-"""A generative verifier (GenRM, Zhang et al. 2024) for Countdown: a causal LM that checks a
-boxed answer in writing, as a person would, and scores it by its probability of ending "Y".
+"""A generative verifier (GenRM, Zhang et al. 2024) for Countdown: a causal LM that works out a
+boxed answer's value in writing, as a person would, and scores the answer by its probability
+that the value is the target.
 
 On Countdown written as a search the policy's wrong answers are slips (a wrong sum, a goal
 claimed that is not reached) and numbers it was not given (docs/results.md); the value models
 trained on its samples rank them near chance within a problem, because telling them apart means
 redoing the arithmetic. A GenRM is taught to redo it, by next-token prediction on synthetic
-rows: random problems and answers, exactly labelled, as many as training wants. A row's prompt
-is the question and the answer, each on its line; the check::
+rows: random numbers and answers over them, exactly worked out, as many as training wants. A
+row's prompt is the numbers and the answer, each on its line (the target is not shown: a
+first version that showed it learnt to write the arithmetic that reaches it); the check::
 
     19+ 8+ 2+      each number of the answer in order: "+" given and not used yet, "-" not
     8-2=6          each operation, innermost first (left to right among equals)
     19+6=25
-    25 23 N        the value, the target, the verdict (Y: equal)
+    =25            the value
 
-A number not given ends the check at once ("19+ 9- N"). A value that is not an integer is
-written "x" and stays "x" (so an answer whose fractions cancel, which the answer checker
-counts right, is checked N: Countdown's moves never make a fraction). Model output is hostile:
-the answer is only ever tokens in the GenRM's prompt, and the GenRM's own text is only searched
-for its verdict token; nothing is parsed or evaluated.
+A number not given ends the check at once ("19+ 9-" then "=x"). A value that is not an integer
+is written "x" and stays "x" (so an answer whose fractions cancel, which the answer checker
+counts right, gets value x: Countdown's moves never make a fraction). The score is the
+probability of the target, then the end, after the check's last "=" (``scores``). Model output
+is hostile: the answer is only ever tokens in the GenRM's prompt, and the GenRM's own text is
+only searched for its last "=" token; nothing is parsed or evaluated.
 """
 
 from __future__ import annotations
 
+import functools
 import random
+import re
 from fractions import Fraction
 from typing import Sequence
 
@@ -33,16 +38,16 @@ from o1jax import flops
 from o1jax.data import search_tasks
 from o1jax.data.prompts import PromptFormat, pad_prompts
 from o1jax.rollout import SamplingConfig, make_sampler
+from o1jax.rollout.scoring import token_logprobs
 from o1jax.tokenizer import Tokenizer
 
 TASKS = ("countdown_search",)   # the problems a GenRM's synthetic rows are drawn like
 FORMAT = PromptFormat(template="{question}\n")
 MAX_ROW = 128            # tokens of a training row (prompt and check)
-MAX_ANSWER = 40          # characters: longer answers are not checked (score 0)
+MAX_ANSWER = 40          # characters: longer answers are not checked (score 0); with the
+                         # numbers, a prompt stays under MAX_ROW - MAX_CHECK tokens
 MAX_CHECK = 48           # tokens the GenRM may write
 PERTURB = 0.4            # the chance a synthetic answer uses a number it was not given
-MATCH = (0.45, 0.2)      # the chance a synthetic problem's target is its answer's value, and
-                         # that it is 1-5 away (the policy's false goals are near misses)
 
 
 def _value_text(v: Fraction | None) -> str:
@@ -55,7 +60,7 @@ def _apply(a: Fraction | None, op: str, b: Fraction | None) -> Fraction | None:
     return {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else None}[op]
 
 
-def check_text(numbers: Sequence[int], target: int, leaves: Sequence[int],
+def check_text(numbers: Sequence[int], leaves: Sequence[int],
                steps: Sequence[tuple[int, str, int]]) -> str:
     """The check of an answer (see the module docstring): ``leaves`` its numbers in written
     order, ``steps`` its operations innermost first, each (left, op, right) with operands
@@ -67,16 +72,14 @@ def check_text(numbers: Sequence[int], target: int, leaves: Sequence[int],
             pool.remove(n)
         marks.append(f"{n}{'+' if ok else '-'}")
         if not ok:
-            return " ".join(marks) + " N"
+            return " ".join(marks) + "\n=x"
     values: list[Fraction | None] = [Fraction(n) for n in leaves]
     lines = [" ".join(marks)]
     for a, op, b in steps:
         values.append(_apply(values[a], op, values[b]))
         lines.append(f"{_value_text(values[a])}{op}{_value_text(values[b])}="
                      f"{_value_text(values[-1])}")
-    value = _value_text(values[-1])
-    lines.append(f"{value} {target} {'Y' if value == str(target) else 'N'}")
-    return "\n".join(lines)
+    return "\n".join(lines + [f"={_value_text(values[-1])}"])
 
 
 def random_answer(numbers: Sequence[int], rng: random.Random
@@ -136,24 +139,14 @@ def _steps_of(text: str, leaves: Sequence[int]) -> list[tuple[int, str, int]]:
 
 
 def synthetic_example(rng: random.Random, difficulty: int) -> dict:
-    """A verification row: {"question": the GenRM's prompt text, "solution": its check,
-    "label": whether the check ends Y}, for a random Countdown problem of ``difficulty``
-    (difficulty + 2 numbers from 1..20) and a random answer to it."""
+    """A check row: {"question": the GenRM's prompt text, "solution": its check, "value": the
+    value it ends with}, for random numbers of a Countdown problem of ``difficulty``
+    (difficulty + 2 numbers from 1..20) and a random answer over them."""
     numbers = sorted(rng.randint(1, search_tasks.MAX_NUMBER) for _ in range(difficulty + 2))
-    lo, hi = search_tasks.TARGETS
-    target, r = rng.randint(lo, hi), rng.random()
-    for _ in range(20 if r < sum(MATCH) else 1):   # an answer whose value can be the target
-        text, leaves, steps = random_answer(numbers, rng)
-        value = _evaluate(leaves, steps)
-        if value is not None and value.denominator == 1 and lo <= value <= hi:
-            break
-    if r < sum(MATCH) and value is not None and value.denominator == 1:
-        near = int(value) + (0 if r < MATCH[0] else rng.choice([-1, 1]) * rng.randint(1, 5))
-        target = near if lo <= near <= hi else target
-    question = f"Use {', '.join(map(str, numbers))} to make {target}"
-    check = check_text(numbers, target, leaves, steps)
-    return {"question": prompt_text(question, text), "solution": check,
-            "label": check.endswith("Y")}
+    text, leaves, steps = random_answer(numbers, rng)
+    check = check_text(numbers, leaves, steps)
+    return {"question": prompt_text(numbers_text(numbers), text), "solution": check,
+            "value": check.rsplit("=", 1)[1]}
 
 
 def synthetic_batch(rng: random.Random, size: int, difficulty: int, hard: float) -> list[dict]:
@@ -180,50 +173,69 @@ def check_model(cfg) -> None:
                          "orm:PATH or prm:PATH for this policy")
 
 
-def _evaluate(leaves, steps) -> Fraction | None:
-    values = [Fraction(n) for n in leaves]
-    for a, op, b in steps:
-        values.append(_apply(values[a], op, values[b]))
-    return values[-1]
+def numbers_text(numbers: Sequence[int]) -> str:
+    return f"Use {', '.join(map(str, numbers))}"
 
 
-def prompt_text(question: str, answer: str) -> str:
-    return f"{question}\n{answer}"
+def prompt_text(numbers: str, answer: str) -> str:
+    return f"{numbers}\n{answer}"
+
+
+_QUESTION = re.compile(r"(Use [\d, ]{1,80}) to make (\d{1,6})")
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _logprobs(model, params, tokens, mask):
+    return token_logprobs(model, params, tokens, mask)[0]
 
 
 def scores(model, params, tokenizer: Tokenizer, questions: Sequence[str],
            answers: Sequence[Sequence[str | None]], batch: int = 256
            ) -> tuple[np.ndarray, np.ndarray]:
-    """The GenRM's score of every answer and the FLOPs of its check (its prompt's prefill and
-    the tokens it wrote), each [N, G]. It writes its check greedily; the score is its
-    probability of "Y" where it writes its verdict (1 - that of "N"); 0, at no cost, for no
-    answer or one over MAX_ANSWER characters; 0 for a check with no verdict."""
+    """The GenRM's score of every answer and the FLOPs it spent, each [N, G]. It writes its
+    check greedily (``questions``: Countdown's "Use A, B, C to make T", whose numbers it is
+    shown, not T); the score is its probability of T, then the end, after the check's last
+    line's "=", read by one more forward pass; the cost its prefill, the tokens it wrote and
+    that pass. 0, at no cost, for no answer or one over MAX_ANSWER characters; 0 for a check
+    with no value line."""
     n, g = len(answers), max((len(a) for a in answers), default=0)
     out, cost = np.zeros((n, g)), np.zeros((n, g))
-    rows = [(i, j, tokenizer.encode(FORMAT.template.format(question=prompt_text(q, a))))
-            for i, (q, row) in enumerate(zip(questions, answers)) for j, a in enumerate(row)
+    rows = []
+    for i, (question, row) in enumerate(zip(questions, answers)):
+        m = _QUESTION.fullmatch(question)
+        if m is None:
+            raise ValueError(f"a GenRM checks Countdown answers; {question[:60]!r} is not "
+                             "'Use A, B, ... to make T'")
+        rows += [(i, j, tokenizer.encode(FORMAT.template.format(question=prompt_text(
+            m.group(1), a))), m.group(2)) for j, a in enumerate(row)
             if a is not None and len(a) <= MAX_ANSWER]
-    if not rows:
-        return out, cost
-    width = max(len(r[2]) for r in rows)
     sampler = make_sampler(model, SamplingConfig(MAX_CHECK, greedy=True,
                                                  stop_ids=tokenizer.stop_ids,
                                                  pad_id=tokenizer.pad_id), gather=True)
-    verdict = {tokenizer.encode("Y", add_special_tokens=False)[0]: True,
-               tokenizer.encode("N", add_special_tokens=False)[0]: False}
+    eq, nl = (tokenizer.encode(c, add_special_tokens=False)[0] for c in "=\n")
+    valued = []    # (i, j, the prompt and check up to its value, the target and the end)
     for start in range(0, len(rows), batch):
         chunk = rows[start:start + batch]
-        chunk_ids = [r[2] for r in chunk]
-        tokens, mask = pad_prompts(chunk_ids + [chunk_ids[-1]] * (batch - len(chunk)),
-                                   tokenizer.pad_id, width)
+        ids = [r[2] for r in chunk]
+        tokens, mask = pad_prompts(ids + [ids[-1]] * (batch - len(chunk)), tokenizer.pad_id,
+                                   MAX_ROW - MAX_CHECK)
         roll = sampler(params, tokens, mask, jax.random.key(0))
-        toks, lp = np.asarray(roll.tokens), np.asarray(roll.logprobs)
-        wrote, lengths = np.asarray(roll.response_mask), np.asarray(roll.lengths)
-        for r, (i, j, ids) in enumerate(chunk):
-            cost[i, j] = (flops.prefill_flops(model.cfg, len(ids)) +
-                          flops.decode_flops(model.cfg, len(ids), int(lengths[r])))
-            cols = [c for c in np.flatnonzero(wrote[r]) if int(toks[r, c]) in verdict]
-            if cols:
-                p = float(np.exp(lp[r, cols[-1]]))
-                out[i, j] = p if verdict[int(toks[r, cols[-1]])] else 1.0 - p
+        toks, wrote = np.asarray(roll.tokens), np.asarray(roll.response_mask)
+        for r, (i, j, prompt, target) in enumerate(chunk):
+            check = toks[r][wrote[r]].tolist()
+            cost[i, j] = (flops.prefill_flops(model.cfg, len(prompt)) +
+                          flops.decode_flops(model.cfg, len(prompt), len(check)))
+            ends = [k for k in range(1, len(check)) if check[k] == eq and check[k - 1] == nl]
+            if ends:
+                valued.append((i, j, prompt + check[:ends[-1] + 1], tokenizer.encode(
+                    target, add_special_tokens=False) + [tokenizer.stop_ids[0]]))
+    for start in range(0, len(valued), batch):
+        chunk = valued[start:start + batch]
+        full = [pre + cont for _, _, pre, cont in chunk]
+        tokens, mask = pad_prompts(full + [full[-1]] * (batch - len(chunk)), tokenizer.pad_id,
+                                   MAX_ROW)
+        lp = np.asarray(_logprobs(model, params, tokens, mask))
+        for r, (i, j, pre, cont) in enumerate(chunk):
+            out[i, j] = float(np.exp(lp[r, MAX_ROW - len(cont):].sum()))
+            cost[i, j] += flops.prefill_flops(model.cfg, len(pre) + len(cont))
     return out, cost
