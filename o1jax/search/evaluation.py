@@ -129,7 +129,7 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
                 scores, costs = genrm.scores(verifier.model, verifier.params, tokenizer,
                                              [e["question"] for e in examples], sampled.answers)
             else:
-                scores, costs = sampled.confidence, strategies.verifier_costs(vcfg, sampled)
+                scores, costs = sampled.confidence, value_models.forward_costs(vcfg, sampled)
             if verifier.kind not in value_models.ANSWER_ONLY:
                 scores = value_models.outcome_scores(
                     verifier, sampled.tokens, sampled.mask,

@@ -230,7 +230,7 @@ def _ledger(model: ModelConfig, gen: Generation, samples: float,
             verifier_cost: np.ndarray | None = None) -> dict:
     """Mean cost per problem of ``samples`` responses like the generation's (prefill once: the
     sampler prefills a prompt once and copies its cache to every sample), and with
-    ``verifier_cost`` ([N, G] FLOPs of checking each sample, ``verifier_costs``) their checks."""
+    ``verifier_cost`` ([N, G] FLOPs of checking each sample) their checks."""
     p = gen.prompt_lengths
     decode = np.array([[flops.decode_flops(model, int(p[i]), int(n)) for n in row]
                        for i, row in enumerate(gen.lengths)])
@@ -240,15 +240,6 @@ def _ledger(model: ModelConfig, gen: Generation, samples: float,
                 prefill_flops=np.array([flops.prefill_flops(model, int(n)) for n in p]),
                 decode_flops=samples * decode.mean(axis=1), verifier_flops=checked,
                 seconds=np.full(len(p), gen.seconds / len(p) * samples / gen.lengths.shape[1]))
-
-
-def verifier_costs(verifier: ModelConfig | None, gen: Generation) -> np.ndarray:
-    """[N, G] FLOPs of a value model's forward over each sample with its prompt (zeros without
-    one: ``confidence`` is read off the sampling)."""
-    if verifier is None:
-        return np.zeros(gen.lengths.shape)
-    return np.array([[flops.verifier_flops(verifier, int(gen.prompt_lengths[i] + n))
-                      for n in row] for i, row in enumerate(gen.lengths)])
 
 
 def _by_blocks(budget: int, gen: Generation, pick) -> np.ndarray:

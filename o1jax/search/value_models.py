@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from o1jax import flops
 from o1jax import policy as policy_lib
 from o1jax import workdir as wd
 from o1jax.models.config import PRESETS, ModelConfig
@@ -188,6 +189,16 @@ def outcome_scores(value_model: ValueModel, tokens: np.ndarray, mask: np.ndarray
     v = values(value_model, tokens, mask, images=images, group=group)
     last = mask.shape[1] - 1 - np.argmax(mask[:, ::-1], axis=1)
     return v[np.arange(len(v)), last]
+
+
+def forward_costs(model: ModelConfig | None, gen) -> np.ndarray:
+    """[N, G] FLOPs of a value model's forward over each sample of ``gen`` (a
+    ``strategies.Generation``) with its prompt; zeros without a model (``confidence`` is read
+    off the sampling)."""
+    if model is None:
+        return np.zeros(gen.lengths.shape)
+    return np.array([[flops.verifier_flops(model, int(gen.prompt_lengths[i] + n)) for n in row]
+                     for i, row in enumerate(gen.lengths)])
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float | None:

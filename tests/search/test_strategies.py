@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from o1jax.models import preset
-from o1jax.search import strategies, voting
+from o1jax.search import strategies, value_models, voting
 
 
 def _generation(correct, classes_of=None):
@@ -26,12 +26,12 @@ def test_best_of_n_with_a_perfect_verifier_is_pass_at_n():
     cfg = preset("tiny")
     for k in (1, 2, 4, 8):
         best = strategies.score("best_of_n", k, gen, cfg, verifier_scores=correct,
-                                verifier_cost=strategies.verifier_costs(cfg, gen))
+                                verifier_cost=value_models.forward_costs(cfg, gen))
         # k divides 8: every sample is in one block; a block is solved iff it holds a correct one
         blocks = correct.reshape(40, 8 // k, k).max(axis=2).mean(axis=1)
         np.testing.assert_allclose(best.accuracy, blocks)
     full = strategies.score("best_of_n", 8, gen, cfg, verifier_scores=correct,
-                            verifier_cost=strategies.verifier_costs(cfg, gen))
+                            verifier_cost=value_models.forward_costs(cfg, gen))
     want = [voting.pass_at_k(8, int(c), 8) for c in correct.sum(axis=1)]
     np.testing.assert_allclose(full.accuracy, want)
     assert (full.verifier_flops > 0).all()
@@ -83,11 +83,11 @@ def test_majority_and_weighted_majority_against_a_plain_loop():
         np.testing.assert_allclose(plain.accuracy, _block_vote_reference(
             classes, correct, np.ones((60, 8)), k))
         weighted = strategies.score("weighted_majority", k, gen, cfg, classes, weights,
-                                    strategies.verifier_costs(cfg, gen))
+                                    value_models.forward_costs(cfg, gen))
         np.testing.assert_allclose(weighted.accuracy, _block_vote_reference(
             classes, correct, weights, k))
         equal = strategies.score("weighted_majority", k, gen, cfg, classes,
-                                 np.full((60, 8), 0.7), strategies.verifier_costs(cfg, gen))
+                                 np.full((60, 8), 0.7), value_models.forward_costs(cfg, gen))
         np.testing.assert_allclose(equal.accuracy, plain.accuracy)
 
 
