@@ -125,8 +125,7 @@ def fit(model: Transformer, params: Params, next_examples: Callable[[int], list]
         warmup: int = 30, log_every: int = 100) -> tuple[Params, list[float]]:
     """Teacher forcing outside a training run: ``steps`` optax steps (``warmup_cosine``) on
     ``next_examples(step)``'s rows ({"question", "solution"}, encoded as ``encode_sft``, at
-    most ``length`` tokens): what a generative verifier trains with
-    (``o1jax/search/genrm.py``).
+    most ``length`` tokens): what a generative verifier trains with (``o1jax/search/genrm.py``).
     Returns the parameters and each step's loss."""
     opt = make_optimizer(warmup_cosine(lr, steps, min(warmup, steps // 2)))
     step_fn = jax.jit(functools.partial(sft_step, policy=model, opt=opt), donate_argnums=(0,))

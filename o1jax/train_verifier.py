@@ -108,6 +108,8 @@ def main(argv=None) -> int:
             raise ValueError("--slips needs replayed labels: add --labels exact or valid")
         if args.slips < 0 or args.swaps < 0:
             raise ValueError("--slips and --swaps must be >= 0")
+        if not 0 <= args.hard_share <= 1:
+            raise ValueError(f"--hard-share is a share of rows, in [0, 1]: got {args.hard_share}")
         if args.swaps and (args.kind != "orm" or args.loss != "squared"):
             raise ValueError("--swaps adds outcome rows: use it with --kind orm --loss squared")
         if args.loss == "pairwise" and args.kind != "orm":

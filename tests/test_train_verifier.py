@@ -61,6 +61,7 @@ def test_an_exact_label_prm_larger_than_its_policy_is_saved_and_loads(search_run
     (["--kind", "orm", "--labels", "valid"], "--labels valid labels steps"),
     (["--kind", "prm", "--loss", "pairwise"], "--loss pairwise ranks outcomes"),
     (["--kind", "orm", "--model-size", "num_layers=x"], "expected policy, a preset"),
+    (["--kind", "genrm", "--hard-share", "1.5"], "--hard-share is a share of rows"),
 ])
 def test_flags_it_refuses(search_run, capsys, flags, message):
     assert main(["--workdir", str(search_run), *flags]) == 2

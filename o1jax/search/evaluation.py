@@ -60,7 +60,7 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
                                               ("compute_optimal",)))
     if needs and verifier is None:
         raise ValueError(f"{', '.join(needs)} need a verifier: --verifier critic, confidence, "
-                         "orm:PATH or prm:PATH")
+                         "orm:PATH, prm:PATH or genrm:PATH")
     searched_by = sorted(set(spec.strategies) & set(strategies.SEARCHED))
     if verifier is not None and verifier.kind in value_models.ANSWER_ONLY and searched_by:
         raise ValueError(f"{', '.join(searched_by)} score partial solutions, which --verifier "

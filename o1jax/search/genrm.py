@@ -36,7 +36,7 @@ import numpy as np
 
 from o1jax import flops
 from o1jax.data import search_tasks
-from o1jax.data.prompts import PromptFormat, pad_prompts
+from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids
 from o1jax.rollout import SamplingConfig, make_sampler
 from o1jax.rollout.scoring import token_logprobs
 from o1jax.tokenizer import Tokenizer
@@ -57,7 +57,7 @@ def _value_text(v: Fraction | None) -> str:
 def _apply(a: Fraction | None, op: str, b: Fraction | None) -> Fraction | None:
     if a is None or b is None or op == "/" and b == 0:
         return None
-    return {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else None}[op]
+    return {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[op]
 
 
 def check_text(numbers: Sequence[int], leaves: Sequence[int],
@@ -206,9 +206,8 @@ def scores(model, params, tokenizer: Tokenizer, questions: Sequence[str],
         if m is None:
             raise ValueError(f"a GenRM checks Countdown answers; {question[:60]!r} is not "
                              "'Use A, B, ... to make T'")
-        rows += [(i, j, tokenizer.encode(FORMAT.template.format(question=prompt_text(
-            m.group(1), a))), m.group(2)) for j, a in enumerate(row)
-            if a is not None and len(a) <= MAX_ANSWER]
+        rows += [(i, j, prompt_ids({"question": prompt_text(m.group(1), a)}, tokenizer, FORMAT),
+                  m.group(2)) for j, a in enumerate(row) if a is not None and len(a) <= MAX_ANSWER]
     sampler = make_sampler(model, SamplingConfig(MAX_CHECK, greedy=True,
                                                  stop_ids=tokenizer.stop_ids,
                                                  pad_id=tokenizer.pad_id), gather=True)
