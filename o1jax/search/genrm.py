@@ -196,8 +196,8 @@ def scores(model, params, tokenizer: Tokenizer, questions: Sequence[str],
     check greedily (``questions``: Countdown's "Use A, B, C to make T", whose numbers it is
     shown, not T); the score is its probability of T, then the end, after the check's last
     line's "=", read by one more forward pass; the cost its prefill, the tokens it wrote and
-    that pass. 0, at no cost, for no answer or one over MAX_ANSWER characters; 0 for a check
-    with no value line."""
+    that pass. 0, at no cost, for no answer, one over MAX_ANSWER characters or a prompt over
+    MAX_ROW - MAX_CHECK tokens; 0 for a check with no value line (or none within MAX_ROW)."""
     n, g = len(answers), max((len(a) for a in answers), default=0)
     out, cost = np.zeros((n, g)), np.zeros((n, g))
     rows = []
@@ -206,8 +206,11 @@ def scores(model, params, tokenizer: Tokenizer, questions: Sequence[str],
         if m is None:
             raise ValueError(f"a GenRM checks Countdown answers; {question[:60]!r} is not "
                              "'Use A, B, ... to make T'")
-        rows += [(i, j, prompt_ids({"question": prompt_text(m.group(1), a)}, tokenizer, FORMAT),
-                  m.group(2)) for j, a in enumerate(row) if a is not None and len(a) <= MAX_ANSWER]
+        for j, a in enumerate(row):
+            ids = [] if a is None or len(a) > MAX_ANSWER else prompt_ids(
+                {"question": prompt_text(m.group(1), a)}, tokenizer, FORMAT)
+            if 0 < len(ids) <= MAX_ROW - MAX_CHECK:
+                rows.append((i, j, ids, m.group(2)))
     sampler = make_sampler(model, SamplingConfig(MAX_CHECK, greedy=True,
                                                  stop_ids=tokenizer.stop_ids,
                                                  pad_id=tokenizer.pad_id), gather=True)
@@ -225,9 +228,10 @@ def scores(model, params, tokenizer: Tokenizer, questions: Sequence[str],
             cost[i, j] = (flops.prefill_flops(model.cfg, len(prompt)) +
                           flops.decode_flops(model.cfg, len(prompt), len(check)))
             ends = [k for k in range(1, len(check)) if check[k] == eq and check[k - 1] == nl]
-            if ends:
-                valued.append((i, j, prompt + check[:ends[-1] + 1], tokenizer.encode(
-                    target, add_special_tokens=False) + [tokenizer.stop_ids[0]]))
+            pre = prompt + check[:ends[-1] + 1] if ends else []
+            cont = tokenizer.encode(target, add_special_tokens=False) + [tokenizer.stop_ids[0]]
+            if pre and len(pre) + len(cont) <= MAX_ROW:
+                valued.append((i, j, pre, cont))
     for start in range(0, len(valued), batch):
         chunk = valued[start:start + batch]
         full = [pre + cont for _, _, pre, cont in chunk]
