@@ -57,7 +57,7 @@ def _value_text(v: Fraction | None) -> str:
 def _apply(a: Fraction | None, op: str, b: Fraction | None) -> Fraction | None:
     if a is None or b is None or op == "/" and b == 0:
         return None
-    return {"+": a + b, "-": a - b, "*": a * b, "/": a / b}[op]
+    return a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else a / b
 
 
 def check_text(numbers: Sequence[int], leaves: Sequence[int],

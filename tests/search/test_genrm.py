@@ -103,7 +103,7 @@ def test_a_tiny_genrm_learns_a_value_and_scores_answers():
     assert s[0, 2] == s[1, 1] == cost[0, 2] == cost[1, 1] == 0     # nothing checked
     assert (cost[[0, 0, 1, 1], [0, 1, 0, 2]] > 0).all()
     assert min(s[0, 0], s[1, 2]) > 0.8 and max(s[0, 1], s[1, 0]) < 0.2
-    long = "Use " + ", ".join(["1"] * 40) + " to make 2"     # its prompt leaves no room
+    long = "Use " + ", ".join(["1"] * 26) + " to make 2"     # its prompt leaves no room
     assert genrm.scores(model, params, tok, [long], [["1+1"]])[0].tolist() == [[0.0]]
     with pytest.raises(ValueError, match="is not 'Use A, B, ... to make T'"):
         genrm.scores(model, params, tok, ["What is 1+1?"], [["2"]])
