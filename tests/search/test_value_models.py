@@ -31,7 +31,8 @@ def test_a_saved_value_model_loads_for_its_policy_and_refuses_another(tmp_path):
         value_models.load(f"prm:{tmp_path / 'orm'}", policy)
     with pytest.raises(ValueError, match="holds no value model"):
         value_models.load(f"prm:{tmp_path}", policy)
-    with pytest.raises(ValueError, match="expected critic, confidence, orm:PATH, prm:PATH or genrm:PATH"):
+    with pytest.raises(ValueError,
+                       match="expected critic, confidence, orm:PATH, prm:PATH or genrm:PATH"):
         value_models.load("orm", policy)
     with pytest.raises(ValueError, match="needs --workdir"):
         value_models.load("critic", policy)
