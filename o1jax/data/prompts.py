@@ -166,11 +166,14 @@ def encode_prompt(example: dict, tokenizer: Tokenizer, fmt: PromptFormat) -> lis
     return fit(prompt_ids(example, tokenizer, fmt), tokenizer, fmt)
 
 
-def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int, length: int | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Left-pads token lists to ``length`` (default: the longest). Returns tokens, mask [B, P]."""
+def pad_prompts(prompts: Sequence[Sequence[int]], pad_id: int, length: int | None = None,
+                rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Left-pads token lists to ``length`` (default: the longest); with ``rows``, the last one
+    is repeated up to that many rows (a short last batch keeps the compiled batch shape).
+    Returns tokens, mask [B, P]."""
     if not prompts:
         raise ValueError("no prompts")
+    prompts = list(prompts) + [prompts[-1]] * max(0, (rows or 0) - len(prompts))
     for i, pr in enumerate(prompts):
         if len(pr) == 0:
             raise ValueError(f"prompt {i} is empty")

@@ -138,7 +138,7 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
     for lo in range(0, n, per):
         idx = list(range(lo, min(n, lo + per)))
         rows = [truncate_prompt(prompts[i], p) for i in idx]
-        tokens, mask = pad_prompts(rows + [rows[-1]] * (per - len(idx)), tokenizer.pad_id, p)
+        tokens, mask = pad_prompts(rows, tokenizer.pad_id, p, per)
         part = [examples[i] for i in idx]
         images = stack_images(part + [part[-1]] * (per - len(idx)), fmt, largest=True)
         resp, length, prefix, written = jax.tree.map(np.asarray, run(

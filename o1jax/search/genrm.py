@@ -218,9 +218,8 @@ def scores(model, params, tokenizer: Tokenizer, questions: Sequence[str],
     valued = []    # (i, j, the prompt and check up to its value, the target and the end)
     for start in range(0, len(rows), batch):
         chunk = rows[start:start + batch]
-        ids = [r[2] for r in chunk]
-        tokens, mask = pad_prompts(ids + [ids[-1]] * (batch - len(chunk)), tokenizer.pad_id,
-                                   MAX_ROW - MAX_CHECK)
+        tokens, mask = pad_prompts([r[2] for r in chunk], tokenizer.pad_id,
+                                   MAX_ROW - MAX_CHECK, batch)
         roll = sampler(params, tokens, mask, jax.random.key(0))
         toks, wrote = np.asarray(roll.tokens), np.asarray(roll.response_mask)
         for r, (i, j, prompt, target) in enumerate(chunk):
@@ -234,9 +233,8 @@ def scores(model, params, tokenizer: Tokenizer, questions: Sequence[str],
                 valued.append((i, j, pre, cont))
     for start in range(0, len(valued), batch):
         chunk = valued[start:start + batch]
-        full = [pre + cont for _, _, pre, cont in chunk]
-        tokens, mask = pad_prompts(full + [full[-1]] * (batch - len(chunk)), tokenizer.pad_id,
-                                   MAX_ROW)
+        tokens, mask = pad_prompts([pre + cont for _, _, pre, cont in chunk], tokenizer.pad_id,
+                                   MAX_ROW, batch)
         lp = np.asarray(_logprobs(model, params, tokens, mask))
         for r, (i, j, pre, cont) in enumerate(chunk):
             out[i, j] = float(np.exp(lp[r, MAX_ROW - len(cont):].sum()))

@@ -209,8 +209,7 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
     for lo in range(0, n, per):
         idx = list(range(lo, min(n, lo + per)))
         rows = [truncate_prompt(prompts[i], max_prompt_len) for i in idx]
-        tokens, mask = pad_prompts(rows + [rows[-1]] * (per - len(idx)), tokenizer.pad_id,
-                                   max_prompt_len)
+        tokens, mask = pad_prompts(rows, tokenizer.pad_id, max_prompt_len, per)
         vparams = value_model.params
         part = [examples[i] for i in idx]
         images = stack_images(part + [part[-1]] * (per - len(idx)), fmt, largest=True)

@@ -145,8 +145,8 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
         for start in range(0, len(examples), batch_prompts):
             chunk = prompts[start:start + batch_prompts]
             n = len(chunk)
-            tokens, mask = pad_prompts(chunk + [chunk[-1]] * (batch_prompts - n),
-                                       tokenizer.pad_id, fmt.max_prompt_len)
+            tokens, mask = pad_prompts(chunk, tokenizer.pad_id, fmt.max_prompt_len,
+                                       batch_prompts)
             part = list(examples[start:start + n])
             images = stack_images(part + [part[-1]] * (batch_prompts - n), fmt)
             if start == 0:  # compile outside the timed calls

@@ -170,6 +170,11 @@ def test_left_padding_like_a_plain_loop():
         pad_prompts(prompts, 0, length=2)
     with pytest.raises(ValueError, match="prompt 1 is empty"):
         pad_prompts([[1], []], 0)
+    # a short last batch keeps the batch shape: the last prompt repeated
+    tokens, mask = pad_prompts(prompts[:2], 0, length=4, rows=4)
+    assert tokens.tolist() == [[0, 3, 4, 5], [0, 0, 0, 6], [0, 0, 0, 6], [0, 0, 0, 6]]
+    assert mask.sum(axis=1).tolist() == [3, 1, 1, 1]
+    assert pad_prompts(prompts, 0, rows=2)[0].shape == (3, 3)   # never fewer than given
 
 
 def test_the_demo_prompts_are_the_ids_the_old_encoder_gave():
