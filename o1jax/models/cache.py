@@ -18,18 +18,17 @@ from o1jax.models.config import ModelConfig
 from o1jax.models.layers.kernels import CACHE_SLOT_MULTIPLE
 
 
-def cache_slots(length: int, key_slot_axis: int) -> int:
-    """The slots a cache for ``length`` tokens has: ``length``, or with keys slots-major
-    (``key_slot_axis`` -2) the next multiple of CACHE_SLOT_MULTIPLE (the decode kernel splits
-    the cache into parts of a power-of-two size, ``decode_kernel.split_size``)."""
-    m = CACHE_SLOT_MULTIPLE if key_slot_axis == -2 else 1
+def cache_slots(length: int, attention: str) -> int:
+    """The slots a cache for ``length`` tokens has under the ``attention`` backend: ``length``
+    (``xla``), or the next multiple of its decode kernel's CACHE_SLOT_MULTIPLE (``gpu``'s
+    splits the cache into parts of a power-of-two size, ``tpu``'s reads it in blocks)."""
+    m = CACHE_SLOT_MULTIPLE.get(attention, 1)
     return -(-length // m) * m
 
 
 def init_cache(cfg: ModelConfig, batch: int, length: int, key_slot_axis: int, stacked: bool
                ) -> dict:
-    """An empty cache of ``cache_slots(length)`` slots, stacked or a tuple of layers."""
-    length = cache_slots(length, key_slot_axis)
+    """An empty cache of ``length`` slots (``cache_slots``'), stacked or a tuple of layers."""
     keys = (length, cfg.head_dim) if key_slot_axis == -2 else (cfg.head_dim, length)
     k = jnp.zeros((cfg.num_layers, batch, cfg.num_kv_heads) + keys, cfg.compute_dtype)
     v = jnp.zeros((cfg.num_layers, batch, cfg.num_kv_heads, length, cfg.head_dim),

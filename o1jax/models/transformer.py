@@ -106,9 +106,10 @@ class Transformer:
         return self.cfg.num_layers >= self.cfg.scan_decode_from and self.platform != "gpu"
 
     def init_cache(self, batch: int, length: int) -> dict:
-        """An empty KV cache of ``length`` slots (o1jax/models/cache.py)."""
-        return cache_lib.init_cache(self.cfg, batch, length, self.key_slot_axis,
-                                    self.scans_decode)
+        """An empty KV cache of ``length`` slots, rounded up as the attention backend's decode
+        kernel reads them (o1jax/models/cache.py)."""
+        slots = cache_lib.cache_slots(length, self.attention)
+        return cache_lib.init_cache(self.cfg, batch, slots, self.key_slot_axis, self.scans_decode)
 
     def cache_axes(self) -> dict:
         """Logical axis names of ``init_cache``'s tree."""

@@ -226,7 +226,7 @@ def grow_cache(model: Transformer, cache: dict, length: int) -> dict:
     """The cache with empty slots appended up to ``length`` slots (``init_cache``'s rounding):
     k on its slot axis (``model.key_slot_axis``), v [..., S, Dh] on its second last, mask
     [B, S] on its last; what it holds is unchanged."""
-    length = cache_slots(length, model.key_slot_axis)
+    length = cache_slots(length, model.attention)
     def pad(a, axis):
         widths = [(0, 0)] * a.ndim
         widths[axis] = (0, length - a.shape[axis])

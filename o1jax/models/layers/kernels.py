@@ -10,10 +10,13 @@ reference every kernel is tested against). The kernel backends:
   The KV cache holds keys as [B, KVH, S, Dh] like the values (the layout both kernels read),
   its length rounded up to CACHE_SLOT_MULTIPLE slots. bf16/f16 compute only (cuDNN's rule).
 - ``tpu``: training and scoring through Pallas's TPU flash attention
-  (``jax.experimental.pallas.ops.tpu.flash_attention``; padding as segment ids). The cache
-  keeps the ``xla`` layout and a decode step stays ``xla`` (blocked over live slots): TPU's
-  paged-attention kernels attend to slots [0, length) of a row, and o1jax's prompts are
-  left-padded, so they would need right-aligned pages, which is not built.
+  (``jax.experimental.pallas.ops.tpu.flash_attention``; padding as segment ids); a decode step
+  through a Pallas TPU kernel (o1jax/models/layers/tpu_decode_kernel.py) that reads the live
+  blocks of the cache and the slot mask, in ``xla``'s layout (keys [B, KVH, Dh, S]), the
+  cache's length rounded up to its BLOCK. JAX's TPU paged-attention kernels attend to slots
+  [0, length) of a row, and o1jax's rows are left-padded (a search row can hold padding
+  between real slots), so they would need right-aligned pages; this kernel needs none.
+  A chunk into a cache (a prefill, a search step fed at once) stays ``xla``.
 
 On a CPU (tests) the Pallas kernels run in Pallas's interpret mode (the TPU's under
 ``jax.experimental.pallas.tpu.force_tpu_interpret_mode()``, which the caller holds around
@@ -36,9 +39,10 @@ import jax
 import jax.numpy as jnp
 
 from o1jax import sharding
-from o1jax.models.layers import attention, decode_kernel
+from o1jax.models.layers import attention, decode_kernel, tpu_decode_kernel
 
-CACHE_SLOT_MULTIPLE = decode_kernel.SLOT_MULTIPLE   # the decode kernel's parts divide it
+CACHE_SLOT_MULTIPLE = {"gpu": decode_kernel.SLOT_MULTIPLE,   # the decode kernels' blocks
+                       "tpu": tpu_decode_kernel.BLOCK}         # divide a cache's slots
 TPU_BLOCK = 128               # the TPU flash kernel's blocks; sequences are padded to a multiple
 
 
@@ -91,6 +95,8 @@ def attention_for(backend: str, platform: str, kv_mask: jax.Array, start, t: int
         extra, extra_axes = real_first(kv_mask), (rows, rows, ("act_batch",))
     elif backend == "tpu" and not cached:
         kernel, extra, extra_axes = tpu_flash_attend, (kv_mask,), (rows,)
+    elif backend == "tpu" and t == 1:
+        kernel, extra, extra_axes = tpu_decode_attend, (kv_mask, start), (rows, ())
     else:
         return attention.causal_attention(kv_mask, start, t, cached)
     return functools.partial(_per_device, kernel, mesh, extra, extra_axes)
@@ -157,6 +163,14 @@ def decode_attend(q, k, v, kv_mask, start, interpret: bool) -> jax.Array:
     slots up to ``start``. Returns [B, 1, H, Dh] in q's dtype."""
     return decode_kernel.decode_attention(q[:, 0], k, v, kv_mask, start + 1, interpret
                                           )[:, None].astype(q.dtype)
+
+
+def tpu_decode_attend(q, k, v, kv_mask, start) -> jax.Array:
+    """One decode step, q [B, 1, H, Dh] at slot ``start``, over a cache k [B, KVH, Dh, S]
+    (``xla``'s layout), v [B, KVH, S, Dh] (S a multiple of its BLOCK): ``tpu_decode_kernel``'s
+    Pallas kernel reads the real slots up to ``start``. Returns [B, 1, H, Dh] in q's dtype."""
+    return tpu_decode_kernel.decode_attention(q[:, 0], k, v, kv_mask, start + 1
+                                              )[:, None].astype(q.dtype)
 
 
 def tpu_flash_attend(q, k, v, kv_mask) -> jax.Array:

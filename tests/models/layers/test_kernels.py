@@ -10,7 +10,8 @@ import pytest
 from jax.experimental.pallas import tpu as pltpu
 
 from o1jax.models import Transformer, positions_from_mask, preset
-from o1jax.models.layers import attention, decode_kernel, kernels
+from o1jax.models.layers import attention, decode_kernel, kernels, tpu_decode_kernel
+from tests.kernels import interpreted
 
 
 def _qkv(seed, b, t, h, kvh, dh, s=None, dtype=jnp.float32):
@@ -59,10 +60,30 @@ def test_decode_kernel_matches_a_plain_loop(s, h, kvh, dh, end):
                                atol=2e-5)
 
 
+@pytest.mark.parametrize("s,h,kvh,dh,end", [(256, 4, 2, 16, 200), (384, 7, 1, 32, 130),
+                                            (128, 4, 4, 64, 17), (384, 2, 1, 128, 384)])
+def test_tpu_decode_kernel_matches_a_plain_loop(s, h, kvh, dh, end):
+    """In Pallas's TPU interpret mode, keys in ``xla``'s layout [B, KVH, Dh, S]; blocks past
+    ``end`` skipped, left padding, holes, and a row with no real slot before ``end`` (zeros)."""
+    q, k, v = _qkv(0, 4, 1, h, kvh, dh, s)
+    mask = np.random.RandomState(s).rand(4, s) < 0.8
+    mask[0, :end - 3] = False                       # left padding up to just below the query
+    mask[3, :end] = False                           # nothing real to read
+    with pltpu.force_tpu_interpret_mode():
+        out = jax.jit(lambda *a: tpu_decode_kernel.decode_attention(*a, end))(
+            q[:, 0], k.swapaxes(2, 3), v, jnp.asarray(mask))
+    want = _loop_decode(q[:3, 0], k[:3], v[:3], mask[:3], end)
+    np.testing.assert_allclose(np.asarray(out)[:3], want, atol=2e-5)
+    np.testing.assert_array_equal(np.asarray(out)[3], 0.0)
+
+
 def test_decode_kernel_rejects_a_cache_it_cannot_split():
     q, k, v = _qkv(0, 1, 1, 2, 1, 16, 200)
     with pytest.raises(ValueError, match="multiple of 256"):
         decode_kernel.decode_attention(q[:, 0], k, v, jnp.ones((1, 200), bool), 10)
+    with pytest.raises(ValueError, match="multiple of 128"):
+        tpu_decode_kernel.decode_attention(q[:, 0], k.swapaxes(2, 3), v,
+                                           jnp.ones((1, 200), bool), 10)
 
 
 def _reference(q, k, v, mask):
@@ -137,11 +158,13 @@ def test_backends_resolve_per_platform_and_refuse_what_cannot_run():
         preset("tiny", attention="flash")
 
 
-def test_gpu_backend_model_matches_xla_in_a_forward_and_a_cached_decode():
+@pytest.mark.parametrize("backend,keys", [("gpu", (256, 16)), ("tpu", (16, 128))])
+def test_kernel_backend_model_matches_xla_in_a_forward_and_a_cached_decode(backend, keys):
     """A bf16 model: logits of a padded batch without a cache, and of a prefill then decode
-    steps into the gpu backend's cache ([B, KVH, S, Dh] keys, 256 slots), against ``xla``."""
+    steps into the backend's cache (``gpu``: keys [B, KVH, S, Dh], 256 slots; ``tpu``: ``xla``'s
+    [B, KVH, Dh, S], 128 slots; its kernels in Pallas's TPU interpret mode), against ``xla``."""
     xla = Transformer(preset("tiny", dtype="bfloat16", attention="xla"))
-    gpu = Transformer(preset("tiny", dtype="bfloat16", attention="gpu"))
+    ours = Transformer(preset("tiny", dtype="bfloat16", attention=backend))
     params = xla.init(jax.random.key(0))
     tokens = jax.random.randint(jax.random.key(1), (3, 14), 0, 512)
     mask = jnp.ones((3, 14), bool).at[1, :4].set(False).at[2, 11:].set(False)
@@ -158,19 +181,21 @@ def test_gpu_backend_model_matches_xla_in_a_forward_and_a_cached_decode():
             outs.append(out)
         return jnp.concatenate(outs, 1), cache
 
-    full = {m: jax.jit(lambda p, m=m: m.apply(p, tokens, pos, mask)[0])(params)
-            for m in (xla, gpu)}
-    steps = {m: jax.jit(lambda m=m: cached(m))() for m in (xla, gpu)}
-    assert steps[gpu][1]["k"][0].shape[-2:] == (256, xla.cfg.head_dim)
+    with interpreted(backend):
+        full = {m: jax.jit(lambda p, m=m: m.apply(p, tokens, pos, mask)[0])(params)
+                for m in (xla, ours)}
+        steps = {m: jax.jit(lambda m=m: cached(m))() for m in (xla, ours)}
+    assert steps[ours][1]["k"][0].shape[-2:] == keys
     scale = float(np.abs(np.asarray(full[xla])[real]).max())
-    for ours, ref in ((full[gpu], full[xla]), (steps[gpu][0], steps[xla][0])):
-        err = np.abs(np.asarray(ours, np.float32)[real] - np.asarray(ref, np.float32)[real])
+    for got, ref in ((full[ours], full[xla]), (steps[ours][0], steps[xla][0])):
+        err = np.abs(np.asarray(got, np.float32)[real] - np.asarray(ref, np.float32)[real])
         assert err.max() <= 0.03 * scale, err.max() / scale
 
 
-def test_a_two_layer_model_compiles_for_a_tpu_topology_with_the_flash_kernel():
+def test_a_two_layer_model_compiles_for_a_tpu_topology_with_the_kernels():
     """The TPU compiler itself (libtpu, no TPU attached) compiles a bf16 2-layer model's forward
-    and backward on a 4-chip v5e mesh with ``auto`` attention: the flash kernel, per device."""
+    and backward (the flash kernel) and a decode step into its cache (the decode kernel) on a
+    4-chip v5e mesh with ``auto`` attention, the kernels per device."""
     from o1jax import sharding
     from o1jax.hardware import parse_hardware
     from o1jax.run.memory import target_devices
@@ -191,3 +216,13 @@ def test_a_two_layer_model_compiles_for_a_tpu_topology_with_the_flash_kernel():
 
     text = jax.jit(jax.grad(loss)).lower(params, tokens, mask).compile().as_text()
     assert "tpu_custom_call" in text
+
+    def decode(p, tokens, mask):
+        cache = model.init_cache(8, 300)
+        _, cache = model.apply(p, tokens[:, :-1], positions_from_mask(mask[:, :-1]),
+                               mask[:, :-1], cache)
+        pos = jnp.sum(mask, axis=1, keepdims=True, dtype=jnp.int32) - 1
+        return model.apply(p, tokens[:, -1:], pos, mask[:, -1:], cache)[0]
+
+    text = jax.jit(decode).lower(params, tokens, mask).compile().as_text()
+    assert "o1jax_tpu_decode_attention" in text
