@@ -1,6 +1,7 @@
 """The wide sweep of the attention kernels against o1jax's ``xla`` attention (CI runs a few
-points of it in tests/models/layers/test_kernels.py): Pallas kernels in interpret mode, cuDNN's
-call through XLA's form of it, over lengths, paddings and head groupings.
+points of it in tests/models/layers/test_kernels.py): Pallas kernels in interpret mode (the
+TPU flash kernel; decode: the GPU and the TPU kernels), cuDNN's call through XLA's form of it,
+over lengths, paddings and head groupings.
 
     python scripts/kernel_sweep.py [--lengths 64,256,1000,2048] [--heads 4:1,8:2,14:2,8:8]
 
@@ -21,7 +22,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.experimental.pallas import tpu as pltpu  # noqa: E402
 
-from o1jax.models.layers import attention, decode_kernel, kernels  # noqa: E402
+from o1jax.models.layers import (attention, decode_kernel, kernels,  # noqa: E402
+                                 tpu_decode_kernel)
 
 OUT_TOL, GRAD_TOL = 5e-5, 2e-4
 
@@ -79,11 +81,20 @@ def main() -> int:
             got = decode_kernel.decode_attention(q[:, -1], *cache, slot_mask, t, interpret=True)
             want = attention.attend(q[:, -1:], k.swapaxes(2, 3), v, mask[:, None, :])[:, 0]
             decode = float(np.abs(np.asarray(got) - np.asarray(want)).max())
-            ok = (max(cudnn[0], tpu[0], decode) <= OUT_TOL and max(cudnn[1], tpu[1]) <= GRAD_TOL)
+            s = -(-t // tpu_decode_kernel.BLOCK) * tpu_decode_kernel.BLOCK
+            with pltpu.force_tpu_interpret_mode():
+                got = tpu_decode_kernel.decode_attention(
+                    q[:, -1], jnp.pad(k.swapaxes(2, 3), ((0, 0), (0, 0), (0, 0), (0, s - t))),
+                    jnp.pad(v, ((0, 0), (0, 0), (0, s - t), (0, 0))),
+                    jnp.pad(mask, ((0, 0), (0, s - t))), t)
+            tpu_decode = float(np.abs(np.asarray(got) - np.asarray(want)).max())
+            ok = (max(cudnn[0], tpu[0], decode, tpu_decode) <= OUT_TOL
+                  and max(cudnn[1], tpu[1]) <= GRAD_TOL)
             bad += not ok
             print(f"T={t:5d} H={h:2d} KVH={kvh}: cudnn call out {cudnn[0]:.1e} grad "
                   f"{cudnn[1]:.1e}; tpu flash out {tpu[0]:.1e} grad {tpu[1]:.1e}; decode "
-                  f"{decode:.1e}  {'ok' if ok else 'FAIL'}", flush=True)
+                  f"{decode:.1e}; tpu decode {tpu_decode:.1e}  {'ok' if ok else 'FAIL'}",
+                  flush=True)
     return 1 if bad else 0
 
 
