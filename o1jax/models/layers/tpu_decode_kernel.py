@@ -64,12 +64,13 @@ def _kernel(end_ref, q_ref, k_ref, v_ref, mask_ref, o_ref, m_ref, l_ref, acc_ref
         o_ref[...] = acc_ref[...] / jnp.maximum(l_ref[...][:, :1], 1e-30)
 
 
-def decode_attention(q: jax.Array, k: jax.Array, v: jax.Array, kv_mask: jax.Array, end,
-                     interpret: bool = False) -> jax.Array:
+def decode_attention(q: jax.Array, k: jax.Array, v: jax.Array, kv_mask: jax.Array, end
+                     ) -> jax.Array:
     """q [B, H, Dh] (one query per row), k [B, KVH, Dh, S], v [B, KVH, S, Dh] (S a multiple of
     BLOCK), kv_mask [B, S] bool, end [] int32 (>= 1): query h of a row reads the real slots
     (kv_mask) below ``end`` of KV head h // (H / KVH). Returns [B, H, Dh] f32; a row with no
-    real slot below ``end`` gets zeros. ``interpret``: Pallas's TPU interpret mode (a CPU)."""
+    real slot below ``end`` gets zeros. On a CPU it runs under Pallas's TPU interpret mode
+    (``jax.experimental.pallas.tpu.force_tpu_interpret_mode``, held by the caller)."""
     from jax.experimental import pallas as pl
     from jax.experimental.pallas import tpu as pltpu
 
@@ -102,7 +103,7 @@ def decode_attention(q: jax.Array, k: jax.Array, v: jax.Array, kv_mask: jax.Arra
         out_shape=jax.ShapeDtypeStruct((b, kvh, rows, dh), jnp.float32),
         compiler_params=pltpu.CompilerParams(
             dimension_semantics=("parallel", "parallel", "arbitrary")),
-        interpret=interpret, name="o1jax_tpu_decode_attention",
+        name="o1jax_tpu_decode_attention",
     )(jnp.reshape(jnp.asarray(end, jnp.int32), (1,)), qg.astype(k.dtype), k, v,
       kv_mask.astype(jnp.int32)[:, None, :])
     return out[:, :, :g].reshape(b, h, dh)
