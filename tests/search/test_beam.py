@@ -19,7 +19,6 @@ from o1jax.models import positions_from_mask, value_params_from_policy
 from o1jax.rollout import SamplingConfig, decode_params
 from o1jax.search import beam, cached, steps, value_models
 from o1jax.tokenizer import byte_tokenizer
-from tests.kernels import interpreted
 
 A, B, NL = ord("a"), ord("b"), ord("\n")
 
@@ -169,7 +168,7 @@ def test_near_greedy_search_chooses_what_the_old_one_did_in_one_program(diverse)
     assert program._cache_size() == 1
 
 
-@pytest.mark.parametrize("attention", ["xla", "gpu", "tpu"])
+@pytest.mark.parametrize("attention", ["xla", "gpu"])
 def test_cached_rows_continue_and_score_as_a_full_forward_does(attention):
     """Two sampled steps through ``cached`` (rows copied and shuffled between them, then packed)
     against one forward of each whole sequence: next-token log-probs and value score."""
@@ -191,19 +190,18 @@ def test_cached_rows_continue_and_score_as_a_full_forward_does(attention):
                                      jax.random.key(1), cfg, ends, ends, "value")
         return rows, first, second
 
-    with interpreted(attention):
-        rows, first, second = two_steps(tokens, mask)
-        seqs = [list(t[m]) for t, m in zip(tokens, mask) for _ in range(2)]
-        seqs = [seqs[i] + first.tokens[i, :first.length[i]].tolist() for i in order.tolist()]
-        seqs = [q + t[:g].tolist() for q, t, g in zip(seqs, np.asarray(second.tokens),
-                                                      np.asarray(second.length))]
-        full, fmask = pad_prompts(seqs, tok.pad_id)
-        forward = jax.jit(lambda m, p, t, k: m.apply(p, t, positions_from_mask(k), k)[0][:, -1],
-                          static_argnums=0)
-        want = jax.nn.log_softmax(forward(model, params, full, fmask), axis=-1)
-        np.testing.assert_allclose(rows.logp, want, atol=2e-5)
-        values = value_models.squash("value", forward(vmodel, vparams, full, fmask))
-        np.testing.assert_allclose(rows.score, values, atol=2e-5)
+    rows, first, second = two_steps(tokens, mask)
+    seqs = [list(t[m]) for t, m in zip(tokens, mask) for _ in range(2)]
+    seqs = [seqs[i] + first.tokens[i, :first.length[i]].tolist() for i in order.tolist()]
+    seqs = [q + t[:g].tolist() for q, t, g in zip(seqs, np.asarray(second.tokens),
+                                                  np.asarray(second.length))]
+    full, fmask = pad_prompts(seqs, tok.pad_id)
+    forward = jax.jit(lambda m, p, t, k: m.apply(p, t, positions_from_mask(k), k)[0][:, -1],
+                      static_argnums=0)
+    want = jax.nn.log_softmax(forward(model, params, full, fmask), axis=-1)
+    np.testing.assert_allclose(rows.logp, want, atol=2e-5)
+    values = value_models.squash("value", forward(vmodel, vparams, full, fmask))
+    np.testing.assert_allclose(rows.score, values, atol=2e-5)
 
 
 def vision_models(mrope_section=None):
