@@ -28,7 +28,8 @@ def cache_slots(length: int, attention: str) -> int:
 
 def init_cache(cfg: ModelConfig, batch: int, length: int, key_slot_axis: int, stacked: bool
                ) -> dict:
-    """An empty cache of ``length`` slots (``cache_slots``'), stacked or a tuple of layers."""
+    """An empty cache of ``length`` slots (``cache_slots`` rounds them for the attention
+    backend), stacked or a tuple of layers."""
     keys = (length, cfg.head_dim) if key_slot_axis == -2 else (cfg.head_dim, length)
     k = jnp.zeros((cfg.num_layers, batch, cfg.num_kv_heads) + keys, cfg.compute_dtype)
     v = jnp.zeros((cfg.num_layers, batch, cfg.num_kv_heads, length, cfg.head_dim),
