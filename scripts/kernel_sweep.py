@@ -22,6 +22,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.experimental.pallas import tpu as pltpu  # noqa: E402
 
+from o1jax.models.cache import cache_slots  # noqa: E402
 from o1jax.models.layers import (attention, decode_kernel, kernels,  # noqa: E402
                                  tpu_decode_kernel)
 
@@ -75,13 +76,13 @@ def main() -> int:
             with pltpu.force_tpu_interpret_mode():
                 tpu = compare(lambda q, k, v: kernels.tpu_flash_attend(q, k.swapaxes(2, 3), v,
                                                                        mask), q, k, v, mask)
-            s = -(-t // decode_kernel.SLOT_MULTIPLE) * decode_kernel.SLOT_MULTIPLE
+            s = cache_slots(t, "gpu")
             cache = [jnp.pad(a, ((0, 0), (0, 0), (0, s - t), (0, 0))) for a in (k, v)]
             slot_mask = jnp.pad(mask, ((0, 0), (0, s - t)))
             got = decode_kernel.decode_attention(q[:, -1], *cache, slot_mask, t, interpret=True)
             want = attention.attend(q[:, -1:], k.swapaxes(2, 3), v, mask[:, None, :])[:, 0]
             decode = float(np.abs(np.asarray(got) - np.asarray(want)).max())
-            s = -(-t // tpu_decode_kernel.BLOCK) * tpu_decode_kernel.BLOCK
+            s = cache_slots(t, "tpu")
             with pltpu.force_tpu_interpret_mode():
                 got = tpu_decode_kernel.decode_attention(
                     q[:, -1], jnp.pad(k.swapaxes(2, 3), ((0, 0), (0, 0), (0, 0), (0, s - t))),

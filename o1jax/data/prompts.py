@@ -197,15 +197,18 @@ def image_buckets(max_prompt_len: int) -> tuple[int, ...]:
     return tuple(sorted({-(-max_prompt_len // d) for d in (8, 4, 2, 1)}))
 
 
-def stack_images(examples: Sequence[dict], fmt: PromptFormat, largest: bool = False):
+def stack_images(examples: Sequence[dict], fmt: PromptFormat, largest: bool = False,
+                 rows: int | None = None):
     """The images of a batch of prompts in ``fmt`` as the policy reads them: [B, S, S, 3] uint8,
     or (``fmt.image_patch``) ``Patches`` padded to the smallest of ``image_buckets`` that holds
     the largest image (``largest``: to the largest bucket, a shape every process of a
     multi-host batch agrees on without asking; without a prompt length: to the largest image);
-    None for a text policy."""
+    None for a text policy. With ``rows``, the last image is repeated up to that many rows, as
+    ``pad_prompts`` repeats the last prompt."""
     if not fmt.reads_images:
         return None
     images = [ex["image"] for ex in examples]
+    images += [images[-1]] * max(0, (rows or 0) - len(images))
     if not fmt.image_patch:
         return np.stack(images)
     capacity = None                   # patch_native's default: the largest image's tokens

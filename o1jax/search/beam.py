@@ -140,7 +140,7 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
         rows = [truncate_prompt(prompts[i], p) for i in idx]
         tokens, mask = pad_prompts(rows, tokenizer.pad_id, p, per)
         part = [examples[i] for i in idx]
-        images = stack_images(part + [part[-1]] * (per - len(idx)), fmt, largest=True)
+        images = stack_images(part, fmt, largest=True, rows=per)
         resp, length, prefix, written = jax.tree.map(np.asarray, run(
             params, value_model.params, tokens, mask, jax.random.fold_in(key, lo), images))
         responses += [resp[j, :length[j]].tolist() for j in range(len(idx))]

@@ -212,7 +212,7 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
         tokens, mask = pad_prompts(rows, tokenizer.pad_id, max_prompt_len, per)
         vparams = value_model.params
         part = [examples[i] for i in idx]
-        images = stack_images(part + [part[-1]] * (per - len(idx)), fmt, largest=True)
+        images = stack_images(part, fmt, largest=True, rows=per)
         node = start(params, vparams, tokens, mask, jax.random.fold_in(key, lo), images)
         for j, i in enumerate(idx):   # one prefill per problem, the root's candidates
             ledger["prefill_flops"][i] = flops.prefill_flops(mcfg, len(rows[j]))

@@ -148,7 +148,7 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
             tokens, mask = pad_prompts(chunk, tokenizer.pad_id, fmt.max_prompt_len,
                                        batch_prompts)
             part = list(examples[start:start + n])
-            images = stack_images(part + [part[-1]] * (batch_prompts - n), fmt)
+            images = stack_images(part, fmt, rows=batch_prompts)
             if start == 0:  # compile outside the timed calls
                 t = time.perf_counter()
                 jax.block_until_ready(sampler(params, tokens, mask, key, images))

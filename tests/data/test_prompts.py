@@ -217,3 +217,7 @@ def test_images_at_their_own_sizes_fill_at_most_four_buckets():
     assert len(seen) > 1 and seen <= set(image_buckets(100))
     largest = stack_images(examples, fmt, largest=True)
     assert largest.pixels.shape[1] == 100 * 4
+    # a short last batch keeps the batch shape: the last image repeated, as pad_prompts does
+    filled = stack_images(examples[:1] + examples[-1:], fmt, rows=4)
+    h, w = sides[-1]
+    assert filled.grid.tolist() == [list(sides[0] // 14)] + [[h // 14, w // 14]] * 3
