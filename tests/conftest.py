@@ -1,14 +1,32 @@
-"""Test setup: 8 fake CPU devices (must be set before jax is imported), shared fixtures."""
+"""Test setup, before jax is imported: 8 fake CPU devices and the test XLA flags, a compilation
+cache for the run; and the fixtures tests share."""
 
+import fcntl
+import json
 import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+from tests.commands import XLA_TEST_FLAGS  # noqa: E402
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" {XLA_TEST_FLAGS}"
                            + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# JAX's persistent compilation cache, one per test run, shared by the xdist workers and every
+# command a test starts (they inherit the variable): the many runs of the same small configs
+# compile each program once. A hit is the executable XLA built for the same program and flags.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
+    tempfile.gettempdir(), "o1jax-tests-jax-cache",
+    os.environ.get("PYTEST_XDIST_TESTRUNUID", f"pid{os.getpid()}")))
 
 import pytest  # noqa: E402
 
-from tests import hf_fixtures  # noqa: E402
+from tests import commands, hf_fixtures  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session")
@@ -37,21 +55,38 @@ def qwen3_moe_dir(tmp_path_factory):
     return hf_fixtures.save_tiny_model(tmp_path_factory.mktemp("qwen3_moe"), "qwen3_moe")
 
 
+def _built_once(tmp_path_factory, name: str, build) -> pathlib.Path:
+    """A directory ``build(path)`` fills once per test run for every xdist worker: the first
+    worker to ask builds it under a file lock, the others wait (their core free for the build)
+    and read it. The tests that take it only read it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent            # this run's directory, above every worker's own
+    path = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (path / ".built").exists():
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir()
+            build(path)
+            (path / ".built").touch()
+    return path
+
+
+def _run(*command: str) -> None:
+    """``python -m command...`` from the repository root on one CPU device; it must exit 0."""
+    res = subprocess.run([sys.executable, "-m", *command], capture_output=True, text=True,
+                         cwd=ROOT, env=commands.env(), timeout=600)
+    assert res.returncode == 0, (command[0], res.stderr[-3000:])
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """One trained smoke run shared by the tests that read a workdir: SFT, PPO with a critic and
     a reference, 3 log-spaced evaluations during RL. Returns (workdir, metrics rows)."""
-    import json
-    import subprocess
-    import sys
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    workdir = tmp_path_factory.mktemp("smoke_run")
-    res = subprocess.run([sys.executable, "-m", "o1jax.train",
-                          f"--config={os.path.join(root, 'configs', 'smoke.py')}",
-                          f"--workdir={workdir}", "--config.progress_bar=False",
-                          "--config.eval.curve_points=3"], capture_output=True, text=True,
-                         cwd=root, env=dict(os.environ, XLA_FLAGS=""), timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    workdir = _built_once(tmp_path_factory, "smoke_run", lambda w: _run(
+        "o1jax.train", f"--config={ROOT / 'configs' / 'smoke.py'}", f"--workdir={w}",
+        "--config.progress_bar=False", "--config.eval.curve_points=3"))
     with open(workdir / "metrics.jsonl") as f:
         return workdir, [json.loads(line) for line in f]
 
@@ -61,10 +96,6 @@ def visual_run(tmp_path_factory):
     """One tiny vision policy trained on the count task (SFT, then PPO: a critic that reads the
     image too), evaluated (eval/samples.jsonl with the images) and traced (traces/: held-out
     example 0), each through its command. Returns the workdir."""
-    import subprocess
-    import sys
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    workdir = tmp_path_factory.mktemp("visual_run")
     small = ["--config.progress_bar=False", "--config.rl.algorithm=ppo",
              "--config.model.overrides.num_layers=1", "--config.model.overrides.mlp_dim=128",
              "--config.model.overrides.vision.num_layers=1", "--config.data.num_train=64",
@@ -75,13 +106,11 @@ def visual_run(tmp_path_factory):
              "--config.eval.num_examples=4", "--config.eval.maj_k=0",
              "--config.eval.curve_points=0", "--config.eval.max_new_tokens=16",
              "--config.eval.batch_prompts=4"]
-    for command in (["o1jax.train", f"--config={os.path.join(root, 'configs', 'visual_grpo.py')}",
-                     f"--workdir={workdir}"] + small,
-                    ["o1jax.evaluate", "--workdir", str(workdir), "--num-problems", "3",
-                     "--strategies", "greedy", "--budgets", "1"],
-                    ["o1jax.trace", "--workdir", str(workdir), "--example", "0",
-                     "--samples", "2"]):
-        res = subprocess.run([sys.executable, "-m"] + command, capture_output=True, text=True,
-                             cwd=root, env=dict(os.environ, XLA_FLAGS=""), timeout=600)
-        assert res.returncode == 0, (command[0], res.stderr[-3000:])
-    return workdir
+
+    def build(workdir):
+        _run("o1jax.train", f"--config={ROOT / 'configs' / 'visual_grpo.py'}",
+             f"--workdir={workdir}", *small)
+        _run("o1jax.evaluate", "--workdir", str(workdir), "--num-problems", "3",
+             "--strategies", "greedy", "--budgets", "1")
+        _run("o1jax.trace", "--workdir", str(workdir), "--example", "0", "--samples", "2")
+    return _built_once(tmp_path_factory, "visual_run", build)

@@ -4,6 +4,7 @@ import pytest
 
 from configs import smoke
 from o1jax.experiment import ConfigError, check_config
+from tests import commands
 
 
 @pytest.mark.parametrize("field, value, match", [
@@ -194,7 +195,7 @@ def test_init_from_starts_from_another_runs_policy(tmp_path):
                           f"--workdir={tmp_path / 'a'}", "--config.sft.num_steps=2",
                           "--config.rl.num_iterations=0", "--config.eval.num_examples=0",
                           "--config.progress_bar=False"], capture_output=True, text=True,
-                         cwd=root, env=dict(os.environ, XLA_FLAGS=""), timeout=600)
+                         cwd=root, env=commands.env(), timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     cfg = smoke.get_config()
     cfg.init_from = f"{tmp_path / 'a'}:sft"

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from tests import commands
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "smoke.py")
 WALL_CLOCK = ("time/iteration_s", "tokens_per_s", "tokens_per_s_per_device",
@@ -28,8 +30,7 @@ def _free_port() -> int:
 
 
 def _env(devices: int) -> dict:
-    return dict(os.environ, JAX_PLATFORMS="cpu",
-                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    return commands.env(devices, JAX_PLATFORMS="cpu")
 
 
 def _cmd(workdir, *extra):

@@ -5,13 +5,13 @@ import os
 import subprocess
 import sys
 
-
+from tests import commands
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_plan_cli_prints_the_table_and_a_json_line():
-    env = dict(os.environ, XLA_FLAGS="")   # the CLI makes the fake devices itself
+    env = commands.env()   # the CLI makes the fake devices itself
     res = subprocess.run([sys.executable, "-m", "o1jax.plan", "--config",
                           os.path.join(ROOT, "configs", "smoke.py"),
                           "--config.hardware=h100x8", "--config.mesh_shape=(2,4,1)"],

@@ -13,6 +13,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from o1jax.train import print_table
+from tests import commands
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "smoke.py")
@@ -30,9 +31,7 @@ def _rl_only(workdir, *extra):
 
 
 def _env():
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = ""  # one CPU device, as a user would run it
-    return env
+    return commands.env()   # one CPU device, as a user would run it
 
 
 def _metrics(workdir):
@@ -143,9 +142,7 @@ def test_corrupt_latest_checkpoint_is_skipped(tmp_path):
     ("--config.data.task=gsm9k", "data.task='gsm9k'"),
 ])
 def test_config_errors_fail_fast_and_name_the_field(tmp_path, flag, match):
-    env = _env()
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
-    env["JAX_LOG_COMPILES"] = "1"   # every XLA compilation is logged to stderr
+    env = commands.env(8, JAX_LOG_COMPILES="1")   # every XLA compilation is logged to stderr
     # the timeout only stops a hang: a loaded machine's start-up time says nothing of the check
     res = subprocess.run(_cmd(tmp_path / "w", flag), capture_output=True, text=True, env=env,
                          cwd=ROOT, timeout=300)
@@ -232,17 +229,19 @@ def test_end_to_end_smoke_run_and_export(tmp_path):
 @pytest.mark.slow
 def test_smoke_run_gives_the_same_metrics_on_every_mesh(tmp_path):
     """SFT and PPO (critic, reference) with checkpoints every step on 8 fake devices, on meshes
-    with data = 1 too (where eager per-leaf checks at a checkpoint deadlocked XLA's CPU
-    all-reduce): every run exits 0 with the metrics of one device. Each axis alone holds all 8
-    devices once, and (2,2,2) splits every axis at once."""
+    with data = 1 (where eager per-leaf checks at a checkpoint deadlocked XLA's CPU all-reduce):
+    every run exits 0 with the metrics of one device. fsdp and tensor each hold all 8 devices
+    once, and (2,2,2) splits every axis at once; the default (8,1,1) runs through this command
+    in test_multihost.py's one-process run, and its iteration against one device in
+    tests/rl/test_iteration.py."""
     flags = ("--config.sft.num_steps=2", "--config.rl.num_iterations=2",
              "--config.eval.num_examples=0", "--config.checkpoint.async_save=False")
     ref = subprocess.run(_cmd(tmp_path / "one", *flags), capture_output=True, text=True,
                          env=_env(), cwd=ROOT, timeout=600)
     assert ref.returncode == 0, ref.stderr[-3000:]
     expected = _metrics(tmp_path / "one")
-    env = dict(_env(), XLA_FLAGS="--xla_force_host_platform_device_count=8")
-    for shape in ("(8,1,1)", "(2,2,2)", "(1,1,8)", "(1,8,1)"):
+    env = commands.env(8)
+    for shape in ("(2,2,2)", "(1,1,8)", "(1,8,1)"):
         wd = tmp_path / shape.strip("()").replace(",", "_")
         res = subprocess.run(_cmd(wd, *flags, f"--config.mesh_shape={shape}"),
                              capture_output=True, text=True, env=env, cwd=ROOT, timeout=600)

@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests import hf_fixtures
+from tests import commands, hf_fixtures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,7 +64,7 @@ def _write_data(root) -> tuple[str, str]:
 
 
 def _run(*args, timeout=300):
-    env = dict(os.environ, XLA_FLAGS="")   # one CPU device, as a user runs it
+    env = commands.env()   # one CPU device, as a user runs it
     res = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
                          env=env, cwd=ROOT, timeout=timeout)
     assert res.returncode == 0, res.stderr[-3000:]

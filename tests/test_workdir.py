@@ -13,7 +13,7 @@ import tokenizers
 from tokenizers import decoders, models, pre_tokenizers
 
 from o1jax.workdir import config_changes
-from tests import hf_fixtures
+from tests import commands, hf_fixtures
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = os.path.join(ROOT, "configs", "smoke.py")
@@ -33,7 +33,7 @@ def _free_port() -> int:
 def _gcs_env(port: int, home) -> dict:
     """Every Google client pointed at 127.0.0.1 (the emulator, and no metadata server)."""
     url = f"http://127.0.0.1:{port}"
-    return dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu", HOME=str(home),
+    return commands.env(JAX_PLATFORMS="cpu", HOME=str(home),
                 STORAGE_EMULATOR_HOST=url, TENSORSTORE_GCS_HTTP_URL=url,
                 GOOGLE_AUTH_TOKEN_FOR_TESTING="dummy", GCE_METADATA_HOST="127.0.0.1",
                 GCE_METADATA_IP="127.0.0.1", GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT="false")
@@ -148,7 +148,7 @@ def test_config_changes_are_sorted_into_what_a_resume_can_honour():
 @pytest.mark.slow
 def test_rerun_with_other_shapes_stops_before_touching_the_workdir(tmp_path):
     workdir = tmp_path / "w"
-    env = dict(os.environ, XLA_FLAGS="")
+    env = commands.env()
     quick = ("--config.sft.num_steps=2", "--config.rl.num_iterations=1",
              "--config.eval.num_examples=0")
     res = subprocess.run(_cmd(workdir, *quick), capture_output=True, text=True, env=env,
@@ -192,7 +192,7 @@ def test_a_hf_run_exports_and_generates_with_its_own_tokenizer(tmp_path):
     hf_fixtures.tiny_hf_model("qwen2").save_pretrained(str(model_dir))
     _qwen_style_tokenizer(model_dir)
     workdir, out = tmp_path / "w", tmp_path / "export"
-    env = dict(os.environ, XLA_FLAGS="")
+    env = commands.env()
     res = subprocess.run(_cmd(workdir, f"--config.model.hf_path={model_dir}",
                               "--config.model.overrides.vocab_size=259",  # the model's shapes
                               "--config.model.overrides.num_layers=2",

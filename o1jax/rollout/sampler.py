@@ -228,3 +228,10 @@ def make_sampler(model: Transformer, cfg: SamplingConfig, gather: bool = False):
 
     return run
 
+
+@functools.lru_cache(maxsize=8)
+def gathering_sampler(model: Transformer, cfg: SamplingConfig):
+    """``make_sampler(model, cfg, gather=True)``, one per (model, cfg) for the process's life:
+    evaluation during training (every curve point), each budget of a strategy and the GenRM's
+    checks reuse one compiled sampler instead of tracing and compiling it again."""
+    return make_sampler(model, cfg, gather=True)

@@ -37,7 +37,7 @@ import numpy as np
 from o1jax import flops
 from o1jax.data import search_tasks
 from o1jax.data.prompts import PromptFormat, pad_prompts, prompt_ids
-from o1jax.rollout import SamplingConfig, make_sampler
+from o1jax.rollout import SamplingConfig, gathering_sampler
 from o1jax.rollout.scoring import token_logprobs
 from o1jax.tokenizer import Tokenizer
 
@@ -211,9 +211,9 @@ def scores(model, params, tokenizer: Tokenizer, questions: Sequence[str],
                 {"question": prompt_text(m.group(1), a)}, tokenizer, FORMAT)
             if 0 < len(ids) <= MAX_ROW - MAX_CHECK:
                 rows.append((i, j, ids, m.group(2)))
-    sampler = make_sampler(model, SamplingConfig(MAX_CHECK, greedy=True,
-                                                 stop_ids=tokenizer.stop_ids,
-                                                 pad_id=tokenizer.pad_id), gather=True)
+    sampler = gathering_sampler(model, SamplingConfig(MAX_CHECK, greedy=True,
+                                                      stop_ids=tokenizer.stop_ids,
+                                                      pad_id=tokenizer.pad_id))
     eq, nl = (tokenizer.encode(c, add_special_tokens=False)[0] for c in "=\n")
     valued = []    # (i, j, the prompt and check up to its value, the target and the end)
     for start in range(0, len(rows), batch):

@@ -44,7 +44,7 @@ from o1jax.models.transformer import Params, Transformer
 from o1jax.policy import image_fields
 from o1jax.rewards.api import default_pool
 from o1jax.rewards.functions import correctness
-from o1jax.rollout import SamplingConfig, make_sampler
+from o1jax.rollout import SamplingConfig, gathering_sampler
 from o1jax.search import voting
 from o1jax.tokenizer import Tokenizer, response_texts
 
@@ -133,7 +133,7 @@ def generate(policy: Transformer, params: Params, examples: Sequence[dict],
         raise ValueError(f"the prompt format's images ({fmt.image_tokens} placeholders, "
                          f"patch {fmt.image_patch}) are not the policy's ({reads or 'none'}): "
                          "build both with o1jax.policy")
-    sampler = make_sampler(policy, sampling, gather=True)
+    sampler = gathering_sampler(policy, sampling)
     g = sampling.num_samples
     if prompts is None:
         prompts = [encode_prompt(e, tokenizer, fmt) for e in examples]

@@ -12,6 +12,8 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
+from tests import commands
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ALL = ["smoke", "arithmetic_ppo", "arithmetic_grpo", "gsm8k_qwen05b_tpu", "math_qwen7b_v5p64",
        "gsm8k_h100x8", "selfplay", "visual_grpo", "visual_selfplay", "geo3k_qwen25vl_tpu",
@@ -100,7 +102,7 @@ def test_real_hardware_config_lowers_on_fake_devices(name, devices):
             "text = low.as_text()\n"
             "assert 'mhlo.sharding' in text or 'sdy.sharding' in text, 'no shardings'\n"
             "print('lowered', len(text))\n")
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    env = commands.env(devices)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -111,7 +113,7 @@ def test_real_config_on_wrong_device_count_is_a_clear_error():
     code = ("from configs import math_qwen7b_v5p64 as m\n"
             "from o1jax.run.rl import lower_rl_step\n"
             "lower_rl_step(m.get_config())\n")
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    env = commands.env(8)
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env=env, timeout=300)
     assert res.returncode != 0

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from tests import commands
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CONFIG = os.path.join(ROOT, "configs", "smoke.py")
 SELFPLAY = ["--config.selfplay.enabled=True", "--config.rl.algorithm=grpo",
@@ -22,7 +24,7 @@ SELFPLAY = ["--config.selfplay.enabled=True", "--config.rl.algorithm=grpo",
 
 
 def _train(workdir, *extra):
-    env = dict(os.environ, XLA_FLAGS="")
+    env = commands.env()
     res = subprocess.run([sys.executable, "-m", "o1jax.train", f"--config={CONFIG}",
                           f"--workdir={workdir}", *SELFPLAY, *extra], capture_output=True,
                          text=True, env=env, cwd=ROOT, timeout=900)
@@ -102,7 +104,7 @@ def test_cross_modal_selfplay_cli_draws_proposed_pictures_in_one_compiled_progra
     """configs/visual_selfplay.py, shrunk: SFT on proposer demonstrations only teaches the
     scene grammar; accepted proposals are drawn, solved from their pictures and buffered (the
     buffer's pictures drawn again from their specifications in later iterations)."""
-    env = dict(os.environ, XLA_FLAGS="")
+    env = commands.env()
     res = subprocess.run([sys.executable, "-m", "o1jax.train",
                           f"--config={os.path.join(ROOT, 'configs', 'visual_selfplay.py')}",
                           f"--workdir={tmp_path / 'run'}", *VISUAL,

@@ -13,6 +13,7 @@ import pytest
 
 from configs import thinking, thinking_selfplay
 from o1jax.experiment import check_config
+from tests import commands
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -62,7 +63,7 @@ def test_toy_selfplay_on_countdown_search_logs_the_level_shares(tmp_path):
     res = subprocess.run([sys.executable, "-m", "o1jax.train",
                           f"--config={os.path.join(ROOT, 'configs', 'thinking_selfplay.py')}",
                           f"--workdir={tmp_path}", *TOY], capture_output=True, text=True,
-                         env=dict(os.environ, XLA_FLAGS=""), cwd=ROOT, timeout=900)
+                         env=commands.env(), cwd=ROOT, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     with open(tmp_path / "metrics.jsonl") as f:
         rows = [r for r in map(json.loads, f) if r["stage"] == "rl"]
