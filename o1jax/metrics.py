@@ -15,7 +15,6 @@ import sys
 
 import tqdm
 from etils import epath
-from tensorboardX import SummaryWriter
 
 from o1jax import flops as flops_lib
 from o1jax import workdir as wd
@@ -31,6 +30,9 @@ class MetricsWriter:
         self.tb = None
         if self.enabled:
             self._truncate_after(resume_from)
+            # why here: tensorboardX imports torch when it is installed (2-3 s), which the
+            # commands that never write metrics (plan, evaluate, trace, ...) should not pay
+            from tensorboardX import SummaryWriter
             self.tb = SummaryWriter(str(epath.Path(workdir) / "tensorboard" / stage))
         # a bar redrawn in place on a terminal; in a log (stderr not a tty) a line every 5%
         # of the run instead, not one per redraw

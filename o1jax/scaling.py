@@ -15,7 +15,6 @@ import warnings
 from typing import NamedTuple, Sequence
 
 import numpy as np
-from scipy import optimize, stats
 
 
 class SigmoidFit(NamedTuple):
@@ -42,6 +41,7 @@ class LogLinearFit(NamedTuple):
 def fit_sigmoid(flops: Sequence[float], accuracy: Sequence[float], r0: float) -> SigmoidFit:
     """Least squares in (A, B, log10 C_mid) with R0 fixed; points at C > 0 only. Raises
     ValueError with fewer than 3 such points (three parameters)."""
+    from scipy import optimize   # why here: scipy costs every command ~1 s to import
     c, y = _positive(flops, accuracy)
     if len(c) < 3:
         raise ValueError(f"a sigmoid fit needs at least 3 points with compute > 0, got {len(c)}")
@@ -95,6 +95,7 @@ def interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, 
     mean = float(v.mean())
     if len(v) < 2:
         return mean, float("nan"), float("nan")
+    from scipy import stats
     half = stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v))
     return mean, mean - float(half), mean + float(half)
 
