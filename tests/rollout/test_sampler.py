@@ -232,3 +232,21 @@ def test_sample_is_pure_and_jittable_inside_a_larger_program():
     direct = make_sampler(model, cfg)(params, tokens, mask, jax.random.key(9))
     expect = np.sum(np.asarray(direct.logprobs)) / np.sum(np.asarray(direct.response_mask))
     np.testing.assert_allclose(mean_logprob(params, jax.random.key(9)), expect, rtol=1e-5)
+
+
+def test_the_gathering_sampler_compiles_once_per_model_and_sampling(caplog):
+    """Training evaluates at every curve point with new but equal model and sampling objects:
+    the sampler compiles once, and a different sampling setting is a program of its own."""
+    model, params = _tiny_model()
+    tokens, mask = pad_prompts(PROMPTS, pad_id=0)
+    out = []
+    with jax.log_compiles(), caplog.at_level("WARNING"):
+        for n in (4, 4, 5):
+            run = sampler_lib.gathering_sampler(Transformer(model.cfg),
+                                                SamplingConfig(max_new_tokens=n, greedy=True))
+            out.append(run(params, tokens, mask, jax.random.key(0)))
+    compiles = [r for r in caplog.records if "Compiling jit(fn)" in r.getMessage()]
+    assert len(compiles) == 2, [r.getMessage()[:80] for r in compiles]
+    assert isinstance(out[0].tokens, np.ndarray)          # gathered to the host
+    np.testing.assert_array_equal(out[0].tokens, out[1].tokens)
+    np.testing.assert_array_equal(out[2].tokens[:, :-1], out[0].tokens)   # greedy, one more
