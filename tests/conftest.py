@@ -15,18 +15,25 @@ from tests.commands import XLA_TEST_FLAGS  # noqa: E402
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" {XLA_TEST_FLAGS}"
                            + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# JAX's persistent compilation cache, one per test run, shared by the xdist workers and every
-# command a test starts (they inherit the variable): the many runs of the same small configs
-# compile each program once. A hit is the executable XLA built for the same program and flags.
-os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(
-    tempfile.gettempdir(), "o1jax-tests-jax-cache",
-    os.environ.get("PYTEST_XDIST_TESTRUNUID", f"pid{os.getpid()}")))
+# JAX's persistent compilation cache, one per test run: the xdist workers and every command a
+# test starts inherit the variable from the process that set it, so the many runs of the same
+# small configs compile each program once. A hit is the executable XLA built for the same
+# program and flags. That process removes the directory when the run ends.
+_OWN_CACHE = None
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    _OWN_CACHE = os.path.join(tempfile.gettempdir(), f"o1jax-tests-jax-cache-{os.getpid()}")
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = _OWN_CACHE
 
 import pytest  # noqa: E402
 
 from tests import commands, hf_fixtures  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def pytest_sessionfinish(session):
+    if _OWN_CACHE:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
