@@ -4,10 +4,11 @@ start (``python -m o1jax.train ...``). No jax import here: conftest sets the fla
 import os
 
 # LLVM's optimisation level 1 instead of XLA:CPU's default 2: the tests' small programs compile
-# in about three quarters of the time. Without fast-math (XLA's default) LLVM may not reorder
-# floating-point arithmetic at any level, and every comparison in the suite, sharded rollouts
-# token for token included, holds at both. (Level 0 is faster still but changes which sampled
-# tokens a sharded rollout draws.) Users' runs keep XLA's default.
+# in about three quarters of the time. XLA:CPU compiles without fast-math by default, so LLVM
+# may not reassociate floating-point arithmetic at either level, and every comparison in the
+# suite, exact ones such as a sharded rollout's sampled tokens included, passed at level 1.
+# (Level 0 is faster still, but there a sharded rollout drew other tokens than one device's.)
+# Users' runs keep XLA's default.
 XLA_TEST_FLAGS = "--xla_backend_optimization_level=1"
 
 
