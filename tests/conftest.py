@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 
-from tests.commands import XLA_TEST_FLAGS  # noqa: E402
+from tests.commands import XLA_TEST_FLAGS
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" {XLA_TEST_FLAGS}"
                            + " --xla_force_host_platform_device_count=8").strip()
