@@ -10,9 +10,9 @@ import subprocess
 import sys
 import tempfile
 
-from tests.commands import XLA_TEST_FLAGS
+from tests import commands  # no jax: the flags below are set before jax loads
 
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" {XLA_TEST_FLAGS}"
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" {commands.XLA_TEST_FLAGS}"
                            + " --xla_force_host_platform_device_count=8").strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # JAX's persistent compilation cache, one per test run: the xdist workers and every command a
@@ -26,7 +26,7 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
 
 import pytest  # noqa: E402
 
-from tests import commands, hf_fixtures  # noqa: E402
+from tests import hf_fixtures  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

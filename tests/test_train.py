@@ -30,10 +30,6 @@ def _rl_only(workdir, *extra):
     return _cmd(workdir, "--config.sft.num_steps=0", "--config.eval.num_examples=0", *extra)
 
 
-def _env():
-    return commands.env()   # one CPU device, as a user would run it
-
-
 def _metrics(workdir):
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f]
@@ -50,13 +46,13 @@ def test_resume_after_kill_is_exact(tmp_path):
     n = 30
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     args = [f"--config.rl.num_iterations={n}", "--config.checkpoint.keep=2"]
-    res = subprocess.run(_rl_only(straight, *args), capture_output=True, text=True, env=_env(),
-                         cwd=ROOT, timeout=600)
+    res = subprocess.run(_rl_only(straight, *args), capture_output=True, text=True,
+                         env=commands.env(), cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads(res.stdout.strip().splitlines()[-1])["rl_steps"] == n
 
     proc = subprocess.Popen(_rl_only(killed, *args), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=_env(), cwd=ROOT)
+                            stderr=subprocess.DEVNULL, env=commands.env(), cwd=ROOT)
     metrics_file = killed / "metrics.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline:
@@ -68,8 +64,8 @@ def test_resume_after_kill_is_exact(tmp_path):
     done_before_kill = len(metrics_file.read_text().splitlines())
     assert n // 2 <= done_before_kill < n, "the kill must land mid-run"
 
-    res = subprocess.run(_rl_only(killed, *args), capture_output=True, text=True, env=_env(),
-                         cwd=ROOT, timeout=600)
+    res = subprocess.run(_rl_only(killed, *args), capture_output=True, text=True,
+                         env=commands.env(), cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "resumed RL from step" in res.stderr
     a, b = _metrics(straight), _metrics(killed)
@@ -92,7 +88,7 @@ def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
     proc = subprocess.Popen(_rl_only(workdir, "--config.rl.num_iterations=100000",
                                  "--config.checkpoint.every=1000"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(), cwd=ROOT)
+                            env=commands.env(), cwd=ROOT)
     metrics_file = workdir / "metrics.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and not (metrics_file.exists() and
@@ -110,7 +106,7 @@ def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
 def test_corrupt_latest_checkpoint_is_skipped(tmp_path):
     workdir = tmp_path / "w"
     res = subprocess.run(_rl_only(workdir, "--config.rl.num_iterations=3"), capture_output=True,
-                         text=True, env=_env(), cwd=ROOT, timeout=600)
+                         text=True, env=commands.env(), cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     latest = workdir / "checkpoints" / "rl" / "3"
     for root, _, files in os.walk(latest):  # truncate every data file of the latest save
@@ -118,7 +114,7 @@ def test_corrupt_latest_checkpoint_is_skipped(tmp_path):
             if "metadata" not in f and not f.startswith("_"):
                 open(os.path.join(root, f), "wb").close()
     res = subprocess.run(_rl_only(workdir, "--config.rl.num_iterations=4"), capture_output=True,
-                         text=True, env=_env(), cwd=ROOT, timeout=600)
+                         text=True, env=commands.env(), cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "checkpoint 3" in res.stderr and "unreadable" in res.stderr
     assert "resumed RL from step 2" in res.stderr
@@ -160,8 +156,8 @@ def test_end_to_end_smoke_run_and_export(tmp_path):
     import transformers
 
     workdir, out = tmp_path / "run", tmp_path / "hf"
-    res = subprocess.run(_cmd(workdir), capture_output=True, text=True, env=_env(), cwd=ROOT,
-                         timeout=600)
+    res = subprocess.run(_cmd(workdir), capture_output=True, text=True, env=commands.env(),
+                         cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["workdir"] == str(workdir) and summary["rl_steps"] == 4
@@ -182,8 +178,8 @@ def test_end_to_end_smoke_run_and_export(tmp_path):
                 assert np.isfinite(v), (r["stage"], r["step"], k)
 
     res = subprocess.run([sys.executable, "-m", "o1jax.export", f"--workdir={workdir}",
-                          f"--out={out}"], capture_output=True, text=True, env=_env(), cwd=ROOT,
-                         timeout=300)
+                          f"--out={out}"], capture_output=True, text=True,
+                         env=commands.env(), cwd=ROOT, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(os.listdir(out))
 
@@ -204,7 +200,7 @@ def test_end_to_end_smoke_run_and_export(tmp_path):
 
     res = subprocess.run([sys.executable, "-m", "o1jax.generate", "--model", str(workdir),
                           "--prompt", "12+34=?", "--max-new-tokens", "8", "--greedy"],
-                         capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=300)
+                         capture_output=True, text=True, env=commands.env(), cwd=ROOT, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
 
     # the evaluate command on the trained workdir: its SFT checkpoint, then a step it lacks
@@ -212,7 +208,7 @@ def test_end_to_end_smoke_run_and_export(tmp_path):
                 "--num-problems=8", "--budgets=1,2,4", "--token-budgets=12,16",
                 "--answer-tokens=8", "--min-thinking=2", "--batch-prompts=8"]
     res = subprocess.run(evaluate + ["--stage=sft"], capture_output=True, text=True,
-                         env=_env(), cwd=ROOT, timeout=300)
+                         env=commands.env(), cwd=ROOT, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     rows = [json.loads(line) for line in (workdir / "eval" / "results.jsonl").read_text()
             .splitlines()]
@@ -221,8 +217,8 @@ def test_end_to_end_smoke_run_and_export(tmp_path):
     assert {r["strategy"] for r in rows} == {"greedy", "sample", "majority", "pass_at_k",
                                              "think_longer", "budget_forcing"}
     assert (workdir / "eval" / "test_time_compute.png").exists()
-    res = subprocess.run(evaluate + ["--step=999"], capture_output=True, text=True, env=_env(),
-                         cwd=ROOT, timeout=300)
+    res = subprocess.run(evaluate + ["--step=999"], capture_output=True, text=True,
+                         env=commands.env(), cwd=ROOT, timeout=300)
     assert res.returncode == 2 and "no checkpoint at step 999" in res.stderr, res.stderr
 
 
@@ -237,7 +233,7 @@ def test_smoke_run_gives_the_same_metrics_on_every_mesh(tmp_path):
     flags = ("--config.sft.num_steps=2", "--config.rl.num_iterations=2",
              "--config.eval.num_examples=0", "--config.checkpoint.async_save=False")
     ref = subprocess.run(_cmd(tmp_path / "one", *flags), capture_output=True, text=True,
-                         env=_env(), cwd=ROOT, timeout=600)
+                         env=commands.env(), cwd=ROOT, timeout=600)
     assert ref.returncode == 0, ref.stderr[-3000:]
     expected = _metrics(tmp_path / "one")
     env = commands.env(8)
@@ -298,14 +294,14 @@ def test_a_lora_run_checkpoints_adapters_resumes_and_exports_merged_and_peft(tmp
     workdir = tmp_path / "run"
     lora = ["--config.rl.lora_rank=4", "--config.rl.num_iterations=2",
             "--config.eval.num_examples=0"]
-    res = subprocess.run(_cmd(workdir, *lora), capture_output=True, text=True, env=_env(),
+    res = subprocess.run(_cmd(workdir, *lora), capture_output=True, text=True, env=commands.env(),
                          cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     # SFT's arrays are the parameters and two Adam moments: a base copy alone would be a third
     assert _stored_elements(workdir, "rl", 2) < 0.4 * _stored_elements(workdir, "sft", 4)
     res = subprocess.run(_cmd(workdir, *lora[:1], "--config.rl.num_iterations=3",
                               "--config.eval.num_examples=0"),
-                         capture_output=True, text=True, env=_env(), cwd=ROOT, timeout=600)
+                         capture_output=True, text=True, env=commands.env(), cwd=ROOT, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "resumed RL from step 2" in res.stderr
     assert [r["step"] for r in _metrics(workdir) if r["stage"] == "rl"] == [1, 2, 3]
