@@ -45,5 +45,9 @@ def get_config() -> ml_collections.ConfigDict:
     c.selfplay.max_chars = 128          # a scene of 5 objects (the hard split's level 2)
     c.selfplay.level_bonus = 1.0        # a level-2 picture pays x2 while the solver learns
     c.selfplay.gate_low = 0.1
+    # the proposer favours questions about what a scene lacks (answer 0: 100 of 177 buffered
+    # scenes in a run without this, against 12 of 88 held-out scenes), and the solver drawing
+    # them uniformly learned to say 0 (held-out greedy 59.0% -> 46.0%)
+    c.selfplay.buffer_balance = "answer"
     c.selfplay.gate_high = 0.9
     return c

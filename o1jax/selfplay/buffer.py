@@ -48,6 +48,17 @@ class ProblemBuffer:
     def __len__(self) -> int:
         return len(self.entries)
 
+    def draw(self, rng: np.random.Generator, k: int, balance: str = "none") -> list[dict]:
+        """``k`` distinct entries: uniformly (``balance`` "none"), or ("answer") each with weight
+        1 / (entries with its answer), so every answer the buffer holds is drawn about equally
+        often."""
+        if balance == "none":
+            return [self.entries[int(j)] for j in rng.choice(len(self), k, replace=False)]
+        counts = collections.Counter(str(e["answer"]) for e in self.entries)
+        w = np.array([1.0 / counts[str(e["answer"])] for e in self.entries])
+        return [self.entries[int(j)] for j in rng.choice(len(self), k, replace=False,
+                                                         p=w / w.sum())]
+
     def stats(self) -> dict[str, float]:
         """Size, mean difficulty (digits, operators, answer magnitude, level, solve rate when it
         entered) and diversity (distinct operator patterns) of what the buffer holds."""
@@ -179,7 +190,10 @@ class SelfPlayFeed:
         picks = []
         for _ in range(self.sp.examples):
             if self.buffer.entries and rng.random() < self.sp.buffer_fraction:
-                entry = self.buffer.entries[rng.integers(len(self.buffer))]
+                if self.sp.buffer_balance == "none":
+                    entry = self.buffer.entries[rng.integers(len(self.buffer))]
+                else:
+                    entry = self.buffer.draw(rng, 1, self.sp.buffer_balance)[0]
                 picks.append((entry["key"] if self.image_tokens else entry["question"], entry))
             else:
                 ex = decode_example(self.source[int(rng.choice(seed_rows))])
@@ -209,8 +223,7 @@ class SelfPlayFeed:
         rng = np.random.default_rng([self.seed, iteration, 7])
         rows = self.pipeline.next_indices()
         n_buf = min(int(round(self.sp.buffer_fraction * self.solve_n)), len(self.buffer))
-        buffered = [self.buffer.entries[int(j)] for j in
-                    rng.choice(len(self.buffer), n_buf, replace=False)] if n_buf else []
+        buffered = self.buffer.draw(rng, n_buf, self.sp.buffer_balance) if n_buf else []
         seed_rows = rows[:self.solve_n - n_buf]
         spare_rows = rows[self.solve_n - n_buf:self.solve_n - n_buf + self.sp.proposals]
         seeds = [decode_example(self.source[int(i)]) for i in seed_rows]

@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any, Mapping
 
 LEARNABILITY = ("absolute_zero", "r_zero")
+BUFFER_BALANCE = ("none", "answer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +29,10 @@ class SelfPlayConfig:
     # ``buffer_fraction`` from the buffer of accepted problems, the others seed problems
     buffer_fraction: float = 0.5
     buffer_size: int = 512
+    # how buffer problems are drawn (for the solver's rows and the proposer's examples): none,
+    # uniformly; answer, each with weight 1 / (problems in the buffer with its answer), so that
+    # one answer the proposer favours does not become what the solver learns to say
+    buffer_balance: str = "none"
     gate_low: float = 0.2           # a proposed problem trains the solver only when its solve
     gate_high: float = 0.8          # rate this iteration is in [gate_low, gate_high] (SeRL)
     # the referee's bounds
@@ -56,6 +61,8 @@ class SelfPlayConfig:
             return f"{name}={getattr(self, name)!r}: {allowed}"
         if self.learnability not in LEARNABILITY:
             yield bad("learnability", f"one of {LEARNABILITY}")
+        if self.buffer_balance not in BUFFER_BALANCE:
+            yield bad("buffer_balance", f"one of {BUFFER_BALANCE}")
         for name in ("proposals", "examples", "prompt_len", "proposal_tokens", "buffer_size",
                      "max_chars", "max_digits", "max_operators"):
             if getattr(self, name) < 1:

@@ -1,7 +1,10 @@
 """The buffer and the self-play feed: the gate, first in first out, exact resume, and each
 process's rows of one global batch."""
 
+import dataclasses
+
 import numpy as np
+import pytest
 
 from o1jax.data.prompts import PromptFormat
 from o1jax.data.tasks import generate
@@ -143,3 +146,40 @@ def test_picture_demonstrations_write_hard_level_pictures_the_referee_accepts():
         p = scenes.judge(t, Bounds(max_chars=128), held_out_ok=True)
         assert (p.status, p.level) == ("accepted", 2), t
     assert harder_problems("image_qa", 1, seed=0, pictures=True, max_chars=128) == []
+
+
+def test_answer_balanced_draws_give_each_answer_its_share():
+    """Eight buffered problems answer 0 and two answer 3: drawn uniformly, 3 is a fifth of the
+    draws; answer-balanced, a half (each answer weighted by 1 / its count), always without
+    repeats within a draw."""
+    buf = ProblemBuffer(16)
+    for i, p in enumerate(_accepted(10)):
+        buf.add(p._replace(answer="0" if i < 8 else "3"), 0.5, i)
+    rng = np.random.default_rng(0)
+    share = {}
+    for balance in ("none", "answer"):
+        draws = [buf.draw(rng, 2, balance) for _ in range(2000)]
+        assert all(a["question"] != b["question"] for a, b in draws)
+        share[balance] = np.mean([e["answer"] == "3" for d in draws for e in d])
+    assert abs(share["none"] - 0.2) < 0.03
+    # without replacement the second draw of a pair leans to what is left, so a little under 1/2
+    assert 0.42 < share["answer"] < 0.5
+
+
+def test_balanced_feed_draws_buffer_rows_by_answer():
+    feed = _feed(dataclasses.replace(SP, buffer_balance="answer"))
+    problems = _accepted(10)
+    feed.record([p._replace(answer="0" if i < 9 else "7") for i, p in enumerate(problems)],
+                np.full(10, 0.5), 0)
+    rare = problems[9].question
+    hits = sum(rare in {TOK.decode(r[m].tolist())[:-1] for r, m in
+                        zip(b["solve_tokens"], b["solve_mask"])}
+               for b in (feed.next_batch(i) for i in range(1, 201)))
+    # 2 of 10 entries drawn each batch: uniformly the rare one is in 20% of the batches (40 of
+    # 200), answer-balanced in about 76% (half the weight on it, then 1 against 8/9)
+    assert hits > 100
+
+
+def test_an_unknown_balance_is_refused():
+    with pytest.raises(ValueError, match="buffer_balance='answers'"):
+        SelfPlayConfig(buffer_balance="answers")
