@@ -114,6 +114,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.selfplay.buffer_fraction = 0.5
     c.selfplay.buffer_size = 512
     c.selfplay.buffer_balance = "none"   # or answer: buffer problems drawn answer-balanced
+    c.selfplay.train_fresh = True    # accepted proposals in the gate train the solver at once
     c.selfplay.gate_low = 0.2
     c.selfplay.gate_high = 0.8
     c.selfplay.max_chars = 40

@@ -33,6 +33,11 @@ class SelfPlayConfig:
     # uniformly; answer, each with weight 1 / (problems in the buffer with its answer), so that
     # one answer the proposer favours does not become what the solver learns to say
     buffer_balance: str = "none"
+    # whether this iteration's accepted proposals that pass the gate train the solver at once
+    # (True), or only once drawn from the buffer (False: the solver's training rows are seed and
+    # buffer problems, so ``buffer_balance`` decides their answers; the proposals' own solver
+    # rows still measure their pass rate)
+    train_fresh: bool = True
     gate_low: float = 0.2           # a proposed problem trains the solver only when its solve
     gate_high: float = 0.8          # rate this iteration is in [gate_low, gate_high] (SeRL)
     # the referee's bounds

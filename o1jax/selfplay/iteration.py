@@ -136,7 +136,7 @@ def selfplay_collect(state: RLState, batch: dict, key: jax.Array, *, policy: Tra
     proposer_reward = (accepted * learnability(fresh_rate, sp.learnability) *
                        level_weight(level, train_level, sp.level_bonus))
     gate = (pass_rate >= sp.gate_low) & (pass_rate <= sp.gate_high)
-    problem_trains = ~proposed | gate
+    problem_trains = ~proposed | (gate & sp.train_fresh)
     joint = joint_rollout((proposals, roll), (jnp.ones_like(accepted),
                                               jnp.repeat(problem_trains, g)), pad_id)
     exp = Experience(joint, jnp.concatenate([proposer_reward, rewards]),

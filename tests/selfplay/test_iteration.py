@@ -107,21 +107,24 @@ def _batch(rng):
             "spare_questions": np.zeros((4, Q), np.uint8)}
 
 
-def test_one_compiled_iteration_wires_roles_gate_and_rewards():
+@pytest.mark.parametrize("train_fresh", [True, False])
+def test_one_compiled_iteration_wires_roles_gate_and_rewards(train_fresh):
     """The buffer problem (id -1 like a proposal's) is neither counted as proposed nor gated;
     the proposer's reward is validity x learnability x the level weight (training level 1,
-    bonus 0.5: levels 0-3 weigh 1, 1, 1.5, 2)."""
+    bonus 0.5: levels 0-3 weigh 1, 1, 1.5, 2). Without ``train_fresh`` no proposal trains the
+    solver in its own iteration, whatever its pass rate."""
     policy = Transformer(preset("tiny", vocab_size=V, max_seq_len=32))
     cfg = RLConfig(algorithm="grpo", batch_prompts=6, group_size=4, max_new_tokens=3,
                    minibatches=2, policy_lr=1e-3, kl_coef=0.0, loss_agg="token_mean")
     sp = SelfPlayConfig(enabled=True, proposals=4, prompt_len=PP, proposal_tokens=2,
-                        gate_low=0.25, gate_high=0.75, max_chars=Q_CHARS, level_bonus=0.5)
+                        gate_low=0.25, gate_high=0.75, max_chars=Q_CHARS, level_bonus=0.5,
+                        train_fresh=train_fresh)
     jitted, _ = make_selfplay_iteration(policy, cfg, sp, stub_referee, stub_reward, P,
                                         stop_ids=(0,), train_level=1)
     it = Programs(jitted)     # a compiled program refuses arguments of other types
     state = init_state(policy.init(jax.random.key(0)), cfg, jax.random.key(1))
     rng = np.random.RandomState(0)
-    weighted = 0.0
+    weighted, learnable = 0.0, 0
     for i in range(3):
         batch = _batch(rng)
         state, m, res = it(state, batch, jax.random.key(i))
@@ -136,10 +139,13 @@ def test_one_compiled_iteration_wires_roles_gate_and_rewards():
         assert float(m["proposer/accept_rate"]) == pytest.approx(accepted.mean())
         # accepted proposals outside [0.25, 0.75] leave the solver's batch; seed ones never
         assert float(m["solver/proposed_problems"]) == accepted.sum()
-        gated = accepted & ~((rate >= 0.25) & (rate <= 0.75))
+        in_gate = accepted & (rate >= 0.25) & (rate <= 0.75)
+        learnable += int(in_gate.sum())
+        gated = accepted & ~(in_gate & train_fresh)
         assert float(m["solver/gated_out"]) == gated.sum()
         assert np.isfinite(float(m["policy_loss"])) and float(m["skipped_updates"]) == 0
     assert weighted > 0        # the bonus did weigh some learnable proposal
+    assert learnable > 0       # and some proposal was in the gate (trains only if train_fresh)
     assert len(it) == 1
     assert int(state.step) == 3
 
