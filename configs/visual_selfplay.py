@@ -45,12 +45,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.selfplay.max_chars = 128          # a scene of 5 objects (the hard split's level 2)
     c.selfplay.level_bonus = 1.0        # a level-2 picture pays x2 while the solver learns
     c.selfplay.gate_low = 0.1
-    # the proposer favours questions about what a scene lacks (answer 0: 100 of 177 buffered
-    # scenes in a run without this, against 12 of 88 held-out scenes), and the solver drawing
-    # them uniformly learned to say 0 (held-out greedy 59.0% -> 46.0%)
+    # the proposer favours scenes that lack what the question names (answer 0: 115 of 181
+    # buffered scenes, against 12 of 88 held-out ones); drawn answer-balanced from the buffer
+    # (alone this changed nothing, 45.0% held-out greedy) and training the solver only once
+    # drawn from it (trained at once, 8 of its 16 problems an iteration, it learned to say 0:
+    # held-out 59.0% -> 45.0%; with both 61.5%, docs/results.md)
     c.selfplay.buffer_balance = "answer"
-    # and proposals train the solver only once drawn from the buffer: trained at once they
-    # were 8 of its 16 problems, most of them scenes answering 0 (held-out 59.0% -> 45.0%)
     c.selfplay.train_fresh = False
     c.selfplay.gate_high = 0.9
     return c

@@ -190,7 +190,7 @@ class SelfPlayFeed:
         picks = []
         for _ in range(self.sp.examples):
             if self.buffer.entries and rng.random() < self.sp.buffer_fraction:
-                if self.sp.buffer_balance == "none":
+                if self.sp.buffer_balance == "none":   # the draws of runs before the option
                     entry = self.buffer.entries[rng.integers(len(self.buffer))]
                 else:
                     entry = self.buffer.draw(rng, 1, self.sp.buffer_balance)[0]
