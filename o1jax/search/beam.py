@@ -4,10 +4,12 @@ A step ends at a token with a newline (``o1jax.search.steps``). Each round, ever
 problem is continued with M sampled next steps (a step's end or a stop token ends the sample),
 every candidate is scored by the value model at its last token, and the best are kept: beam
 search keeps the top B of all B x M candidates of a problem; DVTS (diverse verifier tree search)
-keeps B independent subtrees, each its own best candidate. Finished beams are carried and compete
-by score; when every beam is finished (or out of tokens) the highest-scoring finished beam is the
-answer. As before, a round's steps get at most ``min(step_tokens, max_new_tokens - longest live
-beam)`` tokens, and at the root the B beams are one prompt (B x M candidates).
+keeps B independent subtrees, each its own best candidate, and a finished subtree's rows continue
+the subtrees still searching (``subtree_rows``: a row that would idle writes another candidate
+for them instead, as beam search's rows do). Finished beams are carried and compete by score;
+when every beam is finished (or out of tokens) the highest-scoring finished beam is the answer.
+As before, a round's steps get at most ``min(step_tokens, max_new_tokens - longest live beam)``
+tokens, and at the root the B beams are one prompt (B x M candidates).
 
 One compiled program per (strategy, B, M, step length, token budget) runs every round
 (``lax.while_loop``) over B x M rows per problem, each holding its beam's KV caches
@@ -57,7 +59,6 @@ def make_program(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
         rows = cached.start(policy, params, vmodel, vparams, tokens, mask, p + n_new, cfg,
                             output, b * m, images)
         prompt = jnp.repeat(jnp.sum(mask, axis=1).astype(jnp.int32), b * m)
-        first = jnp.arange(r) % m == 0         # a beam's first copy: it alone stands for it
 
         def body(c):
             length, done = c["length"], c["finished"] | c["dead"]
@@ -79,14 +80,17 @@ def make_program(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
                                                                             mode="drop"),
                 length=length + step.length, finished=c["finished"] | step.stopped)
             new["dead"] = c["dead"] | (~new["finished"] & (new["length"] >= n_new))
-            pool = jnp.where(~done | first, rows.score, -jnp.inf).reshape(n, b * m)
-            if diverse:   # per subtree its best candidate (a finished subtree: itself)
-                kept = jnp.arange(b) * m + jnp.argmax(pool.reshape(n, b, m), axis=2)
+            pool = jnp.where(~done | c["first"], rows.score, -jnp.inf).reshape(n, b * m)
+            if diverse:
+                parent, first, subtree = subtree_rows(
+                    pool, c["subtree"], (new["finished"] | new["dead"]).reshape(n, b * m), b)
             else:
-                kept = jax.lax.top_k(pool, b)[1]
-            parent = jnp.repeat((jnp.arange(n)[:, None] * b * m + kept).reshape(-1), m)
+                parent = jnp.repeat(jax.lax.top_k(pool, b)[1], m, axis=1)
+                first, subtree = c["first"], c["subtree"]
+            parent = (jnp.arange(n)[:, None] * b * m + parent).reshape(-1)
             return dict(jax.tree.map(lambda a: a[parent], new),
                         rows=cached.take_rows(rows, parent), key=key, round=c["round"] + 1,
+                        first=first, subtree=subtree,
                         prefix=c["prefix"].at[c["round"]].set(
                             jnp.where(done, 0, prompt + length)),
                         written=c["written"].at[c["round"]].set(step.length))
@@ -94,16 +98,42 @@ def make_program(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
         c = jax.lax.while_loop(
             lambda c: (c["round"] < n_new) & ~jnp.all(c["finished"] | c["dead"]), body,
             dict(rows=rows, key=key, round=jnp.zeros((), jnp.int32),
+                 first=jnp.arange(r) % m == 0,  # a beam's first copy: it alone stands for it
+                 subtree=jnp.tile(jnp.arange(b * m) // m, (n, 1)),
                  response=jnp.full((r, n_new), cfg.pad_id, jnp.int32),
                  length=jnp.zeros(r, jnp.int32), finished=jnp.zeros(r, bool),
                  dead=jnp.zeros(r, bool), prefix=jnp.zeros((n_new, r), jnp.int32),
                  written=jnp.zeros((n_new, r), jnp.int32)))
-        beam_rows = jnp.arange(n)[:, None] * b * m + jnp.arange(b) * m            # [n, B]
         rank = jnp.where(c["finished"], 2.0, 0.0) + c["rows"].score   # finished first
-        chosen = beam_rows[jnp.arange(n), jnp.argmax(rank[beam_rows], axis=1)]
+        rank = jnp.where(c["first"], rank, -jnp.inf).reshape(n, b * m)  # one row a beam
+        chosen = jnp.arange(n) * b * m + jnp.argmax(rank, axis=1)
         return c["response"][chosen], c["length"][chosen], c["prefix"], c["written"]
 
     return run
+
+
+def subtree_rows(pool: jax.Array, subtree: jax.Array, done: jax.Array, b: int
+                 ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """DVTS's next rows for n problems of R rows each: every subtree keeps its best candidate
+    (``pool`` [n, R] scores, -inf for no candidate, of the rows ``subtree`` [n, R] says work for
+    it); a subtree whose kept beam is ``done`` [n, R] (finished or out of tokens) keeps one row
+    that stands for it, and the other rows are shared out among the unfinished subtrees in
+    blocks, so that no row idles while a subtree of its problem still searches (with none
+    finished: M rows each, the same rows as before). Returns (parent [n, R]: the row each row
+    continues, within its problem; first [n * R]: it stands for its finished beam; subtree
+    [n, R])."""
+    n, r = pool.shape
+    mine = subtree[:, None, :] == jnp.arange(b)[None, :, None]                  # [n, B, R]
+    kept = jnp.argmax(jnp.where(mine, pool[:, None, :], -jnp.inf), axis=2)    # [n, B]
+    at = jnp.arange(n)[:, None]
+    finished = done[at, kept]                                                 # [n, B]
+    d = jnp.sum(finished, axis=1, keepdims=True)
+    order = jnp.argsort(~finished, axis=1, stable=True)      # finished subtrees first
+    q = jnp.arange(r)[None, :]
+    slot = jnp.where(q < d, q, d + (q - d) * (b - d) // jnp.maximum(r - d, 1))
+    slot = jnp.where(d == b, q % b, slot)                   # all finished: copies
+    sub = order[at, slot]
+    return kept[at, sub], jnp.broadcast_to(q < d, (n, r)).reshape(-1), sub
 
 
 def search(policy: Transformer, params: Params, examples: Sequence[dict], tokenizer: Tokenizer,

@@ -113,6 +113,55 @@ def test_zero_beams_or_width_is_an_error():
                     PromptFormat(max_prompt_len=8), 40, 8, 1.0)
 
 
+def test_dvts_gives_a_finished_subtrees_rows_to_those_still_searching():
+    """Each round every row of a problem decodes but one per finished subtree (its answer),
+    counted from the program's own record of the tokens each row wrote; the subtrees finish at
+    different rounds here (stop token ~10% a token), so some round has between 1 and B - 1
+    finished, where rows kept per subtree (M each) would leave M idle per finished one."""
+    model, params, tok = _random_lines_policy()
+    b, m, n = 3, 4, 4
+    cfg = SamplingConfig(8, 1.0, stop_ids=tok.stop_ids + steps.step_end_ids(tok),
+                         pad_id=tok.pad_id)
+    run = beam.make_program(model, _no_b(model).model, cfg, tuple(tok.stop_ids), b, m, True,
+                            40, "value")
+    tokens, mask = pad_prompts([[63] * (i + 1) for i in range(n)], tok.pad_id, 8)
+    vparams = _no_b(model).params
+    _, _, _, written = run(params, vparams, tokens, mask, jax.random.key(3))
+    writing = (np.asarray(written).reshape(-1, n, b * m) > 0).sum(axis=2)   # [round, problem]
+    assert set(writing[writing > 0].tolist()) <= set(range(b * m - b + 1, b * m + 1)), writing
+    assert ((writing > b * m - b) & (writing < b * m)).any(), writing   # a subtree finished first
+    assert (writing == 0).any(axis=0).all()                                # every problem ended
+
+
+def subtree_rows_reference(pool, subtree, done, b):
+    """``beam.subtree_rows`` in plain Python, problem by problem."""
+    parents, firsts, subs = [], [], []
+    for pl, sb, dn in zip(pool.tolist(), subtree.tolist(), done.tolist()):
+        r = len(pl)
+        kept = [max((i for i in range(r) if sb[i] == k), key=lambda i: (pl[i], -i))
+                for k in range(b)]
+        fin = [k for k in range(b) if dn[kept[k]]]
+        live = [k for k in range(b) if not dn[kept[k]]]
+        sub = fin + ([live[(q * len(live)) // (r - len(fin))] for q in range(r - len(fin))]
+                     if live else [fin[q % b] for q in range(len(fin), r)])
+        parents.append([kept[k] for k in sub])
+        firsts += [q < len(fin) for q in range(r)]
+        subs.append(sub)
+    return np.array(parents), np.array(firsts), np.array(subs)
+
+
+def test_subtree_rows_against_a_plain_loop():
+    rng = np.random.default_rng(0)
+    b, m, n = 3, 4, 50
+    for _ in range(20):
+        subtree = np.stack([rng.permutation(np.arange(b * m) % b) for _ in range(n)])
+        pool = rng.normal(size=(n, b * m)).astype(np.float32)
+        done = rng.random((n, b * m)) < rng.random((n, 1))
+        got = beam.subtree_rows(jnp.asarray(pool), jnp.asarray(subtree), jnp.asarray(done), b)
+        for g, w in zip(got, subtree_rows_reference(pool, subtree, done, b)):
+            np.testing.assert_array_equal(np.asarray(g), w)
+
+
 def random_models(attention="xla"):
     """A tiny random policy (greedy: newlines, then runs of ";") and a random value model."""
     model = Transformer(preset("tiny", vocab_size=320, max_seq_len=96, attention=attention))
