@@ -122,18 +122,18 @@ def test_dvts_gives_a_finished_subtrees_rows_to_those_still_searching():
     b, m, n = 3, 4, 4
     cfg = SamplingConfig(8, 1.0, stop_ids=tok.stop_ids + steps.step_end_ids(tok),
                          pad_id=tok.pad_id)
-    run = beam.make_program(model, _no_b(model).model, cfg, tuple(tok.stop_ids), b, m, True,
-                            40, "value")
+    verifier = _no_b(model)
+    run = beam.make_program(model, verifier.model, cfg, tuple(tok.stop_ids), b, m, True, 40,
+                            "value")
     tokens, mask = pad_prompts([[63] * (i + 1) for i in range(n)], tok.pad_id, 8)
-    vparams = _no_b(model).params
-    _, _, _, written = run(params, vparams, tokens, mask, jax.random.key(3))
+    _, _, _, written = run(params, verifier.params, tokens, mask, jax.random.key(3))
     writing = (np.asarray(written).reshape(-1, n, b * m) > 0).sum(axis=2)   # [round, problem]
     assert set(writing[writing > 0].tolist()) <= set(range(b * m - b + 1, b * m + 1)), writing
     assert ((writing > b * m - b) & (writing < b * m)).any(), writing   # a subtree finished first
     assert (writing == 0).any(axis=0).all()                                # every problem ended
 
 
-def subtree_rows_reference(pool, subtree, done, b):
+def _subtree_rows_reference(pool, subtree, done, b):
     """``beam.subtree_rows`` in plain Python, problem by problem."""
     parents, firsts, subs = [], [], []
     for pl, sb, dn in zip(pool.tolist(), subtree.tolist(), done.tolist()):
@@ -158,7 +158,7 @@ def test_subtree_rows_against_a_plain_loop():
         pool = rng.normal(size=(n, b * m)).astype(np.float32)
         done = rng.random((n, b * m)) < rng.random((n, 1))
         got = beam.subtree_rows(jnp.asarray(pool), jnp.asarray(subtree), jnp.asarray(done), b)
-        for g, w in zip(got, subtree_rows_reference(pool, subtree, done, b)):
+        for g, w in zip(got, _subtree_rows_reference(pool, subtree, done, b)):
             np.testing.assert_array_equal(np.asarray(g), w)
 
 
