@@ -133,7 +133,7 @@ def subtree_rows(pool: jax.Array, subtree: jax.Array, done: jax.Array, b: int
     slot = jnp.where(q < d, q, d + (q - d) * (b - d) // jnp.maximum(r - d, 1))
     slot = jnp.where(d == b, q % b, slot)                   # all finished: copies
     sub = order[at, slot]
-    return kept[at, sub], jnp.broadcast_to(q < d, (n, r)).reshape(-1), sub
+    return kept[at, sub], (q < d).reshape(-1), sub
 
 
 def search(policy: Transformer, params: Params, examples: Sequence[dict], tokenizer: Tokenizer,
