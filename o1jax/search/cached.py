@@ -55,15 +55,27 @@ def batch_axis(a: jax.Array) -> int:
 
 
 def _take(cache: dict, rows: jax.Array) -> dict:
-    take = lambda a: jnp.take(a, rows, axis=batch_axis(a))  # noqa: E731
+    # in bounds by construction: "clip" is a plain gather, not a gather and a fill of strays
+    take = lambda a: jnp.take(a, rows, axis=batch_axis(a), mode="clip")  # noqa: E731
     return dict(cache, k=jax.tree.map(take, cache["k"]), v=jax.tree.map(take, cache["v"]),
-                mask=cache["mask"][rows], positions=cache["positions"][rows])
+                mask=take(cache["mask"]), positions=take(cache["positions"]))
 
 
 def take_rows(rows: Rows, idx: jax.Array) -> Rows:
     """The rows ``idx`` [R'] (int; repeats copy), both caches along their batch axes."""
     return Rows(_take(rows.policy, idx), _take(rows.value, idx), rows.logp[idx],
                 rows.score[idx])
+
+
+def repeat_rows(rows: Rows, copies: int) -> Rows:
+    """Each row copied ``copies`` times (copies adjacent): ``take_rows`` with the indices
+    ``repeat(arange(R), copies)``, as a broadcast rather than a gather."""
+    def rep(c):
+        part = {k: c[k] for k in ("k", "v", "mask", "positions")}
+        return dict(c, **jax.tree.map(
+            lambda a: jnp.repeat(a, copies, axis=batch_axis(a)), part))
+    rep_row = lambda a: jnp.repeat(a, copies, axis=0)  # noqa: E731
+    return Rows(rep(rows.policy), rep(rows.value), rep_row(rows.logp), rep_row(rows.score))
 
 
 def align(policy: Transformer, vmodel: Transformer, rows: Rows, end: jax.Array) -> Rows:

@@ -98,10 +98,10 @@ def make_programs(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
         """K candidate steps from each row of ``rows`` [B] (its caches hold the prefix)."""
         t = rows.policy["mask"].shape[1]
         rows = cached.align(policy, vmodel, rows, t - s)
-        copy = jnp.repeat(jnp.arange(response.shape[0]), k)
-        rows, step = cached.extend(policy, params, vmodel, vparams, cached.take_rows(rows, copy),
-                                   jnp.ones(copy.shape, bool), s, key, step_cfg, ends, stops,
-                                   output)
+        # a terminal node's candidates are never read: its rows write nothing, so a finished
+        # problem or branch does not hold the others' decoding loop to its longest step
+        rows, step = cached.extend(policy, params, vmodel, vparams, cached.repeat_rows(rows, k),
+                                   jnp.repeat(~terminal, k), s, key, step_cfg, ends, stops, output)
         split = lambda a: a.reshape((-1, k) + a.shape[1:])  # noqa: E731
         return Node(_to_nodes(rows.policy, k), _to_nodes(rows.value, k), split(rows.logp),
                     split(rows.score), split(step.tokens), split(step.length),

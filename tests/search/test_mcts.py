@@ -57,6 +57,12 @@ def test_near_greedy_mcts_chooses_what_the_old_one_did_in_one_program():
     child, made, prefix, _ = move(params, verifier.params, root, jax.random.key(1))
     assert not np.asarray(made).any() and (np.asarray(prefix) > 0).all()
     assert (np.asarray(child.prefix) > np.asarray(root.prefix)).all()
+    # below a finished solution nothing is decoded: every node under the terminal root writes
+    # no candidate, so it cannot hold the live row's decoding loop (junk before: 8 tokens each)
+    done = root._replace(terminal=np.array([True, False]))
+    _, made, prefix, cand_len = move(params, verifier.params, done, jax.random.key(1))
+    cand_len = np.asarray(cand_len)
+    assert (cand_len[0] == 0).all() and (cand_len[1] > 0).any() and not np.asarray(made)[0]
 
 
 def test_more_simulations_than_the_tree_holds_is_an_error():
