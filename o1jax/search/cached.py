@@ -67,15 +67,12 @@ def take_rows(rows: Rows, idx: jax.Array) -> Rows:
                 rows.score[idx])
 
 
-def repeat_rows(rows: Rows, copies: int) -> Rows:
+def repeat_rows(policy: Transformer, vmodel: Transformer, rows: Rows, copies: int) -> Rows:
     """Each row copied ``copies`` times (copies adjacent): ``take_rows`` with the indices
-    ``repeat(arange(R), copies)``, as a broadcast rather than a gather."""
-    def rep(c):
-        part = {k: c[k] for k in ("k", "v", "mask", "positions")}
-        return dict(c, **jax.tree.map(
-            lambda a: jnp.repeat(a, copies, axis=batch_axis(a)), part))
-    rep_row = lambda a: jnp.repeat(a, copies, axis=0)  # noqa: E731
-    return Rows(rep(rows.policy), rep(rows.value), rep_row(rows.logp), rep_row(rows.score))
+    ``repeat(arange(R), copies)``, as a broadcast (``repeat_cache``) rather than a gather."""
+    rep = lambda a: jnp.repeat(a, copies, axis=0)  # noqa: E731
+    return Rows(repeat_cache(policy, rows.policy, copies), repeat_cache(vmodel, rows.value, copies),
+                rep(rows.logp), rep(rows.score))
 
 
 def align(policy: Transformer, vmodel: Transformer, rows: Rows, end: jax.Array) -> Rows:
@@ -108,9 +105,8 @@ def start(policy: Transformer, params: Params, vmodel: Transformer, vparams: Par
     images (``prefill``'s), each read by both models' own encoders."""
     pcache, logits = prefill(policy, params, tokens, mask, length, images)
     vcache, values = prefill(vmodel, vparams, tokens, mask, length, images)
-    rep = lambda a: jnp.repeat(a, copies, axis=0)  # noqa: E731
-    return Rows(repeat_cache(policy, pcache, copies), repeat_cache(vmodel, vcache, copies),
-                rep(next_token_logprobs(logits, cfg)), rep(squash(output, values)))
+    return repeat_rows(policy, vmodel, Rows(pcache, vcache, next_token_logprobs(logits, cfg),
+                                            squash(output, values)), copies)
 
 
 def extend(policy: Transformer, params: Params, vmodel: Transformer, vparams: Params,

@@ -100,7 +100,8 @@ def make_programs(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
         rows = cached.align(policy, vmodel, rows, t - s)
         # a terminal node's candidates are never read: its rows write nothing, so a finished
         # problem or branch does not hold the others' decoding loop to its longest step
-        rows, step = cached.extend(policy, params, vmodel, vparams, cached.repeat_rows(rows, k),
+        rows, step = cached.extend(policy, params, vmodel, vparams,
+                                   cached.repeat_rows(policy, vmodel, rows, k),
                                    jnp.repeat(~terminal, k), s, key, step_cfg, ends, stops, output)
         split = lambda a: a.reshape((-1, k) + a.shape[1:])  # noqa: E731
         return Node(_to_nodes(rows.policy, k), _to_nodes(rows.value, k), split(rows.logp),

@@ -15,7 +15,7 @@ def test_repeat_rows_equals_take_rows_of_the_repeated_indices():
     rows = cached.start(model, decode_params(model, params), verifier.model,
                         decode_params(verifier.model, verifier.params), tokens, mask, 24,
                         SamplingConfig(8, 1.0, pad_id=tok.pad_id), "value", 1)
-    got = cached.repeat_rows(rows, 4)
+    got = cached.repeat_rows(model, verifier.model, rows, 4)
     want = cached.take_rows(rows, jnp.repeat(jnp.arange(3), 4))
     assert got.logp.shape[0] == 12
     for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
