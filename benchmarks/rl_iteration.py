@@ -86,7 +86,8 @@ def bench(name: str, algorithm: str, iters: int, peak: float) -> dict:
         fused_times.append(time.perf_counter() - t)
 
     # ---- staged
-    roll_fn = jax.jit(functools.partial(iteration.rollout, policy=model, sampling=sampling))
+    roll_fn = jax.jit(functools.partial(iteration.rollout, policy=model, cfg=cfg,
+                                        sampling=sampling))
 
     # the stages after the reward: targets -> update -> metrics
     groups, prompt_len = (Group(cfg.rows, G, cfg.algorithm),), batches[0][0]["tokens"].shape[1]
