@@ -13,6 +13,9 @@ candidate's cache: no prefix is prefilled again, each candidate's tokens are dec
 by the value model once, which also gives the child's value. Decoding moves the root to the child
 the search prefers (the tree's node when the search made it, else made then), one step per
 search, until every problem's solution has ended; the answer is checked on the host afterwards.
+The tree is built anew at every move, so once few problems of a batch are still searching their
+roots move on in a smaller batch (``_fewer_rows``): one compiled ``move`` per batch size, the
+batch and the powers of two below it.
 """
 
 from __future__ import annotations
@@ -219,21 +222,50 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
             ledger["prefill_flops"][i] = flops.prefill_flops(mcfg, len(rows[j]))
             ledger["verifier_flops"][i] = flops.verifier_flops(vcfg, len(rows[j]))
         _count(ledger, idx, mcfg, vcfg, node.prefix[:, None], node.cand_len[:, None])
+        slots, chosen = np.array(idx + [-1] * (per - len(idx))), {}   # each row's problem
         for turn in range(depth):
-            live = ~np.asarray(node.terminal)[:len(idx)]
-            if not live.any():
+            if not (~np.asarray(node.terminal) & (slots >= 0)).any():
                 break
+            node, slots = _fewer_rows(node, slots, chosen)
+            live = ~np.asarray(node.terminal) & (slots >= 0)
             node, made, prefix, cand_len = move(params, vparams, node,
                                                 jax.random.fold_in(key, lo * 1000 + turn + 1))
-            alive = [i for i, a in zip(idx, live) if a]
-            _count(ledger, alive, mcfg, vcfg, np.asarray(prefix)[:len(idx)][live],
-                   np.asarray(cand_len)[:len(idx)][live])
-            _count(ledger, idx, mcfg, vcfg, np.where(made, node.prefix, 0)[:, None],
-                   np.asarray(node.cand_len)[:, None])
-        length, response = np.asarray(node.length), np.asarray(node.response)
-        responses += [response[j, :length[j]].tolist() for j in range(len(idx))]
+            _count(ledger, slots[live].tolist(), mcfg, vcfg, np.asarray(prefix)[live],
+                   np.asarray(cand_len)[live])
+            real = slots >= 0
+            _count(ledger, slots[real].tolist(), mcfg, vcfg,
+                   np.where(made, node.prefix, 0)[real][:, None],
+                   np.asarray(node.cand_len)[real][:, None])
+        _collect(node, slots, chosen, np.ones(len(slots), bool))
+        responses += [chosen[i] for i in idx]
     return strategies.chosen_generation(examples, prompts, responses, tokenizer, max_prompt_len,
                                         time.perf_counter() - t0, ledger)
+
+
+def _collect(node: Node, slots: np.ndarray, chosen: dict, rows: np.ndarray) -> None:
+    """The solutions so far of ``rows`` [B] bool (those searching a problem, ``slots`` >= 0)
+    into ``chosen``: problem -> its response tokens."""
+    length, response = np.asarray(node.length), np.asarray(node.response)
+    for r in np.flatnonzero(rows & (slots >= 0)):
+        chosen[int(slots[r])] = response[r, :length[r]].tolist()
+
+
+def _fewer_rows(node: Node, slots: np.ndarray, chosen: dict) -> tuple[Node, np.ndarray]:
+    """Once the live problems fit in half the batch or less, the roots of the live ones in a
+    batch of the next power of two (the tree is built anew every move, so the roots are all
+    there is; a move's time follows its rows, and finished problems' rows only cost it): the
+    finished ones' solutions into ``chosen``, the padding rows finished copies. One compiled
+    ``move`` per batch size."""
+    terminal = np.asarray(node.terminal)
+    live = np.flatnonzero(~terminal & (slots >= 0))
+    size = 1 << int(len(live) - 1).bit_length()
+    if 2 * size > len(slots):
+        return node, slots
+    _collect(node, slots, chosen, terminal)
+    keep = np.concatenate([live, np.full(size - len(live), live[0])])
+    node = jax.tree.map(lambda a: a[keep], node)
+    node = node._replace(terminal=jnp.asarray(node.terminal).at[len(live):].set(True))
+    return node, np.concatenate([slots[live], np.full(size - len(live), -1)])
 
 
 def _count(ledger, idx, mcfg, vcfg, prefix, cand_len) -> None:

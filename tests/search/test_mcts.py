@@ -50,7 +50,8 @@ def test_near_greedy_mcts_chooses_what_the_old_one_did_in_one_program():
                          pad_id=tok.pad_id)
     start, move = mcts.make_programs(model, verifier.model, cfg, tuple(tok.stop_ids), 6, 17, 40,
                                      "value")
-    assert start._cache_size() == 1 and move._cache_size() == 1
+    # one start; a move per batch size: 2, and 1 for the last batch (one problem, one padding)
+    assert start._cache_size() == 1 and move._cache_size() == 2
     # the chosen child is the tree's node, not made again: six simulations visit all 3 actions
     tokens, mask = pad_prompts([[257, 50], [257, 51, 52]], tok.pad_id, 8)
     root = start(params, verifier.params, tokens, mask, jax.random.key(0))
@@ -72,3 +73,35 @@ def test_more_simulations_than_the_tree_holds_is_an_error():
         mcts.search(model, params, [], tok, _no_b(model), 100, 1,
                     PromptFormat(max_prompt_len=8), 40, 8, 1.0)
 
+
+
+def test_fewer_rows_keeps_the_live_roots_and_collects_the_finished():
+    model, params, tok, verifier = random_models()
+    fmt = PromptFormat(max_prompt_len=8)
+    cfg = SamplingConfig(8, 1.0, num_samples=3, stop_ids=tok.stop_ids + steps.step_end_ids(tok),
+                         pad_id=tok.pad_id)
+    start, _ = mcts.make_programs(model, verifier.model, cfg, tuple(tok.stop_ids), 6, 17, 40,
+                                  "value")
+    prompts = [encode_prompt(e, tok, fmt) for e in _problems(["1+2", "what?", "a", "zz", "9"])]
+    tokens, mask = pad_prompts(prompts, tok.pad_id, 8, 8)
+    root = start(params, verifier.params, tokens, mask, jax.random.key(0))
+    root = root._replace(terminal=np.array([True, False, True, True, True, False, True, True]),
+                         length=root.length + np.arange(8))
+    slots, chosen = np.array([10, 11, 12, 13, 14, -1, -1, -1]), {}
+    small, small_slots = mcts._fewer_rows(root, slots, chosen)
+    # live problems: row 1 only (row 5 is padding): a batch of 1; rows 0, 2-4 finished
+    assert small_slots.tolist() == [11] and sorted(chosen) == [10, 12, 13, 14]
+    response, length = np.asarray(root.response), np.asarray(root.length)
+    assert chosen[13] == response[3, :length[3]].tolist()
+    for a, b in zip(jax.tree.leaves(small), jax.tree.leaves(root)):
+        np.testing.assert_array_equal(np.asarray(a)[0], np.asarray(b)[1])
+    assert not np.asarray(small.terminal)[0]
+    # three live of eight: a batch of four, its last row a finished copy
+    live3 = root._replace(terminal=np.array([False] * 3 + [True] * 5))
+    four, four_slots = mcts._fewer_rows(live3, np.arange(8), {})
+    assert four_slots.tolist() == [0, 1, 2, -1] and np.asarray(four.terminal).tolist() == [
+        False, False, False, True]
+    # five live of eight do not fit in half: unchanged
+    live5 = root._replace(terminal=np.array([False] * 5 + [True] * 3))
+    same, same_slots = mcts._fewer_rows(live5, np.arange(8), {})
+    assert same is live5 and same_slots.tolist() == list(range(8))
