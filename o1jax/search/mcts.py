@@ -224,10 +224,10 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
         _count(ledger, idx, mcfg, vcfg, node.prefix[:, None], node.cand_len[:, None])
         slots, chosen = np.array(idx + [-1] * (per - len(idx))), {}   # each row's problem
         for turn in range(depth):
-            if not (~np.asarray(node.terminal) & (slots >= 0)).any():
-                break
-            node, slots = _fewer_rows(node, slots, chosen)
             live = ~np.asarray(node.terminal) & (slots >= 0)
+            if not live.any():
+                break
+            node, slots, live = _fewer_rows(node, slots, live, chosen)
             node, made, prefix, cand_len = move(params, vparams, node,
                                                 jax.random.fold_in(key, lo * 1000 + turn + 1))
             _count(ledger, slots[live].tolist(), mcfg, vcfg, np.asarray(prefix)[live],
@@ -250,22 +250,23 @@ def _collect(node: Node, slots: np.ndarray, chosen: dict, rows: np.ndarray) -> N
         chosen[int(slots[r])] = response[r, :length[r]].tolist()
 
 
-def _fewer_rows(node: Node, slots: np.ndarray, chosen: dict) -> tuple[Node, np.ndarray]:
-    """Once the live problems fit in half the batch or less, the roots of the live ones in a
-    batch of the next power of two (the tree is built anew every move, so the roots are all
-    there is; a move's time follows its rows, and finished problems' rows only cost it): the
-    finished ones' solutions into ``chosen``, the padding rows finished copies. One compiled
-    ``move`` per batch size."""
-    terminal = np.asarray(node.terminal)
-    live = np.flatnonzero(~terminal & (slots >= 0))
-    size = 1 << int(len(live) - 1).bit_length()
+def _fewer_rows(node: Node, slots: np.ndarray, live: np.ndarray, chosen: dict
+                ) -> tuple[Node, np.ndarray, np.ndarray]:
+    """Once the ``live`` [B] problems fit in half the batch or less, their roots in a batch of
+    the next power of two (the tree is built anew every move, so the roots are all there is; a
+    move's time follows its rows, and finished problems' rows only cost it): the finished ones'
+    solutions into ``chosen``, the padding rows finished copies. Returns the node, its rows'
+    problems and its live rows. One compiled ``move`` per batch size."""
+    rows = np.flatnonzero(live)
+    size = 1 << int(len(rows) - 1).bit_length()
     if 2 * size > len(slots):
-        return node, slots
-    _collect(node, slots, chosen, terminal)
-    keep = np.concatenate([live, np.full(size - len(live), live[0])])
+        return node, slots, live
+    _collect(node, slots, chosen, ~live)
+    keep = np.concatenate([rows, np.full(size - len(rows), rows[0])])
     node = jax.tree.map(lambda a: a[keep], node)
-    node = node._replace(terminal=jnp.asarray(node.terminal).at[len(live):].set(True))
-    return node, np.concatenate([slots[live], np.full(size - len(live), -1)])
+    node = node._replace(terminal=jnp.asarray(node.terminal).at[len(rows):].set(True))
+    return (node, np.concatenate([slots[rows], np.full(size - len(rows), -1)]),
+            np.arange(size) < len(rows))
 
 
 def _count(ledger, idx, mcfg, vcfg, prefix, cand_len) -> None:

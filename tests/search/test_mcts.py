@@ -74,7 +74,6 @@ def test_more_simulations_than_the_tree_holds_is_an_error():
                     PromptFormat(max_prompt_len=8), 40, 8, 1.0)
 
 
-
 def test_fewer_rows_keeps_the_live_roots_and_collects_the_finished():
     model, params, tok, verifier = random_models()
     fmt = PromptFormat(max_prompt_len=8)
@@ -88,9 +87,11 @@ def test_fewer_rows_keeps_the_live_roots_and_collects_the_finished():
     root = root._replace(terminal=np.array([True, False, True, True, True, False, True, True]),
                          length=root.length + np.arange(8))
     slots, chosen = np.array([10, 11, 12, 13, 14, -1, -1, -1]), {}
-    small, small_slots = mcts._fewer_rows(root, slots, chosen)
+    live = ~np.asarray(root.terminal) & (slots >= 0)
+    small, small_slots, small_live = mcts._fewer_rows(root, slots, live, chosen)
     # live problems: row 1 only (row 5 is padding): a batch of 1; rows 0, 2-4 finished
-    assert small_slots.tolist() == [11] and sorted(chosen) == [10, 12, 13, 14]
+    assert small_slots.tolist() == [11] and small_live.tolist() == [True]
+    assert sorted(chosen) == [10, 12, 13, 14]
     response, length = np.asarray(root.response), np.asarray(root.length)
     assert chosen[13] == response[3, :length[3]].tolist()
     for a, b in zip(jax.tree.leaves(small), jax.tree.leaves(root)):
@@ -98,10 +99,10 @@ def test_fewer_rows_keeps_the_live_roots_and_collects_the_finished():
     assert not np.asarray(small.terminal)[0]
     # three live of eight: a batch of four, its last row a finished copy
     live3 = root._replace(terminal=np.array([False] * 3 + [True] * 5))
-    four, four_slots = mcts._fewer_rows(live3, np.arange(8), {})
+    four, four_slots, four_live = mcts._fewer_rows(live3, np.arange(8), ~live3.terminal, {})
     assert four_slots.tolist() == [0, 1, 2, -1] and np.asarray(four.terminal).tolist() == [
-        False, False, False, True]
+        False, False, False, True] and four_live.tolist() == [True, True, True, False]
     # five live of eight do not fit in half: unchanged
     live5 = root._replace(terminal=np.array([False] * 5 + [True] * 3))
-    same, same_slots = mcts._fewer_rows(live5, np.arange(8), {})
+    same, same_slots, _ = mcts._fewer_rows(live5, np.arange(8), ~live5.terminal, {})
     assert same is live5 and same_slots.tolist() == list(range(8))
