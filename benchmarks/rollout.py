@@ -13,9 +13,11 @@ object.
 Long context (``--long`` runs only these rows; issue 34 item 3), small25m with ``max_seq_len``
 4,096: a decode step of 64 rows at position 128 of a 4,096-slot cache against one of a 256-slot
 cache (``decode_ratio``, target <= 1.5; a program of one step, as a search calls it, and a loop
-of 8 steps in one program, as the sampler runs them), and XLA's memory plan (temporaries +
-arguments + outputs) for the forward and backward of the log-prob loss on 8 x 4,096 tokens
-(target <= 8 GiB). Each beside today's code path (every attention one fused ``attend``).
+of 8 steps in one program), the sampler's seconds per step on one rollout whose rows all stop
+early, with a 4,064-token budget against a 224-token one (a 256-slot cache; ``sampler_ratio``),
+and XLA's memory plan (temporaries + arguments + outputs) for the forward and backward of the
+log-prob loss on 8 x 4,096 tokens (target <= 8 GiB). The decode steps and the memory plans each
+beside today's code path (every attention one fused ``attend``).
 
 Tool calls (``--tools WORKDIR`` runs only these rows; issue 37 item 4): the policy of a
 configs/tool_grpo.py run, its 64 held-out prompts x 8 samples, sampled with its tool calls run
@@ -47,6 +49,7 @@ from o1jax.rollout.scoring import token_logprobs  # noqa: E402
 BATCH, PROMPT, NEW = 64, 32, 128
 LONG, SHORT, POSITION, LOOP = 4096, 256, 128, 8         # cache slots, decode position, loop steps
 SCORED, VOCAB_CHUNK = 8, 2048                           # rows of LONG tokens scored
+EARLY_STOPS = tuple(range(100, 450))    # stop tokens: a random model's rows all end in ~120 steps
 GIB = 2 ** 30
 
 
@@ -195,6 +198,30 @@ def decode_seconds(model, params, steps, rounds):
     return tuple(float(np.median(times[name])) for name in ("short", "long", "today"))
 
 
+def sampler_seconds_per_step(model, params, rounds):
+    """(long, short, steps): seconds per decode step of the sampler (``make_sampler``, BATCH
+    rows of a PROMPT-token prompt) with a budget of LONG - PROMPT new tokens and with one of
+    SHORT - PROMPT (a SHORT-slot cache), on one rollout whose rows all end early: the same key
+    and EARLY_STOPS stop tokens (the two may differ in a token or so: the attention's sums run
+    over caches of other lengths), ``steps`` the two runs' step counts. Each the median over
+    ``rounds`` rounds timing the two in turn."""
+    prompts = np.random.RandomState(0).randint(3, model.cfg.vocab_size, (BATCH, PROMPT))
+    mask, key = np.ones_like(prompts, bool), jax.random.key(1)
+    runs, times = {}, {"long": [], "short": []}
+    for name, length in [("long", LONG), ("short", SHORT)]:
+        cfg = SamplingConfig(max_new_tokens=length - PROMPT, stop_ids=EARLY_STOPS)
+        sampler = make_sampler(model, cfg)
+        steps = int(sampler(params, prompts, mask, key).num_steps)
+        assert steps < SHORT - PROMPT, "every row must stop within the short budget"
+        runs[name] = (sampler, steps)
+    for _ in range(rounds):
+        for name, (sampler, steps) in runs.items():
+            times[name].append(median_seconds(lambda s=sampler: s(params, prompts, mask, key),
+                                              repeats=1, warmup=0) / steps)
+    return (float(np.median(times["long"])), float(np.median(times["short"])),
+            (runs["long"][1], runs["short"][1]))
+
+
 def scoring_bytes(model, rows, length, vocab_chunk):
     """XLA's plan for the forward and backward of the log-prob loss (``token_logprobs``) on
     [rows, length] tokens: temporaries + arguments + outputs, in bytes."""
@@ -212,7 +239,8 @@ def long_context(rounds):
     """The long-context rows: decode steps over a short and a long cache, and the memory plan of
     scoring long sequences, each beside today's code path."""
     model = Transformer(preset("small25m", max_seq_len=LONG))
-    params = decode_params(model, model.init(jax.random.key(0)))
+    raw = model.init(jax.random.key(0))
+    params = decode_params(model, raw)
     out = {}
     for label, steps in [("", 1), ("_loop", LOOP)]:
         short, long, today = decode_seconds(model, params, steps, rounds)
@@ -224,6 +252,14 @@ def long_context(rounds):
         out.update({f"decode{label}_short_s": short, f"decode{label}_long_s": long,
                     f"decode{label}_ratio": long / short,
                     f"decode{label}_todays_ratio": today / short})
+    long, short, steps = sampler_seconds_per_step(model, raw, rounds)
+    print(f"the sampler, {BATCH} rows, rollouts of {steps[0]} and {steps[1]} steps (every row "
+          f"stopped): "
+          f"{LONG - PROMPT}-token budget {long * 1e3:.1f} ms a step, {SHORT - PROMPT}-token "
+          f"budget ({SHORT}-slot cache) {short * 1e3:.1f} ms ({long / short:.2f}x; target "
+          f"<= 1.5x)")
+    out.update(sampler_long_s=long, sampler_short_s=short, sampler_ratio=long / short,
+               sampler_steps=steps)
     remat = Transformer(preset("small25m", max_seq_len=LONG, remat=True))
     for label, m, chunk in [("", remat, VOCAB_CHUNK), ("_no_remat", model, VOCAB_CHUNK),
                             ("_whole_vocab", remat, 0)]:

@@ -21,6 +21,7 @@ from jax.experimental import multihost_utils
 
 from o1jax import sharding
 from o1jax.models import patches
+from o1jax.models.cache import cache_slots
 from o1jax.models.transformer import Params, Transformer
 from o1jax.models.vision import check_placeholders
 from o1jax.rollout.decoding import (SamplingConfig, choose_tokens, decode_params, decode_step,
@@ -28,12 +29,15 @@ from o1jax.rollout.decoding import (SamplingConfig, choose_tokens, decode_params
                                     prefill, repeat_cache)
 from o1jax.rollout import tools as tools_lib
 
-# A rollout of an unrolled decode (``Transformer.scans_decode`` off) runs up to SEGMENTS decode
-# loops of at least SEGMENT_STEPS steps, each over a cache only as long as its own last step needs:
-# a decode step's attention reads the whole cache, and on CPU it is bound by that read. The empty
-# slots it skips add exact zeros, so only the order of the reductions' terms can change (log-probs
-# within an ulp or so). A scanned (deep) model keeps one loop: each loop compiles apart.
-SEGMENTS, SEGMENT_STEPS = 4, 32
+# A rollout of an unrolled decode (``Transformer.scans_decode`` off) runs SEGMENTS decode loops
+# of about equal length, none under SEGMENT_STEPS steps, each over a cache only as long as its own
+# last step needs: a decode step's attention reads the whole cache, and on CPU it is bound by that
+# read. A first loop of at least 2 * FIRST_STEPS steps (a long thinking budget) is split into
+# loops ending at FIRST_STEPS, 2 * FIRST_STEPS, ..., so that a response that ends early never
+# decodes over a cache of more than twice its length (or FIRST_STEPS). The empty slots a loop
+# skips add exact zeros, so only the order of the reductions' terms can change (log-probs within
+# an ulp or so). A scanned (deep) model keeps one loop: each loop compiles apart.
+SEGMENTS, SEGMENT_STEPS, FIRST_STEPS = 4, 32, 256
 
 
 class Rollout(NamedTuple):
@@ -131,13 +135,28 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
     if cfg.tools is not None:
         state["tools"] = tools_lib.init_state(cfg.tools, r)
         state["written"] = jnp.zeros((r, n), bool)
-    first = next_token_logprobs(rep(logits), cfg)
-    s = record(state, first, choose_tokens(first, sub, cfg))
-    for i, end in enumerate(ends):
-        if i:
-            s = dict(s, cache=grow_cache(model, s["cache"], p + end))
-        s = jax.lax.while_loop(lambda s, end=end: (s["step"] < end) & ~jnp.all(s["done"]), body, s)
+    def finish(s):
+        """The loop state without the cache (of each loop's own length), a mixture of experts'
+        routing record padded to the last loop's cache length."""
+        out = {k: v for k, v in s.items() if k != "cache"}
+        if "experts" in s["cache"]:
+            e = s["cache"]["experts"]
+            out["experts"] = jnp.pad(e, ((0, 0), (0, cache_slots(p + n, model.attention)
+                                                  - e.shape[1]), (0, 0), (0, 0)))
+        return out
 
+    def loops_from(i, s):
+        """Decode loop i and the ones after it; once every row is done, none of the later
+        loops' caches is grown (a copy of every layer's cache)."""
+        if i:
+            s = dict(s, cache=grow_cache(model, s["cache"], p + ends[i]))
+        s = jax.lax.while_loop(lambda s: (s["step"] < ends[i]) & ~jnp.all(s["done"]), body, s)
+        if i + 1 == len(ends):
+            return finish(s)
+        return jax.lax.cond(jnp.all(s["done"]), finish, functools.partial(loops_from, i + 1), s)
+
+    first = next_token_logprobs(rep(logits), cfg)
+    s = loops_from(0, record(state, first, choose_tokens(first, sub, cfg)))
     tokens = jnp.concatenate([rep(prompt_tokens.astype(jnp.int32)), s["tokens"]], axis=1)
     written = s["written"] if cfg.tools is not None else s["active"]
     response_mask = jnp.concatenate([jnp.zeros((r, p), bool), written], axis=1)
@@ -145,16 +164,22 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
     logprobs = jnp.concatenate([jnp.zeros((r, p), jnp.float32), s["logprobs"]], axis=1)
     return Rollout(tokens=tokens, mask=mask, response_mask=response_mask, logprobs=logprobs,
                    lengths=jnp.sum(s["active"], axis=1).astype(jnp.int32),
-                   finished=s["done"], num_steps=s["step"], experts=s["cache"].get("experts"),
+                   finished=s["done"], num_steps=s["step"], experts=s.get("experts"),
                    tool_calls=s["tools"]["calls"] if cfg.tools is not None else None)
 
 
 def segment_ends(n: int) -> list[int]:
     """The response column each decode loop of ``sample`` stops before (its cache holds the
     prompt and that many columns) for n = max_new_tokens: up to SEGMENTS loops of about equal
-    length, none under SEGMENT_STEPS steps, the last ending at n."""
+    length, none under SEGMENT_STEPS steps, the last ending at n; before them, where the first
+    would be at least 2 * FIRST_STEPS long, loops ending at FIRST_STEPS, 2 * FIRST_STEPS, ...
+    below its end (n = 4,064: 256, 512, 1,016, 2,032, 3,048, 4,064)."""
     k = max(1, min(SEGMENTS, n // SEGMENT_STEPS))
-    return [-(-n * j // k) for j in range(1, k + 1)]
+    equal = [-(-n * j // k) for j in range(1, k + 1)]
+    first = []
+    while equal[0] >= 2 * FIRST_STEPS and FIRST_STEPS << len(first) < equal[0]:
+        first.append(FIRST_STEPS << len(first))
+    return first + equal
 
 
 def check_prompts(prompt_mask: np.ndarray, model: Transformer, cfg: SamplingConfig) -> None:

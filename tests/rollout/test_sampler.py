@@ -156,6 +156,51 @@ def test_decode_loops_over_growing_caches_equal_one_loop_over_the_whole_cache(mo
                                atol=2e-6)
 
 
+def test_decode_loops_read_at_most_twice_the_response_or_the_first_steps():
+    """Brute force over budgets: the loops end at the budget, in order; the loop holding a
+    response's last token ends at most at twice its length or 2 * FIRST_STEPS (so a long
+    budget's early answers decode over short caches); where the first of the equal loops is
+    under 2 * FIRST_STEPS (budgets under about 2,048) they are the loops of before."""
+    for n in list(range(1, 2100)) + [4064, 4096, 10_000, 32_768]:
+        ends = segment_ends(n)
+        assert ends[-1] == n and all(a < b for a, b in zip(ends, ends[1:])), (n, ends)
+        for length in range(1, n + 1, 1 if n < 2100 else 37):
+            loop_end = next(e for e in ends if e >= length)
+            assert loop_end <= max(2 * length, 2 * sampler_lib.FIRST_STEPS), (n, length, ends)
+        k = max(1, min(4, n // 32))
+        equal = [-(-n * j // k) for j in range(1, k + 1)]
+        if equal[0] < 2 * sampler_lib.FIRST_STEPS:
+            assert ends == equal, (n, ends)
+    assert segment_ends(4064) == [256, 512, 1016, 2032, 3048, 4064]
+
+
+def test_rows_done_in_an_early_loop_equal_one_loop_routing_included(monkeypatch):
+    """A mixture of experts sampled over several decode loops, every row done in the first
+    (the later loops skipped, their caches never grown) and, with another key, rows ending in
+    later loops: tokens, log-probs and the routing record equal one loop's."""
+    model = Transformer(preset("tiny", architecture="qwen3_moe", qk_norm=True, num_experts=4,
+                               experts_per_token=2, moe_mlp_dim=32, vocab_size=64,
+                               max_seq_len=160))
+    params = model.init(jax.random.key(0))
+    prompts = jax.random.randint(jax.random.key(1), (4, 6), 1, 64)
+    mask = jnp.ones((4, 6), bool).at[1, :2].set(False)
+    cfg = SamplingConfig(max_new_tokens=128, num_samples=2, stop_ids=(1, 2, 3))
+    assert len(segment_ends(128)) == 4
+    rolls = {}
+    for loops in (4, 1):
+        monkeypatch.setattr(sampler_lib, "SEGMENTS", loops)
+        run = jax.jit(lambda p, t, m, k: sample(model, p, t, m, k, cfg))
+        rolls[loops] = [run(params, prompts, mask, jax.random.key(k)) for k in range(12)]
+    steps = [int(r.num_steps) for r in rolls[4]]
+    assert min(steps) <= 32 < max(steps), steps        # done in the first loop, and later
+    for r, ref in zip(rolls[4], rolls[1]):
+        assert r.experts.shape == ref.experts.shape == (8, 6 + 128, 2, 2)
+        for name in ("tokens", "mask", "lengths", "finished", "num_steps", "experts"):
+            np.testing.assert_array_equal(np.asarray(getattr(r, name)),
+                                          np.asarray(getattr(ref, name)))
+        np.testing.assert_allclose(np.asarray(r.logprobs), np.asarray(ref.logprobs), atol=2e-6)
+
+
 def test_deterministic_given_key():
     model, params = _tiny_model()
     tokens, mask = pad_prompts(PROMPTS, pad_id=0)
