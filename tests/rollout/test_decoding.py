@@ -9,7 +9,7 @@ import numpy as np
 
 from o1jax.models import Transformer, positions_from_mask, preset
 from o1jax.rollout import SamplingConfig, decode_params, decode_step, pad_prompts, prefill
-from o1jax.rollout.decoding import repeat_cache
+from o1jax.rollout.decoding import _last_positive, inverse_cdf_sample, repeat_cache
 
 PROMPTS = [[257, 49, 50, 43], [257, 55], [257, 104, 105, 32, 116]]
 
@@ -106,6 +106,45 @@ def _forced_texts(token, min_tokens, max_tokens, n=40, give_up="", line_break=""
     r = make_sampler(model, cfg)(params, tokens, mask, jax.random.key(0))
     texts = response_texts(r.tokens, r.response_mask, r.finished, tok)
     return texts, np.asarray(r.finished)
+
+
+def test_inverse_cdf_sampling_takes_the_entry_a_plain_loop_takes():
+    """One uniform draw per row: the two-level inverse CDF picks the entry a plain Python walk
+    over the cumulative mass picks (the first whose cumulative sum exceeds u * total, never one
+    of zero mass), with zero-mass blocks, a last block cut short and rows with one entry."""
+    rng = np.random.default_rng(0)
+    probs = rng.random((64, 300)).astype(np.float32) * (rng.random((64, 300)) < 0.3)
+    probs[:8, 128:] = 0.0                         # mass in the first block only
+    probs[8:16, :256] = 0.0                       # mass in the cut-short last block only
+    probs[16:24] = 0.0
+    probs[16:24, rng.integers(0, 300, 8)] = 1.0   # one entry (any of them) per row
+    probs[np.arange(24, 64), rng.integers(0, 300, 40)] += 0.5   # no row without mass
+    key = jax.random.key(3)
+    got = np.asarray(inverse_cdf_sample(jnp.asarray(probs), key))
+    u = np.asarray(jax.random.uniform(key, (64, 1)))[:, 0]
+    for row, (p, draw) in enumerate(zip(probs.astype(np.float64), u)):
+        target, total, want = draw * p.sum(), 0.0, None
+        for i, mass in enumerate(p):
+            total += mass
+            if mass > 0 and total > target:
+                want = i
+                break
+        want = int(np.flatnonzero(p)[-1]) if want is None else want
+        assert p[got[row]] > 0, row
+        # rounding of f32 sums against f64 may move a draw on a boundary by one entry
+        assert got[row] == want or abs(np.cumsum(p)[want] - target) < 1e-4 * p.sum(), row
+
+
+def test_last_positive_entry_against_a_loop():
+    """The guard that keeps rounding off zero-mass entries: the last index holding mass, the
+    last index of a row with none."""
+    x = np.random.default_rng(1).random((200, 37)) * (np.random.default_rng(2).random((200, 37))
+                                                      < np.linspace(0, 0.5, 200)[:, None])
+    got = np.asarray(_last_positive(jnp.asarray(x, jnp.float32)))
+    for row, values in zip(got, x):
+        want = max((i for i, v in enumerate(values) if v > 0), default=len(values) - 1)
+        assert row == want
+    assert (x == 0).all(axis=1).any()              # rows with no mass are among them
 
 
 def test_budget_forcing_holds_back_a_model_that_wants_to_answer_until_the_minimum():
