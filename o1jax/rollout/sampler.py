@@ -34,9 +34,10 @@ from o1jax.rollout import tools as tools_lib
 # last step needs: a decode step's attention reads the whole cache, and on CPU it is bound by that
 # read. A first loop of at least 2 * FIRST_STEPS steps (a long thinking budget) is split into
 # loops ending at FIRST_STEPS, 2 * FIRST_STEPS, ..., so that a response that ends early never
-# decodes over a cache of more than twice its length (or FIRST_STEPS). The empty slots a loop
-# skips add exact zeros, so only the order of the reductions' terms can change (log-probs within
-# an ulp or so). A scanned (deep) model keeps one loop: each loop compiles apart.
+# decodes over a cache of more than twice its length or 2 * FIRST_STEPS slots (the prompt's
+# aside). The empty slots a loop skips add exact zeros, so only the order of the reductions'
+# terms can change (log-probs within an ulp or so). A scanned (deep) model keeps one loop: each
+# loop compiles apart.
 SEGMENTS, SEGMENT_STEPS, FIRST_STEPS = 4, 32, 256
 
 
