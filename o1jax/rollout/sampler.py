@@ -136,6 +136,7 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
     if cfg.tools is not None:
         state["tools"] = tools_lib.init_state(cfg.tools, r)
         state["written"] = jnp.zeros((r, n), bool)
+
     def finish(s):
         """The loop state without the cache (of each loop's own length), a mixture of experts'
         routing record padded to the last loop's cache length."""
