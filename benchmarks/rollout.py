@@ -236,8 +236,9 @@ def scoring_bytes(model, rows, length, vocab_chunk):
 
 
 def long_context(rounds):
-    """The long-context rows: decode steps over a short and a long cache, and the memory plan of
-    scoring long sequences, each beside today's code path."""
+    """The long-context rows: decode steps over a short and a long cache (beside today's code
+    path), the sampler's steps with a long and a short budget, and the memory plan of scoring
+    long sequences (beside today's code path)."""
     model = Transformer(preset("small25m", max_seq_len=LONG))
     raw = model.init(jax.random.key(0))
     params = decode_params(model, raw)
@@ -254,10 +255,9 @@ def long_context(rounds):
                     f"decode{label}_todays_ratio": today / short})
     long, short, steps = sampler_seconds_per_step(model, raw, rounds)
     print(f"the sampler, {BATCH} rows, rollouts of {steps[0]} and {steps[1]} steps (every row "
-          f"stopped): "
-          f"{LONG - PROMPT}-token budget {long * 1e3:.1f} ms a step, {SHORT - PROMPT}-token "
-          f"budget ({SHORT}-slot cache) {short * 1e3:.1f} ms ({long / short:.2f}x; target "
-          f"<= 1.5x)")
+          f"stopped): {LONG - PROMPT}-token budget {long * 1e3:.1f} ms a step, "
+          f"{SHORT - PROMPT}-token budget ({SHORT}-slot cache) {short * 1e3:.1f} ms "
+          f"({long / short:.2f}x; target <= 1.5x)")
     out.update(sampler_long_s=long, sampler_short_s=short, sampler_ratio=long / short,
                sampler_steps=steps)
     remat = Transformer(preset("small25m", max_seq_len=LONG, remat=True))
