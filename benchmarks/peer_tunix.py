@@ -96,7 +96,8 @@ def run_ours(steps: int) -> dict:
 
     # the phases, each its own compiled call
     sampling = cfg.sampling()
-    roll_fn = jax.jit(functools.partial(iteration.rollout, policy=model, sampling=sampling))
+    roll_fn = jax.jit(functools.partial(iteration.rollout, policy=model, cfg=cfg,
+                                        sampling=sampling))
     groups = (Group(cfg.rows, G, cfg.algorithm),)
     learn_fn = jax.jit(lambda state, roll, scored, key: iteration.learn(
         state, iteration.Experience(roll, scored.rewards, groups, PROMPT_LEN), key, policy=model,
