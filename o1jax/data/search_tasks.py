@@ -16,6 +16,10 @@ With more numbers, a move to a state of three or more is written with its state 
 search goes on from there; when every move from it failed, ``back (3 7 9 12)`` returns to an
 earlier open state.
 
+``countdown_nested`` writes the same searches with each pair a state of its own: the move to it
+(``12+7=19 (3 19)``), its check on a line of its own (``(3 19): 22 16 57 | 33 dead``), then
+``back (3 7 12)`` when dead, so that a search one level deeper is written with the same lines.
+
 Demonstrations come from solvers with several strategies (``STRATEGIES``: best-first by distance
 to the target, depth-first in the listed order, random order, breadth-limited) and budgets (a
 line budget that runs out, or a breadth limit that leaves no move, writes ``stuck`` and boxes
@@ -31,9 +35,9 @@ from __future__ import annotations
 import functools
 import random
 import re
-from typing import NamedTuple
 
 from o1jax.data.examples import example
+from o1jax.data.streams import Step, stream_stats, written_lines
 
 MAX_NUMBER = 20
 MAX_VALUE = 99          # every intermediate value too: the arithmetic a small model can learn
@@ -89,11 +93,15 @@ def check_line(state: tuple[int, ...], target: int) -> tuple[str, bool]:
 
 
 def search_trace(numbers, target: int, strategy: str, rng: random.Random,
-                 max_lines: int | None = None, breadth: int = 3) -> tuple[list[str], bool]:
+                 max_lines: int | None = None, breadth: int = 3, nested: bool = False
+                 ) -> tuple[list[str], bool]:
     """A solver's search written as lines (the last one ``\\boxed{...}``), and whether it found
     the target. ``strategy`` orders the moves tried at each state (``STRATEGIES``);
     ``breadth_limited`` tries only the ``breadth`` best-first moves at each state;
-    ``max_lines``: a budget of move lines, after which it is stuck."""
+    ``max_lines``: a budget of move lines, after which it is stuck. ``nested``: a pair is
+    written as every other state is (its move, then its check on a line of its own, then
+    ``back`` to the state before it when dead), so that each level of a deeper search is
+    written with the same lines."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; known: {STRATEGIES}")
     lines: list[str] = []
@@ -122,8 +130,8 @@ def search_trace(numbers, target: int, strategy: str, rng: random.Random,
     def dfs(items: list) -> str | None:      # items: (value, expression) pairs, a multiset
         state = tuple(sorted(v for v, _ in items))
         for a, op, b, r, new in order(state):
-            if max_lines is not None and sum(not ln.startswith("back") for ln in lines) >= \
-                    max_lines:
+            if max_lines is not None and sum(not ln.startswith(("back", "(")) for ln in lines) \
+                    >= max_lines:
                 raise _OutOfBudget
             ea, eb, rest = take(items, a, b)
             expr = _compose(ea, op, eb)
@@ -139,8 +147,11 @@ def search_trace(numbers, target: int, strategy: str, rng: random.Random,
                 values, hit = check_line(new, target)
                 # the target restated next to the values, so that the verdict compares
                 # neighbouring tokens rather than values with a number in the question
-                lines.append(f"{move} {fmt_state(new)}: {values} | {target} "
-                             f"{'goal' if hit else 'dead'}")
+                check = f"{fmt_state(new)}: {values} | {target} {'goal' if hit else 'dead'}"
+                lines.extend([f"{move} {fmt_state(new)}", check] if nested else
+                             [f"{move} {check}"])
+                if nested and not hit:
+                    lines.append(f"back {fmt_state(state)}")
                 pair = rest + [(r, expr)]
                 for a2, op2, b2, r2, _ in moves(new):
                     e2a, e2b, _ = take(pair, a2, b2)
@@ -169,9 +180,10 @@ class _OutOfBudget(Exception):
     pass
 
 
-def countdown_search(rng: random.Random, difficulty: int) -> dict:
+def countdown_search(rng: random.Random, difficulty: int, nested: bool = False) -> dict:
     """Countdown with ``difficulty + 2`` numbers from 1..20 and a target in 10..99 that needs
-    at least two moves; the solution a demonstrator's search (see the module docstring)."""
+    at least two moves; the solution a demonstrator's search (see the module docstring), its
+    pairs written as states of their own with ``nested`` (task ``countdown_nested``)."""
     n = max(1, difficulty) + 2
     while True:
         numbers = sorted(rng.randint(1, MAX_NUMBER) for _ in range(n))
@@ -183,34 +195,22 @@ def countdown_search(rng: random.Random, difficulty: int) -> dict:
             break
     strategy = rng.choices(list(MIX), weights=list(MIX.values()))[0]
     budget = rng.randint(2, 12 * n) if rng.random() < BUDGET_CUT else None
-    lines, _ = search_trace(numbers, target, strategy, rng, budget)
+    lines, _ = search_trace(numbers, target, strategy, rng, budget, nested=nested)
     # shown in increasing order, the order every state lists them in (a small model copies
     # them from the question; sorting them in its head first costs it much of SFT)
     shown = numbers
     question = f"Use {', '.join(map(str, shown))} to make {target}"
     # the split follows the problem, whatever order its numbers are shown in
-    return example("countdown_search", question, target, "\n".join(lines), difficulty,
+    return example("countdown_nested" if nested else "countdown_search", question, target,
+                   "\n".join(lines), difficulty,
                    {"numbers": shown, "target": target, "strategy": strategy,
                     "split_key": f"{fmt_state(numbers)} {target}"})
-
-
-class Step(NamedTuple):
-    """One line of a written search, replayed: ``end`` its end offset in the text; ``kind``
-    "move", "back", "answer" or "other"; ``state`` the sorted state after it (moves, backs);
-    ``valid`` whether the line is legal and states the state it leads to; ``solvable`` the
-    exact label of that state (False for an invalid line); ``verdict`` what the line claims
-    ("goal", "dead" or "")."""
-    end: int
-    kind: str
-    state: tuple[int, ...]
-    valid: bool
-    solvable: bool
-    verdict: str
 
 
 _MOVE = re.compile(r"(\d{1,6})([-+*/])(\d{1,6})=(\d{1,7})(?: \(([\d ]{0,60})\))?"
                    r"(?:: ([\d ]{0,80}?)(?: \| (\d{1,6}))?)?(?: (goal|dead))?")
 _BACK = re.compile(r"back \(([\d ]{0,60})\)")
+_CHECK = re.compile(r"\(([\d ]{0,60})\): ([\d ]{0,80}?) \| (\d{1,6}) (goal|dead)")
 
 
 def _numbers(text: str) -> tuple[int, ...]:
@@ -219,7 +219,8 @@ def _numbers(text: str) -> tuple[int, ...]:
 
 def _move_step(m: re.Match, path: list, target: int, end: int) -> Step:
     """A move line replayed from ``path[-1]``: legal, its stated state (a verdict line may leave
-    it out) the one it leads to, its check (``check_line``, then the target) right, its verdict true."""
+    it out) the one it leads to, its check (``check_line``, then the target) right, its verdict
+    true."""
     a, op, b, r = int(m[1]), m[2], int(m[3]), int(m[4])
     legal = [mv for mv in moves(path[-1]) if mv[:4] == (a, op, b, r)]
     new = legal[0][4] if legal else ()
@@ -241,21 +242,14 @@ def _move_step(m: re.Match, path: list, target: int, end: int) -> Step:
     return Step(end, "move", new if valid else stated, valid, label, verdict)
 
 
-def written_lines(text: str, max_lines: int):
-    """(end offset in ``text``, stripped line) of each of the first ``max_lines`` lines: the
-    walk every task's ``replay`` makes over a written search."""
-    pos = 0
-    for line in text.split("\n")[:max_lines]:
-        yield pos + len(line), line.strip()
-        pos += len(line) + 1
-
-
 def replay(numbers, target: int, text: str, max_lines: int = 4000) -> list[Step]:
     """The steps of a written search from the start state ``numbers``. A move is valid when its
     operands are in the current state, its result is right (a positive integer), the stated
     state is the one it leads to, a check lists that state's one-move values and a verdict is
     true ("dead" only for a checked pair or a last number); a back-up is valid when it returns
-    to a state visited on the current path (which then becomes the current state)."""
+    to a state visited on the current path (which then becomes the current state); a check on a
+    line of its own (``countdown_nested``) when the current state is the pair it states and the
+    rest is as a move's check."""
     path = [tuple(sorted(numbers))]
     steps = []
     for end, line in written_lines(text, max_lines):
@@ -271,6 +265,11 @@ def replay(numbers, target: int, text: str, max_lines: int = 4000) -> list[Step]
                 del path[path.index(stated) + 1:]
             steps.append(Step(end, "back", stated, valid, valid and solvable(stated, target),
                               ""))
+        elif c := _CHECK.fullmatch(line):
+            pair, (values, hit) = path[-1], check_line(path[-1], target)
+            valid = (len(pair) == 2 and _numbers(c[1]) == pair and " ".join(c[2].split()) ==
+                     values and int(c[3]) == target and (c[4] == "goal") == hit)
+            steps.append(Step(end, "check", pair, valid, valid and hit, c[4]))
         elif line.startswith("\\boxed"):
             steps.append(Step(end, "answer", path[-1], True, False, ""))
         elif line:
@@ -278,18 +277,6 @@ def replay(numbers, target: int, text: str, max_lines: int = 4000) -> list[Step]
     return steps
 
 
-def stream_stats(text: str, move: re.Pattern, back: re.Pattern) -> dict:
-    """What a written search did, from its text alone (no replay), for a task whose move and
-    back-up lines match ``move`` and ``back``: move lines, back-ups (states abandoned for an
-    earlier one: a dead end, after which the search goes on from the state before it, or a
-    back-up line), dead ends stated, and whether it gave up (``stuck``)."""
-    lines = [ln.strip() for ln in text.split("\n")]
-    dead = sum(ln.endswith(" dead") and bool(move.fullmatch(ln)) for ln in lines)
-    return {"moves": sum(bool(move.fullmatch(ln)) for ln in lines),
-            "backups": dead + sum(bool(back.fullmatch(ln)) for ln in lines),
-            "dead_ends": dead, "gave_up": "stuck" in lines}
-
-
 def search_stats(text: str) -> dict:
-    """``stream_stats`` of a written Countdown search."""
-    return stream_stats(text, _MOVE, _BACK)
+    """``stream_stats`` of a written Countdown search (either task's lines)."""
+    return stream_stats(text, _MOVE, _BACK, _CHECK)

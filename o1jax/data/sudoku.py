@@ -42,7 +42,7 @@ Reading order is the commonest strategy (``MIX``): with random blanks in 55% (an
 each blank was filled at a low probability and greedy decoding copied the grid unfilled.
 
 ``solvable`` is the exact label of any partial grid; ``replay`` parses a written search back
-into ``search_tasks.Step``s (model text is hostile: regular expressions over bounded sizes,
+into ``streams.Step``s (model text is hostile: regular expressions over bounded sizes,
 nothing evaluated); ``sudoku_stats`` counts its lines (``search_tasks.search_stats`` reads
 Countdown's moves only).
 """
@@ -54,7 +54,7 @@ import random
 import re
 
 from o1jax.data.examples import example
-from o1jax.data.search_tasks import Step, stream_stats, written_lines
+from o1jax.data.streams import Step, stream_stats, written_lines
 from o1jax.rewards.grid import is_solution, parse_grid, units
 
 LEVELS = {1: (4, 10), 2: (4, 12), 3: (6, 18), 4: (6, 20), 5: (6, 22)}  # level -> size, blanks
@@ -295,6 +295,6 @@ def replay(puzzle: str, text: str, max_lines: int = 4000) -> list[Step]:
 
 
 def sudoku_stats(text: str) -> dict:
-    """``search_tasks.stream_stats`` of a written Sudoku search (a dead move: the search goes
+    """``streams.stream_stats`` of a written Sudoku search (a dead move: the search goes
     on from the grid before it)."""
     return stream_stats(text, _MOVE, _BACK)

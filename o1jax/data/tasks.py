@@ -188,8 +188,11 @@ def countdown(rng: random.Random, difficulty: int) -> dict:
 
 
 TASKS: dict[str, Callable[[random.Random, int], dict]] = {
-    "arithmetic": arithmetic, "multiplication": multiplication, "linear": linear, "fractions": fractions, "countdown": countdown,
-    "countdown_search": search_tasks.countdown_search, "sudoku": sudoku.sudoku,
+    "arithmetic": arithmetic, "multiplication": multiplication, "linear": linear,
+    "fractions": fractions, "countdown": countdown,
+    "countdown_search": search_tasks.countdown_search,
+    "countdown_nested": functools.partial(search_tasks.countdown_search, nested=True),
+    "sudoku": sudoku.sudoku,
     "code_functions": code_tasks.code_function}
 
 

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from o1jax.data import search_tasks, sudoku
+from o1jax.data import search_tasks, streams, sudoku
 from o1jax.data.prompts import PromptFormat, stack_images
 from o1jax.models.transformer import Params, Transformer
 from o1jax.optim import make_optimizer
@@ -44,15 +44,15 @@ from o1jax.tokenizer import Tokenizer
 
 LOSSES = ("squared", "pairwise")
 # task -> (its example's meta, a response's text) -> the response's lines replayed
-REPLAYS: dict[str, Callable[[dict, str], list[search_tasks.Step]]] = {
-    "countdown_search": lambda meta, text: search_tasks.replay(meta["numbers"], meta["target"],
-                                                               text),
+REPLAYS: dict[str, Callable[[dict, str], list[streams.Step]]] = {
+    **{task: lambda meta, text: search_tasks.replay(meta["numbers"], meta["target"], text)
+       for task in ("countdown_search", "countdown_nested")},
     "sudoku": lambda meta, text: sudoku.replay(meta["puzzle"], text),
 }
 
 
 # a step rule: the replayed lines a step end completes -> its label
-STEP_RULES: dict[str, Callable[[list[search_tasks.Step]], float]] = {
+STEP_RULES: dict[str, Callable[[list[streams.Step]], float]] = {
     "exact": lambda done: float(done[-1].solvable),
     "valid": lambda done: float(all(s.valid for s in done)),
 }

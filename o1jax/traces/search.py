@@ -1,7 +1,8 @@
-"""A solution of a task written as a stream of search (``countdown_search``, ``sudoku``) replayed
-line by line for the trace page: each line's state, whether it is legal, its exact label
-(the state still solvable, or a dead end: the task's solver decides, ``replay``), the dead ends
-it states, each back-up and the line it returns to, the give-up line.
+"""A solution of a task written as a stream of search (``countdown_search``,
+``countdown_nested``, ``sudoku``) replayed line by line for the trace page: each line's state,
+whether it is legal, its exact label (the state still solvable, or a dead end: the task's solver
+decides, ``replay``), the dead ends it states, each back-up and the line it returns to, the
+give-up line.
 
 The problem is read from the question as the task writes it ("Use 3, 5, 7 to make 24";
 "Sudoku 4x4: 1.../.41./..32/...."), so a ``--problem`` and a held-out example are read alike.
@@ -16,7 +17,7 @@ import re
 from o1jax.data import search_tasks, sudoku
 from o1jax.rewards.grid import parse_grid
 
-SEARCH_TASKS = ("countdown_search", "sudoku")
+SEARCH_TASKS = ("countdown_search", "countdown_nested", "sudoku")
 GIVE_UP = "stuck"
 _COUNTDOWN = re.compile(r"Use ((?:\d{1,6}, ){0,19}\d{1,6}) to make (\d{1,7})")
 _SUDOKU = re.compile(r"Sudoku ([1-9])x\1: ([1-9./]{1,100})")
@@ -26,7 +27,8 @@ def search_problem(task: str, question: str) -> dict | None:
     """The start of the search a question asks for: {"numbers" (sorted), "target"} for
     countdown_search, {"puzzle", "size"} for sudoku; None for another task or a question that
     is not one of the task's."""
-    if task == "countdown_search" and (m := _COUNTDOWN.fullmatch(question.strip())):
+    if task in ("countdown_search", "countdown_nested") and (
+            m := _COUNTDOWN.fullmatch(question.strip())):
         return {"numbers": sorted(int(x) for x in m[1].split(", ")), "target": int(m[2])}
     if task == "sudoku" and (m := _SUDOKU.fullmatch(question.strip())):
         size = int(m[1])
@@ -37,7 +39,7 @@ def search_problem(task: str, question: str) -> dict | None:
 
 def search_lines(task: str, question: str, response: str) -> list[dict] | None:
     """Each non-empty line of ``response`` replayed from the question's start state: {"text",
-    "kind" (move, back, answer, other), "state" (as the task writes it), "valid", "solvable"
+    "kind" (move, back, check, answer, other), "state" (as the task writes it), "valid", "solvable"
     (the exact label of the state it leads or returns to), "verdict" (the line's claim: goal,
     dead or ""), "returns_to" (a valid back-up: the 1-based number of the line that reached
     the state it returns to, 0 for the start; else None)}. None when the question is not a
@@ -76,8 +78,9 @@ def line_mark(line: dict) -> str:
     if line["kind"] == "other":
         return "gives up" if line["text"] == GIVE_UP else "invalid: not a line of the search"
     if not line["valid"]:
-        return ("invalid back-up: not to a state on the current path" if line["kind"] == "back"
-                else "invalid move: illegal, or not the state it leads to")
+        return {"back": "invalid back-up: not to a state on the current path",
+                "check": "invalid check: not the current pair's values, target or verdict"}.get(
+                    line["kind"], "invalid move: illegal, or not the state it leads to")
     if line["kind"] == "answer":
         return "the answer"
     label = "solvable" if line["solvable"] else "dead end"
@@ -85,7 +88,7 @@ def line_mark(line: dict) -> str:
         to = "the start" if line["returns_to"] == 0 else f"line {line['returns_to']}"
         return f"back-up to {to}: {label}"
     claim = f" (says {line['verdict']})" if line["verdict"] else ""
-    return f"move: {label}{claim}"
+    return f"{'check' if line['kind'] == 'check' else 'move'}: {label}{claim}"
 
 
 def summary(lines: list[dict]) -> dict:
@@ -93,7 +96,8 @@ def summary(lines: list[dict]) -> dict:
     cannot reach the answer, invalid lines, and whether it gave up."""
     moves = [ln for ln in lines if ln["kind"] == "move"]
     return {"moves": len(moves), "backups": sum(ln["kind"] == "back" for ln in lines),
-            "dead_ends_stated": sum(ln["verdict"] == "dead" for ln in moves),
+            "dead_ends_stated": sum(ln["verdict"] == "dead" and ln["kind"] in ("move", "check")
+                                    for ln in lines),
             "unsolvable_moves": sum(ln["valid"] and not ln["solvable"] for ln in moves),
             "invalid": sum("invalid" in line_mark(ln) for ln in lines),
             "gave_up": any(ln["kind"] == "other" and ln["text"] == GIVE_UP for ln in lines)}

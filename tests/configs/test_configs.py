@@ -17,8 +17,8 @@ from tests import commands
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ALL = ["smoke", "arithmetic_ppo", "arithmetic_grpo", "gsm8k_qwen05b_tpu", "math_qwen7b_v5p64",
        "gsm8k_h100x8", "selfplay", "visual_grpo", "visual_selfplay", "geo3k_qwen25vl_tpu",
-       "thinking", "thinking_selfplay", "thinking_sudoku", "code_grpo", "tool_grpo", "gsm8k_qwen3_lora_tpu",
-       "math_qwen3moe_tpu"]
+       "thinking", "thinking_nested", "thinking_selfplay", "thinking_sudoku", "code_grpo",
+       "tool_grpo", "gsm8k_qwen3_lora_tpu", "math_qwen3moe_tpu"]
 REAL = {"gsm8k_qwen05b_tpu": 8, "math_qwen7b_v5p64": 32, "gsm8k_h100x8": 8,
         "geo3k_qwen25vl_tpu": 4, "gsm8k_qwen3_lora_tpu": 8, "math_qwen3moe_tpu": 32}
 DEVICES = {"math_qwen7b_v5p64": 32, "geo3k_qwen25vl_tpu": 4,

@@ -139,3 +139,61 @@ def test_replay_rejects_wrong_moves():
 def test_hostile_text_is_parsed_in_bounded_time():
     steps = st.replay([3, 7, 12], 33, ("9" * 5000 + "+1=2 (2)\n") * 50 + "back (" + "1 " * 9000)
     assert not any(s.valid for s in steps)
+
+
+def _flatten(nested: str) -> str:
+    """A nested search written as ``countdown_search`` writes it: each pair's move and check
+    on one line, the back-up after a dead check left out (the flat form's dead line is it)."""
+    out, lines = [], nested.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith("(") and out:
+            out[-1] = f"{out[-1].rsplit(' (', 1)[0]} {line}"
+        elif line.startswith("back") and lines[i - 1].endswith(" dead") and \
+                lines[i - 1].startswith("("):
+            continue
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
+@pytest.mark.parametrize("difficulty", [1, 2])
+def test_nested_demonstrations_are_the_same_searches_and_replay(difficulty):
+    """countdown_nested writes the search countdown_search writes for the same draws, each
+    pair a state of its own; every line replays valid, each check's label exact."""
+    backups = 0
+    for seed in range(200 if difficulty == 1 else 40):
+        flat = st.countdown_search(random.Random(seed), difficulty)
+        ex = st.countdown_search(random.Random(seed), difficulty, nested=True)
+        assert ex["task"] == "countdown_nested" and ex["meta"] == flat["meta"]
+        assert _flatten(ex["solution"]) == flat["solution"]
+        meta = json.loads(ex["meta"])
+        steps = st.replay(meta["numbers"], meta["target"], ex["solution"])
+        assert all(s.valid for s in steps if s.kind != "other"), ex["solution"]
+        for s in (s for s in steps if s.kind == "check"):
+            assert len(s.state) == 2
+            assert s.solvable == (s.verdict == "goal") == (meta["target"] in _reachable(s.state))
+        stats = st.search_stats(ex["solution"])
+        assert stats["backups"] == sum(s.kind == "back" or s.kind == "move" and
+                                       s.verdict == "dead" for s in steps)
+        assert stats["dead_ends"] == sum(s.verdict == "dead" for s in steps)
+        backups += stats["backups"]
+    assert backups > 0
+
+
+def test_replay_rejects_wrong_checks():
+    nums, target = [3, 7, 12], 33
+    start = "12-7=5 (3 5)\n"
+    bad = ["(3 5): 8 2 15 | 34 dead",     # the target restated wrong
+           "(3 5): 8 2 | 33 dead",        # a value left out
+           "(3 6): 9 3 18 2 | 33 dead",   # not the current pair
+           "(3 5): 8 2 15 | 33 goal"]     # a false verdict
+    for line in bad:
+        steps = st.replay(nums, target, start + line)
+        assert steps[0].valid and not steps[1].valid and not steps[1].solvable, line
+    (top,) = st.replay(nums, target, "(3 7 12): 19 5 84 | 33 dead")   # a check of no pair
+    assert top.kind == "check" and not top.valid
+    steps = st.replay(nums, target, start + "(3 5): 8 2 15 | 33 dead\nback (3 7 12)\n"
+                      "7*3=21 (12 21)\n(12 21): 33 9 | 33 goal\n\\boxed{(7*3)+12}")
+    assert [s.kind for s in steps] == ["move", "check", "back", "move", "check", "answer"]
+    assert all(s.valid for s in steps)
+    assert [s.solvable for s in steps[:5]] == [False, False, True, True, True]

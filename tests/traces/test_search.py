@@ -3,6 +3,7 @@ force, back-ups and the line they return to against the written lines, invalid l
 give-up line, and the page's HTML escaped."""
 
 import html
+import functools
 import itertools
 import json
 import random
@@ -69,10 +70,12 @@ def _returns_to(task: str, texts: list[str], i: int, start: str) -> int:
     return max(j + 1 for j in range(i) if _wrote(task, texts[j], state))
 
 
-@pytest.mark.parametrize("task", ["countdown_search", "sudoku"])
+@pytest.mark.parametrize("task", ["countdown_search", "countdown_nested", "sudoku"])
 def test_demonstrations_replay_with_their_states_labels_and_back_ups(task):
     rng = random.Random(1)
-    make = search_tasks.countdown_search if task == "countdown_search" else sudoku.sudoku
+    make = {"countdown_search": search_tasks.countdown_search, "sudoku": sudoku.sudoku,
+            "countdown_nested": functools.partial(search_tasks.countdown_search, nested=True)
+            }[task]
     backups = 0
     for _ in range(40):
         ex = make(rng, 1 + (rng.random() < 0.5))
@@ -91,7 +94,7 @@ def test_demonstrations_replay_with_their_states_labels_and_back_ups(task):
             assert "invalid" not in line_mark(ln), text
             if ln["kind"] == "move" and ln["verdict"] != "dead" and ln["verdict"] != "goal":
                 assert _wrote(task, text, ln["state"])      # the state the line wrote
-            if ln["kind"] == "move" and task == "countdown_search":
+            if ln["kind"] in ("move", "check") and task != "sudoku":
                 numbers = [int(x) for x in ln["state"].strip("()").split()]
                 assert ln["solvable"] == reaches(numbers, meta["target"]), text
             if ln["verdict"] == "dead":
@@ -103,6 +106,17 @@ def test_demonstrations_replay_with_their_states_labels_and_back_ups(task):
         assert lines[-1]["kind"] == "answer"
         assert summary(lines)["gave_up"] == ("stuck" in texts)
     assert backups > 5
+
+
+def test_a_nested_check_is_marked():
+    # (1 2) makes 3 and 1 (x*1 and x/1 are not moves); (4 6) makes 24: "dead" is false
+    text = ("4-3=1 (1 2)\n(1 2): 3 1 | 24 dead\nback (2 3 4)\n3*2=6 (4 6)\n"
+            "(4 6): 10 2 24 | 24 dead")
+    lines = search_lines("countdown_nested", "Use 4, 2, 3 to make 24", text)
+    assert [line_mark(ln) for ln in lines] == [
+        "move: dead end", "check: dead end (says dead)", "back-up to the start: solvable",
+        "move: solvable", "invalid check: not the current pair's values, target or verdict"]
+    assert summary(lines)["dead_ends_stated"] == 2     # stated, the false one too
 
 
 def test_other_tasks_and_other_questions_have_no_search_view():
