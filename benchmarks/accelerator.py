@@ -153,7 +153,9 @@ def serve(model, params, batch, prompt, peak, bandwidth, repeats) -> dict:
     cache, logits = fill(dp, tokens, mask)
     decode_s = median_seconds(lambda: decode(dp, cache, logits), repeats=repeats)
     real = float(jnp.sum(mask))
-    fill_flops = cfg.flops_per_token(context=prompt / 2) * real
+    # the prefill projects only each row's last position onto the vocabulary
+    head = 2 * cfg.hidden_size * cfg.vocab_size
+    fill_flops = (cfg.flops_per_token(context=prompt / 2) - head) * real + head * batch
     weight_bytes = 2 * cfg.num_params()
     kv_bytes = 2 * 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * batch * (
         prompt + NEW_TOKENS / 2)
