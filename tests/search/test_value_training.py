@@ -240,7 +240,8 @@ def test_exact_labels_are_the_replays_verdict_on_each_line_a_step_end_completes(
                 assert [y for _, y in got] == [1.0] * 7
             if tok.vocab_size == 259 and r == 3:   # a slip on the first line: 0 from there on
                 assert [y for _, y in got] == [0.0] * 7
-    with pytest.raises(ValueError, match="arithmetic has no replay .*countdown_search, sudoku"):
+    with pytest.raises(ValueError,
+                       match="arithmetic has no replay .*countdown_search, countdown_nested, sudoku"):
         value_training.check_replayable([COUNTDOWN, EXAMPLES[0]])
 
 
