@@ -222,20 +222,23 @@ def repeat_cache(model: Transformer, cache: dict, g: int) -> dict:
     return _constrain_cache(model, cache)
 
 
+def pad_slots(a: jax.Array, axis: int, slots: int) -> jax.Array:
+    """``a`` with zeros appended on ``axis`` up to ``slots``."""
+    widths = [(0, 0)] * a.ndim
+    widths[axis] = (0, slots - a.shape[axis])
+    return jnp.pad(a, widths)
+
+
 def grow_cache(model: Transformer, cache: dict, length: int) -> dict:
     """The cache with empty slots appended up to ``length`` slots (``init_cache``'s rounding):
     k on its slot axis (``model.key_slot_axis``), v [..., S, Dh] on its second last, mask
     [B, S] on its last; what it holds is unchanged."""
-    length = cache_slots(length, model.attention)
-    def pad(a, axis):
-        widths = [(0, 0)] * a.ndim
-        widths[axis] = (0, length - a.shape[axis])
-        return jnp.pad(a, widths)
-    cache = dict(cache, k=jax.tree.map(lambda a: pad(a, model.key_slot_axis), cache["k"]),
-                 v=jax.tree.map(lambda a: pad(a, a.ndim - 2), cache["v"]),
-                 mask=pad(cache["mask"], 1))
+    n = cache_slots(length, model.attention)
+    cache = dict(cache, k=jax.tree.map(lambda a: pad_slots(a, model.key_slot_axis, n), cache["k"]),
+                 v=jax.tree.map(lambda a: pad_slots(a, a.ndim - 2, n), cache["v"]),
+                 mask=pad_slots(cache["mask"], 1, n))
     if "experts" in cache:       # a mixture of experts' record of its routing [B, S, L, k]
-        cache["experts"] = pad(cache["experts"], 1)
+        cache["experts"] = pad_slots(cache["experts"], 1, n)
     return _constrain_cache(model, cache)
 
 

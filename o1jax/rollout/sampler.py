@@ -26,7 +26,7 @@ from o1jax.models.transformer import Params, Transformer
 from o1jax.models.vision import check_placeholders
 from o1jax.rollout.decoding import (SamplingConfig, choose_tokens, decode_params, decode_step,
                                     force_tokens, grow_cache, init_forcing, next_token_logprobs,
-                                    prefill, repeat_cache)
+                                    pad_slots, prefill, repeat_cache)
 from o1jax.rollout import tools as tools_lib
 
 # A rollout of an unrolled decode (``Transformer.scans_decode`` off) runs SEGMENTS decode loops
@@ -142,9 +142,8 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
         routing record padded to the last loop's cache length."""
         out = {k: v for k, v in s.items() if k != "cache"}
         if "experts" in s["cache"]:
-            e = s["cache"]["experts"]
-            out["experts"] = jnp.pad(e, ((0, 0), (0, cache_slots(p + n, model.attention)
-                                                  - e.shape[1]), (0, 0), (0, 0)))
+            out["experts"] = pad_slots(s["cache"]["experts"], 1,
+                                       cache_slots(p + n, model.attention))
         return out
 
     def loops_from(i, s):
