@@ -12,7 +12,9 @@ Rows decode in lockstep into one cache slot (``decode_step``), so a row that end
 leaves masked slots behind, and rows copied from different parents hold their tokens in
 different slots. Attention reads only a slot's mask and each row keeps its own position ids, so
 that is harmless until the slots run out; ``align`` then packs every row's tokens to end at one
-slot, and caches of prompt + response slots hold any path through the tree.
+slot, and caches of prompt + response slots hold any path through the tree. Rows that take no
+part in a step (finished paths, terminal nodes) are left out of its decoding when the others fit
+in a half or a quarter of the batch (``_active_rows``).
 """
 
 from __future__ import annotations
@@ -54,11 +56,13 @@ def batch_axis(a: jax.Array) -> int:
     return max(a.ndim - 4, 0)
 
 
+ROW_LEAVES = ("k", "v", "mask", "positions", "experts")   # a cache's leaves with a batch axis
+
+
 def _take(cache: dict, rows: jax.Array) -> dict:
     # in bounds by construction: "clip" is a plain gather, not a gather and a fill of strays
     take = lambda a: jnp.take(a, rows, axis=batch_axis(a), mode="clip")  # noqa: E731
-    return dict(cache, k=jax.tree.map(take, cache["k"]), v=jax.tree.map(take, cache["v"]),
-                mask=take(cache["mask"]), positions=take(cache["positions"]))
+    return dict(cache, **{k: jax.tree.map(take, cache[k]) for k in ROW_LEAVES if k in cache})
 
 
 def take_rows(rows: Rows, idx: jax.Array) -> Rows:
@@ -117,7 +121,7 @@ def extend(policy: Transformer, params: Params, vmodel: Transformer, vparams: Pa
     = S) tokens, every one fed to the policy (its log-probs after the step's last token are the
     next step's start) and to the value model (its score after the last token is the step's).
     The caches' index + room must be within their slots (``align``)."""
-    r, s = active.shape[0], cfg.max_new_tokens
+    s = cfg.max_new_tokens
     cols = jnp.arange(s)
 
     def body(c):
@@ -139,15 +143,57 @@ def extend(policy: Transformer, params: Params, vmodel: Transformer, vparams: Pa
                     length=c["length"] + live, sum_logp=c["sum_logp"] + jnp.where(live, lp, 0.0),
                     stopped=c["stopped"] | (live & jnp.isin(tok, stop_ids)))
 
-    key, sub = jax.random.split(key)
-    c = jax.lax.while_loop(
-        lambda c: (c["j"] < room) & jnp.any(c["live"]), body,
-        dict(key=key, cache=rows.policy, vcache=rows.value, score=rows.score, live=active,
-             j=jnp.zeros((), jnp.int32), tok=choose_tokens(rows.logp, sub, cfg), logp=rows.logp,
-             tokens=jnp.full((r, s), cfg.pad_id, jnp.int32), length=jnp.zeros(r, jnp.int32),
-             sum_logp=jnp.zeros(r, jnp.float32), stopped=jnp.zeros(r, bool)))
-    return (Rows(c["cache"], c["vcache"], c["logp"], c["score"]),
-            Step(c["tokens"], c["length"], c["sum_logp"], c["stopped"]))
+    def decode(rows: Rows, active: jax.Array) -> tuple[Rows, Step]:
+        r = active.shape[0]
+        k, sub = jax.random.split(key)
+        c = jax.lax.while_loop(
+            lambda c: (c["j"] < room) & jnp.any(c["live"]), body,
+            dict(key=k, cache=rows.policy, vcache=rows.value, score=rows.score, live=active,
+                 j=jnp.zeros((), jnp.int32), tok=choose_tokens(rows.logp, sub, cfg),
+                 logp=rows.logp, tokens=jnp.full((r, s), cfg.pad_id, jnp.int32),
+                 length=jnp.zeros(r, jnp.int32), sum_logp=jnp.zeros(r, jnp.float32),
+                 stopped=jnp.zeros(r, bool)))
+        return (Rows(c["cache"], c["vcache"], c["logp"], c["score"]),
+                Step(c["tokens"], c["length"], c["sum_logp"], c["stopped"]))
+
+    return _active_rows(rows, active, cfg.pad_id, decode)
+
+
+def _put(cache: dict, idx: jax.Array, part: dict) -> dict:
+    """``cache`` with the rows ``idx`` [R'] replaced by ``part`` (``_take``'s), index included."""
+    put = lambda a, b: jnp.moveaxis(  # noqa: E731
+        jnp.moveaxis(a, batch_axis(a), 0).at[idx].set(jnp.moveaxis(b, batch_axis(b), 0)),
+        0, batch_axis(a))
+    return dict(cache, index=part["index"],
+                **{k: jax.tree.map(put, cache[k], part[k]) for k in ROW_LEAVES if k in cache})
+
+
+def _active_rows(rows: Rows, active: jax.Array, pad_id: int, decode) -> tuple[Rows, Step]:
+    """``decode(rows, active)`` run on the active rows alone when they fit in a quarter or a
+    half of the batch (a ``lax.switch`` branch each, the rows gathered out and scattered back):
+    a decode step costs every row of its batch, and a search's inactive rows (finished paths,
+    terminal nodes) are often most of it. A row left out writes nothing, as in ``decode``: the
+    slots from the caches' index on are empty in every row."""
+    r = active.shape[0]
+    sizes = tuple(sorted({max(1, r // 4), max(1, r // 2), r}))
+
+    def branch(m):
+        def run(rows, active):
+            if m == r:
+                return decode(rows, active)
+            idx = jnp.argsort(~active, stable=True)[:m]          # the active rows first
+            part, step = decode(take_rows(rows, idx), active[idx])
+            full = Step(jnp.full((r, step.tokens.shape[1]), pad_id, jnp.int32),
+                        jnp.zeros(r, jnp.int32), jnp.zeros(r, jnp.float32), jnp.zeros(r, bool))
+            return (Rows(_put(rows.policy, idx, part.policy), _put(rows.value, idx, part.value),
+                         rows.logp.at[idx].set(part.logp), rows.score.at[idx].set(part.score)),
+                    jax.tree.map(lambda a, b: a.at[idx].set(b), full, step))
+        return run
+
+    if len(sizes) == 1:
+        return decode(rows, active)
+    which = jnp.searchsorted(jnp.asarray(sizes), jnp.sum(active))
+    return jax.lax.switch(which, [branch(m) for m in sizes], rows, active)
 
 
 def count_steps(ledger: dict, i: int, mcfg, vcfg, prefix, written) -> None:

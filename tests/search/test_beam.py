@@ -89,7 +89,9 @@ def test_search_finds_the_path_the_value_function_rewards(diverse):
     texts = [t[0] for t in gen.texts]
     assert all("b" not in t for t in texts), texts
     assert np.mean([t.count("a") for t in texts]) >= 3, texts
-    assert gen.finished.all()
+    # the value model rewards a's, not stopping: a search may spend its 40 tokens on them (one
+    # of six in 3 of 8 seeds; 2 of 8 with every row in every decoding batch, before 2026-12-05)
+    assert gen.finished.sum() >= 5
     assert (ledger["decode_flops"] > 0).all() and (ledger["verifier_flops"] > 0).all()
     assert (ledger["prefill_flops"] > 0).all()
 

@@ -1,12 +1,15 @@
-"""The search rows' caches: copying rows by broadcast equals taking them by index."""
+"""The search rows' caches: copying rows by broadcast equals taking them by index; a step
+decoded in some rows only (the others left out of its batch) continues as a full forward does."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from o1jax.models import positions_from_mask
 from o1jax.rollout import SamplingConfig, decode_params, pad_prompts
-from o1jax.search import cached
-from tests.search.test_beam import random_models
+from o1jax.search import cached, value_models
+from tests.search.test_beam import NL, random_models
 
 
 def test_repeat_rows_equals_take_rows_of_the_repeated_indices():
@@ -22,3 +25,43 @@ def test_repeat_rows_equals_take_rows_of_the_repeated_indices():
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # not a copy of row 0 everywhere: the three prompts' caches differ
     assert not np.array_equal(np.asarray(got.policy["mask"][0]), np.asarray(got.policy["mask"][4]))
+
+
+@pytest.mark.parametrize("active", [[1, 6], [0, 2, 5], [0, 1, 2, 4, 5, 7]])
+def test_a_step_of_some_rows_then_of_all_continues_as_a_full_forward_does(active):
+    """Rows 8, a first step in the ``active`` ones only (2 fit in a quarter of the batch, 3 in a
+    half, 6 in none: each branch of ``_active_rows``), then a step in every row: each row's
+    log-probs and value score after both steps equal one forward of its whole sequence, and a
+    row left out of the first step wrote nothing in it."""
+    model, params, tok, verifier = random_models()
+    vmodel, vparams = verifier.model, verifier.params
+    cfg = SamplingConfig(6, 1.0, stop_ids=(NL, 258), pad_id=tok.pad_id)
+    ends = jnp.asarray(cfg.stop_ids)
+    prompts = [[257, 50 + i] + [60 + i] * (i % 3) for i in range(4)]
+    tokens, mask = pad_prompts(prompts, tok.pad_id, 6)
+    dp, dv = decode_params(model, params), decode_params(vmodel, vparams)
+    on = jnp.zeros(8, bool).at[jnp.asarray(active)].set(True)
+
+    @jax.jit
+    def two_steps(tokens, mask):
+        rows = cached.start(model, dp, vmodel, dv, tokens, mask, 24, cfg, "value", 2)
+        rows, first = cached.extend(model, dp, vmodel, dv, rows, on, 6, jax.random.key(0), cfg,
+                                    ends, ends, "value")
+        rows, second = cached.extend(model, dp, vmodel, dv, rows, jnp.ones(8, bool), 6,
+                                     jax.random.key(1), cfg, ends, ends, "value")
+        return rows, first, second
+
+    rows, first, second = two_steps(tokens, mask)
+    length = np.asarray(first.length)
+    assert (length[np.asarray(on)] > 0).all() and (length[~np.asarray(on)] == 0).all()
+    assert (np.asarray(first.tokens)[~np.asarray(on)] == tok.pad_id).all()
+    seqs = [list(t[m]) for t, m in zip(tokens, mask) for _ in range(2)]
+    seqs = [q + first.tokens[i, :length[i]].tolist() + second.tokens[i, :second.length[i]].tolist()
+            for i, q in enumerate(seqs)]
+    full, fmask = pad_prompts(seqs, tok.pad_id)
+    forward = jax.jit(lambda m, p, t, k: m.apply(p, t, positions_from_mask(k), k)[0][:, -1],
+                      static_argnums=0)
+    want = jax.nn.log_softmax(forward(model, params, full, fmask), axis=-1)
+    np.testing.assert_allclose(rows.logp, want, atol=2e-5)
+    values = value_models.squash("value", forward(vmodel, vparams, full, fmask))
+    np.testing.assert_allclose(rows.score, values, atol=2e-5)
