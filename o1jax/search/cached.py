@@ -12,9 +12,9 @@ Rows decode in lockstep into one cache slot (``decode_step``), so a row that end
 leaves masked slots behind, and rows copied from different parents hold their tokens in
 different slots. Attention reads only a slot's mask and each row keeps its own position ids, so
 that is harmless until the slots run out; ``align`` then packs every row's tokens to end at one
-slot, and caches of prompt + response slots hold any path through the tree. Rows that take no
-part in a step (finished paths, terminal nodes) are left out of its decoding when the others fit
-in a half or a quarter of the batch (``_active_rows``).
+slot, and caches of prompt + response slots hold any path through the tree. Once at most half of
+the rows are still writing their step (the others finished it, or take no part: finished paths,
+terminal nodes), the live ones decode on in a batch of half the size, down to a quarter.
 """
 
 from __future__ import annotations
@@ -143,57 +143,54 @@ def extend(policy: Transformer, params: Params, vmodel: Transformer, vparams: Pa
                     length=c["length"] + live, sum_logp=c["sum_logp"] + jnp.where(live, lp, 0.0),
                     stopped=c["stopped"] | (live & jnp.isin(tok, stop_ids)))
 
-    def decode(rows: Rows, active: jax.Array) -> tuple[Rows, Step]:
-        r = active.shape[0]
-        k, sub = jax.random.split(key)
-        c = jax.lax.while_loop(
-            lambda c: (c["j"] < room) & jnp.any(c["live"]), body,
-            dict(key=k, cache=rows.policy, vcache=rows.value, score=rows.score, live=active,
-                 j=jnp.zeros((), jnp.int32), tok=choose_tokens(rows.logp, sub, cfg),
-                 logp=rows.logp, tokens=jnp.full((r, s), cfg.pad_id, jnp.int32),
-                 length=jnp.zeros(r, jnp.int32), sum_logp=jnp.zeros(r, jnp.float32),
-                 stopped=jnp.zeros(r, bool)))
-        return (Rows(c["cache"], c["vcache"], c["logp"], c["score"]),
-                Step(c["tokens"], c["length"], c["sum_logp"], c["stopped"]))
+    def loop(c: dict, smallest: int) -> dict:
+        """Steps until every row has ended; once at most half of the rows are live, the live
+        ones go on alone in a batch of half the size, down to ``smallest`` rows."""
+        half = c["live"].shape[0] // 2
+        go = lambda c: (c["j"] < room) & jnp.any(c["live"])  # noqa: E731
+        if half < smallest:
+            return jax.lax.while_loop(go, body, c)
+        c = jax.lax.while_loop(lambda c: go(c) & (jnp.sum(c["live"]) > half), body, c)
 
-    return _active_rows(rows, active, cfg.pad_id, decode)
+        def shrink(c):
+            idx = jnp.argsort(~c["live"], stable=True)[:half]       # the live rows first
+            return _put_rows(c, idx, loop(_take_rows(c, idx), smallest))
+        return jax.lax.cond(go(c), shrink, lambda c: c, c)
 
-
-def _put(cache: dict, idx: jax.Array, part: dict) -> dict:
-    """``cache`` with the rows ``idx`` [R'] replaced by ``part`` (``_take``'s), index included."""
-    put = lambda a, b: jnp.moveaxis(  # noqa: E731
-        jnp.moveaxis(a, batch_axis(a), 0).at[idx].set(jnp.moveaxis(b, batch_axis(b), 0)),
-        0, batch_axis(a))
-    return dict(cache, index=part["index"],
-                **{k: jax.tree.map(put, cache[k], part[k]) for k in ROW_LEAVES if k in cache})
-
-
-def _active_rows(rows: Rows, active: jax.Array, pad_id: int, decode) -> tuple[Rows, Step]:
-    """``decode(rows, active)`` run on the active rows alone when they fit in a quarter or a
-    half of the batch (a ``lax.switch`` branch each, the rows gathered out and scattered back):
-    a decode step costs every row of its batch, and a search's inactive rows (finished paths,
-    terminal nodes) are often most of it. A row left out writes nothing, as in ``decode``: the
-    slots from the caches' index on are empty in every row."""
     r = active.shape[0]
-    sizes = tuple(sorted({max(1, r // 4), max(1, r // 2), r}))
+    key, sub = jax.random.split(key)
+    c = loop(dict(key=key, cache=rows.policy, vcache=rows.value, score=rows.score, live=active,
+                  j=jnp.zeros((), jnp.int32), tok=choose_tokens(rows.logp, sub, cfg),
+                  logp=rows.logp, tokens=jnp.full((r, s), cfg.pad_id, jnp.int32),
+                  length=jnp.zeros(r, jnp.int32), sum_logp=jnp.zeros(r, jnp.float32),
+                  stopped=jnp.zeros(r, bool)), max(1, r // 4))
+    return (Rows(c["cache"], c["vcache"], c["logp"], c["score"]),
+            Step(c["tokens"], c["length"], c["sum_logp"], c["stopped"]))
 
-    def branch(m):
-        def run(rows, active):
-            if m == r:
-                return decode(rows, active)
-            idx = jnp.argsort(~active, stable=True)[:m]          # the active rows first
-            part, step = decode(take_rows(rows, idx), active[idx])
-            full = Step(jnp.full((r, step.tokens.shape[1]), pad_id, jnp.int32),
-                        jnp.zeros(r, jnp.int32), jnp.zeros(r, jnp.float32), jnp.zeros(r, bool))
-            return (Rows(_put(rows.policy, idx, part.policy), _put(rows.value, idx, part.value),
-                         rows.logp.at[idx].set(part.logp), rows.score.at[idx].set(part.score)),
-                    jax.tree.map(lambda a, b: a.at[idx].set(b), full, step))
-        return run
 
-    if len(sizes) == 1:
-        return decode(rows, active)
-    which = jnp.searchsorted(jnp.asarray(sizes), jnp.sum(active))
-    return jax.lax.switch(which, [branch(m) for m in sizes], rows, active)
+_CARRIED = ("score", "live", "tok", "logp", "tokens", "length", "sum_logp", "stopped")
+
+
+def _take_rows(c: dict, idx: jax.Array) -> dict:
+    """``extend``'s loop state of the rows ``idx`` [R'] alone."""
+    return dict(c, cache=_take(c["cache"], idx), vcache=_take(c["vcache"], idx),
+                **{k: c[k][idx] for k in _CARRIED})
+
+
+def _put_rows(c: dict, idx: jax.Array, part: dict) -> dict:
+    """``extend``'s loop state with the rows ``idx`` replaced by ``part`` (``_take_rows``'s, run
+    on); the shared step count, key and cache index are the part's. A row left out wrote
+    nothing while the part ran, as a row that is not live writes nothing but masked slots."""
+    def put(a, b):
+        ax = batch_axis(a)
+        return jnp.moveaxis(jnp.moveaxis(a, ax, 0).at[idx].set(jnp.moveaxis(b, ax, 0)), 0, ax)
+
+    def cache(full, part):
+        return dict(full, index=part["index"],
+                    **{k: jax.tree.map(put, full[k], part[k]) for k in ROW_LEAVES if k in full})
+    return dict(part, cache=cache(c["cache"], part["cache"]),
+                vcache=cache(c["vcache"], part["vcache"]),
+                **{k: c[k].at[idx].set(part[k]) for k in _CARRIED})
 
 
 def count_steps(ledger: dict, i: int, mcfg, vcfg, prefix, written) -> None:

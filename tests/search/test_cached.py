@@ -29,10 +29,11 @@ def test_repeat_rows_equals_take_rows_of_the_repeated_indices():
 
 @pytest.mark.parametrize("active", [[1, 6], [0, 2, 5], [0, 1, 2, 4, 5, 7]])
 def test_a_step_of_some_rows_then_of_all_continues_as_a_full_forward_does(active):
-    """Rows 8, a first step in the ``active`` ones only (2 fit in a quarter of the batch, 3 in a
-    half, 6 in none: each branch of ``_active_rows``), then a step in every row: each row's
-    log-probs and value score after both steps equal one forward of its whole sequence, and a
-    row left out of the first step wrote nothing in it."""
+    """Rows 8, a first step in the ``active`` ones only (2 and 3 decode in a batch of half the
+    rows from the start, 2 then in a quarter; 6 in all 8 until rows end), then a step in every
+    row: each row's log-probs and value score after both steps equal one forward of its whole
+    sequence (rows taken out of the batch and put back included), and a row that took no part
+    in the first step wrote nothing in it."""
     model, params, tok, verifier = random_models()
     vmodel, vparams = verifier.model, verifier.params
     cfg = SamplingConfig(6, 1.0, stop_ids=(NL, 258), pad_id=tok.pad_id)
