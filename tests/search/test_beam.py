@@ -246,12 +246,18 @@ def test_cached_rows_continue_and_score_as_a_full_forward_does(attention):
     seqs = [seqs[i] + first.tokens[i, :first.length[i]].tolist() for i in order.tolist()]
     seqs = [q + t[:g].tolist() for q, t, g in zip(seqs, np.asarray(second.tokens),
                                                   np.asarray(second.length))]
-    full, fmask = pad_prompts(seqs, tok.pad_id)
+    assert_rows_continue_the_sequences(rows, seqs, model, params, verifier, tok.pad_id)
+
+
+def assert_rows_continue_the_sequences(rows, seqs, model, params, verifier, pad_id):
+    """Each row's next-token log-probs and value score (``cached.Rows``) equal one forward of
+    its whole sequence ``seqs`` [R] (token lists) in the policy and the value model."""
+    full, fmask = pad_prompts(seqs, pad_id)
     forward = jax.jit(lambda m, p, t, k: m.apply(p, t, positions_from_mask(k), k)[0][:, -1],
                       static_argnums=0)
     want = jax.nn.log_softmax(forward(model, params, full, fmask), axis=-1)
     np.testing.assert_allclose(rows.logp, want, atol=2e-5)
-    values = value_models.squash("value", forward(vmodel, vparams, full, fmask))
+    values = value_models.squash("value", forward(verifier.model, verifier.params, full, fmask))
     np.testing.assert_allclose(rows.score, values, atol=2e-5)
 
 

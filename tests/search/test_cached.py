@@ -6,10 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from o1jax.models import positions_from_mask
 from o1jax.rollout import SamplingConfig, decode_params, pad_prompts
-from o1jax.search import cached, value_models
-from tests.search.test_beam import NL, random_models
+from o1jax.search import cached
+from tests.search.test_beam import NL, assert_rows_continue_the_sequences, random_models
 
 
 def test_repeat_rows_equals_take_rows_of_the_repeated_indices():
@@ -59,10 +58,4 @@ def test_a_step_of_some_rows_then_of_all_continues_as_a_full_forward_does(active
     seqs = [list(t[m]) for t, m in zip(tokens, mask) for _ in range(2)]
     seqs = [q + first.tokens[i, :length[i]].tolist() + second.tokens[i, :second.length[i]].tolist()
             for i, q in enumerate(seqs)]
-    full, fmask = pad_prompts(seqs, tok.pad_id)
-    forward = jax.jit(lambda m, p, t, k: m.apply(p, t, positions_from_mask(k), k)[0][:, -1],
-                      static_argnums=0)
-    want = jax.nn.log_softmax(forward(model, params, full, fmask), axis=-1)
-    np.testing.assert_allclose(rows.logp, want, atol=2e-5)
-    values = value_models.squash("value", forward(vmodel, vparams, full, fmask))
-    np.testing.assert_allclose(rows.score, values, atol=2e-5)
+    assert_rows_continue_the_sequences(rows, seqs, model, params, verifier, tok.pad_id)
