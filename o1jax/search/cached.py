@@ -154,7 +154,7 @@ def extend(policy: Transformer, params: Params, vmodel: Transformer, vparams: Pa
 
         def shrink(c):
             idx = jnp.argsort(~c["live"], stable=True)[:half]       # the live rows first
-            return _put_rows(c, idx, loop(_take_rows(c, idx), smallest))
+            return _put_state(c, idx, loop(_take_state(c, idx), smallest))
         return jax.lax.cond(go(c), shrink, lambda c: c, c)
 
     r = active.shape[0]
@@ -171,14 +171,14 @@ def extend(policy: Transformer, params: Params, vmodel: Transformer, vparams: Pa
 _CARRIED = ("score", "live", "tok", "logp", "tokens", "length", "sum_logp", "stopped")
 
 
-def _take_rows(c: dict, idx: jax.Array) -> dict:
+def _take_state(c: dict, idx: jax.Array) -> dict:
     """``extend``'s loop state of the rows ``idx`` [R'] alone."""
     return dict(c, cache=_take(c["cache"], idx), vcache=_take(c["vcache"], idx),
                 **{k: c[k][idx] for k in _CARRIED})
 
 
-def _put_rows(c: dict, idx: jax.Array, part: dict) -> dict:
-    """``extend``'s loop state with the rows ``idx`` replaced by ``part`` (``_take_rows``'s, run
+def _put_state(c: dict, idx: jax.Array, part: dict) -> dict:
+    """``extend``'s loop state with the rows ``idx`` replaced by ``part`` (``_take_state``'s, run
     on); the shared step count, key and cache index are the part's. A row left out wrote
     nothing while the part ran, as a row that is not live writes nothing but masked slots."""
     def put(a, b):
