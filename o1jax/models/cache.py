@@ -18,6 +18,14 @@ from o1jax.models.config import ModelConfig
 from o1jax.models.layers.kernels import CACHE_SLOT_MULTIPLE
 
 
+ROW_LEAVES = ("k", "v", "mask", "positions", "experts")   # the leaves with a batch axis
+
+
+def batch_axis(a) -> int:
+    """A cache leaf's batch axis: the second of a stacked k/v [L, B, ...], else the first."""
+    return max(a.ndim - 4, 0)
+
+
 def cache_slots(length: int, attention: str) -> int:
     """The slots a cache for ``length`` tokens has under the ``attention`` backend: ``length``
     (``xla``), or the next multiple of its decode kernel's CACHE_SLOT_MULTIPLE (``gpu``'s

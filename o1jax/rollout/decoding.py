@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from o1jax import sharding
-from o1jax.models.cache import cache_slots
+from o1jax.models.cache import ROW_LEAVES, batch_axis, cache_slots
 from o1jax.models.layouts import fuse_layers, in_compute_dtype, unstack_layers
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
 
@@ -216,8 +216,8 @@ def repeat_cache(model: Transformer, cache: dict, g: int) -> dict:
     """Each row's cache copied ``g`` times (copies adjacent): [B, ...] -> [B * g, ...] (the
     batch axis of a stacked k/v [L, B, ...] is its second)."""
     if g > 1:
-        rows = {k: cache[k] for k in ("k", "v", "mask", "positions", "experts") if k in cache}
-        repeat = lambda a: jnp.repeat(a, g, axis=max(a.ndim - 4, 0))  # noqa: E731
+        rows = {k: cache[k] for k in ROW_LEAVES if k in cache}
+        repeat = lambda a: jnp.repeat(a, g, axis=batch_axis(a))  # noqa: E731
         cache = dict(cache, **jax.tree.map(repeat, rows))
     return _constrain_cache(model, cache)
 

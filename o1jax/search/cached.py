@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from o1jax import flops
+from o1jax.models.cache import ROW_LEAVES, batch_axis
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rollout.decoding import (SamplingConfig, choose_tokens, decode_step,
                                     next_token_logprobs, prefill, repeat_cache)
@@ -49,14 +50,6 @@ class Step(NamedTuple):
     length: jax.Array
     logp: jax.Array
     stopped: jax.Array
-
-
-def batch_axis(a: jax.Array) -> int:
-    """A cache leaf's batch axis: the second of a stacked k/v [L, B, ...], else the first."""
-    return max(a.ndim - 4, 0)
-
-
-ROW_LEAVES = ("k", "v", "mask", "positions", "experts")   # a cache's leaves with a batch axis
 
 
 def _take(cache: dict, rows: jax.Array) -> dict:

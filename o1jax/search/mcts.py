@@ -32,6 +32,7 @@ import numpy as np
 from o1jax import flops
 from o1jax.data.prompts import (PromptFormat, encode_prompt, pad_prompts, stack_images,
                                 truncate_prompt)
+from o1jax.models.cache import batch_axis
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rollout import SamplingConfig, decode_params
 from o1jax.search import cached, steps, strategies, value_models
@@ -68,7 +69,7 @@ def max_simulations(width: int, depth: int) -> int:
 def _to_nodes(cache: dict, k: int) -> dict:
     """Cache rows [B * K] -> node leaves [B, K, ...] (batch axis first; ``index`` dropped)."""
     def split(a):
-        a = jnp.moveaxis(a, cached.batch_axis(a), 0)
+        a = jnp.moveaxis(a, batch_axis(a), 0)
         return a.reshape((-1, k) + a.shape[1:])
     return jax.tree.map(split, {key: cache[key] for key in ("k", "v", "mask", "positions")})
 
@@ -80,7 +81,7 @@ def _pick(tree, action: jax.Array):
 
 def _from_nodes(leaves: dict) -> dict:
     """Picked node leaves [B, ...] -> a cache's layout (``align`` sets its index)."""
-    return jax.tree.map(lambda a: jnp.moveaxis(a, 0, cached.batch_axis(a)), leaves)
+    return jax.tree.map(lambda a: jnp.moveaxis(a, 0, batch_axis(a)), leaves)
 
 
 @functools.lru_cache(maxsize=4)
