@@ -7,10 +7,11 @@ log-probabilities. Taking an action appends that step; the new node's value is t
 score of it (``--verifier``). A step that ends with a stop token makes a terminal node: its
 transition reward is the value model's outcome score and its discount 0.
 
-Each node's mctx embedding holds the KV caches of its K candidates (``o1jax.search.cached``:
-prefix + candidate, in both the policy and the value model), so a child starts from its
-candidate's cache: no prefix is prefilled again, each candidate's tokens are decoded once and read
-by the value model once, which also gives the child's value. Decoding moves the root to the child
+Each node's mctx embedding holds its own KV caches (the prefix) once and its K candidates' step
+slots (``o1jax.search.cached``, in both the policy and the value model), so a child's caches are
+its parent's with one candidate's slots written in: no prefix is prefilled again, each
+candidate's tokens are decoded once and read by the value model once, which also gives the
+child's value. Decoding moves the root to the child
 the search prefers (the tree's node when the search made it, else made then), one step per
 search, until every problem's solution has ended; the answer is checked on the host afterwards.
 The tree is built anew at every move, so once few problems of a batch are still searching their
@@ -41,13 +42,17 @@ from o1jax.tokenizer import Tokenizer
 
 
 class Node(NamedTuple):
-    """mctx embedding, per batch row: policy, value: its K candidates' caches (every leaf
-    [K, ...], the batch axis first); logp [K, V], score [K]: after each candidate's last token;
-    cands [K, S] (right-padded), cand_len [K], cand_logp [K] (summed), cand_stops [K] (ended with
-    a stop token); response [N], length [] (the steps so far); prefix [] (real tokens, prompt
-    included); node_value [] (its own value); terminal []."""
+    """mctx embedding, per batch row: policy, value: the node's own caches (its prefix, packed
+    to end before slot T - S; leaves k, v, mask, the batch axis first); steps: its K candidates'
+    slots T - S ... T - 1 in each model ({"policy", "value"}: k, v, mask, positions, every leaf
+    [K, ...]), so a node holds one prefix and K steps, not K whole caches; logp [K, V], score
+    [K]: after each candidate's last token; cands [K, S] (right-padded), cand_len [K], cand_logp
+    [K] (summed), cand_stops [K] (ended with a stop token); response [N], length [] (the steps
+    so far); prefix [] (real tokens, prompt included); node_value [] (its own value); terminal
+    []."""
     policy: dict
     value: dict
+    steps: dict
     logp: jax.Array
     score: jax.Array
     cands: jax.Array
@@ -66,22 +71,41 @@ def max_simulations(width: int, depth: int) -> int:
     return sum(width ** d for d in range(1, depth + 1))
 
 
-def _to_nodes(cache: dict, k: int) -> dict:
-    """Cache rows [B * K] -> node leaves [B, K, ...] (batch axis first; ``index`` dropped)."""
-    def split(a):
-        a = jnp.moveaxis(a, batch_axis(a), 0)
-        return a.reshape((-1, k) + a.shape[1:])
-    return jax.tree.map(split, {key: cache[key] for key in ("k", "v", "mask", "positions")})
+def _slot_axes(model: Transformer) -> dict:
+    """Each cache leaf's slot axis, counted from the end."""
+    return dict(k=model.key_slot_axis, v=-2, mask=-1)
+
+
+def _rows_first(cache: dict, keys=("k", "v", "mask")) -> dict:
+    """A cache's ``keys`` leaves with the batch axis first."""
+    return jax.tree.map(lambda a: jnp.moveaxis(a, batch_axis(a), 0), {key: cache[key]
+                                                                        for key in keys})
+
+
+def _step_slots(cache: dict, model: Transformer, k: int, start: int) -> dict:
+    """Rows [B * K] of a cache -> their slots ``start`` ... end (and positions) as node leaves
+    [B, K, ...]."""
+    rows = _rows_first(cache, ("k", "v", "mask", "positions"))
+    out = {key: jax.tree.map(lambda a, ax=ax: jax.lax.slice_in_dim(
+        a, start, a.shape[ax], axis=ax % a.ndim), rows[key])
+        for key, ax in _slot_axes(model).items()}
+    return jax.tree.map(lambda a: a.reshape((-1, k) + a.shape[1:]),
+                        dict(out, positions=rows["positions"]))
+
+
+def _with_step(prefix: dict, step: dict, model: Transformer, start: int) -> dict:
+    """A node's prefix leaves [B, ...] with one candidate's step leaves [B, ...] written at slot
+    ``start``: the child's cache, in a cache's layout (``align`` sets its index)."""
+    out = {key: jax.tree.map(lambda a, b, ax=ax: jax.lax.dynamic_update_slice_in_dim(
+        a, b, start, ax % a.ndim), prefix[key], step[key])
+        for key, ax in _slot_axes(model).items()}
+    return jax.tree.map(lambda a: jnp.moveaxis(a, 0, batch_axis(a)),
+                        dict(out, positions=step["positions"]))
 
 
 def _pick(tree, action: jax.Array):
     """Each batch row's candidate ``action`` [B] of node leaves [B, K, ...] -> [B, ...]."""
     return jax.tree.map(lambda a: a[jnp.arange(a.shape[0]), action], tree)
-
-
-def _from_nodes(leaves: dict) -> dict:
-    """Picked node leaves [B, ...] -> a cache's layout (``align`` sets its index)."""
-    return jax.tree.map(lambda a: jnp.moveaxis(a, 0, batch_axis(a)), leaves)
 
 
 @functools.lru_cache(maxsize=4)
@@ -104,19 +128,23 @@ def make_programs(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
         rows = cached.align(policy, vmodel, rows, t - s)
         # a terminal node's candidates are never read: its rows write nothing, so a finished
         # problem or branch does not hold the others' decoding loop to its longest step
-        rows, step = cached.extend(policy, params, vmodel, vparams,
-                                   cached.repeat_rows(policy, vmodel, rows, k),
-                                   jnp.repeat(~terminal, k), s, key, step_cfg, ends, stops, output)
+        out, step = cached.extend(policy, params, vmodel, vparams,
+                                  cached.repeat_rows(policy, vmodel, rows, k),
+                                  jnp.repeat(~terminal, k), s, key, step_cfg, ends, stops, output)
         split = lambda a: a.reshape((-1, k) + a.shape[1:])  # noqa: E731
-        return Node(_to_nodes(rows.policy, k), _to_nodes(rows.value, k), split(rows.logp),
-                    split(rows.score), split(step.tokens), split(step.length),
+        steps = dict(policy=_step_slots(out.policy, policy, k, t - s),
+                     value=_step_slots(out.value, vmodel, k, t - s))
+        return Node(_rows_first(rows.policy), _rows_first(rows.value), steps, split(out.logp),
+                    split(out.score), split(step.tokens), split(step.length),
                     split(step.logp), split(step.stopped), response, length, prefix, value,
                     terminal)
 
     def child(params, vparams, node: Node, action, key):
-        rows = cached.Rows(_from_nodes(_pick(node.policy, action)),
-                           _from_nodes(_pick(node.value, action)), _pick(node.logp, action),
-                           _pick(node.score, action))
+        t = node.policy["mask"].shape[-1]
+        step = _pick(node.steps, action)
+        rows = cached.Rows(_with_step(node.policy, step["policy"], policy, t - s),
+                           _with_step(node.value, step["value"], vmodel, t - s),
+                           _pick(node.logp, action), _pick(node.score, action))
         g = _pick(node.cand_len, action)
         cols = jnp.where(jnp.arange(s) < g[:, None], node.length[:, None] + jnp.arange(s), n_new)
         response = node.response.at[jnp.arange(g.shape[0])[:, None], cols].set(
@@ -207,8 +235,9 @@ def search(policy: Transformer, params: Params, examples: Sequence[dict], tokeni
                                        "verifier_flops")}
     responses: list = []
     per = max(1, batch_rows // width)
-    # the tree holds the caches of every node's K candidates, in both models
-    check_memory(policy, 2 * per * (simulations + 1) * width, max_prompt_len + max_new_tokens)
+    # the tree holds every node's prefix and its K candidates' steps, in both models
+    check_memory(policy, 2 * per * (simulations + 1),
+                 max_prompt_len + max_new_tokens + width * step_tokens)
     key = jax.random.key(seed)
     t0 = time.perf_counter()
     for lo in range(0, n, per):
