@@ -6,7 +6,9 @@ log-probs after the last token and the value model's score of it. A node's child
 copies of its row (``take_rows``), and ``extend`` writes one step into every row, so no prefix is
 ever run through either model twice: the prompt is prefilled once (``start``), and every sampled
 token is fed once to the policy (its log-probs choose the next token) and once to the value
-model (its value after a step's last token scores the step).
+model (its value after a step's last token scores the step). An MCTS node keeps its K
+candidates' rows as one prefix and K steps' slots (``rows_first``, ``step_slots``,
+``with_step``), since they differ only there.
 
 Rows decode in lockstep into one cache slot (``decode_step``), so a row that ends its step early
 leaves masked slots behind, and rows copied from different parents hold their tokens in
@@ -91,6 +93,38 @@ def align(policy: Transformer, vmodel: Transformer, rows: Rows, end: jax.Array) 
                     mask=jnp.take_along_axis(mask, src, axis=1),
                     index=jnp.asarray(end, jnp.int32))
     return rows._replace(policy=cache(rows.policy, policy), value=cache(rows.value, vmodel))
+
+
+def _slot_axes(model: Transformer) -> dict:
+    """Each cache leaf's slot axis, counted from the end."""
+    return dict(k=model.key_slot_axis, v=-2, mask=-1)
+
+
+def rows_first(cache: dict, keys=("k", "v", "mask")) -> dict:
+    """A cache's ``keys`` leaves with the batch axis first."""
+    return jax.tree.map(lambda a: jnp.moveaxis(a, batch_axis(a), 0), {key: cache[key]
+                                                                        for key in keys})
+
+
+def step_slots(cache: dict, model: Transformer, k: int, start: int) -> dict:
+    """Rows [B * K] of a cache -> their slots ``start`` ... end (and positions) as node leaves
+    [B, K, ...]: the K steps an MCTS node holds beside its prefix (``rows_first``)."""
+    rows = rows_first(cache, ("k", "v", "mask", "positions"))
+    out = {key: jax.tree.map(lambda a, ax=ax: jax.lax.slice_in_dim(
+        a, start, a.shape[ax], axis=ax % a.ndim), rows[key])
+        for key, ax in _slot_axes(model).items()}
+    return jax.tree.map(lambda a: a.reshape((-1, k) + a.shape[1:]),
+                        dict(out, positions=rows["positions"]))
+
+
+def with_step(prefix: dict, step: dict, model: Transformer, start: int) -> dict:
+    """A node's prefix leaves [B, ...] with one candidate's step leaves [B, ...] written at slot
+    ``start``: the child's cache, in a cache's layout (``align`` sets its index)."""
+    out = {key: jax.tree.map(lambda a, b, ax=ax: jax.lax.dynamic_update_slice_in_dim(
+        a, b, start, ax % a.ndim), prefix[key], step[key])
+        for key, ax in _slot_axes(model).items()}
+    return jax.tree.map(lambda a: jnp.moveaxis(a, 0, batch_axis(a)),
+                        dict(out, positions=step["positions"]))
 
 
 def start(policy: Transformer, params: Params, vmodel: Transformer, vparams: Params,

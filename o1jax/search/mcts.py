@@ -33,7 +33,6 @@ import numpy as np
 from o1jax import flops
 from o1jax.data.prompts import (PromptFormat, encode_prompt, pad_prompts, stack_images,
                                 truncate_prompt)
-from o1jax.models.cache import batch_axis
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rollout import SamplingConfig, decode_params
 from o1jax.search import cached, steps, strategies, value_models
@@ -71,38 +70,6 @@ def max_simulations(width: int, depth: int) -> int:
     return sum(width ** d for d in range(1, depth + 1))
 
 
-def _slot_axes(model: Transformer) -> dict:
-    """Each cache leaf's slot axis, counted from the end."""
-    return dict(k=model.key_slot_axis, v=-2, mask=-1)
-
-
-def _rows_first(cache: dict, keys=("k", "v", "mask")) -> dict:
-    """A cache's ``keys`` leaves with the batch axis first."""
-    return jax.tree.map(lambda a: jnp.moveaxis(a, batch_axis(a), 0), {key: cache[key]
-                                                                        for key in keys})
-
-
-def _step_slots(cache: dict, model: Transformer, k: int, start: int) -> dict:
-    """Rows [B * K] of a cache -> their slots ``start`` ... end (and positions) as node leaves
-    [B, K, ...]."""
-    rows = _rows_first(cache, ("k", "v", "mask", "positions"))
-    out = {key: jax.tree.map(lambda a, ax=ax: jax.lax.slice_in_dim(
-        a, start, a.shape[ax], axis=ax % a.ndim), rows[key])
-        for key, ax in _slot_axes(model).items()}
-    return jax.tree.map(lambda a: a.reshape((-1, k) + a.shape[1:]),
-                        dict(out, positions=rows["positions"]))
-
-
-def _with_step(prefix: dict, step: dict, model: Transformer, start: int) -> dict:
-    """A node's prefix leaves [B, ...] with one candidate's step leaves [B, ...] written at slot
-    ``start``: the child's cache, in a cache's layout (``align`` sets its index)."""
-    out = {key: jax.tree.map(lambda a, b, ax=ax: jax.lax.dynamic_update_slice_in_dim(
-        a, b, start, ax % a.ndim), prefix[key], step[key])
-        for key, ax in _slot_axes(model).items()}
-    return jax.tree.map(lambda a: jnp.moveaxis(a, 0, batch_axis(a)),
-                        dict(out, positions=step["positions"]))
-
-
 def _pick(tree, action: jax.Array):
     """Each batch row's candidate ``action`` [B] of node leaves [B, K, ...] -> [B, ...]."""
     return jax.tree.map(lambda a: a[jnp.arange(a.shape[0]), action], tree)
@@ -132,9 +99,9 @@ def make_programs(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
                                   cached.repeat_rows(policy, vmodel, rows, k),
                                   jnp.repeat(~terminal, k), s, key, step_cfg, ends, stops, output)
         split = lambda a: a.reshape((-1, k) + a.shape[1:])  # noqa: E731
-        steps = dict(policy=_step_slots(out.policy, policy, k, t - s),
-                     value=_step_slots(out.value, vmodel, k, t - s))
-        return Node(_rows_first(rows.policy), _rows_first(rows.value), steps, split(out.logp),
+        steps = dict(policy=cached.step_slots(out.policy, policy, k, t - s),
+                     value=cached.step_slots(out.value, vmodel, k, t - s))
+        return Node(cached.rows_first(rows.policy), cached.rows_first(rows.value), steps, split(out.logp),
                     split(out.score), split(step.tokens), split(step.length),
                     split(step.logp), split(step.stopped), response, length, prefix, value,
                     terminal)
@@ -142,8 +109,8 @@ def make_programs(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
     def child(params, vparams, node: Node, action, key):
         t = node.policy["mask"].shape[-1]
         step = _pick(node.steps, action)
-        rows = cached.Rows(_with_step(node.policy, step["policy"], policy, t - s),
-                           _with_step(node.value, step["value"], vmodel, t - s),
+        rows = cached.Rows(cached.with_step(node.policy, step["policy"], policy, t - s),
+                           cached.with_step(node.value, step["value"], vmodel, t - s),
                            _pick(node.logp, action), _pick(node.score, action))
         g = _pick(node.cand_len, action)
         cols = jnp.where(jnp.arange(s) < g[:, None], node.length[:, None] + jnp.arange(s), n_new)

@@ -59,3 +59,31 @@ def test_a_step_of_some_rows_then_of_all_continues_as_a_full_forward_does(active
     seqs = [q + first.tokens[i, :length[i]].tolist() + second.tokens[i, :second.length[i]].tolist()
             for i, q in enumerate(seqs)]
     assert_rows_continue_the_sequences(rows, seqs, model, params, verifier, tok.pad_id)
+
+
+def test_a_node_prefix_with_one_step_written_in_equals_that_candidates_whole_cache():
+    """MCTS's compact node: the aligned prefix held once plus each candidate's step slots
+    (``step_slots``), joined (``with_step``), gives back the candidate's cache as ``extend``
+    left it, in both models (k, v, mask, positions)."""
+    model, params, tok, verifier = random_models()
+    vmodel, dp, dv = verifier.model, decode_params(model, params), decode_params(
+        verifier.model, verifier.params)
+    cfg = SamplingConfig(6, 1.0, stop_ids=(NL, 258), pad_id=tok.pad_id)
+    ends, k, t, s = jnp.asarray(cfg.stop_ids), 3, 24, 6
+    tokens, mask = pad_prompts([[257, 50], [257, 51, 52, 53]], tok.pad_id, 6)
+    rows = cached.align(model, vmodel, cached.start(model, dp, vmodel, dv, tokens, mask, t, cfg,
+                                                    "value", 1), t - s)
+    out, step = cached.extend(model, dp, vmodel, dv, cached.repeat_rows(model, vmodel, rows, k),
+                              jnp.ones(2 * k, bool), s, jax.random.key(0), cfg, ends, ends,
+                              "value")
+    assert int(step.length.max()) > 1
+    for name, m in (("policy", model), ("value", vmodel)):
+        steps = cached.step_slots(getattr(out, name), m, k, t - s)
+        prefix = cached.rows_first(getattr(rows, name))
+        for c in range(k):
+            got = cached.with_step(prefix, jax.tree.map(lambda a: a[:, c], steps), m, t - s)
+            want = cached.take_rows(out, jnp.arange(2) * k + c)
+            for leaf in ("k", "v", "mask", "positions"):
+                for a, b in zip(jax.tree.leaves(got[leaf]),
+                                jax.tree.leaves(getattr(want, name)[leaf])):
+                    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
