@@ -11,12 +11,12 @@ Each node's mctx embedding holds its own KV caches (the prefix) once and its K c
 slots (``o1jax.search.cached``, in both the policy and the value model), so a child's caches are
 its parent's with one candidate's slots written in: no prefix is prefilled again, each
 candidate's tokens are decoded once and read by the value model once, which also gives the
-child's value. Decoding moves the root to the child
-the search prefers (the tree's node when the search made it, else made then), one step per
-search, until every problem's solution has ended; the answer is checked on the host afterwards.
-The tree is built anew at every move, so once few problems of a batch are still searching their
-roots move on in a smaller batch (``_fewer_rows``): one compiled ``move`` per batch size, the
-batch and the powers of two below it.
+child's value. Decoding moves the root to the child the search prefers (the tree's node when
+the search made it, else made then), one step per search, until every problem's solution has
+ended; the answer is checked on the host afterwards. The tree is built anew at every move, so
+once few problems of a batch are still searching their roots move on in a smaller batch
+(``_fewer_rows``): one compiled ``move`` per batch size, the batch and the powers of two below
+it.
 """
 
 from __future__ import annotations
@@ -101,8 +101,8 @@ def make_programs(policy: Transformer, vmodel: Transformer, cfg: SamplingConfig,
         split = lambda a: a.reshape((-1, k) + a.shape[1:])  # noqa: E731
         steps = dict(policy=cached.step_slots(out.policy, policy, k, t - s),
                      value=cached.step_slots(out.value, vmodel, k, t - s))
-        return Node(cached.rows_first(rows.policy), cached.rows_first(rows.value), steps, split(out.logp),
-                    split(out.score), split(step.tokens), split(step.length),
+        return Node(cached.rows_first(rows.policy), cached.rows_first(rows.value), steps,
+                    split(out.logp), split(out.score), split(step.tokens), split(step.length),
                     split(step.logp), split(step.stopped), response, length, prefix, value,
                     terminal)
 
