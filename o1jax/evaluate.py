@@ -81,6 +81,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--answer-on-new-line", "--answer_on_new_line", action="store_true",
                     help="budget forcing: a forced answer marker starts a line of its own (for "
                          "policies that answer on their own line, as the search tasks do)")
+    ap.add_argument("--answer-after-give-up", "--answer_after_give_up", action="store_true",
+                    help="budget forcing: a forced answer follows the give-up line on a line of "
+                         "its own (for searches whose demonstrations box a guess after giving "
+                         "up, as the search tasks' do)")
     ap.add_argument("--beam-width", "--beam_width", type=int, default=4,
                     help="beam / dvts: candidate next steps sampled per beam (M)")
     ap.add_argument("--probes", type=int, default=4, help="compute_optimal: samples whose mean "
@@ -164,6 +168,7 @@ def main(argv=None) -> int:
             batch_prompts=pick(args.batch_prompts, cfg.eval.batch_prompts),
             seed=pick(args.seed, cfg.seed), answer_marker=args.answer_marker, cue=args.cue,
             give_up=args.give_up, answer_on_new_line=args.answer_on_new_line,
+            answer_after_give_up=args.answer_after_give_up,
             min_thinking=args.min_thinking, answer_tokens=args.answer_tokens,
             beam_width=args.beam_width,
             step_tokens=args.step_tokens, probes=args.probes,

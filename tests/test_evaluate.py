@@ -260,6 +260,8 @@ def test_defaults_follow_the_run_lengths_and_given_values_are_checked():
     (dict(strategies=("compute_optimal",)), "compute_optimal chooses among"),
     (dict(strategies=("greedy", "budget_forcing"), tools=ToolsConfig(enabled=True)),
      "budget_forcing do not run tool calls"),
+    (dict(strategies=("budget_forcing",), answer_after_give_up=True, answer_on_new_line=True),
+     "give it with --give-up and --answer-on-new-line"),
 ])
 def test_bad_settings_fail_before_compiling(answers_42, kw, match):
     model, params, tok = answers_42

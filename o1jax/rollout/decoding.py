@@ -44,9 +44,10 @@ class BudgetForcing:
     cue (e.g. one that resumes the search at an earlier state); the marker and stop tokens then
     pass, so a search that found its answer may end.
 
-    ``break_ids`` (e.g. a newline) are written before a marker the rule forces, unless the row
-    has just written them: a policy that answers on a line of its own is not made to box its
-    answer in the middle of a step.
+    ``break_ids`` (a newline; or a newline, the give-up line and a newline) are written before a
+    marker the rule forces (without their newline where the row has just written one): a policy
+    that answers on a line of its own is not made to box its answer in the middle of a step, and
+    one whose unfinished searches end with its give-up line answers as it learnt to.
     """
     min_tokens: int
     max_tokens: int
@@ -286,11 +287,11 @@ def force_tokens(forcing: BudgetForcing, state: dict, step: jax.Array, tok: jax.
         answered = answered | (early & wants_marker)    # its own answer: never forced again
     else:
         cue = ~marker & early & (wants_marker | wants_stop)
-    # a marker the row started itself, or one right after the break, skips the break
-    broken = state["last"] == forcing.break_ids[-1] if forcing.break_ids else False
-    skip = wants_marker | broken
-    pos = jnp.where(marker, n_cue + jnp.where(skip, len(forcing.break_ids), 0),
-                    jnp.where(cue, 0, pos))
+    # a marker the row started itself skips the break; a row that has just written the break's
+    # first token (a newline) skips that token
+    broken = state["last"] == forcing.break_ids[0] if forcing.break_ids else False
+    skip = jnp.where(wants_marker, len(forcing.break_ids), jnp.where(broken, 1, 0))
+    pos = jnp.where(marker, n_cue + skip, jnp.where(cue, 0, pos))
     end = jnp.where(marker, total, jnp.where(cue, n_cue, end))
     writing = pos >= 0
     tok = jnp.where(writing, seq[jnp.clip(pos, 0, total - 1)], tok)

@@ -41,6 +41,7 @@ class EvalSpec:
     cue: str = "Wait"
     give_up: str = ""      # a search's give-up line: with it, only that line gets the cue
     answer_on_new_line: bool = False   # a forced answer marker starts a line of its own
+    answer_after_give_up: bool = False   # ... after the give-up line (needs both above)
     min_thinking: int | None = None
     answer_tokens: int | None = None
     beam_width: int = 4
@@ -96,6 +97,9 @@ class EvalSpec:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.answer_after_give_up and not (self.give_up and self.answer_on_new_line):
+            raise ValueError("--answer-after-give-up writes the give-up line before a forced "
+                             "answer: give it with --give-up and --answer-on-new-line")
         untooled = sorted(set(self.strategies) & set(strategies.SEARCHED + ("budget_forcing",)))
         if self.tools.enabled and untooled:
             raise ValueError(f"{', '.join(untooled)} do not run tool calls: evaluate them "

@@ -177,6 +177,15 @@ def test_budget_forcing_starts_a_forced_answer_on_a_line_of_its_own():
     assert texts == ["WaitWait\\boxed{" + "\\" * (40 - 15)] * 2   # the cue until 8 >= 5
 
 
+def test_budget_forcing_can_answer_after_the_give_up_line():
+    """A break of a newline, the give-up line and a newline: a row cut mid-line gets all of it
+    before the marker, a row that has just ended a line all but its newline."""
+    texts, _ = _forced_texts(ord("a"), 5, 12, give_up="stuck", line_break="\nstuck\n")
+    assert texts == ["a" * 12 + "\nstuck\n\\boxed{" + "a" * (40 - 12 - 14)] * 2
+    texts, _ = _forced_texts(ord("\n"), 5, 12, give_up="stuck", line_break="\nstuck\n")
+    assert texts == ["\n" * 12 + "stuck\n\\boxed{" + "\n" * (40 - 12 - 13)] * 2
+
+
 def test_budget_forcing_turns_an_early_stop_into_thinking_and_a_late_one_into_an_answer():
     from o1jax.tokenizer import byte_tokenizer
     texts, finished = _forced_texts(byte_tokenizer().stop_ids[0], 10, 30)
