@@ -26,6 +26,12 @@ def batch_axis(a) -> int:
     return max(a.ndim - 4, 0)
 
 
+def slot_axes(key_slot_axis: int) -> dict:
+    """The slot axis of each of a cache's k, v and mask leaves, counted from the end (stacked or
+    not), for keys with ``key_slot_axis`` (``Transformer.key_slot_axis``)."""
+    return {"k": key_slot_axis, "v": -2, "mask": -1}
+
+
 def cache_slots(length: int, attention: str) -> int:
     """The slots a cache for ``length`` tokens has under the ``attention`` backend: ``length``
     (``xla``), or the next multiple of its decode kernel's CACHE_SLOT_MULTIPLE (``gpu``'s

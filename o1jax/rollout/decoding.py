@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from o1jax import sharding
-from o1jax.models.cache import ROW_LEAVES, batch_axis, cache_slots
+from o1jax.models.cache import ROW_LEAVES, batch_axis, cache_slots, slot_axes
 from o1jax.models.layouts import fuse_layers, in_compute_dtype, unstack_layers
 from o1jax.models.transformer import Params, Transformer, positions_from_mask
 
@@ -231,13 +231,11 @@ def pad_slots(a: jax.Array, axis: int, slots: int) -> jax.Array:
 
 
 def grow_cache(model: Transformer, cache: dict, length: int) -> dict:
-    """The cache with empty slots appended up to ``length`` slots (``init_cache``'s rounding):
-    k on its slot axis (``model.key_slot_axis``), v [..., S, Dh] on its second last, mask
-    [B, S] on its last; what it holds is unchanged."""
-    n = cache_slots(length, model.attention)
-    cache = dict(cache, k=jax.tree.map(lambda a: pad_slots(a, model.key_slot_axis, n), cache["k"]),
-                 v=jax.tree.map(lambda a: pad_slots(a, a.ndim - 2, n), cache["v"]),
-                 mask=pad_slots(cache["mask"], 1, n))
+    """The cache with empty slots appended up to ``length`` slots (``init_cache``'s rounding) on
+    each leaf's slot axis (``cache.slot_axes``); what it holds is unchanged."""
+    n, axes = cache_slots(length, model.attention), slot_axes(model.key_slot_axis)
+    cache = dict(cache, **{key: jax.tree.map(lambda a, ax=ax: pad_slots(a, ax, n), cache[key])
+                           for key, ax in axes.items()})
     if "experts" in cache:       # a mixture of experts' record of its routing [B, S, L, k]
         cache["experts"] = pad_slots(cache["experts"], 1, n)
     return _constrain_cache(model, cache)

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from o1jax import flops
-from o1jax.models.cache import ROW_LEAVES, batch_axis
+from o1jax.models.cache import ROW_LEAVES, batch_axis, slot_axes
 from o1jax.models.transformer import Params, Transformer
 from o1jax.rollout.decoding import (SamplingConfig, choose_tokens, decode_step,
                                     next_token_logprobs, prefill, repeat_cache)
@@ -88,16 +88,12 @@ def align(policy: Transformer, vmodel: Transformer, rows: Rows, end: jax.Array) 
         return jnp.take_along_axis(a, src.reshape(shape), axis=slot_axis)
 
     def cache(c, model):
-        return dict(c, k=jax.tree.map(lambda a: move(a, model.key_slot_axis), c["k"]),
-                    v=jax.tree.map(lambda a: move(a, -2), c["v"]),
+        axes = slot_axes(model.key_slot_axis)
+        return dict(c, k=jax.tree.map(lambda a: move(a, axes["k"]), c["k"]),
+                    v=jax.tree.map(lambda a: move(a, axes["v"]), c["v"]),
                     mask=jnp.take_along_axis(mask, src, axis=1),
                     index=jnp.asarray(end, jnp.int32))
     return rows._replace(policy=cache(rows.policy, policy), value=cache(rows.value, vmodel))
-
-
-def _slot_axes(model: Transformer) -> dict:
-    """Each cache leaf's slot axis, counted from the end."""
-    return dict(k=model.key_slot_axis, v=-2, mask=-1)
 
 
 def rows_first(cache: dict, keys=("k", "v", "mask")) -> dict:
@@ -112,7 +108,7 @@ def step_slots(cache: dict, model: Transformer, k: int, start: int) -> dict:
     rows = rows_first(cache, ("k", "v", "mask", "positions"))
     out = {key: jax.tree.map(lambda a, ax=ax: jax.lax.slice_in_dim(
         a, start, a.shape[ax], axis=ax % a.ndim), rows[key])
-        for key, ax in _slot_axes(model).items()}
+        for key, ax in slot_axes(model.key_slot_axis).items()}
     return jax.tree.map(lambda a: a.reshape((-1, k) + a.shape[1:]),
                         dict(out, positions=rows["positions"]))
 
@@ -122,7 +118,7 @@ def with_step(prefix: dict, step: dict, model: Transformer, start: int) -> dict:
     ``start``: the child's cache, in a cache's layout (``align`` sets its index)."""
     out = {key: jax.tree.map(lambda a, b, ax=ax: jax.lax.dynamic_update_slice_in_dim(
         a, b, start, ax % a.ndim), prefix[key], step[key])
-        for key, ax in _slot_axes(model).items()}
+        for key, ax in slot_axes(model.key_slot_axis).items()}
     return jax.tree.map(lambda a: jnp.moveaxis(a, 0, batch_axis(a)),
                         dict(out, positions=step["positions"]))
 
