@@ -10,41 +10,31 @@ that every line of a 4x4 search is 24 characters::
     12../.41./..32/.... open
     124./.41./..32/.... dead           a blank is left with no candidate (r4c3): a dead end
     1.../.41./..32/.... back           every digit of r1c3 failed: back up to an earlier grid
-    13../.41./..32/.... open
-    ...
+    13../.41./..32/.... open           ...
     1324/2413/4132/3241 goal           the grid is full
     \\boxed{1324/2413/4132/3241}
 
 The move is stated by the grid rather than by coordinates (an earlier format, ``r1c1=1`` before
 the grid, left the policy to turn a cell's row and column into its place in the grid above:
-after SFT it wrote digits into given cells and solved nothing, docs/results.md). Here a line is
-the one above copied at a fixed distance with one blank filled, and a digit's row, column and
-box lie at fixed offsets in that grid.
+after SFT it wrote digits into given cells, docs/results.md); a line is the one above copied
+with one blank filled. Task ``sudoku_checked`` writes each move after its check, the cell and
+each digit its row, column or box already holds ("." if not): ``r1c1 ...4 1.../.41./..32/....
+open``, so that the digit written is a lookup in the line, not in the grids above (a column's
+cells lie 5 to 19 characters away in two lines: the RL policy of ``sudoku``'s demo wrote a
+clash in 136 of 200 held-out searches, the first in a column in 95).
 
 Demonstrations come from solvers with several strategies (``STRATEGIES``: the blank with the
 fewest candidates first, blanks in reading order, random blanks and digits) that try only digits
-that clash with nothing, and budgets (a line budget that runs out writes ``stuck``,
-countdown_search's give-up line, and boxes the current grid with its blanks guessed, never the
-solution). Levels (``LEVELS``): 1 = 4x4 with 10 blanks, 2 = 4x4 with 12 (4 givens, the fewest
-that fix a 4x4 solution), 3 = 6x6 with 18, 4 = 6x6 with 20, 5 = 6x6 with 22; every puzzle has
-a unique solution. Fewer blanks leave nothing to back up from: with forward checking
-(``dead``), 4x4 puzzles with 6 blanks never back up. Measured on 2,000 demonstrations at
-levels 1-2 and 500 at 3-5 (seed 0; most_constrained never backs up at any level):
-
-    level                      1      2      3      4      5
-    characters, median       277    352    942   1083   1365
-    characters, 90th pct     352    577   1412   2027   3527
-    with a back-up           10%    27%    22%    39%    58%
-    with a dead end          50%    64%    65%    74%    75%
-    stuck (budget ran out)    5%     6%     4%     6%     7%
-
-Reading order is the commonest strategy (``MIX``): with random blanks in 55% (an earlier mix),
-each blank was filled at a low probability and greedy decoding copied the grid unfilled.
+that clash with nothing, and budgets (a line budget that runs out writes ``stuck`` and boxes the
+current grid with its blanks guessed, never the solution). Levels (``LEVELS``): 1 = 4x4 with 10
+blanks, 2 = 4x4 with 12 (4 givens, the fewest that fix a 4x4 solution), 3-5 = 6x6 with 18, 20,
+22, each with a unique solution (how often each level's searches back up: docs/tasks.md).
+Reading order is the commonest strategy (``MIX``; with random blanks commonest, greedy decoding
+copied the grid unfilled).
 
 ``solvable`` is the exact label of any partial grid; ``replay`` parses a written search back
-into ``streams.Step``s (model text is hostile: regular expressions over bounded sizes,
-nothing evaluated); ``sudoku_stats`` counts its lines (``search_tasks.search_stats`` reads
-Countdown's moves only).
+into ``streams.Step``s (model text is hostile: bounded regular expressions, nothing evaluated);
+``sudoku_stats`` counts its lines.
 """
 
 from __future__ import annotations
@@ -57,6 +47,7 @@ from o1jax.data.examples import example
 from o1jax.data.streams import Step, stream_stats, written_lines
 from o1jax.rewards.grid import is_solution, parse_grid, units
 
+TASKS = ("sudoku", "sudoku_checked")     # the grid alone; the grid after its check
 LEVELS = {1: (4, 10), 2: (4, 12), 3: (6, 18), 4: (6, 20), 5: (6, 22)}  # level -> size, blanks
 STRATEGIES = ("most_constrained", "row_order", "random")
 # how often each strategy writes a demonstration, and how often a line budget cuts it short
@@ -85,6 +76,14 @@ def candidates(grid: Grid, size: int, cell: int) -> list[int]:
 def fmt_grid(grid: Grid, size: int) -> str:
     text = "".join(str(d) if d else "." for d in grid)
     return "/".join(text[r * size:(r + 1) * size] for r in range(size))
+
+
+def check(grid: Grid, size: int, cell: int) -> str:
+    """``sudoku_checked``'s check before a move into ``cell`` of ``grid``: ``r3c1 1.34``, the
+    cell (1-based) and each digit that its row, column or box already holds ("." if none)."""
+    used = {grid[p] for p in peers(size)[cell]}
+    r, c = divmod(cell, size)
+    return f"r{r + 1}c{c + 1} " + "".join(str(d) if d in used else "." for d in range(1, size + 1))
 
 
 def _consistent(grid: Grid, size: int) -> bool:
@@ -159,10 +158,11 @@ class _OutOfBudget(Exception):
 
 
 def search_trace(puzzle: Grid, size: int, strategy: str, rng: random.Random,
-                 max_lines: int | None = None) -> tuple[list[str], bool]:
+                 max_lines: int | None = None, checked: bool = False) -> tuple[list[str], bool]:
     """A solver's search written as lines (the last one ``\\boxed{...}``), and whether it solved
     the puzzle. ``strategy`` picks the cell and the digit order at each grid (``STRATEGIES``);
-    ``max_lines``: a budget of move lines, after which it is stuck."""
+    ``max_lines``: a budget of move lines, after which it is stuck; ``checked``: each move
+    after its ``check`` (task ``sudoku_checked``)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; known: {STRATEGIES}")
     lines: list[str] = []
@@ -175,18 +175,15 @@ def search_trace(puzzle: Grid, size: int, strategy: str, rng: random.Random,
                 raise _OutOfBudget(grid)
             n_moves[0] += 1
             new = grid[:cell] + (d,) + grid[cell + 1:]
-            move = fmt_grid(new, size)
-            if 0 not in new:
-                lines.append(move + " goal")
+            move = (check(grid, size, cell) + " " if checked else "") + fmt_grid(new, size)
+            verdict = "goal" if 0 not in new else "dead" if _dead(new, size) else "open"
+            lines.append(f"{move} {verdict}")
+            if verdict == "goal":
                 return new
-            if _dead(new, size):
-                lines.append(move + " dead")
-                continue
-            lines.append(move + " open")
-            found = dfs(new)
-            if found:
-                return found
-            lines.append(f"{fmt_grid(grid, size)} back")
+            if verdict == "open":
+                if found := dfs(new):
+                    return found
+                lines.append(f"{fmt_grid(grid, size)} back")
         return None
 
     try:
@@ -238,21 +235,22 @@ def make_puzzle(rng: random.Random, size: int, blanks: int) -> tuple[Grid, Grid]
             return tuple(grid), solution
 
 
-def sudoku(rng: random.Random, difficulty: int) -> dict:
+def sudoku(rng: random.Random, difficulty: int, checked: bool = False) -> dict:
     """A mini Sudoku at level ``difficulty`` (``LEVELS``, clamped to 1..5); the solution a
-    demonstrator's search (see the module docstring)."""
+    demonstrator's search (see the module docstring), its moves after their checks with
+    ``checked`` (task ``sudoku_checked``)."""
     size, blanks = LEVELS[min(max(difficulty, 1), max(LEVELS))]
     puzzle, solution = make_puzzle(rng, size, blanks)
     strategy = rng.choices(list(MIX), weights=list(MIX.values()))[0]
     budget = rng.randint(1, 2 * blanks) if rng.random() < BUDGET_CUT else None
-    lines, _ = search_trace(puzzle, size, strategy, rng, budget)
+    lines, _ = search_trace(puzzle, size, strategy, rng, budget, checked)
     shown = fmt_grid(puzzle, size)
-    return example("sudoku", f"Sudoku {size}x{size}: {shown}", fmt_grid(solution, size),
+    return example(TASKS[checked], f"Sudoku {size}x{size}: {shown}", fmt_grid(solution, size),
                    "\n".join(lines), difficulty,
                    {"puzzle": shown, "size": size, "strategy": strategy})
 
 
-_MOVE = re.compile(r"([1-9./]{1,80}) (open|goal|dead)")
+_MOVE = re.compile(r"(?:(r[1-9]c[1-9] [1-9.]{1,9}) )?([1-9./]{1,80}) (open|goal|dead)")
 _BACK = re.compile(r"([1-9./]{1,80}) back")
 
 
@@ -261,7 +259,8 @@ def replay(puzzle: str, text: str, max_lines: int = 4000) -> list[Step]:
     its grid is the current one with one blank filled by a digit that clashes with nothing; it
     becomes the current grid unless it says ``dead`` (the search stays where it was). A back-up
     is valid when it returns to a grid on the current path (which then becomes the current
-    grid). ``Step.state``: the grid's cells."""
+    grid). A move written after its check (``sudoku_checked``) is valid only when the check is
+    the one of the cell it fills. ``Step.state``: the grid's cells."""
     size = puzzle.count("/") + 1
     start = parse_grid(puzzle, size)
     if start is None:
@@ -271,12 +270,13 @@ def replay(puzzle: str, text: str, max_lines: int = 4000) -> list[Step]:
     for end, line in written_lines(text, max_lines):
         m, b = _MOVE.fullmatch(line), _BACK.fullmatch(line)
         if m:
-            stated, cur = parse_grid(m[1], size), path[-1]
+            stated, cur = parse_grid(m[2], size), path[-1]
             changed = [i for i, (a, b) in enumerate(zip(cur, stated or ())) if a != b]
             valid = (stated is not None and len(changed) == 1 and not cur[changed[0]] and
-                     stated[changed[0]] in candidates(cur, size, changed[0]))
-            label = valid and solvable(m[1], size)
-            verdict = "" if m[2] == "open" else m[2]
+                     stated[changed[0]] in candidates(cur, size, changed[0]) and
+                     m[1] in (None, check(cur, size, changed[0])))
+            label = valid and solvable(m[2], size)
+            verdict = "" if m[3] == "open" else m[3]
             steps.append(Step(end, "move", stated or cur, valid, label, verdict))
             if valid and verdict != "dead":
                 path.append(stated)
