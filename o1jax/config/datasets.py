@@ -59,7 +59,6 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
     _generated("countdown_search", answer_check="countdown"),
     _generated("countdown_nested", answer_check="countdown"),
     _generated("sudoku", answer_check="grid"),
-    _generated("sudoku_checked", answer_check="grid"),
     _generated("code_functions", answer_check="code", keys_if_nonzero=("slip_rate",)),
     Dataset("gsm8k", "gsm8k", template=REASONING_TEMPLATE, needs="manual_dir",
             needs_what=_OFFICIAL),

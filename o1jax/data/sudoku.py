@@ -10,18 +10,17 @@ that every line of a 4x4 search is 24 characters::
     12../.41./..32/.... open
     124./.41./..32/.... dead           a blank is left with no candidate (r4c3): a dead end
     1.../.41./..32/.... back           every digit of r1c3 failed: back up to an earlier grid
-    13../.41./..32/.... open           ...
+    13../.41./..32/.... open
+    ...
     1324/2413/4132/3241 goal           the grid is full
     \\boxed{1324/2413/4132/3241}
 
 The move is stated by the grid rather than by coordinates (an earlier format, ``r1c1=1`` before
 the grid, left the policy to turn a cell's row and column into its place in the grid above:
-after SFT it wrote digits into given cells, docs/results.md); a line is the one above copied
-with one blank filled. Task ``sudoku_checked`` writes each move after its check, the cell and
-each digit its row, column or box already holds ("." if not): ``r1c1 ...4 1.../.41./..32/....
-open``, so that the digit written is a lookup in the line, not in the grids above (a column's
-cells lie 5 to 19 characters away in two lines: the RL policy of ``sudoku``'s demo wrote a
-clash in 136 of 200 held-out searches, the first in a column in 95).
+after SFT it wrote digits into given cells; a check before each move, the cell and the digits
+its row, column and box hold, ``r1c1 ...4 GRID``, was wrong in most lines after SFT:
+docs/results.md). Here a line is the one above copied with one blank filled, and a digit's
+row, column and box lie at fixed offsets from it in that grid.
 
 Demonstrations come from solvers with several strategies (``STRATEGIES``: the blank with the
 fewest candidates first, blanks in reading order, random blanks and digits) that try only digits
@@ -47,7 +46,6 @@ from o1jax.data.examples import example
 from o1jax.data.streams import Step, stream_stats, written_lines
 from o1jax.rewards.grid import is_solution, parse_grid, units
 
-TASKS = ("sudoku", "sudoku_checked")     # the grid alone; the grid after its check
 LEVELS = {1: (4, 10), 2: (4, 12), 3: (6, 18), 4: (6, 20), 5: (6, 22)}  # level -> size, blanks
 STRATEGIES = ("most_constrained", "row_order", "random")
 # how often each strategy writes a demonstration, and how often a line budget cuts it short
@@ -76,14 +74,6 @@ def candidates(grid: Grid, size: int, cell: int) -> list[int]:
 def fmt_grid(grid: Grid, size: int) -> str:
     text = "".join(str(d) if d else "." for d in grid)
     return "/".join(text[r * size:(r + 1) * size] for r in range(size))
-
-
-def check(grid: Grid, size: int, cell: int) -> str:
-    """``sudoku_checked``'s check before a move into ``cell`` of ``grid``: ``r3c1 1.34``, the
-    cell (1-based) and each digit that its row, column or box already holds ("." if none)."""
-    used = {grid[p] for p in peers(size)[cell]}
-    r, c = divmod(cell, size)
-    return f"r{r + 1}c{c + 1} " + "".join(str(d) if d in used else "." for d in range(1, size + 1))
 
 
 def _consistent(grid: Grid, size: int) -> bool:
@@ -158,11 +148,10 @@ class _OutOfBudget(Exception):
 
 
 def search_trace(puzzle: Grid, size: int, strategy: str, rng: random.Random,
-                 max_lines: int | None = None, checked: bool = False) -> tuple[list[str], bool]:
+                 max_lines: int | None = None) -> tuple[list[str], bool]:
     """A solver's search written as lines (the last one ``\\boxed{...}``), and whether it solved
     the puzzle. ``strategy`` picks the cell and the digit order at each grid (``STRATEGIES``);
-    ``max_lines``: a budget of move lines, after which it is stuck; ``checked``: each move
-    after its ``check`` (task ``sudoku_checked``)."""
+    ``max_lines``: a budget of move lines, after which it is stuck."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; known: {STRATEGIES}")
     lines: list[str] = []
@@ -175,7 +164,7 @@ def search_trace(puzzle: Grid, size: int, strategy: str, rng: random.Random,
                 raise _OutOfBudget(grid)
             n_moves[0] += 1
             new = grid[:cell] + (d,) + grid[cell + 1:]
-            move = (check(grid, size, cell) + " " if checked else "") + fmt_grid(new, size)
+            move = fmt_grid(new, size)
             verdict = "goal" if 0 not in new else "dead" if _dead(new, size) else "open"
             lines.append(f"{move} {verdict}")
             if verdict == "goal":
@@ -235,22 +224,21 @@ def make_puzzle(rng: random.Random, size: int, blanks: int) -> tuple[Grid, Grid]
             return tuple(grid), solution
 
 
-def sudoku(rng: random.Random, difficulty: int, checked: bool = False) -> dict:
+def sudoku(rng: random.Random, difficulty: int) -> dict:
     """A mini Sudoku at level ``difficulty`` (``LEVELS``, clamped to 1..5); the solution a
-    demonstrator's search (see the module docstring), its moves after their checks with
-    ``checked`` (task ``sudoku_checked``)."""
+    demonstrator's search (see the module docstring)."""
     size, blanks = LEVELS[min(max(difficulty, 1), max(LEVELS))]
     puzzle, solution = make_puzzle(rng, size, blanks)
     strategy = rng.choices(list(MIX), weights=list(MIX.values()))[0]
     budget = rng.randint(1, 2 * blanks) if rng.random() < BUDGET_CUT else None
-    lines, _ = search_trace(puzzle, size, strategy, rng, budget, checked)
+    lines, _ = search_trace(puzzle, size, strategy, rng, budget)
     shown = fmt_grid(puzzle, size)
-    return example(TASKS[checked], f"Sudoku {size}x{size}: {shown}", fmt_grid(solution, size),
+    return example("sudoku", f"Sudoku {size}x{size}: {shown}", fmt_grid(solution, size),
                    "\n".join(lines), difficulty,
                    {"puzzle": shown, "size": size, "strategy": strategy})
 
 
-_MOVE = re.compile(r"(?:(r[1-9]c[1-9] [1-9.]{1,9}) )?([1-9./]{1,80}) (open|goal|dead)")
+_MOVE = re.compile(r"([1-9./]{1,80}) (open|goal|dead)")
 _BACK = re.compile(r"([1-9./]{1,80}) back")
 
 
@@ -259,8 +247,7 @@ def replay(puzzle: str, text: str, max_lines: int = 4000) -> list[Step]:
     its grid is the current one with one blank filled by a digit that clashes with nothing; it
     becomes the current grid unless it says ``dead`` (the search stays where it was). A back-up
     is valid when it returns to a grid on the current path (which then becomes the current
-    grid). A move written after its check (``sudoku_checked``) is valid only when the check is
-    the one of the cell it fills. ``Step.state``: the grid's cells."""
+    grid). ``Step.state``: the grid's cells."""
     size = puzzle.count("/") + 1
     start = parse_grid(puzzle, size)
     if start is None:
@@ -270,13 +257,12 @@ def replay(puzzle: str, text: str, max_lines: int = 4000) -> list[Step]:
     for end, line in written_lines(text, max_lines):
         m, b = _MOVE.fullmatch(line), _BACK.fullmatch(line)
         if m:
-            stated, cur = parse_grid(m[2], size), path[-1]
+            stated, cur = parse_grid(m[1], size), path[-1]
             changed = [i for i, (a, b) in enumerate(zip(cur, stated or ())) if a != b]
             valid = (stated is not None and len(changed) == 1 and not cur[changed[0]] and
-                     stated[changed[0]] in candidates(cur, size, changed[0]) and
-                     m[1] in (None, check(cur, size, changed[0])))
-            label = valid and solvable(m[2], size)
-            verdict = "" if m[3] == "open" else m[3]
+                     stated[changed[0]] in candidates(cur, size, changed[0]))
+            label = valid and solvable(m[1], size)
+            verdict = "" if m[2] == "open" else m[2]
             steps.append(Step(end, "move", stated or cur, valid, label, verdict))
             if valid and verdict != "dead":
                 path.append(stated)

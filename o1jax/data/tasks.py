@@ -193,7 +193,6 @@ TASKS: dict[str, Callable[[random.Random, int], dict]] = {
     "countdown_search": search_tasks.countdown_search,
     "countdown_nested": functools.partial(search_tasks.countdown_search, nested=True),
     "sudoku": sudoku.sudoku,
-    "sudoku_checked": functools.partial(sudoku.sudoku, checked=True),
     "code_functions": code_tasks.code_function}
 
 

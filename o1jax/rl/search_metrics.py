@@ -26,7 +26,7 @@ from o1jax.tokenizer import Tokenizer, response_texts
 
 STATS: dict[str, Callable[[str], dict]] = {"countdown_search": search_tasks.search_stats,
                                            "countdown_nested": search_tasks.search_stats,
-                                           **dict.fromkeys(sudoku.TASKS, sudoku.sudoku_stats)}
+                                           "sudoku": sudoku.sudoku_stats}
 NAMES = ("search/backup_share", "search/backups_mean", "search/stuck_share")
 
 

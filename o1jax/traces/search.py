@@ -17,7 +17,7 @@ import re
 from o1jax.data import search_tasks, sudoku
 from o1jax.rewards.grid import parse_grid
 
-SEARCH_TASKS = ("countdown_search", "countdown_nested", *sudoku.TASKS)
+SEARCH_TASKS = ("countdown_search", "countdown_nested", "sudoku")
 GIVE_UP = "stuck"
 _COUNTDOWN = re.compile(r"Use ((?:\d{1,6}, ){0,19}\d{1,6}) to make (\d{1,7})")
 _SUDOKU = re.compile(r"Sudoku ([1-9])x\1: ([1-9./]{1,100})")
@@ -30,7 +30,7 @@ def search_problem(task: str, question: str) -> dict | None:
     if task in ("countdown_search", "countdown_nested") and (
             m := _COUNTDOWN.fullmatch(question.strip())):
         return {"numbers": sorted(int(x) for x in m[1].split(", ")), "target": int(m[2])}
-    if task in sudoku.TASKS and (m := _SUDOKU.fullmatch(question.strip())):
+    if task == "sudoku" and (m := _SUDOKU.fullmatch(question.strip())):
         size = int(m[1])
         if parse_grid(m[2], size) is not None:
             return {"puzzle": m[2], "size": size}
@@ -47,7 +47,7 @@ def search_lines(task: str, question: str, response: str) -> list[dict] | None:
     problem = search_problem(task, question)
     if problem is None:
         return None
-    if task in sudoku.TASKS:
+    if task == "sudoku":
         size = problem["size"]
         start = parse_grid(problem["puzzle"], size)
         steps = sudoku.replay(problem["puzzle"], response)

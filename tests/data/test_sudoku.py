@@ -166,50 +166,6 @@ def test_demonstrations_replay_to_their_stated_grids(difficulty, n):
         assert backups >= 0.25 * n      # real back-ups, not only the straight line
 
 
-@pytest.mark.parametrize("difficulty", [1, 2, 3])
-def test_checked_demonstrations_are_the_same_searches_with_each_cells_used_digits(difficulty):
-    """sudoku_checked: every move line is the plain task's line (same seed, same search) after
-    ``rRcC`` and, per digit, the digit if brute force finds it in the cell's row, column or box
-    (else "."); every line replays as valid."""
-    for k in range(60 if difficulty < 3 else 10):
-        plain = S.sudoku(random.Random(k), difficulty)
-        checked = S.sudoku(random.Random(k), difficulty, checked=True)
-        assert checked["task"] == "sudoku_checked" and checked["question"] == plain["question"]
-        meta = json.loads(checked["meta"])
-        size, cells = meta["size"], S.parse_grid(meta["puzzle"], meta["size"])
-        path = [cells]
-        lines = checked["solution"].split("\n")
-        assert len(lines) == len(plain["solution"].split("\n"))
-        for line, plain_line in zip(lines, plain["solution"].split("\n")):
-            if not line.endswith((" open", " dead", " goal")):
-                assert line == plain_line
-                if line.endswith(" back"):
-                    del path[path.index(S.parse_grid(line[:-5], size)) + 1:]
-                continue
-            cell_text, used, rest = line.split(" ", 2)
-            assert rest == plain_line
-            grid = S.parse_grid(rest.split()[0], size)
-            (i,) = [j for j in range(size * size) if grid[j] != path[-1][j]]
-            assert cell_text == f"r{i // size + 1}c{i % size + 1}"
-            assert used == "".join(str(d) if _clashes(path[-1], size, i, d) else "."
-                                   for d in range(1, size + 1))
-            if not line.endswith(" dead"):
-                path.append(grid)
-        steps = S.replay(meta["puzzle"], checked["solution"])
-        assert all(s.valid for s in steps if s.kind != "other")
-
-
-def test_replay_rejects_a_move_whose_check_is_wrong():
-    puzzle = "1.../..../..3./...."
-    text = "\n".join([
-        "r1c2 1... 12../..../..3./.... open",     # right: r1c2 sees only the 1
-        "r1c3 12.. 124./..../..3./.... open",     # misses its column's 3: wrong check
-        "r1c4 12.. 124./..../..3./.... open",     # names another cell than it fills
-        "r1c3 12.4 124./..../..3./.... open",     # a 4 it does not see: wrong check
-        "r1c3 123. 124./..../..3./.... open"])    # right
-    assert [s.valid for s in S.replay(puzzle, text)] == [True, False, False, False, True]
-
-
 def test_replay_rejects_what_breaks_the_rules():
     puzzle = "1.../..../..../...."
     start = "12../..../..../.... open"
