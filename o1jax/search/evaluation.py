@@ -82,13 +82,13 @@ def evaluate(policy: Transformer, params: Params, examples: Sequence[dict],
     if set(spec.strategies) & set(strategies.SAMPLED + ("compute_optimal",)):
         plans.append(("sample", n, SamplingConfig(spec.max_new_tokens, spec.temperature,
                                                   num_samples=n, **common)))
-    line_break = f"\n{spec.give_up}\n" if spec.answer_after_give_up else "\n"
+    break_ids = enc(spec.answer_break) if spec.answer_break else ()
     for b in spec.token_budgets_or_default():
         if "think_longer" in spec.strategies:
             plans.append((f"think_longer@{b}", 1, SamplingConfig(b, greedy=True, **common)))
         if "budget_forcing" in spec.strategies:
             forcing = spec.forcing(b, enc(spec.answer_marker), enc(spec.cue),
-                                   enc(spec.give_up) if spec.give_up else (), enc(line_break))
+                                   enc(spec.give_up) if spec.give_up else (), break_ids)
             plans.append((f"budget_forcing@{b}", 1, SamplingConfig(b, greedy=True,
                                                                    forcing=forcing, **common)))
     searched = {}

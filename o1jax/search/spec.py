@@ -115,12 +115,21 @@ class EvalSpec:
                              f"exceeds the model's max_seq_len {model.cfg.max_seq_len}; lower "
                              "--max-new-tokens / --token-budgets")
 
-    def forcing(self, budget: int, marker_ids, cue_ids, give_up_ids=(), newline_ids=()
+    @property
+    def answer_break(self) -> str:
+        """What a forced answer marker is written after: nothing, a newline
+        (``answer_on_new_line``), or a newline, the give-up line and a newline
+        (``answer_after_give_up``)."""
+        if self.answer_after_give_up:
+            return f"\n{self.give_up}\n"
+        return "\n" if self.answer_on_new_line else ""
+
+    def forcing(self, budget: int, marker_ids, cue_ids, give_up_ids=(), break_ids=()
                 ) -> BudgetForcing:
-        """Budget forcing at a token budget (marker, cue, the give-up line's first token and a
-        newline as token ids; see ``BudgetForcing``)."""
+        """Budget forcing at a token budget (marker, cue, the give-up line's first token and
+        ``answer_break`` as token ids; see ``BudgetForcing``)."""
         answer = self.answer_room
-        break_ids = tuple(newline_ids) if self.answer_on_new_line else ()
+        break_ids = tuple(break_ids)
         if answer < len(break_ids) + len(marker_ids):
             raise ValueError(f"--answer-tokens {answer} leaves no room for the answer marker "
                              f"{self.answer_marker!r} ({len(break_ids) + len(marker_ids)} "
