@@ -262,6 +262,8 @@ def test_defaults_follow_the_run_lengths_and_given_values_are_checked():
      "budget_forcing do not run tool calls"),
     (dict(strategies=("budget_forcing",), answer_after_give_up=True, answer_on_new_line=True),
      "give it with --give-up and --answer-on-new-line"),
+    (dict(strategies=("budget_forcing",), answer_at_line_end=True),
+     "--answer-at-line-end forces the answer where a line ends: give --answer-on-new-line"),
 ])
 def test_bad_settings_fail_before_compiling(answers_42, kw, match):
     model, params, tok = answers_42

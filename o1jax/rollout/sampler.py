@@ -25,8 +25,9 @@ from o1jax.models.cache import cache_slots
 from o1jax.models.transformer import Params, Transformer
 from o1jax.models.vision import check_placeholders
 from o1jax.rollout.decoding import (SamplingConfig, choose_tokens, decode_params, decode_step,
-                                    force_tokens, grow_cache, init_forcing, next_token_logprobs,
-                                    pad_slots, prefill, repeat_cache)
+                                    grow_cache, next_token_logprobs, pad_slots, prefill,
+                                    repeat_cache)
+from o1jax.rollout.forcing import force_tokens, init_forcing
 from o1jax.rollout import tools as tools_lib
 
 # A rollout of an unrolled decode (``Transformer.scans_decode`` off) runs SEGMENTS decode loops

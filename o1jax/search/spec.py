@@ -12,7 +12,7 @@ import numpy as np
 from o1jax.config.blocks import ToolsConfig
 from o1jax.data.prompts import PromptFormat
 from o1jax.models.transformer import Transformer
-from o1jax.rollout.decoding import BudgetForcing
+from o1jax.rollout.forcing import BudgetForcing
 from o1jax.search import strategies
 
 
@@ -42,6 +42,7 @@ class EvalSpec:
     give_up: str = ""      # a search's give-up line: with it, only that line gets the cue
     answer_on_new_line: bool = False   # a forced answer marker starts a line of its own
     answer_after_give_up: bool = False   # ... after the give-up line (needs both above)
+    answer_at_line_end: bool = False   # ... at a line end up to step_tokens before the budget
     min_thinking: int | None = None
     answer_tokens: int | None = None
     beam_width: int = 4
@@ -100,6 +101,9 @@ class EvalSpec:
         if self.answer_after_give_up and not (self.give_up and self.answer_on_new_line):
             raise ValueError("--answer-after-give-up writes the give-up line before a forced "
                              "answer: give it with --give-up and --answer-on-new-line")
+        if self.answer_at_line_end and not self.answer_on_new_line:
+            raise ValueError("--answer-at-line-end forces the answer where a line ends: give "
+                             "--answer-on-new-line too")
         untooled = sorted(set(self.strategies) & set(strategies.SEARCHED + ("budget_forcing",)))
         if self.tools.enabled and untooled:
             raise ValueError(f"{', '.join(untooled)} do not run tool calls: evaluate them "
@@ -145,7 +149,7 @@ class EvalSpec:
                              f"of token budget {budget} (budget - {answer} answer tokens); "
                              "lower --min-thinking or raise the token budgets")
         return BudgetForcing(lo, hi, tuple(marker_ids), tuple(cue_ids), tuple(give_up_ids)[:1],
-                             break_ids)
+                             break_ids, self.step_length if self.answer_at_line_end else 0)
 
 
 def check_memory(model: Transformer, rows: int, length: int) -> None:

@@ -93,7 +93,7 @@ def test_tool_output_is_written_into_the_row_and_masked_out_of_its_actions(max_c
 
 
 def test_budget_forcing_and_tools_are_refused_together():
-    from o1jax.rollout.decoding import BudgetForcing
+    from o1jax.rollout.forcing import BudgetForcing
     tool = tools.ToolCalls((1,), 1, 4, lambda t, c: None)
     with pytest.raises(ValueError, match="one at a time"):
         SamplingConfig(16, tools=tool, forcing=BudgetForcing(2, 8, (3,), (4,)))
