@@ -123,6 +123,10 @@ def test_budget_forcing_at_a_line_end_answers_at_the_first_line_start_in_the_sla
     # a window (steps 19-20) with no line start in it changes nothing; one of 18-20 has one
     assert forced(1) == forced(0)
     assert forced(2) == "aaaaa\n" * 3 + "\\b" + lines[20:]
-    # never before the minimum thinking length (5): at the maximum 7 with slack 6, step 6 is
-    # the first line start at or after both
-    assert forced(6, hi=7) == "aaaaa\n" + "\\b" + lines[8:]
+    # never before the minimum thinking length: short lines start at steps 3, 6, 9; with a
+    # window from step 1 the marker comes at 3 with no minimum, at 6 with a minimum of 5
+    short = "aa\n" * 10
+    early = lambda lo: _scripted_forcing(short, BudgetForcing(  # noqa: E731
+        lo, 10, (ord("\\"), ord("b")), (ord("W"),), (), (ord("\n"),), 9))
+    assert early(0) == "aa\n" + "\\b" + short[5:]
+    assert early(5) == "aa\naa\n" + "\\b" + short[8:]
