@@ -88,6 +88,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--answer-at-line-end", "--answer_at_line_end", action="store_true",
                     help="budget forcing: a forced answer comes where a line ends, up to "
                          "--step-tokens before the budget, rather than cutting the line")
+    ap.add_argument("--stop-loops", "--stop_loops", type=int, default=0,
+                    help="budget forcing: a line that repeats one of the N lines before it "
+                         "(a policy going round in a loop) forces the answer at its end")
     ap.add_argument("--beam-width", "--beam_width", type=int, default=4,
                     help="beam / dvts: candidate next steps sampled per beam (M)")
     ap.add_argument("--probes", type=int, default=4, help="compute_optimal: samples whose mean "
@@ -172,7 +175,7 @@ def main(argv=None) -> int:
             seed=pick(args.seed, cfg.seed), answer_marker=args.answer_marker, cue=args.cue,
             give_up=args.give_up, answer_on_new_line=args.answer_on_new_line,
             answer_after_give_up=args.answer_after_give_up,
-            answer_at_line_end=args.answer_at_line_end,
+            answer_at_line_end=args.answer_at_line_end, stop_loops=args.stop_loops,
             min_thinking=args.min_thinking, answer_tokens=args.answer_tokens,
             beam_width=args.beam_width,
             step_tokens=args.step_tokens, probes=args.probes,

@@ -264,6 +264,9 @@ def test_defaults_follow_the_run_lengths_and_given_values_are_checked():
      "give it with --give-up and --answer-on-new-line"),
     (dict(strategies=("budget_forcing",), answer_at_line_end=True),
      "--answer-at-line-end forces the answer where a line ends: give --answer-on-new-line"),
+    (dict(strategies=("budget_forcing",), stop_loops=2),
+     "--stop-loops 2 must be >= 0; it forces the answer where a repeated line ends: give "
+     "--answer-on-new-line"),
 ])
 def test_bad_settings_fail_before_compiling(answers_42, kw, match):
     model, params, tok = answers_42

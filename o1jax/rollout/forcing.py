@@ -36,6 +36,13 @@ class BudgetForcing:
     ``line_slack`` > 0 (and a break) the marker is forced at the first line start (the row has
     just written the break's newline) from ``max_tokens - line_slack`` on, so the step being
     written is not cut; ``max_tokens`` stays the latest.
+
+    With ``loop_lines`` > 0 (and a break) a row whose finished line repeats one of the
+    ``loop_lines`` non-empty lines before it is looping: the marker is forced at that line's
+    end (from ``min_tokens`` on), as at the budget. With ``loop_lines`` <= 2 a search never
+    trips it (a back-up returns to a state at least three lines up; tests/rollout/
+    test_forcing.py runs the rule over the search tasks' demonstrations), so it only ends
+    thinking that has stopped moving.
     """
     min_tokens: int
     max_tokens: int
@@ -44,6 +51,7 @@ class BudgetForcing:
     give_up_ids: tuple[int, ...] = ()
     break_ids: tuple[int, ...] = ()
     line_slack: int = 0
+    loop_lines: int = 0
 
     def __post_init__(self):
         if not self.marker_ids or not self.cue_ids:
@@ -53,18 +61,43 @@ class BudgetForcing:
                              f"and the maximum {self.max_tokens}")
         if self.line_slack < 0:
             raise ValueError(f"line_slack must be >= 0, got {self.line_slack}")
+        if self.loop_lines < 0 or (self.loop_lines and not self.break_ids):
+            raise ValueError(f"loop_lines {self.loop_lines} must be >= 0, and needs break_ids "
+                             "(a newline first) to tell where lines end")
         object.__setattr__(self, "marker_ids", tuple(int(i) for i in self.marker_ids))
         object.__setattr__(self, "cue_ids", tuple(int(i) for i in self.cue_ids))
         object.__setattr__(self, "give_up_ids", tuple(int(i) for i in self.give_up_ids))
         object.__setattr__(self, "break_ids", tuple(int(i) for i in self.break_ids))
 
 
-def init_forcing(rows: int) -> dict:
+_HASH = 1000003    # a line's hash: h * _HASH + token + 1 over its tokens, modulo 2**32
+
+
+def init_forcing(forcing: BudgetForcing, rows: int) -> dict:
     """The per-row state of ``force_tokens``: the index into cue + break + marker being written
-    (-1: none), where that sequence ends, whether the row has started its answer marker, and
-    the last token it wrote."""
+    (-1: none), where that sequence ends, whether the row has started its answer marker, the
+    last token it wrote, and for ``loop_lines``: the hash of the line being written, those of
+    the ``loop_lines`` lines before it (0: none), and whether a line has repeated."""
+    loop_lines = forcing.loop_lines
     return dict(pos=jnp.full((rows,), -1, jnp.int32), end=jnp.zeros((rows,), jnp.int32),
-                answered=jnp.zeros((rows,), bool), last=jnp.full((rows,), -1, jnp.int32))
+                answered=jnp.zeros((rows,), bool), last=jnp.full((rows,), -1, jnp.int32),
+                line=jnp.zeros((rows,), jnp.uint32),
+                lines=jnp.zeros((rows, loop_lines), jnp.uint32),
+                looping=jnp.zeros((rows,), bool))
+
+
+def _track_lines(state: dict, tok: jax.Array, newline: int) -> dict:
+    """The line hashes after writing tok [R]: a newline ends the line (a non-empty one that
+    equals a line in the window sets ``looping``) and pushes it into the window."""
+    ends = tok == newline
+    line = state["line"]
+    repeats = ends & (line != 0) & jnp.any(state["lines"] == line[:, None], axis=1)
+    pushed = jnp.concatenate([line[:, None], state["lines"][:, :-1]], axis=1)
+    keep = ends[:, None] & (line != 0)[:, None]
+    return dict(line=jnp.where(ends, jnp.uint32(0), line * jnp.uint32(_HASH)
+                               + tok.astype(jnp.uint32) + jnp.uint32(1)),
+                lines=jnp.where(keep, pushed, state["lines"]),
+                looping=state["looping"] | repeats)
 
 
 def force_tokens(forcing: BudgetForcing, state: dict, step: jax.Array, tok: jax.Array,
@@ -83,6 +116,8 @@ def force_tokens(forcing: BudgetForcing, state: dict, step: jax.Array, tok: jax.
     due = step >= forcing.max_tokens
     if forcing.line_slack and forcing.break_ids:
         due = due | (free & ~early & broken & (step >= forcing.max_tokens - forcing.line_slack))
+    if forcing.loop_lines:
+        due = due | (free & ~early & broken & state["looping"])
     marker = ~answered & (due | (~early & (wants_marker | wants_stop)))
     if forcing.give_up_ids:
         cue = ~marker & early & free & jnp.isin(tok, jnp.asarray(forcing.give_up_ids))
@@ -98,4 +133,7 @@ def force_tokens(forcing: BudgetForcing, state: dict, step: jax.Array, tok: jax.
     tok = jnp.where(writing, seq[jnp.clip(pos, 0, total - 1)], tok)
     pos = jnp.where(writing, pos + 1, pos)
     pos = jnp.where(pos >= end, -1, pos)
-    return tok, dict(pos=pos, end=end, answered=answered | marker, last=tok)
+    new = dict(state, pos=pos, end=end, answered=answered | marker, last=tok)
+    if forcing.loop_lines:
+        new.update(_track_lines(state, tok, forcing.break_ids[0]))
+    return tok, new

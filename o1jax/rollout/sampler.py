@@ -133,7 +133,7 @@ def sample(model: Transformer, params: Params, prompt_tokens: jax.Array, prompt_
         tokens=jnp.full((r, n), cfg.pad_id, jnp.int32), logprobs=jnp.zeros((r, n), jnp.float32),
         active=jnp.zeros((r, n), bool))
     if cfg.forcing is not None:
-        state["forcing"] = init_forcing(r)
+        state["forcing"] = init_forcing(cfg.forcing, r)
     if cfg.tools is not None:
         state["tools"] = tools_lib.init_state(cfg.tools, r)
         state["written"] = jnp.zeros((r, n), bool)

@@ -43,6 +43,7 @@ class EvalSpec:
     answer_on_new_line: bool = False   # a forced answer marker starts a line of its own
     answer_after_give_up: bool = False   # ... after the give-up line (needs both above)
     answer_at_line_end: bool = False   # ... at a line end up to step_tokens before the budget
+    stop_loops: int = 0    # ... at the end of a line that repeats one of the stop_loops before it
     min_thinking: int | None = None
     answer_tokens: int | None = None
     beam_width: int = 4
@@ -104,6 +105,9 @@ class EvalSpec:
         if self.answer_at_line_end and not self.answer_on_new_line:
             raise ValueError("--answer-at-line-end forces the answer where a line ends: give "
                              "--answer-on-new-line too")
+        if self.stop_loops < 0 or (self.stop_loops and not self.answer_on_new_line):
+            raise ValueError(f"--stop-loops {self.stop_loops} must be >= 0; it forces the "
+                             "answer where a repeated line ends: give --answer-on-new-line too")
         untooled = sorted(set(self.strategies) & set(strategies.SEARCHED + ("budget_forcing",)))
         if self.tools.enabled and untooled:
             raise ValueError(f"{', '.join(untooled)} do not run tool calls: evaluate them "
@@ -149,7 +153,8 @@ class EvalSpec:
                              f"of token budget {budget} (budget - {answer} answer tokens); "
                              "lower --min-thinking or raise the token budgets")
         return BudgetForcing(lo, hi, tuple(marker_ids), tuple(cue_ids), tuple(give_up_ids)[:1],
-                             break_ids, self.step_length if self.answer_at_line_end else 0)
+                             break_ids, self.step_length if self.answer_at_line_end else 0,
+                             self.stop_loops)
 
 
 def check_memory(model: Transformer, rows: int, length: int) -> None:
