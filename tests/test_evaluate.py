@@ -243,6 +243,16 @@ def test_defaults_follow_the_run_lengths_and_given_values_are_checked():
                  answer_tokens=16).check()
 
 
+def test_budget_forcing_settings_reach_the_decoding_rule():
+    spec = _spec(strategies=("budget_forcing",), token_budgets=(64,), give_up="stuck",
+                 answer_on_new_line=True, answer_after_give_up=True, answer_at_line_end=True,
+                 stop_loops=2, step_tokens=8, min_thinking=0, answer_tokens=16)
+    spec.check()
+    f = spec.forcing(64, [1], [2], [3], [4, 5, 4])
+    assert (f.min_tokens, f.max_tokens, f.line_slack, f.loop_lines) == (0, 48, 8, 2)
+    assert (f.give_up_ids, f.break_ids) == ((3,), (4, 5, 4))
+
+
 @pytest.mark.parametrize("kw,match", [
     (dict(strategies=("greedy", "beam_search")), "unknown strategies \\['beam_search'\\]"),
     (dict(budgets=(1, 0)), "budgets must be >= 1"),

@@ -114,7 +114,8 @@ class EvalSpec:
                              "without tools (evaluate --tools off)")
         if "budget_forcing" in self.strategies:
             for b in self.token_budgets_or_default():
-                self.forcing(b, [0], [0])  # raises on a minimum above the maximum
+                # raises on a minimum above the maximum
+                self.forcing(b, [0], [0], (), [0] if self.answer_break else ())
         if model is None:
             return
         longest = max((self.max_new_tokens,) + self.token_budgets_or_default())
