@@ -39,7 +39,7 @@ class BudgetForcing:
 
     With ``loop_lines`` > 0 (and a break) a row whose finished line repeats one of the
     ``loop_lines`` non-empty lines before it is looping: the marker is forced at that line's
-    end (from ``min_tokens`` on), as at the budget. With ``loop_lines`` <= 2 a search never
+    end, as at the budget, and before ``min_tokens`` too (a loop is not thinking). With ``loop_lines`` <= 2 a search never
     trips it (a back-up returns to a state at least three lines up; tests/rollout/
     test_forcing.py runs the rule over the search tasks' demonstrations), so it only ends
     thinking that has stopped moving.
@@ -117,7 +117,7 @@ def force_tokens(forcing: BudgetForcing, state: dict, step: jax.Array, tok: jax.
     if forcing.line_slack and forcing.break_ids:
         due = due | (free & ~early & broken & (step >= forcing.max_tokens - forcing.line_slack))
     if forcing.loop_lines:
-        due = due | (free & ~early & broken & state["looping"])
+        due = due | (free & broken & state["looping"])
     marker = ~answered & (due | (~early & (wants_marker | wants_stop)))
     if forcing.give_up_ids:
         cue = ~marker & early & free & jnp.isin(tok, jnp.asarray(forcing.give_up_ids))

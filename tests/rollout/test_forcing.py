@@ -154,13 +154,16 @@ def _loop_forcing(lines: int, lo: int = 0, hi: int = 1 << 30) -> BudgetForcing:
 
 
 def _loop_reference(script: str, lines: int, lo: int = 0) -> str:
-    """The rule written as a plain loop over the text: the marker replaces the first token at
-    or after ``lo`` that starts a line once a finished non-empty line has equalled one of the
-    ``lines`` non-empty lines before it."""
-    seen, looping, line = [], False, ""
+    """The rule written as a plain loop over the text: the marker replaces the first token
+    that starts a line once a finished non-empty line has equalled one of the ``lines``
+    non-empty lines before it (whatever the minimum ``lo``), or that starts the marker itself
+    at or after ``lo``; before ``lo`` the cue replaces the marker."""
+    out, seen, looping, line = "", [], False, ""
     for i, ch in enumerate(script):
-        if looping and i >= lo and i > 0 and script[i - 1] == "\n":
-            return script[:i] + ("\\b" + script[i + 2:])[:len(script) - i]
+        if (looping and out.endswith("\n")) or (ch == "\\" and i >= lo):
+            return out + ("\\b" + script[i + 2:])[:len(script) - i]
+        ch = "W" if ch == "\\" else ch
+        out += ch
         if ch != "\n":
             line += ch
             continue
@@ -168,7 +171,7 @@ def _loop_reference(script: str, lines: int, lo: int = 0) -> str:
             looping |= line in seen[-lines:]
             seen.append(line)
         line = ""
-    return script
+    return out
 
 
 def test_budget_forcing_stops_a_loop_of_repeated_lines_at_its_line_end():
@@ -178,11 +181,12 @@ def test_budget_forcing_stops_a_loop_of_repeated_lines_at_its_line_end():
     assert _forced_rows(["ab\ncd\nab\ncd\n"], f(1)) == ["ab\ncd\nab\ncd\n"]
     assert _forced_rows(["ab\ncd\nab\ncd\n"], f(2)) == ["ab\ncd\nab\n\\b\n"]
     assert _forced_rows(["\n\n\n\n\nab\n"], f(1)) == ["\n\n\n\n\nab\n"]
-    # never before the minimum: then at the first line start after it
-    assert _forced_rows(["xx\nxx\nyy\nzz\n"], f(1, lo=7)) == ["xx\nxx\nyy\n\\b\n"]
-    # random texts of two letters against the plain loop
+    # a loop is not thinking: it ends before the minimum too
+    assert _forced_rows(["xx\nxx\nyy\nzz\n"], f(1, lo=9)) == ["xx\nxx\n\\b\nzz\n"]
+    # random texts of two letters, newlines and a rare marker against the plain loop
     rng = np.random.RandomState(0)
-    scripts = ["".join(rng.choice(list("ab\n"), size=40, p=[.4, .3, .3])) for _ in range(300)]
+    scripts = ["".join(rng.choice(list("ab\n\\"), size=40, p=[.4, .3, .28, .02]))
+               for _ in range(300)]
     for lines, lo in [(1, 0), (2, 0), (2, 13), (4, 5)]:
         assert _forced_rows(scripts, f(lines, lo)) == [
             _loop_reference(s, lines, lo) for s in scripts], (lines, lo)
