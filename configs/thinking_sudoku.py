@@ -15,7 +15,8 @@ Measured (seed 0, 52 minutes on 2 cores, docs/results.md): SFT 33.0% held-out gr
 35.0% -> 33.0% (maj@8 45.0%), hard split 0.0% -> 18.0% (85.5% boxed at 1,024). Re-runs on one
 core each (other floating point): 36.5% -> 31.0% and 34.0% -> 36.5%, hard split 0.0% -> 16.5%
 and 14.0% with ``--stop-loops 2`` (100% and 93.0% boxing a grid). SFT on 8,000 searches for
-800 steps (29 minutes) gave 28.0% -> 33.5% and 9.5% on the hard split. RL samples at 0.7: at 1.0 an earlier SFT policy's samples solved 1-3%.
+800 steps (29 minutes) gave 28.0% -> 33.5% and 9.5% on the hard split. RL samples at 0.7: at
+1.0 an earlier SFT policy's samples solved 1-3%.
 
     python -m o1jax.train --config configs/thinking_sudoku.py --workdir /tmp/thinking_sudoku
 """
