@@ -39,10 +39,10 @@ class BudgetForcing:
 
     With ``loop_lines`` > 0 (and a break) a row whose finished line repeats one of the
     ``loop_lines`` non-empty lines before it is looping: the marker is forced at that line's
-    end, as at the budget, and before ``min_tokens`` too (a loop is not thinking). With ``loop_lines`` <= 2 a search never
-    trips it (a back-up returns to a state at least three lines up; tests/rollout/
-    test_forcing.py runs the rule over the search tasks' demonstrations), so it only ends
-    thinking that has stopped moving.
+    end, as at the budget, and before ``min_tokens`` too (a loop is not thinking). With
+    ``loop_lines`` <= 2 a search never trips it (a back-up returns to a state at least three
+    lines up; tests/rollout/test_forcing.py runs the rule over the search tasks'
+    demonstrations), so it only ends thinking that has stopped moving.
     """
     min_tokens: int
     max_tokens: int
