@@ -78,11 +78,10 @@ def init_forcing(forcing: BudgetForcing, rows: int) -> dict:
     (-1: none), where that sequence ends, whether the row has started its answer marker, the
     last token it wrote, and for ``loop_lines``: the hash of the line being written, those of
     the ``loop_lines`` lines before it (0: none), and whether a line has repeated."""
-    loop_lines = forcing.loop_lines
     return dict(pos=jnp.full((rows,), -1, jnp.int32), end=jnp.zeros((rows,), jnp.int32),
                 answered=jnp.zeros((rows,), bool), last=jnp.full((rows,), -1, jnp.int32),
                 line=jnp.zeros((rows,), jnp.uint32),
-                lines=jnp.zeros((rows, loop_lines), jnp.uint32),
+                lines=jnp.zeros((rows, forcing.loop_lines), jnp.uint32),
                 looping=jnp.zeros((rows,), bool))
 
 
@@ -90,13 +89,13 @@ def _track_lines(state: dict, tok: jax.Array, newline: int) -> dict:
     """The line hashes after writing tok [R]: a newline ends the line (a non-empty one that
     equals a line in the window sets ``looping``) and pushes it into the window."""
     ends = tok == newline
-    line = state["line"]
-    repeats = ends & (line != 0) & jnp.any(state["lines"] == line[:, None], axis=1)
-    pushed = jnp.concatenate([line[:, None], state["lines"][:, :-1]], axis=1)
-    keep = ends[:, None] & (line != 0)[:, None]
+    line, lines = state["line"], state["lines"]
+    pushes = ends & (line != 0)
+    repeats = pushes & jnp.any(lines == line[:, None], axis=1)
+    pushed = jnp.concatenate([line[:, None], lines[:, :-1]], axis=1)
     return dict(line=jnp.where(ends, jnp.uint32(0), line * jnp.uint32(_HASH)
                                + tok.astype(jnp.uint32) + jnp.uint32(1)),
-                lines=jnp.where(keep, pushed, state["lines"]),
+                lines=jnp.where(pushes[:, None], pushed, lines),
                 looping=state["looping"] | repeats)
 
 

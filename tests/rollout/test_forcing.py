@@ -1,5 +1,5 @@
 """Budget forcing (o1jax/rollout/forcing.py) inside the sampler, on policies that always write
-one token, and ``force_tokens`` step by step over a scripted policy: each response compared
+one token, and ``force_tokens`` scanned over scripted policies: each response compared
 with the text the rule's description gives, written out by hand."""
 
 import functools
@@ -102,36 +102,6 @@ def test_budget_forcing_with_a_give_up_line_lets_an_answer_through_and_cues_a_gi
     assert finished.all() and texts == ["", ""]
 
 
-def _scripted_forcing(script: str, forcing) -> str:
-    """force_tokens step by step over a policy that writes ``script`` (byte ids), one row."""
-    state, out = init_forcing(forcing, 1), []
-    for step, ch in enumerate(script):
-        tok, state = force_tokens(forcing, state, jnp.int32(step), jnp.asarray([ord(ch)]),
-                                  jnp.asarray([-1]))
-        out.append(chr(int(tok[0])))
-    return "".join(out)
-
-
-def test_budget_forcing_at_a_line_end_answers_at_the_first_line_start_in_the_slack():
-    lines = "aaaaa\n" * 8     # line ends written at steps 5, 11, 17, ...
-    forced = lambda slack, hi=20: _scripted_forcing(lines, BudgetForcing(  # noqa: E731
-        5, hi, (ord("\\"), ord("b")), (ord("W"),), (), (ord("\n"),), slack))
-    # without slack the line being written is cut at the maximum (20 tokens)
-    assert forced(0) == "aaaaa\n" * 3 + "aa" + "\n\\b" + lines[23:]
-    # with 8 the first line start at or after step 12 takes the marker, its newline not repeated
-    assert forced(8) == "aaaaa\n" * 2 + "\\b" + lines[14:]
-    # a window (steps 19-20) with no line start in it changes nothing; one of 18-20 has one
-    assert forced(1) == forced(0)
-    assert forced(2) == "aaaaa\n" * 3 + "\\b" + lines[20:]
-    # never before the minimum thinking length: short lines start at steps 3, 6, 9; with a
-    # window from step 1 the marker comes at 3 with no minimum, at 6 with a minimum of 5
-    short = "aa\n" * 10
-    early = lambda lo: _scripted_forcing(short, BudgetForcing(  # noqa: E731
-        lo, 10, (ord("\\"), ord("b")), (ord("W"),), (), (ord("\n"),), 9))
-    assert early(0) == "aa\n" + "\\b" + short[5:]
-    assert early(5) == "aa\naa\n" + "\\b" + short[8:]
-
-
 def _forced_rows(scripts: list[str], forcing) -> list[str]:
     """force_tokens over policies that write ``scripts`` (bytes, one row each, padded with
     "~"), all steps in one compiled scan."""
@@ -146,6 +116,26 @@ def _forced_rows(scripts: list[str], forcing) -> list[str]:
     _, out = jax.jit(lambda s: jax.lax.scan(step, init_forcing(forcing, len(scripts)),
                                             (jnp.arange(n), s.T)))(script)
     return ["".join(map(chr, row))[:len(s)] for row, s in zip(np.asarray(out).T, scripts)]
+
+
+def test_budget_forcing_at_a_line_end_answers_at_the_first_line_start_in_the_slack():
+    lines = "aaaaa\n" * 8     # line ends written at steps 5, 11, 17, ...
+    forced = lambda slack, hi=20: _forced_rows([lines], BudgetForcing(  # noqa: E731
+        5, hi, (ord("\\"), ord("b")), (ord("W"),), (), (ord("\n"),), slack))[0]
+    # without slack the line being written is cut at the maximum (20 tokens)
+    assert forced(0) == "aaaaa\n" * 3 + "aa" + "\n\\b" + lines[23:]
+    # with 8 the first line start at or after step 12 takes the marker, its newline not repeated
+    assert forced(8) == "aaaaa\n" * 2 + "\\b" + lines[14:]
+    # a window (steps 19-20) with no line start in it changes nothing; one of 18-20 has one
+    assert forced(1) == forced(0)
+    assert forced(2) == "aaaaa\n" * 3 + "\\b" + lines[20:]
+    # never before the minimum thinking length: short lines start at steps 3, 6, 9; with a
+    # window from step 1 the marker comes at 3 with no minimum, at 6 with a minimum of 5
+    short = "aa\n" * 10
+    early = lambda lo: _forced_rows([short], BudgetForcing(  # noqa: E731
+        lo, 10, (ord("\\"), ord("b")), (ord("W"),), (), (ord("\n"),), 9))[0]
+    assert early(0) == "aa\n" + "\\b" + short[5:]
+    assert early(5) == "aa\naa\n" + "\\b" + short[8:]
 
 
 def _loop_forcing(lines: int, lo: int = 0, hi: int = 1 << 30) -> BudgetForcing:
