@@ -10,8 +10,10 @@ seed; ``--config``, default configs/selfplay.py) with ``selfplay.enabled=False``
 checkpoint, checkpointing every 4 iterations, and resumed until its FLOPs pass the self-play
 run's; the checkpoint whose cumulative FLOPs (metrics.jsonl's ``flops``) come closest to the
 self-play run's total is the one compared. Evaluations already made (the same command) are
-reused. Writes comparison.json and comparison.md under --out (default W/comparison) and prints
-the table.
+reused. The greedy difference of self-play and the baseline on each split comes with a paired 95%
+bootstrap interval over the same problems (``o1jax.search.voting.paired_bootstrap``). Writes
+comparison.json and comparison.md under --out (default W/comparison; local or gs://, through
+the workdir's paths) and prints the table.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 CONFIG = os.path.join(ROOT, "configs", "selfplay.py")
 
+from o1jax import workdir as wd  # noqa: E402
+from o1jax.search.voting import paired_bootstrap  # noqa: E402
 
-def rl_rows(workdir: str) -> list[dict]:
-    with open(os.path.join(workdir, "metrics.jsonl")) as f:
-        return [r for r in map(json.loads, f) if r["stage"] == "rl"]
+
+def rl_rows(workdir) -> list[dict]:
+    return [r for r in wd.read_jsonl(wd.resolve(workdir) / "metrics.jsonl") if r["stage"] == "rl"]
 
 
 def run(cmd: list[str]) -> None:
@@ -38,8 +43,7 @@ def run(cmd: list[str]) -> None:
 
 
 def train_baseline(config: str, workdir: str, baseline: str, iterations: int) -> None:
-    with open(os.path.join(workdir, "config.json")) as f:
-        seed = json.load(f)["seed"]
+    seed = wd.read_json(wd.resolve(workdir) / "config.json")["seed"]
     run([sys.executable, "-m", "o1jax.train", f"--config={config}", f"--workdir={baseline}",
          f"--config.seed={seed}", "--config.selfplay.enabled=False",
          f"--config.init_from={workdir}:sft",
@@ -50,8 +54,8 @@ def train_baseline(config: str, workdir: str, baseline: str, iterations: int) ->
 
 def equal_flops_step(baseline: str, target: float) -> tuple[int, float]:
     """The saved baseline step whose cumulative FLOPs are closest to ``target``."""
-    saved = {int(d) for d in os.listdir(os.path.join(baseline, "checkpoints", "rl"))
-             if d.isdigit()}
+    saved = {int(d.name) for d in (wd.resolve(baseline) / "checkpoints" / "rl").iterdir()
+             if d.name.isdigit()}
     total, best = 0.0, None
     for r in rl_rows(baseline):
         total += r["flops"]
@@ -60,22 +64,30 @@ def equal_flops_step(baseline: str, target: float) -> tuple[int, float]:
     return best
 
 
-def evaluate(workdir: str, stage: str, step: int | None, split: str, out: str) -> dict:
+def evaluate(workdir: str, stage: str, step: int | None, split: str, out) -> dict:
+    """Greedy, maj@16 and pass@16 accuracy, and each problem's greedy outcome by its id."""
     cmd = [sys.executable, "-m", "o1jax.evaluate", f"--workdir={workdir}", f"--stage={stage}",
            f"--split={split}", "--strategies=greedy,majority", "--budgets=16",
            "--num-problems=200", f"--out={out}"]
     if step is not None:
         cmd.append(f"--step={step}")
-    done = os.path.join(out, "command.json")   # an evaluation already made is reused
-    if not os.path.exists(done) or json.load(open(done)) != cmd[1:]:
+    done = out / "command.json"   # an evaluation already made is reused
+    if not done.exists() or wd.read_json(done) != cmd[1:]:
         run(cmd)
-        with open(done, "w") as f:
-            json.dump(cmd[1:], f)
-    with open(os.path.join(out, "results.jsonl")) as f:
-        rows = [r for r in map(json.loads, f) if r["bin"] == "all"]
+        wd.write_text(done, json.dumps(cmd[1:]))
+    rows = [r for r in wd.read_jsonl(out / "results.jsonl") if r["bin"] == "all"]
     pick = lambda s: next(r for r in rows if r["strategy"] == s)  # noqa: E731
+    greedy = {r["id"]: float(r["responses"]["greedy"][0]["correct"])
+              for r in wd.read_jsonl(out / "samples.jsonl")}
     return {"greedy": pick("greedy")["accuracy"], "maj16": pick("majority")["accuracy"],
-            "pass16": pick("pass_at_k")["accuracy"]}
+            "pass16": pick("pass_at_k")["accuracy"], "greedy_by_problem": greedy}
+
+
+def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict:
+    """Mean of a - b over the problems both were evaluated on, with its paired 95% interval."""
+    ids = sorted(a.keys() & b.keys())
+    mean, lo, hi = paired_bootstrap([a[i] for i in ids], [b[i] for i in ids])
+    return {"mean": mean, "low": lo, "high": hi, "problems": len(ids)}
 
 
 def main() -> None:
@@ -88,10 +100,10 @@ def main() -> None:
     args = ap.parse_args()
     workdir = args.workdir.rstrip("/")
     baseline = args.baseline or workdir + "_fixed"
-    out = args.out or os.path.join(workdir, "comparison")
+    out = wd.resolve(args.out or os.path.join(workdir, "comparison"))
     sp_rows = rl_rows(workdir)
     sp_flops = sum(r["flops"] for r in sp_rows)
-    if not os.path.isdir(os.path.join(baseline, "checkpoints", "rl")):
+    if not (wd.resolve(baseline) / "checkpoints" / "rl").is_dir():
         # the fixed-distribution iteration costs a little less (no proposals): ~15% spare
         train_baseline(args.config, workdir, baseline, math.ceil(1.15 * len(sp_rows)))
     rows = rl_rows(baseline)
@@ -103,22 +115,30 @@ def main() -> None:
               "self-play": (workdir, "rl", sp_rows[-1]["step"], sp_flops),
               "RL, fixed tasks": (baseline, "rl", step, base_flops)}
     results = {}
-    for name, (wd, stage, st, flops) in models.items():
-        results[name] = {"workdir": wd, "stage": stage, "step": st, "rl_flops": flops}
+    for name, (path, stage, st, flops) in models.items():
+        results[name] = {"workdir": path, "stage": stage, "step": st, "rl_flops": flops}
         for split in ("test", "hard"):
             tag = f"{name.split(',')[0].replace(' ', '_').lower()}_{split}"
-            results[name][split] = evaluate(wd, stage, st, split, os.path.join(out, tag))
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "comparison.json"), "w") as f:
-        json.dump(results, f, indent=2)
+            results[name][split] = evaluate(path, stage, st, split, out / tag)
+    differences = {split: paired_difference(results["self-play"][split]["greedy_by_problem"],
+                                            results["RL, fixed tasks"][split]["greedy_by_problem"])
+                   for split in ("test", "hard")}
+    out.mkdir(parents=True, exist_ok=True)
+    wd.write_text(out / "comparison.json",
+                  json.dumps({**results, "self-play - fixed, greedy": differences}, indent=2))
     lines = ["| model | RL iterations | RL FLOPs | held-out greedy | held-out maj@16 | "
              "hard greedy | hard maj@16 |", "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         lines.append(f"| {name} | {r['step'] or 0} | {r['rl_flops']:.3g} | "
                      f"{100 * r['test']['greedy']:.1f}% | {100 * r['test']['maj16']:.1f}% | "
                      f"{100 * r['hard']['greedy']:.1f}% | {100 * r['hard']['maj16']:.1f}% |")
-    with open(os.path.join(out, "comparison.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
+    lines.append("")
+    for split, name in (("test", "held-out"), ("hard", "hard")):
+        d = differences[split]
+        lines.append(f"Self-play - fixed-task RL, {name} greedy: {100 * d['mean']:+.1f} points "
+                     f"(paired 95% {100 * d['low']:+.1f} to {100 * d['high']:+.1f}, "
+                     f"{d['problems']} problems)")
+    wd.write_text(out / "comparison.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
