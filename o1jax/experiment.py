@@ -57,6 +57,11 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
                 f"tasks ({', '.join(datasets.names(generated=True, visual=False))}) or pictures "
                 f"({', '.join(datasets.names(generated=True, visual=True))}), not "
                 f"data.task={cfg.data.task!r}")
+        if cfg.get("selfplay") and cfg.selfplay.get("propose_solution") and \
+                cfg.data.task != "countdown_search":
+            raise ConfigError(f"selfplay.propose_solution: proposals state a solution in "
+                              f"countdown_search's form only, not data.task="
+                              f"{cfg.data.task!r}; set it False")
         RunConfig.from_config(cfg)
         for block in BLOCKS:
             block.from_config(cfg.get(block.NAME))

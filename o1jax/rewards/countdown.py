@@ -23,22 +23,31 @@ def countdown_score(response: str, numbers: Sequence[int], target: int) -> float
     if answer is None:
         return 0.0
     answer = re.sub(r"\s*=\s*-?\d+\s*$", "", answer.strip())
+    value = expression_value(latex_to_plain(answer), numbers)
+    if value is None:
+        return 0.0
+    return 1.0 if value == target else 0.1
+
+
+def expression_value(text: str, numbers: Sequence[int]):
+    """The exact value (a sympy rational) of ``text`` if it is an expression over ``numbers``,
+    each used at most once, with + - * / and parentheses only; else None. Nothing is evaluated
+    but through the whitelisting parser."""
     try:
-        tokens = tokenize(latex_to_plain(answer))
+        tokens = tokenize(text)
     except ParseError:
-        return 0.0
+        return None
     if not tokens or any(k == "name" or v in ("^", "**", ",") for k, v in tokens):
-        return 0.0
+        return None
     used = [int(v) for k, v in tokens if k == "num" if v.isdigit()]
     if len(used) != sum(k == "num" for k, _ in tokens):
-        return 0.0  # decimals or exponents are not allowed
+        return None  # decimals or exponents are not allowed
     pool = list(numbers)
     for u in used:
         if u not in pool:
-            return 0.0
+            return None
         pool.remove(u)
     try:
-        value = parse_expression(latex_to_plain(answer))
+        return parse_expression(text)
     except (ParseError, ZeroDivisionError):
-        return 0.0
-    return 1.0 if value == target else 0.1
+        return None

@@ -53,6 +53,10 @@ class SelfPlayConfig:
     # demonstrations write a problem one level above the training level, so the proposer knows
     # that form exists
     sft_hard_fraction: float = 0.25
+    # countdown_search: the proposer writes its target as an expression over its numbers (a
+    # solution; the referee takes its value), so a proposal is solvable by construction, as in
+    # Absolute Zero's deduction tasks; SFT's proposer demonstrations are written that way
+    propose_solution: bool = False
     # the proposer's reward x (1 + level_bonus * levels above the training level)
     # (``iteration.level_weight``; 0: off; the arithmetic forms are all level 0)
     level_bonus: float = 0.0

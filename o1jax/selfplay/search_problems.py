@@ -1,5 +1,8 @@
 """Self-play's form for ``countdown_search`` (``o1jax.data.search_tasks``): the proposer writes
-``Use a, b, c to make T`` and the referee checks it exactly under that task's rules.
+``Use a, b, c to make T`` and the referee checks it exactly under that task's rules. T may be
+an expression over the numbers instead (``Use 3, 5, 7 to make 3*5+7``, with
+``selfplay.propose_solution``): the proposal then states a solution, the referee takes the
+target as its value (through the whitelisting parser), and the solver sees ``... to make 22``.
 
     numbers   3 to 5 of them (level = numbers - 2: levels 1-3), each in 1..MAX_NUMBER
     target    in TARGETS, not one of the numbers and not one move away (trivial), reachable
@@ -18,15 +21,18 @@ import json
 import math
 import re
 
+import random
+
 from o1jax.data.examples import split_of_example
-from o1jax.data.search_tasks import MAX_NUMBER, TARGETS, fmt_state, moves, solvable
+from o1jax.data.search_tasks import MAX_NUMBER, TARGETS, fmt_state, moves, search_trace, solvable
+from o1jax.rewards.countdown import expression_value
 from o1jax.selfplay.problems import Bounds, Problem
 
 TASK = "countdown_search"
 LEVELS = (1, 2, 3)       # 3, 4, 5 numbers
 
 _PROPOSAL = re.compile(r"^Use\s+(?P<nums>\d{1,4}(?:\s*,\s*\d{1,4}){0,9})\s+to\s+make\s+"
-                       r"(?P<target>\d{1,4})$")
+                       r"(?P<target>\d{1,4}|[0-9+\-*/() ]{3,80})$")
 
 
 def judge(text: str, bounds=Bounds(), held_out_ok: bool = False) -> Problem:
@@ -46,10 +52,18 @@ def _judge(text: str, b: Bounds, held_out_ok: bool) -> Problem:
     if not m:
         return Problem("malformed")
     numbers = [int(n) for n in re.findall(r"\d+", m["nums"])]
-    target = int(m["target"])
     level = len(numbers) - 2
     if level not in LEVELS:
         return Problem("malformed")
+    if m["target"].isdigit():
+        target = int(m["target"])
+    else:       # a stated solution: the target is its value
+        value = expression_value(m["target"], numbers)
+        if value is None:
+            return Problem("malformed")
+        if not value.is_integer:
+            return Problem("out_of_range")
+        target = int(value)
     if not (all(1 <= n <= MAX_NUMBER for n in numbers) and TARGETS[0] <= target <= TARGETS[1]):
         return Problem("out_of_range")
     state = tuple(sorted(numbers))
@@ -65,3 +79,18 @@ def _judge(text: str, b: Bounds, held_out_ok: bool) -> Problem:
     return Problem("accepted", TASK, question, str(target), meta, key,
                    re.sub(r"\d+", "N", question), max(len(str(n)) for n in numbers + [target]),
                    len(numbers) - 1, math.log10(1 + target), level)
+
+
+def with_solution(question: str, seed: int = 0) -> str:
+    """``Use a, b, c to make T`` (a solvable problem's question) written as a proposal that
+    states a solution: T replaced by an expression over the numbers that reaches it under the
+    task's rules (a depth-first solver's; the first move order ``seed`` shuffles)."""
+    m = _PROPOSAL.match(question.strip())
+    if not m or not m["target"].isdigit():
+        raise ValueError(f"not a countdown_search question: {question!r}")
+    numbers = [int(n) for n in re.findall(r"\d+", m["nums"])]
+    lines, found = search_trace(numbers, int(m["target"]), "random", random.Random(seed))
+    if not found:
+        raise ValueError(f"unsolvable: {question!r}")
+    expression = lines[-1].removeprefix("\\boxed{").removesuffix("}")
+    return f"Use {', '.join(map(str, numbers))} to make {expression}"

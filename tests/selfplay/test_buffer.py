@@ -183,3 +183,20 @@ def test_balanced_feed_draws_buffer_rows_by_answer():
 def test_an_unknown_balance_is_refused():
     with pytest.raises(ValueError, match="buffer_balance='answers'"):
         SelfPlayConfig(buffer_balance="answers")
+
+
+def test_demonstrations_that_state_a_solution():
+    """With ``propose_solution`` every demonstration writes its problem with a solution in
+    place of the target, which the referee judges back to a train problem of its level."""
+    source = list(generate("countdown_search", "train", 64, seed=0, difficulty=1))
+    harder = harder_problems("countdown_search", 1, seed=0, num=64)
+    sp = dataclasses.replace(SP, propose_solution=True)
+    rows = [{"question": "q", "solution": "s"}] * 200
+    demos = [r for r in proposer_demonstrations(rows, source, sp, np.random.default_rng(0),
+                                                harder=harder) if r["question"] != "q"]
+    judged = [search_problems.judge(d["solution"], Bounds(max_chars=72)) for d in demos]
+    assert {p.status for p in judged} == {"accepted"}
+    assert {p.question for p in judged} <= set(harder) | {ex["question"] for ex in source}
+    assert {p.level for p in judged} == {1, 2}
+    assert not any(d["solution"] in harder or d["solution"] == p.question
+                   for d, p in zip(demos, judged))

@@ -15,7 +15,7 @@ from o1jax.data.tasks import generate
 from o1jax.selfplay import problems
 from o1jax.selfplay.problems import Bounds
 from o1jax.selfplay.referee import SEARCH, Referee
-from o1jax.selfplay.search_problems import judge
+from o1jax.selfplay.search_problems import judge, with_solution
 from o1jax.selfplay.step import judge_of
 
 
@@ -179,3 +179,71 @@ def test_duplicates_by_numbers_and_target_in_any_order():
                                        "trivial"]
     # the reward finds the accepted problem by its question, as a countdown_search example
     assert referee.problem("Use 3, 5, 7 to make 22").example()["task"] == "countdown_search"
+
+
+@pytest.mark.parametrize("text, status, question", [
+    (_train("Use 3, 5, 7 to make 22"), "accepted", "Use 3, 5, 7 to make 22"),
+    ("Use 3, 5, 7 to make 3*5+7", "accepted", "Use 3, 5, 7 to make 22"),
+    ("Use 3, 5, 7 to make (7 + 5) * 3", "accepted", "Use 3, 5, 7 to make 36"),
+    ("Use 2, 9, 11, 12 to make (11*9)-2", "accepted", "Use 2, 9, 11, 12 to make 97"),
+    ("Use 3, 5, 7 to make 3*5+8", "malformed", ""),           # 8 is not given
+    ("Use 3, 5, 7 to make 3*5+3", "malformed", ""),           # 3 used twice
+    ("Use 3, 5, 7 to make 3*x+7", "malformed", ""),
+    ("Use 3, 5, 7 to make (3+5", "malformed", ""),
+    ("Use 3, 5, 7 to make 7/5*3", "out_of_range", ""),        # 21/5 is no integer
+    ("Use 3, 5, 7 to make 3-5-7", "out_of_range", ""),        # negative
+    ("Use 3, 5, 7 to make 3*5", "trivial", ""),               # one move
+    ("Use 3, 5, 7 to make __import__('os')", "malformed", ""),
+])
+def test_a_proposal_that_states_its_solution(text, status, question):
+    p = judge(text, Bounds(max_chars=72))
+    assert (p.status, p.question) == (status, question), p
+
+
+def _random_expression(rng, numbers):
+    """A random expression over a sub-multiset of ``numbers`` and its exact value, built as a
+    tree (no text is parsed); None where it divides by zero."""
+    from fractions import Fraction
+    leaves = [(str(n), Fraction(n)) for n in rng.sample(numbers, rng.randint(2, len(numbers)))]
+    while len(leaves) > 1:
+        (ea, a), (eb, b) = leaves.pop(rng.randrange(len(leaves))), \
+            leaves.pop(rng.randrange(len(leaves)))
+        op = rng.choice("+-*/")
+        if op == "/" and b == 0:
+            return None
+        value = a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else a / b
+        leaves.append((f"({ea}{op}{eb})", value))
+    return leaves[0]
+
+
+def test_stated_solutions_get_the_verdict_of_their_value():
+    """A random expression over the numbers is judged as its value written as the target is
+    (the brute-force reference), or out of range when that value is not an integer."""
+    rng = random.Random(2)
+    seen = set()
+    for _ in range(400):
+        numbers = [rng.randint(1, 20) for _ in range(rng.randint(3, 4))]
+        built = _random_expression(rng, numbers)
+        if built is None:
+            continue
+        text, value = built
+        p = judge(f"Use {', '.join(map(str, numbers))} to make {text}", Bounds(max_chars=72))
+        want = (_reference(numbers, int(value)) if value.denominator == 1
+                else "out_of_range")
+        assert p.status == want, (numbers, text, value)
+        seen.add(p.status)
+    assert seen >= {"accepted", "out_of_range", "trivial"}
+
+
+@pytest.mark.parametrize("difficulty", [1, 2])
+def test_with_solution_states_a_solution_the_referee_accepts(difficulty):
+    """The proposer's demonstrations under ``propose_solution``: each train problem's question
+    with its target replaced by a solver's expression, judged back to the same problem."""
+    for i, ex in enumerate(generate("countdown_search", "train", 40, seed=3,
+                                    difficulty=difficulty)):
+        stated = with_solution(ex["question"], seed=i)
+        assert stated != ex["question"] and stated.startswith(ex["question"].split(" make")[0])
+        p = judge(stated, Bounds(max_chars=72))
+        assert (p.status, p.question, p.level) == ("accepted", ex["question"], difficulty)
+    with pytest.raises(ValueError, match="unsolvable"):
+        with_solution("Use 1, 1, 2 to make 97")
