@@ -1,8 +1,9 @@
 """Self-play's form for ``countdown_search`` (``o1jax.data.search_tasks``): the proposer writes
 ``Use a, b, c to make T`` and the referee checks it exactly under that task's rules. T may be
-an expression over the numbers instead (``Use 3, 5, 7 to make 3*5+7``, with
-``selfplay.propose_solution``): the proposal then states a solution, the referee takes the
-target as its value (through the whitelisting parser), and the solver sees ``... to make 22``.
+an expression over the numbers instead (``Use 3, 5, 7 to make 3*5+7``, the form SFT teaches
+the proposer with ``selfplay.propose_solution``): the proposal then states a solution, the
+referee takes the target as its value (through the whitelisting parser), and the solver sees
+``... to make 22``.
 
     numbers   3 to 5 of them (level = numbers - 2: levels 1-3), each in 1..MAX_NUMBER
     target    in TARGETS, not one of the numbers and not one move away (trivial), reachable
@@ -11,17 +12,17 @@ target as its value (through the whitelisting parser), and the solver sees ``...
               data's own rule (``examples.split_of_example``): the held-out and hard splits
               come from that partition, so proposing it would train on them
 
-Pure and free of JAX (``judge`` runs in the verifier's worker processes); the text is matched
-by one strict pattern of bounded digit strings and nothing else touches it.
+Pure and free of JAX (``judge`` runs in the verifier's worker processes, under their time
+limit); the text is matched by one strict pattern of bounded strings, and a stated solution
+goes to the whitelisting parser (``countdown.expression_value``) and nowhere else.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
-
 import random
+import re
 
 from o1jax.data.examples import split_of_example
 from o1jax.data.search_tasks import MAX_NUMBER, TARGETS, fmt_state, moves, search_trace, solvable
