@@ -14,9 +14,10 @@ problem, so the proposer knows the hard form exists. Each iteration logs
 
 ``--config.selfplay.enabled=False`` gives the fixed-data comparison: SFT without proposer
 demonstrations, then GRPO on the task's own problems with the same settings.
-``--config.selfplay.propose_solution=True --config.selfplay.max_chars=72
---config.selfplay.proposal_tokens=72``: proposals state a solution (docs/selfplay.md; measured
-against this config in docs/results.md, "Self-play with proposals that state a solution").
+Proposals that state a solution take ``--config.selfplay.propose_solution=True
+--config.selfplay.max_chars=72 --config.selfplay.proposal_tokens=72`` (docs/selfplay.md;
+measured against this config in docs/results.md, "Self-play with proposals that state a
+solution").
 """
 
 import ml_collections
