@@ -26,6 +26,7 @@ import re
 
 from o1jax.data.examples import split_of_example
 from o1jax.data.search_tasks import MAX_NUMBER, TARGETS, fmt_state, moves, search_trace, solvable
+from o1jax.rewards.answers import last_boxed
 from o1jax.rewards.countdown import expression_value
 from o1jax.selfplay.problems import Bounds, Problem
 
@@ -93,5 +94,4 @@ def with_solution(question: str, seed: int = 0) -> str:
     lines, found = search_trace(numbers, int(m["target"]), "random", random.Random(seed))
     if not found:
         raise ValueError(f"unsolvable: {question!r}")
-    expression = lines[-1].removeprefix("\\boxed{").removesuffix("}")
-    return f"Use {', '.join(map(str, numbers))} to make {expression}"
+    return f"Use {', '.join(map(str, numbers))} to make {last_boxed(lines[-1])}"
