@@ -57,11 +57,11 @@ def check_config(cfg: ml_collections.ConfigDict, num_devices: int) -> RLConfig:
                 f"tasks ({', '.join(datasets.names(generated=True, visual=False))}) or pictures "
                 f"({', '.join(datasets.names(generated=True, visual=True))}), not "
                 f"data.task={cfg.data.task!r}")
-        if cfg.get("selfplay") and cfg.selfplay.get("propose_solution") and \
-                cfg.data.task != "countdown_search":
-            raise ConfigError(f"selfplay.propose_solution: proposals state a solution in "
-                              f"countdown_search's form only, not data.task="
-                              f"{cfg.data.task!r}; set it False")
+        if cfg.get("selfplay") and cfg.selfplay.get("proposal_form", "target") != "target" \
+                and cfg.data.task != "countdown_search":
+            raise ConfigError(f"selfplay.proposal_form={cfg.selfplay.proposal_form!r}: "
+                              f"proposals state a solution in countdown_search's forms only, "
+                              f"not data.task={cfg.data.task!r}; set it 'target'")
         RunConfig.from_config(cfg)
         for block in BLOCKS:
             block.from_config(cfg.get(block.NAME))

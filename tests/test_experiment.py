@@ -154,8 +154,8 @@ def test_a_gs_data_dir_is_refused_before_anything_runs():
     ({"data.task": "jsonl"}, "self-play proposes problems in the forms of the synthetic tasks"),
     ({"rl.micro_batch": 2}, "rl.micro_batch=2 does not divide the 9 rows of a self-play"),
     ({"tools.enabled": True}, "self-play's proposer and solver do not call tools"),
-    ({"selfplay.propose_solution": True},
-     "selfplay.propose_solution: proposals state a solution in countdown_search's form only"),
+    ({"selfplay.proposal_form": "expression"},
+     "selfplay.proposal_form='expression': proposals state a solution in countdown_search's"),
 ])
 def test_bad_selfplay_settings_are_named(changes, match):
     cfg = smoke.get_config()

@@ -116,8 +116,7 @@ def proposer_demonstrations(examples: list[dict], source, sp: SelfPlayConfig,
     split), so SFT teaches the proposer's format and the seed distribution; with ``harder``
     (``harder_problems``) the problem written is one of them in ``sp.sft_hard_fraction`` of
     the demonstrations. With ``pictures`` the demonstration's image is its first example's;
-    with ``sp.propose_solution`` the problem written states a solution
-    (``search_problems.with_solution``)."""
+    the problem written in ``sp.proposal_form`` (``search_problems.with_solution``)."""
     out = list(examples)
     for i in np.flatnonzero(rng.random(len(out)) < sp.sft_fraction):
         picks = [decode_example(source[int(j)])
@@ -125,8 +124,9 @@ def proposer_demonstrations(examples: list[dict], source, sp: SelfPlayConfig,
         texts = [problem_text(ex, pictures) for ex in picks]
         if harder and rng.random() < sp.sft_hard_fraction:
             texts[-1] = harder[int(rng.integers(len(harder)))]
-        if sp.propose_solution:
-            texts[-1] = search_problems.with_solution(texts[-1], int(rng.integers(1 << 30)))
+        if sp.proposal_form != "target":
+            texts[-1] = search_problems.with_solution(texts[-1], sp.proposal_form,
+                                                      int(rng.integers(1 << 30)))
         out[i] = {"question": proposer_question(sp.prompt_prefix, texts[:-1]),
                   "solution": texts[-1]}
         if pictures:

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 LEARNABILITY = ("absolute_zero", "r_zero")
 BUFFER_BALANCE = ("none", "answer")
+PROPOSAL_FORMS = ("target", "listed", "expression")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,10 +54,12 @@ class SelfPlayConfig:
     # demonstrations write a problem one level above the training level, so the proposer knows
     # that form exists
     sft_hard_fraction: float = 0.25
-    # countdown_search: the proposer writes its target as an expression over its numbers (a
-    # solution; the referee takes its value), so a proposal is solvable by construction, as in
-    # Absolute Zero's deduction tasks; SFT's proposer demonstrations are written that way
-    propose_solution: bool = False
+    # countdown_search: target, the proposer writes its numbers and target; listed / expression,
+    # it states a solution (an expression; the referee takes its value), so a proposal is
+    # solvable by construction, as in Absolute Zero's deduction tasks: after the numbers it
+    # lists, or alone with the numbers it leaves unused (o1jax/selfplay/search_problems.py);
+    # SFT's proposer demonstrations are written that way
+    proposal_form: str = "target"
     # the proposer's reward x (1 + level_bonus * levels above the training level)
     # (``iteration.level_weight``; 0: off; the arithmetic forms are all level 0)
     level_bonus: float = 0.0
@@ -72,6 +75,8 @@ class SelfPlayConfig:
             yield bad("learnability", f"one of {LEARNABILITY}")
         if self.buffer_balance not in BUFFER_BALANCE:
             yield bad("buffer_balance", f"one of {BUFFER_BALANCE}")
+        if self.proposal_form not in PROPOSAL_FORMS:
+            yield bad("proposal_form", f"one of {PROPOSAL_FORMS}")
         for name in ("proposals", "examples", "prompt_len", "proposal_tokens", "buffer_size",
                      "max_chars", "max_digits", "max_operators"):
             if getattr(self, name) < 1:

@@ -1,9 +1,11 @@
 """Self-play's form for ``countdown_search`` (``o1jax.data.search_tasks``): the proposer writes
-``Use a, b, c to make T`` and the referee checks it exactly under that task's rules. T may be
-an expression over the numbers instead (``Use 3, 5, 7 to make 3*5+7``, the form SFT teaches
-the proposer with ``selfplay.propose_solution``): the proposal then states a solution, the
-referee takes the target as its value (through the whitelisting parser), and the solver sees
-``... to make 22``.
+``Use a, b, c to make T`` and the referee checks it exactly under that task's rules. A
+proposal may state a solution instead (the forms SFT teaches the proposer with
+``selfplay.proposal_form``): ``listed``, T an expression over the numbers listed
+(``Use 3, 5, 7 to make 3*5+7``); ``expression``, the expression alone and the numbers it leaves
+unused (``Make 3*5+7 with 2``: the numbers are its own and those after ``with``, nothing to
+copy). The referee takes the target as its value (through the whitelisting parser); the solver
+sees ``Use 3, 5, 7 to make 22`` (``Use 2, 3, 5, 7 to make 22``: sorted, as the task writes them).
 
     numbers   3 to 5 of them (level = numbers - 2: levels 1-3), each in 1..MAX_NUMBER
     target    in TARGETS, not one of the numbers and not one move away (trivial), reachable
@@ -28,6 +30,7 @@ from o1jax.data.examples import split_of_example
 from o1jax.data.search_tasks import MAX_NUMBER, TARGETS, fmt_state, moves, search_trace, solvable
 from o1jax.rewards.answers import last_boxed
 from o1jax.rewards.countdown import expression_value
+from o1jax.selfplay.config import PROPOSAL_FORMS
 from o1jax.selfplay.problems import Bounds, Problem
 
 TASK = "countdown_search"
@@ -35,6 +38,8 @@ LEVELS = (1, 2, 3)       # 3, 4, 5 numbers
 
 _PROPOSAL = re.compile(r"^Use\s+(?P<nums>\d{1,4}(?:\s*,\s*\d{1,4}){0,9})\s+to\s+make\s+"
                        r"(?P<target>\d{1,4}|[0-9+\-*/() ]{3,80})$")
+_EXPRESSION = re.compile(r"^Make\s+(?P<target>[0-9+\-*/() ]{3,80}?)"
+                         r"(?:\s+with\s+(?P<nums>\d{1,4}(?:\s*,\s*\d{1,4}){0,3}))?$")
 
 
 def judge(text: str, bounds=Bounds(), held_out_ok: bool = False) -> Problem:
@@ -50,10 +55,12 @@ def judge(text: str, bounds=Bounds(), held_out_ok: bool = False) -> Problem:
 def _judge(text: str, b: Bounds, held_out_ok: bool) -> Problem:
     if len(text) > b.max_chars:
         return Problem("enormous")
-    m = _PROPOSAL.match(text)
+    m = _PROPOSAL.match(text) or _EXPRESSION.match(text)
     if not m:
         return Problem("malformed")
-    numbers = [int(n) for n in re.findall(r"\d+", m["nums"])]
+    numbers = [int(n) for n in re.findall(r"\d+", m["nums"] or "")]
+    if text.startswith("Make"):     # the expression's own numbers and the unused ones, sorted
+        numbers = sorted(numbers + [int(n) for n in re.findall(r"\d+", m["target"])])
     level = len(numbers) - 2
     if level not in LEVELS:
         return Problem("malformed")
@@ -83,15 +90,24 @@ def _judge(text: str, b: Bounds, held_out_ok: bool) -> Problem:
                    len(numbers) - 1, math.log10(1 + target), level)
 
 
-def with_solution(question: str, seed: int = 0) -> str:
-    """``Use a, b, c to make T`` (a solvable problem's question) written as a proposal that
-    states a solution: T replaced by an expression over the numbers that reaches it under the
-    task's rules (a depth-first solver's; the first move order ``seed`` shuffles)."""
+def with_solution(question: str, form: str, seed: int = 0) -> str:
+    """``Use a, b, c to make T`` (a solvable problem's question) written as a proposal in
+    ``form`` (``PROPOSAL_FORMS``): T replaced by an expression over the numbers that reaches it
+    under the task's rules (a depth-first solver's; the first move order ``seed`` shuffles)."""
     m = _PROPOSAL.match(question.strip())
-    if not m or not m["target"].isdigit():
-        raise ValueError(f"not a countdown_search question: {question!r}")
+    if form not in PROPOSAL_FORMS or not m or not m["target"].isdigit():
+        raise ValueError(f"not a countdown_search question or a form of {PROPOSAL_FORMS}: "
+                         f"{question!r}, {form!r}")
+    if form == "target":
+        return question
     numbers = [int(n) for n in re.findall(r"\d+", m["nums"])]
     lines, found = search_trace(numbers, int(m["target"]), "random", random.Random(seed))
     if not found:
         raise ValueError(f"unsolvable: {question!r}")
-    return f"Use {', '.join(map(str, numbers))} to make {last_boxed(lines[-1])}"
+    expression = last_boxed(lines[-1])
+    if form == "listed":
+        return f"Use {', '.join(map(str, numbers))} to make {expression}"
+    unused = list(numbers)
+    for n in re.findall(r"\d+", expression):
+        unused.remove(int(n))
+    return f"Make {expression}" + (f" with {', '.join(map(str, unused))}" if unused else "")

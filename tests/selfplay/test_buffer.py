@@ -180,17 +180,21 @@ def test_balanced_feed_draws_buffer_rows_by_answer():
     assert hits > 100
 
 
-def test_an_unknown_balance_is_refused():
+def test_an_unknown_balance_or_form_is_refused():
     with pytest.raises(ValueError, match="buffer_balance='answers'"):
         SelfPlayConfig(buffer_balance="answers")
+    with pytest.raises(ValueError, match="proposal_form='stated': one of"):
+        SelfPlayConfig(proposal_form="stated")
 
 
-def test_demonstrations_that_state_a_solution():
-    """With ``propose_solution`` every demonstration writes its problem with a solution in
-    place of the target, which the referee judges back to a train problem of its level."""
+@pytest.mark.parametrize("form", ["listed", "expression"])
+def test_demonstrations_that_state_a_solution(form):
+    """With a ``proposal_form`` that states a solution every demonstration writes its problem
+    with a solution in place of the target, which the referee judges back to a train problem
+    of its level."""
     source = list(generate("countdown_search", "train", 64, seed=0, difficulty=1))
     harder = harder_problems("countdown_search", 1, seed=0, num=64)
-    sp = dataclasses.replace(SP, propose_solution=True)
+    sp = dataclasses.replace(SP, proposal_form=form)
     rows = [{"question": "q", "solution": "s"}] * 200
     demos = [r for r in proposer_demonstrations(rows, source, sp, np.random.default_rng(0),
                                                 harder=harder) if r["question"] != "q"]

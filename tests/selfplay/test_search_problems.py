@@ -194,6 +194,18 @@ def test_duplicates_by_numbers_and_target_in_any_order():
     ("Use 3, 5, 7 to make 3-5-7", "out_of_range", ""),        # negative
     ("Use 3, 5, 7 to make 3*5", "trivial", ""),               # one move
     ("Use 3, 5, 7 to make __import__('os')", "malformed", ""),
+    # the expression form: its numbers and those after "with", sorted; nothing to copy
+    ("Make 3*5+7", "accepted", "Use 3, 5, 7 to make 22"),
+    ("Make 7+(5*3)", "accepted", "Use 3, 5, 7 to make 22"),
+    ("Make (11*9)-2 with 12", "accepted", "Use 2, 9, 11, 12 to make 97"),
+    ("Make 3*5+7 with 2, 9", "accepted", "Use 2, 3, 5, 7, 9 to make 22"),
+    ("Make 3*5+7 with", "malformed", ""),
+    ("Make 3*5+7 with 2, 2, 2, 2, 2", "malformed", ""),        # 8 numbers
+    ("Make 3*5", "malformed", ""),                             # 2 numbers: no level
+    ("Make 7/5*3", "out_of_range", ""),
+    ("Make 3*5+7 with 22", "out_of_range", ""),                # 22 > 20
+    ("Make 3*5 with 7", "trivial", ""),
+    ("Make __import__('os')", "malformed", ""),
 ])
 def test_a_proposal_that_states_its_solution(text, status, question):
     p = judge(text, Bounds(max_chars=72))
@@ -201,10 +213,13 @@ def test_a_proposal_that_states_its_solution(text, status, question):
 
 
 def _random_expression(rng, numbers):
-    """A random expression over a sub-multiset of ``numbers`` and its exact value, built as a
-    tree (no text is parsed); None where it divides by zero."""
+    """A random expression over a sub-multiset of ``numbers``, its exact value and the numbers
+    it leaves unused, built as a tree (no text is parsed); None where it divides by zero."""
     from fractions import Fraction
-    leaves = [(str(n), Fraction(n)) for n in rng.sample(numbers, rng.randint(2, len(numbers)))]
+    order = rng.sample(numbers, len(numbers))
+    k = rng.randint(2, len(numbers))
+    used, unused = order[:k], sorted(order[k:])
+    leaves = [(str(n), Fraction(n)) for n in used]
     while len(leaves) > 1:
         (ea, a), (eb, b) = leaves.pop(rng.randrange(len(leaves))), \
             leaves.pop(rng.randrange(len(leaves)))
@@ -213,10 +228,11 @@ def _random_expression(rng, numbers):
             return None
         value = a + b if op == "+" else a - b if op == "-" else a * b if op == "*" else a / b
         leaves.append((f"({ea}{op}{eb})", value))
-    return leaves[0]
+    return (*leaves[0], unused)
 
 
-def test_stated_solutions_get_the_verdict_of_their_value():
+@pytest.mark.parametrize("form", ["listed", "expression"])
+def test_stated_solutions_get_the_verdict_of_their_value(form):
     """A random expression over the numbers is judged as its value written as the target is
     (the brute-force reference), or out of range when that value is not an integer."""
     rng = random.Random(2)
@@ -226,8 +242,10 @@ def test_stated_solutions_get_the_verdict_of_their_value():
         built = _random_expression(rng, numbers)
         if built is None:
             continue
-        text, value = built
-        p = judge(f"Use {', '.join(map(str, numbers))} to make {text}", Bounds(max_chars=72))
+        text, value, unused = built
+        proposal = (f"Use {', '.join(map(str, numbers))} to make {text}" if form == "listed"
+                    else f"Make {text}" + (f" with {', '.join(map(str, unused))}" * bool(unused)))
+        p = judge(proposal, Bounds(max_chars=72))
         want = (_reference(numbers, int(value)) if value.denominator == 1
                 else "out_of_range")
         assert p.status == want, (numbers, text, value)
@@ -235,15 +253,20 @@ def test_stated_solutions_get_the_verdict_of_their_value():
     assert seen >= {"accepted", "out_of_range", "trivial"}
 
 
+@pytest.mark.parametrize("form", ["listed", "expression"])
 @pytest.mark.parametrize("difficulty", [1, 2])
-def test_with_solution_states_a_solution_the_referee_accepts(difficulty):
-    """The proposer's demonstrations under ``propose_solution``: each train problem's question
+def test_with_solution_states_a_solution_the_referee_accepts(difficulty, form):
+    """The proposer's demonstrations under ``proposal_form``: each train problem's question
     with its target replaced by a solver's expression, judged back to the same problem."""
     for i, ex in enumerate(generate("countdown_search", "train", 40, seed=3,
                                     difficulty=difficulty)):
-        stated = with_solution(ex["question"], seed=i)
-        assert stated != ex["question"] and stated.startswith(ex["question"].split(" make")[0])
+        stated = with_solution(ex["question"], form, seed=i)
+        start = "Use " + ex["question"].split(" make")[0][4:] if form == "listed" else "Make "
+        assert stated != ex["question"] and stated.startswith(start)
         p = judge(stated, Bounds(max_chars=72))
         assert (p.status, p.question, p.level) == ("accepted", ex["question"], difficulty)
+    assert with_solution("Use 3, 5, 7 to make 22", "target") == "Use 3, 5, 7 to make 22"
     with pytest.raises(ValueError, match="unsolvable"):
-        with_solution("Use 1, 1, 2 to make 97")
+        with_solution("Use 1, 1, 2 to make 97", form)
+    with pytest.raises(ValueError, match="not a countdown_search question or a form"):
+        with_solution("Use 3, 5, 7 to make 22", "stated")
