@@ -14,11 +14,10 @@ problem, so the proposer knows the hard form exists. Each iteration logs
 
 ``--config.selfplay.enabled=False`` gives the fixed-data comparison: SFT without proposer
 demonstrations, then GRPO on the task's own problems with the same settings.
-Proposals that state a solution take ``--config.selfplay.proposal_form=listed
---config.selfplay.max_chars=72 --config.selfplay.proposal_tokens=72`` or
-``--config.selfplay.proposal_form=expression --config.selfplay.max_chars=48
---config.selfplay.proposal_tokens=48`` (docs/selfplay.md; measured against this config in
-docs/results.md, "Self-play with proposals that state a solution").
+Proposals that state a solution take ``--config.selfplay.proposal_form=expression
+--config.selfplay.max_chars=48 --config.selfplay.proposal_tokens=48`` (the form ``listed``
+with 72 for both; docs/selfplay.md; measured against this config in docs/results.md,
+"Self-play with proposals that state a solution").
 """
 
 import ml_collections
