@@ -59,7 +59,7 @@ def _judge(text: str, b: Bounds, held_out_ok: bool) -> Problem:
     if not m:
         return Problem("malformed")
     numbers = [int(n) for n in re.findall(r"\d+", m["nums"] or "")]
-    if text.startswith("Make"):     # the expression's own numbers and the unused ones, sorted
+    if m.re is _EXPRESSION:         # the expression's own numbers and the unused ones, sorted
         numbers = sorted(numbers + [int(n) for n in re.findall(r"\d+", m["target"])])
     level = len(numbers) - 2
     if level not in LEVELS:
