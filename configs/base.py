@@ -126,6 +126,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.selfplay.sft_hard_fraction = 0.25   # countdown_search: proposer demos one level up
     c.selfplay.level_bonus = 0.0     # proposer reward x (1 + bonus x levels above training)
     c.selfplay.proposal_form = "target"   # countdown_search: listed | expression state a solution
+    c.selfplay.zero_answer_weight = 1.0   # proposer reward x this for an answer-0 problem
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 1

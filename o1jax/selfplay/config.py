@@ -63,6 +63,10 @@ class SelfPlayConfig:
     # the proposer's reward x (1 + level_bonus * levels above the training level)
     # (``iteration.level_weight``; 0: off; the arithmetic forms are all level 0)
     level_bonus: float = 0.0
+    # the proposer's reward x this for a problem whose answer is 0 (a picture without what its
+    # question names: the easiest proposal to make valid, and a solver trained on many of
+    # them learns to answer 0); 1: off
+    zero_answer_weight: float = 1.0
 
     def __post_init__(self):
         for msg in self._problems():
@@ -82,7 +86,7 @@ class SelfPlayConfig:
             if getattr(self, name) < 1:
                 yield bad(name, "must be >= 1")
         for name in ("buffer_fraction", "gate_low", "gate_high", "sft_fraction",
-                     "sft_hard_fraction"):
+                     "sft_hard_fraction", "zero_answer_weight"):
             if not 0 <= getattr(self, name) <= 1:
                 yield bad(name, "must be in [0, 1]")
         if self.gate_low > self.gate_high:

@@ -133,8 +133,10 @@ def selfplay_collect(state: RLState, batch: dict, key: jax.Array, *, policy: Tra
     # ---- the proposer's rewards; the gate on proposed problems
     fresh_rate = pass_rate[n_old:]
     level = verdicts.features[:, FEATURES.index("level")]
+    zero = verdicts.features[:, FEATURES.index("answer_magnitude")] == 0
     proposer_reward = (accepted * learnability(fresh_rate, sp.learnability) *
-                       level_weight(level, train_level, sp.level_bonus))
+                       level_weight(level, train_level, sp.level_bonus) *
+                       jnp.where(zero, sp.zero_answer_weight, 1.0))
     gate = (pass_rate >= sp.gate_low) & (pass_rate <= sp.gate_high)
     problem_trains = ~proposed | (gate & sp.train_fresh)
     joint = joint_rollout((proposals, roll), (jnp.ones_like(accepted),

@@ -65,6 +65,7 @@ def test_advantages_per_role_match_plain_python(method):
 
 
 LEVELS = np.array([0, 1, 2, 3])   # the stub's level of each proposal row
+ANSWERS = np.array([1.0, 1.0, 0.0, 0.5])   # and its answer_magnitude (row 2 answers 0)
 
 
 @pytest.mark.parametrize("level, train_level, bonus, weight", [
@@ -82,7 +83,8 @@ def stub_referee(roll):
     status = jnp.where(first % 2 == 0, 0, CODE["malformed"]).astype(jnp.int32)
     tokens = jnp.stack([jnp.full(n, 1), jnp.full(n, 2), jnp.full(n, 3), first], 1)
     features = jnp.zeros((n, len(FEATURES))).at[:, FEATURES.index("level")].set(
-        jnp.asarray(LEVELS[:n], jnp.float32))
+        jnp.asarray(LEVELS[:n], jnp.float32)).at[:, FEATURES.index("answer_magnitude")].set(
+        jnp.asarray(ANSWERS[:n], jnp.float32))
     return Verdicts(status, tokens.astype(jnp.int32), jnp.ones((n, P), bool),
                     features, jnp.zeros(3), jnp.full(n, -1, jnp.int32),
                     jnp.zeros((n, Q), jnp.uint8))
@@ -111,31 +113,32 @@ def _batch(rng):
 def test_one_compiled_iteration_wires_roles_gate_and_rewards(train_fresh):
     """The buffer problem (id -1 like a proposal's) is neither counted as proposed nor gated;
     the proposer's reward is validity x learnability x the level weight (training level 1,
-    bonus 0.5: levels 0-3 weigh 1, 1, 1.5, 2). Without ``train_fresh`` no proposal trains the
+    bonus 0.5: levels 0-3 weigh 1, 1, 1.5, 2) x 0.25 where the answer is 0 (row 2). Without ``train_fresh`` no proposal trains the
     solver in its own iteration, whatever its pass rate."""
     policy = Transformer(preset("tiny", vocab_size=V, max_seq_len=32))
     cfg = RLConfig(algorithm="grpo", batch_prompts=6, group_size=4, max_new_tokens=3,
                    minibatches=2, policy_lr=1e-3, kl_coef=0.0, loss_agg="token_mean")
     sp = SelfPlayConfig(enabled=True, proposals=4, prompt_len=PP, proposal_tokens=2,
                         gate_low=0.25, gate_high=0.75, max_chars=Q_CHARS, level_bonus=0.5,
-                        train_fresh=train_fresh)
+                        train_fresh=train_fresh, zero_answer_weight=0.25)
     jitted, _ = make_selfplay_iteration(policy, cfg, sp, stub_referee, stub_reward, P,
                                         stop_ids=(0,), train_level=1)
     it = Programs(jitted)     # a compiled program refuses arguments of other types
     state = init_state(policy.init(jax.random.key(0)), cfg, jax.random.key(1))
     rng = np.random.RandomState(0)
-    weighted, learnable = 0.0, 0
+    weighted, zeroed, learnable = 0.0, 0.0, 0
     for i in range(3):
         batch = _batch(rng)
         state, m, res = it(state, batch, jax.random.key(i))
         accepted = np.asarray(res["status"]) == 0
         rate = np.asarray(res["pass_rate"])
-        weight = np.array([1.0, 1.0, 1.5, 2.0])
+        weight = np.array([1.0, 1.0, 1.5 * 0.25, 2.0])
         want_reward = np.where(accepted & (rate > 0) & (rate < 1), (1 - rate) * weight, 0.0)
         assert float(m["proposer/reward_mean"]) == pytest.approx(want_reward.mean(), abs=1e-6)
         if accepted.any():
             assert float(m["proposer/level"]) == pytest.approx(LEVELS[accepted].mean())
-        weighted += float(np.sum(want_reward * (weight > 1)))
+        weighted += float(np.sum(want_reward * (LEVELS > 1)))
+        zeroed += float(np.sum(want_reward * (ANSWERS == 0)))
         assert float(m["proposer/accept_rate"]) == pytest.approx(accepted.mean())
         # accepted proposals outside [0.25, 0.75] leave the solver's batch; seed ones never
         assert float(m["solver/proposed_problems"]) == accepted.sum()
@@ -145,6 +148,7 @@ def test_one_compiled_iteration_wires_roles_gate_and_rewards(train_fresh):
         assert float(m["solver/gated_out"]) == gated.sum()
         assert np.isfinite(float(m["policy_loss"])) and float(m["skipped_updates"]) == 0
     assert weighted > 0        # the bonus did weigh some learnable proposal
+    assert zeroed > 0          # and the answer-0 weight another
     assert learnable > 0       # and some proposal was in the gate (trains only if train_fresh)
     assert len(it) == 1
     assert int(state.step) == 3
