@@ -65,7 +65,8 @@ class SelfPlayConfig:
     level_bonus: float = 0.0
     # the proposer's reward x this for a problem whose answer is 0 (a picture without what its
     # question names: the easiest proposal to make valid, and a solver trained on many of
-    # them learns to answer 0); 1: off
+    # them learns to answer 0); 1: off. At 0 such a proposal also trains the solver only once
+    # drawn from the buffer, not in its own iteration (``train_fresh``)
     zero_answer_weight: float = 1.0
 
     def __post_init__(self):

@@ -138,7 +138,10 @@ def selfplay_collect(state: RLState, batch: dict, key: jax.Array, *, policy: Tra
                        level_weight(level, train_level, sp.level_bonus) *
                        jnp.where(zero, sp.zero_answer_weight, 1.0))
     gate = (pass_rate >= sp.gate_low) & (pass_rate <= sp.gate_high)
-    problem_trains = ~proposed | (gate & sp.train_fresh)
+    # at weight 0 an answer-0 proposal trains the solver only once drawn from the buffer
+    fresh_trains = gate & sp.train_fresh & ~(jnp.concatenate([jnp.zeros(n_old, bool), zero]) &
+                                             (sp.zero_answer_weight == 0))
+    problem_trains = ~proposed | fresh_trains
     joint = joint_rollout((proposals, roll), (jnp.ones_like(accepted),
                                               jnp.repeat(problem_trains, g)), pad_id)
     exp = Experience(joint, jnp.concatenate([proposer_reward, rewards]),

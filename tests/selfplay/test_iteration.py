@@ -109,30 +109,31 @@ def _batch(rng):
             "spare_questions": np.zeros((4, Q), np.uint8)}
 
 
-@pytest.mark.parametrize("train_fresh", [True, False])
-def test_one_compiled_iteration_wires_roles_gate_and_rewards(train_fresh):
+@pytest.mark.parametrize("train_fresh, zero_weight", [(True, 0.25), (False, 0.25), (True, 0.0)])
+def test_one_compiled_iteration_wires_roles_gate_and_rewards(train_fresh, zero_weight):
     """The buffer problem (id -1 like a proposal's) is neither counted as proposed nor gated;
     the proposer's reward is validity x learnability x the level weight (training level 1,
-    bonus 0.5: levels 0-3 weigh 1, 1, 1.5, 2) x 0.25 where the answer is 0 (row 2). Without ``train_fresh`` no proposal trains the
-    solver in its own iteration, whatever its pass rate."""
+    bonus 0.5: levels 0-3 weigh 1, 1, 1.5, 2) x ``zero_weight`` where the answer is 0 (row 2).
+    Without ``train_fresh`` no proposal trains the solver in its own iteration, whatever its
+    pass rate; at ``zero_weight`` 0 the answer-0 one does not either."""
     policy = Transformer(preset("tiny", vocab_size=V, max_seq_len=32))
     cfg = RLConfig(algorithm="grpo", batch_prompts=6, group_size=4, max_new_tokens=3,
                    minibatches=2, policy_lr=1e-3, kl_coef=0.0, loss_agg="token_mean")
     sp = SelfPlayConfig(enabled=True, proposals=4, prompt_len=PP, proposal_tokens=2,
                         gate_low=0.25, gate_high=0.75, max_chars=Q_CHARS, level_bonus=0.5,
-                        train_fresh=train_fresh, zero_answer_weight=0.25)
+                        train_fresh=train_fresh, zero_answer_weight=zero_weight)
     jitted, _ = make_selfplay_iteration(policy, cfg, sp, stub_referee, stub_reward, P,
                                         stop_ids=(0,), train_level=1)
     it = Programs(jitted)     # a compiled program refuses arguments of other types
     state = init_state(policy.init(jax.random.key(0)), cfg, jax.random.key(1))
     rng = np.random.RandomState(0)
-    weighted, zeroed, learnable = 0.0, 0.0, 0
+    weighted, zeroed, learnable, zero_learnable = 0.0, 0.0, 0, 0
     for i in range(3):
         batch = _batch(rng)
         state, m, res = it(state, batch, jax.random.key(i))
         accepted = np.asarray(res["status"]) == 0
         rate = np.asarray(res["pass_rate"])
-        weight = np.array([1.0, 1.0, 1.5 * 0.25, 2.0])
+        weight = np.array([1.0, 1.0, 1.5 * zero_weight, 2.0])
         want_reward = np.where(accepted & (rate > 0) & (rate < 1), (1 - rate) * weight, 0.0)
         assert float(m["proposer/reward_mean"]) == pytest.approx(want_reward.mean(), abs=1e-6)
         if accepted.any():
@@ -144,11 +145,13 @@ def test_one_compiled_iteration_wires_roles_gate_and_rewards(train_fresh):
         assert float(m["solver/proposed_problems"]) == accepted.sum()
         in_gate = accepted & (rate >= 0.25) & (rate <= 0.75)
         learnable += int(in_gate.sum())
-        gated = accepted & ~(in_gate & train_fresh)
+        zero_learnable += int((in_gate & (ANSWERS == 0)).sum())
+        gated = accepted & ~(in_gate & train_fresh & ((ANSWERS != 0) | (zero_weight > 0)))
         assert float(m["solver/gated_out"]) == gated.sum()
         assert np.isfinite(float(m["policy_loss"])) and float(m["skipped_updates"]) == 0
-    assert weighted > 0        # the bonus did weigh some learnable proposal
-    assert zeroed > 0          # and the answer-0 weight another
+    assert weighted > 0 or zero_weight == 0   # the bonus did weigh some learnable proposal
+    assert zeroed > 0 or zero_weight == 0   # and the answer-0 weight another
+    assert zero_learnable > 0  # the answer-0 proposal was in the gate (kept out at weight 0)
     assert learnable > 0       # and some proposal was in the gate (trains only if train_fresh)
     assert len(it) == 1
     assert int(state.step) == 3
