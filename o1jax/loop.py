@@ -72,7 +72,8 @@ def run_loop(cfg, workdir: epath.Path, stage: str, state: Any, pipeline: PromptP
             if after_step is not None:
                 after_step(state, step + 1, metrics)
             preempted = stop.agreed()
-            if ckpt.save(step + 1, saved(state), {"pipeline": pipeline.state(), "flops": total_flops},
+            extra = {"pipeline": pipeline.state(), "flops": total_flops}
+            if ckpt.save(step + 1, saved(state), extra,
                          force=preempted or step + 1 == num_steps):
                 writer.flush()
             if preempted:

@@ -8,8 +8,9 @@ adds its low-rank path x A B (``o1jax/models/layers/low_rank.py``): training's f
 backward forms only the adapters' gradients; ``merge(params, adapters, cfg)`` returns W + A B in
 the base's layout, one copy per RL iteration, for decoding (the sampler's fused and unrolled
 layouts run on it unchanged). ``jax.grad`` with respect to the adapters alone trains only them,
-and the base with no adapters is the KL reference (no second copy of the model). Adapters keep each projection's own axes (``wo``'s input is heads x head_dim),
-so they shard by the same logical names as the weights they adapt, plus ``lora_rank``.
+and the base with no adapters is the KL reference (no second copy of the model). Adapters keep
+each projection's own axes (``wo``'s input is heads x head_dim), so they shard by the same
+logical names as the weights they adapt, plus ``lora_rank``.
 
 Why not qwix (Tunix's LoRA and quantisation library): it adapts a flax model by intercepting its
 modules' ``dot_general`` calls; o1jax's models are functions over a parameter dict with no module

@@ -39,7 +39,8 @@ def patch_grid(cfg: VisionConfig) -> np.ndarray:
     windows, window by window, row-major inside each."""
     g, m = cfg.grid, cfg.merge_size
     r, c = np.meshgrid(np.arange(g), np.arange(g), indexing="ij")
-    to_windows = lambda x: x.reshape(g // m, m, g // m, m).transpose(0, 2, 1, 3).reshape(-1)  # noqa: E731,E501
+    def to_windows(x):
+        return x.reshape(g // m, m, g // m, m).transpose(0, 2, 1, 3).reshape(-1)
     return np.stack([to_windows(r), to_windows(c)], axis=1)
 
 

@@ -101,7 +101,8 @@ def _limits(limits: Limits, running: int) -> list[str]:
     if prlimit is None:
         raise SandboxMissing("the sandbox sets its limits with `prlimit`, which is not on PATH: "
                              "apt-get install util-linux")
-    return [prlimit, f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 1}", f"--as={limits.memory_bytes}",
+    return [prlimit, f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 1}",
+            f"--as={limits.memory_bytes}",
             f"--nproc={running + limits.processes}", f"--fsize={limits.output_bytes}",
             f"--nofile={limits.open_files}", "--core=0", "--"]
 

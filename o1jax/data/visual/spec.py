@@ -158,7 +158,8 @@ def render(spec: Spec, size: int = IMAGE_SIZE) -> np.ndarray:
         cell = size / GRID
         for colour, shape, x, y in spec.objects:
             x0, y0 = round(x * cell + cell * 0.15), round(y * cell + cell * 0.15)
-            x1, y1 = round((x + 1) * cell - cell * 0.15) - 1, round((y + 1) * cell - cell * 0.15) - 1
+            x1 = round((x + 1) * cell - cell * 0.15) - 1
+            y1 = round((y + 1) * cell - cell * 0.15) - 1
             fill = COLOURS[colour]
             if shape == "circle":
                 draw.ellipse((x0, y0, x1, y1), fill=fill)

@@ -158,9 +158,9 @@ def _vision_tensors(pv: Params, cfg: ModelConfig, dtype) -> dict[str, np.ndarray
             pre + "attn.qkv.bias": np.concatenate(
                 [lay[b].reshape(-1) for b in ("bq", "bk", "bv")]),
             pre + "attn.proj.weight": lay["wo"].reshape(d, d).T, pre + "attn.proj.bias": lay["bo"],
-            pre + "mlp.gate_proj.weight": lay["w_gate"].T, pre + "mlp.gate_proj.bias": lay["b_gate"],
-            pre + "mlp.up_proj.weight": lay["w_up"].T, pre + "mlp.up_proj.bias": lay["b_up"],
-            pre + "mlp.down_proj.weight": lay["w_down"].T, pre + "mlp.down_proj.bias": lay["b_down"]})
+            **{pre + f"mlp.{name}_proj.weight": lay[f"w_{name}"].T
+               for name in ("gate", "up", "down")},
+            **{pre + f"mlp.{name}_proj.bias": lay[f"b_{name}"] for name in ("gate", "up", "down")}})
     return {k: np.ascontiguousarray(a) for k, a in out.items()}
 
 
