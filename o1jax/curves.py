@@ -37,8 +37,8 @@ def curve_path(workdir, step: int):
 def curve_evaluation(exp):
     """The RL loop's ``after_step``: at the log-spaced steps of ``curve_steps``, training's
     held-out evaluation (``search.evaluation.evaluate_stage``: greedy, maj@k, pass@k, per
-    difficulty bin) with the cumulative training FLOPs at that point, in ``curve_path``. The last point is the
-    final policy's evaluation: train.py's eval_rl.json reuses it."""
+    difficulty bin) with the cumulative training FLOPs at that point, in ``curve_path``. The
+    last point is the final policy's evaluation: train.py's eval_rl.json reuses it."""
     cfg = exp.cfg
     steps = set(curve_steps(exp.rl.num_iterations, cfg.eval.get("curve_points", 0))
                 if cfg.eval.num_examples else ())
