@@ -68,10 +68,12 @@ def verifier_flops(model: ModelConfig, tokens: int) -> float:
 
 
 def update_flops(model: ModelConfig, rows: int, length: int, epochs: int, uses_critic: bool,
-                 uses_reference: bool) -> float:
+                 uses_reference: bool, computed: float = 1.0) -> float:
     """Scoring passes (reference log-probs, old values) and E epochs of forward + backward
-    (3 forward-equivalents) for the policy and, with PPO, the critic, over [rows, length]."""
-    fwd = model.flops_per_token(length / 2) * rows * length
+    (3 forward-equivalents) for the policy and, with PPO, the critic, over [rows, length];
+    ``computed``: the share of those cells the passes run over (padding-free training's
+    ``update_token_fraction``; 1 for a padded batch)."""
+    fwd = model.flops_per_token(length / 2) * rows * length * computed
     passes = int(uses_reference) + int(uses_critic) + epochs * 3 * (2 if uses_critic else 1)
     return passes * fwd
 
@@ -82,8 +84,10 @@ def sft_step_flops(model: ModelConfig, rows: int, length: int) -> float:
 
 
 def rl_iteration_flops(model: ModelConfig, cfg, prompt_tokens: float, generated_tokens: float,
-                       rows: int, length: int) -> float:
+                       rows: int, length: int, computed: float = 1.0) -> float:
     """One RL iteration (``cfg``: an RLConfig): the rollout over ``prompt_tokens`` real prompt
-    tokens and ``generated_tokens`` sampled ones, then scoring and updates over [rows, length]."""
+    tokens and ``generated_tokens`` sampled ones, then scoring and updates over ``computed`` of
+    the [rows, length] cells (``update_flops``)."""
     return (rollout_flops(model, prompt_tokens, generated_tokens, length / 2) +
-            update_flops(model, rows, length, cfg.epochs, cfg.uses_critic, cfg.uses_reference))
+            update_flops(model, rows, length, cfg.epochs, cfg.uses_critic, cfg.uses_reference,
+                         computed))

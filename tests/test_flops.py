@@ -53,6 +53,10 @@ def test_rl_iteration_flops_is_rollout_plus_update():
         roll = m.flops_per_token(40) * 400
         upd = passes * m.flops_per_token(40) * 8 * 80
         assert got == pytest.approx(roll + upd)
+        # padding-free: the update counts the share of the [rows, length] cells it computed
+        part = flops.rl_iteration_flops(m, cfg, prompt_tokens=100, generated_tokens=300, rows=8,
+                                        length=80, computed=0.25)
+        assert part == pytest.approx(roll + upd / 4)
 
 
 def test_matmul_peak_is_the_fastest_of_its_repeats(monkeypatch):

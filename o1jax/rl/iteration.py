@@ -69,12 +69,16 @@ class Experience(NamedTuple):
     prompt_len: columns before the first response token of any row (static; padding-free
                 buckets start there)
     images:     [R, S, S, 3] uint8, each row's image (a vision policy), or None
+    widths:     the widths of parts of ``roll`` narrower than it (self-play's solver rows,
+                whose prompts are shorter than the proposer's), kept as padding-free columns
+                so that those rows are not padded to the widest (static)
     """
     roll: Rollout
     rewards: jax.Array
     groups: tuple[adv_lib.Group, ...]
     prompt_len: int
     images: jax.Array | None = None
+    widths: tuple[int, ...] = ()
 
 
 class Collected(NamedTuple):
@@ -206,10 +210,13 @@ def bucket_lengths(max_new_tokens: int, buckets: int) -> tuple[int, ...]:
 def learn(state: RLState, exp: Experience, key: jax.Array, *, policy: Transformer,
           cfg: RLConfig, temperature: float) -> tuple[RLState, dict]:
     """targets -> update -> metrics; padding-free over the experience's ``prompt_len`` columns
-    and ``bucket_lengths`` response columns when ``cfg.length_buckets`` > 1."""
+    and ``bucket_lengths`` response columns (and its ``widths``) when ``cfg.length_buckets`` >
+    1."""
     width = exp.roll.tokens.shape[1]
     columns = tuple(exp.prompt_len + n for n in
                     bucket_lengths(width - exp.prompt_len, cfg.length_buckets))
+    if len(columns) > 1:
+        columns = tuple(sorted(set(columns) | {w for w in exp.widths if w < width}))
     tg, mismatch = targets(state, exp, policy=policy, cfg=cfg, temperature=temperature,
                            columns=columns)
     new_state, stats = update(state, tg, key, policy=policy, cfg=cfg, temperature=temperature,

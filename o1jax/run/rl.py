@@ -163,7 +163,8 @@ def rl_phase(exp: experiment.Experiment) -> Phase:
         ).reshape(-1, 2), 0)
         work = flops.rl_iteration_flops(policy.cfg, rl, float(prompt_tokens),
                                         float(metrics["generated_tokens"]), rl.rows,
-                                        host["tokens"].shape[1] + rl.max_new_tokens)
+                                        host["tokens"].shape[1] + rl.max_new_tokens,
+                                        float(metrics["update_token_fraction"]))
         if metrics.get("dynamic/filler_groups", 0) > 0:
             logging.warning("iteration %d: dynamic sampling found %d informative groups of %d "
                             "sampled, fewer than rl.batch_prompts=%d: %d masked groups complete "

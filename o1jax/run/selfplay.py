@@ -20,8 +20,8 @@ from o1jax.selfplay.step import levels_of, selfplay_step
 def iteration_flops(exp: experiment.Experiment, sp: SelfPlayConfig, batch: dict,
                     metrics: dict) -> float:
     """Model FLOPs of one self-play iteration (``batch``: the global batch): both rollouts, then
-    scoring and the update over every row at the joint width (``o1jax.flops``, as the RL stage
-    counts them)."""
+    scoring and the update over the cells of every row at the joint width that they computed
+    (all of them unless padding-free; ``o1jax.flops``, as the RL stage counts them)."""
     rl, mcfg = exp.rl, exp.policy.cfg
     prompt_tokens = {k: float(batch[k].sum()) for k in ("propose_mask", "solve_mask",
                                                          "spare_mask")}
@@ -32,7 +32,7 @@ def iteration_flops(exp: experiment.Experiment, sp: SelfPlayConfig, batch: dict,
             flops.rollout_flops(mcfg, prompt_tokens["solve_mask"] + prompt_tokens["spare_mask"],
                                 metrics["generated_tokens"], width / 2) +
             flops.update_flops(mcfg, rl.rows + sp.proposals, width, rl.epochs, False,
-                               rl.uses_reference))
+                               rl.uses_reference, float(metrics["update_token_fraction"])))
 
 
 def time_split(start: float, end: float, referee_calls, reward_calls) -> dict[str, float]:

@@ -148,7 +148,8 @@ def selfplay_collect(state: RLState, batch: dict, key: jax.Array, *, policy: Tra
                      role_groups(sp.proposals, roll.tokens.shape[0], g, cfg.algorithm),
                      min(batch["propose_tokens"].shape[1], batch["solve_tokens"].shape[1]),
                      None if images is None else jnp.concatenate(
-                         [batch["propose_images"], jnp.repeat(images, g, axis=0)]))
+                         [batch["propose_images"], jnp.repeat(images, g, axis=0)]),
+                     widths=(proposals.tokens.shape[1], roll.tokens.shape[1]))
     metrics = selfplay_metrics(proposals, verdicts, roll, solved, proposer_reward, proposed,
                                ids, problem_trains, g)
     results = {"status": verdicts.status, "questions": verdicts.questions, "ids": verdicts.ids,

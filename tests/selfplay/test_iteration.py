@@ -157,14 +157,14 @@ def test_one_compiled_iteration_wires_roles_gate_and_rewards(train_fresh, zero_w
     assert int(state.step) == 3
 
 
-def _run(steps=2, **rl):
+def _run(steps=2, proposal_tokens=2, stop_ids=tuple(range(4)), **rl):
     policy = Transformer(preset("tiny", vocab_size=V, max_seq_len=40))
     cfg = RLConfig(**{**dict(algorithm="grpo", batch_prompts=6, group_size=4, max_new_tokens=12,
                              minibatches=2, policy_lr=1e-2, loss_agg="token_mean"), **rl})
-    sp = SelfPlayConfig(enabled=True, proposals=4, prompt_len=PP, proposal_tokens=2,
+    sp = SelfPlayConfig(enabled=True, proposals=4, prompt_len=PP, proposal_tokens=proposal_tokens,
                         gate_low=0.0, gate_high=1.0, max_chars=Q_CHARS)
     it, _ = make_selfplay_iteration(policy, cfg, sp, stub_referee, stub_reward, P,
-                                    stop_ids=tuple(range(4)))
+                                    stop_ids=stop_ids)
     state = init_state(policy.init(jax.random.key(0)), cfg, jax.random.key(1))
     rng = np.random.RandomState(1)
     for i in range(steps):
@@ -195,3 +195,26 @@ def test_selfplay_length_buckets_train_padding_free_with_the_padded_losses():
                                    err_msg=name)
     for a, b in zip(jax.tree.leaves(state.policy), jax.tree.leaves(full_state.policy)):
         np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_solver_rows_narrower_than_the_proposer_rows_train_at_their_own_width():
+    """Proposer rows wider than the solver's (a long proposer prompt, as the visual config's):
+    padding-free, the solver rows run over their own width (P + 2 columns), not the first
+    bucket past it, so the update computes the cells a plain count of the rows gives: one
+    minibatch of 24 solver rows (6 columns) and 4 proposer rows (PP + 12 = 17), micro-batches
+    of 4 grouped by length; with the padded update's losses and parameters."""
+    kw = dict(steps=1, proposal_tokens=12, stop_ids=(), max_new_tokens=2, minibatches=1,
+              micro_batch=4)
+    full_state, full = _run(length_buckets=1, **kw)
+    state, bucketed = _run(length_buckets=2, **kw)
+    solver, proposer, width = 6 * 4, 4, PP + 12
+    cells = solver * (P + 2) + proposer * width
+    np.testing.assert_allclose(float(bucketed["update_token_fraction"]),
+                               cells / ((solver + proposer) * width), rtol=1e-6)
+    for name in ("policy_loss", "entropy", "grad_norm"):
+        np.testing.assert_allclose(bucketed[name], full[name], rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
+    # Adam's first step is g / (|g| + eps) x lr: where a gradient is ~1e-9 (near eps) the
+    # summation order moves it by a few percent of lr = 1e-2
+    for a, b in zip(jax.tree.leaves(state.policy), jax.tree.leaves(full_state.policy)):
+        np.testing.assert_allclose(a, b, atol=1e-4)
