@@ -34,8 +34,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.loss_agg = "token_mean"        # rows the gate leaves out have no tokens to average
     c.rl.batch_prompts = 16             # solver problems an iteration, proposals included
     c.rl.minibatches = 2                # (16 x 8 solver + 8 proposer rows) / 2
-    c.rl.micro_batch = 0                # whole minibatches: also without the proposer's rows
-    c.rl.length_buckets = 1
+    # padding-free: the solver's rows (192 columns at most, most answers far shorter) no longer
+    # run at the proposer's 300; an iteration computes about half the cells and takes 4 s, not
+    # 11 (docs/results.md). Micro-batches of 4 divide a minibatch with (68) and without (64)
+    # the proposer's rows
+    c.rl.micro_batch = 4
+    c.rl.length_buckets = 6
+    c.rl.num_iterations = 110           # the RL FLOPs 60 padded iterations took (1.55e13)
 
     c.selfplay.enabled = True
     c.selfplay.proposals = 8
