@@ -22,7 +22,10 @@ ALL = ["smoke", "arithmetic_ppo", "arithmetic_grpo", "gsm8k_qwen05b_tpu", "math_
 REAL = {"gsm8k_qwen05b_tpu": 8, "math_qwen7b_v5p64": 32, "gsm8k_h100x8": 8,
         "geo3k_qwen25vl_tpu": 4, "gsm8k_qwen3_lora_tpu": 8, "math_qwen3moe_tpu": 32}
 DEVICES = {"math_qwen7b_v5p64": 32, "geo3k_qwen25vl_tpu": 4,
-           "math_qwen3moe_tpu": 32}   # the others: 8
+           "math_qwen3moe_tpu": 32,
+           # micro-batches of 4 rows (the divisors of its 68- and 64-row minibatches): up to 4
+           # data-parallel devices; more take rl.micro_batch=0, checked below
+           "visual_selfplay": 4}   # the others: 8
 
 
 def _parse(name: str, *overrides: str):
@@ -137,3 +140,13 @@ def test_config_passes_the_checks(name):
     rl = check_config(cfg, DEVICES.get(name, 8))
     assert cfg.rl.algorithm in ("ppo", "grpo", "dr_grpo")
     assert rl.group_size == cfg.rl.group_size and rl.algorithm == cfg.rl.algorithm
+
+
+def test_visual_selfplay_runs_padded_on_eight_devices():
+    """Its padding-free micro-batches of 4 rows cannot be split over 8 devices (the error says
+    so); whole minibatches, as its comment says, pass the checks there."""
+    from o1jax.experiment import check_config
+    from o1jax.policy import ConfigError
+    with pytest.raises(ConfigError, match="micro_batch=4: each micro-batch is split over the 8"):
+        check_config(_parse("visual_selfplay"), 8)
+    check_config(_parse("visual_selfplay", "--config.rl.micro_batch=0"), 8)
