@@ -36,7 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.rl.minibatches = 2                # (16 x 8 solver + 8 proposer rows) / 2
     # padding-free: the solver's rows (192 columns at most, most answers far shorter) no longer
     # run at the proposer's 300; an iteration computes about half the cells and takes 4 s, not
-    # 11 (docs/results.md). Micro-batches of 4 divide a minibatch with (68) and without (64)
+    # 11 (docs/performance.md). Micro-batches of 4 divide a minibatch with (68) and without (64)
     # the proposer's rows; on more than 4 data-parallel devices take --config.rl.micro_batch=0
     c.rl.micro_batch = 4
     c.rl.length_buckets = 6
