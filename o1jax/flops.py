@@ -72,7 +72,8 @@ def update_flops(model: ModelConfig, rows: int, length: int, epochs: int, uses_c
     """Scoring passes (reference log-probs, old values) and E epochs of forward + backward
     (3 forward-equivalents) for the policy and, with PPO, the critic, over [rows, length];
     ``computed``: the share of those cells the passes run over (padding-free training's
-    ``update_token_fraction``; 1 for a padded batch)."""
+    ``update_token_fraction``, measured on the update's micro-batches and taken for the scoring
+    passes too, which group the rows alike but over the whole batch; 1 for a padded batch)."""
     fwd = model.flops_per_token(length / 2) * rows * length * computed
     passes = int(uses_reference) + int(uses_critic) + epochs * 3 * (2 if uses_critic else 1)
     return passes * fwd

@@ -23,7 +23,7 @@ REAL = {"gsm8k_qwen05b_tpu": 8, "math_qwen7b_v5p64": 32, "gsm8k_h100x8": 8,
         "geo3k_qwen25vl_tpu": 4, "gsm8k_qwen3_lora_tpu": 8, "math_qwen3moe_tpu": 32}
 DEVICES = {"math_qwen7b_v5p64": 32, "geo3k_qwen25vl_tpu": 4,
            "math_qwen3moe_tpu": 32,
-           # micro-batches of 4 rows (the divisors of its 68- and 64-row minibatches): up to 4
+           # micro-batches of 4 rows (4 divides both its 68- and 64-row minibatches): up to 4
            # data-parallel devices; more take rl.micro_batch=0, checked below
            "visual_selfplay": 4}   # the others: 8
 
