@@ -14,6 +14,13 @@ reused. The greedy difference of self-play and the baseline on each split comes 
 bootstrap interval over the same problems (``o1jax.search.voting.paired_bootstrap``). Writes
 comparison.json and comparison.md under --out (default W/comparison; local or gs://, through
 the workdir's paths) and prints the table.
+
+One checkpoint of each run is a noisy reading (a run's hard-split accuracy moves by several
+points between checkpoints a few iterations apart), so ``--along`` also compares the runs along
+their length: hard-split greedy at every saved self-play checkpoint (train it with
+``--config.checkpoint.every=10 --config.checkpoint.keep=1000``), each against the baseline
+checkpoint nearest in cumulative FLOPs, and the mean difference over those budgets with a paired
+95% interval over the problems (each problem's outcome averaged over the budgets).
 """
 
 from __future__ import annotations
@@ -52,22 +59,30 @@ def train_baseline(config: str, workdir: str, baseline: str, iterations: int) ->
          "--config.eval.num_examples=0", "--config.progress_bar=False"])
 
 
+def saved_flops(workdir: str) -> dict[int, float]:
+    """{saved RL step: the run's cumulative FLOPs at it} (metrics.jsonl's ``flops``)."""
+    saved = {int(d.name) for d in (wd.resolve(workdir) / "checkpoints" / "rl").iterdir()
+             if d.name.isdigit()}
+    total, out = 0.0, {}
+    for r in rl_rows(workdir):
+        total += r["flops"]
+        if r["step"] in saved:
+            out[r["step"]] = total
+    return out
+
+
 def equal_flops_step(baseline: str, target: float) -> tuple[int, float]:
     """The saved baseline step whose cumulative FLOPs are closest to ``target``."""
-    saved = {int(d.name) for d in (wd.resolve(baseline) / "checkpoints" / "rl").iterdir()
-             if d.name.isdigit()}
-    total, best = 0.0, None
-    for r in rl_rows(baseline):
-        total += r["flops"]
-        if r["step"] in saved and (best is None or abs(total - target) < abs(best[1] - target)):
-            best = (r["step"], total)
-    return best
+    return min(saved_flops(baseline).items(), key=lambda kv: abs(kv[1] - target))
 
 
-def evaluate(workdir: str, stage: str, step: int | None, split: str, out) -> dict:
-    """Greedy, maj@16 and pass@16 accuracy, and each problem's greedy outcome by its id."""
+def evaluate(workdir: str, stage: str, step: int | None, split: str, out,
+             greedy_only: bool = False) -> dict:
+    """Greedy, maj@16 and pass@16 accuracy (greedy alone with ``greedy_only``), and each
+    problem's greedy outcome by its id."""
     cmd = [sys.executable, "-m", "o1jax.evaluate", f"--workdir={workdir}", f"--stage={stage}",
-           f"--split={split}", "--strategies=greedy,majority", "--budgets=16",
+           f"--split={split}", "--strategies=greedy" if greedy_only else
+           "--strategies=greedy,majority", *([] if greedy_only else ["--budgets=16"]),
            "--num-problems=200", f"--out={out}"]
     if step is not None:
         cmd.append(f"--step={step}")
@@ -79,8 +94,34 @@ def evaluate(workdir: str, stage: str, step: int | None, split: str, out) -> dic
     pick = lambda s: next(r for r in rows if r["strategy"] == s)  # noqa: E731
     greedy = {r["id"]: float(r["responses"]["greedy"][0]["correct"])
               for r in wd.read_jsonl(out / "samples.jsonl")}
+    if greedy_only:
+        return {"greedy": pick("greedy")["accuracy"], "greedy_by_problem": greedy}
     return {"greedy": pick("greedy")["accuracy"], "maj16": pick("majority")["accuracy"],
             "pass16": pick("pass_at_k")["accuracy"], "greedy_by_problem": greedy}
+
+
+def along_runs(workdir: str, baseline: str, out) -> dict:
+    """Hard-split greedy at every saved self-play checkpoint and at the baseline checkpoint
+    nearest it in cumulative FLOPs; the mean difference over those budgets with its paired
+    interval, each problem's outcome averaged over the budgets (``paired_difference``)."""
+    points, mine, theirs = [], [], []
+    for step, flops in sorted(saved_flops(workdir).items()):
+        base, base_flops = equal_flops_step(baseline, flops)
+        a = evaluate(workdir, "rl", step, "hard", out / f"self-play_{step}", greedy_only=True)
+        b = evaluate(baseline, "rl", base, "hard", out / f"fixed_{base}", greedy_only=True)
+        points.append({"step": step, "rl_flops": flops, "greedy": a["greedy"],
+                       "baseline_step": base, "baseline_rl_flops": base_flops,
+                       "baseline_greedy": b["greedy"]})
+        mine.append(a["greedy_by_problem"])
+        theirs.append(b["greedy_by_problem"])
+    return {"points": points,
+            "difference": paired_difference(mean_outcomes(mine), mean_outcomes(theirs))}
+
+
+def mean_outcomes(evaluations: list[dict[str, float]]) -> dict[str, float]:
+    """Each problem's outcome averaged over evaluations (the problems all of them hold)."""
+    ids = set.intersection(*(set(e) for e in evaluations))
+    return {i: sum(e[i] for e in evaluations) / len(evaluations) for i in ids}
 
 
 def paired_difference(a: dict[str, float], b: dict[str, float]) -> dict:
@@ -97,6 +138,8 @@ def main() -> None:
     ap.add_argument("--baseline", default=None, help="fixed-distribution RL run (default "
                     "WORKDIR_fixed; trained when missing)")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--along", action="store_true", help="also compare hard-split greedy at "
+                    "every saved self-play checkpoint against the baseline's nearest in FLOPs")
     args = ap.parse_args()
     workdir = args.workdir.rstrip("/")
     baseline = args.baseline or workdir + "_fixed"
@@ -123,9 +166,10 @@ def main() -> None:
     differences = {split: paired_difference(results["self-play"][split]["greedy_by_problem"],
                                             results["RL, fixed tasks"][split]["greedy_by_problem"])
                    for split in ("test", "hard")}
+    along = along_runs(workdir, baseline, out / "along") if args.along else None
     out.mkdir(parents=True, exist_ok=True)
-    wd.write_text(out / "comparison.json",
-                  json.dumps({**results, "self-play - fixed, greedy": differences}, indent=2))
+    wd.write_text(out / "comparison.json", json.dumps(
+        {**results, "self-play - fixed, greedy": differences, "along": along}, indent=2))
     lines = ["| model | RL iterations | RL FLOPs | held-out greedy | held-out maj@16 | "
              "hard greedy | hard maj@16 |", "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
@@ -138,6 +182,19 @@ def main() -> None:
         lines.append(f"Self-play - fixed-task RL, {name} greedy: {100 * d['mean']:+.1f} points "
                      f"(paired 95% {100 * d['low']:+.1f} to {100 * d['high']:+.1f}, "
                      f"{d['problems']} problems)")
+    if along:
+        row = lambda name, cells: f"| {name} | " + " | ".join(cells) + " |"  # noqa: E731
+        pts = along["points"]
+        lines += ["", row("self-play iteration (RL FLOPs)",
+                          [f"{p['step']} ({p['rl_flops']:.2g})" for p in pts]),
+                  "|---|" + "---|" * len(pts),
+                  row("self-play, hard greedy", [f"{100 * p['greedy']:.1f}" for p in pts]),
+                  row("fixed tasks, nearest in FLOPs",
+                      [f"{100 * p['baseline_greedy']:.1f}" for p in pts]), ""]
+        d = along["difference"]
+        lines.append(f"Along the runs ({len(along['points'])} budgets), self-play - fixed-task "
+                     f"RL, hard greedy: {100 * d['mean']:+.1f} points (paired 95% "
+                     f"{100 * d['low']:+.1f} to {100 * d['high']:+.1f}, {d['problems']} problems)")
     wd.write_text(out / "comparison.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 

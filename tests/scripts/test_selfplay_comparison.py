@@ -74,3 +74,45 @@ def test_paired_difference_pairs_problems_by_id():
     same = sc.paired_difference(a, dict(a))
     assert (same["mean"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
 
+
+
+def _saved_run(root, flops, saved, outcomes_by_step, out, name):
+    """A run's metrics and checkpoints, and reusable greedy hard-split evaluations of its saved
+    steps under out/NAME_STEP (``outcomes_by_step``: step -> [problem outcomes])."""
+    root.mkdir()
+    _jsonl(root / "metrics.jsonl", [{"stage": "rl", "step": i + 1, "flops": f}
+                                    for i, f in enumerate(flops)])
+    for s in saved:
+        (root / "checkpoints" / "rl" / str(s)).mkdir(parents=True)
+    for s, outcomes in outcomes_by_step.items():
+        d = out / f"{name}_{s}"
+        d.mkdir(parents=True)
+        (d / "command.json").write_text(json.dumps([
+            "-m", "o1jax.evaluate", f"--workdir={root}", "--stage=rl", "--split=hard",
+            "--strategies=greedy", "--num-problems=200", f"--out={d}", f"--step={s}"]))
+        _jsonl(d / "results.jsonl", [{"bin": "all", "strategy": "greedy",
+                                      "accuracy": sum(outcomes) / len(outcomes)}])
+        _jsonl(d / "samples.jsonl", [{"id": f"hard/{i}", "responses": {"greedy": [
+            {"correct": bool(o)}]}} for i, o in enumerate(outcomes)])
+
+
+def test_along_the_runs_each_self_play_checkpoint_meets_the_baselines_nearest_in_flops(tmp_path):
+    """Self-play saved at cumulative FLOPs 2, 4, 6; the baseline at 1.5, 3, 4.5, 6 (steps 2,
+    4, 6, 8): the pairs are (2, 2), (4, 6), (6, 8), and the difference is each problem's mean
+    outcome over the three self-play checkpoints minus its mean over the three baseline ones,
+    averaged over the problems (evaluations reused, so no command runs)."""
+    sc = _script()
+    rng = random.Random(2)
+    out = wd.resolve(tmp_path / "along")
+    draw = lambda: [int(rng.random() < 0.4) for _ in range(50)]  # noqa: E731
+    mine = {s: draw() for s in (2, 4, 6)}
+    theirs = {s: draw() for s in (2, 6, 8)}
+    _saved_run(tmp_path / "sp", [1.0] * 6, (2, 4, 6), mine, out, "self-play")
+    _saved_run(tmp_path / "fx", [0.75] * 8, (2, 4, 6, 8), theirs, out, "fixed")
+    got = sc.along_runs(str(tmp_path / "sp"), str(tmp_path / "fx"), out)
+    assert [(p["step"], p["baseline_step"]) for p in got["points"]] == [(2, 2), (4, 6), (6, 8)]
+    assert [p["greedy"] for p in got["points"]] == [sum(mine[s]) / 50 for s in (2, 4, 6)]
+    want = sum(sum(mine[s][i] for s in mine) / 3 - sum(theirs[s][i] for s in theirs) / 3
+               for i in range(50)) / 50
+    d = got["difference"]
+    assert d["problems"] == 50 and abs(d["mean"] - want) < 1e-12 and d["low"] <= want <= d["high"]
