@@ -75,7 +75,6 @@ def test_paired_difference_pairs_problems_by_id():
     assert (same["mean"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
 
 
-
 def _saved_run(root, flops, saved, outcomes_by_step, out, name):
     """A run's metrics and checkpoints, and reusable greedy hard-split evaluations of its saved
     steps under out/NAME_STEP (``outcomes_by_step``: step -> [problem outcomes])."""
