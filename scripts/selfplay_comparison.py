@@ -80,10 +80,10 @@ def evaluate(workdir: str, stage: str, step: int | None, split: str, out,
              greedy_only: bool = False) -> dict:
     """Greedy, maj@16 and pass@16 accuracy (greedy alone with ``greedy_only``), and each
     problem's greedy outcome by its id."""
+    strategies = (["--strategies=greedy"] if greedy_only else
+                  ["--strategies=greedy,majority", "--budgets=16"])
     cmd = [sys.executable, "-m", "o1jax.evaluate", f"--workdir={workdir}", f"--stage={stage}",
-           f"--split={split}", "--strategies=greedy" if greedy_only else
-           "--strategies=greedy,majority", *([] if greedy_only else ["--budgets=16"]),
-           "--num-problems=200", f"--out={out}"]
+           f"--split={split}", *strategies, "--num-problems=200", f"--out={out}"]
     if step is not None:
         cmd.append(f"--step={step}")
     done = out / "command.json"   # an evaluation already made is reused
