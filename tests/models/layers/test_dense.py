@@ -21,7 +21,7 @@ def test_matmul_2d_is_the_matmul_over_the_last_axis(lead):
 
 def test_swiglu_gradients_equal_those_of_the_batched_matmuls():
     """The 2-D form is for speed only: the same loss and gradients as [B, T, D] @ [D, F]
-    (bit for bit on the 2-core CI machine; a tolerance here, for other CPUs)."""
+    (bit for bit on this project's 2-core machines; a tolerance here, for other CPUs)."""
     rs = np.random.RandomState(1)
     b, t, d, f = 4, 9, 16, 24
     x = jnp.asarray(rs.randn(b, t, d), jnp.float32)
