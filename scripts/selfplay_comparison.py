@@ -71,9 +71,10 @@ def saved_flops(workdir: str) -> dict[int, float]:
     return out
 
 
-def equal_flops_step(baseline: str, target: float) -> tuple[int, float]:
-    """The saved baseline step whose cumulative FLOPs are closest to ``target``."""
-    return min(saved_flops(baseline).items(), key=lambda kv: abs(kv[1] - target))
+def equal_flops_step(saved: dict[int, float], target: float) -> tuple[int, float]:
+    """(step, FLOPs): of a run's saved steps (``saved_flops``), the one whose cumulative FLOPs
+    are closest to ``target``."""
+    return min(saved.items(), key=lambda kv: abs(kv[1] - target))
 
 
 def evaluate(workdir: str, stage: str, step: int | None, split: str, out,
@@ -105,8 +106,9 @@ def along_runs(workdir: str, baseline: str, out) -> dict:
     nearest it in cumulative FLOPs; the mean difference over those budgets with its paired
     interval, each problem's outcome averaged over the budgets (``paired_difference``)."""
     points, mine, theirs = [], [], []
+    baseline_saved = saved_flops(baseline)
     for step, flops in sorted(saved_flops(workdir).items()):
-        base, base_flops = equal_flops_step(baseline, flops)
+        base, base_flops = equal_flops_step(baseline_saved, flops)
         a = evaluate(workdir, "rl", step, "hard", out / f"self-play_{step}", greedy_only=True)
         b = evaluate(baseline, "rl", base, "hard", out / f"fixed_{base}", greedy_only=True)
         points.append({"step": step, "rl_flops": flops, "greedy": a["greedy"],
@@ -153,7 +155,7 @@ def main() -> None:
     if sum(r["flops"] for r in rows) < sp_flops:   # resumed until its FLOPs pass self-play's
         per = sum(r["flops"] for r in rows) / len(rows)
         train_baseline(args.config, workdir, baseline, math.ceil(sp_flops / per) + 1)
-    step, base_flops = equal_flops_step(baseline, sp_flops)
+    step, base_flops = equal_flops_step(saved_flops(baseline), sp_flops)
     models = {"SFT start": (workdir, "sft", None, 0.0),
               "self-play": (workdir, "rl", sp_rows[-1]["step"], sp_flops),
               "RL, fixed tasks": (baseline, "rl", step, base_flops)}
